@@ -1,0 +1,62 @@
+// Binary cross-entropy, elementwise, summed over the row's columns.
+//
+//   probs  (FLAG_P_LOGITS off): −(t·max(log x, −100) + (1−t)·max(log(1−x), −100))
+//   logits (FLAG_P_LOGITS on):  max(x, 0) − x·t + log1p(exp(−|x|))
+//
+// The clamp at −100 is PyTorch's binary_cross_entropy; the logits form never
+// overflows. Targets outside [0, 1] and probabilities outside [0, 1] are reported in
+// status[1]. A NaN or +inf logit makes the row NaN; a -inf logit is probability 0.
+// Bindings: a = x, b = t; out_rows[row] = Σ_j loss_ij.
+
+fn clamped_log(v: f32) -> f32 {
+    if v <= 0.0 {
+        return -100.0;
+    }
+    return max(log(v), -100.0);
+}
+
+@compute @workgroup_size(WG)
+fn binary_xent(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    if !group_live(wid, nwg) {
+        return;
+    }
+    let slot = row_slot(t, wid, nwg);
+    let base = slot.row * params.cols;
+    let logits = has_flag(FLAG_P_LOGITS);
+    var acc = SumFlags(0.0, 0u);
+    var invalid = false;
+    if slot.live {
+        for (var j = slot.lane; j < params.cols; j += LANES) {
+            let x = load_a(base + j);
+            let y = load_b(base + j);
+            let cx = classify(x);
+            if classify(y) != CLASS_FINITE || y < 0.0 || y > 1.0 {
+                invalid = true;
+                acc.flags |= SUM_NAN;
+            } else if !logits {
+                if cx != CLASS_FINITE || x < 0.0 || x > 1.0 {
+                    invalid = true;
+                    acc.flags |= SUM_NAN;
+                } else {
+                    acc.sum -= y * clamped_log(x) + (1.0 - y) * clamped_log(1.0 - x);
+                }
+            } else if cx == CLASS_NAN || cx == CLASS_POS_INF {
+                acc.flags |= SUM_NAN;
+            } else if cx == CLASS_NEG_INF {
+                if y > 0.0 {
+                    acc.flags |= SUM_POS_INF;
+                }
+            } else {
+                acc.sum += max(x, 0.0) - x * y + log1p(exp(-abs(x)));
+            }
+        }
+    }
+    if invalid {
+        report_bad_value(slot.row);
+    }
+    write_row(slot, sum_value(row_sum(slot, acc)));
+}

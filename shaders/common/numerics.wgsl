@@ -1,0 +1,157 @@
+// Numerics that hold on every backend. The WGSL spec lets implementations assume no
+// infinities or NaN, so special inputs are recognised by bit pattern, "no value yet"
+// is a finite sentinel (an empty sum, s == 0), and special results are built from bits.
+
+const F32_MAX_NEG: f32 = -3.4028235e38;
+const NEG_INF_BITS: u32 = 0xff800000u;
+const POS_INF_BITS: u32 = 0x7f800000u;
+const NAN_BITS: u32 = 0x7fc00000u;
+
+// Element classes, ordered so that a larger class wins a max: -inf < finite < +inf < NaN.
+const CLASS_NEG_INF: u32 = 0u;
+const CLASS_FINITE: u32 = 1u;
+const CLASS_POS_INF: u32 = 2u;
+const CLASS_NAN: u32 = 3u;
+
+fn classify(x: f32) -> u32 {
+    let b = bitcast<u32>(x);
+    if (b & 0x7fffffffu) > POS_INF_BITS {
+        return CLASS_NAN;
+    }
+    if b == POS_INF_BITS {
+        return CLASS_POS_INF;
+    }
+    if b == NEG_INF_BITS {
+        return CLASS_NEG_INF;
+    }
+    return CLASS_FINITE;
+}
+
+fn pos_inf() -> f32 {
+    return bitcast<f32>(POS_INF_BITS);
+}
+
+fn neg_inf() -> f32 {
+    return bitcast<f32>(NEG_INF_BITS);
+}
+
+fn nan() -> f32 {
+    return bitcast<f32>(NAN_BITS);
+}
+
+// log(1 + e) without losing e when it is tiny (WGSL has no log1p).
+fn log1p(e: f32) -> f32 {
+    let u = 1.0 + e;
+    if u == 1.0 {
+        return e;
+    }
+    return log(u) * e / (u - 1.0);
+}
+
+// Online row statistics in one pass: (m, s) with s = Σ exp(x − m) over the finite
+// elements (s == 0: none yet), and the argmax by (class, value, first index).
+struct RowStats {
+    m: f32,
+    s: f32,
+    arg: u32,
+    cls: u32,
+}
+
+fn stats_empty() -> RowStats {
+    return RowStats(F32_MAX_NEG, 0.0, 0xffffffffu, CLASS_NEG_INF);
+}
+
+fn stats_push(st: RowStats, x: f32, j: u32) -> RowStats {
+    var r = st;
+    let c = classify(x);
+    if c == CLASS_FINITE {
+        if r.s == 0.0 {
+            r.m = x;
+            r.s = 1.0;
+            if r.cls <= CLASS_FINITE {
+                r.arg = j;
+                r.cls = CLASS_FINITE;
+            }
+        } else if x > r.m {
+            r.s = r.s * exp(r.m - x) + 1.0;
+            r.m = x;
+            if r.cls == CLASS_FINITE {
+                r.arg = j;
+            }
+        } else {
+            r.s += exp(x - r.m);
+        }
+    } else if c > r.cls || (c == r.cls && j < r.arg) {
+        r.cls = c;
+        r.arg = j;
+    }
+    return r;
+}
+
+fn stats_merge(a: RowStats, b: RowStats) -> RowStats {
+    var r = a;
+    if a.s == 0.0 {
+        r.m = b.m;
+        r.s = b.s;
+    } else if b.s != 0.0 {
+        let m = max(a.m, b.m);
+        r.s = a.s * exp(a.m - m) + b.s * exp(b.m - m);
+        r.m = m;
+    }
+    var take_b = b.cls > a.cls;
+    if b.cls == a.cls {
+        if a.cls == CLASS_FINITE && b.m != a.m {
+            take_b = b.m > a.m;
+        } else {
+            take_b = b.arg < a.arg;
+        }
+    }
+    if take_b {
+        r.arg = b.arg;
+        r.cls = b.cls;
+    }
+    return r;
+}
+
+// The row's log-sum-exp: NaN if it holds NaN or +inf, -inf if every element is -inf.
+fn stats_lse(st: RowStats) -> f32 {
+    if st.cls >= CLASS_POS_INF {
+        return nan();
+    }
+    if st.s == 0.0 {
+        return neg_inf();
+    }
+    return st.m + log(st.s);
+}
+
+// Whether log_softmax is defined (finite lse): no NaN/+inf and at least one finite element.
+fn stats_ok(st: RowStats) -> bool {
+    return st.cls <= CLASS_FINITE && st.s != 0.0;
+}
+
+// A sum of finite terms plus flag bits for the special ones, so that the rules for
+// infinities and NaN do not depend on the backend's float semantics.
+struct SumFlags {
+    sum: f32,
+    flags: u32,
+}
+
+// SumFlags flag bits.
+const SUM_POS_INF: u32 = 1u;   // a term is +inf
+const SUM_NAN: u32 = 2u;       // a term is NaN
+const SUM_NEG_INF: u32 = 4u;   // a term is -inf
+
+// The final value of a flagged sum: NaN wins, +inf and -inf together are NaN.
+fn sum_value(v: SumFlags) -> f32 {
+    if (v.flags & SUM_NAN) != 0u || (v.flags & (SUM_POS_INF | SUM_NEG_INF)) == (SUM_POS_INF | SUM_NEG_INF) {
+        return nan();
+    }
+    if (v.flags & SUM_POS_INF) != 0u {
+        return pos_inf();
+    }
+    if (v.flags & SUM_NEG_INF) != 0u {
+        return neg_inf();
+    }
+    return v.sum;
+}
+

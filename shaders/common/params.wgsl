@@ -1,0 +1,50 @@
+// Parameters and bindings shared by every row kernel (mirrored by `RowParams` in src/kernels.rs).
+//
+// Every buffer is bound at an offset aligned to `min_storage_buffer_offset_alignment`;
+// the `*_base` fields are the element index, within that binding, where this dispatch's
+// first row starts. So any row chunk (and any caller sub-range) is addressable while
+// every index stays a u32 inside one binding.
+
+struct RowParams {
+    rows: u32,          // rows in this dispatch
+    cols: u32,
+    row_offset: u32,    // global index of this dispatch's first row (error reports)
+    flags: u32,         // FLAG_* bits below
+    a_base: u32,
+    b_base: u32,
+    label_base: u32,
+    out_base: u32,
+    aux_base: u32,      // in u32 words; two words per row
+    ignore_index: i32,
+    inv_temperature: f32,
+    temperature_sq: f32,
+    smoothing: f32,
+    alpha: f32,
+    out_scale: f32,     // 1 for nats, 1/ln 2 for bits
+    _pad: u32,
+}
+
+const FLAG_IGNORE: u32 = 1u;        // ignore_index is set
+const FLAG_WEIGHTS: u32 = 2u;       // class weights are bound
+const FLAG_P_LOGITS: u32 = 4u;      // input a holds logits (else probabilities)
+const FLAG_Q_LOGITS: u32 = 8u;      // input b holds logits (else probabilities)
+const FLAG_LOG: u32 = 16u;          // softmax: write log-softmax
+const FLAG_TERM_PLOGP: u32 = 32u;   // divergence: add  Σ p log p
+const FLAG_TERM_PLOGQ: u32 = 64u;   // divergence: add −Σ p log q
+const FLAG_NEGATE: u32 = 128u;      // divergence: negate the result (entropy)
+const FLAG_HAS_B: u32 = 256u;       // divergence: input b is bound
+
+// status[0]: first row with a label outside [0, cols); status[1]: first row with a
+// value outside its domain (negative or NaN probability, target outside [0, 1]).
+const NO_ROW: u32 = 0xffffffffu;
+
+@group(0) @binding(0) var<uniform> params: RowParams;
+@group(0) @binding(3) var<storage, read> labels: array<i32>;
+@group(0) @binding(4) var<storage, read> class_weights: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out_rows: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out_aux: array<u32>;
+@group(0) @binding(7) var<storage, read_write> status: array<atomic<u32>, 2>;
+
+fn has_flag(f: u32) -> bool {
+    return (params.flags & f) != 0u;
+}

@@ -1,0 +1,99 @@
+// The row layout of a workgroup and its reductions.
+//
+// A workgroup of WG invocations holds WG / LANES rows; the LANES invocations of a row
+// stride over its columns (lane, lane + LANES, ...) and then combine their partial
+// results in a fixed binary tree in workgroup memory, so every run gives the same bits.
+// LANES = 1 is one invocation per row (few columns), LANES = WG one workgroup per row.
+// Both are `override` constants chosen by the host from the shape and the adapter.
+//
+// Every function here holds barriers: call it from uniform control flow, in every
+// invocation, including those whose row is past the end.
+
+override WG: u32 = 64u;
+override LANES: u32 = 64u;
+
+var<workgroup> sh_x: array<f32, WG>;
+var<workgroup> sh_y: array<f32, WG>;
+var<workgroup> sh_u: array<u32, WG>;
+var<workgroup> sh_v: array<u32, WG>;
+
+struct RowSlot {
+    row: u32,     // row index within this dispatch
+    lane: u32,
+    t: u32,       // local invocation index
+    live: bool,   // row < params.rows
+}
+
+// Rows handled by workgroup (x, y) of a 2-D grid (rows may exceed 65,535 groups).
+fn row_slot(t: u32, wid: vec3<u32>, nwg: vec3<u32>) -> RowSlot {
+    let group = wid.x + wid.y * nwg.x;
+    let row = group * (WG / LANES) + t / LANES;
+    return RowSlot(row, t % LANES, t, row < params.rows);
+}
+
+// Whether any row of this workgroup is live (uniform: depends on workgroup_id only).
+fn group_live(wid: vec3<u32>, nwg: vec3<u32>) -> bool {
+    return (wid.x + wid.y * nwg.x) * (WG / LANES) < params.rows;
+}
+
+fn row_stats(slot: RowSlot, st: RowStats) -> RowStats {
+    sh_x[slot.t] = st.m;
+    sh_y[slot.t] = st.s;
+    sh_u[slot.t] = st.arg;
+    sh_v[slot.t] = st.cls;
+    workgroupBarrier();
+    for (var off = LANES / 2u; off > 0u; off = off / 2u) {
+        if slot.lane < off {
+            let t = slot.t;
+            let a = RowStats(sh_x[t], sh_y[t], sh_u[t], sh_v[t]);
+            let b = RowStats(sh_x[t + off], sh_y[t + off], sh_u[t + off], sh_v[t + off]);
+            let r = stats_merge(a, b);
+            sh_x[t] = r.m;
+            sh_y[t] = r.s;
+            sh_u[t] = r.arg;
+            sh_v[t] = r.cls;
+        }
+        workgroupBarrier();
+    }
+    let h = slot.t - slot.lane;
+    let r = RowStats(sh_x[h], sh_y[h], sh_u[h], sh_v[h]);
+    workgroupBarrier();
+    return r;
+}
+
+// A sum and an OR of flag bits over the row's lanes.
+fn row_sum(slot: RowSlot, v: SumFlags) -> SumFlags {
+    sh_x[slot.t] = v.sum;
+    sh_u[slot.t] = v.flags;
+    workgroupBarrier();
+    for (var off = LANES / 2u; off > 0u; off = off / 2u) {
+        if slot.lane < off {
+            sh_x[slot.t] = sh_x[slot.t] + sh_x[slot.t + off];
+            sh_u[slot.t] = sh_u[slot.t] | sh_u[slot.t + off];
+        }
+        workgroupBarrier();
+    }
+    let h = slot.t - slot.lane;
+    let r = SumFlags(sh_x[h], sh_u[h]);
+    workgroupBarrier();
+    return r;
+}
+
+fn report_bad_label(row: u32) {
+    atomicMin(&status[0], params.row_offset + row);
+}
+
+fn report_bad_value(row: u32) {
+    atomicMin(&status[1], params.row_offset + row);
+}
+
+// Writes a row's value, scaled to the chosen log base (specials pass through).
+fn write_row(slot: RowSlot, v: f32) {
+    if slot.live && slot.lane == 0u {
+        var x = v;
+        if classify(v) == CLASS_FINITE {
+            x = v * params.out_scale;
+        }
+        out_rows[params.out_base + slot.row] = x;
+    }
+}

@@ -1,0 +1,98 @@
+// Knowledge-distillation loss (Hinton et al.): soft targets from a teacher, hard labels.
+//
+//   loss_i = α·τ²·KL(softmax(t_i/τ) ‖ softmax(s_i/τ)) + (1−α)·(lse(s_i) − s_i,y)
+//
+// Online lse passes over t/τ, s/τ and (τ ≠ 1 only) s; then one pass for the KL terms
+// p_j·(log p_j − log q_j) with log p_j = t_j/τ − lse. A term with a zero coefficient
+// (α = 0 or 1) is skipped. Labels outside [0, cols) are reported in status[0].
+// Bindings: a = student logits, b = teacher logits, labels; out_rows[row] = loss_i.
+
+fn scaled_stats(slot: RowSlot, base: u32, teacher: bool, scale: f32) -> RowStats {
+    var st = stats_empty();
+    if slot.live {
+        for (var j = slot.lane; j < params.cols; j += LANES) {
+            var x: f32;
+            if teacher {
+                x = load_b(base + j);
+            } else {
+                x = load_a(base + j);
+            }
+            st = stats_push(st, x * scale, j);
+        }
+    }
+    return row_stats(slot, st);
+}
+
+@compute @workgroup_size(WG)
+fn distill(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    if !group_live(wid, nwg) {
+        return;
+    }
+    let slot = row_slot(t, wid, nwg);
+    let base = slot.row * params.cols;
+    let inv_t = params.inv_temperature;
+    let alpha = params.alpha;
+    let st_t = scaled_stats(slot, base, true, inv_t);
+    let st_s = scaled_stats(slot, base, false, inv_t);
+    var st_ce = st_s;
+    if inv_t != 1.0 && alpha < 1.0 {
+        st_ce = scaled_stats(slot, base, false, 1.0);
+    }
+
+    var kl = SumFlags(0.0, 0u);
+    if alpha > 0.0 {
+        if slot.live {
+            let p_ok = stats_ok(st_t);
+            let q_ok = stats_ok(st_s);
+            let lse_p = select(0.0, st_t.m + log(st_t.s), p_ok);
+            let lse_q = select(0.0, st_s.m + log(st_s.s), q_ok);
+            if !p_ok || !q_ok {
+                kl.flags = SUM_NAN;
+            } else {
+                for (var j = slot.lane; j < params.cols; j += LANES) {
+                    let zp = load_b(base + j) * inv_t;
+                    let zq = load_a(base + j) * inv_t;
+                    if classify(zp) != CLASS_NEG_INF {
+                        if classify(zq) == CLASS_NEG_INF {
+                            kl.flags |= SUM_POS_INF;
+                        } else {
+                            let lp = zp - lse_p;
+                            kl.sum += exp(lp) * (lp - (zq - lse_q));
+                        }
+                    }
+                }
+            }
+        }
+        kl = row_sum(slot, kl);
+    }
+    if !slot.live || slot.lane != 0u {
+        return;
+    }
+
+    var terms = SumFlags(0.0, 0u);
+    if alpha > 0.0 {
+        terms.sum = alpha * params.temperature_sq * kl.sum;
+        terms.flags = kl.flags;
+    }
+    let label = labels[params.label_base + slot.row];
+    if label < 0 || u32(label) >= params.cols {
+        report_bad_label(slot.row);
+        terms.flags |= SUM_NAN;
+    } else if alpha < 1.0 {
+        if !stats_ok(st_ce) {
+            terms.flags |= SUM_NAN;
+        } else {
+            let xy = load_a(base + u32(label));
+            if classify(xy) == CLASS_NEG_INF {
+                terms.flags |= SUM_POS_INF;
+            } else {
+                terms.sum += (1.0 - alpha) * (st_ce.m + log(st_ce.s) - xy);
+            }
+        }
+    }
+    write_row(slot, sum_value(terms));
+}

@@ -1,0 +1,112 @@
+// KL divergence, cross-entropy with probability targets, and entropy: one kernel,
+// chosen by flag bits.
+//
+//   KL(P‖Q)  =  Σ_j p_j log p_j − Σ_j p_j log q_j      (FLAG_TERM_PLOGP | FLAG_TERM_PLOGQ)
+//   H(P, Q)  = −Σ_j p_j log q_j                         (FLAG_TERM_PLOGQ)
+//   H(P)     = −Σ_j p_j log p_j                         (FLAG_TERM_PLOGP | FLAG_NEGATE)
+//
+// P (input a) and Q (input b) are each probabilities or logits (FLAG_P_LOGITS,
+// FLAG_Q_LOGITS). For logits, log p_j = x_j − lse is exact where log(softmax) is not,
+// so a logits side gets an online lse pass first, then every side is read once more.
+// p_j = 0 contributes 0; p_j > 0 with q_j = 0 is +inf. Negative or NaN probabilities
+// are reported in status[1]. Bindings: a, b; out_rows[row] = value.
+
+struct LogProb {
+    p: f32,        // the probability (may underflow to 0 for logits)
+    logp: f32,     // its log, valid unless `zero`
+    zero: bool,    // exactly zero: a 0 probability or a -inf logit
+    bad: bool,     // NaN/+inf logits row, or an invalid probability
+}
+
+fn log_prob(x: f32, logits: bool, lse: f32, row_ok: bool) -> LogProb {
+    let c = classify(x);
+    if logits {
+        if !row_ok {
+            return LogProb(0.0, 0.0, false, true);
+        }
+        if c == CLASS_NEG_INF {
+            return LogProb(0.0, 0.0, true, false);
+        }
+        let lp = x - lse;
+        return LogProb(exp(lp), lp, false, false);
+    }
+    if c == CLASS_NAN || c == CLASS_POS_INF || x < 0.0 {
+        return LogProb(0.0, 0.0, false, true);
+    }
+    if x == 0.0 {
+        return LogProb(0.0, 0.0, true, false);
+    }
+    return LogProb(x, log(x), false, false);
+}
+
+fn side_stats(slot: RowSlot, base: u32, from_b: bool) -> RowStats {
+    var st = stats_empty();
+    if slot.live {
+        for (var j = slot.lane; j < params.cols; j += LANES) {
+            var x: f32;
+            if from_b {
+                x = load_b(base + j);
+            } else {
+                x = load_a(base + j);
+            }
+            st = stats_push(st, x, j);
+        }
+    }
+    return row_stats(slot, st);
+}
+
+@compute @workgroup_size(WG)
+fn divergence(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    if !group_live(wid, nwg) {
+        return;
+    }
+    let slot = row_slot(t, wid, nwg);
+    let base = slot.row * params.cols;
+    let p_logits = has_flag(FLAG_P_LOGITS);
+    let q_logits = has_flag(FLAG_Q_LOGITS);
+    let has_b = has_flag(FLAG_HAS_B);
+    var sp = stats_empty();
+    var sq = stats_empty();
+    if p_logits {
+        sp = side_stats(slot, base, false);
+    }
+    if has_b && q_logits {
+        sq = side_stats(slot, base, true);
+    }
+    let p_ok = stats_ok(sp);
+    let q_ok = stats_ok(sq);
+    let lse_p = select(0.0, sp.m + log(sp.s), p_ok);
+    let lse_q = select(0.0, sq.m + log(sq.s), q_ok);
+    let c_pp = select(0.0, select(1.0, -1.0, has_flag(FLAG_NEGATE)), has_flag(FLAG_TERM_PLOGP));
+    let c_pq = select(0.0, 1.0, has_flag(FLAG_TERM_PLOGQ));
+
+    var acc = SumFlags(0.0, 0u);
+    var invalid = false;
+    if slot.live {
+        for (var j = slot.lane; j < params.cols; j += LANES) {
+            let p = log_prob(load_a(base + j), p_logits, lse_p, p_ok);
+            var q = LogProb(1.0, 0.0, false, false);
+            if has_b {
+                q = log_prob(load_b(base + j), q_logits, lse_q, q_ok);
+            }
+            if p.bad || q.bad {
+                acc.flags |= SUM_NAN;
+                invalid = invalid || (!p_logits && p.bad) || (has_b && !q_logits && q.bad);
+            } else if p.p > 0.0 {
+                if c_pq != 0.0 && q.zero {
+                    acc.flags |= SUM_POS_INF;
+                } else {
+                    acc.sum += p.p * (c_pp * p.logp - c_pq * q.logp);
+                }
+            }
+        }
+    }
+    if invalid {
+        report_bad_value(slot.row);
+    }
+    write_row(slot, sum_value(row_sum(slot, acc)));
+}

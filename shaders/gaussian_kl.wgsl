@@ -1,0 +1,36 @@
+// KL divergence of a diagonal Gaussian from the standard normal (the VAE loss).
+//
+//   loss_i = −½ Σ_j (1 + lv_ij − μ_ij² − exp(lv_ij))
+//
+// Any NaN input makes the row NaN; an infinite μ or log-variance makes it +inf (each
+// term is then +inf). Bindings: a = μ, b = log-variance; out_rows[row] = loss_i.
+
+@compute @workgroup_size(WG)
+fn gaussian_kl(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    if !group_live(wid, nwg) {
+        return;
+    }
+    let slot = row_slot(t, wid, nwg);
+    let base = slot.row * params.cols;
+    var acc = SumFlags(0.0, 0u);
+    if slot.live {
+        for (var j = slot.lane; j < params.cols; j += LANES) {
+            let mu = load_a(base + j);
+            let lv = load_b(base + j);
+            let cm = classify(mu);
+            let cl = classify(lv);
+            if cm == CLASS_NAN || cl == CLASS_NAN {
+                acc.flags |= SUM_NAN;
+            } else if cm != CLASS_FINITE || cl != CLASS_FINITE {
+                acc.flags |= SUM_POS_INF;
+            } else {
+                acc.sum += -0.5 * (1.0 + lv - mu * mu - exp(lv));
+            }
+        }
+    }
+    write_row(slot, sum_value(row_sum(slot, acc)));
+}

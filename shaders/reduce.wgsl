@@ -1,0 +1,82 @@
+// Deterministic sum over rows: a fixed binary tree, no float atomics.
+//
+// Each workgroup of 256 invocations folds a block of 512 consecutive values into one
+// (sum, flags) partial; the host repeats the dispatch on the partials until one is
+// left. The tree depends only on n, so the same input gives the same bits on every
+// run, and the error grows like a pairwise sum's (log2 n), not like n.
+// The first level reads f32 values (bit patterns, classified here: NaN/±inf become flags) at
+// src[in_base + i·stride + component]; later levels read partial pairs.
+// Bindings: src (u32 words), dst[out_base + 2g .. +2] = (sum bits, flags).
+
+struct ReduceParams {
+    n: u32,
+    stride: u32,
+    component: u32,
+    in_base: u32,
+    out_base: u32,
+    partials: u32,      // 1: src holds (sum, flags) pairs from an earlier level
+    _pad0: u32,
+    _pad1: u32,
+}
+
+const REDUCE_WG: u32 = 256u;
+const REDUCE_BLOCK: u32 = 512u;
+
+@group(0) @binding(0) var<uniform> rp: ReduceParams;
+@group(0) @binding(1) var<storage, read> src: array<u32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<u32>;
+
+var<workgroup> sh_sum: array<f32, REDUCE_WG>;
+var<workgroup> sh_flags: array<u32, REDUCE_WG>;
+
+fn fetch(i: u32) -> SumFlags {
+    if i >= rp.n {
+        return SumFlags(0.0, 0u);
+    }
+    if rp.partials != 0u {
+        return SumFlags(bitcast<f32>(src[rp.in_base + 2u * i]), src[rp.in_base + 2u * i + 1u]);
+    }
+    let x = bitcast<f32>(src[rp.in_base + i * rp.stride + rp.component]);
+    switch classify(x) {
+        case CLASS_NAN: {
+            return SumFlags(0.0, SUM_NAN);
+        }
+        case CLASS_POS_INF: {
+            return SumFlags(0.0, SUM_POS_INF);
+        }
+        case CLASS_NEG_INF: {
+            return SumFlags(0.0, SUM_NEG_INF);
+        }
+        default: {
+            return SumFlags(x, 0u);
+        }
+    }
+}
+
+@compute @workgroup_size(REDUCE_WG)
+fn reduce_sum(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let group = wid.x + wid.y * nwg.x;
+    if group * REDUCE_BLOCK >= rp.n {
+        return;
+    }
+    let a = fetch(group * REDUCE_BLOCK + 2u * t);
+    let b = fetch(group * REDUCE_BLOCK + 2u * t + 1u);
+    sh_sum[t] = a.sum + b.sum;
+    sh_flags[t] = a.flags | b.flags;
+    workgroupBarrier();
+    for (var off = REDUCE_WG / 2u; off > 0u; off = off / 2u) {
+        if t < off {
+            sh_sum[t] = sh_sum[t] + sh_sum[t + off];
+            sh_flags[t] = sh_flags[t] | sh_flags[t + off];
+        }
+        workgroupBarrier();
+    }
+    if t == 0u {
+        dst[rp.out_base + 2u * group] = bitcast<u32>(sh_sum[0]);
+        dst[rp.out_base + 2u * group + 1u] = sh_flags[0];
+    }
+}

@@ -1,0 +1,57 @@
+// Row max/argmax and log-sum-exp, one pass over the logits.
+//
+//   lse_i = m_i + log Σ_j exp(x_ij − m_i),  m_i = max_j x_ij
+//
+// Online (m, s) pairs per lane, merged in a fixed tree (common/row_reduce.wgsl).
+// Bindings: a = logits [rows, cols]; out_rows[row] = max or lse; row_max also writes
+// the argmax to out_aux[2 row]. Dispatch: a 2-D grid of ceil(rows / (WG / LANES)) groups.
+
+fn scan_row(slot: RowSlot) -> RowStats {
+    var st = stats_empty();
+    if slot.live {
+        let base = slot.row * params.cols;
+        for (var j = slot.lane; j < params.cols; j += LANES) {
+            st = stats_push(st, load_a(base + j), j);
+        }
+    }
+    return row_stats(slot, st);
+}
+
+@compute @workgroup_size(WG)
+fn logsumexp(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    if !group_live(wid, nwg) {
+        return;
+    }
+    let slot = row_slot(t, wid, nwg);
+    let st = scan_row(slot);
+    write_row(slot, stats_lse(st));
+}
+
+@compute @workgroup_size(WG)
+fn row_max(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    if !group_live(wid, nwg) {
+        return;
+    }
+    let slot = row_slot(t, wid, nwg);
+    let st = scan_row(slot);
+    var v = st.m;
+    if st.cls == CLASS_NAN {
+        v = nan();
+    } else if st.cls == CLASS_POS_INF {
+        v = pos_inf();
+    } else if st.s == 0.0 {
+        v = neg_inf();
+    }
+    write_row(slot, v);
+    if slot.live && slot.lane == 0u {
+        out_aux[params.aux_base + 2u * slot.row] = st.arg;
+    }
+}

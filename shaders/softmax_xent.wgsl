@@ -1,0 +1,101 @@
+// Softmax cross-entropy from logits and integer labels (PyTorch's F.cross_entropy).
+//
+//   nll_i  = lse_i − x_i,y          (never log(softmax)[y])
+//   loss_i = (1−s)·w_y·nll_i + (s/K)·Σ_j w_j·(lse_i − x_ij)      w ≡ 1 without weights
+//
+// One online pass gives lse and the argmax; the smoothing sum (s > 0 only) re-reads the
+// row. A term whose coefficient is 0 contributes 0. Rows labelled ignore_index are 0
+// with weight 0; any other label outside [0, cols) is reported in status[0].
+// Bindings: a = logits, labels, class_weights (FLAG_WEIGHTS); out_rows[row] = loss;
+// out_aux[2 row] = argmax, out_aux[2 row + 1] = bits of w_y (the mean's denominator).
+
+fn class_weight(c: u32) -> f32 {
+    if has_flag(FLAG_WEIGHTS) {
+        return class_weights[c];
+    }
+    return 1.0;
+}
+
+// Σ_j w_j·(lse − x_j) over the lane's columns; -inf logits with w_j > 0 are +inf.
+fn smoothing_sum(slot: RowSlot, base: u32, lse: f32) -> SumFlags {
+    var acc = SumFlags(0.0, 0u);
+    if slot.live {
+        for (var j = slot.lane; j < params.cols; j += LANES) {
+            let w = class_weight(j);
+            if w != 0.0 {
+                let x = load_a(base + j);
+                if classify(x) == CLASS_NEG_INF {
+                    acc.flags |= select(SUM_NEG_INF, SUM_POS_INF, w > 0.0);
+                } else {
+                    acc.sum += w * (lse - x);
+                }
+            }
+        }
+    }
+    return row_sum(slot, acc);
+}
+
+@compute @workgroup_size(WG)
+fn softmax_xent(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    if !group_live(wid, nwg) {
+        return;
+    }
+    let slot = row_slot(t, wid, nwg);
+    let base = slot.row * params.cols;
+    var st = stats_empty();
+    if slot.live {
+        for (var j = slot.lane; j < params.cols; j += LANES) {
+            st = stats_push(st, load_a(base + j), j);
+        }
+    }
+    st = row_stats(slot, st);
+    let ok = stats_ok(st);
+    let lse = select(0.0, st.m + log(st.s), ok);
+    let s = params.smoothing;
+    var smooth = SumFlags(0.0, 0u);
+    if s > 0.0 {
+        smooth = smoothing_sum(slot, base, lse);
+    }
+    if !slot.live || slot.lane != 0u {
+        return;
+    }
+
+    let label = labels[params.label_base + slot.row];
+    let ignored = has_flag(FLAG_IGNORE) && label == params.ignore_index;
+    let in_range = label >= 0 && u32(label) < params.cols;
+    var loss = 0.0;
+    var weight = 0.0;
+    if !ignored && !in_range {
+        report_bad_label(slot.row);
+        loss = nan();
+    } else if !ignored {
+        let y = u32(label);
+        weight = class_weight(y);
+        var terms = SumFlags(0.0, 0u);
+        if !ok {
+            terms.flags = SUM_NAN;
+        } else {
+            let c = (1.0 - s) * weight;
+            if c != 0.0 {
+                let xy = load_a(base + y);
+                if classify(xy) == CLASS_NEG_INF {
+                    terms.flags |= select(SUM_NEG_INF, SUM_POS_INF, c > 0.0);
+                } else {
+                    terms.sum = c * (lse - xy);
+                }
+            }
+            if s > 0.0 {
+                terms.sum += s / f32(params.cols) * smooth.sum;
+                terms.flags |= smooth.flags;
+            }
+        }
+        loss = sum_value(terms);
+    }
+    write_row(slot, loss);
+    out_aux[params.aux_base + 2u * slot.row] = st.arg;
+    out_aux[params.aux_base + 2u * slot.row + 1u] = bitcast<u32>(weight);
+}

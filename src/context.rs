@@ -1,0 +1,149 @@
+//! An owned GPU context for callers that have no device: the CLI, tests, benches.
+//!
+//! It picks an adapter (honouring `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`), opens a
+//! device with the adapter's own limits, installs the device-lost and uncaptured-error
+//! handlers (only on this device, which it created), and runs jobs on host slices in
+//! row chunks that fit the binding limit. It may submit and block; the recording API
+//! in [`crate::ops`] never does.
+
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::kernels::Kernels;
+
+/// Which adapter to open.
+#[derive(Clone, Debug, Default)]
+pub struct ContextOptions {
+    /// Backends to search; `None`: `WGPU_BACKEND`, else all.
+    pub backends: Option<wgpu::Backends>,
+    /// A case-insensitive substring of the adapter's name; `None`: `WGPU_ADAPTER_NAME`.
+    pub adapter_name: Option<String>,
+}
+
+/// Instance, adapter, device and queue, with the kernels compiled on them.
+pub struct Context {
+    pub(crate) adapter: wgpu::Adapter,
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) kernels: Kernels,
+    lost: Arc<Mutex<Option<String>>>,
+    uncaptured: Arc<Mutex<Option<String>>>,
+    /// Most input bytes uploaded per chunk (bounds host and device memory).
+    pub(crate) chunk_bytes: u64,
+}
+
+/// Adapters ranked for loss kernels: real GPUs first, software last; Vulkan, Metal
+/// and DX12 before GL.
+fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let kind = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    };
+    let backend = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    };
+    (kind, backend)
+}
+
+/// A one-line description of an adapter: name and backend.
+pub fn adapter_label(info: &wgpu::AdapterInfo) -> String {
+    format!("{} ({:?})", info.name, info.backend)
+}
+
+/// Every adapter wgpu finds on `backends` (default: `WGPU_BACKEND`, else all), best first.
+pub fn adapters(backends: Option<wgpu::Backends>) -> Vec<wgpu::Adapter> {
+    let backends = backends.or_else(wgpu::Backends::from_env).unwrap_or(wgpu::Backends::all());
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor { backends, ..wgpu::InstanceDescriptor::new_without_display_handle_from_env() });
+    let mut list = pollster::block_on(instance.enumerate_adapters(backends));
+    list.sort_by_key(|a| rank(&a.get_info()));
+    list
+}
+
+impl Context {
+    /// Opens the best adapter (see [`ContextOptions`]), blocking.
+    pub fn new_blocking() -> Result<Self> {
+        Self::with_options(&ContextOptions::default())
+    }
+
+    /// Opens the adapter chosen by `options`, blocking.
+    pub fn with_options(options: &ContextOptions) -> Result<Self> {
+        let name = options.adapter_name.clone().or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok());
+        let all = adapters(options.backends);
+        let found: Vec<String> = all.iter().map(|a| adapter_label(&a.get_info())).collect();
+        let adapter = all
+            .into_iter()
+            .find(|a| name.as_ref().is_none_or(|n| a.get_info().name.to_lowercase().contains(&n.to_lowercase())))
+            .ok_or_else(|| {
+                let wanted = name.map(|n| format!(" named like {n:?}")).unwrap_or_default();
+                let seen = if found.is_empty() { "none found".to_string() } else { format!("found {}", found.join(", ")) };
+                Error::NoAdapter(format!("no adapter{wanted}; {seen} (a software one: apt-get install mesa-vulkan-drivers)"))
+            })?;
+        Self::from_adapter(adapter)
+    }
+
+    /// Opens `adapter` with its own limits and the optional features xent can use.
+    pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Self> {
+        let wanted = wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("xent"),
+            required_features: adapter.features() & wanted,
+            required_limits: adapter.limits(),
+            ..Default::default()
+        }))?;
+        let lost = Arc::new(Mutex::new(None));
+        let uncaptured = Arc::new(Mutex::new(None));
+        {
+            let lost = lost.clone();
+            device.set_device_lost_callback(move |reason, message| {
+                *lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("{reason:?}: {message}"));
+            });
+            let uncaptured = uncaptured.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                uncaptured.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| e.to_string());
+            }));
+        }
+        let kernels = Kernels::new(&device);
+        Ok(Context { adapter, device, queue, kernels, lost, uncaptured, chunk_bytes: 64 << 20 })
+    }
+
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    pub fn adapter(&self) -> &wgpu::Adapter {
+        &self.adapter
+    }
+
+    pub fn kernels(&self) -> &Kernels {
+        &self.kernels
+    }
+
+    /// The adapter's name and backend, e.g. `llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan)`.
+    pub fn adapter_label(&self) -> String {
+        adapter_label(&self.adapter.get_info())
+    }
+
+    /// Sets the most input bytes uploaded per chunk (default 64 MiB).
+    pub fn set_chunk_bytes(&mut self, bytes: u64) {
+        self.chunk_bytes = bytes.max(1);
+    }
+
+    /// An error if the device was lost or raised an error outside any scope.
+    pub(crate) fn health(&self) -> Result<()> {
+        if let Some(m) = self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Err(Error::DeviceLost(m));
+        }
+        if let Some(m) = self.uncaptured.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            return Err(Error::Gpu(m));
+        }
+        Ok(())
+    }
+}

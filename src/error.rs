@@ -1,0 +1,50 @@
+//! One error type for the library; every fallible call returns [`Result`].
+
+/// Everything that can go wrong, from bad input to a lost device.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Inputs whose shapes or lengths disagree.
+    #[error("{what} {detail}")]
+    Shape { what: &'static str, detail: String },
+    /// An option outside its domain (temperature, alpha, label smoothing, ...).
+    #[error("--{name}: {detail}")]
+    Option { name: &'static str, detail: String },
+    /// A label outside `[0, cols)` that is not the ignore index.
+    #[error("row {row}: label {detail}")]
+    Label { row: u64, detail: String },
+    /// A value outside its domain: a negative or NaN probability, a target outside [0, 1].
+    #[error("row {row}: {detail}")]
+    Value { row: u64, detail: String },
+    /// A job the adapter's limits cannot hold even in chunks (a single row over the binding limit).
+    #[error("{0}")]
+    TooLarge(String),
+    /// No adapter matched the request.
+    #[error("no GPU adapter: {0}")]
+    NoAdapter(String),
+    /// The adapter refused the device request.
+    #[error("could not open the GPU device: {0}")]
+    RequestDevice(#[from] wgpu::RequestDeviceError),
+    /// A wgpu validation or out-of-memory error caught by an error scope.
+    #[error("GPU error: {0}")]
+    Gpu(String),
+    /// The device was lost (driver reset, removal, destroy).
+    #[error("GPU device lost: {0}")]
+    DeviceLost(String),
+    /// Mapping a buffer for readback failed.
+    #[error("GPU readback failed: {0}")]
+    Readback(String),
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Whether the error is the input's fault (exit status 2) rather than the machine's (1).
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            Error::Shape { .. } | Error::Option { .. } | Error::Label { .. } | Error::Value { .. } | Error::TooLarge(_)
+        )
+    }
+}

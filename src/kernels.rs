@@ -1,0 +1,300 @@
+//! The table of kernels: composed WGSL, entry points, bindings, and the pipeline cache.
+//!
+//! Each row kernel is `params + loader(dtype) + numerics + row layout + family`,
+//! composed at compile time with `concat!(include_str!(..))`; the workgroup size and
+//! lanes per row are `override` constants, so shapes never enter shader text.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::loss::DType;
+
+macro_rules! row_source {
+    ($loader:literal, $family:literal) => {
+        concat!(
+            include_str!("../shaders/common/params.wgsl"),
+            include_str!(concat!("../shaders/common/", $loader)),
+            include_str!("../shaders/common/numerics.wgsl"),
+            include_str!("../shaders/common/row_reduce.wgsl"),
+            include_str!(concat!("../shaders/", $family)),
+        )
+    };
+}
+
+macro_rules! row_sources {
+    ($family:literal) => {
+        [
+            row_source!("load_f32.wgsl", $family),
+            row_source!("load_f16.wgsl", $family),
+            row_source!("load_bf16.wgsl", $family),
+        ]
+    };
+}
+
+const REDUCE_SOURCE: &str = concat!(
+    include_str!("../shaders/common/numerics.wgsl"),
+    include_str!("../shaders/reduce.wgsl"),
+);
+
+/// A compute entry point of one of the shader families in `shaders/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    RowMax,
+    LogSumExp,
+    Softmax,
+    SoftmaxXent,
+    Divergence,
+    BinaryXent,
+    GaussianKl,
+    Distill,
+    Reduce,
+}
+
+impl Kernel {
+    /// Every kernel, for validation and translation tests.
+    pub const ALL: [Kernel; 9] = [
+        Kernel::RowMax,
+        Kernel::LogSumExp,
+        Kernel::Softmax,
+        Kernel::SoftmaxXent,
+        Kernel::Divergence,
+        Kernel::BinaryXent,
+        Kernel::GaussianKl,
+        Kernel::Distill,
+        Kernel::Reduce,
+    ];
+
+    /// The entry point's name in WGSL.
+    pub fn entry(self) -> &'static str {
+        match self {
+            Kernel::RowMax => "row_max",
+            Kernel::LogSumExp => "logsumexp",
+            Kernel::Softmax => "softmax",
+            Kernel::SoftmaxXent => "softmax_xent",
+            Kernel::Divergence => "divergence",
+            Kernel::BinaryXent => "binary_xent",
+            Kernel::GaussianKl => "gaussian_kl",
+            Kernel::Distill => "distill",
+            Kernel::Reduce => "reduce_sum",
+        }
+    }
+
+    /// The composed WGSL for inputs of `dtype` (the reduction has one source).
+    pub fn source(self, dtype: DType) -> &'static str {
+        let family = match self {
+            Kernel::RowMax | Kernel::LogSumExp => row_sources!("row_stats.wgsl"),
+            Kernel::Softmax => row_sources!("softmax.wgsl"),
+            Kernel::SoftmaxXent => row_sources!("softmax_xent.wgsl"),
+            Kernel::Divergence => row_sources!("divergence.wgsl"),
+            Kernel::BinaryXent => row_sources!("binary_xent.wgsl"),
+            Kernel::GaussianKl => row_sources!("gaussian_kl.wgsl"),
+            Kernel::Distill => row_sources!("distill.wgsl"),
+            Kernel::Reduce => return REDUCE_SOURCE,
+        };
+        match dtype {
+            DType::F32 => family[0],
+            DType::F16 => family[1],
+            DType::Bf16 => family[2],
+        }
+    }
+}
+
+/// Uniform parameters of every row kernel (`RowParams` in shaders/common/params.wgsl).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct RowParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub row_offset: u32,
+    pub flags: u32,
+    pub a_base: u32,
+    pub b_base: u32,
+    pub label_base: u32,
+    pub out_base: u32,
+    pub aux_base: u32,
+    pub ignore_index: i32,
+    pub inv_temperature: f32,
+    pub temperature_sq: f32,
+    pub smoothing: f32,
+    pub alpha: f32,
+    pub out_scale: f32,
+    pub _pad: u32,
+}
+
+/// Flag bits of [`RowParams::flags`] (`FLAG_*` in params.wgsl).
+pub mod flags {
+    pub const IGNORE: u32 = 1;
+    pub const WEIGHTS: u32 = 2;
+    pub const P_LOGITS: u32 = 4;
+    pub const Q_LOGITS: u32 = 8;
+    pub const LOG: u32 = 16;
+    pub const TERM_PLOGP: u32 = 32;
+    pub const TERM_PLOGQ: u32 = 64;
+    pub const NEGATE: u32 = 128;
+    pub const HAS_B: u32 = 256;
+}
+
+/// Uniform parameters of the reduction (`ReduceParams` in reduce.wgsl).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ReduceParams {
+    pub n: u32,
+    pub stride: u32,
+    pub component: u32,
+    pub in_base: u32,
+    pub out_base: u32,
+    pub partials: u32,
+    pub _pad: [u32; 2],
+}
+
+/// Binding indices of the row kernels' bind group.
+pub mod binding {
+    pub const PARAMS: u32 = 0;
+    pub const IN_A: u32 = 1;
+    pub const IN_B: u32 = 2;
+    pub const LABELS: u32 = 3;
+    pub const CLASS_WEIGHTS: u32 = 4;
+    pub const OUT_ROWS: u32 = 5;
+    pub const OUT_AUX: u32 = 6;
+    pub const STATUS: u32 = 7;
+}
+
+type PipelineKey = (Kernel, DType, u32, u32);
+
+/// Bind group layouts and compiled pipelines of one device, compiled once and cached.
+#[derive(Clone)]
+pub struct Kernels {
+    device: wgpu::Device,
+    row_layout: wgpu::BindGroupLayout,
+    reduce_layout: wgpu::BindGroupLayout,
+    row_pipeline_layout: wgpu::PipelineLayout,
+    reduce_pipeline_layout: wgpu::PipelineLayout,
+    modules: Arc<Mutex<HashMap<(Kernel, DType), wgpu::ShaderModule>>>,
+    pipelines: Arc<Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>>,
+}
+
+fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
+fn uniform(binding: u32) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
+impl Kernels {
+    /// Creates the layouts for `device`; pipelines are compiled on first use.
+    pub fn new(device: &wgpu::Device) -> Self {
+        use binding::*;
+        let row_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("xent row kernels"),
+            entries: &[
+                uniform(PARAMS),
+                storage(IN_A, true),
+                storage(IN_B, true),
+                storage(LABELS, true),
+                storage(CLASS_WEIGHTS, true),
+                storage(OUT_ROWS, false),
+                storage(OUT_AUX, false),
+                storage(STATUS, false),
+            ],
+        });
+        let reduce_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("xent reduce"),
+            entries: &[uniform(0), storage(1, true), storage(2, false)],
+        });
+        let pipeline_layout = |label, layout: &wgpu::BindGroupLayout| {
+            device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(label),
+                bind_group_layouts: &[Some(layout)],
+                immediate_size: 0,
+            })
+        };
+        Kernels {
+            device: device.clone(),
+            row_pipeline_layout: pipeline_layout("xent row kernels", &row_layout),
+            reduce_pipeline_layout: pipeline_layout("xent reduce", &reduce_layout),
+            row_layout,
+            reduce_layout,
+            modules: Arc::default(),
+            pipelines: Arc::default(),
+        }
+    }
+
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    pub fn row_layout(&self) -> &wgpu::BindGroupLayout {
+        &self.row_layout
+    }
+
+    pub fn reduce_layout(&self) -> &wgpu::BindGroupLayout {
+        &self.reduce_layout
+    }
+
+    /// The pipeline of `kernel` for `dtype` with `wg` invocations and `lanes` per row.
+    pub fn pipeline(&self, kernel: Kernel, dtype: DType, wg: u32, lanes: u32) -> Result<wgpu::ComputePipeline> {
+        let key = (kernel, dtype, wg, lanes);
+        if let Some(p) = lock(&self.pipelines).get(&key) {
+            return Ok(p.clone());
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = {
+            let mut modules = lock(&self.modules);
+            modules
+                .entry((kernel, dtype))
+                .or_insert_with(|| {
+                    self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(kernel.entry()),
+                        source: wgpu::ShaderSource::Wgsl(kernel.source(dtype).into()),
+                    })
+                })
+                .clone()
+        };
+        let constants: &[(&str, f64)] = if kernel == Kernel::Reduce {
+            &[]
+        } else {
+            &[("WG", f64::from(wg)), ("LANES", f64::from(lanes))]
+        };
+        let layout = if kernel == Kernel::Reduce { &self.reduce_pipeline_layout } else { &self.row_pipeline_layout };
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel.entry()),
+            layout: Some(layout),
+            module: &module,
+            entry_point: Some(kernel.entry()),
+            compilation_options: wgpu::PipelineCompilationOptions { constants, zero_initialize_workgroup_memory: false },
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            lock(&self.modules).remove(&(kernel, dtype));
+            return Err(Error::Gpu(format!("compiling {}: {e}", kernel.entry())));
+        }
+        lock(&self.pipelines).insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+}
+
+/// Locks a cache; a poisoned lock only means another thread panicked mid-insert of a
+/// complete value, so the map is still consistent.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

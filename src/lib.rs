@@ -1,0 +1,17 @@
+//! GPU loss kernels in WGSL on wgpu, checked against an f64 reference.
+pub mod context;
+pub mod error;
+pub mod host;
+pub mod kernels;
+pub mod loss;
+#[cfg(feature = "cli")]
+pub mod npy;
+pub mod ops;
+pub mod plan;
+pub mod readback;
+pub mod reference;
+
+pub use context::{Context, ContextOptions};
+pub use error::{Error, Result};
+pub use host::{Output, RunOptions};
+pub use loss::{Batch, CrossEntropyOptions, DType, Dist, Floats, Labels, LogBase, Loss, Reduction};

@@ -1,0 +1,381 @@
+//! What is computed: the operations, their inputs on the host, and their options.
+//!
+//! One [`Loss`] value describes a whole job; the GPU path ([`crate::Context::compute`])
+//! and the f64 reference ([`crate::reference::compute`]) take the same value, so the
+//! tests compare the two on exactly the same inputs.
+
+use half::{bf16, f16};
+
+use crate::error::{Error, Result};
+
+/// Element type of a float input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 | DType::Bf16 => 2,
+        }
+    }
+}
+
+/// A borrowed slice of floats in one of the supported element types.
+#[derive(Clone, Copy, Debug)]
+pub enum Floats<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+    Bf16(&'a [bf16]),
+}
+
+impl Floats<'_> {
+    pub fn dtype(&self) -> DType {
+        match self {
+            Floats::F32(_) => DType::F32,
+            Floats::F16(_) => DType::F16,
+            Floats::Bf16(_) => DType::Bf16,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Floats::F32(v) => v.len(),
+            Floats::F16(v) => v.len(),
+            Floats::Bf16(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Element `i` widened to f64 (exact for every input type).
+    pub fn get(&self, i: usize) -> f64 {
+        match self {
+            Floats::F32(v) => f64::from(v[i]),
+            Floats::F16(v) => f64::from(v[i]),
+            Floats::Bf16(v) => f64::from(v[i]),
+        }
+    }
+
+    /// The raw little-endian bytes of elements `start..end`.
+    pub fn bytes(&self, start: usize, end: usize) -> &[u8] {
+        match self {
+            Floats::F32(v) => bytemuck::cast_slice(&v[start..end]),
+            Floats::F16(v) => bytemuck::cast_slice(&v[start..end]),
+            Floats::Bf16(v) => bytemuck::cast_slice(&v[start..end]),
+        }
+    }
+}
+
+impl<'a> From<&'a [f32]> for Floats<'a> {
+    fn from(v: &'a [f32]) -> Self {
+        Floats::F32(v)
+    }
+}
+impl<'a> From<&'a [f16]> for Floats<'a> {
+    fn from(v: &'a [f16]) -> Self {
+        Floats::F16(v)
+    }
+}
+impl<'a> From<&'a [bf16]> for Floats<'a> {
+    fn from(v: &'a [bf16]) -> Self {
+        Floats::Bf16(v)
+    }
+}
+
+/// A row-major `[rows, cols]` batch on the host: one row per prediction.
+#[derive(Clone, Copy, Debug)]
+pub struct Batch<'a> {
+    pub data: Floats<'a>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl<'a> Batch<'a> {
+    /// Wraps `data` as `[rows, cols]`; the length must be `rows * cols`.
+    pub fn new(data: impl Into<Floats<'a>>, rows: usize, cols: usize) -> Result<Self> {
+        let data = data.into();
+        let want = rows.checked_mul(cols).ok_or(Error::Shape {
+            what: "batch",
+            detail: format!("{rows} x {cols} elements overflow usize"),
+        })?;
+        if data.len() != want {
+            return Err(Error::Shape {
+                what: "batch",
+                detail: format!(
+                    "{} elements given for [{rows}, {cols}] (= {want}); pass rows*cols values in row-major order",
+                    data.len()
+                ),
+            });
+        }
+        Ok(Batch { data, rows, cols })
+    }
+
+    /// Element `(r, c)` widened to f64.
+    pub fn get(&self, r: usize, c: usize) -> f64 {
+        self.data.get(r * self.cols + c)
+    }
+}
+
+/// Integer class labels, one per row, in any of the accepted integer types.
+#[derive(Clone, Copy, Debug)]
+pub enum Labels<'a> {
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+    U8(&'a [u8]),
+    U16(&'a [u16]),
+    U32(&'a [u32]),
+}
+
+impl Labels<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Labels::I32(v) => v.len(),
+            Labels::I64(v) => v.len(),
+            Labels::U8(v) => v.len(),
+            Labels::U16(v) => v.len(),
+            Labels::U32(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Label `i`, widened without loss (the range check happens on this value).
+    pub fn get(&self, i: usize) -> i64 {
+        match self {
+            Labels::I32(v) => i64::from(v[i]),
+            Labels::I64(v) => v[i],
+            Labels::U8(v) => i64::from(v[i]),
+            Labels::U16(v) => i64::from(v[i]),
+            Labels::U32(v) => i64::from(v[i]),
+        }
+    }
+}
+
+impl<'a> From<&'a [i32]> for Labels<'a> {
+    fn from(v: &'a [i32]) -> Self {
+        Labels::I32(v)
+    }
+}
+impl<'a> From<&'a [i64]> for Labels<'a> {
+    fn from(v: &'a [i64]) -> Self {
+        Labels::I64(v)
+    }
+}
+impl<'a> From<&'a [u8]> for Labels<'a> {
+    fn from(v: &'a [u8]) -> Self {
+        Labels::U8(v)
+    }
+}
+impl<'a> From<&'a [u16]> for Labels<'a> {
+    fn from(v: &'a [u16]) -> Self {
+        Labels::U16(v)
+    }
+}
+impl<'a> From<&'a [u32]> for Labels<'a> {
+    fn from(v: &'a [u32]) -> Self {
+        Labels::U32(v)
+    }
+}
+
+/// A distribution over the columns of each row: given as probabilities or as logits.
+#[derive(Clone, Copy, Debug)]
+pub enum Dist<'a> {
+    Probs(Batch<'a>),
+    Logits(Batch<'a>),
+}
+
+impl<'a> Dist<'a> {
+    pub fn batch(&self) -> &Batch<'a> {
+        match self {
+            Dist::Probs(b) | Dist::Logits(b) => b,
+        }
+    }
+
+    pub fn is_logits(&self) -> bool {
+        matches!(self, Dist::Logits(_))
+    }
+}
+
+/// Options of cross-entropy with integer labels (PyTorch's `F.cross_entropy`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CrossEntropyOptions<'a> {
+    /// Rows whose label equals this are 0 and leave the mean's denominator.
+    pub ignore_index: Option<i64>,
+    /// Per-class weights, `cols` long: row loss times `W[y]`, mean divides by `Σ W[y]`.
+    pub class_weights: Option<&'a [f32]>,
+    /// `s` in `(1−s)·nll + (s/K)·Σ_j −log_softmax_j`.
+    pub label_smoothing: f32,
+}
+
+/// One operation over a `[rows, cols]` batch, with its inputs and options.
+///
+/// Every variant gives one value per row (softmax gives a row of values); the
+/// reductions over rows are in [`crate::Output`].
+#[derive(Clone, Copy, Debug)]
+pub enum Loss<'a> {
+    /// Row max and argmax (first index of the max; NaN beats everything, then `+inf`).
+    RowMax { logits: Batch<'a> },
+    /// `log Σ_j exp(x_ij)`.
+    LogSumExp { logits: Batch<'a> },
+    /// `softmax(x_i / T)` or its log, written as `[rows, cols]`.
+    Softmax { logits: Batch<'a>, temperature: f32, log: bool },
+    /// `lse(x_i) − x_i,y_i` with ignore index, class weights and label smoothing.
+    CrossEntropy { logits: Batch<'a>, labels: Labels<'a>, options: CrossEntropyOptions<'a> },
+    /// `−Σ_j P_ij · log_softmax(x_i)_j`.
+    CrossEntropyProbs { logits: Batch<'a>, target: Batch<'a> },
+    /// `KL(P‖Q) = Σ_j P_ij log(P_ij / Q_ij)`; reverse KL is the caller swapping them.
+    KlDiv { p: Dist<'a>, q: Dist<'a> },
+    /// `−Σ_j p_ij log p_ij`.
+    Entropy { p: Dist<'a> },
+    /// Elementwise binary cross-entropy summed over the row's columns. `input` is
+    /// probabilities (logs clamped at −100) or logits (stable form); `target` in [0, 1].
+    BinaryCrossEntropy { input: Dist<'a>, target: Batch<'a> },
+    /// `−½ Σ_j (1 + logvar − μ² − exp(logvar))`.
+    GaussianKl { mean: Batch<'a>, logvar: Batch<'a> },
+    /// `α·τ²·KL(softmax(t/τ) ‖ softmax(s/τ)) + (1−α)·CE(s, y)`.
+    Distill {
+        student: Batch<'a>,
+        teacher: Batch<'a>,
+        labels: Labels<'a>,
+        temperature: f32,
+        alpha: f32,
+    },
+}
+
+impl<'a> Loss<'a> {
+    /// The first (or only) float input: it sets `rows`, `cols` and the dtype.
+    pub fn primary(&self) -> &Batch<'a> {
+        match self {
+            Loss::RowMax { logits }
+            | Loss::LogSumExp { logits }
+            | Loss::Softmax { logits, .. }
+            | Loss::CrossEntropy { logits, .. }
+            | Loss::CrossEntropyProbs { logits, .. } => logits,
+            Loss::KlDiv { p, .. } | Loss::Entropy { p } => p.batch(),
+            Loss::BinaryCrossEntropy { input, .. } => input.batch(),
+            Loss::GaussianKl { mean, .. } => mean,
+            Loss::Distill { student, .. } => student,
+        }
+    }
+
+    /// The second float input, where the operation has one.
+    pub fn secondary(&self) -> Option<&Batch<'a>> {
+        match self {
+            Loss::CrossEntropyProbs { target, .. } => Some(target),
+            Loss::KlDiv { q, .. } => Some(q.batch()),
+            Loss::BinaryCrossEntropy { target, .. } => Some(target),
+            Loss::GaussianKl { logvar, .. } => Some(logvar),
+            Loss::Distill { teacher, .. } => Some(teacher),
+            _ => None,
+        }
+    }
+
+    /// The integer labels, where the operation has them.
+    pub fn labels(&self) -> Option<&Labels<'a>> {
+        match self {
+            Loss::CrossEntropy { labels, .. } | Loss::Distill { labels, .. } => Some(labels),
+            _ => None,
+        }
+    }
+
+    /// Whether `--base 2` applies (it does not to lse, softmax and row max).
+    pub fn takes_base(&self) -> bool {
+        !matches!(self, Loss::RowMax { .. } | Loss::LogSumExp { .. } | Loss::Softmax { .. })
+    }
+
+    /// Checks shapes, lengths and scalar options; the value checks (labels in range,
+    /// probabilities non-negative) happen while the data is read.
+    pub fn validate(&self) -> Result<()> {
+        let a = self.primary();
+        if let Some(b) = self.secondary() {
+            if (b.rows, b.cols) != (a.rows, a.cols) {
+                return Err(Error::Shape {
+                    what: "second input",
+                    detail: format!(
+                        "is [{}, {}] but the first is [{}, {}]; both must have the same shape",
+                        b.rows, b.cols, a.rows, a.cols
+                    ),
+                });
+            }
+        }
+        if let Some(y) = self.labels() {
+            if y.len() != a.rows {
+                return Err(Error::Shape {
+                    what: "labels",
+                    detail: format!("has {} entries but there are {} rows", y.len(), a.rows),
+                });
+            }
+        }
+        match self {
+            Loss::Softmax { temperature, .. } | Loss::Distill { temperature, .. }
+                if !(temperature.is_finite() && *temperature > 0.0) =>
+            {
+                Err(Error::Option { name: "temperature", detail: format!("{temperature} is not a positive finite number") })
+            }
+            Loss::Distill { alpha, .. } if !(0.0..=1.0).contains(alpha) => {
+                Err(Error::Option { name: "alpha", detail: format!("{alpha} is not in [0, 1]") })
+            }
+            Loss::CrossEntropy { options, .. } => {
+                let s = options.label_smoothing;
+                if !(0.0..=1.0).contains(&s) {
+                    return Err(Error::Option { name: "label-smoothing", detail: format!("{s} is not in [0, 1]") });
+                }
+                if let Some(w) = options.class_weights {
+                    if w.len() != a.cols {
+                        return Err(Error::Shape {
+                            what: "class weights",
+                            detail: format!("has {} entries but there are {} columns", w.len(), a.cols),
+                        });
+                    }
+                }
+                if let Some(i) = options.ignore_index {
+                    if i32::try_from(i).is_err() || i == i64::from(i32::MIN) {
+                        return Err(Error::Option {
+                            name: "ignore-index",
+                            detail: format!("{i} is outside the supported range ({}..={})", i32::MIN + 1, i32::MAX),
+                        });
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// How the per-row values are reduced over rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Reduction {
+    None,
+    Sum,
+    #[default]
+    Mean,
+}
+
+/// The unit of the logs: nats (natural) or bits (base 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LogBase {
+    #[default]
+    Nats,
+    Bits,
+}
+
+impl LogBase {
+    /// The factor applied to results that take a base.
+    pub fn scale(self) -> f64 {
+        match self {
+            LogBase::Nats => 1.0,
+            LogBase::Bits => std::f64::consts::LOG2_E,
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Knowledge-distillation loss (shaders/distill.wgsl).
+
+use super::RowJob;
+use crate::kernels::Kernel;
+use crate::loss::{Batch, Labels};
+
+/// `α·τ²·KL(softmax(t/τ) ‖ softmax(s/τ)) + (1−α)·CE(s, y)` per row.
+pub fn job<'a>(student: Batch<'a>, teacher: Batch<'a>, labels: Labels<'a>, temperature: f32, alpha: f32) -> RowJob<'a> {
+    let mut job = RowJob::new(Kernel::Distill, student);
+    job.b = Some(teacher);
+    job.labels = Some(labels);
+    job.params.inv_temperature = 1.0 / temperature;
+    job.params.temperature_sq = temperature * temperature;
+    job.params.alpha = alpha;
+    job
+}

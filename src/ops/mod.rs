@@ -1,0 +1,233 @@
+//! The operations on the GPU: one module per loss family maps a [`Loss`] to a
+//! [`RowJob`] (kernel, flags, inputs); this module records row kernels and the
+//! tree reduction into an encoder. Nothing here submits, polls or reads back.
+
+pub mod binary_xent;
+pub mod distill;
+pub mod divergence;
+pub mod gaussian_kl;
+pub mod row_stats;
+pub mod softmax;
+pub mod softmax_xent;
+
+use wgpu::util::DeviceExt;
+
+use crate::error::Result;
+use crate::kernels::{Kernel, Kernels, ReduceParams, RowParams, binding};
+use crate::loss::{Batch, Labels, LogBase, Loss};
+use crate::plan::{self, Window};
+
+/// One row kernel over one batch: what runs, on which inputs, with which options.
+#[derive(Clone, Copy, Debug)]
+pub struct RowJob<'a> {
+    pub kernel: Kernel,
+    /// Flags and scalar options; shape and bases are filled in per dispatch.
+    pub params: RowParams,
+    pub a: Batch<'a>,
+    pub b: Option<Batch<'a>>,
+    pub labels: Option<Labels<'a>>,
+    pub class_weights: Option<&'a [f32]>,
+    /// Values written per row: 1, or `cols` for softmax.
+    pub out_per_row: u64,
+    /// The mean divides by the sum of per-row weights in `aux[2 row + 1]` (else by rows).
+    pub weighted: bool,
+    /// `aux[2 row]` holds the row's argmax.
+    pub argmax: bool,
+}
+
+impl<'a> RowJob<'a> {
+    fn new(kernel: Kernel, a: Batch<'a>) -> Self {
+        RowJob {
+            kernel,
+            params: RowParams { inv_temperature: 1.0, temperature_sq: 1.0, out_scale: 1.0, ..Default::default() },
+            a,
+            b: None,
+            labels: None,
+            class_weights: None,
+            out_per_row: 1,
+            weighted: false,
+            argmax: false,
+        }
+    }
+
+    /// Whether the kernel writes per-row auxiliary words (argmax, weight).
+    pub fn uses_aux(&self) -> bool {
+        self.weighted || self.argmax
+    }
+}
+
+/// The row job of `loss`, its values scaled for `base` where the operation takes one.
+pub fn job<'a>(loss: &Loss<'a>, base: LogBase) -> RowJob<'a> {
+    let mut job = match *loss {
+        Loss::RowMax { logits } => row_stats::row_max(logits),
+        Loss::LogSumExp { logits } => row_stats::logsumexp(logits),
+        Loss::Softmax { logits, temperature, log } => softmax::job(logits, temperature, log),
+        Loss::CrossEntropy { logits, labels, options } => softmax_xent::job(logits, labels, options),
+        Loss::CrossEntropyProbs { logits, target } => divergence::cross_entropy(target, logits),
+        Loss::KlDiv { p, q } => divergence::kl_div(p, q),
+        Loss::Entropy { p } => divergence::entropy(p),
+        Loss::BinaryCrossEntropy { input, target } => binary_xent::job(input, target),
+        Loss::GaussianKl { mean, logvar } => gaussian_kl::job(mean, logvar),
+        Loss::Distill { student, teacher, labels, temperature, alpha } => {
+            distill::job(student, teacher, labels, temperature, alpha)
+        }
+    };
+    if loss.takes_base() {
+        job.params.out_scale = base.scale() as f32;
+    }
+    job
+}
+
+/// A buffer bound through an aligned window (see [`plan::window`]).
+#[derive(Clone, Copy)]
+pub struct Bound<'b> {
+    pub buffer: &'b wgpu::Buffer,
+    pub window: Window,
+}
+
+impl<'b> Bound<'b> {
+    fn resource(&self) -> wgpu::BindingResource<'b> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: self.buffer,
+            offset: self.window.offset,
+            size: wgpu::BufferSize::new(self.window.size),
+        })
+    }
+}
+
+/// The buffers of one row-kernel dispatch.
+pub struct RowBindings<'b> {
+    pub a: Bound<'b>,
+    pub b: Bound<'b>,
+    pub labels: Bound<'b>,
+    pub class_weights: Bound<'b>,
+    pub out: Bound<'b>,
+    pub aux: Bound<'b>,
+    pub status: &'b wgpu::Buffer,
+}
+
+/// Records one dispatch of `job`'s kernel over `rows` rows starting at global row
+/// `row_offset`, reading and writing through `b`'s windows.
+pub fn encode_rows(
+    kernels: &Kernels,
+    encoder: &mut wgpu::CommandEncoder,
+    job: &RowJob,
+    dtype: crate::DType,
+    rows: u64,
+    row_offset: u64,
+    b: &RowBindings,
+) -> Result<()> {
+    let device = kernels.device();
+    let (wg, lanes) = plan::row_layout(job.a.cols as u64, device.limits().max_compute_invocations_per_workgroup);
+    let pipeline = kernels.pipeline(job.kernel, dtype, wg, lanes)?;
+    let params = RowParams {
+        rows: rows as u32,
+        cols: job.a.cols as u32,
+        row_offset: row_offset as u32,
+        a_base: b.a.window.base,
+        b_base: b.b.window.base,
+        label_base: b.labels.window.base,
+        out_base: b.out.window.base,
+        aux_base: b.aux.window.base,
+        ..job.params
+    };
+    let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some("xent row params"),
+        contents: bytemuck::bytes_of(&params),
+        usage: wgpu::BufferUsages::UNIFORM,
+    });
+    let entry = |binding, resource| wgpu::BindGroupEntry { binding, resource };
+    let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(job.kernel.entry()),
+        layout: kernels.row_layout(),
+        entries: &[
+            entry(binding::PARAMS, uniform.as_entire_binding()),
+            entry(binding::IN_A, b.a.resource()),
+            entry(binding::IN_B, b.b.resource()),
+            entry(binding::LABELS, b.labels.resource()),
+            entry(binding::CLASS_WEIGHTS, b.class_weights.resource()),
+            entry(binding::OUT_ROWS, b.out.resource()),
+            entry(binding::OUT_AUX, b.aux.resource()),
+            entry(binding::STATUS, b.status.as_entire_binding()),
+        ],
+    });
+    let groups = rows.div_ceil(u64::from(wg / lanes));
+    let [x, y, z] = plan::grid(groups, device.limits().max_compute_workgroups_per_dimension);
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(job.kernel.entry()), timestamp_writes: None });
+    pass.set_pipeline(&pipeline);
+    pass.set_bind_group(0, &group, &[]);
+    pass.dispatch_workgroups(x, y, z);
+    Ok(())
+}
+
+/// Records the tree sum of `n` f32 values read at word `i * stride + component` of
+/// `src` into `dst[0..2]` = (sum bits, flags). `scratch` holds the partials of every
+/// level (at least `2 * ceil(n / 512)` words plus the same for the next level) and
+/// must not alias `src`. Returns the word offset in `dst` that holds the result.
+pub fn encode_reduce(
+    kernels: &Kernels,
+    encoder: &mut wgpu::CommandEncoder,
+    src: &wgpu::Buffer,
+    n: u64,
+    stride: u32,
+    component: u32,
+    scratch: [&wgpu::Buffer; 2],
+) -> Result<()> {
+    let device = kernels.device();
+    let limits = device.limits();
+    let pipeline = kernels.pipeline(Kernel::Reduce, crate::DType::F32, 256, 1)?;
+    let align = u64::from(limits.min_storage_buffer_offset_alignment);
+    let max_binding = limits.max_storage_buffer_binding_size;
+    let mut dispatch = |input: Bound, dst: &wgpu::Buffer, n: u64, out_base: u64, partials: bool| {
+        let params = ReduceParams {
+            n: n as u32,
+            stride,
+            component,
+            in_base: input.window.base,
+            out_base: out_base as u32,
+            partials: u32::from(partials),
+            _pad: [0; 2],
+        };
+        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("xent reduce params"),
+            contents: bytemuck::bytes_of(&params),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("xent reduce"),
+            layout: kernels.reduce_layout(),
+            entries: &[
+                wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 1, resource: input.resource() },
+                wgpu::BindGroupEntry { binding: 2, resource: dst.as_entire_binding() },
+            ],
+        });
+        let groups = n.div_ceil(plan::REDUCE_BLOCK);
+        let [x, y, z] = plan::grid(groups, limits.max_compute_workgroups_per_dimension);
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("xent reduce"), timestamp_writes: None });
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &group, &[]);
+        pass.dispatch_workgroups(x, y, z);
+    };
+
+    // first level, in pieces that fit the binding limit, each starting on a block
+    let stride_bytes = 4 * u64::from(stride);
+    for (start, len) in plan::reduce_pieces(n, stride_bytes, max_binding, align) {
+        let window = plan::window(start * stride_bytes, len * stride_bytes, 4, align, src.size());
+        // the window's base is in words; the value of element i is at base + i*stride + component
+        dispatch(Bound { buffer: src, window }, scratch[0], len, 2 * (start / plan::REDUCE_BLOCK), false);
+    }
+    // later levels ping-pong between the two scratch buffers
+    let levels = plan::reduce_levels(n);
+    for (i, &m) in levels.iter().enumerate().skip(1).take(levels.len().saturating_sub(2)) {
+        let (from, to) = (scratch[(i - 1) % 2], scratch[i % 2]);
+        let window = plan::window(0, 8 * m, 4, align, from.size());
+        dispatch(Bound { buffer: from, window }, to, m, 0, true);
+    }
+    Ok(())
+}
+
+/// Which scratch buffer holds the final (sum, flags) pair after [`encode_reduce`].
+pub fn reduce_result_index(n: u64) -> usize {
+    (plan::reduce_levels(n).len().saturating_sub(2)) % 2
+}

@@ -1,0 +1,177 @@
+//! Launch arithmetic, pure and unit-tested without a GPU: 2-D grids past 65,535
+//! workgroups, row chunks that fit `max_storage_buffer_binding_size`, aligned binding
+//! windows, the lanes-per-row layout and the levels of the tree reduction.
+
+/// Values folded by one workgroup of the reduction (`REDUCE_BLOCK` in reduce.wgsl).
+pub const REDUCE_BLOCK: u64 = 512;
+
+/// A workgroup grid `[x, y, 1]` with `x * y >= groups`, each side within `max_dim`.
+///
+/// Kernels recover the linear group as `x + y * num_workgroups.x` and skip groups past
+/// the end, so a grid may be slightly larger than `groups`.
+pub fn grid(groups: u64, max_dim: u32) -> [u32; 3] {
+    if groups == 0 {
+        return [0, 1, 1];
+    }
+    let max_dim = u64::from(max_dim.max(1));
+    let x = groups.min(max_dim);
+    let y = groups.div_ceil(x);
+    // y <= max_dim holds for every job the chunk planner lets through
+    [x as u32, y.min(max_dim) as u32, 1]
+}
+
+/// A binding of `size` bytes at `offset` (aligned) whose data starts `base` elements in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub offset: u64,
+    pub size: u64,
+    pub base: u32,
+}
+
+/// The aligned binding that covers bytes `start .. start + len` of a buffer of
+/// `buffer_size` bytes, for elements of `elem` bytes.
+///
+/// The offset is rounded down to `align` (the adapter's
+/// `min_storage_buffer_offset_alignment`) and the size up to a multiple of 4 (storage
+/// arrays are read as 32-bit words), clipped to the buffer, which callers allocate
+/// padded to 4 bytes.
+pub fn window(start: u64, len: u64, elem: u64, align: u64, buffer_size: u64) -> Window {
+    let offset = start - start % align;
+    let end = (start + len).div_ceil(4) * 4;
+    let size = end.min(buffer_size).max(offset + 4) - offset;
+    Window { offset, size, base: ((start - offset) / elem) as u32 }
+}
+
+/// The most rows one dispatch may take so that every input window of `row_bytes`
+/// bytes per row (the largest input) fits `max_binding` bytes, at any alignment.
+///
+/// `cap_bytes` bounds a chunk's size for memory (the host path uploads chunk by
+/// chunk); `Err` carries the number of bytes one row needs when not even one fits.
+pub fn chunk_rows(rows: u64, row_bytes: u64, max_binding: u64, align: u64, cap_bytes: u64) -> Result<u64, u64> {
+    let room = max_binding.saturating_sub(align + 4);
+    if row_bytes > room {
+        return Err(row_bytes);
+    }
+    let by_binding = room / row_bytes.max(1);
+    let by_cap = (cap_bytes / row_bytes.max(1)).max(1);
+    Ok(rows.min(by_binding).min(by_cap).max(1))
+}
+
+/// The split of `[start, end)` into consecutive chunks of at most `chunk` rows.
+pub fn chunks(rows: u64, chunk: u64) -> impl Iterator<Item = (u64, u64)> {
+    let chunk = chunk.max(1);
+    (0..rows.div_ceil(chunk)).map(move |i| (i * chunk, chunk.min(rows - i * chunk)))
+}
+
+/// Workgroup size and lanes per row for `cols` columns (both powers of two).
+///
+/// Few columns: one invocation per row, many rows per workgroup. Otherwise the lanes
+/// of a row grow with the columns up to a whole workgroup, so short rows do not leave
+/// most of a workgroup idle and long rows are read by many invocations at once.
+pub fn row_layout(cols: u64, max_invocations: u32) -> (u32, u32) {
+    let largest_pow2 = 1u32 << (31 - max_invocations.max(1).leading_zeros());
+    let wg = 64.min(largest_pow2);
+    let lanes = if cols <= 8 {
+        1
+    } else {
+        (cols.div_ceil(8).next_power_of_two().min(u64::from(wg))) as u32
+    };
+    (wg, lanes)
+}
+
+/// Element counts of each level of the tree reduction of `n` values, down to 1.
+pub fn reduce_levels(n: u64) -> Vec<u64> {
+    let mut levels = vec![n];
+    let mut m = n;
+    while m > 1 {
+        m = m.div_ceil(REDUCE_BLOCK);
+        levels.push(m);
+    }
+    levels
+}
+
+/// Pieces of a first reduction level whose input (`stride_bytes` per value) must fit
+/// `max_binding`: each piece starts on a block boundary, so the partials it writes are
+/// the ones a single dispatch would write, and the result does not depend on the split.
+pub fn reduce_pieces(n: u64, stride_bytes: u64, max_binding: u64, align: u64) -> Vec<(u64, u64)> {
+    let per_piece = ((max_binding.saturating_sub(align + 4)) / stride_bytes / REDUCE_BLOCK).max(1) * REDUCE_BLOCK;
+    chunks(n, per_piece).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_at_the_dimension_limit() {
+        assert_eq!(grid(1, 65535), [1, 1, 1]);
+        assert_eq!(grid(65535, 65535), [65535, 1, 1]);
+        assert_eq!(grid(65536, 65535), [65535, 2, 1]);
+        assert_eq!(grid(10_000_000, 65535), [65535, 153, 1]);
+        let [x, y, _] = grid(65535 * 7 + 1, 65535);
+        assert!(u64::from(x) * u64::from(y) >= 65535 * 7 + 1);
+        assert_eq!(grid(0, 65535), [0, 1, 1]);
+    }
+
+    #[test]
+    fn windows_are_aligned_and_cover_the_range() {
+        for &(start, len, elem) in &[(0u64, 12u64, 4u64), (12, 12, 4), (1000, 6, 2), (255, 1, 1), (4096, 4096, 4)] {
+            let w = window(start, len, elem, 256, 1 << 20);
+            assert_eq!(w.offset % 256, 0);
+            assert_eq!(w.size % 4, 0);
+            assert!(w.offset <= start);
+            assert_eq!(w.offset + u64::from(w.base) * elem, start);
+            assert!(w.offset + w.size >= start + len);
+        }
+        // clipped to the buffer, which is padded to 4 bytes
+        let w = window(8, 6, 2, 32, 16);
+        assert_eq!((w.offset, w.size, w.base), (0, 16, 4));
+    }
+
+    #[test]
+    fn chunks_fit_the_binding_limit() {
+        let limit = 128 << 20;
+        // 4097 f32 columns: 16388 bytes a row
+        let c = chunk_rows(1 << 20, 16388, limit, 256, u64::MAX).unwrap();
+        assert!(c * 16388 + 256 + 4 <= limit);
+        assert!((c + 1) * 16388 + 256 + 4 > limit);
+        // a row of 2^20 f32 columns fits 31 at a time
+        assert_eq!(chunk_rows(100, 4 << 20, limit, 256, u64::MAX), Ok(31));
+        // a row over the limit cannot be chunked
+        assert_eq!(chunk_rows(1, limit, limit, 256, u64::MAX), Err(limit));
+        // the memory cap wins when smaller, but one row always goes
+        assert_eq!(chunk_rows(1000, 100, limit, 256, 1000), Ok(10));
+        assert_eq!(chunk_rows(1000, 100, limit, 256, 10), Ok(1));
+    }
+
+    #[test]
+    fn chunk_edges() {
+        let v: Vec<_> = chunks(10, 4).collect();
+        assert_eq!(v, vec![(0, 4), (4, 4), (8, 2)]);
+        assert_eq!(chunks(8, 4).count(), 2);
+        assert_eq!(chunks(65536, 65535).collect::<Vec<_>>(), vec![(0, 65535), (65535, 1)]);
+        assert_eq!(chunks(0, 4).count(), 0);
+    }
+
+    #[test]
+    fn layouts() {
+        assert_eq!(row_layout(1, 1024), (64, 1));
+        assert_eq!(row_layout(8, 1024), (64, 1));
+        assert_eq!(row_layout(33, 1024), (64, 8));
+        assert_eq!(row_layout(4096, 1024), (64, 64));
+        assert_eq!(row_layout(4096, 32), (32, 32));
+        assert_eq!(row_layout(4096, 48), (32, 32));
+    }
+
+    #[test]
+    fn reduction_levels() {
+        assert_eq!(reduce_levels(1), vec![1]);
+        assert_eq!(reduce_levels(512), vec![512, 1]);
+        assert_eq!(reduce_levels(513), vec![513, 2, 1]);
+        assert_eq!(reduce_levels(10_000_000), vec![10_000_000, 19532, 39, 1]);
+        let pieces = reduce_pieces(10_000, 8, 16 * 1024, 256);
+        assert!(pieces.iter().all(|&(s, _)| s % REDUCE_BLOCK == 0));
+        assert_eq!(pieces.iter().map(|p| p.1).sum::<u64>(), 10_000);
+        assert!(pieces.len() > 1);
+    }
+}
