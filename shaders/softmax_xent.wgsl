@@ -56,9 +56,9 @@ fn softmax_xent(
     let ok = stats_ok(st);
     let lse = select(0.0, st.m + log(st.s), ok);
     let s = params.smoothing;
-    var smooth = SumFlags(0.0, 0u);
+    var smoothing_terms = SumFlags(0.0, 0u);
     if s > 0.0 {
-        smooth = smoothing_sum(slot, base, lse);
+        smoothing_terms = smoothing_sum(slot, base, lse);
     }
     if !slot.live || slot.lane != 0u {
         return;
@@ -89,8 +89,8 @@ fn softmax_xent(
                 }
             }
             if s > 0.0 {
-                terms.sum += s / f32(params.cols) * smooth.sum;
-                terms.flags |= smooth.flags;
+                terms.sum += s / f32(params.cols) * smoothing_terms.sum;
+                terms.flags |= smoothing_terms.flags;
             }
         }
         loss = sum_value(terms);

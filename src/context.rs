@@ -57,7 +57,10 @@ pub fn adapter_label(info: &wgpu::AdapterInfo) -> String {
 /// Every adapter wgpu finds on `backends` (default: `WGPU_BACKEND`, else all), best first.
 pub fn adapters(backends: Option<wgpu::Backends>) -> Vec<wgpu::Adapter> {
     let backends = backends.or_else(wgpu::Backends::from_env).unwrap_or(wgpu::Backends::all());
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor { backends, ..wgpu::InstanceDescriptor::new_without_display_handle_from_env() });
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends,
+        ..wgpu::InstanceDescriptor::new_without_display_handle_from_env()
+    });
     let mut list = pollster::block_on(instance.enumerate_adapters(backends));
     list.sort_by_key(|a| rank(&a.get_info()));
     list
@@ -79,8 +82,11 @@ impl Context {
             .find(|a| name.as_ref().is_none_or(|n| a.get_info().name.to_lowercase().contains(&n.to_lowercase())))
             .ok_or_else(|| {
                 let wanted = name.map(|n| format!(" named like {n:?}")).unwrap_or_default();
-                let seen = if found.is_empty() { "none found".to_string() } else { format!("found {}", found.join(", ")) };
-                Error::NoAdapter(format!("no adapter{wanted}; {seen} (a software one: apt-get install mesa-vulkan-drivers)"))
+                let seen =
+                    if found.is_empty() { "none found".to_string() } else { format!("found {}", found.join(", ")) };
+                Error::NoAdapter(format!(
+                    "no adapter{wanted}; {seen} (a software one: apt-get install mesa-vulkan-drivers)"
+                ))
             })?;
         Self::from_adapter(adapter)
     }

@@ -1,12 +1,18 @@
-//! Jobs on host slices: upload in row chunks that fit the binding limit, run the row
-//! kernel per chunk into full-length per-row buffers, then one tree reduction and one
-//! readback. Chunks alternate between two upload buffers so that the upload of chunk
-//! i+1 overlaps the kernel of chunk i, and at most two chunks are in flight.
+//! Jobs on host slices, whole ([`Context::compute`]) or fed in row chunks
+//! ([`Context::stream`], for files bigger than memory).
+//!
+//! Each pushed chunk is split into pieces that fit the binding limit, uploaded into one
+//! of two alternating buffers and run into full-length per-row buffers on the device,
+//! so the upload of piece i+1 overlaps the kernel of piece i and at most two pieces are
+//! in flight. `finish` runs one tree reduction over all rows and one readback, so the
+//! result does not depend on how the rows were chunked.
 
+use half::{bf16, f16};
 use wgpu::util::DeviceExt;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::kernels::{Kernel, RowParams};
 use crate::loss::{Batch, DType, Labels, LogBase, Loss};
 use crate::ops::{self, Bound, RowBindings, RowJob};
 use crate::plan;
@@ -20,7 +26,7 @@ pub struct RunOptions {
     pub keep_values: bool,
     /// Read back the per-row argmax (row max and cross-entropy with labels).
     pub keep_argmax: bool,
-    /// Force at most this many rows per chunk (tests of the chunked path).
+    /// Force at most this many rows per piece (tests of the chunked path).
     pub chunk_rows: Option<u64>,
 }
 
@@ -29,7 +35,7 @@ pub struct RunOptions {
 pub struct Output {
     pub rows: usize,
     pub cols: usize,
-    /// Sum of the per-row values (a deterministic tree sum on the GPU).
+    /// Sum of the per-row values (a deterministic tree sum on the GPU; softmax: of all values).
     pub sum: f64,
     /// The mean's denominator: rows, or `Σ W[y]` over non-ignored rows for cross-entropy.
     pub denominator: f64,
@@ -51,30 +57,34 @@ impl Output {
 
 const USAGE_IN: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_DST);
 const USAGE_OUT: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC);
+const USAGE_READ: wgpu::BufferUsages = wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
 
 fn buffer(device: &wgpu::Device, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
-    device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: bytes.max(4).div_ceil(4) * 4, usage, mapped_at_creation: false })
+    let size = bytes.max(4).div_ceil(4) * 4;
+    device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: false })
 }
 
 fn whole(buffer: &wgpu::Buffer) -> Bound<'_> {
     Bound { buffer, window: plan::Window { offset: 0, size: buffer.size(), base: 0 } }
 }
 
-/// Bytes of rows `start..start + n` of `batch` as `dtype` (converted to f32 if they differ).
+/// Bytes of rows `start..start + n` of `batch` as `dtype`.
 fn rows_bytes(batch: &Batch, dtype: DType, start: usize, n: usize) -> Vec<u8> {
     let (s, e) = (start * batch.cols, (start + n) * batch.cols);
     if batch.data.dtype() == dtype {
         return batch.data.bytes(s, e).to_vec();
     }
-    let v: Vec<f32> = (s..e).map(|i| batch.data.get(i) as f32).collect();
-    bytemuck::cast_slice(&v).to_vec()
+    match dtype {
+        DType::F32 => (s..e).flat_map(|i| (batch.data.get(i) as f32).to_le_bytes()).collect(),
+        DType::F16 => (s..e).flat_map(|i| f16::from_f64(batch.data.get(i)).to_le_bytes()).collect(),
+        DType::Bf16 => (s..e).flat_map(|i| bf16::from_f64(batch.data.get(i)).to_le_bytes()).collect(),
+    }
 }
 
 /// Labels narrowed to i32; values that do not fit become `i32::MIN`, which is never in
 /// range nor the ignore index, so the kernel reports the row.
 fn labels_bytes(labels: &Labels, start: usize, n: usize) -> Vec<u8> {
-    let v: Vec<i32> = (start..start + n).map(|i| i32::try_from(labels.get(i)).unwrap_or(i32::MIN)).collect();
-    bytemuck::cast_slice(&v).to_vec()
+    (start..start + n).flat_map(|i| i32::try_from(labels.get(i)).unwrap_or(i32::MIN).to_le_bytes()).collect()
 }
 
 fn f32s(bytes: &[u8]) -> Vec<f32> {
@@ -96,52 +106,106 @@ fn flagged(sum_bits: u32, flags: u32) -> f64 {
 }
 
 impl Context {
-    /// Runs `loss` on the GPU and returns its reductions (and per-row values if asked).
-    pub fn compute(&self, loss: &Loss, options: &RunOptions) -> Result<Output> {
-        loss.validate()?;
+    /// Runs `f` inside validation and out-of-memory error scopes.
+    fn scoped<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let result = self.compute_scoped(loss, options);
+        let result = f();
         let oom = pollster::block_on(oom.pop());
         let validation = pollster::block_on(validation.pop());
-        if let Some(e) = validation.or(oom) {
-            return Err(Error::Gpu(e.to_string()));
+        match validation.or(oom) {
+            Some(e) => Err(Error::Gpu(e.to_string())),
+            None => result,
         }
-        result
     }
 
-    fn compute_scoped(&self, loss: &Loss, options: &RunOptions) -> Result<Output> {
-        let job = ops::job(loss, options.base);
-        let (rows, cols) = (job.a.rows as u64, job.a.cols as u64);
+    /// Runs `loss` on the GPU and returns its reductions (and per-row values if asked).
+    pub fn compute(&self, loss: &Loss, options: &RunOptions) -> Result<Output> {
+        let mut stream = self.stream(loss, loss.primary().rows as u64, options)?;
+        let values = stream.push(loss)?;
+        let mut out = stream.finish().map_err(|e| describe(e, loss))?;
+        if out.values.is_none() && values.is_some() {
+            out.sum = values.iter().flatten().map(|&v| f64::from(v)).sum();
+            out.values = values;
+        }
+        Ok(out)
+    }
+
+    /// Starts a job of `rows` rows in all, fed in chunks by [`Stream::push`]. `template`
+    /// sets the operation, options, columns and dtypes; its data is not read.
+    pub fn stream(&self, template: &Loss, rows: u64, options: &RunOptions) -> Result<Stream<'_>> {
+        template.validate()?;
+        let job = ops::job(template, options.base);
+        let cols = job.a.cols as u64;
         let dtype = match job.b {
             Some(b) if b.data.dtype() != job.a.data.dtype() => DType::F32,
             _ => job.a.data.dtype(),
         };
+        if rows == 0 || cols == 0 {
+            return Err(Error::Shape { what: "batch", detail: format!("is empty ([{rows}, {cols}])") });
+        }
+        if rows > u64::from(u32::MAX - 1) || cols > u64::from(u32::MAX) {
+            return Err(Error::TooLarge(format!("[{rows}, {cols}] is over 2^32 rows or columns")));
+        }
         let limits = self.device.limits();
-        let align = u64::from(limits.min_storage_buffer_offset_alignment);
-        let max_binding = limits.max_storage_buffer_binding_size;
+        let (align, max_binding) =
+            (u64::from(limits.min_storage_buffer_offset_alignment), limits.max_storage_buffer_binding_size);
         let row_bytes = (cols * dtype.size() as u64).max(4 * job.out_per_row);
         let mut chunk = plan::chunk_rows(rows, row_bytes, max_binding, align, self.chunk_bytes).map_err(|need| {
             Error::TooLarge(format!(
-                "one row needs {need} bytes but the adapter binds at most {max_binding}; split the columns or use a larger device"
+                "one row needs {need} bytes but the adapter binds at most {max_binding}; use fewer columns"
             ))
         })?;
         if let Some(c) = options.chunk_rows {
             chunk = chunk.min(c.max(1));
         }
-        let softmax = job.out_per_row > 1;
-        let d = &self.device;
+        self.scoped(|| Ok(Stream::new(self, &job, dtype, rows, chunk, *options)))
+    }
+}
 
-        // per-row outputs for every row (softmax: one chunk, read back per chunk)
-        let out_rows = if softmax { chunk * job.out_per_row } else { rows };
-        let out = buffer(d, "xent rows", 4 * out_rows, USAGE_OUT);
-        let aux = buffer(d, "xent aux", if job.uses_aux() { 8 * rows } else { 4 }, USAGE_OUT);
-        let status = d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("xent status"),
-            contents: bytemuck::cast_slice(&[u32::MAX; 2]),
-            usage: USAGE_OUT | wgpu::BufferUsages::COPY_DST,
-        });
-        let weights = match job.class_weights {
+/// A job fed in row chunks, in order; see [`Context::stream`].
+pub struct Stream<'c> {
+    ctx: &'c Context,
+    kernel: Kernel,
+    params: RowParams,
+    options: RunOptions,
+    dtype: DType,
+    rows: u64,
+    cols: u64,
+    chunk: u64,
+    out_per_row: u64,
+    weighted: bool,
+    argmax: bool,
+    has_b: bool,
+    has_labels: bool,
+    next_row: u64,
+    out: wgpu::Buffer,
+    aux: wgpu::Buffer,
+    status: wgpu::Buffer,
+    class_weights: wgpu::Buffer,
+    unused: wgpu::Buffer,
+    uploads: [[wgpu::Buffer; 3]; 2],
+    readback: Option<wgpu::Buffer>,
+    in_flight: [Option<wgpu::SubmissionIndex>; 2],
+    pieces: usize,
+}
+
+impl<'c> Stream<'c> {
+    fn new(ctx: &'c Context, job: &RowJob, dtype: DType, rows: u64, chunk: u64, options: RunOptions) -> Self {
+        let d = &ctx.device;
+        let cols = job.a.cols as u64;
+        let softmax = job.out_per_row > 1;
+        // per-row outputs for every row (softmax: one piece, read back per piece)
+        let out_len = if softmax { chunk * job.out_per_row } else { rows };
+        let in_bytes = chunk * cols * dtype.size() as u64;
+        let upload = |_| {
+            [
+                buffer(d, "xent input a", in_bytes, USAGE_IN),
+                buffer(d, "xent input b", if job.b.is_some() { in_bytes } else { 4 }, USAGE_IN),
+                buffer(d, "xent labels", if job.labels.is_some() { 4 * chunk } else { 4 }, USAGE_IN),
+            ]
+        };
+        let class_weights = match job.class_weights {
             Some(w) => d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("xent class weights"),
                 contents: bytemuck::cast_slice(w),
@@ -149,157 +213,234 @@ impl Context {
             }),
             None => buffer(d, "xent unused", 4, USAGE_IN),
         };
-        let unused = buffer(d, "xent unused", 4, USAGE_IN);
-        let in_bytes = chunk * cols * dtype.size() as u64;
-        let uploads: Vec<[wgpu::Buffer; 3]> = (0..2)
-            .map(|_| {
-                [
-                    buffer(d, "xent input a", in_bytes, USAGE_IN),
-                    buffer(d, "xent input b", if job.b.is_some() { in_bytes } else { 4 }, USAGE_IN),
-                    buffer(d, "xent labels", if job.labels.is_some() { 4 * chunk } else { 4 }, USAGE_IN),
-                ]
-            })
-            .collect();
-        let readback = if softmax { Some(buffer(d, "xent readback", 4 * out_rows, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST)) } else { None };
-        let mut values = Vec::new();
-
-        let mut in_flight = [None, None];
-        for (i, (start, n)) in plan::chunks(rows, chunk).enumerate() {
-            let slot = i % 2;
-            if let Some(index) = in_flight[slot].take() {
-                d.poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
-                    .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
-                self.health()?;
-            }
-            let [a, b, y] = &uploads[slot];
-            self.queue.write_buffer(a, 0, &rows_bytes(&job.a, dtype, start as usize, n as usize));
-            if let Some(batch) = &job.b {
-                self.queue.write_buffer(b, 0, &rows_bytes(batch, dtype, start as usize, n as usize));
-            }
-            if let Some(labels) = &job.labels {
-                self.queue.write_buffer(y, 0, &labels_bytes(labels, start as usize, n as usize));
-            }
-            let out_window = if softmax {
-                whole(&out).window
-            } else {
-                plan::window(4 * start, 4 * n, 4, align, out.size())
-            };
-            let aux_window = if job.uses_aux() { plan::window(8 * start, 8 * n, 4, align, aux.size()) } else { whole(&aux).window };
-            let bindings = RowBindings {
-                a: whole(a),
-                b: if job.b.is_some() { whole(b) } else { whole(&unused) },
-                labels: if job.labels.is_some() { whole(y) } else { whole(&unused) },
-                class_weights: whole(&weights),
-                out: Bound { buffer: &out, window: out_window },
-                aux: Bound { buffer: &aux, window: aux_window },
-                status: &status,
-            };
-            let mut encoder = d.create_command_encoder(&Default::default());
-            ops::encode_rows(&self.kernels, &mut encoder, &job, dtype, n, start, &bindings)?;
-            if let Some(rb) = &readback {
-                let bytes = 4 * n * job.out_per_row;
-                encoder.copy_buffer_to_buffer(&out, 0, rb, 0, bytes);
-                self.queue.submit([encoder.finish()]);
-                values.extend(f32s(&readback::read_blocking(d, rb, 0..bytes)?));
-                self.health()?;
-            } else {
-                in_flight[slot] = Some(self.queue.submit([encoder.finish()]));
-            }
+        Stream {
+            ctx,
+            kernel: job.kernel,
+            params: job.params,
+            options,
+            dtype,
+            rows,
+            cols,
+            chunk,
+            out_per_row: job.out_per_row,
+            weighted: job.weighted,
+            argmax: job.argmax,
+            has_b: job.b.is_some(),
+            has_labels: job.labels.is_some(),
+            next_row: 0,
+            out: buffer(d, "xent rows", 4 * out_len, USAGE_OUT),
+            aux: buffer(d, "xent aux", if job.uses_aux() { 8 * rows } else { 4 }, USAGE_OUT),
+            status: d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("xent status"),
+                contents: bytemuck::cast_slice(&[u32::MAX; 2]),
+                usage: USAGE_OUT,
+            }),
+            class_weights,
+            unused: buffer(d, "xent unused", 4, USAGE_IN),
+            uploads: [upload(0), upload(1)],
+            readback: softmax.then(|| buffer(d, "xent readback", 4 * out_len, USAGE_READ)),
+            in_flight: [None, None],
+            pieces: 0,
         }
-        self.finish(&job, options, &out, &aux, &status, values)
     }
 
-    /// Reduces the per-row buffers, reads everything back and checks the status words.
-    fn finish(&self, job: &RowJob, options: &RunOptions, out: &wgpu::Buffer, aux: &wgpu::Buffer, status: &wgpu::Buffer, values: Vec<f32>) -> Result<Output> {
-        let d = &self.device;
-        let rows = job.a.rows as u64;
-        let softmax = job.out_per_row > 1;
-        let keep_values = options.keep_values && !softmax;
-        let keep_argmax = options.keep_argmax && job.argmax;
+    /// Rows pushed so far.
+    pub fn rows_done(&self) -> u64 {
+        self.next_row
+    }
+
+    /// Runs the next rows of the job. `chunk` is the same operation as the template
+    /// over the next `n` rows. Softmax returns this chunk's output rows.
+    pub fn push(&mut self, chunk: &Loss) -> Result<Option<Vec<f32>>> {
+        chunk.validate()?;
+        let job = ops::job(chunk, self.options.base);
+        let n = job.a.rows as u64;
+        if job.kernel != self.kernel || job.a.cols as u64 != self.cols || self.next_row + n > self.rows {
+            return Err(Error::Shape {
+                what: "chunk",
+                detail: format!(
+                    "of [{n}, {}] does not continue a [{}, {}] job at row {}",
+                    job.a.cols, self.rows, self.cols, self.next_row
+                ),
+            });
+        }
+        let ctx = self.ctx;
+        ctx.scoped(|| {
+            let mut values = self.readback.as_ref().map(|_| Vec::with_capacity((n * self.out_per_row) as usize));
+            for (start, len) in plan::chunks(n, self.chunk) {
+                let piece = self.piece(&job, start, len)?;
+                if let (Some(v), Some(p)) = (values.as_mut(), piece) {
+                    v.extend(p);
+                }
+            }
+            Ok(values)
+        })
+    }
+
+    /// Uploads and runs rows `start..start + n` of `job` (rows of this push).
+    fn piece(&mut self, job: &RowJob, start: u64, n: u64) -> Result<Option<Vec<f32>>> {
+        let (ctx, d) = (self.ctx, &self.ctx.device);
+        let slot = self.pieces % 2;
+        self.pieces += 1;
+        if let Some(index) = self.in_flight[slot].take() {
+            d.poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
+                .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+            ctx.health()?;
+        }
+        let (s, len) = (start as usize, n as usize);
+        let [a, b, y] = &self.uploads[slot];
+        ctx.queue.write_buffer(a, 0, &rows_bytes(&job.a, self.dtype, s, len));
+        if let Some(batch) = &job.b {
+            ctx.queue.write_buffer(b, 0, &rows_bytes(batch, self.dtype, s, len));
+        }
+        if let Some(labels) = &job.labels {
+            ctx.queue.write_buffer(y, 0, &labels_bytes(labels, s, len));
+        }
+        let row = self.next_row;
+        let align = u64::from(d.limits().min_storage_buffer_offset_alignment);
+        let softmax = self.readback.is_some();
+        let out = if softmax { whole(&self.out) } else { self.per_row(&self.out, 4, row, n, align) };
+        let aux =
+            if self.weighted || self.argmax { self.per_row(&self.aux, 8, row, n, align) } else { whole(&self.aux) };
+        let bindings = RowBindings {
+            a: whole(a),
+            b: whole(if self.has_b { b } else { &self.unused }),
+            labels: whole(if self.has_labels { y } else { &self.unused }),
+            class_weights: whole(&self.class_weights),
+            out,
+            aux,
+            status: &self.status,
+        };
+        let mut encoder = d.create_command_encoder(&Default::default());
+        let shape = (n, self.cols);
+        ops::encode_rows(&ctx.kernels, &mut encoder, self.kernel, &self.params, self.dtype, shape, row, &bindings)?;
+        self.next_row += n;
+        let Some(rb) = &self.readback else {
+            self.in_flight[slot] = Some(ctx.queue.submit([encoder.finish()]));
+            return Ok(None);
+        };
+        let bytes = 4 * n * self.out_per_row;
+        encoder.copy_buffer_to_buffer(&self.out, 0, rb, 0, bytes);
+        ctx.queue.submit([encoder.finish()]);
+        let values = f32s(&readback::read_blocking(d, rb, 0..bytes)?);
+        ctx.health()?;
+        Ok(Some(values))
+    }
+
+    /// The window of rows `row..row + n` of a per-row buffer of `stride` bytes a row.
+    fn per_row<'b>(&self, buffer: &'b wgpu::Buffer, stride: u64, row: u64, n: u64, align: u64) -> Bound<'b> {
+        Bound { buffer, window: plan::window(stride * row, stride * n, 4, align, buffer.size()) }
+    }
+
+    /// Reduces the per-row buffers, reads back and checks the status words.
+    pub fn finish(self) -> Result<Output> {
+        if self.next_row != self.rows {
+            return Err(Error::Shape {
+                what: "job",
+                detail: format!("ended after {} of its {} rows", self.next_row, self.rows),
+            });
+        }
+        self.ctx.scoped(|| self.finish_scoped())
+    }
+
+    fn finish_scoped(&self) -> Result<Output> {
+        let (ctx, d) = (self.ctx, &self.ctx.device);
+        let rows = self.rows;
+        let softmax = self.readback.is_some();
+        let keep_values = self.options.keep_values && !softmax;
+        let keep_argmax = self.options.keep_argmax && self.argmax;
         // readback layout: status (2 words), value pair, weight pair, values, argmax pairs
         let values_at = 24u64;
         let argmax_at = values_at + if keep_values { 4 * rows } else { 0 };
         let total = argmax_at + if keep_argmax { 8 * rows } else { 0 };
-        let rb = buffer(d, "xent readback", total, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+        let rb = buffer(d, "xent readback", total, USAGE_READ);
         let mut encoder = d.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(status, 0, &rb, 0, 8);
+        encoder.copy_buffer_to_buffer(&self.status, 0, &rb, 0, 8);
         let partials = rows.div_ceil(plan::REDUCE_BLOCK);
         let scratch = [
             buffer(d, "xent partials", 8 * partials, USAGE_OUT),
             buffer(d, "xent partials", 8 * partials.div_ceil(plan::REDUCE_BLOCK), USAGE_OUT),
         ];
-        let scratch_refs = [&scratch[0], &scratch[1]];
         let result = &scratch[ops::reduce_result_index(rows)];
         if !softmax {
-            ops::encode_reduce(&self.kernels, &mut encoder, out, rows, 1, 0, scratch_refs)?;
+            ops::encode_reduce(&ctx.kernels, &mut encoder, &self.out, rows, 1, 0, [&scratch[0], &scratch[1]])?;
             encoder.copy_buffer_to_buffer(result, 0, &rb, 8, 8);
         }
-        if job.weighted {
-            ops::encode_reduce(&self.kernels, &mut encoder, aux, rows, 2, 1, scratch_refs)?;
+        if self.weighted {
+            ops::encode_reduce(&ctx.kernels, &mut encoder, &self.aux, rows, 2, 1, [&scratch[0], &scratch[1]])?;
             encoder.copy_buffer_to_buffer(result, 0, &rb, 16, 8);
         }
         if keep_values {
-            encoder.copy_buffer_to_buffer(out, 0, &rb, values_at, 4 * rows);
+            encoder.copy_buffer_to_buffer(&self.out, 0, &rb, values_at, 4 * rows);
         }
         if keep_argmax {
-            encoder.copy_buffer_to_buffer(aux, 0, &rb, argmax_at, 8 * rows);
+            encoder.copy_buffer_to_buffer(&self.aux, 0, &rb, argmax_at, 8 * rows);
         }
-        self.queue.submit([encoder.finish()]);
+        ctx.queue.submit([encoder.finish()]);
         let bytes = readback::read_blocking(d, &rb, 0..rb.size())?;
-        self.health()?;
+        ctx.health()?;
         let words: &[u32] = bytemuck::cast_slice(&bytes);
-        self.check_status(job, words[0], words[1])?;
-
-        let sum = if softmax { values.iter().map(|&v| f64::from(v)).sum() } else { flagged(words[2], words[3]) };
-        let denominator = if job.weighted { flagged(words[4], words[5]) } else { rows as f64 };
-        let values = if softmax {
-            Some(values)
-        } else if keep_values {
-            Some(f32s(&bytes[values_at as usize..argmax_at as usize]))
-        } else {
-            None
-        };
-        let argmax = keep_argmax.then(|| words[argmax_at as usize / 4..].iter().step_by(2).copied().collect());
-        Ok(Output { rows: rows as usize, cols: job.a.cols, sum, denominator, values, argmax })
-    }
-
-    /// Turns the kernel's first-bad-row words into an error naming the row and value.
-    fn check_status(&self, job: &RowJob, bad_label: u32, bad_value: u32) -> Result<()> {
-        if bad_label != u32::MAX {
-            let label = job.labels.map(|y| y.get(bad_label as usize)).unwrap_or_default();
-            return Err(Error::Label { row: u64::from(bad_label), detail: format!("{label} is outside [0, {})", job.a.cols) });
+        if words[0] != u32::MAX {
+            let detail = format!("is outside [0, {})", self.cols);
+            return Err(Error::Label { row: u64::from(words[0]), detail });
         }
-        if bad_value != u32::MAX {
-            return Err(Error::Value { row: u64::from(bad_value), detail: describe_bad_value(job, bad_value as usize) });
+        if words[1] != u32::MAX {
+            let detail = "holds a value outside its domain (a negative or NaN probability, or a target outside [0, 1])";
+            return Err(Error::Value { row: u64::from(words[1]), detail: detail.into() });
         }
-        Ok(())
+        Ok(Output {
+            rows: rows as usize,
+            cols: self.cols as usize,
+            sum: if softmax { f64::NAN } else { flagged(words[2], words[3]) },
+            denominator: if self.weighted { flagged(words[4], words[5]) } else { rows as f64 },
+            values: keep_values.then(|| f32s(&bytes[values_at as usize..argmax_at as usize])),
+            argmax: keep_argmax.then(|| words[argmax_at as usize / 4..].iter().step_by(2).copied().collect()),
+        })
     }
 }
 
-/// The first out-of-domain value of `row`, found on the host for the message.
-fn describe_bad_value(job: &RowJob, row: usize) -> String {
-    let cols = job.a.cols;
-    let probs_a = job.params.flags & crate::kernels::flags::P_LOGITS == 0;
-    let is_bce = job.kernel == crate::kernels::Kernel::BinaryXent;
-    let q_probs = job.params.flags & crate::kernels::flags::Q_LOGITS == 0;
-    for j in 0..cols {
-        if is_bce {
-            let t = job.b.map(|b| b.get(row, j)).unwrap_or(0.0);
-            if !(0.0..=1.0).contains(&t) {
-                return format!("target {t} at column {j} is outside [0, 1]");
-            }
+/// Adds the offending value to a row error, from the host data of `loss`.
+fn describe(e: Error, loss: &Loss) -> Error {
+    match e {
+        Error::Label { row, .. } => {
+            let label = loss.labels().map(|y| y.get(row as usize)).unwrap_or_default();
+            Error::Label { row, detail: format!("{label} is outside [0, {})", loss.primary().cols) }
         }
-        let checks = [(Some(job.a), probs_a), (job.b, q_probs && !is_bce)];
-        for (batch, is_probs) in checks {
-            let Some(batch) = batch.filter(|_| is_probs) else { continue };
-            let v = batch.get(row, j);
-            if is_bce && !(0.0..=1.0).contains(&v) {
-                return format!("probability {v} at column {j} is outside [0, 1]");
-            }
-            if v.is_nan() || v < 0.0 {
-                return format!("probability {v} at column {j} is {}", if v.is_nan() { "NaN" } else { "negative" });
+        Error::Value { row, detail } => {
+            Error::Value { row, detail: first_bad_value(loss, row as usize).unwrap_or(detail) }
+        }
+        e => e,
+    }
+}
+
+/// The first out-of-domain probability or target of `row`.
+fn first_bad_value(loss: &Loss, row: usize) -> Option<String> {
+    let (probs, targets): (Vec<&Batch>, Option<&Batch>) = match loss {
+        Loss::CrossEntropyProbs { target, .. } => (vec![target], None),
+        Loss::KlDiv { p, q } => ([p, q].into_iter().filter(|d| !d.is_logits()).map(|d| d.batch()).collect(), None),
+        Loss::Entropy { p } => ([p].into_iter().filter(|d| !d.is_logits()).map(|d| d.batch()).collect(), None),
+        Loss::BinaryCrossEntropy { input, target } => {
+            ([input].into_iter().filter(|d| !d.is_logits()).map(|d| d.batch()).collect(), Some(target))
+        }
+        _ => return None,
+    };
+    let unit = targets.is_some();
+    for j in 0..loss.primary().cols {
+        if let Some(t) = targets.map(|t| t.get(row, j)).filter(|t| !(0.0..=1.0).contains(t)) {
+            return Some(format!("target {t} at column {j} is outside [0, 1]"));
+        }
+        for v in probs.iter().map(|b| b.get(row, j)) {
+            if v.is_nan() || v < 0.0 || (unit && v > 1.0) {
+                let why = if v.is_nan() {
+                    "is NaN"
+                } else if unit {
+                    "is outside [0, 1]"
+                } else {
+                    "is negative"
+                };
+                return Some(format!("probability {v} at column {j} {why}"));
             }
         }
     }
-    "holds a value outside its domain".to_string()
+    None
 }

@@ -32,10 +32,8 @@ macro_rules! row_sources {
     };
 }
 
-const REDUCE_SOURCE: &str = concat!(
-    include_str!("../shaders/common/numerics.wgsl"),
-    include_str!("../shaders/reduce.wgsl"),
-);
+const REDUCE_SOURCE: &str =
+    concat!(include_str!("../shaders/common/numerics.wgsl"), include_str!("../shaders/reduce.wgsl"),);
 
 /// A compute entry point of one of the shader families in `shaders/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -270,18 +268,18 @@ impl Kernels {
                 })
                 .clone()
         };
-        let constants: &[(&str, f64)] = if kernel == Kernel::Reduce {
-            &[]
-        } else {
-            &[("WG", f64::from(wg)), ("LANES", f64::from(lanes))]
-        };
+        let constants: &[(&str, f64)] =
+            if kernel == Kernel::Reduce { &[] } else { &[("WG", f64::from(wg)), ("LANES", f64::from(lanes))] };
         let layout = if kernel == Kernel::Reduce { &self.reduce_pipeline_layout } else { &self.row_pipeline_layout };
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(kernel.entry()),
             layout: Some(layout),
             module: &module,
             entry_point: Some(kernel.entry()),
-            compilation_options: wgpu::PipelineCompilationOptions { constants, zero_initialize_workgroup_memory: false },
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                zero_initialize_workgroup_memory: false,
+            },
             cache: None,
         });
         if let Some(e) = pollster::block_on(scope.pop()) {

@@ -13,5 +13,5 @@ pub mod reference;
 
 pub use context::{Context, ContextOptions};
 pub use error::{Error, Result};
-pub use host::{Output, RunOptions};
+pub use host::{Output, RunOptions, Stream};
 pub use loss::{Batch, CrossEntropyOptions, DType, Dist, Floats, Labels, LogBase, Loss, Reduction};

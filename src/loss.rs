@@ -102,10 +102,9 @@ impl<'a> Batch<'a> {
     /// Wraps `data` as `[rows, cols]`; the length must be `rows * cols`.
     pub fn new(data: impl Into<Floats<'a>>, rows: usize, cols: usize) -> Result<Self> {
         let data = data.into();
-        let want = rows.checked_mul(cols).ok_or(Error::Shape {
-            what: "batch",
-            detail: format!("{rows} x {cols} elements overflow usize"),
-        })?;
+        let want = rows
+            .checked_mul(cols)
+            .ok_or(Error::Shape { what: "batch", detail: format!("{rows} x {cols} elements overflow usize") })?;
         if data.len() != want {
             return Err(Error::Shape {
                 what: "batch",
@@ -243,13 +242,7 @@ pub enum Loss<'a> {
     /// `−½ Σ_j (1 + logvar − μ² − exp(logvar))`.
     GaussianKl { mean: Batch<'a>, logvar: Batch<'a> },
     /// `α·τ²·KL(softmax(t/τ) ‖ softmax(s/τ)) + (1−α)·CE(s, y)`.
-    Distill {
-        student: Batch<'a>,
-        teacher: Batch<'a>,
-        labels: Labels<'a>,
-        temperature: f32,
-        alpha: f32,
-    },
+    Distill { student: Batch<'a>, teacher: Batch<'a>, labels: Labels<'a>, temperature: f32, alpha: f32 },
 }
 
 impl<'a> Loss<'a> {
@@ -320,7 +313,10 @@ impl<'a> Loss<'a> {
             Loss::Softmax { temperature, .. } | Loss::Distill { temperature, .. }
                 if !(temperature.is_finite() && *temperature > 0.0) =>
             {
-                Err(Error::Option { name: "temperature", detail: format!("{temperature} is not a positive finite number") })
+                Err(Error::Option {
+                    name: "temperature",
+                    detail: format!("{temperature} is not a positive finite number"),
+                })
             }
             Loss::Distill { alpha, .. } if !(0.0..=1.0).contains(alpha) => {
                 Err(Error::Option { name: "alpha", detail: format!("{alpha} is not in [0, 1]") })

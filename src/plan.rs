@@ -71,11 +71,7 @@ pub fn chunks(rows: u64, chunk: u64) -> impl Iterator<Item = (u64, u64)> {
 pub fn row_layout(cols: u64, max_invocations: u32) -> (u32, u32) {
     let largest_pow2 = 1u32 << (31 - max_invocations.max(1).leading_zeros());
     let wg = 64.min(largest_pow2);
-    let lanes = if cols <= 8 {
-        1
-    } else {
-        (cols.div_ceil(8).next_power_of_two().min(u64::from(wg))) as u32
-    };
+    let lanes = if cols <= 8 { 1 } else { (cols.div_ceil(8).next_power_of_two().min(u64::from(wg))) as u32 };
     (wg, lanes)
 }
 

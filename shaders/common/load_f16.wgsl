@@ -1,17 +1,25 @@
 // Inputs a and b as IEEE binary16, read as packed u32 pairs so that no adapter needs
-// SHADER_F16. unpack2x16float leaves infinities and NaN indeterminate, so those are
-// rebuilt from the bit pattern.
+// SHADER_F16 (the GL backend lacks it). Widening is done on the bits, exactly, with
+// infinities and NaN kept (unpack2x16float needs a capability some backends lack and
+// leaves them indeterminate).
 @group(0) @binding(1) var<storage, read> in_a: array<u32>;
 @group(0) @binding(2) var<storage, read> in_b: array<u32>;
 
 fn half_to_f32(word: u32, index: u32) -> f32 {
     let h = (word >> ((index & 1u) * 16u)) & 0xffffu;
-    if (h & 0x7c00u) == 0x7c00u {
-        // exponent all ones: ±inf (mantissa 0) or NaN
-        let mant = select(0u, 0x400000u, (h & 0x3ffu) != 0u);
-        return bitcast<f32>(((h & 0x8000u) << 16u) | 0x7f800000u | mant);
+    let sign = (h & 0x8000u) << 16u;
+    let exponent = (h >> 10u) & 0x1fu;
+    let mantissa = h & 0x3ffu;
+    if exponent == 0x1fu {
+        // ±inf (mantissa 0) or NaN
+        return bitcast<f32>(sign | 0x7f800000u | (mantissa << 13u));
     }
-    return unpack2x16float(h).x;
+    if exponent == 0u {
+        // zero or subnormal: mantissa · 2^-24, exact in f32
+        let magnitude = f32(mantissa) * 5.9604645e-8;
+        return select(magnitude, -magnitude, sign != 0u);
+    }
+    return bitcast<f32>(sign | ((exponent + 112u) << 23u) | (mantissa << 13u));
 }
 
 fn load_a(i: u32) -> f32 {

@@ -106,30 +106,32 @@ pub struct RowBindings<'b> {
     pub status: &'b wgpu::Buffer,
 }
 
-/// Records one dispatch of `job`'s kernel over `rows` rows starting at global row
-/// `row_offset`, reading and writing through `b`'s windows.
+/// Records one dispatch of `kernel` over `shape = (rows, cols)` starting at global row
+/// `row_offset`, with `template`'s flags and options, through `b`'s windows.
 pub fn encode_rows(
     kernels: &Kernels,
     encoder: &mut wgpu::CommandEncoder,
-    job: &RowJob,
+    kernel: Kernel,
+    template: &RowParams,
     dtype: crate::DType,
-    rows: u64,
+    shape: (u64, u64),
     row_offset: u64,
     b: &RowBindings,
 ) -> Result<()> {
     let device = kernels.device();
-    let (wg, lanes) = plan::row_layout(job.a.cols as u64, device.limits().max_compute_invocations_per_workgroup);
-    let pipeline = kernels.pipeline(job.kernel, dtype, wg, lanes)?;
+    let (rows, cols) = shape;
+    let (wg, lanes) = plan::row_layout(cols, device.limits().max_compute_invocations_per_workgroup);
+    let pipeline = kernels.pipeline(kernel, dtype, wg, lanes)?;
     let params = RowParams {
         rows: rows as u32,
-        cols: job.a.cols as u32,
+        cols: cols as u32,
         row_offset: row_offset as u32,
         a_base: b.a.window.base,
         b_base: b.b.window.base,
         label_base: b.labels.window.base,
         out_base: b.out.window.base,
         aux_base: b.aux.window.base,
-        ..job.params
+        ..*template
     };
     let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some("xent row params"),
@@ -138,7 +140,7 @@ pub fn encode_rows(
     });
     let entry = |binding, resource| wgpu::BindGroupEntry { binding, resource };
     let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some(job.kernel.entry()),
+        label: Some(kernel.entry()),
         layout: kernels.row_layout(),
         entries: &[
             entry(binding::PARAMS, uniform.as_entire_binding()),
@@ -153,7 +155,8 @@ pub fn encode_rows(
     });
     let groups = rows.div_ceil(u64::from(wg / lanes));
     let [x, y, z] = plan::grid(groups, device.limits().max_compute_workgroups_per_dimension);
-    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(job.kernel.entry()), timestamp_writes: None });
+    let mut pass = encoder
+        .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.entry()), timestamp_writes: None });
     pass.set_pipeline(&pipeline);
     pass.set_bind_group(0, &group, &[]);
     pass.dispatch_workgroups(x, y, z);
@@ -204,7 +207,8 @@ pub fn encode_reduce(
         });
         let groups = n.div_ceil(plan::REDUCE_BLOCK);
         let [x, y, z] = plan::grid(groups, limits.max_compute_workgroups_per_dimension);
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("xent reduce"), timestamp_writes: None });
+        let mut pass = encoder
+            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("xent reduce"), timestamp_writes: None });
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &group, &[]);
         pass.dispatch_workgroups(x, y, z);

@@ -1,0 +1,456 @@
+//! Every operation on the GPU against the f64 reference, over the shapes that break
+//! naive kernels and the values that break naive numerics, in f32, f16 and bf16.
+
+mod common;
+
+use common::{assert_close, assert_scalar, context, rng};
+use half::{bf16, f16};
+use rand::Rng;
+use rand::rngs::StdRng;
+use xent::{Batch, CrossEntropyOptions, DType, Dist, Error, Labels, LogBase, Loss, RunOptions};
+
+const COLS: [usize; 8] = [1, 3, 31, 33, 255, 257, 4097, 65537];
+const ROWS: [usize; 2] = [1, 7];
+
+/// A float input in the dtype under test.
+enum Input {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    Bf16(Vec<bf16>),
+}
+
+impl Input {
+    fn new(v: &[f32], dtype: DType) -> Self {
+        match dtype {
+            DType::F32 => Input::F32(v.to_vec()),
+            DType::F16 => Input::F16(v.iter().map(|&x| f16::from_f32(x)).collect()),
+            DType::Bf16 => Input::Bf16(v.iter().map(|&x| bf16::from_f32(x)).collect()),
+        }
+    }
+
+    fn batch(&self, rows: usize, cols: usize) -> Batch<'_> {
+        let r = match self {
+            Input::F32(v) => Batch::new(&v[..], rows, cols),
+            Input::F16(v) => Batch::new(&v[..], rows, cols),
+            Input::Bf16(v) => Batch::new(&v[..], rows, cols),
+        };
+        r.expect("test batch shape")
+    }
+}
+
+/// The operations under test, with the option values that matter.
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    RowMax,
+    Lse,
+    Softmax { log: bool },
+    Ce { ignore: bool, weights: bool, smoothing: f32 },
+    CeProbs,
+    Kl { p_logits: bool, q_logits: bool },
+    Entropy { logits: bool },
+    Bce { logits: bool },
+    GaussianKl,
+    Distill { alpha: f32 },
+}
+
+const ALL_OPS: [Op; 20] = [
+    Op::RowMax,
+    Op::Lse,
+    Op::Softmax { log: false },
+    Op::Softmax { log: true },
+    Op::Ce { ignore: false, weights: false, smoothing: 0.0 },
+    Op::Ce { ignore: true, weights: false, smoothing: 0.0 },
+    Op::Ce { ignore: false, weights: true, smoothing: 0.0 },
+    Op::Ce { ignore: true, weights: true, smoothing: 0.1 },
+    Op::CeProbs,
+    Op::Kl { p_logits: false, q_logits: false },
+    Op::Kl { p_logits: true, q_logits: false },
+    Op::Kl { p_logits: false, q_logits: true },
+    Op::Kl { p_logits: true, q_logits: true },
+    Op::Entropy { logits: false },
+    Op::Entropy { logits: true },
+    Op::Bce { logits: false },
+    Op::Bce { logits: true },
+    Op::GaussianKl,
+    Op::Distill { alpha: 0.5 },
+    Op::Distill { alpha: 1.0 },
+];
+
+/// Seeded inputs of one case; `logits` may be edited before the run.
+struct Case {
+    rows: usize,
+    cols: usize,
+    logits: Vec<f32>,
+    second: Vec<f32>,
+    probs: Vec<f32>,
+    probs2: Vec<f32>,
+    unit: Vec<f32>,
+    labels: Vec<i32>,
+    weights: Vec<f32>,
+}
+
+impl Case {
+    fn new(seed: u64, rows: usize, cols: usize, scale: f32) -> Self {
+        let mut r = rng(seed);
+        let n = rows * cols;
+        let mut labels = common::labels(&mut r, rows, cols);
+        // a few rows carry the ignore index
+        for (i, y) in labels.iter_mut().enumerate() {
+            if i % 3 == 1 {
+                *y = -100;
+            }
+        }
+        Case {
+            rows,
+            cols,
+            logits: common::logits(&mut r, n, scale),
+            second: common::logits(&mut r, n, scale),
+            probs: common::probs(&mut r, rows, cols, true),
+            probs2: common::probs(&mut r, rows, cols, false),
+            unit: common::uniform(&mut r, n, 0.0, 1.0),
+            labels,
+            weights: common::uniform(&mut r, cols, 0.1, 2.0),
+        }
+    }
+
+    fn valid_labels(&self) -> Vec<i32> {
+        self.labels.iter().enumerate().map(|(i, &y)| if y < 0 { (i % self.cols) as i32 } else { y }).collect()
+    }
+}
+
+/// Runs `op` on the GPU and on the reference; returns the worst relative error.
+fn check(what: &str, op: Op, case: &Case, dtype: DType, abs: f64, rel: f64) -> f64 {
+    let Some(ctx) = context() else { return 0.0 };
+    let (rows, cols) = (case.rows, case.cols);
+    let x = Input::new(&case.logits, dtype);
+    let x2 = Input::new(&case.second, dtype);
+    let p = Input::new(&case.probs, dtype);
+    let p2 = Input::new(&case.probs2, dtype);
+    let u = Input::new(&case.unit, dtype);
+    let valid = case.valid_labels();
+    let b = |i: &Input| i.batch(rows, cols);
+    let loss = match op {
+        Op::RowMax => Loss::RowMax { logits: b(&x) },
+        Op::Lse => Loss::LogSumExp { logits: b(&x) },
+        Op::Softmax { log } => Loss::Softmax { logits: b(&x), temperature: 0.7, log },
+        Op::Ce { ignore, weights, smoothing } => Loss::CrossEntropy {
+            logits: b(&x),
+            labels: Labels::I32(if ignore { &case.labels } else { &valid }),
+            options: CrossEntropyOptions {
+                ignore_index: ignore.then_some(-100),
+                class_weights: weights.then_some(&case.weights[..]),
+                label_smoothing: smoothing,
+            },
+        },
+        Op::CeProbs => Loss::CrossEntropyProbs { logits: b(&x), target: b(&p) },
+        Op::Kl { p_logits, q_logits } => Loss::KlDiv {
+            p: if p_logits { Dist::Logits(b(&x)) } else { Dist::Probs(b(&p)) },
+            q: if q_logits { Dist::Logits(b(&x2)) } else { Dist::Probs(b(&p2)) },
+        },
+        Op::Entropy { logits } => Loss::Entropy { p: if logits { Dist::Logits(b(&x)) } else { Dist::Probs(b(&p)) } },
+        Op::Bce { logits } => Loss::BinaryCrossEntropy {
+            input: if logits { Dist::Logits(b(&x)) } else { Dist::Probs(b(&p)) },
+            target: b(&u),
+        },
+        Op::GaussianKl => Loss::GaussianKl { mean: b(&x), logvar: b(&x2) },
+        Op::Distill { alpha } => {
+            Loss::Distill { student: b(&x), teacher: b(&x2), labels: Labels::I32(&valid), temperature: 2.0, alpha }
+        }
+    };
+    let what = format!("{what} {op:?} [{rows}, {cols}] {dtype:?}");
+    let r = xent::reference::compute(&loss, LogBase::Nats).unwrap_or_else(|e| panic!("{what}: reference: {e}"));
+    let opts = RunOptions { keep_values: true, keep_argmax: true, ..Default::default() };
+    let g = ctx.compute(&loss, &opts).unwrap_or_else(|e| panic!("{what}: gpu: {e}"));
+    let worst = assert_close(&what, g.values.as_deref().unwrap_or_default(), &r.values, abs, rel);
+    let magnitude: f64 = r.values.iter().filter(|v| v.is_finite()).map(|v| v.abs()).sum();
+    assert_scalar(&format!("{what} sum"), g.sum, r.sum(), abs + 1e-6 * magnitude, rel);
+    assert_scalar(&format!("{what} denominator"), g.denominator, r.denominator(), 1e-6 * r.denominator().abs(), 1e-6);
+    if let (Some(ga), Some(ra)) = (&g.argmax, &r.argmax) {
+        assert_eq!(ga, ra, "{what}: argmax");
+    }
+    worst
+}
+
+fn report(op: &str, worst: f64) {
+    eprintln!("worst relative error {op}: {worst:.3e}");
+}
+
+#[test]
+fn every_op_f32_over_the_shape_matrix() {
+    for (k, op) in ALL_OPS.iter().enumerate() {
+        let mut worst = 0.0f64;
+        for &cols in &COLS {
+            for &rows in &ROWS {
+                let case = Case::new(1000 + k as u64 * 17 + cols as u64 + rows as u64, rows, cols, 5.0);
+                worst = worst.max(check("matrix", *op, &case, DType::F32, 2e-5, 2e-5));
+            }
+        }
+        report(&format!("{op:?}"), worst);
+    }
+}
+
+#[test]
+fn every_op_f16_and_bf16() {
+    for dtype in [DType::F16, DType::Bf16] {
+        for (k, op) in ALL_OPS.iter().enumerate() {
+            for &(rows, cols) in &[(7, 33), (3, 4097)] {
+                let case = Case::new(2000 + k as u64, rows, cols, 4.0);
+                check("half", *op, &case, dtype, 2e-5, 2e-5);
+            }
+        }
+    }
+}
+
+#[test]
+fn more_than_65535_rows() {
+    for (k, op) in ALL_OPS.iter().enumerate() {
+        let case = Case::new(3000 + k as u64, 70_000, 3, 5.0);
+        check("many rows", *op, &case, DType::F32, 2e-5, 2e-5);
+    }
+}
+
+#[test]
+fn logits_of_1e4() {
+    for (k, op) in ALL_OPS.iter().enumerate() {
+        if matches!(op, Op::GaussianKl | Op::Bce { logits: false }) {
+            continue; // exp(1e4) overflows f32 by definition, and probabilities are not logits
+        }
+        let case = Case::new(4000 + k as u64, 7, 257, 1e4);
+        // one ulp of 1e4 in f32 is 1e-3: the absolute tolerance follows the scale
+        check("±1e4", *op, &case, DType::F32, 4e-3, 2e-5);
+    }
+}
+
+/// Masks: scattered -inf, a whole -inf row, a label on a masked class.
+#[test]
+fn neg_inf_masks() {
+    for (k, op) in ALL_OPS.iter().enumerate() {
+        for &cols in &[1usize, 33, 300] {
+            let mut case = Case::new(5000 + k as u64 + cols as u64, 7, cols, 5.0);
+            let mut r: StdRng = rng(k as u64);
+            for v in case.logits.iter_mut().chain(case.second.iter_mut()) {
+                if r.random_bool(0.3) {
+                    *v = f32::NEG_INFINITY;
+                }
+            }
+            case.logits[2 * cols..3 * cols].fill(f32::NEG_INFINITY);
+            case.second[4 * cols..5 * cols].fill(f32::NEG_INFINITY);
+            check("-inf", *op, &case, DType::F32, 2e-5, 2e-5);
+        }
+    }
+}
+
+/// A NaN (and a +inf) in one row makes that row NaN and leaves the others untouched.
+#[test]
+fn nan_row_leaves_other_rows_alone() {
+    for (k, op) in ALL_OPS.iter().enumerate() {
+        if matches!(op, Op::Kl { p_logits: false, q_logits: false } | Op::Entropy { logits: false } | Op::CeProbs) {
+            continue; // NaN probabilities are bad input, tested in errors.rs
+        }
+        if matches!(op, Op::Bce { logits: false }) {
+            continue;
+        }
+        let mut case = Case::new(6000 + k as u64, 7, 65, 5.0);
+        case.logits[3 * 65 + 10] = f32::NAN;
+        case.logits[5 * 65 + 64] = f32::INFINITY;
+        check("NaN row", *op, &case, DType::F32, 2e-5, 2e-5);
+    }
+}
+
+/// Probabilities with exact zeros on either side of KL, and BCE at exactly 0 and 1.
+#[test]
+fn zeros_in_probabilities_and_bce_edges() {
+    let mut case = Case::new(7000, 7, 40, 3.0);
+    for i in (0..case.probs2.len()).step_by(7) {
+        case.probs2[i] = 0.0;
+    }
+    for (i, v) in case.probs.iter_mut().enumerate() {
+        match i % 5 {
+            0 => *v = 0.0,
+            1 => *v = 1.0,
+            _ => {}
+        }
+    }
+    for (i, v) in case.unit.iter_mut().enumerate() {
+        match i % 4 {
+            0 => *v = 0.0,
+            1 => *v = 1.0,
+            _ => {}
+        }
+    }
+    for op in [
+        Op::Kl { p_logits: false, q_logits: false },
+        Op::Kl { p_logits: true, q_logits: false },
+        Op::Kl { p_logits: false, q_logits: true },
+        Op::Bce { logits: false },
+        Op::Bce { logits: true },
+        Op::Entropy { logits: false },
+    ] {
+        check("zeros", op, &case, DType::F32, 2e-5, 2e-5);
+    }
+}
+
+/// A chunked run (a few rows per chunk) gives the same bits as one chunk.
+#[test]
+fn chunked_run_is_bit_identical() {
+    let Some(ctx) = context() else { return };
+    let case = Case::new(8000, 1001, 37, 5.0);
+    let x = Input::new(&case.logits, DType::F32);
+    let loss = Loss::CrossEntropy {
+        logits: x.batch(case.rows, case.cols),
+        labels: Labels::I32(&case.labels),
+        options: CrossEntropyOptions { ignore_index: Some(-100), ..Default::default() },
+    };
+    let whole = ctx.compute(&loss, &RunOptions { keep_values: true, ..Default::default() }).unwrap();
+    for chunk in [1, 3, 64, 1000] {
+        let opts = RunOptions { keep_values: true, chunk_rows: Some(chunk), ..Default::default() };
+        let part = ctx.compute(&loss, &opts).unwrap();
+        assert_eq!(part.sum.to_bits(), whole.sum.to_bits(), "chunk {chunk}: sum");
+        assert_eq!(part.denominator.to_bits(), whole.denominator.to_bits());
+        let (a, b) = (part.values.unwrap(), whole.values.as_ref().unwrap().clone());
+        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "chunk {chunk}: values");
+    }
+    let softmax = Loss::Softmax { logits: x.batch(case.rows, case.cols), temperature: 1.5, log: false };
+    let one = ctx.compute(&softmax, &RunOptions::default()).unwrap().values.unwrap();
+    let many =
+        ctx.compute(&softmax, &RunOptions { chunk_rows: Some(5), ..Default::default() }).unwrap().values.unwrap();
+    assert!(one.iter().zip(&many).all(|(x, y)| x.to_bits() == y.to_bits()), "softmax chunked");
+}
+
+/// The same input twice gives bit-identical output.
+#[test]
+fn deterministic() {
+    let Some(ctx) = context() else { return };
+    let case = Case::new(9000, 20_000, 129, 5.0);
+    let x = Input::new(&case.logits, DType::F32);
+    let loss = Loss::LogSumExp { logits: x.batch(case.rows, case.cols) };
+    let opts = RunOptions { keep_values: true, ..Default::default() };
+    let a = ctx.compute(&loss, &opts).unwrap();
+    let b = ctx.compute(&loss, &opts).unwrap();
+    assert_eq!(a.sum.to_bits(), b.sum.to_bits());
+    assert!(a.values.unwrap().iter().zip(b.values.unwrap().iter()).all(|(x, y)| x.to_bits() == y.to_bits()));
+}
+
+/// Data over the 128 MiB binding limit of the software device is processed in chunks,
+/// and a dispatch of more than 65,535 workgroups takes a 2-D grid.
+#[test]
+fn over_the_binding_limit_and_the_grid_limit() {
+    let Some(shared) = context() else { return };
+    let mut ctx = xent::Context::from_adapter(shared.adapter().clone()).unwrap();
+    ctx.set_chunk_bytes(1 << 30);
+    // 70,000 rows of 520 columns: one workgroup a row, so a 2-D grid in f16 (73 MB,
+    // one chunk), and 146 MB in f32, more than one binding holds
+    let (rows, cols) = (70_000, 520);
+    let mut r = rng(10_000);
+    let logits = common::logits(&mut r, rows * cols, 5.0);
+    let labels = common::labels(&mut r, rows, cols);
+    for dtype in [DType::F16, DType::F32] {
+        let x = Input::new(&logits, dtype);
+        let loss = Loss::CrossEntropy {
+            logits: x.batch(rows, cols),
+            labels: Labels::I32(&labels),
+            options: CrossEntropyOptions::default(),
+        };
+        let reference = xent::reference::compute(&loss, LogBase::Nats).unwrap();
+        let g = ctx.compute(&loss, &RunOptions { keep_values: true, ..Default::default() }).unwrap();
+        assert_close("big", g.values.as_deref().unwrap(), &reference.values, 2e-5, 2e-5);
+        assert_scalar("big mean", g.sum / g.denominator, reference.mean(), 0.0, 1e-5);
+    }
+}
+
+/// 10^7 rows: the tree sum is as accurate as a pairwise sum.
+#[test]
+fn ten_million_rows() {
+    let Some(ctx) = context() else { return };
+    let rows = 10_000_000;
+    let mut r = rng(11_000);
+    let logits = common::logits(&mut r, rows, 5.0);
+    let loss = Loss::LogSumExp { logits: Batch::new(&logits[..], rows, 1).unwrap() };
+    let g = ctx.compute(&loss, &RunOptions::default()).unwrap();
+    let exact: f64 = logits.iter().map(|&v| f64::from(v)).sum();
+    let magnitude: f64 = logits.iter().map(|&v| f64::from(v).abs()).sum();
+    // pairwise bound: log2(n) · eps · Σ|x|
+    let bound = 24.0 * f64::from(f32::EPSILON) * magnitude;
+    assert!((g.sum - exact).abs() <= bound, "sum {} exact {exact} bound {bound}", g.sum);
+    eprintln!("10^7 rows: |error| {:.3e}, pairwise bound {bound:.3e}", (g.sum - exact).abs());
+}
+
+#[test]
+fn label_errors_name_the_row() {
+    let Some(ctx) = context() else { return };
+    let case = Case::new(12_000, 9, 5, 2.0);
+    let x = Input::new(&case.logits, DType::F32);
+    let mut labels = case.valid_labels();
+    labels[6] = 5;
+    labels[8] = -1;
+    let loss = Loss::CrossEntropy {
+        logits: x.batch(9, 5),
+        labels: Labels::I32(&labels),
+        options: CrossEntropyOptions::default(),
+    };
+    match ctx.compute(&loss, &RunOptions::default()) {
+        Err(Error::Label { row: 6, .. }) => {}
+        other => panic!("expected a label error at row 6, got {other:?}"),
+    }
+    // checked before narrowing: 2^32 + 3 is out of range, not 3
+    let wide: Vec<i64> = case
+        .valid_labels()
+        .iter()
+        .enumerate()
+        .map(|(i, &y)| if i == 4 { (1 << 32) + 3 } else { i64::from(y) })
+        .collect();
+    let loss = Loss::CrossEntropy { logits: x.batch(9, 5), labels: Labels::I64(&wide), options: Default::default() };
+    match ctx.compute(&loss, &RunOptions::default()) {
+        Err(Error::Label { row: 4, detail }) => assert!(detail.contains("4294967299"), "{detail}"),
+        other => panic!("expected a label error at row 4, got {other:?}"),
+    }
+}
+
+#[test]
+fn negative_probability_names_the_row() {
+    let Some(ctx) = context() else { return };
+    let mut case = Case::new(13_000, 9, 5, 2.0);
+    case.probs[3 * 5 + 2] = -0.25;
+    case.probs[7 * 5] = f32::NAN;
+    let x = Input::new(&case.logits, DType::F32);
+    let p = Input::new(&case.probs, DType::F32);
+    for loss in [
+        Loss::CrossEntropyProbs { logits: x.batch(9, 5), target: p.batch(9, 5) },
+        Loss::KlDiv { p: Dist::Probs(p.batch(9, 5)), q: Dist::Logits(x.batch(9, 5)) },
+        Loss::Entropy { p: Dist::Probs(p.batch(9, 5)) },
+    ] {
+        match ctx.compute(&loss, &RunOptions::default()) {
+            Err(Error::Value { row: 3, detail }) => assert!(detail.contains("-0.25"), "{detail}"),
+            other => panic!("expected a value error at row 3, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn every_label_type() {
+    let case = Case::new(14_000, 7, 31, 3.0);
+    let Some(ctx) = context() else { return };
+    let x = Input::new(&case.logits, DType::F32);
+    let y = case.valid_labels();
+    let y64: Vec<i64> = y.iter().map(|&v| i64::from(v)).collect();
+    let y8: Vec<u8> = y.iter().map(|&v| v as u8).collect();
+    let y16: Vec<u16> = y.iter().map(|&v| v as u16).collect();
+    let y32: Vec<u32> = y.iter().map(|&v| v as u32).collect();
+    let base = Loss::CrossEntropy { logits: x.batch(7, 31), labels: Labels::I32(&y), options: Default::default() };
+    let want = ctx.compute(&base, &RunOptions::default()).unwrap().sum;
+    for labels in [Labels::I64(&y64), Labels::U8(&y8), Labels::U16(&y16), Labels::U32(&y32)] {
+        let loss = Loss::CrossEntropy { logits: x.batch(7, 31), labels, options: Default::default() };
+        assert_eq!(ctx.compute(&loss, &RunOptions::default()).unwrap().sum.to_bits(), want.to_bits());
+    }
+}
+
+#[test]
+fn bits_are_nats_over_ln2() {
+    let Some(ctx) = context() else { return };
+    let case = Case::new(15_000, 7, 31, 3.0);
+    let x = Input::new(&case.logits, DType::F32);
+    let loss = Loss::Entropy { p: Dist::Logits(x.batch(7, 31)) };
+    let nats = ctx.compute(&loss, &RunOptions::default()).unwrap().sum;
+    let bits = ctx.compute(&loss, &RunOptions { base: LogBase::Bits, ..Default::default() }).unwrap().sum;
+    assert_scalar("bits", bits, nats / std::f64::consts::LN_2, 1e-6, 1e-6);
+}
