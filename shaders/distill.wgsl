@@ -3,7 +3,7 @@
 //   loss_i = α·τ²·KL(softmax(t_i/τ) ‖ softmax(s_i/τ)) + (1−α)·(lse(s_i) − s_i,y)
 //
 // Online lse passes over t/τ, s/τ and (τ ≠ 1 only) s; then one pass for the KL terms
-// p_j·(log p_j − log q_j) with log p_j = t_j/τ − lse. A term with a zero coefficient
+// p_j·(log p_j − log q_j) with log p_j = (t_j/τ − m) − log s. A term with a zero coefficient
 // (α = 0 or 1) is skipped. Labels outside [0, cols) are reported in status[0].
 // Bindings: a = student logits, b = teacher logits, labels; out_rows[row] = loss_i.
 
@@ -48,8 +48,6 @@ fn distill(
         if slot.live {
             let p_ok = stats_ok(st_t);
             let q_ok = stats_ok(st_s);
-            let lse_p = select(0.0, st_t.m + log(st_t.s), p_ok);
-            let lse_q = select(0.0, st_s.m + log(st_s.s), q_ok);
             if !p_ok || !q_ok {
                 kl.flags = SUM_NAN;
             } else {
@@ -60,8 +58,8 @@ fn distill(
                         if classify(zq) == CLASS_NEG_INF {
                             kl.flags |= SUM_POS_INF;
                         } else {
-                            let lp = zp - lse_p;
-                            kl.sum += exp(lp) * (lp - (zq - lse_q));
+                            let lp = log_softmax_of(st_t, zp);
+                            kl.sum += exp(lp) * (lp - log_softmax_of(st_s, zq));
                         }
                     }
                 }
@@ -90,7 +88,7 @@ fn distill(
             if classify(xy) == CLASS_NEG_INF {
                 terms.flags |= SUM_POS_INF;
             } else {
-                terms.sum += (1.0 - alpha) * (st_ce.m + log(st_ce.s) - xy);
+                terms.sum -= (1.0 - alpha) * log_softmax_of(st_ce, xy);
             }
         }
     }

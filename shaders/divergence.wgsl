@@ -6,7 +6,7 @@
 //   H(P)     = −Σ_j p_j log p_j                         (FLAG_TERM_PLOGP | FLAG_NEGATE)
 //
 // P (input a) and Q (input b) are each probabilities or logits (FLAG_P_LOGITS,
-// FLAG_Q_LOGITS). For logits, log p_j = x_j − lse is exact where log(softmax) is not,
+// FLAG_Q_LOGITS). For logits, log p_j = (x_j − m) − log s is exact where log(softmax) is not,
 // so a logits side gets an online lse pass first, then every side is read once more.
 // p_j = 0 contributes 0; p_j > 0 with q_j = 0 is +inf. Negative or NaN probabilities
 // are reported in status[1]. Bindings: a, b; out_rows[row] = value.
@@ -18,7 +18,7 @@ struct LogProb {
     bad: bool,     // NaN/+inf logits row, or an invalid probability
 }
 
-fn log_prob(x: f32, logits: bool, lse: f32, row_ok: bool) -> LogProb {
+fn log_prob(x: f32, logits: bool, st: RowStats, row_ok: bool) -> LogProb {
     let c = classify(x);
     if logits {
         if !row_ok {
@@ -27,7 +27,7 @@ fn log_prob(x: f32, logits: bool, lse: f32, row_ok: bool) -> LogProb {
         if c == CLASS_NEG_INF {
             return LogProb(0.0, 0.0, true, false);
         }
-        let lp = x - lse;
+        let lp = log_softmax_of(st, x);
         return LogProb(exp(lp), lp, false, false);
     }
     if c == CLASS_NAN || c == CLASS_POS_INF || x < 0.0 {
@@ -79,8 +79,6 @@ fn divergence(
     }
     let p_ok = stats_ok(sp);
     let q_ok = stats_ok(sq);
-    let lse_p = select(0.0, sp.m + log(sp.s), p_ok);
-    let lse_q = select(0.0, sq.m + log(sq.s), q_ok);
     let c_pp = select(0.0, select(1.0, -1.0, has_flag(FLAG_NEGATE)), has_flag(FLAG_TERM_PLOGP));
     let c_pq = select(0.0, 1.0, has_flag(FLAG_TERM_PLOGQ));
 
@@ -88,10 +86,10 @@ fn divergence(
     var invalid = false;
     if slot.live {
         for (var j = slot.lane; j < params.cols; j += LANES) {
-            let p = log_prob(load_a(base + j), p_logits, lse_p, p_ok);
+            let p = log_prob(load_a(base + j), p_logits, sp, p_ok);
             var q = LogProb(1.0, 0.0, false, false);
             if has_b {
-                q = log_prob(load_b(base + j), q_logits, lse_q, q_ok);
+                q = log_prob(load_b(base + j), q_logits, sq, q_ok);
             }
             if p.bad || q.bad {
                 acc.flags |= SUM_NAN;

@@ -1,6 +1,6 @@
 // Softmax and log-softmax with temperature, written as [rows, cols] f32.
 //
-//   y_ij = exp(x_ij / T − lse_i),   lse_i = log Σ_j exp(x_ij / T)   (log: x_ij / T − lse_i)
+//   y_ij = exp(z_ij − lse_i),  z = x / T,  lse_i = log Σ_j exp(z_ij)   (log: z_ij − lse_i)
 //
 // Pass 1 is the online (m, s) scan; pass 2 re-reads the row and writes it. A row holding
 // NaN or +inf, or only -inf, is NaN in every column; a -inf element is 0 (log: -inf).
@@ -29,7 +29,6 @@ fn softmax(
         return;
     }
     let ok = stats_ok(st);
-    let lse = stats_lse(st);
     let log_out = has_flag(FLAG_LOG);
     let out = params.out_base + base;
     for (var j = slot.lane; j < params.cols; j += LANES) {
@@ -40,9 +39,9 @@ fn softmax(
         } else if classify(z) == CLASS_NEG_INF {
             y = select(0.0, neg_inf(), log_out);
         } else if log_out {
-            y = z - lse;
+            y = log_softmax_of(st, z);
         } else {
-            y = exp(z - lse);
+            y = exp(log_softmax_of(st, z));
         }
         out_rows[out + j] = y;
     }

@@ -17,7 +17,7 @@ fn class_weight(c: u32) -> f32 {
 }
 
 // Σ_j w_j·(lse − x_j) over the lane's columns; -inf logits with w_j > 0 are +inf.
-fn smoothing_sum(slot: RowSlot, base: u32, lse: f32) -> SumFlags {
+fn smoothing_sum(slot: RowSlot, base: u32, st: RowStats) -> SumFlags {
     var acc = SumFlags(0.0, 0u);
     if slot.live {
         for (var j = slot.lane; j < params.cols; j += LANES) {
@@ -27,7 +27,7 @@ fn smoothing_sum(slot: RowSlot, base: u32, lse: f32) -> SumFlags {
                 if classify(x) == CLASS_NEG_INF {
                     acc.flags |= select(SUM_NEG_INF, SUM_POS_INF, w > 0.0);
                 } else {
-                    acc.sum += w * (lse - x);
+                    acc.sum -= w * log_softmax_of(st, x);
                 }
             }
         }
@@ -54,11 +54,10 @@ fn softmax_xent(
     }
     st = row_stats(slot, st);
     let ok = stats_ok(st);
-    let lse = select(0.0, st.m + log(st.s), ok);
     let s = params.smoothing;
     var smoothing_terms = SumFlags(0.0, 0u);
     if s > 0.0 {
-        smoothing_terms = smoothing_sum(slot, base, lse);
+        smoothing_terms = smoothing_sum(slot, base, st);
     }
     if !slot.live || slot.lane != 0u {
         return;
@@ -85,7 +84,7 @@ fn softmax_xent(
                 if classify(xy) == CLASS_NEG_INF {
                     terms.flags |= select(SUM_NEG_INF, SUM_POS_INF, c > 0.0);
                 } else {
-                    terms.sum = c * (lse - xy);
+                    terms.sum = -c * log_softmax_of(st, xy);
                 }
             }
             if s > 0.0 {

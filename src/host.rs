@@ -68,17 +68,20 @@ fn whole(buffer: &wgpu::Buffer) -> Bound<'_> {
     Bound { buffer, window: plan::Window { offset: 0, size: buffer.size(), base: 0 } }
 }
 
-/// Bytes of rows `start..start + n` of `batch` as `dtype`.
+/// Bytes of rows `start..start + n` of `batch` as `dtype`, padded to whole words.
 fn rows_bytes(batch: &Batch, dtype: DType, start: usize, n: usize) -> Vec<u8> {
     let (s, e) = (start * batch.cols, (start + n) * batch.cols);
-    if batch.data.dtype() == dtype {
-        return batch.data.bytes(s, e).to_vec();
-    }
-    match dtype {
-        DType::F32 => (s..e).flat_map(|i| (batch.data.get(i) as f32).to_le_bytes()).collect(),
-        DType::F16 => (s..e).flat_map(|i| f16::from_f64(batch.data.get(i)).to_le_bytes()).collect(),
-        DType::Bf16 => (s..e).flat_map(|i| bf16::from_f64(batch.data.get(i)).to_le_bytes()).collect(),
-    }
+    let mut bytes: Vec<u8> = if batch.data.dtype() == dtype {
+        batch.data.bytes(s, e).to_vec()
+    } else {
+        match dtype {
+            DType::F32 => (s..e).flat_map(|i| (batch.data.get(i) as f32).to_le_bytes()).collect(),
+            DType::F16 => (s..e).flat_map(|i| f16::from_f64(batch.data.get(i)).to_le_bytes()).collect(),
+            DType::Bf16 => (s..e).flat_map(|i| bf16::from_f64(batch.data.get(i)).to_le_bytes()).collect(),
+        }
+    };
+    bytes.resize(bytes.len().div_ceil(4) * 4, 0);
+    bytes
 }
 
 /// Labels narrowed to i32; values that do not fit become `i32::MIN`, which is never in

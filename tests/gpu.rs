@@ -128,7 +128,10 @@ fn check(what: &str, op: Op, case: &Case, dtype: DType, abs: f64, rel: f64) -> f
     let p2 = Input::new(&case.probs2, dtype);
     let u = Input::new(&case.unit, dtype);
     let valid = case.valid_labels();
-    let b = |i: &Input| i.batch(rows, cols);
+    fn b(i: &Input, rows: usize, cols: usize) -> Batch<'_> {
+        i.batch(rows, cols)
+    }
+    let b = |i| b(i, rows, cols);
     let loss = match op {
         Op::RowMax => Loss::RowMax { logits: b(&x) },
         Op::Lse => Loss::LogSumExp { logits: b(&x) },

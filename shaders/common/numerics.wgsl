@@ -124,6 +124,12 @@ fn stats_lse(st: RowStats) -> f32 {
     return st.m + log(st.s);
 }
 
+// log_softmax(x) = (x − m) − log s. Subtracting the max first is exact for logits of
+// similar size, where x − (m + log s) would lose the ulps of a large lse (1e-3 at 1e4).
+fn log_softmax_of(st: RowStats, x: f32) -> f32 {
+    return (x - st.m) - log(st.s);
+}
+
 // Whether log_softmax is defined (finite lse): no NaN/+inf and at least one finite element.
 fn stats_ok(st: RowStats) -> bool {
     return st.cls <= CLASS_FINITE && st.s != 0.0;

@@ -1,0 +1,62 @@
+//! Softmax cross-entropy, PyTorch's `F.cross_entropy(reduction='none')`:
+//!
+//! labels: `(1−s)·w_y·(lse − x_y) + (s/K)·Σ_j w_j·(lse − x_j)`, weight `w_y`, 0 if ignored;
+//! probability targets: `−Σ_j P_j·(x_j − lse)`.
+//!
+//! A term with a zero coefficient contributes 0; a positive one on a `-inf` logit is `+inf`.
+
+use super::row_max::max_arg;
+use super::{Reference, check_labels, check_probs, lse, ones, row};
+use crate::error::Result;
+use crate::loss::{Batch, CrossEntropyOptions, Labels};
+
+/// `c · (lse − x)`, with `c = 0` giving 0 and `x = -inf` giving `±inf`.
+fn term(c: f64, lse: f64, x: f64) -> f64 {
+    if c == 0.0 { 0.0 } else { c * (lse - x) }
+}
+
+pub fn softmax_xent(logits: &Batch, labels: &Labels, options: &CrossEntropyOptions) -> Result<Reference> {
+    let (rows, k) = (logits.rows, logits.cols);
+    check_labels(labels, k, options.ignore_index)?;
+    let w = |j: usize| options.class_weights.map_or(1.0, |w| f64::from(w[j]));
+    let s = f64::from(options.label_smoothing);
+    let mut r = Reference { values: vec![0.0; rows], weights: vec![0.0; rows], argmax: Some(vec![0; rows]) };
+    for i in 0..rows {
+        let x = row(logits, i, 1.0);
+        if let Some(a) = r.argmax.as_mut() {
+            a[i] = max_arg(&x).1 as u32;
+        }
+        let y = labels.get(i);
+        if Some(y) == options.ignore_index {
+            continue;
+        }
+        let y = y as usize;
+        r.weights[i] = w(y);
+        let l = lse(&x);
+        if !l.is_finite() {
+            r.values[i] = f64::NAN;
+            continue;
+        }
+        let mut loss = term((1.0 - s) * w(y), l, x[y]);
+        if s > 0.0 {
+            loss += s / k as f64 * (0..k).map(|j| term(w(j), l, x[j])).sum::<f64>();
+        }
+        r.values[i] = loss;
+    }
+    Ok(r)
+}
+
+pub fn softmax_xent_probs(logits: &Batch, target: &Batch) -> Result<Reference> {
+    check_probs(target)?;
+    let values = (0..logits.rows)
+        .map(|i| {
+            let x = row(logits, i, 1.0);
+            let l = lse(&x);
+            if !l.is_finite() {
+                return f64::NAN;
+            }
+            (0..logits.cols).map(|j| term(target.get(i, j), l, x[j])).sum()
+        })
+        .collect();
+    Ok(Reference { values, weights: ones(logits.rows), argmax: None })
+}
