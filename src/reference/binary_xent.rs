@@ -43,6 +43,7 @@ pub fn binary_xent(input: &Dist, target: &Batch) -> Result<Reference> {
             }
         }
     }
-    let values = (0..x.rows).map(|r| (0..x.cols).map(|j| element(x.get(r, j), target.get(r, j), logits)).sum()).collect();
+    let values =
+        (0..x.rows).map(|r| (0..x.cols).map(|j| element(x.get(r, j), target.get(r, j), logits)).sum()).collect();
     Ok(Reference { values, weights: ones(x.rows), argmax: None })
 }
