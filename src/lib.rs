@@ -1,4 +1,4 @@
-//! GPU loss kernels in WGSL on wgpu, checked against an f64 reference.
+#![doc = include_str!("../README.md")]
 pub mod context;
 pub mod error;
 pub mod host;
