@@ -315,8 +315,15 @@ impl<'c> Stream<'c> {
             status: &self.status,
         };
         let mut encoder = d.create_command_encoder(&Default::default());
-        let shape = (n, self.cols);
-        ops::encode_rows(&ctx.kernels, &mut encoder, self.kernel, &self.params, self.dtype, shape, row, &bindings)?;
+        let dispatch = ops::Dispatch {
+            kernel: self.kernel,
+            template: &self.params,
+            dtype: self.dtype,
+            rows: n,
+            cols: self.cols,
+            row_offset: row,
+        };
+        ops::encode_rows(&ctx.kernels, &mut encoder, &dispatch, &bindings)?;
         self.next_row += n;
         let Some(rb) = &self.readback else {
             self.in_flight[slot] = Some(ctx.queue.submit([encoder.finish()]));

@@ -290,24 +290,24 @@ impl<'a> Loss<'a> {
     /// probabilities non-negative) happen while the data is read.
     pub fn validate(&self) -> Result<()> {
         let a = self.primary();
-        if let Some(b) = self.secondary() {
-            if (b.rows, b.cols) != (a.rows, a.cols) {
-                return Err(Error::Shape {
-                    what: "second input",
-                    detail: format!(
-                        "is [{}, {}] but the first is [{}, {}]; both must have the same shape",
-                        b.rows, b.cols, a.rows, a.cols
-                    ),
-                });
-            }
+        if let Some(b) = self.secondary()
+            && (b.rows, b.cols) != (a.rows, a.cols)
+        {
+            return Err(Error::Shape {
+                what: "second input",
+                detail: format!(
+                    "is [{}, {}] but the first is [{}, {}]; both must have the same shape",
+                    b.rows, b.cols, a.rows, a.cols
+                ),
+            });
         }
-        if let Some(y) = self.labels() {
-            if y.len() != a.rows {
-                return Err(Error::Shape {
-                    what: "labels",
-                    detail: format!("has {} entries but there are {} rows", y.len(), a.rows),
-                });
-            }
+        if let Some(y) = self.labels()
+            && y.len() != a.rows
+        {
+            return Err(Error::Shape {
+                what: "labels",
+                detail: format!("has {} entries but there are {} rows", y.len(), a.rows),
+            });
         }
         match self {
             Loss::Softmax { temperature, .. } | Loss::Distill { temperature, .. }
@@ -326,21 +326,21 @@ impl<'a> Loss<'a> {
                 if !(0.0..=1.0).contains(&s) {
                     return Err(Error::Option { name: "label-smoothing", detail: format!("{s} is not in [0, 1]") });
                 }
-                if let Some(w) = options.class_weights {
-                    if w.len() != a.cols {
-                        return Err(Error::Shape {
-                            what: "class weights",
-                            detail: format!("has {} entries but there are {} columns", w.len(), a.cols),
-                        });
-                    }
+                if let Some(w) = options.class_weights
+                    && w.len() != a.cols
+                {
+                    return Err(Error::Shape {
+                        what: "class weights",
+                        detail: format!("has {} entries but there are {} columns", w.len(), a.cols),
+                    });
                 }
-                if let Some(i) = options.ignore_index {
-                    if i32::try_from(i).is_err() || i == i64::from(i32::MIN) {
-                        return Err(Error::Option {
-                            name: "ignore-index",
-                            detail: format!("{i} is outside the supported range ({}..={})", i32::MIN + 1, i32::MAX),
-                        });
-                    }
+                if let Some(i) = options.ignore_index
+                    && (i32::try_from(i).is_err() || i == i64::from(i32::MIN))
+                {
+                    return Err(Error::Option {
+                        name: "ignore-index",
+                        detail: format!("{i} is outside the supported range ({}..={})", i32::MIN + 1, i32::MAX),
+                    });
                 }
                 Ok(())
             }

@@ -102,12 +102,12 @@ fn wgsl_layout(module: &naga::Module, name: &str) -> (Vec<(String, u32)>, u32) {
     let mut layouter = naga::proc::Layouter::default();
     layouter.update(module.to_ctx()).expect("layout");
     for (handle, ty) in module.types.iter() {
-        if ty.name.as_deref() == Some(name) {
-            if let naga::TypeInner::Struct { members, span } = &ty.inner {
-                let fields = members.iter().map(|m| (m.name.clone().unwrap_or_default(), m.offset)).collect();
-                assert_eq!(layouter[handle].size, *span);
-                return (fields, *span);
-            }
+        if ty.name.as_deref() == Some(name)
+            && let naga::TypeInner::Struct { members, span } = &ty.inner
+        {
+            let fields = members.iter().map(|m| (m.name.clone().unwrap_or_default(), m.offset)).collect();
+            assert_eq!(layouter[handle].size, *span);
+            return (fields, *span);
         }
     }
     panic!("no struct {name}");

@@ -106,20 +106,23 @@ pub struct RowBindings<'b> {
     pub status: &'b wgpu::Buffer,
 }
 
-/// Records one dispatch of `kernel` over `shape = (rows, cols)` starting at global row
-/// `row_offset`, with `template`'s flags and options, through `b`'s windows.
-pub fn encode_rows(
-    kernels: &Kernels,
-    encoder: &mut wgpu::CommandEncoder,
-    kernel: Kernel,
-    template: &RowParams,
-    dtype: crate::DType,
-    shape: (u64, u64),
-    row_offset: u64,
-    b: &RowBindings,
-) -> Result<()> {
+/// One dispatch of a row kernel: rows `row_offset..row_offset + rows` of a job.
+#[derive(Clone, Copy, Debug)]
+pub struct Dispatch<'p> {
+    pub kernel: Kernel,
+    /// Flags and options; shape and bases are filled in by [`encode_rows`].
+    pub template: &'p RowParams,
+    pub dtype: crate::DType,
+    pub rows: u64,
+    pub cols: u64,
+    /// Global index of the first row (for error reports).
+    pub row_offset: u64,
+}
+
+/// Records `d` into `encoder`, reading and writing through `b`'s windows.
+pub fn encode_rows(kernels: &Kernels, encoder: &mut wgpu::CommandEncoder, d: &Dispatch, b: &RowBindings) -> Result<()> {
     let device = kernels.device();
-    let (rows, cols) = shape;
+    let Dispatch { kernel, template, dtype, rows, cols, row_offset } = *d;
     let (wg, lanes) = plan::row_layout(cols, device.limits().max_compute_invocations_per_workgroup);
     let pipeline = kernels.pipeline(kernel, dtype, wg, lanes)?;
     let params = RowParams {
