@@ -457,3 +457,18 @@ fn bits_are_nats_over_ln2() {
     let bits = ctx.compute(&loss, &RunOptions { base: LogBase::Bits, ..Default::default() }).unwrap().sum;
     assert_scalar("bits", bits, nats / std::f64::consts::LN_2, 1e-6, 1e-6);
 }
+
+/// A vocabulary of 2^20 classes: a row is 4 MiB, so a chunk of the software device
+/// holds 31 rows.
+#[test]
+fn a_million_columns() {
+    let cols = 1 << 20;
+    for (k, op) in
+        [Op::Lse, Op::Ce { ignore: false, weights: true, smoothing: 0.1 }, Op::Kl { p_logits: true, q_logits: true }]
+            .iter()
+            .enumerate()
+    {
+        let case = Case::new(16_000 + k as u64, 3, cols, 5.0);
+        check("2^20 columns", *op, &case, DType::F32, 2e-5, 2e-5);
+    }
+}
