@@ -4,6 +4,8 @@ pub mod error;
 pub mod host;
 pub mod kernels;
 pub mod loss;
+#[cfg(feature = "cli")]
+pub mod npy;
 pub mod ops;
 pub mod plan;
 pub mod readback;
