@@ -800,7 +800,18 @@ fn read_header(file: &File, path: &Path, file_len: u64) -> Result<NpyHeader, Npy
     parse_header(&bytes).map_err(|e| e.into_npy(path))
 }
 
-/// Writes a `<f4` `.npy` file as a stream, atomically.
+/// A Rust type stored as one NumPy element type.
+pub trait NpyElement: bytemuck::Pod {
+    /// The element type written for it.
+    const DTYPE: NpyDType;
+}
+
+macro_rules! npy_element {
+    ($($t:ty => $d:ident),*) => { $(impl NpyElement for $t { const DTYPE: NpyDType = NpyDType::$d; })* };
+}
+npy_element!(f16 => F16, f32 => F32, f64 => F64, i8 => I8, u8 => U8, u16 => U16, u32 => U32, i32 => I32, i64 => I64);
+
+/// Writes a `.npy` file as a stream, atomically (`<f4` unless created with [`NpyWriter::create_as`]).
 ///
 /// The data goes to a temporary file in the target's directory; [`NpyWriter::finish`] checks
 /// the element count and renames it onto the target. A writer dropped without `finish` (an
@@ -810,6 +821,7 @@ pub struct NpyWriter {
     out: BufWriter<NamedTempFile>,
     path: PathBuf,
     shape: Vec<u64>,
+    dtype: NpyDType,
     expected: u64,
     written: u64,
 }
@@ -818,12 +830,20 @@ impl NpyWriter {
     /// Starts writing a `<f4` array of `shape` (C order) to `path`: creates the temporary file
     /// and writes the header (format 1.0 padded to 64 bytes, 2.0 if it does not fit).
     pub fn create(path: impl AsRef<Path>, shape: &[u64]) -> Result<NpyWriter, NpyError> {
-        let path = path.as_ref();
-        let expected = shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d)).filter(|n| n.checked_mul(4).is_some());
+        Self::create_as::<f32>(path, shape)
+    }
+
+    /// Starts writing an array of `T` (e.g. `i64` labels) of `shape` to `path`.
+    pub fn create_as<T: NpyElement>(path: impl AsRef<Path>, shape: &[u64]) -> Result<NpyWriter, NpyError> {
+        let (path, dtype) = (path.as_ref(), T::DTYPE);
+        let expected = shape
+            .iter()
+            .try_fold(1u64, |n, &d| n.checked_mul(d))
+            .filter(|n| n.checked_mul(dtype.size() as u64).is_some());
         let Some(expected) = expected.filter(|_| shape.len() <= MAX_DIMS) else {
             return Err(NpyError::wrong_shape(path, format!("cannot write shape {}", shape_literal(shape))));
         };
-        let header = header_bytes(shape).map_err(|detail| NpyError::wrong_shape(path, detail))?;
+        let header = header_bytes(dtype, shape).map_err(|detail| NpyError::wrong_shape(path, detail))?;
         let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
@@ -831,12 +851,16 @@ impl NpyWriter {
         let tmp = temp_builder().tempfile_in(dir).map_err(|e| NpyError::io(path, "create a temporary file for", e))?;
         let mut out = BufWriter::with_capacity(1 << 20, tmp);
         out.write_all(&header).map_err(|e| NpyError::io(path, "write", e))?;
-        Ok(NpyWriter { out, path: path.to_path_buf(), shape: shape.to_vec(), expected, written: 0 })
+        Ok(NpyWriter { out, path: path.to_path_buf(), shape: shape.to_vec(), dtype, expected, written: 0 })
     }
 
-    /// Appends `values` (the next elements in C order). Writing more than the shape holds is
-    /// an error.
-    pub fn write(&mut self, values: &[f32]) -> Result<(), NpyError> {
+    /// Appends `values` (the next elements in C order). Writing more than the shape holds, or
+    /// elements of another type than the file's, is an error.
+    pub fn write<T: NpyElement>(&mut self, values: &[T]) -> Result<(), NpyError> {
+        if T::DTYPE != self.dtype {
+            let detail = format!("{} values written to a {} array", T::DTYPE, self.dtype);
+            return Err(NpyError::WrongDType { file: file_label(&self.path), detail });
+        }
         let total = self.written.checked_add(values.len() as u64).filter(|&t| t <= self.expected);
         let Some(total) = total else {
             let detail = format!("more than the {} values of shape {}", self.expected, shape_literal(&self.shape));
@@ -845,7 +869,12 @@ impl NpyWriter {
         let result = if cfg!(target_endian = "little") {
             self.out.write_all(bytemuck::cast_slice(values))
         } else {
-            values.iter().try_for_each(|v| self.out.write_all(&v.to_le_bytes()))
+            // .npy data is little-endian: swap each element's bytes
+            values.iter().try_for_each(|v| {
+                let mut b = bytemuck::bytes_of(v).to_vec();
+                b.reverse();
+                self.out.write_all(&b)
+            })
         };
         result.map_err(|e| NpyError::io(&self.path, "write", e))?;
         self.written = total;
@@ -882,10 +911,11 @@ fn temp_builder() -> tempfile::Builder<'static, 'static> {
     builder
 }
 
-/// The preamble and header of a C-order `<f4` array of `shape`: format 1.0 if the header fits
-/// its u16 length, else 2.0; padded with spaces so the data starts at a multiple of 64.
-fn header_bytes(shape: &[u64]) -> Result<Vec<u8>, String> {
-    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {}, }}", shape_literal(shape));
+/// The preamble and header of a C-order array of `dtype` and `shape`: format 1.0 if the header
+/// fits its u16 length, else 2.0; padded with spaces so the data starts at a multiple of 64.
+fn header_bytes(dtype: NpyDType, shape: &[u64]) -> Result<Vec<u8>, String> {
+    let descr = dtype.descr();
+    let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {}, }}", shape_literal(shape));
     for (major, preamble_len) in [(1u8, 10usize), (2, 12)] {
         let total = (preamble_len + dict.len() + 1).next_multiple_of(64);
         let header_len = total - preamble_len;
@@ -1185,7 +1215,7 @@ mod tests {
             for part in values.chunks(5) {
                 w.write(part).unwrap();
             }
-            w.write(&[]).unwrap();
+            w.write::<f32>(&[]).unwrap();
             assert_eq!(w.written(), n as u64);
             w.finish().unwrap();
             let bytes = std::fs::read(&path).unwrap();
@@ -1242,12 +1272,12 @@ mod tests {
     #[test]
     fn long_headers_switch_to_version_2() {
         let shape = vec![1u64; 30000];
-        let bytes = header_bytes(&shape).unwrap();
+        let bytes = header_bytes(NpyDType::F32, &shape).unwrap();
         assert_eq!(bytes[6..8], [2, 0]);
         assert_eq!(bytes.len() % 64, 0);
         let len = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
         assert_eq!(len + 12, bytes.len());
-        let short = header_bytes(&[3, 4]).unwrap();
+        let short = header_bytes(NpyDType::F32, &[3, 4]).unwrap();
         assert_eq!((short.len(), &short[6..8]), (128, &[1u8, 0][..]));
     }
 }

@@ -1,0 +1,174 @@
+//! `xent generate` writes a synthetic prediction set; `xent demo` writes one, evaluates it
+//! with `ce` on the default adapter and on the f64 reference, and compares the two.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use half::f16;
+use serde_json::{Value, json};
+use xent::npy::NpyWriter;
+
+use crate::eval::{Input, Job, Op};
+use crate::{Base, Common, Device, Failure, Reduction};
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// Rows (predictions).
+    #[arg(long)]
+    rows: u64,
+    /// Columns (classes).
+    #[arg(long)]
+    cols: u64,
+    /// Seed of the generated data.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Element type of the logits.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    dtype: Precision,
+    /// Where to write the logits, [rows, cols].
+    #[arg(long, value_name = "L.npy")]
+    logits: PathBuf,
+    /// Where to write the labels, [rows] <i8.
+    #[arg(long, value_name = "Y.npy")]
+    labels: PathBuf,
+}
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Rows (predictions).
+    #[arg(long, default_value_t = 20_000)]
+    rows: u64,
+    /// Columns (classes).
+    #[arg(long, default_value_t = 4096)]
+    cols: u64,
+    /// Seed of the generated data.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Keep the generated files in this directory (default: a temporary one, removed).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Precision {
+    F32,
+    F16,
+}
+
+/// xorshift64*: fast, seeded, good enough for synthetic logits.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in [-1, 1).
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+}
+
+/// Writes `rows` predictions over `cols` classes: logits uniform in [-3, 3) plus 4 on the
+/// label, so the loss is well below ln(cols) and top-1 accuracy is high but not 1.
+fn write_set(rows: u64, cols: u64, seed: u64, dtype: Precision, logits: &Path, labels: &Path) -> Result<(), Failure> {
+    if rows == 0 || cols == 0 || cols > i32::MAX as u64 {
+        return Err(Failure::input(format!("--rows and --cols must be positive (got {rows} x {cols})")));
+    }
+    let mut l = match dtype {
+        Precision::F32 => NpyWriter::create(logits, &[rows, cols])?,
+        Precision::F16 => NpyWriter::create_as::<f16>(logits, &[rows, cols])?,
+    };
+    let mut y = NpyWriter::create_as::<i64>(labels, &[rows])?;
+    let mut rng = Rng::new(seed);
+    let chunk = ((16u64 << 20) / (4 * cols)).max(1);
+    let (mut row_values, mut half_values, mut ys) = (Vec::new(), Vec::new(), Vec::new());
+    for start in (0..rows).step_by(chunk as usize) {
+        let n = chunk.min(rows - start);
+        row_values.clear();
+        ys.clear();
+        for _ in 0..n {
+            let label = rng.next() % cols;
+            let first = row_values.len();
+            row_values.extend((0..cols).map(|_| 3.0 * rng.unit()));
+            row_values[first + label as usize] += 4.0;
+            ys.push(label as i64);
+        }
+        match dtype {
+            Precision::F32 => l.write(&row_values)?,
+            Precision::F16 => {
+                half_values.clear();
+                half_values.extend(row_values.iter().map(|&v| f16::from_f32(v)));
+                l.write(&half_values)?;
+            }
+        }
+        y.write(&ys)?;
+    }
+    l.finish()?;
+    y.finish()?;
+    Ok(())
+}
+
+pub fn generate(a: &GenerateArgs) -> Result<(), Failure> {
+    write_set(a.rows, a.cols, a.seed, a.dtype, &a.logits, &a.labels)?;
+    let bytes = std::fs::metadata(&a.logits).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "{}",
+        json!({"command": "generate", "rows": a.rows, "cols": a.cols, "logits": a.logits, "labels": a.labels, "bytes": bytes})
+    );
+    Ok(())
+}
+
+fn ce(logits: &Path, labels: &Path, device: Device) -> Result<Value, Failure> {
+    let common = Common { reduction: Reduction::Mean, device, base: Base::E, chunk_rows: None, quiet: false };
+    let op = Op::Ce { ignore_index: None, class_weights: None, smoothing: 0.0 };
+    let (l, y) = (Input::floats("--logits", logits.to_path_buf())?, Input::labels("--labels", labels.to_path_buf())?);
+    Job::new("ce", op, l, None, Some(y), None, common)?.run()
+}
+
+pub fn demo(a: &DemoArgs) -> Result<(), Failure> {
+    let temp;
+    let dir = match &a.dir {
+        Some(d) => d.as_path(),
+        None => {
+            temp = tempfile::tempdir()
+                .map_err(|e| Failure::machine(format!("cannot create a temporary directory: {e}")))?;
+            temp.path()
+        }
+    };
+    let (logits, labels) = (dir.join("logits.npy"), dir.join("labels.npy"));
+    write_set(a.rows, a.cols, a.seed, Precision::F32, &logits, &labels)?;
+    let gpu = ce(&logits, &labels, Device::Gpu)?;
+    let cpu = ce(&logits, &labels, Device::Cpu)?;
+    let (g, c) = (gpu["value"].as_f64().unwrap_or(f64::NAN), cpu["value"].as_f64().unwrap_or(f64::NAN));
+    let rel = ((g - c) / c).abs();
+    let line = json!({
+        "command": "demo",
+        "rows": a.rows,
+        "cols": a.cols,
+        "reduction": "mean",
+        "value": gpu["value"],
+        "adapter": gpu["adapter"],
+        "seconds": gpu["seconds"],
+        "gbps": gpu["gbps"],
+        "accuracy": gpu["accuracy"],
+        "perplexity": gpu["perplexity"],
+        "reference": cpu["value"],
+        "reference_seconds": cpu["seconds"],
+        "reference_gbps": cpu["gbps"],
+        "relative_error": crate::eval::number(rel),
+        "files": a.dir.as_ref().map(|_| json!([logits, labels])),
+    });
+    println!("{line}");
+    if rel.is_nan() || rel > 1e-5 {
+        return Err(Failure::machine(format!("the GPU mean {g} differs from the reference {c} by {rel:.2e}")));
+    }
+    Ok(())
+}
