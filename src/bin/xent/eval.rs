@@ -379,12 +379,16 @@ impl Job {
     /// Runs the job and returns its JSON line.
     pub fn run(self) -> Result<Value, Failure> {
         let started = Instant::now();
-        let ctx = match self.common.device {
+        let mut ctx = match self.common.device {
             Device::Cpu => None,
             Device::Gpu => Some(Context::new_blocking()?),
             // no adapter at all: the reference still answers
             Device::Auto => Context::new_blocking().ok(),
         };
+        if let Some(ctx) = &mut ctx {
+            // device pieces of the size the reader delivers: two upload buffers of one chunk each
+            ctx.set_chunk_bytes(CHUNK_BYTES);
+        }
         let setup_seconds = started.elapsed().as_secs_f64();
         let total_bytes: u64 = [Some(&self.a), self.b.as_ref(), self.labels.as_ref()]
             .into_iter()
