@@ -854,9 +854,15 @@ impl NpyWriter {
         Ok(NpyWriter { out, path: path.to_path_buf(), shape: shape.to_vec(), dtype, expected, written: 0 })
     }
 
-    /// Appends `values` (the next elements in C order). Writing more than the shape holds, or
-    /// elements of another type than the file's, is an error.
-    pub fn write<T: NpyElement>(&mut self, values: &[T]) -> Result<(), NpyError> {
+    /// Appends f32 `values` (the next elements in C order) to a `<f4` file. Writing more than
+    /// the shape holds is an error.
+    pub fn write(&mut self, values: &[f32]) -> Result<(), NpyError> {
+        self.write_as(values)
+    }
+
+    /// Appends `values` of the file's element type (see [`NpyWriter::create_as`]). Writing more
+    /// than the shape holds, or elements of another type than the file's, is an error.
+    pub fn write_as<T: NpyElement>(&mut self, values: &[T]) -> Result<(), NpyError> {
         if T::DTYPE != self.dtype {
             let detail = format!("{} values written to a {} array", T::DTYPE, self.dtype);
             return Err(NpyError::WrongDType { file: file_label(&self.path), detail });
@@ -1215,7 +1221,7 @@ mod tests {
             for part in values.chunks(5) {
                 w.write(part).unwrap();
             }
-            w.write::<f32>(&[]).unwrap();
+            w.write(&[]).unwrap();
             assert_eq!(w.written(), n as u64);
             w.finish().unwrap();
             let bytes = std::fs::read(&path).unwrap();

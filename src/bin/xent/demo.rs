@@ -106,10 +106,10 @@ fn write_set(rows: u64, cols: u64, seed: u64, dtype: Precision, logits: &Path, l
             Precision::F16 => {
                 half_values.clear();
                 half_values.extend(row_values.iter().map(|&v| f16::from_f32(v)));
-                l.write(&half_values)?;
+                l.write_as(&half_values)?;
             }
         }
-        y.write(&ys)?;
+        y.write_as(&ys)?;
     }
     l.finish()?;
     y.finish()?;
