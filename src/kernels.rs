@@ -170,6 +170,10 @@ pub struct Kernels {
     reduce_pipeline_layout: wgpu::PipelineLayout,
     modules: Arc<Mutex<HashMap<(Kernel, DType), wgpu::ShaderModule>>>,
     pipelines: Arc<Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>>,
+    row_workgroup: u32,
+    max_workgroup: u32,
+    /// llvmpipe's loop limit ([`crate::plan::CPU_LOOP_STEPS`]) on CPU adapters.
+    step_cap: Option<u64>,
 }
 
 fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
@@ -226,7 +230,16 @@ impl Kernels {
                 immediate_size: 0,
             })
         };
+        let info = device.adapter_info();
+        let row_workgroup = crate::plan::workgroup_size(
+            info.device_type,
+            info.subgroup_min_size,
+            device.limits().max_compute_invocations_per_workgroup,
+        );
         Kernels {
+            row_workgroup,
+            max_workgroup: device.limits().max_compute_invocations_per_workgroup,
+            step_cap: (info.device_type == wgpu::DeviceType::Cpu).then_some(crate::plan::CPU_LOOP_STEPS),
             device: device.clone(),
             row_pipeline_layout: pipeline_layout("xent row kernels", &row_layout),
             reduce_pipeline_layout: pipeline_layout("xent reduce", &reduce_layout),
@@ -239,6 +252,12 @@ impl Kernels {
 
     pub fn device(&self) -> &wgpu::Device {
         &self.device
+    }
+
+    /// Workgroup size and lanes per row of the row kernels for `cols` columns on this device
+    /// ([`crate::plan::workgroup_size`], [`crate::plan::row_layout`]).
+    pub fn row_layout_for(&self, cols: u64) -> (u32, u32) {
+        crate::plan::row_layout(cols, self.row_workgroup, self.max_workgroup, self.step_cap)
     }
 
     pub fn row_layout(&self) -> &wgpu::BindGroupLayout {

@@ -472,3 +472,16 @@ fn a_million_columns() {
         check("2^20 columns", *op, &case, DType::F32, 2e-5, 2e-5);
     }
 }
+
+/// Rows long enough that one loop per lane would pass 65,535 iterations, where llvmpipe
+/// silently stops a shader's loops: the layout gives such rows more lanes.
+#[test]
+fn rows_past_the_software_loop_limit() {
+    let cols = (1 << 22) + 3;
+    for (k, op) in
+        [Op::Softmax { log: true }, Op::Distill { alpha: 0.5 }, Op::Entropy { logits: true }].iter().enumerate()
+    {
+        let case = Case::new(17_000 + k as u64, 2, cols, 5.0);
+        check("2^22 + 3 columns", *op, &case, DType::F32, 2e-5, 2e-5);
+    }
+}

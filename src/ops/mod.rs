@@ -123,7 +123,7 @@ pub struct Dispatch<'p> {
 pub fn encode_rows(kernels: &Kernels, encoder: &mut wgpu::CommandEncoder, d: &Dispatch, b: &RowBindings) -> Result<()> {
     let device = kernels.device();
     let Dispatch { kernel, template, dtype, rows, cols, row_offset } = *d;
-    let (wg, lanes) = plan::row_layout(cols, device.limits().max_compute_invocations_per_workgroup);
+    let (wg, lanes) = kernels.row_layout_for(cols);
     let pipeline = kernels.pipeline(kernel, dtype, wg, lanes)?;
     let params = RowParams {
         rows: rows as u32,
