@@ -47,11 +47,15 @@ pub enum Kernel {
     GaussianKl,
     Distill,
     Reduce,
+    /// Benchmark baseline: a copy of the input words (the roofline).
+    Copy,
+    /// Benchmark baseline: one workgroup per row, two passes (lse, or CE with labels).
+    NaiveXent,
 }
 
 impl Kernel {
     /// Every kernel, for validation and translation tests.
-    pub const ALL: [Kernel; 9] = [
+    pub const ALL: [Kernel; 11] = [
         Kernel::RowMax,
         Kernel::LogSumExp,
         Kernel::Softmax,
@@ -61,6 +65,8 @@ impl Kernel {
         Kernel::GaussianKl,
         Kernel::Distill,
         Kernel::Reduce,
+        Kernel::Copy,
+        Kernel::NaiveXent,
     ];
 
     /// The entry point's name in WGSL.
@@ -75,6 +81,8 @@ impl Kernel {
             Kernel::GaussianKl => "gaussian_kl",
             Kernel::Distill => "distill",
             Kernel::Reduce => "reduce_sum",
+            Kernel::Copy => "copy_words",
+            Kernel::NaiveXent => "naive_xent",
         }
     }
 
@@ -88,6 +96,7 @@ impl Kernel {
             Kernel::BinaryXent => row_sources!("binary_xent.wgsl"),
             Kernel::GaussianKl => row_sources!("gaussian_kl.wgsl"),
             Kernel::Distill => row_sources!("distill.wgsl"),
+            Kernel::Copy | Kernel::NaiveXent => row_sources!("baseline.wgsl"),
             Kernel::Reduce => return REDUCE_SOURCE,
         };
         match dtype {
@@ -174,6 +183,9 @@ pub struct Kernels {
     max_workgroup: u32,
     /// llvmpipe's loop limit ([`crate::plan::CPU_LOOP_STEPS`]) on CPU adapters.
     step_cap: Option<u64>,
+    /// The CPU layout (one invocation per row); `XENT_ROW_LAYOUT=gpu` turns it off, so the
+    /// GPU layouts can be tested and measured on a CPU adapter.
+    cpu_layout: bool,
 }
 
 fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
@@ -231,15 +243,18 @@ impl Kernels {
             })
         };
         let info = device.adapter_info();
+        let cpu = info.device_type == wgpu::DeviceType::Cpu;
+        let cpu_layout = cpu && std::env::var("XENT_ROW_LAYOUT").map_or(true, |v| v != "gpu");
         let row_workgroup = crate::plan::workgroup_size(
-            info.device_type,
+            if cpu_layout { info.device_type } else { wgpu::DeviceType::DiscreteGpu },
             info.subgroup_min_size,
             device.limits().max_compute_invocations_per_workgroup,
         );
         Kernels {
             row_workgroup,
             max_workgroup: device.limits().max_compute_invocations_per_workgroup,
-            step_cap: (info.device_type == wgpu::DeviceType::Cpu).then_some(crate::plan::CPU_LOOP_STEPS),
+            step_cap: cpu.then_some(crate::plan::CPU_LOOP_STEPS),
+            cpu_layout,
             device: device.clone(),
             row_pipeline_layout: pipeline_layout("xent row kernels", &row_layout),
             reduce_pipeline_layout: pipeline_layout("xent reduce", &reduce_layout),
@@ -257,7 +272,7 @@ impl Kernels {
     /// Workgroup size and lanes per row of the row kernels for `cols` columns on this device
     /// ([`crate::plan::workgroup_size`], [`crate::plan::row_layout`]).
     pub fn row_layout_for(&self, cols: u64) -> (u32, u32) {
-        crate::plan::row_layout(cols, self.row_workgroup, self.max_workgroup, self.step_cap)
+        crate::plan::row_layout(cols, self.row_workgroup, self.max_workgroup, self.step_cap, self.cpu_layout)
     }
 
     pub fn row_layout(&self) -> &wgpu::BindGroupLayout {

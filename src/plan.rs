@@ -86,21 +86,24 @@ pub const CPU_LOOP_STEPS: u64 = 16_384;
 /// Workgroup size and lanes per row for `cols` columns, preferring workgroups of `wg`
 /// (a power of two).
 ///
-/// Few columns: one invocation per row, many rows per workgroup. Otherwise the lanes
-/// of a row grow with the columns up to a whole workgroup, so short rows do not leave
-/// most of a workgroup idle and long rows are read by many invocations at once. With a
-/// `step_cap` (CPU adapters), rows get enough lanes that no lane loops more than that
-/// many times, in a larger workgroup if needed (up to `max_wg`).
-pub fn row_layout(cols: u64, wg: u32, max_wg: u32, step_cap: Option<u64>) -> (u32, u32) {
-    let mut lanes = if cols <= 8 { 1 } else { cols.div_ceil(8).next_power_of_two().min(u64::from(wg)) as u32 };
-    let mut wg = wg;
+/// GPUs: few columns get one invocation per row, many rows per workgroup; otherwise the
+/// lanes of a row grow with the columns up to a whole workgroup, so short rows do not
+/// leave most of a workgroup idle and long rows are read by many invocations at once.
+/// CPU adapters (`cpu`): one invocation per row, which llvmpipe runs as one SIMD
+/// lane walking its row (measured on [8192, 4096] LSE: 59 ms against 70 ms for a row per
+/// 8-wide workgroup and 91 ms for a row per 64). With a `step_cap` (llvmpipe), rows get
+/// enough lanes that no lane loops more than that many times, in a larger workgroup if
+/// needed (up to `max_wg`).
+pub fn row_layout(cols: u64, wg: u32, max_wg: u32, step_cap: Option<u64>, cpu: bool) -> (u32, u32) {
+    let mut lanes = match cpu {
+        false if cols > 8 => cols.div_ceil(8).next_power_of_two().min(u64::from(wg)) as u32,
+        _ => 1,
+    };
     if let Some(cap) = step_cap {
         let largest = 1u32 << (31 - max_wg.max(1).leading_zeros());
-        let need = cols.div_ceil(cap.max(1)).next_power_of_two().min(u64::from(largest)) as u32;
-        lanes = lanes.max(need);
-        wg = wg.max(lanes);
+        lanes = lanes.max(cols.div_ceil(cap.max(1)).next_power_of_two().min(u64::from(largest)) as u32);
     }
-    (wg, lanes)
+    (wg.max(lanes), lanes)
 }
 
 /// Element counts of each level of the tree reduction of `n` values, down to 1.
@@ -185,19 +188,23 @@ mod tests {
         assert_eq!(workgroup_size(Cpu, 8, 1024), 8);
         assert_eq!(workgroup_size(Cpu, 0, 1024), 8);
         assert_eq!(workgroup_size(Cpu, 16, 1024), 16);
-        assert_eq!(row_layout(1, 64, 1024, None), (64, 1));
-        assert_eq!(row_layout(8, 64, 1024, None), (64, 1));
-        assert_eq!(row_layout(33, 64, 1024, None), (64, 8));
-        assert_eq!(row_layout(4096, 64, 1024, None), (64, 64));
-        assert_eq!(row_layout(1 << 22, 64, 1024, None), (64, 64));
-        assert_eq!(row_layout(4096, 32, 1024, None), (32, 32));
+        assert_eq!(row_layout(1, 64, 1024, None, false), (64, 1));
+        assert_eq!(row_layout(8, 64, 1024, None, false), (64, 1));
+        assert_eq!(row_layout(33, 64, 1024, None, false), (64, 8));
+        assert_eq!(row_layout(4096, 64, 1024, None, false), (64, 64));
+        assert_eq!(row_layout(1 << 22, 64, 1024, None, false), (64, 64));
+        assert_eq!(row_layout(4096, 32, 1024, None, false), (32, 32));
         let cap = Some(CPU_LOOP_STEPS);
-        assert_eq!(row_layout(4096, 8, 256, cap), (8, 8));
-        assert_eq!(row_layout(3, 8, 256, cap), (8, 1));
-        assert_eq!(row_layout(1 << 17, 8, 256, cap), (8, 8));
-        assert_eq!(row_layout(1 << 20, 8, 256, cap), (64, 64));
-        assert_eq!(row_layout((1 << 20) + 1, 8, 256, cap), (128, 128));
-        assert_eq!(row_layout(1 << 30, 8, 256, cap), (256, 256));
+        assert_eq!(row_layout(4096, 8, 256, cap, true), (8, 1));
+        assert_eq!(row_layout(3, 8, 256, cap, true), (8, 1));
+        assert_eq!(row_layout(1 << 14, 8, 256, cap, true), (8, 1));
+        assert_eq!(row_layout((1 << 14) + 1, 8, 256, cap, true), (8, 2));
+        assert_eq!(row_layout(1 << 17, 8, 256, cap, true), (8, 8));
+        assert_eq!(row_layout(1 << 20, 8, 256, cap, true), (64, 64));
+        assert_eq!(row_layout((1 << 20) + 1, 8, 256, cap, true), (128, 128));
+        assert_eq!(row_layout(1 << 30, 8, 256, cap, true), (256, 256));
+        assert_eq!(row_layout(1 << 22, 64, 1024, cap, false), (256, 256));
+        assert_eq!(row_layout(4096, 64, 1024, cap, false), (64, 64));
     }
 
     #[test]

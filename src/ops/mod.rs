@@ -121,9 +121,25 @@ pub struct Dispatch<'p> {
 
 /// Records `d` into `encoder`, reading and writing through `b`'s windows.
 pub fn encode_rows(kernels: &Kernels, encoder: &mut wgpu::CommandEncoder, d: &Dispatch, b: &RowBindings) -> Result<()> {
+    encode_rows_timed(kernels, encoder, d, b, None)
+}
+
+/// [`encode_rows`] with the pass's start and end written to a timestamp query set
+/// (the adapter must have `TIMESTAMP_QUERY`).
+pub fn encode_rows_timed(
+    kernels: &Kernels,
+    encoder: &mut wgpu::CommandEncoder,
+    d: &Dispatch,
+    b: &RowBindings,
+    timestamps: Option<wgpu::ComputePassTimestampWrites>,
+) -> Result<()> {
     let device = kernels.device();
     let Dispatch { kernel, template, dtype, rows, cols, row_offset } = *d;
-    let (wg, lanes) = kernels.row_layout_for(cols);
+    let max_wg = 1u32 << (31 - device.limits().max_compute_invocations_per_workgroup.max(1).leading_zeros());
+    let (wg, lanes) = match kernel {
+        Kernel::NaiveXent => (64.min(max_wg), 64.min(max_wg)),
+        _ => kernels.row_layout_for(cols),
+    };
     let pipeline = kernels.pipeline(kernel, dtype, wg, lanes)?;
     let params = RowParams {
         rows: rows as u32,
@@ -159,7 +175,7 @@ pub fn encode_rows(kernels: &Kernels, encoder: &mut wgpu::CommandEncoder, d: &Di
     let groups = rows.div_ceil(u64::from(wg / lanes));
     let [x, y, z] = plan::grid(groups, device.limits().max_compute_workgroups_per_dimension);
     let mut pass = encoder
-        .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.entry()), timestamp_writes: None });
+        .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.entry()), timestamp_writes: timestamps });
     pass.set_pipeline(&pipeline);
     pass.set_bind_group(0, &group, &[]);
     pass.dispatch_workgroups(x, y, z);

@@ -5,6 +5,7 @@
 //! and checks the GPU against the f64 reference; `info` lists the adapters. One JSON line
 //! goes to stdout. Errors print one line on stderr: status 2 for bad input, 1 otherwise.
 
+mod bench;
 mod demo;
 mod eval;
 mod info;
@@ -170,6 +171,8 @@ enum Command {
     },
     /// Write a synthetic prediction set, evaluate it on the GPU and on the f64 reference.
     Demo(demo::DemoArgs),
+    /// Device time of every kernel on a grid of shapes, against a copy of the same bytes.
+    Bench(bench::BenchArgs),
     /// Write a synthetic prediction set (logits and labels) of any size.
     Generate(demo::GenerateArgs),
     /// List the adapters wgpu finds, the one `auto` picks, its limits and features.
@@ -320,6 +323,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     use eval::{Input, Job, Op};
     let job = match cli.command {
         Command::Demo(args) => return demo::demo(&args),
+        Command::Bench(args) => return bench::bench(&args),
         Command::Generate(args) => return demo::generate(&args),
         Command::Info { json } => return info::info(json),
         Command::Lse { logits, out, common } => {

@@ -1,0 +1,63 @@
+// Baselines for the benchmark, not used by the losses:
+//
+//   copy_words: out_rows = a over [rows, cols] words: the roofline, a kernel that reads
+//               and writes the input bytes once, with the row layout of the losses.
+//   naive_xent: the simplest correct kernel, one workgroup per row and two passes (max,
+//               then Σ exp(x − max)); lse, minus x_y when labels are bound
+//               (FLAG_HAS_B). Finite inputs only.
+
+@compute @workgroup_size(WG)
+fn copy_words(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let slot = row_slot(t, wid, nwg);
+    if slot.live {
+        let base = slot.row * params.cols;
+        for (var j = slot.lane; j < params.cols; j += LANES) {
+            out_rows[params.out_base + base + j] = load_a(base + j);
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn naive_xent(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    if !group_live(wid, nwg) {
+        return;
+    }
+    let slot = row_slot(t, wid, nwg);
+    let base = slot.row * params.cols;
+    var m = -3.4e38;
+    if slot.live {
+        for (var j = slot.lane; j < params.cols; j += LANES) {
+            m = max(m, load_a(base + j));
+        }
+    }
+    sh_x[t] = m;
+    workgroupBarrier();
+    for (var off = LANES / 2u; off > 0u; off = off / 2u) {
+        if slot.lane < off {
+            sh_x[t] = max(sh_x[t], sh_x[t + off]);
+        }
+        workgroupBarrier();
+    }
+    m = sh_x[t - slot.lane];
+    workgroupBarrier();
+    var s = 0.0;
+    if slot.live {
+        for (var j = slot.lane; j < params.cols; j += LANES) {
+            s += exp(load_a(base + j) - m);
+        }
+    }
+    let total = row_sum(slot, SumFlags(s, 0u));
+    var v = m + log(total.sum);
+    if has_flag(FLAG_HAS_B) && slot.live {
+        v -= load_a(base + u32(labels[params.label_base + slot.row]));
+    }
+    write_row(slot, v);
+}
