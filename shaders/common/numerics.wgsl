@@ -61,25 +61,22 @@ fn stats_empty() -> RowStats {
     return RowStats(F32_MAX_NEG, 0.0, 0xffffffffu, CLASS_NEG_INF);
 }
 
+// One exp per element: e = exp(−|x − m|) is exp(x − m) when x ≤ m and the rescale
+// exp(m − x) when x > m, so no lane evaluates both (SIMD lanes of CPU adapters run both
+// sides of a divergent branch). The sentinel m = F32_MAX_NEG makes the first element
+// take the rescale with e = 0, giving s = 1. |x − m| is clamped where exp is 0 in f32.
 fn stats_push(st: RowStats, x: f32, j: u32) -> RowStats {
     var r = st;
     let c = classify(x);
     if c == CLASS_FINITE {
-        if r.s == 0.0 {
-            r.m = x;
-            r.s = 1.0;
-            if r.cls <= CLASS_FINITE {
-                r.arg = j;
-                r.cls = CLASS_FINITE;
-            }
-        } else if x > r.m {
-            r.s = r.s * exp(r.m - x) + 1.0;
-            r.m = x;
-            if r.cls == CLASS_FINITE {
-                r.arg = j;
-            }
-        } else {
-            r.s += exp(x - r.m);
+        let d = x - r.m;
+        let up = d > 0.0;
+        let e = exp(-min(abs(d), 126.0));
+        r.s = select(r.s + e, r.s * e + 1.0, up);
+        r.m = max(r.m, x);
+        if r.cls < CLASS_FINITE || (r.cls == CLASS_FINITE && up) {
+            r.arg = j;
+            r.cls = CLASS_FINITE;
         }
     } else if c > r.cls || (c == r.cls && j < r.arg) {
         r.cls = c;
