@@ -33,15 +33,14 @@ fn softmax(
     let out = params.out_base + base;
     for (var j = slot.lane; j < params.cols; j += LANES) {
         let z = load_a(base + j) * inv_t;
-        var y: f32;
+        // branch-free: the specials overwrite the common value
+        let lp = log_softmax_of(st, z);
+        var y = select(exp(lp), lp, log_out);
+        if classify(z) == CLASS_NEG_INF {
+            y = select(0.0, neg_inf(), log_out);
+        }
         if !ok {
             y = nan();
-        } else if classify(z) == CLASS_NEG_INF {
-            y = select(0.0, neg_inf(), log_out);
-        } else if log_out {
-            y = log_softmax_of(st, z);
-        } else {
-            y = exp(log_softmax_of(st, z));
         }
         out_rows[out + j] = y;
     }

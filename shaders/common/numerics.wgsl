@@ -55,10 +55,11 @@ struct RowStats {
     s: f32,
     arg: u32,
     cls: u32,
+    log_s: f32,    // log(s), set once the row's lanes are merged (row_stats)
 }
 
 fn stats_empty() -> RowStats {
-    return RowStats(F32_MAX_NEG, 0.0, 0xffffffffu, CLASS_NEG_INF);
+    return RowStats(F32_MAX_NEG, 0.0, 0xffffffffu, CLASS_NEG_INF, 0.0);
 }
 
 // One exp per element: e = exp(−|x − m|) is exp(x − m) when x ≤ m and the rescale
@@ -124,7 +125,7 @@ fn stats_lse(st: RowStats) -> f32 {
 // log_softmax(x) = (x − m) − log s. Subtracting the max first is exact for logits of
 // similar size, where x − (m + log s) would lose the ulps of a large lse (1e-3 at 1e4).
 fn log_softmax_of(st: RowStats, x: f32) -> f32 {
-    return (x - st.m) - log(st.s);
+    return (x - st.m) - st.log_s;
 }
 
 // Whether log_softmax is defined (finite lse): no NaN/+inf and at least one finite element.

@@ -45,8 +45,8 @@ fn row_stats(slot: RowSlot, st: RowStats) -> RowStats {
     for (var off = LANES / 2u; off > 0u; off = off / 2u) {
         if slot.lane < off {
             let t = slot.t;
-            let a = RowStats(sh_x[t], sh_y[t], sh_u[t], sh_v[t]);
-            let b = RowStats(sh_x[t + off], sh_y[t + off], sh_u[t + off], sh_v[t + off]);
+            let a = RowStats(sh_x[t], sh_y[t], sh_u[t], sh_v[t], 0.0);
+            let b = RowStats(sh_x[t + off], sh_y[t + off], sh_u[t + off], sh_v[t + off], 0.0);
             let r = stats_merge(a, b);
             sh_x[t] = r.m;
             sh_y[t] = r.s;
@@ -56,7 +56,8 @@ fn row_stats(slot: RowSlot, st: RowStats) -> RowStats {
         workgroupBarrier();
     }
     let h = slot.t - slot.lane;
-    let r = RowStats(sh_x[h], sh_y[h], sh_u[h], sh_v[h]);
+    // log s once per row, not once per element of the passes that follow
+    let r = RowStats(sh_x[h], sh_y[h], sh_u[h], sh_v[h], log(sh_y[h]));
     workgroupBarrier();
     return r;
 }
