@@ -485,3 +485,29 @@ fn rows_past_the_software_loop_limit() {
         check("2^22 + 3 columns", *op, &case, DType::F32, 2e-5, 2e-5);
     }
 }
+
+/// Every one of the 65,536 half and bfloat16 bit patterns (zeros, subnormals, normals,
+/// infinities, NaN) read through the kernels' decoders: the row max of a one-column row
+/// is the element itself, which must equal the host's exact widening.
+#[test]
+fn every_half_and_bfloat16_bit_pattern_decodes_exactly() {
+    let Some(ctx) = context() else { return };
+    let halves: Vec<f16> = (0..=u16::MAX).map(f16::from_bits).collect();
+    let brains: Vec<bf16> = (0..=u16::MAX).map(bf16::from_bits).collect();
+    let opts = RunOptions { keep_values: true, ..Default::default() };
+    for (name, batch, wide) in [
+        (
+            "f16",
+            Batch::new(&halves[..], halves.len(), 1).unwrap(),
+            halves.iter().map(|h| h.to_f32()).collect::<Vec<_>>(),
+        ),
+        ("bf16", Batch::new(&brains[..], brains.len(), 1).unwrap(), brains.iter().map(|h| h.to_f32()).collect()),
+    ] {
+        let out = ctx.compute(&Loss::RowMax { logits: batch }, &opts).unwrap();
+        let values = out.values.unwrap();
+        for (bits, (&g, &w)) in values.iter().zip(&wide).enumerate() {
+            let same = if w.is_nan() { g.is_nan() } else { g == w && g.is_sign_negative() == w.is_sign_negative() };
+            assert!(same, "{name} bits {bits:#06x}: decoded {g:e}, exact {w:e}");
+        }
+    }
+}

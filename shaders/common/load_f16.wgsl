@@ -5,21 +5,20 @@
 @group(0) @binding(1) var<storage, read> in_a: array<u32>;
 @group(0) @binding(2) var<storage, read> in_b: array<u32>;
 
+// Branch-free (SIMD lanes of CPU adapters would run every branch): the three encodings
+// are built as bits and the right one selected.
 fn half_to_f32(word: u32, index: u32) -> f32 {
     let h = (word >> ((index & 1u) * 16u)) & 0xffffu;
     let sign = (h & 0x8000u) << 16u;
     let exponent = (h >> 10u) & 0x1fu;
     let mantissa = h & 0x3ffu;
-    if exponent == 0x1fu {
-        // ±inf (mantissa 0) or NaN
-        return bitcast<f32>(sign | 0x7f800000u | (mantissa << 13u));
-    }
-    if exponent == 0u {
-        // zero or subnormal: mantissa · 2^-24, exact in f32
-        let magnitude = f32(mantissa) * 5.9604645e-8;
-        return select(magnitude, -magnitude, sign != 0u);
-    }
-    return bitcast<f32>(sign | ((exponent + 112u) << 23u) | (mantissa << 13u));
+    // normal: rebias the exponent 15 -> 127
+    var bits = sign | ((exponent + 112u) << 23u) | (mantissa << 13u);
+    // ±inf (mantissa 0) or NaN, payload kept
+    bits = select(bits, sign | 0x7f800000u | (mantissa << 13u), exponent == 0x1fu);
+    // zero or subnormal: mantissa · 2^-24, exact in f32
+    bits = select(bits, sign | bitcast<u32>(f32(mantissa) * 5.9604645e-8), exponent == 0u);
+    return bitcast<f32>(bits);
 }
 
 fn load_a(i: u32) -> f32 {
