@@ -7,6 +7,21 @@
 // overflows. Targets outside [0, 1] and probabilities outside [0, 1] are reported in
 // status[1]. A NaN or +inf logit makes the row NaN; a -inf logit is probability 0.
 // Bindings: a = x, b = t; out_rows[row] = Σ_j loss_ij.
+//
+// Gradient with respect to logits (GRAD_OF = 1), in the same pass: σ(x) − t.
+
+// σ(x) without overflow; NaN for NaN or +inf logits (their loss is NaN too), 0 at -inf.
+fn sigmoid(x: f32) -> f32 {
+    let cx = classify(x);
+    if cx == CLASS_NAN || cx == CLASS_POS_INF {
+        return nan();
+    }
+    if cx == CLASS_NEG_INF {
+        return 0.0;
+    }
+    let e = exp(-abs(x));
+    return select(e / (1.0 + e), 1.0 / (1.0 + e), x >= 0.0);
+}
 
 fn clamped_log(v: f32) -> f32 {
     if v <= 0.0 {
@@ -29,11 +44,15 @@ fn binary_xent(
     let logits = has_flag(FLAG_P_LOGITS);
     var acc = SumFlags(0.0, 0u);
     var invalid = false;
+    let c = grad_scale();
     if slot.live {
         for (var j = slot.lane; j < params.cols; j += LANES) {
             let x = load_a(base + j);
             let y = load_b(base + j);
             let cx = classify(x);
+            if GRAD_OF == 1u {
+                store_grad(base + j, c * (sigmoid(x) - y));
+            }
             if classify(y) != CLASS_FINITE || y < 0.0 || y > 1.0 {
                 invalid = true;
                 acc.flags |= SUM_NAN;

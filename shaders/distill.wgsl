@@ -6,6 +6,43 @@
 // p_j·(log p_j − log q_j) with log p_j = (t_j/τ − m) − log s. A term with a zero coefficient
 // (α = 0 or 1) is skipped. Labels outside [0, cols) are reported in status[0].
 // Bindings: a = student logits, b = teacher logits, labels; out_rows[row] = loss_i.
+//
+// Gradient with respect to the student's logits (GRAD_OF = 1), one more pass:
+//   d loss_i / d s_ij = α·τ·(q_j − p_j) + (1−α)·(softmax(s)_j − [j = y])
+// with q = softmax(s/τ), p = softmax(t/τ).
+
+fn soft(st: RowStats, z: f32) -> f32 {
+    if classify(z) == CLASS_NEG_INF {
+        return 0.0;
+    }
+    return exp(log_softmax_of(st, z));
+}
+
+fn write_grad(slot: RowSlot, base: u32, st_t: RowStats, st_s: RowStats, st_ce: RowStats, y: u32, ok: bool) {
+    if !slot.live {
+        return;
+    }
+    let inv_t = params.inv_temperature;
+    let alpha = params.alpha;
+    let c = grad_scale();
+    let c_kl = c * alpha / inv_t;
+    let c_ce = c * (1.0 - alpha);
+    for (var j = slot.lane; j < params.cols; j += LANES) {
+        let sj = load_a(base + j);
+        var g = 0.0;
+        if alpha > 0.0 {
+            g = c_kl * (soft(st_s, sj * inv_t) - soft(st_t, load_b(base + j) * inv_t));
+        }
+        if alpha < 1.0 {
+            let sigma = soft(st_ce, sj);
+            g += c_ce * select(sigma, sigma - 1.0, j == y);
+        }
+        if !ok {
+            g = nan();
+        }
+        store_grad(base + j, g);
+    }
+}
 
 fn scaled_stats(slot: RowSlot, base: u32, teacher: bool, scale: f32) -> RowStats {
     var st = stats_empty();
@@ -67,6 +104,25 @@ fn distill(
         }
         kl = row_sum(slot, kl);
     }
+    // every lane reads the label and s_y before an in-place gradient overwrites the row
+    var label = 0;
+    if slot.live {
+        label = labels[params.label_base + slot.row];
+    }
+    let in_range = label >= 0 && u32(label) < params.cols;
+    let y = select(0u, u32(label), in_range);
+    var xy = 0.0;
+    if slot.live && in_range {
+        xy = load_a(base + y);
+    }
+    if GRAD_OF != 0u {
+        if GRAD_IN_PLACE {
+            storageBarrier();
+        }
+        let kl_ok = alpha == 0.0 || (stats_ok(st_t) && stats_ok(st_s));
+        let ce_ok = alpha == 1.0 || stats_ok(st_ce);
+        write_grad(slot, base, st_t, st_s, st_ce, y, in_range && kl_ok && ce_ok);
+    }
     if !slot.live || slot.lane != 0u {
         return;
     }
@@ -76,15 +132,13 @@ fn distill(
         terms.sum = alpha * params.temperature_sq * kl.sum;
         terms.flags = kl.flags;
     }
-    let label = labels[params.label_base + slot.row];
-    if label < 0 || u32(label) >= params.cols {
+    if !in_range {
         report_bad_label(slot.row);
         terms.flags |= SUM_NAN;
     } else if alpha < 1.0 {
         if !stats_ok(st_ce) {
             terms.flags |= SUM_NAN;
         } else {
-            let xy = load_a(base + u32(label));
             if classify(xy) == CLASS_NEG_INF {
                 terms.flags |= SUM_POS_INF;
             } else {

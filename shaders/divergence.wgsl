@@ -10,6 +10,10 @@
 // so a logits side gets an online lse pass first, then every side is read once more.
 // p_j = 0 contributes 0; p_j > 0 with q_j = 0 is +inf. Negative or NaN probabilities
 // are reported in status[1]. Bindings: a, b; out_rows[row] = value.
+//
+// Gradients, one more pass over the row, with respect to logits:
+//   GRAD_OF = 2 (Q's logits, KL and cross-entropy): d/d x_qj = q_j·Σ_k p_k − p_j
+//   GRAD_OF = 1 (P's logits, entropy):              d/d x_pj = −p_j·(log p_j + H)
 
 struct LogProb {
     p: f32,        // the probability (may underflow to 0 for logits)
@@ -83,6 +87,7 @@ fn divergence(
     let c_pq = select(0.0, 1.0, has_flag(FLAG_TERM_PLOGQ));
 
     var acc = SumFlags(0.0, 0u);
+    var p_mass = 0.0;
     var invalid = false;
     if slot.live {
         for (var j = slot.lane; j < params.cols; j += LANES) {
@@ -95,6 +100,7 @@ fn divergence(
                 acc.flags |= SUM_NAN;
                 invalid = invalid || (!p_logits && p.bad) || (has_b && !q_logits && q.bad);
             } else if p.p > 0.0 {
+                p_mass += p.p;
                 if c_pq != 0.0 && q.zero {
                     acc.flags |= SUM_POS_INF;
                 } else {
@@ -106,5 +112,51 @@ fn divergence(
     if invalid {
         report_bad_value(slot.row);
     }
-    write_row(slot, sum_value(row_sum(slot, acc)));
+    let value = sum_value(row_sum(slot, acc));
+    write_row(slot, value);
+    if GRAD_OF == 2u {
+        // Σ_k p_k: 1 for logits, summed for probability targets
+        var total = 1.0;
+        if !p_logits {
+            total = row_sum(slot, SumFlags(p_mass, 0u)).sum;
+        }
+        grad_q(slot, base, sp, p_ok, sq, q_ok, total);
+    } else if GRAD_OF == 1u {
+        grad_p(slot, base, sp, p_ok, value);
+    }
+}
+
+fn grad_q(slot: RowSlot, base: u32, sp: RowStats, p_ok: bool, sq: RowStats, q_ok: bool, total: f32) {
+    if !slot.live {
+        return;
+    }
+    let c = grad_scale();
+    let p_logits = has_flag(FLAG_P_LOGITS);
+    for (var j = slot.lane; j < params.cols; j += LANES) {
+        let p = log_prob(load_a(base + j), p_logits, sp, p_ok);
+        let q = log_prob(load_b(base + j), true, sq, q_ok);
+        var g = c * (q.p * total - p.p);
+        if p.bad || q.bad {
+            g = nan();
+        }
+        store_grad(base + j, g);
+    }
+}
+
+fn grad_p(slot: RowSlot, base: u32, sp: RowStats, p_ok: bool, h: f32) {
+    if !slot.live {
+        return;
+    }
+    let c = grad_scale();
+    for (var j = slot.lane; j < params.cols; j += LANES) {
+        let p = log_prob(load_a(base + j), true, sp, p_ok);
+        var g = -c * p.p * (p.logp + h);
+        if p.zero {
+            g = 0.0;
+        }
+        if p.bad {
+            g = nan();
+        }
+        store_grad(base + j, g);
+    }
 }

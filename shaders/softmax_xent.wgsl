@@ -8,12 +8,89 @@
 // with weight 0; any other label outside [0, cols) is reported in status[0].
 // Bindings: a = logits, labels, class_weights (FLAG_WEIGHTS); out_rows[row] = loss;
 // out_aux[2 row] = argmax, out_aux[2 row + 1] = bits of w_y (the mean's denominator).
+//
+// Gradient (GRAD_OF = 1), one more pass over the row, p = softmax(x), W = Σ_k w_k:
+//
+//   d loss_i / d x_ij = (1−s)·w_y·(p_j − [j = y]) + (s/K)·(W·p_j − w_j)
+//
+// p_y − 1 is formed in f32 from p_y, so the target class keeps its precision.
 
 fn class_weight(c: u32) -> f32 {
     if has_flag(FLAG_WEIGHTS) {
         return class_weights[c];
     }
     return 1.0;
+}
+
+// The row's weight in the mean: w_y, 0 for an ignored row or a label out of range.
+fn label_weight(label: i32) -> f32 {
+    if has_flag(FLAG_IGNORE) && label == params.ignore_index {
+        return 0.0;
+    }
+    if label < 0 || u32(label) >= params.cols {
+        return 0.0;
+    }
+    return class_weight(u32(label));
+}
+
+// Σ_k w_k over the row's lanes (K without weights).
+fn weight_total(slot: RowSlot) -> f32 {
+    if !has_flag(FLAG_WEIGHTS) {
+        return f32(params.cols);
+    }
+    var acc = SumFlags(0.0, 0u);
+    if slot.live {
+        for (var j = slot.lane; j < params.cols; j += LANES) {
+            acc.sum += class_weights[j];
+        }
+    }
+    return row_sum(slot, acc).sum;
+}
+
+// Writes the row's gradient (see the header); `label_state` 0: ignored, 1: in range,
+// 2: out of range.
+fn write_grad(slot: RowSlot, base: u32, st: RowStats, ok: bool, label_state: u32, y: u32, w_total: f32) {
+    if !slot.live {
+        return;
+    }
+    let s = params.smoothing;
+    let c = grad_scale();
+    let c_target = c * (1.0 - s) * class_weight(y);
+    let c_smooth = c * s / f32(params.cols);
+    for (var j = slot.lane; j < params.cols; j += LANES) {
+        let x = load_a(base + j);
+        var p = exp(log_softmax_of(st, x));
+        if classify(x) == CLASS_NEG_INF {
+            p = 0.0;
+        }
+        var g = c_smooth * (w_total * p - class_weight(j));
+        if j == y {
+            g += c_target * (p - 1.0);
+        } else {
+            g += c_target * p;
+        }
+        if label_state == 0u {
+            g = 0.0;
+        } else if label_state == 2u || !ok {
+            g = nan();
+        }
+        store_grad(base + j, g);
+    }
+}
+
+// Pre-pass for the gradient of the mean: each row's weight into out_aux[2 row + 1], so
+// the denominator (their tree sum) is on the device before the gradient pass needs it.
+@compute @workgroup_size(WG)
+fn ce_row_weights(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let slot = row_slot(t, wid, nwg);
+    if slot.live && slot.lane == 0u {
+        let w = label_weight(labels[params.label_base + slot.row]);
+        out_aux[params.aux_base + 2u * slot.row + 1u] = bitcast<u32>(w);
+    }
 }
 
 // Σ_j w_j·(lse − x_j) over the lane's columns; -inf logits with w_j > 0 are +inf.
@@ -59,20 +136,39 @@ fn softmax_xent(
     if s > 0.0 {
         smoothing_terms = smoothing_sum(slot, base, st);
     }
+    // every lane reads the label and x_y before an in-place gradient overwrites the row
+    var label = 0;
+    if slot.live {
+        label = labels[params.label_base + slot.row];
+    }
+    let ignored = has_flag(FLAG_IGNORE) && label == params.ignore_index;
+    let in_range = label >= 0 && u32(label) < params.cols;
+    let y = select(0u, u32(label), in_range);
+    var xy = 0.0;
+    if slot.live && in_range && !ignored {
+        xy = load_a(base + y);
+    }
+    if GRAD_OF != 0u {
+        var w_total = 0.0;
+        if s > 0.0 {
+            w_total = weight_total(slot);
+        }
+        if GRAD_IN_PLACE {
+            storageBarrier();
+        }
+        let label_state = select(select(2u, 1u, in_range), 0u, ignored);
+        write_grad(slot, base, st, ok, label_state, y, w_total);
+    }
     if !slot.live || slot.lane != 0u {
         return;
     }
 
-    let label = labels[params.label_base + slot.row];
-    let ignored = has_flag(FLAG_IGNORE) && label == params.ignore_index;
-    let in_range = label >= 0 && u32(label) < params.cols;
     var loss = 0.0;
     var weight = 0.0;
     if !ignored && !in_range {
         report_bad_label(slot.row);
         loss = nan();
     } else if !ignored {
-        let y = u32(label);
         weight = class_weight(y);
         var terms = SumFlags(0.0, 0u);
         if !ok {
@@ -80,7 +176,6 @@ fn softmax_xent(
         } else {
             let c = (1.0 - s) * weight;
             if c != 0.0 {
-                let xy = load_a(base + y);
                 if classify(xy) == CLASS_NEG_INF {
                     terms.flags |= select(SUM_NEG_INF, SUM_POS_INF, c > 0.0);
                 } else {

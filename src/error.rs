@@ -16,6 +16,9 @@ pub enum Error {
     /// A value outside its domain: a negative or NaN probability, a target outside [0, 1].
     #[error("row {row}: {detail}")]
     Value { row: u64, detail: String },
+    /// A caller's buffer range that cannot be bound: missing usage, misaligned offset, too small.
+    #[error("{name}: {detail}")]
+    Binding { name: String, detail: String },
     /// A job the adapter's limits cannot hold even in chunks (a single row over the binding limit).
     #[error("{0}")]
     TooLarge(String),
@@ -44,7 +47,12 @@ impl Error {
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            Error::Shape { .. } | Error::Option { .. } | Error::Label { .. } | Error::Value { .. } | Error::TooLarge(_)
+            Error::Shape { .. }
+                | Error::Option { .. }
+                | Error::Label { .. }
+                | Error::Value { .. }
+                | Error::Binding { .. }
+                | Error::TooLarge(_)
         )
     }
 }

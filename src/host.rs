@@ -95,7 +95,7 @@ fn f32s(bytes: &[u8]) -> Vec<f32> {
 }
 
 /// A (sum, flags) pair from the reduction as f64.
-fn flagged(sum_bits: u32, flags: u32) -> f64 {
+pub(crate) fn flagged(sum_bits: u32, flags: u32) -> f64 {
     let (pos, nan, neg) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0);
     if nan || (pos && neg) {
         f64::NAN
@@ -313,6 +313,8 @@ impl<'c> Stream<'c> {
             out,
             aux,
             status: &self.status,
+            // no gradient: any writable binding will do
+            grad: whole(&self.aux),
         };
         let mut encoder = d.create_command_encoder(&Default::default());
         let dispatch = ops::Dispatch {
@@ -322,6 +324,8 @@ impl<'c> Stream<'c> {
             rows: n,
             cols: self.cols,
             row_offset: row,
+            grad: Default::default(),
+            grad_denominator: None,
         };
         ops::encode_rows(&ctx.kernels, &mut encoder, &dispatch, &bindings)?;
         self.next_row += n;

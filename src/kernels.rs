@@ -17,6 +17,7 @@ macro_rules! row_source {
             include_str!(concat!("../shaders/common/", $loader)),
             include_str!("../shaders/common/numerics.wgsl"),
             include_str!("../shaders/common/row_reduce.wgsl"),
+            include_str!("../shaders/common/grad.wgsl"),
             include_str!(concat!("../shaders/", $family)),
         )
     };
@@ -42,6 +43,8 @@ pub enum Kernel {
     LogSumExp,
     Softmax,
     SoftmaxXent,
+    /// Pre-pass of cross-entropy's mean gradient: each row's weight.
+    CeRowWeights,
     Divergence,
     BinaryXent,
     GaussianKl,
@@ -55,11 +58,12 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, for validation and translation tests.
-    pub const ALL: [Kernel; 11] = [
+    pub const ALL: [Kernel; 12] = [
         Kernel::RowMax,
         Kernel::LogSumExp,
         Kernel::Softmax,
         Kernel::SoftmaxXent,
+        Kernel::CeRowWeights,
         Kernel::Divergence,
         Kernel::BinaryXent,
         Kernel::GaussianKl,
@@ -76,6 +80,7 @@ impl Kernel {
             Kernel::LogSumExp => "logsumexp",
             Kernel::Softmax => "softmax",
             Kernel::SoftmaxXent => "softmax_xent",
+            Kernel::CeRowWeights => "ce_row_weights",
             Kernel::Divergence => "divergence",
             Kernel::BinaryXent => "binary_xent",
             Kernel::GaussianKl => "gaussian_kl",
@@ -91,7 +96,7 @@ impl Kernel {
         let family = match self {
             Kernel::RowMax | Kernel::LogSumExp => row_sources!("row_stats.wgsl"),
             Kernel::Softmax => row_sources!("softmax.wgsl"),
-            Kernel::SoftmaxXent => row_sources!("softmax_xent.wgsl"),
+            Kernel::SoftmaxXent | Kernel::CeRowWeights => row_sources!("softmax_xent.wgsl"),
             Kernel::Divergence => row_sources!("divergence.wgsl"),
             Kernel::BinaryXent => row_sources!("binary_xent.wgsl"),
             Kernel::GaussianKl => row_sources!("gaussian_kl.wgsl"),
@@ -126,7 +131,10 @@ pub struct RowParams {
     pub smoothing: f32,
     pub alpha: f32,
     pub out_scale: f32,
-    pub _pad: u32,
+    pub grad_base: u32,
+    pub grad_scale: f32,
+    pub grad_denominator: f32,
+    pub _pad: [u32; 2],
 }
 
 /// Flag bits of [`RowParams::flags`] (`FLAG_*` in params.wgsl).
@@ -165,9 +173,19 @@ pub mod binding {
     pub const OUT_ROWS: u32 = 5;
     pub const OUT_AUX: u32 = 6;
     pub const STATUS: u32 = 7;
+    pub const GRAD: u32 = 8;
 }
 
-type PipelineKey = (Kernel, DType, u32, u32);
+/// Which input a row kernel differentiates, and whether the gradient overwrites it
+/// (the `GRAD_OF` and `GRAD_IN_PLACE` overrides of shaders/common/grad.wgsl).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct GradMode {
+    /// 0: no gradient, 1: input a, 2: input b.
+    pub of: u32,
+    pub in_place: bool,
+}
+
+type PipelineKey = (Kernel, DType, u32, u32, GradMode);
 
 /// Bind group layouts and compiled pipelines of one device, compiled once and cached.
 #[derive(Clone)]
@@ -229,6 +247,7 @@ impl Kernels {
                 storage(OUT_ROWS, false),
                 storage(OUT_AUX, false),
                 storage(STATUS, false),
+                storage(GRAD, false),
             ],
         });
         let reduce_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -285,7 +304,19 @@ impl Kernels {
 
     /// The pipeline of `kernel` for `dtype` with `wg` invocations and `lanes` per row.
     pub fn pipeline(&self, kernel: Kernel, dtype: DType, wg: u32, lanes: u32) -> Result<wgpu::ComputePipeline> {
-        let key = (kernel, dtype, wg, lanes);
+        self.pipeline_with_grad(kernel, dtype, wg, lanes, GradMode::default())
+    }
+
+    /// [`Kernels::pipeline`] writing the gradient `grad` asks for.
+    pub fn pipeline_with_grad(
+        &self,
+        kernel: Kernel,
+        dtype: DType,
+        wg: u32,
+        lanes: u32,
+        grad: GradMode,
+    ) -> Result<wgpu::ComputePipeline> {
+        let key = (kernel, dtype, wg, lanes, grad);
         if let Some(p) = lock(&self.pipelines).get(&key) {
             return Ok(p.clone());
         }
@@ -302,8 +333,13 @@ impl Kernels {
                 })
                 .clone()
         };
-        let constants: &[(&str, f64)] =
-            if kernel == Kernel::Reduce { &[] } else { &[("WG", f64::from(wg)), ("LANES", f64::from(lanes))] };
+        let row_constants = [
+            ("WG", f64::from(wg)),
+            ("LANES", f64::from(lanes)),
+            ("GRAD_OF", f64::from(grad.of)),
+            ("GRAD_IN_PLACE", f64::from(u8::from(grad.in_place))),
+        ];
+        let constants: &[(&str, f64)] = if kernel == Kernel::Reduce { &[] } else { &row_constants };
         let layout = if kernel == Kernel::Reduce { &self.reduce_pipeline_layout } else { &self.row_pipeline_layout };
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(kernel.entry()),

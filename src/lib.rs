@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 pub mod context;
+pub mod embed;
 pub mod error;
 pub mod host;
 pub mod kernels;
@@ -12,6 +13,10 @@ pub mod readback;
 pub mod reference;
 
 pub use context::{Context, ContextOptions};
+pub use embed::{
+    DeviceBatch, DeviceDist, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, Recorder,
+    Reduced,
+};
 pub use error::{Error, Result};
 pub use host::{Output, RunOptions, Stream};
 pub use loss::{Batch, CrossEntropyOptions, DType, Dist, Floats, Labels, LogBase, Loss, Reduction};

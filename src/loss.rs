@@ -309,6 +309,20 @@ impl<'a> Loss<'a> {
                 detail: format!("has {} entries but there are {} rows", y.len(), a.rows),
             });
         }
+        if let Loss::CrossEntropy { options, .. } = self
+            && let Some(w) = options.class_weights
+            && w.len() != a.cols
+        {
+            return Err(Error::Shape {
+                what: "class weights",
+                detail: format!("has {} entries but there are {} columns", w.len(), a.cols),
+            });
+        }
+        self.validate_options()
+    }
+
+    /// Checks the scalar options (temperature, alpha, smoothing, ignore index) alone.
+    pub(crate) fn validate_options(&self) -> Result<()> {
         match self {
             Loss::Softmax { temperature, .. } | Loss::Distill { temperature, .. }
                 if !(temperature.is_finite() && *temperature > 0.0) =>
@@ -325,14 +339,6 @@ impl<'a> Loss<'a> {
                 let s = options.label_smoothing;
                 if !(0.0..=1.0).contains(&s) {
                     return Err(Error::Option { name: "label-smoothing", detail: format!("{s} is not in [0, 1]") });
-                }
-                if let Some(w) = options.class_weights
-                    && w.len() != a.cols
-                {
-                    return Err(Error::Shape {
-                        what: "class weights",
-                        detail: format!("has {} entries but there are {} columns", w.len(), a.cols),
-                    });
                 }
                 if let Some(i) = options.ignore_index
                     && (i32::try_from(i).is_err() || i == i64::from(i32::MIN))

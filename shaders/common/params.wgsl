@@ -21,7 +21,11 @@ struct RowParams {
     smoothing: f32,
     alpha: f32,
     out_scale: f32,     // 1 for nats, 1/ln 2 for bits
-    _pad: u32,
+    grad_base: u32,     // gradient output (common/grad.wgsl)
+    grad_scale: f32,
+    grad_denominator: f32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 const FLAG_IGNORE: u32 = 1u;        // ignore_index is set

@@ -10,6 +10,7 @@ pub fn job<'a>(input: Dist<'a>, target: Batch<'a>) -> RowJob<'a> {
     job.b = Some(target);
     if input.is_logits() {
         job.params.flags = flags::P_LOGITS;
+        job.grad_of = 1;
     }
     job
 }

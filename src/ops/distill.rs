@@ -12,5 +12,6 @@ pub fn job<'a>(student: Batch<'a>, teacher: Batch<'a>, labels: Labels<'a>, tempe
     job.params.inv_temperature = 1.0 / temperature;
     job.params.temperature_sq = temperature * temperature;
     job.params.alpha = alpha;
+    job.grad_of = 1;
     job
 }

@@ -22,6 +22,9 @@ pub fn kl_div<'a>(p: Dist<'a>, q: Dist<'a>) -> RowJob<'a> {
     let mut job = RowJob::new(Kernel::Divergence, *p.batch());
     job.b = Some(*q.batch());
     job.params.flags = side_flags(&p, Some(&q)) | flags::TERM_PLOGP | flags::TERM_PLOGQ;
+    if q.is_logits() {
+        job.grad_of = 2;
+    }
     job
 }
 
@@ -31,6 +34,7 @@ pub fn cross_entropy<'a>(target: Batch<'a>, logits: Batch<'a>) -> RowJob<'a> {
     let mut job = RowJob::new(Kernel::Divergence, target);
     job.b = Some(logits);
     job.params.flags = side_flags(&p, Some(&q)) | flags::TERM_PLOGQ;
+    job.grad_of = 2;
     job
 }
 
@@ -38,5 +42,8 @@ pub fn cross_entropy<'a>(target: Batch<'a>, logits: Batch<'a>) -> RowJob<'a> {
 pub fn entropy(p: Dist) -> RowJob {
     let mut job = RowJob::new(Kernel::Divergence, *p.batch());
     job.params.flags = side_flags(&p, None) | flags::TERM_PLOGP | flags::NEGATE;
+    if p.is_logits() {
+        job.grad_of = 1;
+    }
     job
 }

@@ -13,7 +13,7 @@ pub mod softmax_xent;
 use wgpu::util::DeviceExt;
 
 use crate::error::Result;
-use crate::kernels::{Kernel, Kernels, ReduceParams, RowParams, binding};
+use crate::kernels::{GradMode, Kernel, Kernels, ReduceParams, RowParams, binding};
 use crate::loss::{Batch, Labels, LogBase, Loss};
 use crate::plan::{self, Window};
 
@@ -33,13 +33,23 @@ pub struct RowJob<'a> {
     pub weighted: bool,
     /// `aux[2 row]` holds the row's argmax.
     pub argmax: bool,
+    /// The input the kernel can differentiate (1: a, 2: b; 0: none): the logits of
+    /// cross-entropy, of Q in KL, of entropy, of BCE and of the distillation student.
+    pub grad_of: u32,
 }
 
 impl<'a> RowJob<'a> {
     fn new(kernel: Kernel, a: Batch<'a>) -> Self {
         RowJob {
             kernel,
-            params: RowParams { inv_temperature: 1.0, temperature_sq: 1.0, out_scale: 1.0, ..Default::default() },
+            params: RowParams {
+                inv_temperature: 1.0,
+                temperature_sq: 1.0,
+                out_scale: 1.0,
+                grad_scale: 1.0,
+                grad_denominator: 1.0,
+                ..Default::default()
+            },
             a,
             b: None,
             labels: None,
@@ -47,6 +57,7 @@ impl<'a> RowJob<'a> {
             out_per_row: 1,
             weighted: false,
             argmax: false,
+            grad_of: 0,
         }
     }
 
@@ -104,6 +115,8 @@ pub struct RowBindings<'b> {
     pub out: Bound<'b>,
     pub aux: Bound<'b>,
     pub status: &'b wgpu::Buffer,
+    /// The gradient output (with [`GradMode::in_place`], the differentiated input).
+    pub grad: Bound<'b>,
 }
 
 /// One dispatch of a row kernel: rows `row_offset..row_offset + rows` of a job.
@@ -117,6 +130,10 @@ pub struct Dispatch<'p> {
     pub cols: u64,
     /// Global index of the first row (for error reports).
     pub row_offset: u64,
+    pub grad: GradMode,
+    /// A buffer whose first word (f32 bits) is copied into `grad_denominator` before the
+    /// pass: the device-side sum of row weights for the mean's gradient.
+    pub grad_denominator: Option<&'p wgpu::Buffer>,
 }
 
 /// Records `d` into `encoder`, reading and writing through `b`'s windows.
@@ -134,13 +151,15 @@ pub fn encode_rows_timed(
     timestamps: Option<wgpu::ComputePassTimestampWrites>,
 ) -> Result<()> {
     let device = kernels.device();
-    let Dispatch { kernel, template, dtype, rows, cols, row_offset } = *d;
+    let Dispatch { kernel, template, dtype, rows, cols, row_offset, grad, grad_denominator } = *d;
     let max_wg = 1u32 << (31 - device.limits().max_compute_invocations_per_workgroup.max(1).leading_zeros());
     let (wg, lanes) = match kernel {
         Kernel::NaiveXent => (64.min(max_wg), 64.min(max_wg)),
+        // one invocation per row: it reads a label, not the row
+        Kernel::CeRowWeights => kernels.row_layout_for(1),
         _ => kernels.row_layout_for(cols),
     };
-    let pipeline = kernels.pipeline(kernel, dtype, wg, lanes)?;
+    let pipeline = kernels.pipeline_with_grad(kernel, dtype, wg, lanes, grad)?;
     let params = RowParams {
         rows: rows as u32,
         cols: cols as u32,
@@ -150,13 +169,18 @@ pub fn encode_rows_timed(
         label_base: b.labels.window.base,
         out_base: b.out.window.base,
         aux_base: b.aux.window.base,
+        grad_base: b.grad.window.base,
         ..*template
     };
     let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some("xent row params"),
         contents: bytemuck::bytes_of(&params),
-        usage: wgpu::BufferUsages::UNIFORM,
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
     });
+    if let Some(src) = grad_denominator {
+        let field = std::mem::offset_of!(RowParams, grad_denominator) as u64;
+        encoder.copy_buffer_to_buffer(src, 0, &uniform, field, 4);
+    }
     let entry = |binding, resource| wgpu::BindGroupEntry { binding, resource };
     let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some(kernel.entry()),
@@ -170,6 +194,7 @@ pub fn encode_rows_timed(
             entry(binding::OUT_ROWS, b.out.resource()),
             entry(binding::OUT_AUX, b.aux.resource()),
             entry(binding::STATUS, b.status.as_entire_binding()),
+            entry(binding::GRAD, b.grad.resource()),
         ],
     });
     let groups = rows.div_ceil(u64::from(wg / lanes));
@@ -190,6 +215,21 @@ pub fn encode_reduce(
     kernels: &Kernels,
     encoder: &mut wgpu::CommandEncoder,
     src: &wgpu::Buffer,
+    n: u64,
+    stride: u32,
+    component: u32,
+    scratch: [&wgpu::Buffer; 2],
+) -> Result<()> {
+    encode_reduce_at(kernels, encoder, src, 0, n, stride, component, scratch)
+}
+
+/// [`encode_reduce`] over values that start `src_offset` bytes (a multiple of 4) into `src`.
+#[allow(clippy::too_many_arguments)]
+pub fn encode_reduce_at(
+    kernels: &Kernels,
+    encoder: &mut wgpu::CommandEncoder,
+    src: &wgpu::Buffer,
+    src_offset: u64,
     n: u64,
     stride: u32,
     component: u32,
@@ -236,7 +276,7 @@ pub fn encode_reduce(
     // first level, in pieces that fit the binding limit, each starting on a block
     let stride_bytes = 4 * u64::from(stride);
     for (start, len) in plan::reduce_pieces(n, stride_bytes, max_binding, align) {
-        let window = plan::window(start * stride_bytes, len * stride_bytes, 4, align, src.size());
+        let window = plan::window(src_offset + start * stride_bytes, len * stride_bytes, 4, align, src.size());
         // the window's base is in words; the value of element i is at base + i*stride + component
         dispatch(Bound { buffer: src, window }, scratch[0], len, 2 * (start / plan::REDUCE_BLOCK), false);
     }

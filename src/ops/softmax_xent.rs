@@ -12,6 +12,7 @@ pub fn job<'a>(logits: Batch<'a>, labels: Labels<'a>, options: CrossEntropyOptio
     job.class_weights = options.class_weights;
     job.weighted = true;
     job.argmax = true;
+    job.grad_of = 1;
     job.params.smoothing = options.label_smoothing;
     if let Some(i) = options.ignore_index {
         job.params.flags |= flags::IGNORE;

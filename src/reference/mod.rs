@@ -9,6 +9,7 @@ pub mod binary_xent;
 pub mod distill;
 pub mod divergence;
 pub mod gaussian_kl;
+pub mod gradient;
 pub mod logsumexp;
 pub mod row_max;
 pub mod softmax;

@@ -297,6 +297,7 @@ impl<'c> Bench<'c> {
                     out,
                     aux: if copy { win(&job.aux, 0, 8, 4) } else { win(&job.aux, 8 * start, 8 * n, 4) },
                     status: &job.status,
+                    grad: win(&job.aux, 0, 8, 4),
                 };
                 let dispatch = Dispatch {
                     kernel,
@@ -305,6 +306,8 @@ impl<'c> Bench<'c> {
                     rows: n,
                     cols: if copy { COPY_COLS } else { cols },
                     row_offset: start,
+                    grad: Default::default(),
+                    grad_denominator: None,
                 };
                 let ts = self.queries.as_ref().map(|(set, _, _)| wgpu::ComputePassTimestampWrites {
                     query_set: set,

@@ -1,0 +1,86 @@
+//! An app that owns its wgpu device records a cross-entropy loss on its own buffers,
+//! inside its own encoder, after work of its own, and reads the result with a future.
+//!
+//! Run: `cargo run --example own_device`
+
+use wgpu::util::DeviceExt;
+use xent::{DType, DeviceBatch, DeviceLabels, DeviceLoss, DeviceOutput, Recorder, Reduced};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The app's own device (any adapter; a software one on machines without a GPU).
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))?;
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default()))?;
+    println!("adapter: {}", adapter.get_info().name);
+
+    // The app's data, already on the GPU: 4 rows of 3 classes in the middle of a larger
+    // buffer (at a bindable offset), and labels.
+    let (rows, cols) = (4u32, 3u32);
+    let logits: [f32; 12] = [2.0, 0.5, -1.0, 0.1, 0.2, 3.0, 1.0, 1.0, 1.0, -2.0, 4.0, 0.0];
+    let labels: [i32; 4] = [0, 2, 1, 1];
+    let offset = u64::from(device.limits().min_storage_buffer_offset_alignment);
+    let mut bytes = vec![0u8; offset as usize];
+    bytes.extend_from_slice(bytemuck::cast_slice(&logits));
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
+    let logits_buf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some("app logits"),
+        contents: &bytes,
+        usage,
+    });
+    let labels_buf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some("app labels"),
+        contents: bytemuck::cast_slice(&labels),
+        usage,
+    });
+    let per_row = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("app per-row loss"),
+        size: 4 * u64::from(rows),
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let reduced = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("app loss"),
+        size: Reduced::BYTES,
+        usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let readback = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("app readback"),
+        size: Reduced::BYTES,
+        usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
+        mapped_at_creation: false,
+    });
+
+    // The app's frame: its own work, then the loss, then its copy out; one submit.
+    let recorder = Recorder::new(&device);
+    let mut encoder = device.create_command_encoder(&Default::default());
+    encoder.clear_buffer(&per_row, 0, None);
+    let loss = DeviceLoss::CrossEntropy {
+        logits: DeviceBatch { buffer: &logits_buf, offset, rows, cols, dtype: DType::F32 },
+        labels: DeviceLabels { buffer: &labels_buf, offset: 0 },
+        ignore_index: None,
+        class_weights: None,
+        label_smoothing: 0.0,
+    };
+    recorder.record(&mut encoder, &loss, &DeviceOutput::rows(&per_row).with_reduced(&reduced, 0))?;
+    encoder.copy_buffer_to_buffer(&reduced, 0, &readback, 0, Reduced::BYTES);
+    queue.submit([encoder.finish()]);
+
+    // The result as a future; the app polls its device as it always does.
+    let result = xent::readback::read(&readback, 0..Reduced::BYTES);
+    device.poll(wgpu::PollType::wait_indefinitely())?;
+    let value = Reduced::from_bytes(&pollster::block_on(result)?)?;
+
+    // The same loss on the f64 reference.
+    let host = xent::Loss::CrossEntropy {
+        logits: xent::Batch::new(&logits[..], rows as usize, cols as usize)?,
+        labels: xent::Labels::I32(&labels),
+        options: Default::default(),
+    };
+    let reference = xent::reference::compute(&host, Default::default())?.mean();
+    println!("mean cross-entropy: {:.6} (reference {reference:.6})", value.mean());
+    if (value.mean() - reference).abs() > 1e-5 {
+        return Err(format!("GPU {} differs from the reference {reference}", value.mean()).into());
+    }
+    Ok(())
+}

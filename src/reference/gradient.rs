@@ -1,0 +1,121 @@
+//! Analytic gradients in f64: d(reduced loss)/d(logits), `[rows, cols]` row-major, for
+//! the operations that have one (the forms the kernels write; the tests also check these
+//! against finite differences of the per-row values):
+//!
+//! - cross-entropy, labels: `(1−s)·w_y·(p − onehot(y)) + (s/K)·(W·p − w)`, `W = Σ_k w_k`,
+//!   0 on ignored rows;
+//! - cross-entropy with probability targets and KL(P‖Q) with Q as logits: `q·Σ_k P_k − P`;
+//! - entropy from logits: `−p·(log p + H)`;
+//! - BCE from logits: `σ(x) − t`;
+//! - distillation (student): `α·τ·(q − p) + (1−α)·(softmax(s) − onehot(y))`, with
+//!   `q = softmax(s/τ)`, `p = softmax(t/τ)`.
+//!
+//! `Reduction::Mean` divides by the mean's denominator (rows, or Σ w_y over the rows not
+//! ignored); `Sum` and `None` give the gradient of the sum of the per-row values.
+
+use super::{log_softmax, row};
+use crate::error::{Error, Result};
+use crate::loss::{Batch, Dist, Loss, Reduction};
+
+fn probs(x: &[f64]) -> Vec<f64> {
+    log_softmax(x).map_or_else(|| vec![f64::NAN; x.len()], |l| l.iter().map(|v| v.exp()).collect())
+}
+
+fn dist_row(d: &Dist, r: usize) -> Vec<f64> {
+    match d {
+        Dist::Logits(b) => probs(&row(b, r, 1.0)),
+        Dist::Probs(b) => row(b, r, 1.0),
+    }
+}
+
+fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 { 1.0 / (1.0 + (-x).exp()) } else { x.exp() / (1.0 + x.exp()) }
+}
+
+/// The gradient of `loss` reduced by `reduction`, or an error for an operation (or input
+/// form) without one.
+pub fn gradient(loss: &Loss, reduction: Reduction) -> Result<Vec<f64>> {
+    let reference = super::compute(loss, Default::default())?;
+    let scale = match reduction {
+        Reduction::Mean => 1.0 / reference.denominator(),
+        Reduction::Sum | Reduction::None => 1.0,
+    };
+    let shape = |b: &Batch| (b.rows, b.cols);
+    let mut g = Vec::new();
+    match *loss {
+        Loss::CrossEntropy { logits, labels, options } => {
+            let (rows, k) = shape(&logits);
+            let w = |j: usize| options.class_weights.map_or(1.0, |w| f64::from(w[j]));
+            let total: f64 = (0..k).map(w).sum();
+            let s = f64::from(options.label_smoothing);
+            for i in 0..rows {
+                let y = labels.get(i);
+                if Some(y) == options.ignore_index {
+                    g.extend(std::iter::repeat_n(0.0, k));
+                    continue;
+                }
+                let p = probs(&row(&logits, i, 1.0));
+                let wy = w(y as usize);
+                g.extend((0..k).map(|j| {
+                    let onehot = if j as i64 == y { 1.0 } else { 0.0 };
+                    (1.0 - s) * wy * (p[j] - onehot) + s / k as f64 * (total * p[j] - w(j))
+                }));
+            }
+        }
+        Loss::CrossEntropyProbs { logits, target } => {
+            for i in 0..logits.rows {
+                let (q, t) = (probs(&row(&logits, i, 1.0)), row(&target, i, 1.0));
+                let mass: f64 = t.iter().sum();
+                g.extend(q.iter().zip(&t).map(|(q, t)| q * mass - t));
+            }
+        }
+        Loss::KlDiv { p, q: Dist::Logits(q) } => {
+            for i in 0..q.rows {
+                let (qr, pr) = (probs(&row(&q, i, 1.0)), dist_row(&p, i));
+                let mass: f64 = pr.iter().sum();
+                g.extend(qr.iter().zip(&pr).map(|(q, p)| q * mass - p));
+            }
+        }
+        Loss::Entropy { p: Dist::Logits(x) } => {
+            for i in 0..x.rows {
+                let h = reference.values[i];
+                let lp = log_softmax(&row(&x, i, 1.0));
+                g.extend((0..x.cols).map(|j| match &lp {
+                    None => f64::NAN,
+                    Some(lp) if lp[j] == f64::NEG_INFINITY => 0.0,
+                    Some(lp) => -lp[j].exp() * (lp[j] + h),
+                }));
+            }
+        }
+        Loss::BinaryCrossEntropy { input: Dist::Logits(x), target } => {
+            for i in 0..x.rows {
+                g.extend((0..x.cols).map(|j| sigmoid(x.get(i, j)) - target.get(i, j)));
+            }
+        }
+        Loss::Distill { student, teacher, labels, temperature, alpha } => {
+            let (tau, alpha) = (f64::from(temperature), f64::from(alpha));
+            for i in 0..student.rows {
+                let q = probs(&row(&student, i, tau));
+                let p = probs(&row(&teacher, i, tau));
+                let sigma = probs(&row(&student, i, 1.0));
+                let y = labels.get(i);
+                g.extend((0..student.cols).map(|j| {
+                    let onehot = if j as i64 == y { 1.0 } else { 0.0 };
+                    let kl = if alpha > 0.0 { alpha * tau * (q[j] - p[j]) } else { 0.0 };
+                    let ce = if alpha < 1.0 { (1.0 - alpha) * (sigma[j] - onehot) } else { 0.0 };
+                    kl + ce
+                }));
+            }
+        }
+        _ => {
+            return Err(Error::Option {
+                name: "grad",
+                detail: "this operation has no gradient here: cross-entropy, KL with Q as logits, entropy, \
+                         BCE and distillation from logits have one"
+                    .into(),
+            });
+        }
+    }
+    g.iter_mut().for_each(|v| *v *= scale);
+    Ok(g)
+}
