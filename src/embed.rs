@@ -313,8 +313,8 @@ impl Recorder {
         let mut written = vec![per_row];
         if let Some((buffer, offset)) = out.reduced {
             if job.out_per_row > 1 {
-                return Err(Error::Option {
-                    name: "reduced",
+                return Err(Error::Binding {
+                    name: "reduction target".into(),
                     detail: "softmax writes rows of values; it has no reduction over rows: pass None".into(),
                 });
             }
@@ -382,7 +382,7 @@ impl Recorder {
                 Bound { buffer, window: plan::Window { offset: 0, size: 4, base: 0 } }
             };
             let aux_rows = Bound { buffer: &aux, window: plan::window(start * 8, n * 8, 4, align, aux.size()) };
-            let in_place_input = mode.in_place.then_some(mode.of as usize - 1);
+            let in_place_input = mode.in_place.then(|| mode.of as usize - 1);
             let input = |i: usize| match inputs.get(i) {
                 Some((_, b)) if in_place_input != Some(i) => batch(b),
                 _ => whole(&self.unused_in),
@@ -461,7 +461,7 @@ impl Recorder {
         inputs: &[(&'static str, DeviceBatch<'a>)],
         written: &mut Vec<Range<'a>>,
     ) -> Result<CheckedGrad<'a>> {
-        let option = |detail: String| Error::Option { name: "grad", detail };
+        let option = |detail: String| Error::Binding { name: "gradient".into(), detail };
         if job.grad_of == 0 {
             return Err(option(
                 "this operation has no gradient here: cross-entropy, KL with Q as logits, entropy, \
@@ -528,7 +528,7 @@ fn check_aliasing(
     written: &[Range],
     grad: Option<&CheckedGrad>,
 ) -> Result<()> {
-    let conflict = |detail: String| Error::Option { name: "output", detail };
+    let conflict = |detail: String| Error::Binding { name: "outputs".into(), detail };
     let in_place_of = grad.filter(|g| g.in_place).map(|g| g.of);
     let mut read: Vec<(&str, &wgpu::Buffer)> =
         inputs.iter().filter(|(name, _)| Some(*name) != in_place_of).map(|(name, b)| (*name, b.buffer)).collect();
@@ -664,9 +664,14 @@ fn check_range(
 ) -> Result<()> {
     let binding = |detail: String| Error::Binding { name: name.to_string(), detail };
     if !buffer.usage().contains(usage) {
+        let names = |u: wgpu::BufferUsages| {
+            u.iter_names().map(|(n, _)| format!("BufferUsages::{n}")).collect::<Vec<_>>().join(" | ")
+        };
         return Err(binding(format!(
-            "the buffer's usage is {:?} and lacks {usage:?}; create it with BufferUsages::{usage:?} added",
-            buffer.usage()
+            "the buffer's usage is {} and lacks {}; create it with {} added",
+            names(buffer.usage()),
+            names(usage),
+            names(usage)
         )));
     }
     if !offset.is_multiple_of(align) {

@@ -21,12 +21,14 @@ fn parse(kernel: Kernel, dtype: DType) -> (naga::Module, ModuleInfo) {
 }
 
 /// The module with its overrides fixed as the host fixes them, for one entry point.
-fn specialised(kernel: Kernel, dtype: DType, wg: u32, lanes: u32) -> (naga::Module, ModuleInfo) {
+fn specialised(kernel: Kernel, dtype: DType, wg: u32, lanes: u32, grad: (u32, bool)) -> (naga::Module, ModuleInfo) {
     let (module, info) = parse(kernel, dtype);
     let mut constants = PipelineConstants::default();
     if kernel != Kernel::Reduce {
         constants.insert("WG".to_string(), f64::from(wg));
         constants.insert("LANES".to_string(), f64::from(lanes));
+        constants.insert("GRAD_OF".to_string(), f64::from(grad.0));
+        constants.insert("GRAD_IN_PLACE".to_string(), f64::from(u8::from(grad.1)));
     }
     let stage = Some((naga::ShaderStage::Compute, kernel.entry()));
     let (m, i) = naga::back::pipeline_constants::process_overrides(&module, &info, stage, &constants)
@@ -52,9 +54,12 @@ fn every_shader_validates() {
 fn every_shader_translates_to_every_backend_language() {
     for kernel in Kernel::ALL {
         for dtype in DTYPES {
-            for (wg, lanes) in [(64, 1), (64, 8), (64, 64), (256, 256)] {
-                let (module, info) = specialised(kernel, dtype, wg, lanes);
-                let name = format!("{} {dtype:?} wg {wg} lanes {lanes}", kernel.entry());
+            // every layout without a gradient, and the gradient modes in one layout
+            let layouts = [(64, 1), (64, 8), (64, 64), (256, 256)].map(|l| (l, (0, false)));
+            let grads = [(1, false), (1, true), (2, false), (2, true)].map(|g| ((64, 8), g));
+            for ((wg, lanes), grad) in layouts.into_iter().chain(grads) {
+                let (module, info) = specialised(kernel, dtype, wg, lanes, grad);
+                let name = format!("{} {dtype:?} wg {wg} lanes {lanes} grad {grad:?}", kernel.entry());
                 let spv_pipeline = naga::back::spv::PipelineOptions {
                     shader_stage: naga::ShaderStage::Compute,
                     entry_point: kernel.entry().to_string(),
@@ -134,7 +139,11 @@ fn row_params_match_the_wgsl_struct() {
         ("smoothing", std::mem::offset_of!(RowParams, smoothing)),
         ("alpha", std::mem::offset_of!(RowParams, alpha)),
         ("out_scale", std::mem::offset_of!(RowParams, out_scale)),
-        ("_pad", std::mem::offset_of!(RowParams, _pad)),
+        ("grad_base", std::mem::offset_of!(RowParams, grad_base)),
+        ("grad_scale", std::mem::offset_of!(RowParams, grad_scale)),
+        ("grad_denominator", std::mem::offset_of!(RowParams, grad_denominator)),
+        ("_pad0", std::mem::offset_of!(RowParams, _pad)),
+        ("_pad1", std::mem::offset_of!(RowParams, _pad) + 4),
     ];
     let rust: Vec<(String, u32)> = rust.iter().map(|&(n, o)| (n.to_string(), o as u32)).collect();
     assert_eq!(fields, rust);
