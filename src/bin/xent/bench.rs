@@ -41,6 +41,9 @@ pub struct BenchArgs {
     /// One JSON object per line and per measurement instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also draw GB/s against columns per operation, with the copy roofline, as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<std::path::PathBuf>,
 }
 
 const DEFAULT_SHAPES: [(u64, u64); 5] = [(8192, 4096), (65536, 1000), (512, 65536), (1_048_576, 10), (64, 1_048_576)];
@@ -404,6 +407,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
             "op", "rows", "cols", "dtype", "ms", "GB/s", "vs copy", "vs naive", "vs cpu"
         );
     }
+    let mut lines = Vec::new();
     for &(rows, cols) in &shapes {
         let data = Data::new(rows as usize, cols as usize, rows ^ cols);
         for &dtype in &dtypes {
@@ -446,6 +450,8 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
                     "bytes": job.bytes,
                     "copy_seconds": copy_seconds,
                     "copy_ratio": copy_seconds / seconds,
+                    // the copy kernel's speed over the logits' bytes: the roofline of a read-once kernel
+                    "copy_gbps": (rows * cols * dtype.size() as u64) as f64 / copy / 1e9,
                     "naive_ratio": naive_seconds.map(|n| n / seconds),
                     "cpu_ratio": cpu / seconds,
                     "timing": bench.timing(),
@@ -456,9 +462,88 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
                 } else {
                     println!("{}", table_row(&line));
                 }
+                lines.push(line);
             }
         }
     }
+    if let Some(path) = &args.plot {
+        plot(path, &lines, &adapter, bench.timing())
+            .map_err(|e| Failure::input(format!("--plot {}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// GB/s against columns (log scale), one line per operation and one panel per dtype,
+/// with the copy kernel's speed over the same bytes as a dashed roofline.
+fn plot(
+    path: &std::path::Path,
+    lines: &[Value],
+    adapter: &str,
+    timing: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let field = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let dtypes: Vec<&str> = ["f32", "f16"].into_iter().filter(|d| lines.iter().any(|l| l["dtype"] == *d)).collect();
+    let root = SVGBackend::new(path, (640 * dtypes.len().max(1) as u32, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let panels = root.split_evenly((1, dtypes.len().max(1)));
+    for (panel, dtype) in panels.iter().zip(&dtypes) {
+        let mine: Vec<&Value> = lines.iter().filter(|l| l["dtype"] == *dtype).collect();
+        let cols = |v: &Value| field(v, "cols");
+        let (lo, hi) = mine.iter().fold((f64::MAX, 1.0f64), |(lo, hi), v| (lo.min(cols(v)), hi.max(cols(v))));
+        let top = mine.iter().map(|v| field(v, "gbps").max(field(v, "copy_gbps"))).fold(0.0f64, f64::max);
+        let mut chart = ChartBuilder::on(panel)
+            .caption(format!("{dtype} on {adapter} ({timing} timing)"), ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d((lo.min(hi) * 0.8..hi * 1.25).log_scale(), 0.0..top * 1.1)?;
+        chart.configure_mesh().x_desc("columns").y_desc("GB/s").x_label_formatter(&|x| format!("{x:.0}")).draw()?;
+        let mut ops: Vec<&str> = Vec::new();
+        for op in mine.iter().filter_map(|v| v["op"].as_str()) {
+            if !ops.contains(&op) {
+                ops.push(op);
+            }
+        }
+        let series = |op: Option<&str>, key: &str| -> Vec<(f64, f64)> {
+            let mut pts: Vec<(f64, f64)> =
+                mine.iter().filter(|v| op.is_none_or(|o| v["op"] == o)).map(|v| (cols(v), field(v, key))).collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            pts.dedup_by(|a, b| a.0 == b.0);
+            pts
+        };
+        let roof = series(None, "copy_gbps");
+        chart
+            .draw_series(DashedLineSeries::new(roof, 6, 4, BLACK.stroke_width(2)))?
+            .label("copy (roofline)")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK.stroke_width(2)));
+        for (i, op) in ops.iter().enumerate() {
+            const COLORS: [RGBColor; 8] = [
+                RGBColor(31, 119, 180),
+                RGBColor(255, 127, 14),
+                RGBColor(44, 160, 44),
+                RGBColor(214, 39, 40),
+                RGBColor(148, 103, 189),
+                RGBColor(140, 86, 75),
+                RGBColor(227, 119, 194),
+                RGBColor(23, 190, 207),
+            ];
+            let color = COLORS[i % COLORS.len()];
+            let pts = series(Some(op), "gbps");
+            chart
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
+                .label(*op)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+            chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+    }
+    root.present()?;
     Ok(())
 }
 
