@@ -23,7 +23,7 @@ use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
-use crate::kernels::{GradMode, Kernel};
+use crate::kernels::{GradMode, Kernel, flags};
 use crate::loss::{Batch, CrossEntropyOptions, DType, Dist, Floats, Labels, LogBase, Loss, Reduction};
 use crate::ops::{self, Bound, Dispatch, RowBindings};
 use crate::plan;
@@ -339,6 +339,26 @@ impl Recorder {
         loss: &DeviceLoss<'a>,
         out: &DeviceOutput<'a>,
     ) -> Result<()> {
+        self.record_into(Sink::Encoder(encoder), loss, out)
+    }
+
+    /// Records the row kernel of `loss` (per-row values and the gradient) into an open
+    /// compute pass: it sets its own pipeline and bind group 0, so set yours again after.
+    ///
+    /// A pass holds dispatches only, so what needs a copy is refused with an error: the
+    /// reduction over rows, and the gradient of cross-entropy's mean with an ignore
+    /// index or class weights (its denominator is summed on the device first). Record
+    /// those into the encoder, or use `Reduction::Sum` with `scale` = 1 / denominator.
+    pub fn record_in_pass<'a>(
+        &'a self,
+        pass: &mut wgpu::ComputePass,
+        loss: &DeviceLoss<'a>,
+        out: &DeviceOutput<'a>,
+    ) -> Result<()> {
+        self.record_into(Sink::Pass(pass), loss, out)
+    }
+
+    fn record_into<'a>(&'a self, mut sink: Sink, loss: &DeviceLoss<'a>, out: &DeviceOutput<'a>) -> Result<()> {
         let device = self.kernels.device();
         let limits = device.limits();
         let align = u64::from(limits.min_storage_buffer_offset_alignment);
@@ -418,7 +438,28 @@ impl Recorder {
                 Reduction::Sum | Reduction::None => 1.0,
                 Reduction::Mean => rows as f32,
             };
-            denominator_on_device = g.reduction == Reduction::Mean && job.weighted;
+            // with neither, every row weighs 1 and the denominator is the row count
+            let reweighted = job.params.flags & (flags::IGNORE | flags::WEIGHTS) != 0;
+            denominator_on_device = g.reduction == Reduction::Mean && job.weighted && reweighted;
+        }
+        if let Sink::Pass(_) = sink {
+            if out.reduced.is_some() {
+                return Err(Error::Binding {
+                    name: "reduction target".into(),
+                    detail: "the reduction over rows ends in a copy, which a compute pass cannot hold; \
+                             record into the encoder, or pass None and reduce the per-row values"
+                        .into(),
+                });
+            }
+            if denominator_on_device {
+                return Err(Error::Binding {
+                    name: "gradient".into(),
+                    detail: "the mean of cross-entropy with an ignore index or class weights divides by a sum \
+                             taken on the device first, which needs the encoder; record into the encoder, or use \
+                             Reduction::Sum with scale = 1 / denominator"
+                        .into(),
+                });
+            }
         }
 
         // The bindings of rows start..start + n.
@@ -473,8 +514,10 @@ impl Recorder {
                     grad: GradMode::default(),
                     grad_denominator: None,
                 };
+                let Sink::Encoder(encoder) = &mut sink else { return Err(needs_encoder()) };
                 ops::encode_rows(&self.kernels, encoder, &d, &bindings_for(start, n))?;
             }
+            let Sink::Encoder(encoder) = &mut sink else { return Err(needs_encoder()) };
             ops::encode_reduce_at(&self.kernels, encoder, &aux, 0, rows, 2, 1, [p0, p1])?;
         }
         for (start, n) in plan::chunks(rows, chunk) {
@@ -488,9 +531,13 @@ impl Recorder {
                 grad: mode,
                 grad_denominator: denominator_on_device.then_some(result),
             };
-            ops::encode_rows(&self.kernels, encoder, &d, &bindings_for(start, n))?;
+            match &mut sink {
+                Sink::Encoder(encoder) => ops::encode_rows(&self.kernels, encoder, &d, &bindings_for(start, n))?,
+                Sink::Pass(pass) => ops::dispatch_rows(&self.kernels, pass, &d, &bindings_for(start, n))?,
+            }
         }
         let Some((target, target_offset)) = out.reduced else { return Ok(()) };
+        let Sink::Encoder(encoder) = sink else { return Err(needs_encoder()) };
         ops::encode_reduce_at(&self.kernels, encoder, out.per_row, out.per_row_offset, rows, 1, 0, [p0, p1])?;
         encoder.copy_buffer_to_buffer(result, 0, target, target_offset, 8);
         if job.weighted {
@@ -546,6 +593,17 @@ impl Recorder {
             }
         }
     }
+}
+
+/// Refused before anything is recorded; kept as an error rather than a panic.
+fn needs_encoder() -> Error {
+    Error::Gpu("this record needs the encoder, not a compute pass".into())
+}
+
+/// Where a record goes.
+enum Sink<'e, 'p> {
+    Encoder(&'e mut wgpu::CommandEncoder),
+    Pass(&'e mut wgpu::ComputePass<'p>),
 }
 
 /// A byte range of a buffer that a record writes.

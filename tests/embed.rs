@@ -601,6 +601,55 @@ fn cross_entropy<'a>(logits: DeviceBatch<'a>, labels: &'a wgpu::Buffer) -> Devic
     }
 }
 
+/// The row kernel recorded into an open compute pass between the app's own dispatches
+/// gives the bits an encoder record gives; what needs a copy is refused.
+#[test]
+fn records_into_an_open_compute_pass() {
+    let Some(ctx) = context() else { return };
+    let (device, queue) = (ctx.device(), ctx.queue());
+    let recorder = Recorder::new(device);
+    let mut rng = rng(51);
+    for op in [OPS[0], OPS[4], OPS[6], OPS[7], OPS[8], OPS[9]] {
+        let d = Data::new(op, 11, 77, &mut rng);
+        let bufs = OnDevice::new(device, &d, DType::F32, 0);
+        let n = (d.rows * d.cols) as u64;
+        let mut results = Vec::new();
+        for in_pass in [false, true] {
+            let per_row = zeroed(device, 4 * d.rows as u64, USAGE);
+            let grad = zeroed(device, 4 * n, USAGE);
+            let out = DeviceOutput::rows(&per_row).with_grad(DeviceGrad {
+                target: GradTarget::Buffer { buffer: &grad, offset: 0 },
+                reduction: Reduction::Mean,
+                scale: 0.5,
+            });
+            let mut encoder = device.create_command_encoder(&Default::default());
+            if in_pass {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                recorder.record_in_pass(&mut pass, &bufs.loss(&d), &out).expect("record in pass");
+            } else {
+                recorder.record(&mut encoder, &bufs.loss(&d), &out).expect("record");
+            }
+            queue.submit([encoder.finish()]);
+            results.push((read(device, queue, &per_row, 0, 4 * d.rows as u64), read(device, queue, &grad, 0, 4 * n)));
+        }
+        assert_eq!(results[0], results[1], "{op:?}: a pass and an encoder give the same bits");
+    }
+    // a reduction, and cross-entropy's device-side mean denominator, need the encoder
+    let d = Data::new(OPS[2], 4, 8, &mut rng);
+    let bufs = OnDevice::new(device, &d, DType::F32, 0);
+    let (per_row, grad, reduced) = (zeroed(device, 16, USAGE), zeroed(device, 128, USAGE), zeroed(device, 16, USAGE));
+    let mut encoder = device.create_command_encoder(&Default::default());
+    let mut pass = encoder.begin_compute_pass(&Default::default());
+    let with_reduction = DeviceOutput::rows(&per_row).with_reduced(&reduced, 0);
+    let e = recorder.record_in_pass(&mut pass, &bufs.loss(&d), &with_reduction).expect_err("reduction in a pass");
+    assert!(e.to_string().contains("compute pass cannot hold"), "{e}");
+    let with_mean = DeviceOutput::rows(&per_row).with_grad(DeviceGrad::into_buffer(&grad, 0));
+    let e = recorder.record_in_pass(&mut pass, &bufs.loss(&d), &with_mean).expect_err("weighted mean in a pass");
+    assert!(e.to_string().contains("Reduction::Sum"), "{e}");
+    drop(pass);
+    queue.submit([encoder.finish()]);
+}
+
 #[test]
 fn two_devices_in_one_process() {
     if context().is_none() {

@@ -150,8 +150,51 @@ pub fn encode_rows_timed(
     b: &RowBindings,
     timestamps: Option<wgpu::ComputePassTimestampWrites>,
 ) -> Result<()> {
+    let prepared = prepare_rows(kernels, d, b)?;
+    if let Some(src) = d.grad_denominator {
+        let field = std::mem::offset_of!(RowParams, grad_denominator) as u64;
+        encoder.copy_buffer_to_buffer(src, 0, &prepared.uniform, field, 4);
+    }
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some(d.kernel.entry()),
+        timestamp_writes: timestamps,
+    });
+    prepared.dispatch(&mut pass);
+    Ok(())
+}
+
+/// Records `d` into an open compute pass. A pass cannot hold copies, so `d` must not
+/// take its gradient's denominator from the device (`grad_denominator` is `None`).
+pub fn dispatch_rows(kernels: &Kernels, pass: &mut wgpu::ComputePass, d: &Dispatch, b: &RowBindings) -> Result<()> {
+    if d.grad_denominator.is_some() {
+        return Err(crate::Error::Gpu(
+            "a device-side denominator needs a copy, which a compute pass cannot hold".into(),
+        ));
+    }
+    prepare_rows(kernels, d, b)?.dispatch(pass);
+    Ok(())
+}
+
+/// A row dispatch ready to record: pipeline, bind group, its uniform and grid.
+struct PreparedRows {
+    pipeline: wgpu::ComputePipeline,
+    group: wgpu::BindGroup,
+    uniform: wgpu::Buffer,
+    grid: [u32; 3],
+}
+
+impl PreparedRows {
+    fn dispatch(&self, pass: &mut wgpu::ComputePass) {
+        let [x, y, z] = self.grid;
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.group, &[]);
+        pass.dispatch_workgroups(x, y, z);
+    }
+}
+
+fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<PreparedRows> {
     let device = kernels.device();
-    let Dispatch { kernel, template, dtype, rows, cols, row_offset, grad, grad_denominator } = *d;
+    let Dispatch { kernel, template, dtype, rows, cols, row_offset, grad, .. } = *d;
     let max_wg = 1u32 << (31 - device.limits().max_compute_invocations_per_workgroup.max(1).leading_zeros());
     let (wg, lanes) = match kernel {
         Kernel::NaiveXent => (64.min(max_wg), 64.min(max_wg)),
@@ -177,10 +220,6 @@ pub fn encode_rows_timed(
         contents: bytemuck::bytes_of(&params),
         usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
     });
-    if let Some(src) = grad_denominator {
-        let field = std::mem::offset_of!(RowParams, grad_denominator) as u64;
-        encoder.copy_buffer_to_buffer(src, 0, &uniform, field, 4);
-    }
     let entry = |binding, resource| wgpu::BindGroupEntry { binding, resource };
     let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some(kernel.entry()),
@@ -198,13 +237,8 @@ pub fn encode_rows_timed(
         ],
     });
     let groups = rows.div_ceil(u64::from(wg / lanes));
-    let [x, y, z] = plan::grid(groups, device.limits().max_compute_workgroups_per_dimension);
-    let mut pass = encoder
-        .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.entry()), timestamp_writes: timestamps });
-    pass.set_pipeline(&pipeline);
-    pass.set_bind_group(0, &group, &[]);
-    pass.dispatch_workgroups(x, y, z);
-    Ok(())
+    let grid = plan::grid(groups, device.limits().max_compute_workgroups_per_dimension);
+    Ok(PreparedRows { pipeline, group, uniform, grid })
 }
 
 /// Records the tree sum of `n` f32 values read at word `i * stride + component` of
