@@ -12,14 +12,22 @@ use crate::error::{Error, Result};
 ///
 /// The future resolves after the device is polled (`Device::poll`, or the browser's
 /// event loop); it does not poll on the caller's behalf.
+///
+/// A buffer without `MAP_READ`, a range not starting on a multiple of 8 or not a
+/// multiple of 4 long, or past the end resolves to an error at once (wgpu would raise a
+/// validation error).
 pub fn read(buffer: &wgpu::Buffer, range: std::ops::Range<u64>) -> impl Future<Output = Result<Vec<u8>>> + use<> {
+    let checked = check(buffer, &range);
     let (tx, rx) = oneshot_channel();
-    buffer.map_async(wgpu::MapMode::Read, range.clone(), move |r| {
-        // the receiver only goes away if the future was dropped: nothing to tell then
-        let _ = tx.send(r);
-    });
+    if checked.is_ok() {
+        buffer.map_async(wgpu::MapMode::Read, range.clone(), move |r| {
+            // the receiver only goes away if the future was dropped: nothing to tell then
+            let _ = tx.send(r);
+        });
+    }
     let buffer = buffer.clone();
     async move {
+        checked?;
         match rx.receive().await {
             Some(Ok(())) => {}
             Some(Err(e)) => return Err(Error::Readback(e.to_string())),
@@ -29,6 +37,23 @@ pub fn read(buffer: &wgpu::Buffer, range: std::ops::Range<u64>) -> impl Future<O
         buffer.unmap();
         Ok(bytes)
     }
+}
+
+fn check(buffer: &wgpu::Buffer, range: &std::ops::Range<u64>) -> Result<()> {
+    let bad = |detail: String| Error::Binding { name: "readback".into(), detail };
+    if !buffer.usage().contains(wgpu::BufferUsages::MAP_READ) {
+        return Err(bad("the buffer lacks BufferUsages::MAP_READ; copy into one that has it".into()));
+    }
+    if range.start > range.end || range.end > buffer.size() {
+        return Err(bad(format!("range {range:?} is outside the buffer's {} bytes", buffer.size())));
+    }
+    if !range.start.is_multiple_of(wgpu::MAP_ALIGNMENT) || !(range.end - range.start).is_multiple_of(4) {
+        return Err(bad(format!(
+            "range {range:?} must start on a multiple of {} and be a multiple of 4 long",
+            wgpu::MAP_ALIGNMENT
+        )));
+    }
+    Ok(())
 }
 
 /// [`read`], polling `device` until the copy is done.

@@ -587,6 +587,16 @@ fn bad_arguments_are_errors_not_validation_failures() {
         eprintln!("{what}: {message}");
     }
     queue.submit([encoder.finish()]);
+    // reading back a buffer that cannot be mapped, or a misaligned range
+    let mappable = zeroed(device, 64, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+    for (buffer, range, expect) in [
+        (&out, 0..16, "lacks BufferUsages::MAP_READ"),
+        (&mappable, 4..16, "must start on a multiple of 8"),
+        (&mappable, 0..80, "outside"),
+    ] {
+        let e = pollster::block_on(xent::readback::read(buffer, range)).expect_err(expect);
+        assert!(e.to_string().contains(expect), "{e}");
+    }
     device.poll(wgpu::PollType::wait_indefinitely()).expect("poll");
     assert!(pollster::block_on(scope.pop()).is_none(), "a bad argument reached wgpu");
 }
