@@ -116,18 +116,22 @@ impl Context {
         Ok(Context { adapter, device, queue, kernels, lost, uncaptured, chunk_bytes: 64 << 20 })
     }
 
+    /// The device.
     pub fn device(&self) -> &wgpu::Device {
         &self.device
     }
 
+    /// The device's queue.
     pub fn queue(&self) -> &wgpu::Queue {
         &self.queue
     }
 
+    /// The adapter the device was opened on.
     pub fn adapter(&self) -> &wgpu::Adapter {
         &self.adapter
     }
 
+    /// The compiled kernels of this device.
     pub fn kernels(&self) -> &Kernels {
         &self.kernels
     }

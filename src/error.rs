@@ -6,19 +6,44 @@
 pub enum Error {
     /// Inputs whose shapes or lengths disagree.
     #[error("{what} {detail}")]
-    Shape { what: &'static str, detail: String },
+    Shape {
+        /// The input at fault.
+        what: &'static str,
+        /// What disagrees, with both numbers.
+        detail: String,
+    },
     /// An option outside its domain (temperature, alpha, label smoothing, ...).
     #[error("--{name}: {detail}")]
-    Option { name: &'static str, detail: String },
+    Option {
+        /// The option's command-line name.
+        name: &'static str,
+        /// Its value and the allowed range.
+        detail: String,
+    },
     /// A label outside `[0, cols)` that is not the ignore index.
     #[error("row {row}: label {detail}")]
-    Label { row: u64, detail: String },
+    Label {
+        /// The first row at fault.
+        row: u64,
+        /// The label and the allowed range.
+        detail: String,
+    },
     /// A value outside its domain: a negative or NaN probability, a target outside [0, 1].
     #[error("row {row}: {detail}")]
-    Value { row: u64, detail: String },
+    Value {
+        /// The first row at fault.
+        row: u64,
+        /// The value, its column and why it is out of domain.
+        detail: String,
+    },
     /// A caller's buffer range that cannot be bound: missing usage, misaligned offset, too small.
     #[error("{name}: {detail}")]
-    Binding { name: String, detail: String },
+    Binding {
+        /// The argument at fault (logits, labels, per-row output, gradient, ...).
+        name: String,
+        /// The numbers and the fix.
+        detail: String,
+    },
     /// A job the adapter's limits cannot hold even in chunks (a single row over the binding limit).
     #[error("{0}")]
     TooLarge(String),

@@ -21,6 +21,7 @@ use crate::readback;
 /// What to compute besides the reductions.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RunOptions {
+    /// The unit of the values of the operations that take a log base.
     pub base: LogBase,
     /// Read back the per-row values (softmax: always).
     pub keep_values: bool,
@@ -33,7 +34,9 @@ pub struct RunOptions {
 /// The result of a job.
 #[derive(Clone, Debug)]
 pub struct Output {
+    /// Rows of the job.
     pub rows: usize,
+    /// Columns of the job.
     pub cols: usize,
     /// Sum of the per-row values (a deterministic tree sum on the GPU; softmax: of all values).
     pub sum: f64,

@@ -39,16 +39,25 @@ const REDUCE_SOURCE: &str =
 /// A compute entry point of one of the shader families in `shaders/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
+    /// Row max and argmax (shaders/row_stats.wgsl).
     RowMax,
+    /// Row log-sum-exp (shaders/row_stats.wgsl).
     LogSumExp,
+    /// Softmax and log-softmax with temperature (shaders/softmax.wgsl).
     Softmax,
+    /// Cross-entropy with integer labels (shaders/softmax_xent.wgsl).
     SoftmaxXent,
     /// Pre-pass of cross-entropy's mean gradient: each row's weight.
     CeRowWeights,
+    /// KL, cross-entropy with probability targets and entropy (shaders/divergence.wgsl).
     Divergence,
+    /// Binary cross-entropy (shaders/binary_xent.wgsl).
     BinaryXent,
+    /// The VAE's Gaussian KL (shaders/gaussian_kl.wgsl).
     GaussianKl,
+    /// Distillation loss (shaders/distill.wgsl).
     Distill,
+    /// The deterministic tree sum over rows (shaders/reduce.wgsl).
     Reduce,
     /// Benchmark baseline: a copy of the input words (the roofline).
     Copy,
@@ -116,37 +125,65 @@ impl Kernel {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct RowParams {
+    /// Rows in this dispatch.
     pub rows: u32,
+    /// Columns of every row.
     pub cols: u32,
+    /// Global index of this dispatch's first row (for error reports).
     pub row_offset: u32,
+    /// [`flags`] bits.
     pub flags: u32,
+    /// Element index of input a's first row within its binding.
     pub a_base: u32,
+    /// Element index of input b's first row within its binding.
     pub b_base: u32,
+    /// Index of the first label within its binding.
     pub label_base: u32,
+    /// Index of the first per-row output within its binding.
     pub out_base: u32,
+    /// Word index of the first auxiliary pair (argmax, weight) within its binding.
     pub aux_base: u32,
+    /// The label whose rows are ignored (with [`flags::IGNORE`]).
     pub ignore_index: i32,
+    /// `1 / T` for softmax and distillation.
     pub inv_temperature: f32,
+    /// `T²` for distillation.
     pub temperature_sq: f32,
+    /// Label smoothing `s`.
     pub smoothing: f32,
+    /// Distillation's `α`.
     pub alpha: f32,
+    /// Factor on the values: 1 for nats, `1 / ln 2` for bits.
     pub out_scale: f32,
+    /// Element index of the gradient's first row within its binding.
     pub grad_base: u32,
+    /// Factor on the gradient (the caller's upstream gradient).
     pub grad_scale: f32,
+    /// The gradient's divisor: rows, 1, or the device-side Σ w_y copied in.
     pub grad_denominator: f32,
+    /// Padding to a multiple of 16 bytes.
     pub _pad: [u32; 2],
 }
 
 /// Flag bits of [`RowParams::flags`] (`FLAG_*` in params.wgsl).
 pub mod flags {
+    /// `ignore_index` is set.
     pub const IGNORE: u32 = 1;
+    /// Class weights are bound.
     pub const WEIGHTS: u32 = 2;
+    /// Input a holds logits (else probabilities).
     pub const P_LOGITS: u32 = 4;
+    /// Input b holds logits (else probabilities).
     pub const Q_LOGITS: u32 = 8;
+    /// Softmax writes log-softmax.
     pub const LOG: u32 = 16;
+    /// Divergence adds `Σ p log p`.
     pub const TERM_PLOGP: u32 = 32;
+    /// Divergence adds `−Σ p log q`.
     pub const TERM_PLOGQ: u32 = 64;
+    /// Divergence negates its result (entropy).
     pub const NEGATE: u32 = 128;
+    /// Input b is bound.
     pub const HAS_B: u32 = 256;
 }
 
@@ -154,25 +191,41 @@ pub mod flags {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct ReduceParams {
+    /// Values to sum at this level.
     pub n: u32,
+    /// Words between consecutive values.
     pub stride: u32,
+    /// Word offset of the value within its stride.
     pub component: u32,
+    /// Word index of the first value within the input binding.
     pub in_base: u32,
+    /// Word index of the first (sum, flags) pair written.
     pub out_base: u32,
+    /// 1 when the input is (sum, flags) pairs of a previous level.
     pub partials: u32,
+    /// Padding to a multiple of 16 bytes.
     pub _pad: [u32; 2],
 }
 
 /// Binding indices of the row kernels' bind group.
 pub mod binding {
+    /// The uniform [`RowParams`].
     pub const PARAMS: u32 = 0;
+    /// Input a (read-only).
     pub const IN_A: u32 = 1;
+    /// Input b (read-only).
     pub const IN_B: u32 = 2;
+    /// i32 labels (read-only).
     pub const LABELS: u32 = 3;
+    /// f32 class weights (read-only).
     pub const CLASS_WEIGHTS: u32 = 4;
+    /// Per-row f32 values.
     pub const OUT_ROWS: u32 = 5;
+    /// Per-row (argmax, weight) word pairs.
     pub const OUT_AUX: u32 = 6;
+    /// First bad label row and first bad value row (atomic minimum).
     pub const STATUS: u32 = 7;
+    /// The gradient, or the input it overwrites in place.
     pub const GRAD: u32 = 8;
 }
 
@@ -182,6 +235,7 @@ pub mod binding {
 pub struct GradMode {
     /// 0: no gradient, 1: input a, 2: input b.
     pub of: u32,
+    /// The gradient overwrites that input.
     pub in_place: bool,
 }
 
@@ -284,6 +338,7 @@ impl Kernels {
         }
     }
 
+    /// The device the kernels compile for.
     pub fn device(&self) -> &wgpu::Device {
         &self.device
     }
@@ -294,10 +349,12 @@ impl Kernels {
         crate::plan::row_layout(cols, self.row_workgroup, self.max_workgroup, self.step_cap, self.cpu_layout)
     }
 
+    /// The bind group layout every row kernel shares ([`binding`]).
     pub fn row_layout(&self) -> &wgpu::BindGroupLayout {
         &self.row_layout
     }
 
+    /// The bind group layout of the reduction: params, input, output.
     pub fn reduce_layout(&self) -> &wgpu::BindGroupLayout {
         &self.reduce_layout
     }

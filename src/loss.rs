@@ -11,8 +11,11 @@ use crate::error::{Error, Result};
 /// Element type of a float input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// IEEE binary32.
     F32,
+    /// IEEE binary16, widened exactly to f32 on load.
     F16,
+    /// bfloat16 (the top half of an f32), widened exactly on load.
     Bf16,
 }
 
@@ -29,12 +32,16 @@ impl DType {
 /// A borrowed slice of floats in one of the supported element types.
 #[derive(Clone, Copy, Debug)]
 pub enum Floats<'a> {
+    /// f32 elements.
     F32(&'a [f32]),
+    /// f16 elements.
     F16(&'a [f16]),
+    /// bf16 elements.
     Bf16(&'a [bf16]),
 }
 
 impl Floats<'_> {
+    /// The element type.
     pub fn dtype(&self) -> DType {
         match self {
             Floats::F32(_) => DType::F32,
@@ -43,6 +50,7 @@ impl Floats<'_> {
         }
     }
 
+    /// Number of elements.
     pub fn len(&self) -> usize {
         match self {
             Floats::F32(v) => v.len(),
@@ -51,6 +59,7 @@ impl Floats<'_> {
         }
     }
 
+    /// Whether there are no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -93,8 +102,11 @@ impl<'a> From<&'a [bf16]> for Floats<'a> {
 /// A row-major `[rows, cols]` batch on the host: one row per prediction.
 #[derive(Clone, Copy, Debug)]
 pub struct Batch<'a> {
+    /// `rows * cols` elements, row-major.
     pub data: Floats<'a>,
+    /// Rows (predictions).
     pub rows: usize,
+    /// Columns (classes) of every row.
     pub cols: usize,
 }
 
@@ -126,14 +138,20 @@ impl<'a> Batch<'a> {
 /// Integer class labels, one per row, in any of the accepted integer types.
 #[derive(Clone, Copy, Debug)]
 pub enum Labels<'a> {
+    /// i32 labels.
     I32(&'a [i32]),
+    /// i64 labels (checked to fit before narrowing).
     I64(&'a [i64]),
+    /// u8 labels.
     U8(&'a [u8]),
+    /// u16 labels.
     U16(&'a [u16]),
+    /// u32 labels.
     U32(&'a [u32]),
 }
 
 impl Labels<'_> {
+    /// Number of labels.
     pub fn len(&self) -> usize {
         match self {
             Labels::I32(v) => v.len(),
@@ -144,6 +162,7 @@ impl Labels<'_> {
         }
     }
 
+    /// Whether there are no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -189,17 +208,21 @@ impl<'a> From<&'a [u32]> for Labels<'a> {
 /// A distribution over the columns of each row: given as probabilities or as logits.
 #[derive(Clone, Copy, Debug)]
 pub enum Dist<'a> {
+    /// Probabilities, rows summing to 1.
     Probs(Batch<'a>),
+    /// Logits: the distribution is their softmax.
     Logits(Batch<'a>),
 }
 
 impl<'a> Dist<'a> {
+    /// The data, whichever form it is in.
     pub fn batch(&self) -> &Batch<'a> {
         match self {
             Dist::Probs(b) | Dist::Logits(b) => b,
         }
     }
 
+    /// Whether the rows are logits.
     pub fn is_logits(&self) -> bool {
         matches!(self, Dist::Logits(_))
     }
@@ -223,26 +246,79 @@ pub struct CrossEntropyOptions<'a> {
 #[derive(Clone, Copy, Debug)]
 pub enum Loss<'a> {
     /// Row max and argmax (first index of the max; NaN beats everything, then `+inf`).
-    RowMax { logits: Batch<'a> },
+    RowMax {
+        /// The logits.
+        logits: Batch<'a>,
+    },
     /// `log Σ_j exp(x_ij)`.
-    LogSumExp { logits: Batch<'a> },
+    LogSumExp {
+        /// The logits.
+        logits: Batch<'a>,
+    },
     /// `softmax(x_i / T)` or its log, written as `[rows, cols]`.
-    Softmax { logits: Batch<'a>, temperature: f32, log: bool },
+    Softmax {
+        /// The logits.
+        logits: Batch<'a>,
+        /// `T > 0`.
+        temperature: f32,
+        /// Write log-softmax instead.
+        log: bool,
+    },
     /// `lse(x_i) − x_i,y_i` with ignore index, class weights and label smoothing.
-    CrossEntropy { logits: Batch<'a>, labels: Labels<'a>, options: CrossEntropyOptions<'a> },
+    CrossEntropy {
+        /// The logits.
+        logits: Batch<'a>,
+        /// One label per row.
+        labels: Labels<'a>,
+        /// PyTorch's options.
+        options: CrossEntropyOptions<'a>,
+    },
     /// `−Σ_j P_ij · log_softmax(x_i)_j`.
-    CrossEntropyProbs { logits: Batch<'a>, target: Batch<'a> },
+    CrossEntropyProbs {
+        /// The logits.
+        logits: Batch<'a>,
+        /// The target probabilities `P`.
+        target: Batch<'a>,
+    },
     /// `KL(P‖Q) = Σ_j P_ij log(P_ij / Q_ij)`; reverse KL is the caller swapping them.
-    KlDiv { p: Dist<'a>, q: Dist<'a> },
+    KlDiv {
+        /// The target distribution.
+        p: Dist<'a>,
+        /// The predicted distribution.
+        q: Dist<'a>,
+    },
     /// `−Σ_j p_ij log p_ij`.
-    Entropy { p: Dist<'a> },
-    /// Elementwise binary cross-entropy summed over the row's columns. `input` is
-    /// probabilities (logs clamped at −100) or logits (stable form); `target` in [0, 1].
-    BinaryCrossEntropy { input: Dist<'a>, target: Batch<'a> },
+    Entropy {
+        /// The distribution.
+        p: Dist<'a>,
+    },
+    /// Elementwise binary cross-entropy summed over the row's columns.
+    BinaryCrossEntropy {
+        /// Probabilities (logs clamped at −100) or logits (the stable form).
+        input: Dist<'a>,
+        /// Targets in [0, 1].
+        target: Batch<'a>,
+    },
     /// `−½ Σ_j (1 + logvar − μ² − exp(logvar))`.
-    GaussianKl { mean: Batch<'a>, logvar: Batch<'a> },
+    GaussianKl {
+        /// The means `μ`.
+        mean: Batch<'a>,
+        /// The log-variances.
+        logvar: Batch<'a>,
+    },
     /// `α·τ²·KL(softmax(t/τ) ‖ softmax(s/τ)) + (1−α)·CE(s, y)`.
-    Distill { student: Batch<'a>, teacher: Batch<'a>, labels: Labels<'a>, temperature: f32, alpha: f32 },
+    Distill {
+        /// The student's logits `s`.
+        student: Batch<'a>,
+        /// The teacher's logits `t`.
+        teacher: Batch<'a>,
+        /// Hard labels `y`.
+        labels: Labels<'a>,
+        /// `τ > 0`.
+        temperature: f32,
+        /// `α` in [0, 1].
+        alpha: f32,
+    },
 }
 
 impl<'a> Loss<'a> {
@@ -358,8 +434,11 @@ impl<'a> Loss<'a> {
 /// How the per-row values are reduced over rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Reduction {
+    /// No reduction: per-row values (the command line reports their sum).
     None,
+    /// The sum over rows.
     Sum,
+    /// The sum over the mean's denominator (rows, or Σ W[y] for weighted cross-entropy).
     #[default]
     Mean,
 }
@@ -368,7 +447,9 @@ pub enum Reduction {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum LogBase {
     #[default]
+    /// Natural logarithms.
     Nats,
+    /// Base-2 logarithms.
     Bits,
 }
 

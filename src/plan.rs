@@ -23,8 +23,11 @@ pub fn grid(groups: u64, max_dim: u32) -> [u32; 3] {
 /// A binding of `size` bytes at `offset` (aligned) whose data starts `base` elements in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
+    /// Byte offset of the binding (a multiple of the storage offset alignment).
     pub offset: u64,
+    /// Bytes bound.
     pub size: u64,
+    /// Element index, within the binding, where the data starts.
     pub base: u32,
 }
 

@@ -20,12 +20,17 @@ use crate::plan::{self, Window};
 /// One row kernel over one batch: what runs, on which inputs, with which options.
 #[derive(Clone, Copy, Debug)]
 pub struct RowJob<'a> {
+    /// The entry point.
     pub kernel: Kernel,
     /// Flags and scalar options; shape and bases are filled in per dispatch.
     pub params: RowParams,
+    /// Input a (the logits, or P).
     pub a: Batch<'a>,
+    /// Input b, where the operation has a second float input.
     pub b: Option<Batch<'a>>,
+    /// Integer labels, where the operation takes them.
     pub labels: Option<Labels<'a>>,
+    /// Class weights of cross-entropy.
     pub class_weights: Option<&'a [f32]>,
     /// Values written per row: 1, or `cols` for softmax.
     pub out_per_row: u64,
@@ -92,7 +97,9 @@ pub fn job<'a>(loss: &Loss<'a>, base: LogBase) -> RowJob<'a> {
 /// A buffer bound through an aligned window (see [`plan::window`]).
 #[derive(Clone, Copy)]
 pub struct Bound<'b> {
+    /// The buffer.
     pub buffer: &'b wgpu::Buffer,
+    /// The aligned range bound, and where the data starts in it.
     pub window: Window,
 }
 
@@ -108,12 +115,19 @@ impl<'b> Bound<'b> {
 
 /// The buffers of one row-kernel dispatch.
 pub struct RowBindings<'b> {
+    /// Input a.
     pub a: Bound<'b>,
+    /// Input b (any read-only buffer when unused).
     pub b: Bound<'b>,
+    /// Labels (any read-only buffer when unused).
     pub labels: Bound<'b>,
+    /// Class weights, from the binding's start (any read-only buffer when unused).
     pub class_weights: Bound<'b>,
+    /// Per-row values.
     pub out: Bound<'b>,
+    /// Per-row (argmax, weight) word pairs.
     pub aux: Bound<'b>,
+    /// The two status words.
     pub status: &'b wgpu::Buffer,
     /// The gradient output (with [`GradMode::in_place`], the differentiated input).
     pub grad: Bound<'b>,
@@ -122,14 +136,19 @@ pub struct RowBindings<'b> {
 /// One dispatch of a row kernel: rows `row_offset..row_offset + rows` of a job.
 #[derive(Clone, Copy, Debug)]
 pub struct Dispatch<'p> {
+    /// The entry point.
     pub kernel: Kernel,
     /// Flags and options; shape and bases are filled in by [`encode_rows`].
     pub template: &'p RowParams,
+    /// Element type of the float inputs.
     pub dtype: crate::DType,
+    /// Rows in this dispatch.
     pub rows: u64,
+    /// Columns of every row.
     pub cols: u64,
     /// Global index of the first row (for error reports).
     pub row_offset: u64,
+    /// The gradient, if any, and where it goes.
     pub grad: GradMode,
     /// A buffer whose first word (f32 bits) is copied into `grad_denominator` before the
     /// pass: the device-side sum of row weights for the mean's gradient.

@@ -28,6 +28,7 @@ fn element(x: f64, t: f64, logits: bool) -> f64 {
     }
 }
 
+/// Binary cross-entropy per row; targets and probabilities outside [0, 1] are errors.
 pub fn binary_xent(input: &Dist, target: &Batch) -> Result<Reference> {
     let x = input.batch();
     let logits = input.is_logits();

@@ -20,6 +20,7 @@ fn kl_row(lp: &[f64], lq: &[f64]) -> f64 {
         .sum()
 }
 
+/// The distillation loss per row; labels outside `[0, cols)` are errors.
 pub fn distill(student: &Batch, teacher: &Batch, labels: &Labels, temperature: f32, alpha: f32) -> Result<Reference> {
     check_labels(labels, student.cols, None)?;
     let (tau, alpha) = (f64::from(temperature), f64::from(alpha));

@@ -25,6 +25,7 @@ fn per_row(rows: usize, f: impl Fn(usize) -> f64) -> Reference {
     Reference { values: (0..rows).map(f).collect(), weights: ones(rows), argmax: None }
 }
 
+/// `KL(P‖Q)` per row; negative or NaN probabilities are errors.
 pub fn kl_div(p: &Dist, q: &Dist) -> Result<Reference> {
     check(p)?;
     check(q)?;
@@ -46,6 +47,7 @@ pub fn kl_div(p: &Dist, q: &Dist) -> Result<Reference> {
     }))
 }
 
+/// `H(P)` per row; negative or NaN probabilities are errors.
 pub fn entropy(p: &Dist) -> Result<Reference> {
     check(p)?;
     Ok(per_row(p.batch().rows, |r| {

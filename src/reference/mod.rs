@@ -36,6 +36,7 @@ impl Reference {
         compensated_sum(&self.values)
     }
 
+    /// The mean's denominator: the sum of the per-row weights.
     pub fn denominator(&self) -> f64 {
         compensated_sum(&self.weights)
     }
@@ -45,6 +46,7 @@ impl Reference {
         self.sum() / self.denominator()
     }
 
+    /// The values reduced by `r` (`None` gives the sum, as the command line reports it).
     pub fn reduce(&self, r: Reduction) -> f64 {
         match r {
             Reduction::Mean => self.mean(),

@@ -4,6 +4,7 @@
 use super::{Reference, ones};
 use crate::loss::Batch;
 
+/// Row max and argmax.
 pub fn row_max(logits: &Batch) -> Reference {
     let mut values = Vec::with_capacity(logits.rows);
     let mut argmax = Vec::with_capacity(logits.rows);

@@ -4,6 +4,7 @@
 use super::{Reference, log_softmax, ones, row};
 use crate::loss::Batch;
 
+/// Softmax (or log-softmax) of `x / temperature`, `rows * cols` values.
 pub fn softmax(logits: &Batch, temperature: f32, log: bool) -> Reference {
     let mut values = Vec::with_capacity(logits.rows * logits.cols);
     for r in 0..logits.rows {

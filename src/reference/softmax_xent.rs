@@ -15,6 +15,7 @@ fn term(c: f64, lse: f64, x: f64) -> f64 {
     if c == 0.0 { 0.0 } else { c * (lse - x) }
 }
 
+/// Cross-entropy with labels per row; labels outside `[0, cols)` that are not ignored are errors.
 pub fn softmax_xent(logits: &Batch, labels: &Labels, options: &CrossEntropyOptions) -> Result<Reference> {
     let (rows, k) = (logits.rows, logits.cols);
     check_labels(labels, k, options.ignore_index)?;
@@ -46,6 +47,7 @@ pub fn softmax_xent(logits: &Batch, labels: &Labels, options: &CrossEntropyOptio
     Ok(r)
 }
 
+/// Cross-entropy with probability targets per row; negative or NaN targets are errors.
 pub fn softmax_xent_probs(logits: &Batch, target: &Batch) -> Result<Reference> {
     check_probs(target)?;
     let values = (0..logits.rows)
