@@ -238,7 +238,7 @@ pub enum GradTarget<'a> {
 pub struct Reduced {
     /// Σ of the per-row values (deterministic tree order).
     pub sum: f64,
-    /// The mean's denominator: rows, or Σ W[y] over non-ignored rows for weighted CE.
+    /// The mean's denominator: rows, or `Σ W[y]` over non-ignored rows for weighted CE.
     pub denominator: f64,
 }
 

@@ -209,7 +209,7 @@ pub struct ReduceParams {
 
 /// Binding indices of the row kernels' bind group.
 pub mod binding {
-    /// The uniform [`RowParams`].
+    /// The uniform [`RowParams`](super::RowParams).
     pub const PARAMS: u32 = 0;
     /// Input a (read-only).
     pub const IN_A: u32 = 1;

@@ -438,7 +438,7 @@ pub enum Reduction {
     None,
     /// The sum over rows.
     Sum,
-    /// The sum over the mean's denominator (rows, or Σ W[y] for weighted cross-entropy).
+    /// The sum over the mean's denominator (rows, or Σ W\[y\] for weighted cross-entropy).
     #[default]
     Mean,
 }
