@@ -2,9 +2,9 @@
 //
 //   loss_i = α·τ²·KL(softmax(t_i/τ) ‖ softmax(s_i/τ)) + (1−α)·(lse(s_i) − s_i,y)
 //
-// Online lse passes over t/τ, s/τ and (τ ≠ 1 only) s; then one pass for the KL terms
-// p_j·(log p_j − log q_j) with log p_j = (t_j/τ − m) − log s. A term with a zero coefficient
-// (α = 0 or 1) is skipped. Labels outside [0, cols) are reported in status[0].
+// One pass over both inputs: the KL of t/τ and s/τ as PairStats (common/numerics.wgsl),
+// with log p_j = (t_j/τ − m) − log s, and (τ ≠ 1 only) the online lse of s for the CE
+// term. A term with a zero coefficient (α = 0 or 1) is left out of the value. Labels outside [0, cols) are reported in status[0].
 // Bindings: a = student logits, b = teacher logits, labels; out_rows[row] = loss_i.
 //
 // Gradient with respect to the student's logits (GRAD_OF = 1), one more pass:
@@ -44,22 +44,6 @@ fn write_grad(slot: RowSlot, base: u32, st_t: RowStats, st_s: RowStats, st_ce: R
     }
 }
 
-fn scaled_stats(slot: RowSlot, base: u32, teacher: bool, scale: f32) -> RowStats {
-    var st = stats_empty();
-    if slot.live {
-        for (var j = slot.lane; j < params.cols; j += LANES) {
-            var x: f32;
-            if teacher {
-                x = load_b(base + j);
-            } else {
-                x = load_a(base + j);
-            }
-            st = stats_push(st, x * scale, j);
-        }
-    }
-    return row_stats(slot, st);
-}
-
 @compute @workgroup_size(WG)
 fn distill(
     @builtin(local_invocation_index) t: u32,
@@ -73,37 +57,26 @@ fn distill(
     let base = slot.row * params.cols;
     let inv_t = params.inv_temperature;
     let alpha = params.alpha;
-    let st_t = scaled_stats(slot, base, true, inv_t);
-    let st_s = scaled_stats(slot, base, false, inv_t);
-    var st_ce = st_s;
-    if inv_t != 1.0 && alpha < 1.0 {
-        st_ce = scaled_stats(slot, base, false, 1.0);
-    }
-
-    var kl = SumFlags(0.0, 0u);
-    if alpha > 0.0 {
-        if slot.live {
-            let p_ok = stats_ok(st_t);
-            let q_ok = stats_ok(st_s);
-            if !p_ok || !q_ok {
-                kl.flags = SUM_NAN;
-            } else {
-                for (var j = slot.lane; j < params.cols; j += LANES) {
-                    let zp = load_b(base + j) * inv_t;
-                    let zq = load_a(base + j) * inv_t;
-                    if classify(zp) != CLASS_NEG_INF {
-                        if classify(zq) == CLASS_NEG_INF {
-                            kl.flags |= SUM_POS_INF;
-                        } else {
-                            let lp = log_softmax_of(st_t, zp);
-                            kl.sum += exp(lp) * (lp - log_softmax_of(st_s, zq));
-                        }
-                    }
-                }
+    let own_ce = inv_t != 1.0 && alpha < 1.0;
+    var acc = pair_empty();
+    var ce = stats_empty();
+    if slot.live {
+        for (var j = slot.lane; j < params.cols; j += LANES) {
+            let s = load_a(base + j);
+            acc = pair_push(acc, load_b(base + j) * inv_t, s * inv_t, 1.0, 1.0, true);
+            if own_ce {
+                ce = stats_push(ce, s, j);
             }
         }
-        kl = row_sum(slot, kl);
     }
+    let pair = pair_row(slot, acc, 1.0, 1.0);
+    let st_t = pair.p;
+    let st_s = pair.q;
+    var st_ce = st_s;
+    if own_ce {
+        st_ce = row_stats(slot, ce);
+    }
+    let kl = pair_sum(st_t, st_s, pair.t, 1.0, 1.0, true);
     // every lane reads the label and s_y before an in-place gradient overwrites the row
     var label = 0;
     if slot.live {

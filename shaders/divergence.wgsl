@@ -6,8 +6,9 @@
 //   H(P)     = −Σ_j p_j log p_j                         (FLAG_TERM_PLOGP | FLAG_NEGATE)
 //
 // P (input a) and Q (input b) are each probabilities or logits (FLAG_P_LOGITS,
-// FLAG_Q_LOGITS). For logits, log p_j = (x_j − m) − log s is exact where log(softmax) is not,
-// so a logits side gets an online lse pass first, then every side is read once more.
+// FLAG_Q_LOGITS). For logits, log p_j = (x_j − m) − log s is exact where log(softmax) is not.
+// P as logits (and Q, if bound, too) is one pass over the inputs (PairStats); otherwise a
+// logits side gets an online lse pass first, then every side is read once more.
 // p_j = 0 contributes 0; p_j > 0 with q_j = 0 is +inf. Negative or NaN probabilities
 // are reported in status[1]. Bindings: a, b; out_rows[row] = value.
 //
@@ -73,6 +74,12 @@ fn divergence(
     let p_logits = has_flag(FLAG_P_LOGITS);
     let q_logits = has_flag(FLAG_Q_LOGITS);
     let has_b = has_flag(FLAG_HAS_B);
+    let c_pp = select(0.0, select(1.0, -1.0, has_flag(FLAG_NEGATE)), has_flag(FLAG_TERM_PLOGP));
+    let c_pq = select(0.0, 1.0, has_flag(FLAG_TERM_PLOGQ));
+    if p_logits && (q_logits || !has_b) {
+        divergence_of_logits(slot, base, has_b, c_pp, c_pq);
+        return;
+    }
     var sp = stats_empty();
     var sq = stats_empty();
     if p_logits {
@@ -83,8 +90,6 @@ fn divergence(
     }
     let p_ok = stats_ok(sp);
     let q_ok = stats_ok(sq);
-    let c_pp = select(0.0, select(1.0, -1.0, has_flag(FLAG_NEGATE)), has_flag(FLAG_TERM_PLOGP));
-    let c_pq = select(0.0, 1.0, has_flag(FLAG_TERM_PLOGQ));
 
     var acc = SumFlags(0.0, 0u);
     var p_mass = 0.0;
@@ -123,6 +128,28 @@ fn divergence(
         grad_q(slot, base, sp, p_ok, sq, q_ok, total);
     } else if GRAD_OF == 1u {
         grad_p(slot, base, sp, p_ok, value);
+    }
+}
+
+// P as logits, and Q as logits if bound: one pass (PairStats), the gradient pass after.
+fn divergence_of_logits(slot: RowSlot, base: u32, has_b: bool, c_pp: f32, c_pq: f32) {
+    var acc = pair_empty();
+    if slot.live {
+        for (var j = slot.lane; j < params.cols; j += LANES) {
+            var y = 0.0;
+            if has_b {
+                y = load_b(base + j);
+            }
+            acc = pair_push(acc, load_a(base + j), y, c_pp, c_pq, has_b);
+        }
+    }
+    let r = pair_row(slot, acc, c_pp, c_pq);
+    let value = sum_value(pair_sum(r.p, r.q, r.t, c_pp, c_pq, has_b));
+    write_row(slot, value);
+    if GRAD_OF == 2u {
+        grad_q(slot, base, r.p, stats_ok(r.p), r.q, stats_ok(r.q), 1.0);
+    } else if GRAD_OF == 1u {
+        grad_p(slot, base, r.p, stats_ok(r.p), value);
     }
 }
 

@@ -98,3 +98,18 @@ fn write_row(slot: RowSlot, v: f32) {
         out_rows[params.out_base + slot.row] = x;
     }
 }
+
+// A row's PairStats (common/numerics.wgsl) over its lanes: each side merged, then every
+// lane's t moved to the row's maxima and summed, in the fixed tree order.
+struct PairRow {
+    p: RowStats,
+    q: RowStats,
+    t: SumFlags,
+}
+
+fn pair_row(slot: RowSlot, acc: PairStats, c_p: f32, c_q: f32) -> PairRow {
+    let p = row_stats(slot, acc.p);
+    let q = row_stats(slot, acc.q);
+    let moved = pair_moved(acc, p.m - acc.p.m, q.m - acc.q.m, c_p, c_q);
+    return PairRow(p, q, row_sum(slot, SumFlags(moved, acc.flags)));
+}
