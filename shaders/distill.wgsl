@@ -61,11 +61,19 @@ fn distill(
     var acc = pair_empty();
     var ce = stats_empty();
     if slot.live {
-        for (var j = slot.lane; j < params.cols; j += LANES) {
-            let s = load_a(base + j);
-            acc = pair_push(acc, load_b(base + j) * inv_t, s * inv_t, 1.0, 1.0, true);
+        for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
+            let next = j + 1u < params.cols;
+            let s = load_a2(base + j, next);
+            let t = load_b2(base + j, next) * inv_t;
+            acc = pair_push(acc, t.x, s.x * inv_t, 1.0, 1.0, true);
             if own_ce {
-                ce = stats_push(ce, s, j);
+                ce = stats_push(ce, s.x, j);
+            }
+            if next {
+                acc = pair_push(acc, t.y, s.y * inv_t, 1.0, 1.0, true);
+                if own_ce {
+                    ce = stats_push(ce, s.y, j + 1u);
+                }
             }
         }
     }

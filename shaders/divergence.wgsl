@@ -47,14 +47,18 @@ fn log_prob(x: f32, logits: bool, st: RowStats, row_ok: bool) -> LogProb {
 fn side_stats(slot: RowSlot, base: u32, from_b: bool) -> RowStats {
     var st = stats_empty();
     if slot.live {
-        for (var j = slot.lane; j < params.cols; j += LANES) {
-            var x: f32;
+        for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
+            let next = j + 1u < params.cols;
+            var x: vec2<f32>;
             if from_b {
-                x = load_b(base + j);
+                x = load_b2(base + j, next);
             } else {
-                x = load_a(base + j);
+                x = load_a2(base + j, next);
             }
-            st = stats_push(st, x, j);
+            st = stats_push(st, x.x, j);
+            if next {
+                st = stats_push(st, x.y, j + 1u);
+            }
         }
     }
     return row_stats(slot, st);
@@ -135,12 +139,17 @@ fn divergence(
 fn divergence_of_logits(slot: RowSlot, base: u32, has_b: bool, c_pp: f32, c_pq: f32) {
     var acc = pair_empty();
     if slot.live {
-        for (var j = slot.lane; j < params.cols; j += LANES) {
-            var y = 0.0;
+        for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
+            let next = j + 1u < params.cols;
+            let x = load_a2(base + j, next);
+            var y = vec2<f32>(0.0);
             if has_b {
-                y = load_b(base + j);
+                y = load_b2(base + j, next);
             }
-            acc = pair_push(acc, load_a(base + j), y, c_pp, c_pq, has_b);
+            acc = pair_push(acc, x.x, y.x, c_pp, c_pq, has_b);
+            if next {
+                acc = pair_push(acc, x.y, y.y, c_pp, c_pq, has_b);
+            }
         }
     }
     let r = pair_row(slot, acc, c_pp, c_pq);

@@ -10,8 +10,13 @@ fn scan_row(slot: RowSlot) -> RowStats {
     var st = stats_empty();
     if slot.live {
         let base = slot.row * params.cols;
-        for (var j = slot.lane; j < params.cols; j += LANES) {
-            st = stats_push(st, load_a(base + j), j);
+        for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
+            let next = j + 1u < params.cols;
+            let x = load_a2(base + j, next);
+            st = stats_push(st, x.x, j);
+            if next {
+                st = stats_push(st, x.y, j + 1u);
+            }
         }
     }
     return row_stats(slot, st);

@@ -20,28 +20,40 @@ fn softmax(
     let base = slot.row * params.cols;
     var st = stats_empty();
     if slot.live {
-        for (var j = slot.lane; j < params.cols; j += LANES) {
-            st = stats_push(st, load_a(base + j) * inv_t, j);
+        for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
+            let next = j + 1u < params.cols;
+            let z = load_a2(base + j, next) * inv_t;
+            st = stats_push(st, z.x, j);
+            if next {
+                st = stats_push(st, z.y, j + 1u);
+            }
         }
     }
     st = row_stats(slot, st);
     if !slot.live {
         return;
     }
-    let ok = stats_ok(st);
-    let log_out = has_flag(FLAG_LOG);
     let out = params.out_base + base;
-    for (var j = slot.lane; j < params.cols; j += LANES) {
-        let z = load_a(base + j) * inv_t;
-        // branch-free: the specials overwrite the common value
-        let lp = log_softmax_of(st, z);
-        var y = select(exp(lp), lp, log_out);
-        if classify(z) == CLASS_NEG_INF {
-            y = select(0.0, neg_inf(), log_out);
+    for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
+        let next = j + 1u < params.cols;
+        let z = load_a2(base + j, next) * inv_t;
+        out_rows[out + j] = softmax_of(st, z.x);
+        if next {
+            out_rows[out + j + 1u] = softmax_of(st, z.y);
         }
-        if !ok {
-            y = nan();
-        }
-        out_rows[out + j] = y;
     }
+}
+
+// Branch-free: the specials overwrite the common value.
+fn softmax_of(st: RowStats, z: f32) -> f32 {
+    let log_out = has_flag(FLAG_LOG);
+    let lp = log_softmax_of(st, z);
+    var y = select(exp(lp), lp, log_out);
+    if classify(z) == CLASS_NEG_INF {
+        y = select(0.0, neg_inf(), log_out);
+    }
+    if !stats_ok(st) {
+        y = nan();
+    }
+    return y;
 }

@@ -125,8 +125,13 @@ fn softmax_xent(
     let base = slot.row * params.cols;
     var st = stats_empty();
     if slot.live {
-        for (var j = slot.lane; j < params.cols; j += LANES) {
-            st = stats_push(st, load_a(base + j), j);
+        for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
+            let next = j + 1u < params.cols;
+            let x = load_a2(base + j, next);
+            st = stats_push(st, x.x, j);
+            if next {
+                st = stats_push(st, x.y, j + 1u);
+            }
         }
     }
     st = row_stats(slot, st);

@@ -1,7 +1,9 @@
 // The row layout of a workgroup and its reductions.
 //
 // A workgroup of WG invocations holds WG / LANES rows; the LANES invocations of a row
-// stride over its columns (lane, lane + LANES, ...) and then combine their partial
+// stride over its columns (lane, lane + LANES, ...; the scans take them in pairs, 2 lane
+// and 2 lane + 1, then 2 LANES on: one word of half precision, half the loop steps) and
+// then combine their partial
 // results in a fixed binary tree in workgroup memory, so every run gives the same bits.
 // LANES = 1 is one invocation per row (few columns), LANES = WG one workgroup per row.
 // Both are `override` constants chosen by the host from the shape and the adapter.
