@@ -97,7 +97,7 @@ fn distill(
         xy = load_a(base + y);
     }
     if GRAD_OF != 0u {
-        if GRAD_IN_PLACE {
+        if GRAD_IN_PLACE && LANES > 1u {
             storageBarrier();
         }
         let kl_ok = alpha == 0.0 || (stats_ok(st_t) && stats_ok(st_s));

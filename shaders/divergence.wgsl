@@ -139,16 +139,25 @@ fn divergence(
 fn divergence_of_logits(slot: RowSlot, base: u32, has_b: bool, c_pp: f32, c_pq: f32) {
     var acc = pair_empty();
     if slot.live {
-        for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
-            let next = j + 1u < params.cols;
-            let x = load_a2(base + j, next);
-            var y = vec2<f32>(0.0);
-            if has_b {
-                y = load_b2(base + j, next);
+        // two loops, so that the one without Q carries none of its state
+        if has_b {
+            for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
+                let next = j + 1u < params.cols;
+                let x = load_a2(base + j, next);
+                let y = load_b2(base + j, next);
+                acc = pair_push(acc, x.x, y.x, c_pp, c_pq, true);
+                if next {
+                    acc = pair_push(acc, x.y, y.y, c_pp, c_pq, true);
+                }
             }
-            acc = pair_push(acc, x.x, y.x, c_pp, c_pq, has_b);
-            if next {
-                acc = pair_push(acc, x.y, y.y, c_pp, c_pq, has_b);
+        } else {
+            for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
+                let next = j + 1u < params.cols;
+                let x = load_a2(base + j, next);
+                acc = pair_push(acc, x.x, 0.0, c_pp, 0.0, false);
+                if next {
+                    acc = pair_push(acc, x.y, 0.0, c_pp, 0.0, false);
+                }
             }
         }
     }

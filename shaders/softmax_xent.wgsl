@@ -158,7 +158,7 @@ fn softmax_xent(
         if s > 0.0 {
             w_total = weight_total(slot);
         }
-        if GRAD_IN_PLACE {
+        if GRAD_IN_PLACE && LANES > 1u {
             storageBarrier();
         }
         let label_state = select(select(2u, 1u, in_range), 0u, ignored);

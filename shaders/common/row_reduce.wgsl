@@ -39,6 +39,11 @@ fn group_live(wid: vec3<u32>, nwg: vec3<u32>) -> bool {
 }
 
 fn row_stats(slot: RowSlot, st: RowStats) -> RowStats {
+    if LANES == 1u {
+        // one invocation per row: nothing to merge, and no barrier (an override constant,
+        // so the branch is resolved when the pipeline is built)
+        return RowStats(st.m, st.s, st.arg, st.cls, log(st.s));
+    }
     sh_x[slot.t] = st.m;
     sh_y[slot.t] = st.s;
     sh_u[slot.t] = st.arg;
@@ -66,6 +71,9 @@ fn row_stats(slot: RowSlot, st: RowStats) -> RowStats {
 
 // A sum and an OR of flag bits over the row's lanes.
 fn row_sum(slot: RowSlot, v: SumFlags) -> SumFlags {
+    if LANES == 1u {
+        return v;
+    }
     sh_x[slot.t] = v.sum;
     sh_u[slot.t] = v.flags;
     workgroupBarrier();
