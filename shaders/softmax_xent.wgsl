@@ -3,8 +3,8 @@
 //   nll_i  = lse_i − x_i,y          (never log(softmax)[y])
 //   loss_i = (1−s)·w_y·nll_i + (s/K)·Σ_j w_j·(lse_i − x_ij)      w ≡ 1 without weights
 //
-// One online pass gives lse and the argmax; the smoothing sum (s > 0 only) re-reads the
-// row. A term whose coefficient is 0 contributes 0. Rows labelled ignore_index are 0
+// One online pass gives lse, the argmax and (s > 0 only) the smoothing sum, kept
+// against the lane's running max. A term whose coefficient is 0 contributes 0. Rows labelled ignore_index are 0
 // with weight 0; any other label outside [0, cols) is reported in status[0].
 // Bindings: a = logits, labels, class_weights (FLAG_WEIGHTS); out_rows[row] = loss;
 // out_aux[2 row] = argmax, out_aux[2 row + 1] = bits of w_y (the mean's denominator).
@@ -93,23 +93,36 @@ fn ce_row_weights(
     }
 }
 
-// Σ_j w_j·(lse − x_j) over the lane's columns; -inf logits with w_j > 0 are +inf.
-fn smoothing_sum(slot: RowSlot, base: u32, st: RowStats) -> SumFlags {
-    var acc = SumFlags(0.0, 0u);
-    if slot.live {
-        for (var j = slot.lane; j < params.cols; j += LANES) {
-            let w = class_weight(j);
-            if w != 0.0 {
-                let x = load_a(base + j);
-                if classify(x) == CLASS_NEG_INF {
-                    acc.flags |= select(SUM_NEG_INF, SUM_POS_INF, w > 0.0);
-                } else {
-                    acc.sum -= w * log_softmax_of(st, x);
-                }
-            }
-        }
+// The smoothing sum Σ_j w_j·(lse − x_j) = W·log s − Σ_j w_j·(x_j − m) over the finite x_j,
+// in the online pass: v = Σ w_j·(x_j − m) against the lane's running max m (a rise of δ
+// shifts it by −δ·W), W = Σ w_j over the same j. A -inf logit with w_j ≠ 0 is ±inf.
+struct Smoothing {
+    v: f32,
+    w: f32,
+    flags: u32,
+}
+
+fn smoothing_push(acc: Smoothing, x: f32, m_old: f32, m_new: f32, j: u32) -> Smoothing {
+    var r = acc;
+    // m_old is the sentinel until a finite logit is seen, and then v and W are 0
+    r.v = select(r.v - (m_new - m_old) * r.w, r.v, m_old == F32_MAX_NEG);
+    let w = class_weight(j);
+    let c = classify(x);
+    if c == CLASS_FINITE {
+        r.v += w * (x - m_new);
+        r.w += w;
+    } else if c == CLASS_NEG_INF && w != 0.0 {
+        r.flags |= select(SUM_NEG_INF, SUM_POS_INF, w > 0.0);
     }
-    return row_sum(slot, acc);
+    return r;
+}
+
+// The row's smoothing sum from each lane's part, moved to the row's max `st.m`.
+fn smoothing_row(slot: RowSlot, acc: Smoothing, m_lane: f32, st: RowStats) -> SumFlags {
+    let v = select(acc.v - (st.m - m_lane) * acc.w, 0.0, m_lane == F32_MAX_NEG);
+    let total = row_sum(slot, SumFlags(v, acc.flags));
+    let w = row_sum(slot, SumFlags(acc.w, 0u)).sum;
+    return SumFlags(w * st.log_s - total.sum, total.flags);
 }
 
 @compute @workgroup_size(WG)
@@ -123,23 +136,41 @@ fn softmax_xent(
     }
     let slot = row_slot(t, wid, nwg);
     let base = slot.row * params.cols;
+    let s = params.smoothing;
     var st = stats_empty();
+    var sm = Smoothing(0.0, 0.0, 0u);
     if slot.live {
-        for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
-            let next = j + 1u < params.cols;
-            let x = load_a2(base + j, next);
-            st = stats_push(st, x.x, j);
-            if next {
-                st = stats_push(st, x.y, j + 1u);
+        // two loops, so that the one without smoothing carries none of its state
+        if s > 0.0 {
+            for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
+                let next = j + 1u < params.cols;
+                let x = load_a2(base + j, next);
+                var m = st.m;
+                st = stats_push(st, x.x, j);
+                sm = smoothing_push(sm, x.x, m, st.m, j);
+                if next {
+                    m = st.m;
+                    st = stats_push(st, x.y, j + 1u);
+                    sm = smoothing_push(sm, x.y, m, st.m, j + 1u);
+                }
+            }
+        } else {
+            for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
+                let next = j + 1u < params.cols;
+                let x = load_a2(base + j, next);
+                st = stats_push(st, x.x, j);
+                if next {
+                    st = stats_push(st, x.y, j + 1u);
+                }
             }
         }
     }
+    let m_lane = st.m;
     st = row_stats(slot, st);
     let ok = stats_ok(st);
-    let s = params.smoothing;
     var smoothing_terms = SumFlags(0.0, 0u);
     if s > 0.0 {
-        smoothing_terms = smoothing_sum(slot, base, st);
+        smoothing_terms = smoothing_row(slot, sm, m_lane, st);
     }
     // every lane reads the label and x_y before an in-place gradient overwrites the row
     var label = 0;
