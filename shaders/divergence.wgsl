@@ -7,8 +7,9 @@
 //
 // P (input a) and Q (input b) are each probabilities or logits (FLAG_P_LOGITS,
 // FLAG_Q_LOGITS). For logits, log p_j = (x_j − m) − log s is exact where log(softmax) is not.
-// P as logits (and Q, if bound, too) is one pass over the inputs (PairStats); otherwise a
-// logits side gets an online lse pass first, then every side is read once more.
+// P as logits (and Q, if bound, too) is one pass over the inputs (PairStats), and so is P
+// as probabilities with Q as logits (ProbsOverLogits); P as logits with Q as probabilities
+// gets an online lse pass over P first, then both are read once more.
 // p_j = 0 contributes 0; p_j > 0 with q_j = 0 is +inf. Negative or NaN probabilities
 // are reported in status[1]. Bindings: a, b; out_rows[row] = value.
 //
@@ -82,6 +83,10 @@ fn divergence(
     let c_pq = select(0.0, 1.0, has_flag(FLAG_TERM_PLOGQ));
     if p_logits && (q_logits || !has_b) {
         divergence_of_logits(slot, base, has_b, c_pp, c_pq);
+        return;
+    }
+    if !p_logits && has_b && q_logits {
+        divergence_of_probs(slot, base, c_pp, c_pq);
         return;
     }
     var sp = stats_empty();
@@ -168,6 +173,73 @@ fn divergence_of_logits(slot: RowSlot, base: u32, has_b: bool, c_pp: f32, c_pq: 
         grad_q(slot, base, r.p, stats_ok(r.p), r.q, stats_ok(r.q), 1.0);
     } else if GRAD_OF == 1u {
         grad_p(slot, base, r.p, stats_ok(r.p), value);
+    }
+}
+
+// Σ_j p_j·(c_p·log p_j − c_q·log q_j) for P as probabilities and Q as logits y, in one
+// pass: the online (m, s) of y and v = Σ_j p_j·(c_p·log p_j − c_q·(y_j − m)) over the
+// p_j > 0 with y_j finite, shifted by c_q·ε·mass when m rises by ε (mass = Σ of those p_j).
+// The sum is v + c_q·mass·log s.
+struct ProbsOverLogits {
+    q: RowStats,
+    v: f32,
+    mass: f32,     // Σ p_j over the terms of v
+    total: f32,    // Σ p_j over the valid p_j (the gradient's Σ_k p_k)
+    flags: u32,
+    invalid: bool, // a negative, NaN or +inf probability
+}
+
+fn probs_push(acc: ProbsOverLogits, p: f32, y: f32, c_p: f32, c_q: f32) -> ProbsOverLogits {
+    var r = acc;
+    let m = r.q.m;
+    r.q = stats_push(r.q, y, 0u);
+    // mass == 0: no terms yet, and m may still be the sentinel
+    r.v = select(r.v, r.v + c_q * (r.q.m - m) * r.mass, r.mass != 0.0);
+    let cp = classify(p);
+    if cp == CLASS_NAN || cp == CLASS_POS_INF || p < 0.0 {
+        r.invalid = true;
+        r.flags |= SUM_NAN;
+    } else if p > 0.0 {
+        r.total += p;
+        let cy = classify(y);
+        if cy == CLASS_FINITE {
+            r.v += p * (c_p * log(p) - c_q * (y - r.q.m));
+            r.mass += p;
+        } else if cy == CLASS_NEG_INF {
+            r.flags |= SUM_POS_INF;
+        }
+    }
+    return r;
+}
+
+fn divergence_of_probs(slot: RowSlot, base: u32, c_pp: f32, c_pq: f32) {
+    var acc = ProbsOverLogits(stats_empty(), 0.0, 0.0, 0.0, 0u, false);
+    if slot.live {
+        for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
+            let next = j + 1u < params.cols;
+            let p = load_a2(base + j, next);
+            let y = load_b2(base + j, next);
+            acc = probs_push(acc, p.x, y.x, c_pp, c_pq);
+            if next {
+                acc = probs_push(acc, p.y, y.y, c_pp, c_pq);
+            }
+        }
+    }
+    if acc.invalid {
+        report_bad_value(slot.row);
+    }
+    let q = row_stats(slot, acc.q);
+    let v = select(acc.v, acc.v + c_pq * (q.m - acc.q.m) * acc.mass, acc.mass != 0.0);
+    let sum = row_sum(slot, SumFlags(v, acc.flags));
+    let mass = row_sum(slot, SumFlags(acc.mass, 0u)).sum;
+    var value = nan();
+    if stats_ok(q) {
+        value = sum_value(SumFlags(sum.sum + c_pq * mass * q.log_s, sum.flags));
+    }
+    write_row(slot, value);
+    if GRAD_OF == 2u {
+        let total = row_sum(slot, SumFlags(acc.total, 0u)).sum;
+        grad_q(slot, base, stats_empty(), true, q, stats_ok(q), total);
     }
 }
 
