@@ -120,6 +120,10 @@ struct PairRow {
 fn pair_row(slot: RowSlot, acc: PairStats, c_p: f32, c_q: f32) -> PairRow {
     let p = row_stats(slot, acc.p);
     let q = row_stats(slot, acc.q);
+    if LANES == 1u {
+        // the lane's maxima are the row's: nothing to move (and no exp per row)
+        return PairRow(p, q, SumFlags(acc.t, acc.flags));
+    }
     let moved = pair_moved(acc, p.m - acc.p.m, q.m - acc.q.m, c_p, c_q);
     return PairRow(p, q, row_sum(slot, SumFlags(moved, acc.flags)));
 }
