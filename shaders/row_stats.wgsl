@@ -4,7 +4,8 @@
 //
 // Online (m, s) pairs per lane, merged in a fixed tree (common/row_reduce.wgsl).
 // Bindings: a = logits [rows, cols]; out_rows[row] = max or lse; row_max also writes
-// the argmax to out_aux[2 row]. Dispatch: a 2-D grid of ceil(rows / (WG / LANES)) groups.
+// the argmax to out_aux[2 row]. Rows split across workgroups take row_part, then
+// logsumexp_merge or row_max_merge. Dispatch: a 2-D grid of ceil(rows / (WG / LANES)) groups.
 
 fn scan_row(slot: RowSlot) -> RowStats {
     var st = stats_empty();
@@ -32,8 +33,7 @@ fn logsumexp(
         return;
     }
     let slot = row_slot(t, wid, nwg);
-    let st = scan_row(slot);
-    write_row(slot, stats_lse(st));
+    write_row(slot, stats_lse(scan_row(slot)));
 }
 
 @compute @workgroup_size(WG)
@@ -46,7 +46,10 @@ fn row_max(
         return;
     }
     let slot = row_slot(t, wid, nwg);
-    let st = scan_row(slot);
+    write_max(slot, scan_row(slot));
+}
+
+fn write_max(slot: RowSlot, st: RowStats) {
     var v = st.m;
     if st.cls == CLASS_NAN {
         v = nan();
@@ -58,5 +61,58 @@ fn row_max(
     write_row(slot, v);
     if slot.live && slot.lane == 0u {
         out_aux[params.aux_base + 2u * slot.row] = st.arg;
+    }
+}
+
+// Split rows (common/row_reduce.wgsl): the stats of one part of a row.
+@compute @workgroup_size(WG)
+fn row_part(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    if !group_live(wid, nwg) {
+        return;
+    }
+    let slot = row_slot(t, wid, nwg);
+    let part = part_of(slot);
+    var st = stats_empty();
+    if slot.live {
+        let base = part.row * params.cols;
+        for (var j = part.start + 2u * slot.lane; j < part.end; j += 2u * LANES) {
+            let next = j + 1u < part.end;
+            let x = load_a2(base + j, next);
+            st = stats_push(st, x.x, j);
+            if next {
+                st = stats_push(st, x.y, j + 1u);
+            }
+        }
+    }
+    write_part_stats(slot, row_stats(slot, st));
+}
+
+// Split rows: a row's parts merged (one invocation per row), then as logsumexp.
+@compute @workgroup_size(WG)
+fn logsumexp_merge(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let slot = row_slot(t, wid, nwg);
+    if slot.live {
+        write_row(slot, stats_lse(merged_parts(slot.row)));
+    }
+}
+
+// Split rows: a row's parts merged, then as row_max.
+@compute @workgroup_size(WG)
+fn row_max_merge(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let slot = row_slot(t, wid, nwg);
+    if slot.live {
+        write_max(slot, merged_parts(slot.row));
     }
 }

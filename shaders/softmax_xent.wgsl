@@ -4,8 +4,10 @@
 //   loss_i = (1−s)·w_y·nll_i + (s/K)·Σ_j w_j·(lse_i − x_ij)      w ≡ 1 without weights
 //
 // One online pass gives lse, the argmax and (s > 0 only) the smoothing sum, kept
-// against the lane's running max. A term whose coefficient is 0 contributes 0. Rows labelled ignore_index are 0
-// with weight 0; any other label outside [0, cols) is reported in status[0].
+// against the lane's running max. A term whose coefficient is 0 contributes 0. Rows
+// labelled ignore_index are 0 with weight 0; any other label outside [0, cols) is
+// reported in status[0]. Rows split across workgroups take softmax_xent_part, then
+// softmax_xent_merge (no gradient).
 // Bindings: a = logits, labels, class_weights (FLAG_WEIGHTS); out_rows[row] = loss;
 // out_aux[2 row] = argmax, out_aux[2 row + 1] = bits of w_y (the mean's denominator).
 //
@@ -117,12 +119,113 @@ fn smoothing_push(acc: Smoothing, x: f32, m_old: f32, m_new: f32, j: u32) -> Smo
     return r;
 }
 
-// The row's smoothing sum from each lane's part, moved to the row's max `st.m`.
-fn smoothing_row(slot: RowSlot, acc: Smoothing, m_lane: f32, st: RowStats) -> SumFlags {
-    let v = select(acc.v - (st.m - m_lane) * acc.w, 0.0, m_lane == F32_MAX_NEG);
+// The lanes' smoothing parts moved to the row's (or a split part's) max `m` and summed.
+fn smoothing_lanes(slot: RowSlot, acc: Smoothing, m_lane: f32, m: f32) -> Smoothing {
+    let v = select(acc.v - (m - m_lane) * acc.w, 0.0, m_lane == F32_MAX_NEG);
     let total = row_sum(slot, SumFlags(v, acc.flags));
     let w = row_sum(slot, SumFlags(acc.w, 0u)).sum;
-    return SumFlags(w * st.log_s - total.sum, total.flags);
+    return Smoothing(total.sum, w, total.flags);
+}
+
+// The smoothing sum W·log s − v of a row's merged stats.
+fn smoothing_terms_of(sm: Smoothing, st: RowStats) -> SumFlags {
+    return SumFlags(sm.w * st.log_s - sm.v, sm.flags);
+}
+
+// One lane's online pass over columns [start, end) of the row at `base`.
+struct XentScan {
+    st: RowStats,
+    sm: Smoothing,
+}
+
+fn scan_xent(slot: RowSlot, base: u32, start: u32, end: u32) -> XentScan {
+    var st = stats_empty();
+    var sm = Smoothing(0.0, 0.0, 0u);
+    if slot.live {
+        // two loops, so that the one without smoothing carries none of its state
+        if params.smoothing > 0.0 {
+            for (var j = start + 2u * slot.lane; j < end; j += 2u * LANES) {
+                let next = j + 1u < end;
+                let x = load_a2(base + j, next);
+                var m = st.m;
+                st = stats_push(st, x.x, j);
+                sm = smoothing_push(sm, x.x, m, st.m, j);
+                if next {
+                    m = st.m;
+                    st = stats_push(st, x.y, j + 1u);
+                    sm = smoothing_push(sm, x.y, m, st.m, j + 1u);
+                }
+            }
+        } else {
+            for (var j = start + 2u * slot.lane; j < end; j += 2u * LANES) {
+                let next = j + 1u < end;
+                let x = load_a2(base + j, next);
+                st = stats_push(st, x.x, j);
+                if next {
+                    st = stats_push(st, x.y, j + 1u);
+                }
+            }
+        }
+    }
+    return XentScan(st, sm);
+}
+
+// A row's label and target logit (read before an in-place gradient overwrites the row).
+struct Target {
+    label: i32,
+    ignored: bool,
+    in_range: bool,
+    y: u32,
+    xy: f32,
+}
+
+fn read_target(slot: RowSlot, base: u32) -> Target {
+    var label = 0;
+    if slot.live {
+        label = labels[params.label_base + slot.row];
+    }
+    let ignored = has_flag(FLAG_IGNORE) && label == params.ignore_index;
+    let in_range = label >= 0 && u32(label) < params.cols;
+    let y = select(0u, u32(label), in_range);
+    var xy = 0.0;
+    if slot.live && in_range && !ignored {
+        xy = load_a(base + y);
+    }
+    return Target(label, ignored, in_range, y, xy);
+}
+
+// The row's loss, argmax and weight (lane 0 of a live row).
+fn write_xent(slot: RowSlot, st: RowStats, smoothing_terms: SumFlags, goal: Target) {
+    let s = params.smoothing;
+    var loss = 0.0;
+    var weight = 0.0;
+    if !goal.ignored && !goal.in_range {
+        report_bad_label(slot.row);
+        loss = nan();
+    } else if !goal.ignored {
+        weight = class_weight(goal.y);
+        var terms = SumFlags(0.0, 0u);
+        if !stats_ok(st) {
+            terms.flags = SUM_NAN;
+        } else {
+            let c = (1.0 - s) * weight;
+            if c != 0.0 {
+                if classify(goal.xy) == CLASS_NEG_INF {
+                    terms.flags |= select(SUM_NEG_INF, SUM_POS_INF, c > 0.0);
+                } else {
+                    terms.sum = -c * log_softmax_of(st, goal.xy);
+                }
+            }
+            if s > 0.0 {
+                terms.sum += s / f32(params.cols) * smoothing_terms.sum;
+                terms.flags |= smoothing_terms.flags;
+            }
+        }
+        loss = sum_value(terms);
+    }
+    write_row(slot, loss);
+    out_aux[params.aux_base + 2u * slot.row] = st.arg;
+    out_aux[params.aux_base + 2u * slot.row + 1u] = bitcast<u32>(weight);
 }
 
 @compute @workgroup_size(WG)
@@ -137,53 +240,14 @@ fn softmax_xent(
     let slot = row_slot(t, wid, nwg);
     let base = slot.row * params.cols;
     let s = params.smoothing;
-    var st = stats_empty();
-    var sm = Smoothing(0.0, 0.0, 0u);
-    if slot.live {
-        // two loops, so that the one without smoothing carries none of its state
-        if s > 0.0 {
-            for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
-                let next = j + 1u < params.cols;
-                let x = load_a2(base + j, next);
-                var m = st.m;
-                st = stats_push(st, x.x, j);
-                sm = smoothing_push(sm, x.x, m, st.m, j);
-                if next {
-                    m = st.m;
-                    st = stats_push(st, x.y, j + 1u);
-                    sm = smoothing_push(sm, x.y, m, st.m, j + 1u);
-                }
-            }
-        } else {
-            for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
-                let next = j + 1u < params.cols;
-                let x = load_a2(base + j, next);
-                st = stats_push(st, x.x, j);
-                if next {
-                    st = stats_push(st, x.y, j + 1u);
-                }
-            }
-        }
-    }
-    let m_lane = st.m;
-    st = row_stats(slot, st);
+    let scan = scan_xent(slot, base, 0u, params.cols);
+    let st = row_stats(slot, scan.st);
     let ok = stats_ok(st);
     var smoothing_terms = SumFlags(0.0, 0u);
     if s > 0.0 {
-        smoothing_terms = smoothing_row(slot, sm, m_lane, st);
+        smoothing_terms = smoothing_terms_of(smoothing_lanes(slot, scan.sm, scan.st.m, st.m), st);
     }
-    // every lane reads the label and x_y before an in-place gradient overwrites the row
-    var label = 0;
-    if slot.live {
-        label = labels[params.label_base + slot.row];
-    }
-    let ignored = has_flag(FLAG_IGNORE) && label == params.ignore_index;
-    let in_range = label >= 0 && u32(label) < params.cols;
-    let y = select(0u, u32(label), in_range);
-    var xy = 0.0;
-    if slot.live && in_range && !ignored {
-        xy = load_a(base + y);
-    }
+    let goal = read_target(slot, base);
     if GRAD_OF != 0u {
         var w_total = 0.0;
         if s > 0.0 {
@@ -192,40 +256,64 @@ fn softmax_xent(
         if GRAD_IN_PLACE && LANES > 1u {
             storageBarrier();
         }
-        let label_state = select(select(2u, 1u, in_range), 0u, ignored);
-        write_grad(slot, base, st, ok, label_state, y, w_total);
+        let label_state = select(select(2u, 1u, goal.in_range), 0u, goal.ignored);
+        write_grad(slot, base, st, ok, label_state, goal.y, w_total);
     }
-    if !slot.live || slot.lane != 0u {
+    if slot.live && slot.lane == 0u {
+        write_xent(slot, st, smoothing_terms, goal);
+    }
+}
+
+// Split rows (common/row_reduce.wgsl): one part's stats, and its smoothing sum against
+// the part's max in words 5-7 of the record.
+@compute @workgroup_size(WG)
+fn softmax_xent_part(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    if !group_live(wid, nwg) {
         return;
     }
-
-    var loss = 0.0;
-    var weight = 0.0;
-    if !ignored && !in_range {
-        report_bad_label(slot.row);
-        loss = nan();
-    } else if !ignored {
-        weight = class_weight(y);
-        var terms = SumFlags(0.0, 0u);
-        if !ok {
-            terms.flags = SUM_NAN;
-        } else {
-            let c = (1.0 - s) * weight;
-            if c != 0.0 {
-                if classify(xy) == CLASS_NEG_INF {
-                    terms.flags |= select(SUM_NEG_INF, SUM_POS_INF, c > 0.0);
-                } else {
-                    terms.sum = -c * log_softmax_of(st, xy);
-                }
-            }
-            if s > 0.0 {
-                terms.sum += s / f32(params.cols) * smoothing_terms.sum;
-                terms.flags |= smoothing_terms.flags;
-            }
+    let slot = row_slot(t, wid, nwg);
+    let part = part_of(slot);
+    let scan = scan_xent(slot, part.row * params.cols, part.start, part.end);
+    let st = row_stats(slot, scan.st);
+    write_part_stats(slot, st);
+    if params.smoothing > 0.0 {
+        let sm = smoothing_lanes(slot, scan.sm, scan.st.m, st.m);
+        if slot.live && slot.lane == 0u {
+            let at = params.grad_base + slot.row * PART_WORDS;
+            grad[at + 5u] = sm.v;
+            grad[at + 6u] = sm.w;
+            grad[at + 7u] = f32(sm.flags);
         }
-        loss = sum_value(terms);
     }
-    write_row(slot, loss);
-    out_aux[params.aux_base + 2u * slot.row] = st.arg;
-    out_aux[params.aux_base + 2u * slot.row + 1u] = bitcast<u32>(weight);
+}
+
+// Split rows: a row's parts merged in order (one invocation per row), then as softmax_xent.
+@compute @workgroup_size(WG)
+fn softmax_xent_merge(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let slot = row_slot(t, wid, nwg);
+    if !slot.live {
+        return;
+    }
+    let st = merged_parts(slot.row);
+    var smoothing_terms = SumFlags(0.0, 0u);
+    if params.smoothing > 0.0 {
+        var sm = Smoothing(0.0, 0.0, 0u);
+        for (var part = 0u; part < params.parts; part++) {
+            let m = part_word(slot.row, part, 0u);
+            let w = part_word(slot.row, part, 6u);
+            sm.v += select(part_word(slot.row, part, 5u) - (st.m - m) * w, 0.0, m == F32_MAX_NEG);
+            sm.w += w;
+            sm.flags |= u32(part_word(slot.row, part, 7u));
+        }
+        smoothing_terms = smoothing_terms_of(sm, st);
+    }
+    write_xent(slot, st, smoothing_terms, read_target(slot, slot.row * params.cols));
 }

@@ -59,6 +59,16 @@ pub enum Kernel {
     Distill,
     /// The deterministic tree sum over rows (shaders/reduce.wgsl).
     Reduce,
+    /// Split rows, first dispatch: the stats of each part of a row (shaders/row_stats.wgsl).
+    RowPart,
+    /// Split rows, second dispatch: the parts merged into the log-sum-exp.
+    LogSumExpMerge,
+    /// Split rows, second dispatch: the parts merged into the max and argmax.
+    RowMaxMerge,
+    /// Split rows, first dispatch of cross-entropy: stats and smoothing sum of each part.
+    SoftmaxXentPart,
+    /// Split rows, second dispatch of cross-entropy: the parts merged into the loss.
+    SoftmaxXentMerge,
     /// Benchmark baseline: a copy of the input words (the roofline).
     Copy,
     /// Benchmark baseline: one workgroup per row, two passes (lse, or CE with labels).
@@ -67,7 +77,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, for validation and translation tests.
-    pub const ALL: [Kernel; 12] = [
+    pub const ALL: [Kernel; 17] = [
         Kernel::RowMax,
         Kernel::LogSumExp,
         Kernel::Softmax,
@@ -78,6 +88,11 @@ impl Kernel {
         Kernel::GaussianKl,
         Kernel::Distill,
         Kernel::Reduce,
+        Kernel::RowPart,
+        Kernel::LogSumExpMerge,
+        Kernel::RowMaxMerge,
+        Kernel::SoftmaxXentPart,
+        Kernel::SoftmaxXentMerge,
         Kernel::Copy,
         Kernel::NaiveXent,
     ];
@@ -95,6 +110,11 @@ impl Kernel {
             Kernel::GaussianKl => "gaussian_kl",
             Kernel::Distill => "distill",
             Kernel::Reduce => "reduce_sum",
+            Kernel::RowPart => "row_part",
+            Kernel::LogSumExpMerge => "logsumexp_merge",
+            Kernel::RowMaxMerge => "row_max_merge",
+            Kernel::SoftmaxXentPart => "softmax_xent_part",
+            Kernel::SoftmaxXentMerge => "softmax_xent_merge",
             Kernel::Copy => "copy_words",
             Kernel::NaiveXent => "naive_xent",
         }
@@ -103,9 +123,13 @@ impl Kernel {
     /// The composed WGSL for inputs of `dtype` (the reduction has one source).
     pub fn source(self, dtype: DType) -> &'static str {
         let family = match self {
-            Kernel::RowMax | Kernel::LogSumExp => row_sources!("row_stats.wgsl"),
+            Kernel::RowMax | Kernel::LogSumExp | Kernel::RowPart | Kernel::LogSumExpMerge | Kernel::RowMaxMerge => {
+                row_sources!("row_stats.wgsl")
+            }
             Kernel::Softmax => row_sources!("softmax.wgsl"),
-            Kernel::SoftmaxXent | Kernel::CeRowWeights => row_sources!("softmax_xent.wgsl"),
+            Kernel::SoftmaxXent | Kernel::CeRowWeights | Kernel::SoftmaxXentPart | Kernel::SoftmaxXentMerge => {
+                row_sources!("softmax_xent.wgsl")
+            }
             Kernel::Divergence => row_sources!("divergence.wgsl"),
             Kernel::BinaryXent => row_sources!("binary_xent.wgsl"),
             Kernel::GaussianKl => row_sources!("gaussian_kl.wgsl"),
@@ -161,8 +185,10 @@ pub struct RowParams {
     pub grad_scale: f32,
     /// The gradient's divisor: rows, 1, or the device-side Σ w_y copied in.
     pub grad_denominator: f32,
-    /// Padding to a multiple of 16 bytes.
-    pub _pad: [u32; 2],
+    /// Split rows ([`crate::plan::row_parts`]): parts per row, 0 or 1 when not split.
+    pub parts: u32,
+    /// Split rows: columns per part (even).
+    pub part_cols: u32,
 }
 
 /// Flag bits of [`RowParams::flags`] (`FLAG_*` in params.wgsl).
@@ -341,6 +367,12 @@ impl Kernels {
     /// The device the kernels compile for.
     pub fn device(&self) -> &wgpu::Device {
         &self.device
+    }
+
+    /// Parts each of `rows` rows of `cols` columns is split into ([`crate::plan::row_parts`];
+    /// 1: not split).
+    pub fn row_parts(&self, rows: u64, cols: u64) -> u64 {
+        crate::plan::row_parts(rows, cols, self.cpu_layout)
     }
 
     /// Workgroup size and lanes per row of the row kernels for `cols` columns on this device

@@ -118,6 +118,30 @@ pub fn row_layout(cols: u64, wg: u32, max_wg: u32, step_cap: Option<u64>, cpu: b
     (wg.max(lanes), lanes)
 }
 
+/// Row-kernel workgroups a GPU should have to run at once before rows are split.
+pub const SPLIT_GROUPS: u64 = 1024;
+
+/// Columns one part of a split row spans at least.
+pub const PART_MIN_COLS: u64 = 4096;
+
+/// Parts each row is split into (1: not split) so that few, very long rows still give a
+/// GPU [`SPLIT_GROUPS`] workgroups: [64, 1048576] is 64 rows, one workgroup each
+/// unsplit, which leaves most of a large GPU idle. Each part writes a partial
+/// (max, sum-exp, argmax) that a second dispatch merges in a fixed order. CPU adapters
+/// (`cpu`) run a few workgroups at a time and are never split.
+pub fn row_parts(rows: u64, cols: u64, cpu: bool) -> u64 {
+    if cpu || rows >= SPLIT_GROUPS {
+        return 1;
+    }
+    SPLIT_GROUPS.div_ceil(rows.max(1)).min(cols / PART_MIN_COLS).max(1)
+}
+
+/// Columns per part of a row split into `parts`: even, so that a half-precision pair
+/// never straddles two parts.
+pub fn part_cols(cols: u64, parts: u64) -> u64 {
+    cols.div_ceil(parts.max(1)).next_multiple_of(2)
+}
+
 /// Element counts of each level of the tree reduction of `n` values, down to 1.
 pub fn reduce_levels(n: u64) -> Vec<u64> {
     let mut levels = vec![n];
@@ -220,6 +244,22 @@ mod tests {
         assert_eq!(row_layout(1 << 30, 8, 256, cap, true), (256, 256));
         assert_eq!(row_layout(1 << 22, 64, 1024, cap, false), (256, 256));
         assert_eq!(row_layout(4096, 64, 1024, cap, false), (64, 64));
+    }
+
+    #[test]
+    fn split_rows() {
+        assert_eq!(row_parts(8192, 4096, false), 1);
+        assert_eq!(row_parts(512, 65536, false), 2);
+        assert_eq!(row_parts(64, 1 << 20, false), 16);
+        assert_eq!(row_parts(1, 1 << 20, false), 256);
+        assert_eq!(row_parts(1, 4095, false), 1);
+        assert_eq!(row_parts(64, 1 << 20, true), 1);
+        for (cols, parts) in [(1u64 << 20, 16u64), (65537, 2), (12345, 3), (8191, 1)] {
+            let span = part_cols(cols, parts);
+            assert_eq!(span % 2, 0);
+            assert!(span * parts >= cols);
+            assert!(span * (parts - 1) < cols, "every part holds a column");
+        }
     }
 
     #[test]

@@ -473,6 +473,37 @@ fn a_million_columns() {
     }
 }
 
+/// Few rows of many columns, which GPU layouts split across workgroups (partials merged
+/// in a second dispatch; `XENT_ROW_LAYOUT=gpu` runs them here): odd columns (half
+/// pairs across words), a part that is all -inf, a NaN in one part, the row's max tied
+/// in two parts (the argmax is the first), smoothing and weights, f16 and f32.
+#[test]
+fn split_rows() {
+    let ops = [
+        Op::RowMax,
+        Op::Lse,
+        Op::Ce { ignore: true, weights: true, smoothing: 0.1 },
+        Op::Ce { ignore: false, weights: false, smoothing: 0.0 },
+    ];
+    for (k, op) in ops.iter().enumerate() {
+        for &(rows, cols) in &[(2usize, 65_537usize), (5, 40_000), (1, 8_192)] {
+            let mut case = Case::new(18_000 + k as u64 + cols as u64, rows, cols, 5.0);
+            // row 0: a part's worth of -inf; row 1: one NaN late in the row; the last
+            // row: its max twice, in the first and the last part
+            case.logits[100..100 + 5_000].fill(f32::NEG_INFINITY);
+            if rows > 1 {
+                case.logits[cols + cols - 7] = f32::NAN;
+            }
+            let last = &mut case.logits[(rows - 1) * cols..];
+            last[3] = 50.0;
+            last[cols - 2] = 50.0;
+            for dtype in [DType::F32, DType::F16] {
+                check("split", *op, &case, dtype, 2e-5, 2e-5);
+            }
+        }
+    }
+}
+
 /// Rows long enough that one loop per lane would pass 65,535 iterations, where llvmpipe
 /// silently stops a shader's loops: the layout gives such rows more lanes.
 #[test]

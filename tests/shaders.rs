@@ -142,8 +142,8 @@ fn row_params_match_the_wgsl_struct() {
         ("grad_base", std::mem::offset_of!(RowParams, grad_base)),
         ("grad_scale", std::mem::offset_of!(RowParams, grad_scale)),
         ("grad_denominator", std::mem::offset_of!(RowParams, grad_denominator)),
-        ("_pad0", std::mem::offset_of!(RowParams, _pad)),
-        ("_pad1", std::mem::offset_of!(RowParams, _pad) + 4),
+        ("parts", std::mem::offset_of!(RowParams, parts)),
+        ("part_cols", std::mem::offset_of!(RowParams, part_cols)),
     ];
     let rust: Vec<(String, u32)> = rust.iter().map(|&(n, o)| (n.to_string(), o as u32)).collect();
     assert_eq!(fields, rust);

@@ -24,8 +24,8 @@ struct RowParams {
     grad_base: u32,     // gradient output (common/grad.wgsl)
     grad_scale: f32,
     grad_denominator: f32,
-    _pad0: u32,
-    _pad1: u32,
+    parts: u32,         // split rows (common/row_reduce.wgsl): parts per row
+    part_cols: u32,     // and columns per part (even)
 }
 
 const FLAG_IGNORE: u32 = 1u;        // ignore_index is set

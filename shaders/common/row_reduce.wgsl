@@ -127,3 +127,55 @@ fn pair_row(slot: RowSlot, acc: PairStats, c_p: f32, c_q: f32) -> PairRow {
     let moved = pair_moved(acc, p.m - acc.p.m, q.m - acc.q.m, c_p, c_q);
     return PairRow(p, q, row_sum(slot, SumFlags(moved, acc.flags)));
 }
+
+// Split rows (few rows of very many columns, on GPUs): a first dispatch gives each
+// (row, part) unit its own lanes (the row layout over params.rows = rows · parts units);
+// the unit scans columns [part · part_cols, min(cols, (part + 1) · part_cols)) and writes
+// a partial record of PART_WORDS words to the `grad` binding (split rows take no
+// gradient). A second dispatch, one invocation per row, merges a row's parts in order.
+const PART_WORDS: u32 = 8u;
+
+struct PartSlot {
+    row: u32,
+    start: u32,   // first column of the part
+    end: u32,     // one past its last
+}
+
+fn part_of(slot: RowSlot) -> PartSlot {
+    let part = slot.row % params.parts;
+    let start = part * params.part_cols;
+    return PartSlot(slot.row / params.parts, start, min(params.cols, start + params.part_cols));
+}
+
+// The part's stats as words 0-4 of its record (lane 0 of the unit writes). Integers go
+// as exact f32 values of 16 bits at most: a bitcast word could be a NaN pattern, which a
+// backend may canonicalise on the way through a float.
+fn write_part_stats(slot: RowSlot, st: RowStats) {
+    if slot.live && slot.lane == 0u {
+        let at = params.grad_base + slot.row * PART_WORDS;
+        grad[at] = st.m;
+        grad[at + 1u] = st.s;
+        grad[at + 2u] = f32(st.arg & 0xffffu);
+        grad[at + 3u] = f32(st.arg >> 16u);
+        grad[at + 4u] = f32(st.cls);
+    }
+}
+
+fn part_word(row: u32, part: u32, word: u32) -> f32 {
+    return grad[params.grad_base + (row * params.parts + part) * PART_WORDS + word];
+}
+
+fn part_stats(row: u32, part: u32) -> RowStats {
+    let arg = u32(part_word(row, part, 2u)) | (u32(part_word(row, part, 3u)) << 16u);
+    return RowStats(part_word(row, part, 0u), part_word(row, part, 1u), arg, u32(part_word(row, part, 4u)), 0.0);
+}
+
+// A row's parts merged in order, log s set.
+fn merged_parts(row: u32) -> RowStats {
+    var st = part_stats(row, 0u);
+    for (var part = 1u; part < params.parts; part++) {
+        st = stats_merge(st, part_stats(row, part));
+    }
+    st.log_s = log(st.s);
+    return st;
+}

@@ -169,16 +169,23 @@ pub fn encode_rows_timed(
     b: &RowBindings,
     timestamps: Option<wgpu::ComputePassTimestampWrites>,
 ) -> Result<()> {
-    let prepared = prepare_rows(kernels, d, b)?;
+    let prepared = prepare(kernels, d, b)?;
     if let Some(src) = d.grad_denominator {
         let field = std::mem::offset_of!(RowParams, grad_denominator) as u64;
-        encoder.copy_buffer_to_buffer(src, 0, &prepared.uniform, field, 4);
+        encoder.copy_buffer_to_buffer(src, 0, &prepared[0].uniform, field, 4);
     }
-    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-        label: Some(d.kernel.entry()),
-        timestamp_writes: timestamps,
-    });
-    prepared.dispatch(&mut pass);
+    let last = prepared.len() - 1;
+    for (i, p) in prepared.iter().enumerate() {
+        // split rows: the first pass starts the timing, the merge ends it
+        let timestamp_writes = timestamps.as_ref().map(|t| wgpu::ComputePassTimestampWrites {
+            query_set: t.query_set,
+            beginning_of_pass_write_index: t.beginning_of_pass_write_index.filter(|_| i == 0),
+            end_of_pass_write_index: t.end_of_pass_write_index.filter(|_| i == last),
+        });
+        let mut pass = encoder
+            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(d.kernel.entry()), timestamp_writes });
+        p.dispatch(&mut pass);
+    }
     Ok(())
 }
 
@@ -190,7 +197,9 @@ pub fn dispatch_rows(kernels: &Kernels, pass: &mut wgpu::ComputePass, d: &Dispat
             "a device-side denominator needs a copy, which a compute pass cannot hold".into(),
         ));
     }
-    prepare_rows(kernels, d, b)?.dispatch(pass);
+    for p in prepare(kernels, d, b)? {
+        p.dispatch(pass);
+    }
     Ok(())
 }
 
@@ -211,14 +220,53 @@ impl PreparedRows {
     }
 }
 
+/// The first and second kernels of a job whose rows are split ([`plan::row_parts`]).
+fn split_kernels(kernel: Kernel) -> Option<(Kernel, Kernel)> {
+    match kernel {
+        Kernel::LogSumExp => Some((Kernel::RowPart, Kernel::LogSumExpMerge)),
+        Kernel::RowMax => Some((Kernel::RowPart, Kernel::RowMaxMerge)),
+        Kernel::SoftmaxXent => Some((Kernel::SoftmaxXentPart, Kernel::SoftmaxXentMerge)),
+        _ => None,
+    }
+}
+
+/// The dispatch of `d`, or for split rows the part pass and the merge: the parts'
+/// records go to a buffer of their own, bound where a gradient would be (split rows take
+/// no gradient), and the merge passes read it after the part pass has written it.
+fn prepare(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Vec<PreparedRows>> {
+    let parts = kernels.row_parts(d.rows, d.cols);
+    let split = split_kernels(d.kernel).filter(|_| parts > 1 && d.grad == GradMode::default());
+    let Some((part_kernel, merge_kernel)) = split else {
+        return Ok(vec![prepare_rows(kernels, d, b)?]);
+    };
+    let size = 4 * u64::from(PART_WORDS) * d.rows * parts;
+    let partials = kernels.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("xent row parts"),
+        size,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    let bindings = RowBindings { grad: Bound { buffer: &partials, window: Window { offset: 0, size, base: 0 } }, ..*b };
+    let template = RowParams { parts: parts as u32, part_cols: plan::part_cols(d.cols, parts) as u32, ..*d.template };
+    let units = Dispatch { kernel: part_kernel, template: &template, rows: d.rows * parts, ..*d };
+    let rows = Dispatch { kernel: merge_kernel, template: &template, ..*d };
+    Ok(vec![prepare_rows(kernels, &units, &bindings)?, prepare_rows(kernels, &rows, &bindings)?])
+}
+
+/// Words of one part's record (`PART_WORDS` in shaders/common/row_reduce.wgsl).
+const PART_WORDS: u32 = 8;
+
 fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<PreparedRows> {
     let device = kernels.device();
     let Dispatch { kernel, template, dtype, rows, cols, row_offset, grad, .. } = *d;
     let max_wg = 1u32 << (31 - device.limits().max_compute_invocations_per_workgroup.max(1).leading_zeros());
     let (wg, lanes) = match kernel {
         Kernel::NaiveXent => (64.min(max_wg), 64.min(max_wg)),
-        // one invocation per row: it reads a label, not the row
-        Kernel::CeRowWeights => kernels.row_layout_for(1),
+        // one invocation per row: it reads a label (or merges parts), not the row
+        Kernel::CeRowWeights | Kernel::LogSumExpMerge | Kernel::RowMaxMerge | Kernel::SoftmaxXentMerge => {
+            kernels.row_layout_for(1)
+        }
+        Kernel::RowPart | Kernel::SoftmaxXentPart => kernels.row_layout_for(u64::from(template.part_cols)),
         _ => kernels.row_layout_for(cols),
     };
     let pipeline = kernels.pipeline_with_grad(kernel, dtype, wg, lanes, grad)?;
