@@ -15,8 +15,14 @@ fn copy_words(
     let slot = row_slot(t, wid, nwg);
     if slot.live {
         let base = slot.row * params.cols;
-        for (var j = slot.lane; j < params.cols; j += LANES) {
-            out_rows[params.out_base + base + j] = load_a(base + j);
+        // the column loop of the kernels it is the roofline of: pairs per step
+        for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
+            let next = j + 1u < params.cols;
+            let x = load_a2(base + j, next);
+            out_rows[params.out_base + base + j] = x.x;
+            if next {
+                out_rows[params.out_base + base + j + 1u] = x.y;
+            }
         }
     }
 }

@@ -42,40 +42,55 @@ fn binary_xent(
     let slot = row_slot(t, wid, nwg);
     let base = slot.row * params.cols;
     let logits = has_flag(FLAG_P_LOGITS);
-    var acc = SumFlags(0.0, 0u);
-    var invalid = false;
-    let c = grad_scale();
+    var acc = Bce(SumFlags(0.0, 0u), false);
     if slot.live {
-        for (var j = slot.lane; j < params.cols; j += LANES) {
-            let x = load_a(base + j);
-            let y = load_b(base + j);
-            let cx = classify(x);
-            if GRAD_OF == 1u {
-                store_grad(base + j, c * (sigmoid(x) - y));
-            }
-            if classify(y) != CLASS_FINITE || y < 0.0 || y > 1.0 {
-                invalid = true;
-                acc.flags |= SUM_NAN;
-            } else if !logits {
-                if cx != CLASS_FINITE || x < 0.0 || x > 1.0 {
-                    invalid = true;
-                    acc.flags |= SUM_NAN;
-                } else {
-                    acc.sum -= y * clamped_log(x) + (1.0 - y) * clamped_log(1.0 - x);
-                }
-            } else if cx == CLASS_NAN || cx == CLASS_POS_INF {
-                acc.flags |= SUM_NAN;
-            } else if cx == CLASS_NEG_INF {
-                if y > 0.0 {
-                    acc.flags |= SUM_POS_INF;
-                }
-            } else {
-                acc.sum += max(x, 0.0) - x * y + log1p(exp(-abs(x)));
+        for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
+            let next = j + 1u < params.cols;
+            let x = load_a2(base + j, next);
+            let y = load_b2(base + j, next);
+            acc = bce_term(acc, x.x, y.x, base + j, logits);
+            if next {
+                acc = bce_term(acc, x.y, y.y, base + j + 1u, logits);
             }
         }
     }
+    let invalid = acc.invalid;
     if invalid {
         report_bad_value(slot.row);
     }
-    write_row(slot, sum_value(row_sum(slot, acc)));
+    write_row(slot, sum_value(row_sum(slot, acc.sum)));
+}
+
+struct Bce {
+    sum: SumFlags,
+    invalid: bool,   // a target outside [0, 1], or a probability outside it
+}
+
+// One element's term (and its gradient, written at `i`).
+fn bce_term(acc: Bce, x: f32, y: f32, i: u32, logits: bool) -> Bce {
+    var r = acc;
+    let cx = classify(x);
+    if GRAD_OF == 1u {
+        store_grad(i, grad_scale() * (sigmoid(x) - y));
+    }
+    if classify(y) != CLASS_FINITE || y < 0.0 || y > 1.0 {
+        r.invalid = true;
+        r.sum.flags |= SUM_NAN;
+    } else if !logits {
+        if cx != CLASS_FINITE || x < 0.0 || x > 1.0 {
+            r.invalid = true;
+            r.sum.flags |= SUM_NAN;
+        } else {
+            r.sum.sum -= y * clamped_log(x) + (1.0 - y) * clamped_log(1.0 - x);
+        }
+    } else if cx == CLASS_NAN || cx == CLASS_POS_INF {
+        r.sum.flags |= SUM_NAN;
+    } else if cx == CLASS_NEG_INF {
+        if y > 0.0 {
+            r.sum.flags |= SUM_POS_INF;
+        }
+    } else {
+        r.sum.sum += max(x, 0.0) - x * y + log1p(exp(-abs(x)));
+    }
+    return r;
 }

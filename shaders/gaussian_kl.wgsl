@@ -18,19 +18,29 @@ fn gaussian_kl(
     let base = slot.row * params.cols;
     var acc = SumFlags(0.0, 0u);
     if slot.live {
-        for (var j = slot.lane; j < params.cols; j += LANES) {
-            let mu = load_a(base + j);
-            let lv = load_b(base + j);
-            let cm = classify(mu);
-            let cl = classify(lv);
-            if cm == CLASS_NAN || cl == CLASS_NAN {
-                acc.flags |= SUM_NAN;
-            } else if cm != CLASS_FINITE || cl != CLASS_FINITE {
-                acc.flags |= SUM_POS_INF;
-            } else {
-                acc.sum += -0.5 * (1.0 + lv - mu * mu - exp(lv));
+        for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
+            let next = j + 1u < params.cols;
+            let mu = load_a2(base + j, next);
+            let lv = load_b2(base + j, next);
+            acc = gaussian_term(acc, mu.x, lv.x);
+            if next {
+                acc = gaussian_term(acc, mu.y, lv.y);
             }
         }
     }
     write_row(slot, sum_value(row_sum(slot, acc)));
+}
+
+fn gaussian_term(acc: SumFlags, mu: f32, lv: f32) -> SumFlags {
+    var r = acc;
+    let cm = classify(mu);
+    let cl = classify(lv);
+    if cm == CLASS_NAN || cl == CLASS_NAN {
+        r.flags |= SUM_NAN;
+    } else if cm != CLASS_FINITE || cl != CLASS_FINITE {
+        r.flags |= SUM_POS_INF;
+    } else {
+        r.sum += -0.5 * (1.0 + lv - mu * mu - exp(lv));
+    }
+    return r;
 }
