@@ -5,6 +5,9 @@
 // Pass 1 is the online (m, s) scan; pass 2 re-reads the row and writes it. A row holding
 // NaN or +inf, or only -inf, is NaN in every column; a -inf element is 0 (log: -inf).
 // Bindings: a = logits; out_rows[row * cols + j] (relative to out_base) = y_ij.
+// Rows split across workgroups (common/row_reduce.wgsl) take three dispatches:
+// softmax_part (each part's stats), softmax_merge (a row's parts merged into its first
+// record) and softmax_write (each part's columns written from the merged stats).
 
 @compute @workgroup_size(WG)
 fn softmax(
@@ -56,4 +59,74 @@ fn softmax_of(st: RowStats, z: f32) -> f32 {
         y = nan();
     }
     return y;
+}
+
+// Split rows: the stats of one part of a row, at temperature.
+@compute @workgroup_size(WG)
+fn softmax_part(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    if !group_live(wid, nwg) {
+        return;
+    }
+    let slot = row_slot(t, wid, nwg);
+    let part = part_of(slot);
+    let inv_t = params.inv_temperature;
+    var st = stats_empty();
+    if slot.live {
+        let base = part.row * params.cols;
+        for (var j = part.start + 2u * slot.lane; j < part.end; j += 2u * LANES) {
+            let next = j + 1u < part.end;
+            let z = load_a2(base + j, next) * inv_t;
+            st = stats_push(st, z.x, j);
+            if next {
+                st = stats_push(st, z.y, j + 1u);
+            }
+        }
+    }
+    write_part_stats(slot, row_stats(slot, st));
+}
+
+// Split rows: a row's parts merged in order into the record of its first part (one
+// invocation per row).
+@compute @workgroup_size(WG)
+fn softmax_merge(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let slot = row_slot(t, wid, nwg);
+    if slot.live {
+        let st = merged_parts(slot.row);
+        // write_part_stats addresses unit `slot.row`: the row's first part is unit row · parts
+        write_part_stats(RowSlot(slot.row * params.parts, 0u, slot.t, true), st);
+    }
+}
+
+// Split rows: one part's columns, from the row's merged stats.
+@compute @workgroup_size(WG)
+fn softmax_write(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let slot = row_slot(t, wid, nwg);
+    if !slot.live {
+        return;
+    }
+    let part = part_of(slot);
+    var st = part_stats(part.row, 0u);
+    st.log_s = log(st.s);
+    let base = part.row * params.cols;
+    let out = params.out_base + base;
+    for (var j = part.start + 2u * slot.lane; j < part.end; j += 2u * LANES) {
+        let next = j + 1u < part.end;
+        let z = load_a2(base + j, next) * params.inv_temperature;
+        out_rows[out + j] = softmax_of(st, z.x);
+        if next {
+            out_rows[out + j + 1u] = softmax_of(st, z.y);
+        }
+    }
 }

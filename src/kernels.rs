@@ -65,6 +65,12 @@ pub enum Kernel {
     LogSumExpMerge,
     /// Split rows, second dispatch: the parts merged into the max and argmax.
     RowMaxMerge,
+    /// Split rows, first dispatch of softmax: the stats of each part (shaders/softmax.wgsl).
+    SoftmaxPart,
+    /// Split rows, second dispatch of softmax: a row's parts merged.
+    SoftmaxMerge,
+    /// Split rows, third dispatch of softmax: each part's columns written.
+    SoftmaxWrite,
     /// Split rows, first dispatch of cross-entropy: stats and smoothing sum of each part.
     SoftmaxXentPart,
     /// Split rows, second dispatch of cross-entropy: the parts merged into the loss.
@@ -77,7 +83,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, for validation and translation tests.
-    pub const ALL: [Kernel; 17] = [
+    pub const ALL: [Kernel; 20] = [
         Kernel::RowMax,
         Kernel::LogSumExp,
         Kernel::Softmax,
@@ -91,6 +97,9 @@ impl Kernel {
         Kernel::RowPart,
         Kernel::LogSumExpMerge,
         Kernel::RowMaxMerge,
+        Kernel::SoftmaxPart,
+        Kernel::SoftmaxMerge,
+        Kernel::SoftmaxWrite,
         Kernel::SoftmaxXentPart,
         Kernel::SoftmaxXentMerge,
         Kernel::Copy,
@@ -113,6 +122,9 @@ impl Kernel {
             Kernel::RowPart => "row_part",
             Kernel::LogSumExpMerge => "logsumexp_merge",
             Kernel::RowMaxMerge => "row_max_merge",
+            Kernel::SoftmaxPart => "softmax_part",
+            Kernel::SoftmaxMerge => "softmax_merge",
+            Kernel::SoftmaxWrite => "softmax_write",
             Kernel::SoftmaxXentPart => "softmax_xent_part",
             Kernel::SoftmaxXentMerge => "softmax_xent_merge",
             Kernel::Copy => "copy_words",
@@ -126,7 +138,9 @@ impl Kernel {
             Kernel::RowMax | Kernel::LogSumExp | Kernel::RowPart | Kernel::LogSumExpMerge | Kernel::RowMaxMerge => {
                 row_sources!("row_stats.wgsl")
             }
-            Kernel::Softmax => row_sources!("softmax.wgsl"),
+            Kernel::Softmax | Kernel::SoftmaxPart | Kernel::SoftmaxMerge | Kernel::SoftmaxWrite => {
+                row_sources!("softmax.wgsl")
+            }
             Kernel::SoftmaxXent | Kernel::CeRowWeights | Kernel::SoftmaxXentPart | Kernel::SoftmaxXentMerge => {
                 row_sources!("softmax_xent.wgsl")
             }

@@ -220,23 +220,27 @@ impl PreparedRows {
     }
 }
 
-/// The first and second kernels of a job whose rows are split ([`plan::row_parts`]).
-fn split_kernels(kernel: Kernel) -> Option<(Kernel, Kernel)> {
+/// The dispatches of a job whose rows are split ([`plan::row_parts`]), in order: each
+/// kernel, and whether it runs per (row, part) unit (else per row).
+fn split_kernels(kernel: Kernel) -> Option<&'static [(Kernel, bool)]> {
     match kernel {
-        Kernel::LogSumExp => Some((Kernel::RowPart, Kernel::LogSumExpMerge)),
-        Kernel::RowMax => Some((Kernel::RowPart, Kernel::RowMaxMerge)),
-        Kernel::SoftmaxXent => Some((Kernel::SoftmaxXentPart, Kernel::SoftmaxXentMerge)),
+        Kernel::LogSumExp => Some(&[(Kernel::RowPart, true), (Kernel::LogSumExpMerge, false)]),
+        Kernel::RowMax => Some(&[(Kernel::RowPart, true), (Kernel::RowMaxMerge, false)]),
+        Kernel::SoftmaxXent => Some(&[(Kernel::SoftmaxXentPart, true), (Kernel::SoftmaxXentMerge, false)]),
+        Kernel::Softmax => {
+            Some(&[(Kernel::SoftmaxPart, true), (Kernel::SoftmaxMerge, false), (Kernel::SoftmaxWrite, true)])
+        }
         _ => None,
     }
 }
 
-/// The dispatch of `d`, or for split rows the part pass and the merge: the parts'
-/// records go to a buffer of their own, bound where a gradient would be (split rows take
-/// no gradient), and the merge passes read it after the part pass has written it.
+/// The dispatch of `d`, or for split rows the part pass, the merge (and for softmax the
+/// write pass): the parts' records go to a buffer of their own, bound where a gradient
+/// would be (split rows take no gradient), and each pass reads what the one before wrote.
 fn prepare(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Vec<PreparedRows>> {
     let parts = kernels.row_parts(d.rows, d.cols);
     let split = split_kernels(d.kernel).filter(|_| parts > 1 && d.grad == GradMode::default());
-    let Some((part_kernel, merge_kernel)) = split else {
+    let Some(stages) = split else {
         return Ok(vec![prepare_rows(kernels, d, b)?]);
     };
     let size = 4 * u64::from(PART_WORDS) * d.rows * parts;
@@ -248,9 +252,13 @@ fn prepare(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Vec<Prepa
     });
     let bindings = RowBindings { grad: Bound { buffer: &partials, window: Window { offset: 0, size, base: 0 } }, ..*b };
     let template = RowParams { parts: parts as u32, part_cols: plan::part_cols(d.cols, parts) as u32, ..*d.template };
-    let units = Dispatch { kernel: part_kernel, template: &template, rows: d.rows * parts, ..*d };
-    let rows = Dispatch { kernel: merge_kernel, template: &template, ..*d };
-    Ok(vec![prepare_rows(kernels, &units, &bindings)?, prepare_rows(kernels, &rows, &bindings)?])
+    stages
+        .iter()
+        .map(|&(kernel, per_unit)| {
+            let rows = if per_unit { d.rows * parts } else { d.rows };
+            prepare_rows(kernels, &Dispatch { kernel, template: &template, rows, ..*d }, &bindings)
+        })
+        .collect()
 }
 
 /// Words of one part's record (`PART_WORDS` in shaders/common/row_reduce.wgsl).
@@ -263,10 +271,14 @@ fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Prep
     let (wg, lanes) = match kernel {
         Kernel::NaiveXent => (64.min(max_wg), 64.min(max_wg)),
         // one invocation per row: it reads a label (or merges parts), not the row
-        Kernel::CeRowWeights | Kernel::LogSumExpMerge | Kernel::RowMaxMerge | Kernel::SoftmaxXentMerge => {
-            kernels.row_layout_for(1)
+        Kernel::CeRowWeights
+        | Kernel::LogSumExpMerge
+        | Kernel::RowMaxMerge
+        | Kernel::SoftmaxMerge
+        | Kernel::SoftmaxXentMerge => kernels.row_layout_for(1),
+        Kernel::RowPart | Kernel::SoftmaxPart | Kernel::SoftmaxWrite | Kernel::SoftmaxXentPart => {
+            kernels.row_layout_for(u64::from(template.part_cols))
         }
-        Kernel::RowPart | Kernel::SoftmaxXentPart => kernels.row_layout_for(u64::from(template.part_cols)),
         _ => kernels.row_layout_for(cols),
     };
     let pipeline = kernels.pipeline_with_grad(kernel, dtype, wg, lanes, grad)?;
