@@ -77,7 +77,7 @@ fn distill(
             }
         }
     }
-    let pair = pair_row(slot, acc, 1.0, 1.0);
+    let pair = pair_row(slot, acc, 1.0, 1.0, true);
     let st_t = pair.p;
     let st_s = pair.q;
     var st_ce = st_s;

@@ -166,7 +166,7 @@ fn divergence_of_logits(slot: RowSlot, base: u32, has_b: bool, c_pp: f32, c_pq: 
             }
         }
     }
-    let r = pair_row(slot, acc, c_pp, c_pq);
+    let r = pair_row(slot, acc, c_pp, c_pq, has_b);
     let value = sum_value(pair_sum(r.p, r.q, r.t, c_pp, c_pq, has_b));
     write_row(slot, value);
     if GRAD_OF == 2u {

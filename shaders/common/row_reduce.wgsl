@@ -117,9 +117,12 @@ struct PairRow {
     t: SumFlags,
 }
 
-fn pair_row(slot: RowSlot, acc: PairStats, c_p: f32, c_q: f32) -> PairRow {
+fn pair_row(slot: RowSlot, acc: PairStats, c_p: f32, c_q: f32, with_q: bool) -> PairRow {
     let p = row_stats(slot, acc.p);
-    let q = row_stats(slot, acc.q);
+    var q = acc.q;
+    if with_q {
+        q = row_stats(slot, acc.q);
+    }
     if LANES == 1u {
         // the lane's maxima are the row's: nothing to move (and no exp per row)
         return PairRow(p, q, SumFlags(acc.t, acc.flags));
