@@ -6,7 +6,8 @@
 // The clamp at −100 is PyTorch's binary_cross_entropy; the logits form never
 // overflows. Targets outside [0, 1] and probabilities outside [0, 1] are reported in
 // status[1]. A NaN or +inf logit makes the row NaN; a -inf logit is probability 0.
-// Bindings: a = x, b = t; out_rows[row] = Σ_j loss_ij.
+// Bindings: a = x, b = t; out_rows[row] = Σ_j loss_ij. Rows split across workgroups
+// take binary_xent_part, then sum_merge (no gradient).
 //
 // Gradient with respect to logits (GRAD_OF = 1), in the same pass: σ(x) − t.
 
@@ -40,12 +41,34 @@ fn binary_xent(
         return;
     }
     let slot = row_slot(t, wid, nwg);
-    let base = slot.row * params.cols;
+    let acc = bce_scan(slot, slot.row, 0u, params.cols);
+    write_row(slot, sum_value(row_sum(slot, acc)));
+}
+
+// Split rows (common/row_reduce.wgsl): one part's sum; sum_merge adds the parts.
+@compute @workgroup_size(WG)
+fn binary_xent_part(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    if !group_live(wid, nwg) {
+        return;
+    }
+    let slot = row_slot(t, wid, nwg);
+    let part = part_of(slot);
+    write_part_sum(slot, row_sum(slot, bce_scan(slot, part.row, part.start, part.end)));
+}
+
+// One lane's terms (and gradient) over columns [start, end) of `row`; invalid values are
+// reported for the row.
+fn bce_scan(slot: RowSlot, row: u32, start: u32, end: u32) -> SumFlags {
+    let base = row * params.cols;
     let logits = has_flag(FLAG_P_LOGITS);
     var acc = Bce(SumFlags(0.0, 0u), false);
     if slot.live {
-        for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
-            let next = j + 1u < params.cols;
+        for (var j = start + 2u * slot.lane; j < end; j += 2u * LANES) {
+            let next = j + 1u < end;
             let x = load_a2(base + j, next);
             let y = load_b2(base + j, next);
             acc = bce_term(acc, x.x, y.x, base + j, logits);
@@ -54,11 +77,10 @@ fn binary_xent(
             }
         }
     }
-    let invalid = acc.invalid;
-    if invalid {
-        report_bad_value(slot.row);
+    if acc.invalid {
+        report_bad_value(row);
     }
-    write_row(slot, sum_value(row_sum(slot, acc.sum)));
+    return acc.sum;
 }
 
 struct Bce {

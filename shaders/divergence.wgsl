@@ -9,7 +9,9 @@
 // FLAG_Q_LOGITS). For logits, log p_j = (x_j − m) − log s is exact where log(softmax) is not.
 // P as logits (and Q, if bound, too) is one pass over the inputs (PairStats), and so is P
 // as probabilities with Q as logits (ProbsOverLogits); P as logits with Q as probabilities
-// gets an online lse pass over P first, then both are read once more.
+// gets an online lse pass over P first, then both are read once more. Rows split across
+// workgroups (P as logits, Q as logits or absent) take divergence_part, then
+// divergence_merge (no gradient).
 // p_j = 0 contributes 0; p_j > 0 with q_j = 0 is +inf. Negative or NaN probabilities
 // are reported in status[1]. Bindings: a, b; out_rows[row] = value.
 //
@@ -79,8 +81,9 @@ fn divergence(
     let p_logits = has_flag(FLAG_P_LOGITS);
     let q_logits = has_flag(FLAG_Q_LOGITS);
     let has_b = has_flag(FLAG_HAS_B);
-    let c_pp = select(0.0, select(1.0, -1.0, has_flag(FLAG_NEGATE)), has_flag(FLAG_TERM_PLOGP));
-    let c_pq = select(0.0, 1.0, has_flag(FLAG_TERM_PLOGQ));
+    let c = divergence_terms();
+    let c_pp = c.x;
+    let c_pq = c.y;
     if p_logits && (q_logits || !has_b) {
         divergence_of_logits(slot, base, has_b, c_pp, c_pq);
         return;
@@ -142,30 +145,7 @@ fn divergence(
 
 // P as logits, and Q as logits if bound: one pass (PairStats), the gradient pass after.
 fn divergence_of_logits(slot: RowSlot, base: u32, has_b: bool, c_pp: f32, c_pq: f32) {
-    var acc = pair_empty();
-    if slot.live {
-        // two loops, so that the one without Q carries none of its state
-        if has_b {
-            for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
-                let next = j + 1u < params.cols;
-                let x = load_a2(base + j, next);
-                let y = load_b2(base + j, next);
-                acc = pair_push(acc, x.x, y.x, c_pp, c_pq, true);
-                if next {
-                    acc = pair_push(acc, x.y, y.y, c_pp, c_pq, true);
-                }
-            }
-        } else {
-            for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
-                let next = j + 1u < params.cols;
-                let x = load_a2(base + j, next);
-                acc = pair_push(acc, x.x, 0.0, c_pp, 0.0, false);
-                if next {
-                    acc = pair_push(acc, x.y, 0.0, c_pp, 0.0, false);
-                }
-            }
-        }
-    }
+    let acc = pair_scan(slot, base, 0u, params.cols, has_b, c_pp, c_pq);
     let r = pair_row(slot, acc, c_pp, c_pq, has_b);
     let value = sum_value(pair_sum(r.p, r.q, r.t, c_pp, c_pq, has_b));
     write_row(slot, value);
@@ -174,6 +154,114 @@ fn divergence_of_logits(slot: RowSlot, base: u32, has_b: bool, c_pp: f32, c_pq: 
     } else if GRAD_OF == 1u {
         grad_p(slot, base, r.p, stats_ok(r.p), value);
     }
+}
+
+// One lane's PairStats over columns [start, end) of the row at `base`.
+fn pair_scan(slot: RowSlot, base: u32, start: u32, end: u32, has_b: bool, c_pp: f32, c_pq: f32) -> PairStats {
+    var acc = pair_empty();
+    if slot.live {
+        // two loops, so that the one without Q carries none of its state
+        if has_b {
+            for (var j = start + 2u * slot.lane; j < end; j += 2u * LANES) {
+                let next = j + 1u < end;
+                let x = load_a2(base + j, next);
+                let y = load_b2(base + j, next);
+                acc = pair_push(acc, x.x, y.x, c_pp, c_pq, true);
+                if next {
+                    acc = pair_push(acc, x.y, y.y, c_pp, c_pq, true);
+                }
+            }
+        } else {
+            for (var j = start + 2u * slot.lane; j < end; j += 2u * LANES) {
+                let next = j + 1u < end;
+                let x = load_a2(base + j, next);
+                acc = pair_push(acc, x.x, 0.0, c_pp, 0.0, false);
+                if next {
+                    acc = pair_push(acc, x.y, 0.0, c_pp, 0.0, false);
+                }
+            }
+        }
+    }
+    return acc;
+}
+
+// The divergence's coefficients of Σ p log p and Σ p log q (see the header).
+fn divergence_terms() -> vec2<f32> {
+    let c_pp = select(0.0, select(1.0, -1.0, has_flag(FLAG_NEGATE)), has_flag(FLAG_TERM_PLOGP));
+    return vec2<f32>(c_pp, select(0.0, 1.0, has_flag(FLAG_TERM_PLOGQ)));
+}
+
+// Split rows (common/row_reduce.wgsl), P as logits (and Q as logits if bound): one part's
+// PairStats, its t and w moved to the part's maxima. Record: m_p, s_p, m_q, s_q,
+// cls_p + 4 cls_q, t, w, flags.
+@compute @workgroup_size(WG)
+fn divergence_part(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    if !group_live(wid, nwg) {
+        return;
+    }
+    let slot = row_slot(t, wid, nwg);
+    let part = part_of(slot);
+    let has_b = has_flag(FLAG_HAS_B);
+    let c = divergence_terms();
+    let acc = pair_scan(slot, part.row * params.cols, part.start, part.end, has_b, c.x, c.y);
+    let p = row_stats(slot, acc.p);
+    var q = acc.q;
+    if has_b {
+        q = row_stats(slot, acc.q);
+    }
+    let t_part = row_sum(slot, SumFlags(pair_moved(acc, p.m - acc.p.m, q.m - acc.q.m, c.x, c.y), acc.flags));
+    let w_moved = select(0.0, exp(-min(p.m - acc.p.m, 126.0)) * acc.w, acc.w != 0.0);
+    let w_part = row_sum(slot, SumFlags(w_moved, 0u)).sum;
+    if slot.live && slot.lane == 0u {
+        let at = params.grad_base + slot.row * PART_WORDS;
+        grad[at] = p.m;
+        grad[at + 1u] = p.s;
+        grad[at + 2u] = q.m;
+        grad[at + 3u] = q.s;
+        grad[at + 4u] = f32(p.cls + 4u * q.cls);
+        grad[at + 5u] = t_part.sum;
+        grad[at + 6u] = w_part;
+        grad[at + 7u] = f32(t_part.flags);
+    }
+}
+
+// Split rows: a row's parts merged in order (one invocation per row), then as divergence.
+@compute @workgroup_size(WG)
+fn divergence_merge(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let slot = row_slot(t, wid, nwg);
+    if !slot.live {
+        return;
+    }
+    let has_b = has_flag(FLAG_HAS_B);
+    let c = divergence_terms();
+    var p = stats_empty();
+    var q = stats_empty();
+    for (var part = 0u; part < params.parts; part++) {
+        let cls = u32(part_word(slot.row, part, 4u));
+        p = stats_merge(p, RowStats(part_word(slot.row, part, 0u), part_word(slot.row, part, 1u), 0u, cls % 4u, 0.0));
+        q = stats_merge(q, RowStats(part_word(slot.row, part, 2u), part_word(slot.row, part, 3u), 0u, cls / 4u, 0.0));
+    }
+    p.log_s = log(p.s);
+    q.log_s = log(q.s);
+    var total = SumFlags(0.0, 0u);
+    for (var part = 0u; part < params.parts; part++) {
+        var acc = pair_empty();
+        acc.p.m = part_word(slot.row, part, 0u);
+        acc.q.m = part_word(slot.row, part, 2u);
+        acc.t = part_word(slot.row, part, 5u);
+        acc.w = part_word(slot.row, part, 6u);
+        total.sum += pair_moved(acc, p.m - acc.p.m, q.m - acc.q.m, c.x, c.y);
+        total.flags |= u32(part_word(slot.row, part, 7u));
+    }
+    write_row(slot, sum_value(pair_sum(p, q, total, c.x, c.y, has_b)));
 }
 
 // Σ_j p_j·(c_p·log p_j − c_q·log q_j) for P as probabilities and Q as logits y, in one

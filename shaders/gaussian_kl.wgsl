@@ -4,6 +4,7 @@
 //
 // Any NaN input makes the row NaN; an infinite μ or log-variance makes it +inf (each
 // term is then +inf). Bindings: a = μ, b = log-variance; out_rows[row] = loss_i.
+// Rows split across workgroups take gaussian_kl_part, then sum_merge.
 
 @compute @workgroup_size(WG)
 fn gaussian_kl(
@@ -15,11 +16,30 @@ fn gaussian_kl(
         return;
     }
     let slot = row_slot(t, wid, nwg);
-    let base = slot.row * params.cols;
+    write_row(slot, sum_value(row_sum(slot, gaussian_scan(slot, slot.row * params.cols, 0u, params.cols))));
+}
+
+// Split rows (common/row_reduce.wgsl): one part's sum; sum_merge adds the parts.
+@compute @workgroup_size(WG)
+fn gaussian_kl_part(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    if !group_live(wid, nwg) {
+        return;
+    }
+    let slot = row_slot(t, wid, nwg);
+    let part = part_of(slot);
+    write_part_sum(slot, row_sum(slot, gaussian_scan(slot, part.row * params.cols, part.start, part.end)));
+}
+
+// One lane's terms over columns [start, end) of the row at `base`.
+fn gaussian_scan(slot: RowSlot, base: u32, start: u32, end: u32) -> SumFlags {
     var acc = SumFlags(0.0, 0u);
     if slot.live {
-        for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
-            let next = j + 1u < params.cols;
+        for (var j = start + 2u * slot.lane; j < end; j += 2u * LANES) {
+            let next = j + 1u < end;
             let mu = load_a2(base + j, next);
             let lv = load_b2(base + j, next);
             acc = gaussian_term(acc, mu.x, lv.x);
@@ -28,7 +48,7 @@ fn gaussian_kl(
             }
         }
     }
-    write_row(slot, sum_value(row_sum(slot, acc)));
+    return acc;
 }
 
 fn gaussian_term(acc: SumFlags, mu: f32, lv: f32) -> SumFlags {

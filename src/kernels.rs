@@ -71,6 +71,16 @@ pub enum Kernel {
     SoftmaxMerge,
     /// Split rows, third dispatch of softmax: each part's columns written.
     SoftmaxWrite,
+    /// Split rows, first dispatch of KL / entropy of logits: each part's pair stats.
+    DivergencePart,
+    /// Split rows, second dispatch of KL / entropy of logits: the parts merged.
+    DivergenceMerge,
+    /// Split rows, first dispatch of binary cross-entropy: each part's sum.
+    BinaryXentPart,
+    /// Split rows, first dispatch of the Gaussian KL: each part's sum.
+    GaussianKlPart,
+    /// Split rows, second dispatch of a row sum: the parts added in order.
+    SumMerge,
     /// Split rows, first dispatch of cross-entropy: stats and smoothing sum of each part.
     SoftmaxXentPart,
     /// Split rows, second dispatch of cross-entropy: the parts merged into the loss.
@@ -83,7 +93,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, for validation and translation tests.
-    pub const ALL: [Kernel; 20] = [
+    pub const ALL: [Kernel; 25] = [
         Kernel::RowMax,
         Kernel::LogSumExp,
         Kernel::Softmax,
@@ -102,6 +112,11 @@ impl Kernel {
         Kernel::SoftmaxWrite,
         Kernel::SoftmaxXentPart,
         Kernel::SoftmaxXentMerge,
+        Kernel::DivergencePart,
+        Kernel::DivergenceMerge,
+        Kernel::BinaryXentPart,
+        Kernel::GaussianKlPart,
+        Kernel::SumMerge,
         Kernel::Copy,
         Kernel::NaiveXent,
     ];
@@ -125,6 +140,11 @@ impl Kernel {
             Kernel::SoftmaxPart => "softmax_part",
             Kernel::SoftmaxMerge => "softmax_merge",
             Kernel::SoftmaxWrite => "softmax_write",
+            Kernel::DivergencePart => "divergence_part",
+            Kernel::DivergenceMerge => "divergence_merge",
+            Kernel::BinaryXentPart => "binary_xent_part",
+            Kernel::GaussianKlPart => "gaussian_kl_part",
+            Kernel::SumMerge => "sum_merge",
             Kernel::SoftmaxXentPart => "softmax_xent_part",
             Kernel::SoftmaxXentMerge => "softmax_xent_merge",
             Kernel::Copy => "copy_words",
@@ -144,9 +164,10 @@ impl Kernel {
             Kernel::SoftmaxXent | Kernel::CeRowWeights | Kernel::SoftmaxXentPart | Kernel::SoftmaxXentMerge => {
                 row_sources!("softmax_xent.wgsl")
             }
-            Kernel::Divergence => row_sources!("divergence.wgsl"),
-            Kernel::BinaryXent => row_sources!("binary_xent.wgsl"),
-            Kernel::GaussianKl => row_sources!("gaussian_kl.wgsl"),
+            Kernel::Divergence | Kernel::DivergencePart | Kernel::DivergenceMerge => row_sources!("divergence.wgsl"),
+            Kernel::BinaryXent | Kernel::BinaryXentPart => row_sources!("binary_xent.wgsl"),
+            // the merge of row sums is in common/row_reduce.wgsl, in every family
+            Kernel::GaussianKl | Kernel::GaussianKlPart | Kernel::SumMerge => row_sources!("gaussian_kl.wgsl"),
             Kernel::Distill => row_sources!("distill.wgsl"),
             Kernel::Copy | Kernel::NaiveXent => row_sources!("baseline.wgsl"),
             Kernel::Reduce => return REDUCE_SOURCE,

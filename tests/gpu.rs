@@ -487,6 +487,11 @@ fn split_rows() {
         Op::Softmax { log: true },
         Op::Ce { ignore: true, weights: true, smoothing: 0.1 },
         Op::Ce { ignore: false, weights: false, smoothing: 0.0 },
+        Op::Kl { p_logits: true, q_logits: true },
+        Op::Entropy { logits: true },
+        Op::Bce { logits: true },
+        Op::Bce { logits: false },
+        Op::GaussianKl,
     ];
     for (k, op) in ops.iter().enumerate() {
         for &(rows, cols) in &[(2usize, 65_537usize), (5, 40_000), (1, 8_192)] {

@@ -182,3 +182,31 @@ fn merged_parts(row: u32) -> RowStats {
     st.log_s = log(st.s);
     return st;
 }
+
+// Split rows of a row sum (binary cross-entropy, Gaussian KL): a part's SumFlags over its
+// lanes in words 5 (sum) and 7 (flags) of its record.
+fn write_part_sum(slot: RowSlot, v: SumFlags) {
+    if slot.live && slot.lane == 0u {
+        let at = params.grad_base + slot.row * PART_WORDS;
+        grad[at + 5u] = v.sum;
+        grad[at + 7u] = f32(v.flags);
+    }
+}
+
+// Split rows of a row sum: the parts added in order (one invocation per row).
+@compute @workgroup_size(WG)
+fn sum_merge(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let slot = row_slot(t, wid, nwg);
+    if slot.live {
+        var v = SumFlags(0.0, 0u);
+        for (var part = 0u; part < params.parts; part++) {
+            v.sum += part_word(slot.row, part, 5u);
+            v.flags |= u32(part_word(slot.row, part, 7u));
+        }
+        write_row(slot, sum_value(v));
+    }
+}

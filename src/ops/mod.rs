@@ -222,8 +222,13 @@ impl PreparedRows {
 
 /// The dispatches of a job whose rows are split ([`plan::row_parts`]), in order: each
 /// kernel, and whether it runs per (row, part) unit (else per row).
-fn split_kernels(kernel: Kernel) -> Option<&'static [(Kernel, bool)]> {
+fn split_kernels(kernel: Kernel, flags: u32) -> Option<&'static [(Kernel, bool)]> {
+    use crate::kernels::flags::{HAS_B, P_LOGITS, Q_LOGITS};
+    let logits_only = flags & P_LOGITS != 0 && (flags & HAS_B == 0 || flags & Q_LOGITS != 0);
     match kernel {
+        Kernel::Divergence if logits_only => Some(&[(Kernel::DivergencePart, true), (Kernel::DivergenceMerge, false)]),
+        Kernel::BinaryXent => Some(&[(Kernel::BinaryXentPart, true), (Kernel::SumMerge, false)]),
+        Kernel::GaussianKl => Some(&[(Kernel::GaussianKlPart, true), (Kernel::SumMerge, false)]),
         Kernel::LogSumExp => Some(&[(Kernel::RowPart, true), (Kernel::LogSumExpMerge, false)]),
         Kernel::RowMax => Some(&[(Kernel::RowPart, true), (Kernel::RowMaxMerge, false)]),
         Kernel::SoftmaxXent => Some(&[(Kernel::SoftmaxXentPart, true), (Kernel::SoftmaxXentMerge, false)]),
@@ -239,7 +244,7 @@ fn split_kernels(kernel: Kernel) -> Option<&'static [(Kernel, bool)]> {
 /// would be (split rows take no gradient), and each pass reads what the one before wrote.
 fn prepare(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Vec<PreparedRows>> {
     let parts = kernels.row_parts(d.rows, d.cols);
-    let split = split_kernels(d.kernel).filter(|_| parts > 1 && d.grad == GradMode::default());
+    let split = split_kernels(d.kernel, d.template.flags).filter(|_| parts > 1 && d.grad == GradMode::default());
     let Some(stages) = split else {
         return Ok(vec![prepare_rows(kernels, d, b)?]);
     };
@@ -275,10 +280,16 @@ fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Prep
         | Kernel::LogSumExpMerge
         | Kernel::RowMaxMerge
         | Kernel::SoftmaxMerge
-        | Kernel::SoftmaxXentMerge => kernels.row_layout_for(1),
-        Kernel::RowPart | Kernel::SoftmaxPart | Kernel::SoftmaxWrite | Kernel::SoftmaxXentPart => {
-            kernels.row_layout_for(u64::from(template.part_cols))
-        }
+        | Kernel::SoftmaxXentMerge
+        | Kernel::DivergenceMerge
+        | Kernel::SumMerge => kernels.row_layout_for(1),
+        Kernel::RowPart
+        | Kernel::SoftmaxPart
+        | Kernel::SoftmaxWrite
+        | Kernel::SoftmaxXentPart
+        | Kernel::DivergencePart
+        | Kernel::BinaryXentPart
+        | Kernel::GaussianKlPart => kernels.row_layout_for(u64::from(template.part_cols)),
         _ => kernels.row_layout_for(cols),
     };
     let pipeline = kernels.pipeline_with_grad(kernel, dtype, wg, lanes, grad)?;
