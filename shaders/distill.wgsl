@@ -4,7 +4,8 @@
 //
 // One pass over both inputs: the KL of t/τ and s/τ as PairStats (common/numerics.wgsl),
 // with log p_j = (t_j/τ − m) − log s, and (τ ≠ 1 only) the online lse of s for the CE
-// term. A term with a zero coefficient (α = 0 or 1) is left out of the value. Labels outside [0, cols) are reported in status[0].
+// term. A term with a zero coefficient (α = 0 or 1) is left out of the value. Rows split
+// across workgroups take distill_part, then distill_merge (no gradient). Labels outside [0, cols) are reported in status[0].
 // Bindings: a = student logits, b = teacher logits, labels; out_rows[row] = loss_i.
 //
 // Gradient with respect to the student's logits (GRAD_OF = 1), one more pass:
@@ -55,37 +56,76 @@ fn distill(
     }
     let slot = row_slot(t, wid, nwg);
     let base = slot.row * params.cols;
-    let inv_t = params.inv_temperature;
     let alpha = params.alpha;
-    let own_ce = inv_t != 1.0 && alpha < 1.0;
+    let scan = distill_scan(slot, base, 0u, params.cols);
+    let pair = pair_row(slot, scan.pair, 1.0, 1.0, true);
+    let st_t = pair.p;
+    let st_s = pair.q;
+    var st_ce = st_s;
+    if own_ce() {
+        st_ce = row_stats(slot, scan.ce);
+    }
+    let kl = pair_sum(st_t, st_s, pair.t, 1.0, 1.0, true);
+    // every lane reads the label and s_y before an in-place gradient overwrites the row
+    let y = read_label(slot, base);
+    if GRAD_OF != 0u {
+        if GRAD_IN_PLACE && LANES > 1u {
+            storageBarrier();
+        }
+        let kl_ok = alpha == 0.0 || (stats_ok(st_t) && stats_ok(st_s));
+        let ce_ok = alpha == 1.0 || stats_ok(st_ce);
+        write_grad(slot, base, st_t, st_s, st_ce, y.y, y.in_range && kl_ok && ce_ok);
+    }
+    if slot.live && slot.lane == 0u {
+        write_distill(slot, kl, st_ce, y);
+    }
+}
+
+// The CE term takes its own lse pass values only at a temperature other than 1.
+fn own_ce() -> bool {
+    return params.inv_temperature != 1.0 && params.alpha < 1.0;
+}
+
+// One lane's pass over columns [start, end) of the row at `base`: teacher and student at
+// τ as PairStats, and the student at 1 (own_ce only).
+struct DistillScan {
+    pair: PairStats,
+    ce: RowStats,
+}
+
+fn distill_scan(slot: RowSlot, base: u32, start: u32, end: u32) -> DistillScan {
+    let inv_t = params.inv_temperature;
+    let with_ce = own_ce();
     var acc = pair_empty();
     var ce = stats_empty();
     if slot.live {
-        for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
-            let next = j + 1u < params.cols;
+        for (var j = start + 2u * slot.lane; j < end; j += 2u * LANES) {
+            let next = j + 1u < end;
             let s = load_a2(base + j, next);
             let t = load_b2(base + j, next) * inv_t;
             acc = pair_push(acc, t.x, s.x * inv_t, 1.0, 1.0, true);
-            if own_ce {
+            if with_ce {
                 ce = stats_push(ce, s.x, j);
             }
             if next {
                 acc = pair_push(acc, t.y, s.y * inv_t, 1.0, 1.0, true);
-                if own_ce {
+                if with_ce {
                     ce = stats_push(ce, s.y, j + 1u);
                 }
             }
         }
     }
-    let pair = pair_row(slot, acc, 1.0, 1.0, true);
-    let st_t = pair.p;
-    let st_s = pair.q;
-    var st_ce = st_s;
-    if own_ce {
-        st_ce = row_stats(slot, ce);
-    }
-    let kl = pair_sum(st_t, st_s, pair.t, 1.0, 1.0, true);
-    // every lane reads the label and s_y before an in-place gradient overwrites the row
+    return DistillScan(acc, ce);
+}
+
+// A row's label (in range or not) and student logit s_y.
+struct LabelLogit {
+    y: u32,
+    in_range: bool,
+    xy: f32,
+}
+
+fn read_label(slot: RowSlot, base: u32) -> LabelLogit {
     var label = 0;
     if slot.live {
         label = labels[params.label_base + slot.row];
@@ -96,18 +136,14 @@ fn distill(
     if slot.live && in_range {
         xy = load_a(base + y);
     }
-    if GRAD_OF != 0u {
-        if GRAD_IN_PLACE && LANES > 1u {
-            storageBarrier();
-        }
-        let kl_ok = alpha == 0.0 || (stats_ok(st_t) && stats_ok(st_s));
-        let ce_ok = alpha == 1.0 || stats_ok(st_ce);
-        write_grad(slot, base, st_t, st_s, st_ce, y, in_range && kl_ok && ce_ok);
-    }
-    if !slot.live || slot.lane != 0u {
-        return;
-    }
+    return LabelLogit(y, in_range, xy);
+}
 
+// The row's loss from the KL sum and the CE stats (lane 0 of a live row).
+fn write_distill(slot: RowSlot, kl: SumFlags, st_ce: RowStats, y: LabelLogit) {
+    let alpha = params.alpha;
+    let in_range = y.in_range;
+    let xy = y.xy;
     var terms = SumFlags(0.0, 0u);
     if alpha > 0.0 {
         terms.sum = alpha * params.temperature_sq * kl.sum;
@@ -128,4 +164,56 @@ fn distill(
         }
     }
     write_row(slot, sum_value(terms));
+}
+
+// Split rows (common/row_reduce.wgsl): one part's pair stats, and (own_ce) the student's
+// stats at temperature 1 in words 8-10.
+@compute @workgroup_size(WG)
+fn distill_part(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    if !group_live(wid, nwg) {
+        return;
+    }
+    let slot = row_slot(t, wid, nwg);
+    let part = part_of(slot);
+    let scan = distill_scan(slot, part.row * params.cols, part.start, part.end);
+    write_part_pair(slot, scan.pair, 1.0, 1.0, true);
+    if own_ce() {
+        let ce = row_stats(slot, scan.ce);
+        if slot.live && slot.lane == 0u {
+            let at = params.grad_base + slot.row * PART_WORDS;
+            grad[at + 8u] = ce.m;
+            grad[at + 9u] = ce.s;
+            grad[at + 10u] = f32(ce.cls);
+        }
+    }
+}
+
+// Split rows: a row's parts merged in order (one invocation per row), then as distill.
+@compute @workgroup_size(WG)
+fn distill_merge(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let slot = row_slot(t, wid, nwg);
+    if !slot.live {
+        return;
+    }
+    let pair = merged_pair(slot.row, 1.0, 1.0);
+    var st_ce = pair.q;
+    if own_ce() {
+        st_ce = stats_empty();
+        for (var part = 0u; part < params.parts; part++) {
+            let m = part_word(slot.row, part, 8u);
+            let s = part_word(slot.row, part, 9u);
+            st_ce = stats_merge(st_ce, RowStats(m, s, 0u, u32(part_word(slot.row, part, 10u)), 0.0));
+        }
+        st_ce.log_s = log(st_ce.s);
+    }
+    let kl = pair_sum(pair.p, pair.q, pair.t, 1.0, 1.0, true);
+    write_distill(slot, kl, st_ce, read_label(slot, slot.row * params.cols));
 }

@@ -192,8 +192,7 @@ fn divergence_terms() -> vec2<f32> {
 }
 
 // Split rows (common/row_reduce.wgsl), P as logits (and Q as logits if bound): one part's
-// PairStats, its t and w moved to the part's maxima. Record: m_p, s_p, m_q, s_q,
-// cls_p + 4 cls_q, t, w, flags.
+// pair stats.
 @compute @workgroup_size(WG)
 fn divergence_part(
     @builtin(local_invocation_index) t: u32,
@@ -208,25 +207,7 @@ fn divergence_part(
     let has_b = has_flag(FLAG_HAS_B);
     let c = divergence_terms();
     let acc = pair_scan(slot, part.row * params.cols, part.start, part.end, has_b, c.x, c.y);
-    let p = row_stats(slot, acc.p);
-    var q = acc.q;
-    if has_b {
-        q = row_stats(slot, acc.q);
-    }
-    let t_part = row_sum(slot, SumFlags(pair_moved(acc, p.m - acc.p.m, q.m - acc.q.m, c.x, c.y), acc.flags));
-    let w_moved = select(0.0, exp(-min(p.m - acc.p.m, 126.0)) * acc.w, acc.w != 0.0);
-    let w_part = row_sum(slot, SumFlags(w_moved, 0u)).sum;
-    if slot.live && slot.lane == 0u {
-        let at = params.grad_base + slot.row * PART_WORDS;
-        grad[at] = p.m;
-        grad[at + 1u] = p.s;
-        grad[at + 2u] = q.m;
-        grad[at + 3u] = q.s;
-        grad[at + 4u] = f32(p.cls + 4u * q.cls);
-        grad[at + 5u] = t_part.sum;
-        grad[at + 6u] = w_part;
-        grad[at + 7u] = f32(t_part.flags);
-    }
+    write_part_pair(slot, acc, c.x, c.y, has_b);
 }
 
 // Split rows: a row's parts merged in order (one invocation per row), then as divergence.
@@ -237,31 +218,11 @@ fn divergence_merge(
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
     let slot = row_slot(t, wid, nwg);
-    if !slot.live {
-        return;
+    if slot.live {
+        let c = divergence_terms();
+        let r = merged_pair(slot.row, c.x, c.y);
+        write_row(slot, sum_value(pair_sum(r.p, r.q, r.t, c.x, c.y, has_flag(FLAG_HAS_B))));
     }
-    let has_b = has_flag(FLAG_HAS_B);
-    let c = divergence_terms();
-    var p = stats_empty();
-    var q = stats_empty();
-    for (var part = 0u; part < params.parts; part++) {
-        let cls = u32(part_word(slot.row, part, 4u));
-        p = stats_merge(p, RowStats(part_word(slot.row, part, 0u), part_word(slot.row, part, 1u), 0u, cls % 4u, 0.0));
-        q = stats_merge(q, RowStats(part_word(slot.row, part, 2u), part_word(slot.row, part, 3u), 0u, cls / 4u, 0.0));
-    }
-    p.log_s = log(p.s);
-    q.log_s = log(q.s);
-    var total = SumFlags(0.0, 0u);
-    for (var part = 0u; part < params.parts; part++) {
-        var acc = pair_empty();
-        acc.p.m = part_word(slot.row, part, 0u);
-        acc.q.m = part_word(slot.row, part, 2u);
-        acc.t = part_word(slot.row, part, 5u);
-        acc.w = part_word(slot.row, part, 6u);
-        total.sum += pair_moved(acc, p.m - acc.p.m, q.m - acc.q.m, c.x, c.y);
-        total.flags |= u32(part_word(slot.row, part, 7u));
-    }
-    write_row(slot, sum_value(pair_sum(p, q, total, c.x, c.y, has_b)));
 }
 
 // Σ_j p_j·(c_p·log p_j − c_q·log q_j) for P as probabilities and Q as logits y, in one

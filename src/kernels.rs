@@ -75,6 +75,10 @@ pub enum Kernel {
     DivergencePart,
     /// Split rows, second dispatch of KL / entropy of logits: the parts merged.
     DivergenceMerge,
+    /// Split rows, first dispatch of distillation: each part's pair and CE stats.
+    DistillPart,
+    /// Split rows, second dispatch of distillation: the parts merged into the loss.
+    DistillMerge,
     /// Split rows, first dispatch of binary cross-entropy: each part's sum.
     BinaryXentPart,
     /// Split rows, first dispatch of the Gaussian KL: each part's sum.
@@ -93,7 +97,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, for validation and translation tests.
-    pub const ALL: [Kernel; 25] = [
+    pub const ALL: [Kernel; 27] = [
         Kernel::RowMax,
         Kernel::LogSumExp,
         Kernel::Softmax,
@@ -114,6 +118,8 @@ impl Kernel {
         Kernel::SoftmaxXentMerge,
         Kernel::DivergencePart,
         Kernel::DivergenceMerge,
+        Kernel::DistillPart,
+        Kernel::DistillMerge,
         Kernel::BinaryXentPart,
         Kernel::GaussianKlPart,
         Kernel::SumMerge,
@@ -142,6 +148,8 @@ impl Kernel {
             Kernel::SoftmaxWrite => "softmax_write",
             Kernel::DivergencePart => "divergence_part",
             Kernel::DivergenceMerge => "divergence_merge",
+            Kernel::DistillPart => "distill_part",
+            Kernel::DistillMerge => "distill_merge",
             Kernel::BinaryXentPart => "binary_xent_part",
             Kernel::GaussianKlPart => "gaussian_kl_part",
             Kernel::SumMerge => "sum_merge",
@@ -168,7 +176,7 @@ impl Kernel {
             Kernel::BinaryXent | Kernel::BinaryXentPart => row_sources!("binary_xent.wgsl"),
             // the merge of row sums is in common/row_reduce.wgsl, in every family
             Kernel::GaussianKl | Kernel::GaussianKlPart | Kernel::SumMerge => row_sources!("gaussian_kl.wgsl"),
-            Kernel::Distill => row_sources!("distill.wgsl"),
+            Kernel::Distill | Kernel::DistillPart | Kernel::DistillMerge => row_sources!("distill.wgsl"),
             Kernel::Copy | Kernel::NaiveXent => row_sources!("baseline.wgsl"),
             Kernel::Reduce => return REDUCE_SOURCE,
         };

@@ -492,6 +492,8 @@ fn split_rows() {
         Op::Bce { logits: true },
         Op::Bce { logits: false },
         Op::GaussianKl,
+        Op::Distill { alpha: 0.5 },
+        Op::Distill { alpha: 1.0 },
     ];
     for (k, op) in ops.iter().enumerate() {
         for &(rows, cols) in &[(2usize, 65_537usize), (5, 40_000), (1, 8_192)] {

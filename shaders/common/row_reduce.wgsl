@@ -136,7 +136,7 @@ fn pair_row(slot: RowSlot, acc: PairStats, c_p: f32, c_q: f32, with_q: bool) -> 
 // the unit scans columns [part · part_cols, min(cols, (part + 1) · part_cols)) and writes
 // a partial record of PART_WORDS words to the `grad` binding (split rows take no
 // gradient). A second dispatch, one invocation per row, merges a row's parts in order.
-const PART_WORDS: u32 = 8u;
+const PART_WORDS: u32 = 12u;
 
 struct PartSlot {
     row: u32,
@@ -209,4 +209,54 @@ fn sum_merge(
         }
         write_row(slot, sum_value(v));
     }
+}
+
+// Split rows of pair stats (KL, entropy, distillation): a part's PairStats over its lanes,
+// t and w moved to the part's maxima. Words: m_p, s_p, m_q, s_q, cls_p + 4 cls_q, t, w,
+// flags.
+fn write_part_pair(slot: RowSlot, acc: PairStats, c_p: f32, c_q: f32, with_q: bool) {
+    let p = row_stats(slot, acc.p);
+    var q = acc.q;
+    if with_q {
+        q = row_stats(slot, acc.q);
+    }
+    let t = row_sum(slot, SumFlags(pair_moved(acc, p.m - acc.p.m, q.m - acc.q.m, c_p, c_q), acc.flags));
+    let w_moved = select(0.0, exp(-min(p.m - acc.p.m, 126.0)) * acc.w, acc.w != 0.0);
+    let w = row_sum(slot, SumFlags(w_moved, 0u)).sum;
+    if slot.live && slot.lane == 0u {
+        let at = params.grad_base + slot.row * PART_WORDS;
+        grad[at] = p.m;
+        grad[at + 1u] = p.s;
+        grad[at + 2u] = q.m;
+        grad[at + 3u] = q.s;
+        grad[at + 4u] = f32(p.cls + 4u * q.cls);
+        grad[at + 5u] = t.sum;
+        grad[at + 6u] = w;
+        grad[at + 7u] = f32(t.flags);
+    }
+}
+
+// A row's pair parts merged in order: both sides' stats, then every part's t moved to the
+// row's maxima and added.
+fn merged_pair(row: u32, c_p: f32, c_q: f32) -> PairRow {
+    var p = stats_empty();
+    var q = stats_empty();
+    for (var part = 0u; part < params.parts; part++) {
+        let cls = u32(part_word(row, part, 4u));
+        p = stats_merge(p, RowStats(part_word(row, part, 0u), part_word(row, part, 1u), 0u, cls % 4u, 0.0));
+        q = stats_merge(q, RowStats(part_word(row, part, 2u), part_word(row, part, 3u), 0u, cls / 4u, 0.0));
+    }
+    p.log_s = log(p.s);
+    q.log_s = log(q.s);
+    var t = SumFlags(0.0, 0u);
+    for (var part = 0u; part < params.parts; part++) {
+        var acc = pair_empty();
+        acc.p.m = part_word(row, part, 0u);
+        acc.q.m = part_word(row, part, 2u);
+        acc.t = part_word(row, part, 5u);
+        acc.w = part_word(row, part, 6u);
+        t.sum += pair_moved(acc, p.m - acc.p.m, q.m - acc.q.m, c_p, c_q);
+        t.flags |= u32(part_word(row, part, 7u));
+    }
+    return PairRow(p, q, t);
 }

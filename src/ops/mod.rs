@@ -227,6 +227,7 @@ fn split_kernels(kernel: Kernel, flags: u32) -> Option<&'static [(Kernel, bool)]
     let logits_only = flags & P_LOGITS != 0 && (flags & HAS_B == 0 || flags & Q_LOGITS != 0);
     match kernel {
         Kernel::Divergence if logits_only => Some(&[(Kernel::DivergencePart, true), (Kernel::DivergenceMerge, false)]),
+        Kernel::Distill => Some(&[(Kernel::DistillPart, true), (Kernel::DistillMerge, false)]),
         Kernel::BinaryXent => Some(&[(Kernel::BinaryXentPart, true), (Kernel::SumMerge, false)]),
         Kernel::GaussianKl => Some(&[(Kernel::GaussianKlPart, true), (Kernel::SumMerge, false)]),
         Kernel::LogSumExp => Some(&[(Kernel::RowPart, true), (Kernel::LogSumExpMerge, false)]),
@@ -267,7 +268,7 @@ fn prepare(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Vec<Prepa
 }
 
 /// Words of one part's record (`PART_WORDS` in shaders/common/row_reduce.wgsl).
-const PART_WORDS: u32 = 8;
+const PART_WORDS: u32 = 12;
 
 fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<PreparedRows> {
     let device = kernels.device();
@@ -282,12 +283,14 @@ fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Prep
         | Kernel::SoftmaxMerge
         | Kernel::SoftmaxXentMerge
         | Kernel::DivergenceMerge
+        | Kernel::DistillMerge
         | Kernel::SumMerge => kernels.row_layout_for(1),
         Kernel::RowPart
         | Kernel::SoftmaxPart
         | Kernel::SoftmaxWrite
         | Kernel::SoftmaxXentPart
         | Kernel::DivergencePart
+        | Kernel::DistillPart
         | Kernel::BinaryXentPart
         | Kernel::GaussianKlPart => kernels.row_layout_for(u64::from(template.part_cols)),
         _ => kernels.row_layout_for(cols),
