@@ -474,10 +474,10 @@ fn a_million_columns() {
 }
 
 /// Few rows of many columns, which GPU layouts split across workgroups (partials merged
-/// in a second dispatch; `XENT_ROW_LAYOUT=gpu` runs them here): odd columns (half
-/// pairs across words), a part that is all -inf, a NaN in one part, the row's max tied
-/// in two parts (the argmax is the first), softmax written part by part, smoothing and
-/// weights, f16 and f32.
+/// in a second dispatch; `XENT_ROW_LAYOUT=gpu` runs them here), for every kernel that
+/// splits: odd columns (half pairs across words), a part that is all -inf, a NaN in one
+/// part, the row's max tied in two parts (the argmax is the first), softmax written part
+/// by part, smoothing, weights and temperature, f16 and f32.
 #[test]
 fn split_rows() {
     let ops = [
