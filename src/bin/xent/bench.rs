@@ -337,9 +337,13 @@ impl<'c> Bench<'c> {
                 times.push(started.elapsed().as_secs_f64());
             }
         }
-        times.sort_by(f64::total_cmp);
-        Ok(times[times.len() / 2])
+        Ok(median(&mut times))
     }
+}
+
+fn median(times: &mut [f64]) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
 }
 
 /// Seconds of the f64 reference over all rows, timed on at most about 4M elements and scaled.
@@ -424,10 +428,14 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
                 let Some(loss) = data.loss(op, dtype) else { continue };
                 let job = bench.job(&loss, dtype);
                 bench.time(&job, job.kernel, 1)?; // compile and warm up
-                // the copy is timed next to each kernel, so that a ratio does not carry
-                // the drift of a shared machine between two moments of the run
-                let copy = bench.time(&base, Kernel::Copy, iters)?;
-                let seconds = bench.time(&job, job.kernel, iters)?;
+                // the copy and the kernel alternate, run by run, so that the drift of a
+                // shared machine falls on both sides of the ratio
+                let (mut copies, mut runs) = (Vec::new(), Vec::new());
+                for _ in 0..iters.max(1) {
+                    copies.push(bench.time(&base, Kernel::Copy, 1)?);
+                    runs.push(bench.time(&job, job.kernel, 1)?);
+                }
+                let (copy, seconds) = (median(&mut copies), median(&mut runs));
                 // two-pass baseline for the ops it computes: lse, and ce with labels bound
                 let naive_seconds = match *op {
                     "lse" => Some(naive(&job)?),
