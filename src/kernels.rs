@@ -11,10 +11,10 @@ use crate::error::{Error, Result};
 use crate::loss::DType;
 
 macro_rules! row_source {
-    ($loader:literal, $family:literal) => {
+    ($($loader:literal),+; $family:literal) => {
         concat!(
             include_str!("../shaders/common/params.wgsl"),
-            include_str!(concat!("../shaders/common/", $loader)),
+            $(include_str!(concat!("../shaders/common/", $loader)),)+
             include_str!("../shaders/common/numerics.wgsl"),
             include_str!("../shaders/common/row_reduce.wgsl"),
             include_str!("../shaders/common/grad.wgsl"),
@@ -26,9 +26,9 @@ macro_rules! row_source {
 macro_rules! row_sources {
     ($family:literal) => {
         [
-            row_source!("load_f32.wgsl", $family),
-            row_source!("load_f16.wgsl", $family),
-            row_source!("load_bf16.wgsl", $family),
+            row_source!("load_f32.wgsl"; $family),
+            row_source!("load_f16.wgsl", "load_16bit.wgsl"; $family),
+            row_source!("load_bf16.wgsl", "load_16bit.wgsl"; $family),
         ]
     };
 }
