@@ -183,12 +183,7 @@ fn distill_part(
     write_part_pair(slot, scan.pair, 1.0, 1.0, true);
     if own_ce() {
         let ce = row_stats(slot, scan.ce);
-        if slot.live && slot.lane == 0u {
-            let at = params.grad_base + slot.row * PART_WORDS;
-            grad[at + 8u] = ce.m;
-            grad[at + 9u] = ce.s;
-            grad[at + 10u] = f32(ce.cls);
-        }
+        write_part_words(slot, 8u, vec3<f32>(ce.m, ce.s, f32(ce.cls)));
     }
 }
 

@@ -282,12 +282,7 @@ fn softmax_xent_part(
     write_part_stats(slot, st);
     if params.smoothing > 0.0 {
         let sm = smoothing_lanes(slot, scan.sm, scan.st.m, st.m);
-        if slot.live && slot.lane == 0u {
-            let at = params.grad_base + slot.row * PART_WORDS;
-            grad[at + 5u] = sm.v;
-            grad[at + 6u] = sm.w;
-            grad[at + 7u] = f32(sm.flags);
-        }
+        write_part_words(slot, 5u, vec3<f32>(sm.v, sm.w, f32(sm.flags)));
     }
 }
 

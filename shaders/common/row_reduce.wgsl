@@ -186,10 +186,16 @@ fn merged_parts(row: u32) -> RowStats {
 // Split rows of a row sum (binary cross-entropy, Gaussian KL): a part's SumFlags over its
 // lanes in words 5 (sum) and 7 (flags) of its record.
 fn write_part_sum(slot: RowSlot, v: SumFlags) {
+    write_part_words(slot, 5u, vec3<f32>(v.sum, 0.0, f32(v.flags)));
+}
+
+// Words first, first + 1 and first + 2 of the unit's record (lane 0 of a live unit).
+fn write_part_words(slot: RowSlot, first: u32, v: vec3<f32>) {
     if slot.live && slot.lane == 0u {
-        let at = params.grad_base + slot.row * PART_WORDS;
-        grad[at + 5u] = v.sum;
-        grad[at + 7u] = f32(v.flags);
+        let at = params.grad_base + slot.row * PART_WORDS + first;
+        grad[at] = v.x;
+        grad[at + 1u] = v.y;
+        grad[at + 2u] = v.z;
     }
 }
 
