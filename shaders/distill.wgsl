@@ -67,7 +67,7 @@ fn distill(
     }
     let kl = pair_sum(st_t, st_s, pair.t, 1.0, 1.0, true);
     // every lane reads the label and s_y before an in-place gradient overwrites the row
-    let y = read_label(slot, base);
+    let y = read_target(slot, base);
     if GRAD_OF != 0u {
         if GRAD_IN_PLACE && LANES > 1u {
             storageBarrier();
@@ -118,29 +118,8 @@ fn distill_scan(slot: RowSlot, base: u32, start: u32, end: u32) -> DistillScan {
     return DistillScan(acc, ce);
 }
 
-// A row's label (in range or not) and student logit s_y.
-struct LabelLogit {
-    y: u32,
-    in_range: bool,
-    xy: f32,
-}
-
-fn read_label(slot: RowSlot, base: u32) -> LabelLogit {
-    var label = 0;
-    if slot.live {
-        label = labels[params.label_base + slot.row];
-    }
-    let in_range = label >= 0 && u32(label) < params.cols;
-    let y = select(0u, u32(label), in_range);
-    var xy = 0.0;
-    if slot.live && in_range {
-        xy = load_a(base + y);
-    }
-    return LabelLogit(y, in_range, xy);
-}
-
 // The row's loss from the KL sum and the CE stats (lane 0 of a live row).
-fn write_distill(slot: RowSlot, kl: SumFlags, st_ce: RowStats, y: LabelLogit) {
+fn write_distill(slot: RowSlot, kl: SumFlags, st_ce: RowStats, y: Target) {
     let alpha = params.alpha;
     let in_range = y.in_range;
     let xy = y.xy;
@@ -210,5 +189,5 @@ fn distill_merge(
         st_ce.log_s = log(st_ce.s);
     }
     let kl = pair_sum(pair.p, pair.q, pair.t, 1.0, 1.0, true);
-    write_distill(slot, kl, st_ce, read_label(slot, slot.row * params.cols));
+    write_distill(slot, kl, st_ce, read_target(slot, slot.row * params.cols));
 }

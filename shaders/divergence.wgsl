@@ -47,26 +47,6 @@ fn log_prob(x: f32, logits: bool, st: RowStats, row_ok: bool) -> LogProb {
     return LogProb(x, log(x), false, false);
 }
 
-fn side_stats(slot: RowSlot, base: u32, from_b: bool) -> RowStats {
-    var st = stats_empty();
-    if slot.live {
-        for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
-            let next = j + 1u < params.cols;
-            var x: vec2<f32>;
-            if from_b {
-                x = load_b2(base + j, next);
-            } else {
-                x = load_a2(base + j, next);
-            }
-            st = stats_push(st, x.x, j);
-            if next {
-                st = stats_push(st, x.y, j + 1u);
-            }
-        }
-    }
-    return row_stats(slot, st);
-}
-
 @compute @workgroup_size(WG)
 fn divergence(
     @builtin(local_invocation_index) t: u32,
@@ -92,32 +72,27 @@ fn divergence(
         divergence_of_probs(slot, base, c_pp, c_pq);
         return;
     }
+    // the rest: Q as probabilities (or absent), no gradient; P as logits takes its lse
+    // pass first
     var sp = stats_empty();
-    var sq = stats_empty();
     if p_logits {
-        sp = side_stats(slot, base, false);
-    }
-    if has_b && q_logits {
-        sq = side_stats(slot, base, true);
+        sp = row_stats(slot, stats_scan_a(slot, base, 0u, params.cols, 1.0));
     }
     let p_ok = stats_ok(sp);
-    let q_ok = stats_ok(sq);
 
     var acc = SumFlags(0.0, 0u);
-    var p_mass = 0.0;
     var invalid = false;
     if slot.live {
         for (var j = slot.lane; j < params.cols; j += LANES) {
             let p = log_prob(load_a(base + j), p_logits, sp, p_ok);
             var q = LogProb(1.0, 0.0, false, false);
             if has_b {
-                q = log_prob(load_b(base + j), q_logits, sq, q_ok);
+                q = log_prob(load_b(base + j), false, stats_empty(), true);
             }
             if p.bad || q.bad {
                 acc.flags |= SUM_NAN;
-                invalid = invalid || (!p_logits && p.bad) || (has_b && !q_logits && q.bad);
+                invalid = invalid || (!p_logits && p.bad) || q.bad;
             } else if p.p > 0.0 {
-                p_mass += p.p;
                 if c_pq != 0.0 && q.zero {
                     acc.flags |= SUM_POS_INF;
                 } else {
@@ -129,18 +104,7 @@ fn divergence(
     if invalid {
         report_bad_value(slot.row);
     }
-    let value = sum_value(row_sum(slot, acc));
-    write_row(slot, value);
-    if GRAD_OF == 2u {
-        // Σ_k p_k: 1 for logits, summed for probability targets
-        var total = 1.0;
-        if !p_logits {
-            total = row_sum(slot, SumFlags(p_mass, 0u)).sum;
-        }
-        grad_q(slot, base, sp, p_ok, sq, q_ok, total);
-    } else if GRAD_OF == 1u {
-        grad_p(slot, base, sp, p_ok, value);
-    }
+    write_row(slot, sum_value(row_sum(slot, acc)));
 }
 
 // P as logits, and Q as logits if bound: one pass (PairStats), the gradient pass after.

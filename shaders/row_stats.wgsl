@@ -8,19 +8,7 @@
 // logsumexp_merge or row_max_merge. Dispatch: a 2-D grid of ceil(rows / (WG / LANES)) groups.
 
 fn scan_row(slot: RowSlot) -> RowStats {
-    var st = stats_empty();
-    if slot.live {
-        let base = slot.row * params.cols;
-        for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
-            let next = j + 1u < params.cols;
-            let x = load_a2(base + j, next);
-            st = stats_push(st, x.x, j);
-            if next {
-                st = stats_push(st, x.y, j + 1u);
-            }
-        }
-    }
-    return row_stats(slot, st);
+    return row_stats(slot, stats_scan_a(slot, slot.row * params.cols, 0u, params.cols, 1.0));
 }
 
 @compute @workgroup_size(WG)
@@ -76,18 +64,7 @@ fn row_part(
     }
     let slot = row_slot(t, wid, nwg);
     let part = part_of(slot);
-    var st = stats_empty();
-    if slot.live {
-        let base = part.row * params.cols;
-        for (var j = part.start + 2u * slot.lane; j < part.end; j += 2u * LANES) {
-            let next = j + 1u < part.end;
-            let x = load_a2(base + j, next);
-            st = stats_push(st, x.x, j);
-            if next {
-                st = stats_push(st, x.y, j + 1u);
-            }
-        }
-    }
+    let st = stats_scan_a(slot, part.row * params.cols, part.start, part.end, 1.0);
     write_part_stats(slot, row_stats(slot, st));
 }
 

@@ -21,18 +21,7 @@ fn softmax(
     let slot = row_slot(t, wid, nwg);
     let inv_t = params.inv_temperature;
     let base = slot.row * params.cols;
-    var st = stats_empty();
-    if slot.live {
-        for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
-            let next = j + 1u < params.cols;
-            let z = load_a2(base + j, next) * inv_t;
-            st = stats_push(st, z.x, j);
-            if next {
-                st = stats_push(st, z.y, j + 1u);
-            }
-        }
-    }
-    st = row_stats(slot, st);
+    let st = row_stats(slot, stats_scan_a(slot, base, 0u, params.cols, inv_t));
     if !slot.live {
         return;
     }
@@ -73,19 +62,7 @@ fn softmax_part(
     }
     let slot = row_slot(t, wid, nwg);
     let part = part_of(slot);
-    let inv_t = params.inv_temperature;
-    var st = stats_empty();
-    if slot.live {
-        let base = part.row * params.cols;
-        for (var j = part.start + 2u * slot.lane; j < part.end; j += 2u * LANES) {
-            let next = j + 1u < part.end;
-            let z = load_a2(base + j, next) * inv_t;
-            st = stats_push(st, z.x, j);
-            if next {
-                st = stats_push(st, z.y, j + 1u);
-            }
-        }
-    }
+    let st = stats_scan_a(slot, part.row * params.cols, part.start, part.end, params.inv_temperature);
     write_part_stats(slot, row_stats(slot, st));
 }
 

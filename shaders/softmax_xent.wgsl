@@ -157,41 +157,10 @@ fn scan_xent(slot: RowSlot, base: u32, start: u32, end: u32) -> XentScan {
                 }
             }
         } else {
-            for (var j = start + 2u * slot.lane; j < end; j += 2u * LANES) {
-                let next = j + 1u < end;
-                let x = load_a2(base + j, next);
-                st = stats_push(st, x.x, j);
-                if next {
-                    st = stats_push(st, x.y, j + 1u);
-                }
-            }
+            st = stats_scan_a(slot, base, start, end, 1.0);
         }
     }
     return XentScan(st, sm);
-}
-
-// A row's label and target logit (read before an in-place gradient overwrites the row).
-struct Target {
-    label: i32,
-    ignored: bool,
-    in_range: bool,
-    y: u32,
-    xy: f32,
-}
-
-fn read_target(slot: RowSlot, base: u32) -> Target {
-    var label = 0;
-    if slot.live {
-        label = labels[params.label_base + slot.row];
-    }
-    let ignored = has_flag(FLAG_IGNORE) && label == params.ignore_index;
-    let in_range = label >= 0 && u32(label) < params.cols;
-    let y = select(0u, u32(label), in_range);
-    var xy = 0.0;
-    if slot.live && in_range && !ignored {
-        xy = load_a(base + y);
-    }
-    return Target(label, ignored, in_range, y, xy);
 }
 
 // The row's loss, argmax and weight (lane 0 of a live row).

@@ -98,6 +98,47 @@ fn report_bad_value(row: u32) {
     atomicMin(&status[1], params.row_offset + row);
 }
 
+// A row's label and target logit (read before an in-place gradient overwrites the row).
+struct Target {
+    label: i32,
+    ignored: bool,   // the label is the ignore index (FLAG_IGNORE)
+    in_range: bool,
+    y: u32,
+    xy: f32,
+}
+
+fn read_target(slot: RowSlot, base: u32) -> Target {
+    var label = 0;
+    if slot.live {
+        label = labels[params.label_base + slot.row];
+    }
+    let ignored = has_flag(FLAG_IGNORE) && label == params.ignore_index;
+    let in_range = label >= 0 && u32(label) < params.cols;
+    let y = select(0u, u32(label), in_range);
+    var xy = 0.0;
+    if slot.live && in_range && !ignored {
+        xy = load_a(base + y);
+    }
+    return Target(label, ignored, in_range, y, xy);
+}
+
+// One lane's online (m, s) and argmax over columns [start, end) of input a from `base`,
+// each element times `scale` (1/T for a temperature).
+fn stats_scan_a(slot: RowSlot, base: u32, start: u32, end: u32, scale: f32) -> RowStats {
+    var st = stats_empty();
+    if slot.live {
+        for (var j = start + 2u * slot.lane; j < end; j += 2u * LANES) {
+            let next = j + 1u < end;
+            let x = load_a2(base + j, next) * scale;
+            st = stats_push(st, x.x, j);
+            if next {
+                st = stats_push(st, x.y, j + 1u);
+            }
+        }
+    }
+    return st;
+}
+
 // Writes a row's value, scaled to the chosen log base (specials pass through).
 fn write_row(slot: RowSlot, v: f32) {
     if slot.live && slot.lane == 0u {
