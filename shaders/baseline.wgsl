@@ -14,16 +14,27 @@ fn copy_words(
 ) {
     let slot = row_slot(t, wid, nwg);
     if slot.live {
+        // the column loop of the kernels it is the roofline of: octets, with their loads
         let base = slot.row * params.cols;
-        // the column loop of the kernels it is the roofline of: pairs per step
-        for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
-            let next = j + 1u < params.cols;
-            let x = load_a2(base + j, next);
-            out_rows[params.out_base + base + j] = x.x;
-            if next {
-                out_rows[params.out_base + base + j + 1u] = x.y;
-            }
+        let oc = octets(slot, base, 0u, params.cols);
+        let out = params.out_base + base;
+        for (var e = oc.first; e < oc.hi; e += 8u * LANES) {
+            let x = load_a8(e, oc.lo, oc.hi);
+            copy_at(x[0], oc, e, 0u, out);
+            copy_at(x[1], oc, e, 1u, out);
+            copy_at(x[2], oc, e, 2u, out);
+            copy_at(x[3], oc, e, 3u, out);
+            copy_at(x[4], oc, e, 4u, out);
+            copy_at(x[5], oc, e, 5u, out);
+            copy_at(x[6], oc, e, 6u, out);
+            copy_at(x[7], oc, e, 7u, out);
         }
+    }
+}
+
+fn copy_at(x: f32, oc: Octets, e: u32, k: u32, out: u32) {
+    if in_octet(oc, e, k) {
+        out_rows[out + octet_col(oc, e, k)] = x;
     }
 }
 

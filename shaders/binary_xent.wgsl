@@ -67,14 +67,18 @@ fn bce_scan(slot: RowSlot, row: u32, start: u32, end: u32) -> SumFlags {
     let logits = has_flag(FLAG_P_LOGITS);
     var acc = Bce(SumFlags(0.0, 0u), false);
     if slot.live {
-        for (var j = start + 2u * slot.lane; j < end; j += 2u * LANES) {
-            let next = j + 1u < end;
-            let x = load_a2(base + j, next);
-            let y = load_b2(base + j, next);
-            acc = bce_term(acc, x.x, y.x, base + j, logits);
-            if next {
-                acc = bce_term(acc, x.y, y.y, base + j + 1u, logits);
-            }
+        let oc = octets(slot, base, start, end);
+        for (var e = oc.first; e < oc.hi; e += 8u * LANES) {
+            let x = load_a8(e, oc.lo, oc.hi);
+            let y = load_b8(e, oc.lo, oc.hi);
+            acc = bce_term_at(acc, x[0], y[0], oc, e, 0u, base, logits);
+            acc = bce_term_at(acc, x[1], y[1], oc, e, 1u, base, logits);
+            acc = bce_term_at(acc, x[2], y[2], oc, e, 2u, base, logits);
+            acc = bce_term_at(acc, x[3], y[3], oc, e, 3u, base, logits);
+            acc = bce_term_at(acc, x[4], y[4], oc, e, 4u, base, logits);
+            acc = bce_term_at(acc, x[5], y[5], oc, e, 5u, base, logits);
+            acc = bce_term_at(acc, x[6], y[6], oc, e, 6u, base, logits);
+            acc = bce_term_at(acc, x[7], y[7], oc, e, 7u, base, logits);
         }
     }
     if acc.invalid {
@@ -86,6 +90,13 @@ fn bce_scan(slot: RowSlot, row: u32, start: u32, end: u32) -> SumFlags {
 struct Bce {
     sum: SumFlags,
     invalid: bool,   // a target outside [0, 1], or a probability outside it
+}
+
+fn bce_term_at(acc: Bce, x: f32, y: f32, oc: Octets, e: u32, k: u32, base: u32, logits: bool) -> Bce {
+    if !in_octet(oc, e, k) {
+        return acc;
+    }
+    return bce_term(acc, x, y, base + octet_col(oc, e, k), logits);
 }
 
 // One element's term (and its gradient, written at `i`).

@@ -99,19 +99,13 @@ fn distill_scan(slot: RowSlot, base: u32, start: u32, end: u32) -> DistillScan {
     var acc = pair_empty();
     var ce = stats_empty();
     if slot.live {
-        for (var j = start + 2u * slot.lane; j < end; j += 2u * LANES) {
-            let next = j + 1u < end;
-            let s = load_a2(base + j, next);
-            let t = load_b2(base + j, next) * inv_t;
-            acc = pair_push(acc, t.x, s.x * inv_t, 1.0, 1.0, true);
+        let oc = octets(slot, base, start, end);
+        for (var e = oc.first; e < oc.hi; e += 8u * LANES) {
+            let s = load_a8(e, oc.lo, oc.hi);
+            // the teacher is P, the student Q, both at temperature
+            acc = pair_push8(acc, load_b8(e, oc.lo, oc.hi), s, oc, e, inv_t, 1.0, 1.0, true);
             if with_ce {
-                ce = stats_push(ce, s.x, j);
-            }
-            if next {
-                acc = pair_push(acc, t.y, s.y * inv_t, 1.0, 1.0, true);
-                if with_ce {
-                    ce = stats_push(ce, s.y, j + 1u);
-                }
+                ce = stats_push8(ce, s, oc, e, 1.0);
             }
         }
     }

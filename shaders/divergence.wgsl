@@ -124,25 +124,16 @@ fn divergence_of_logits(slot: RowSlot, base: u32, has_b: bool, c_pp: f32, c_pq: 
 fn pair_scan(slot: RowSlot, base: u32, start: u32, end: u32, has_b: bool, c_pp: f32, c_pq: f32) -> PairStats {
     var acc = pair_empty();
     if slot.live {
+        let oc = octets(slot, base, start, end);
         // two loops, so that the one without Q carries none of its state
         if has_b {
-            for (var j = start + 2u * slot.lane; j < end; j += 2u * LANES) {
-                let next = j + 1u < end;
-                let x = load_a2(base + j, next);
-                let y = load_b2(base + j, next);
-                acc = pair_push(acc, x.x, y.x, c_pp, c_pq, true);
-                if next {
-                    acc = pair_push(acc, x.y, y.y, c_pp, c_pq, true);
-                }
+            for (var e = oc.first; e < oc.hi; e += 8u * LANES) {
+                acc = pair_push8(acc, load_a8(e, oc.lo, oc.hi), load_b8(e, oc.lo, oc.hi), oc, e, 1.0, c_pp, c_pq, true);
             }
         } else {
-            for (var j = start + 2u * slot.lane; j < end; j += 2u * LANES) {
-                let next = j + 1u < end;
-                let x = load_a2(base + j, next);
-                acc = pair_push(acc, x.x, 0.0, c_pp, 0.0, false);
-                if next {
-                    acc = pair_push(acc, x.y, 0.0, c_pp, 0.0, false);
-                }
+            var none: array<f32, 8>;
+            for (var e = oc.first; e < oc.hi; e += 8u * LANES) {
+                acc = pair_push8(acc, load_a8(e, oc.lo, oc.hi), none, oc, e, 1.0, c_pp, 0.0, false);
             }
         }
     }
@@ -225,17 +216,28 @@ fn probs_push(acc: ProbsOverLogits, p: f32, y: f32, c_p: f32, c_q: f32) -> Probs
     return r;
 }
 
+fn probs_push_at(acc: ProbsOverLogits, p: f32, y: f32, oc: Octets, e: u32, k: u32, c_p: f32, c_q: f32) -> ProbsOverLogits {
+    if !in_octet(oc, e, k) {
+        return acc;
+    }
+    return probs_push(acc, p, y, c_p, c_q);
+}
+
 fn divergence_of_probs(slot: RowSlot, base: u32, c_pp: f32, c_pq: f32) {
     var acc = ProbsOverLogits(stats_empty(), 0.0, 0.0, 0.0, 0u, false);
     if slot.live {
-        for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
-            let next = j + 1u < params.cols;
-            let p = load_a2(base + j, next);
-            let y = load_b2(base + j, next);
-            acc = probs_push(acc, p.x, y.x, c_pp, c_pq);
-            if next {
-                acc = probs_push(acc, p.y, y.y, c_pp, c_pq);
-            }
+        let oc = octets(slot, base, 0u, params.cols);
+        for (var e = oc.first; e < oc.hi; e += 8u * LANES) {
+            let p = load_a8(e, oc.lo, oc.hi);
+            let y = load_b8(e, oc.lo, oc.hi);
+            acc = probs_push_at(acc, p[0], y[0], oc, e, 0u, c_pp, c_pq);
+            acc = probs_push_at(acc, p[1], y[1], oc, e, 1u, c_pp, c_pq);
+            acc = probs_push_at(acc, p[2], y[2], oc, e, 2u, c_pp, c_pq);
+            acc = probs_push_at(acc, p[3], y[3], oc, e, 3u, c_pp, c_pq);
+            acc = probs_push_at(acc, p[4], y[4], oc, e, 4u, c_pp, c_pq);
+            acc = probs_push_at(acc, p[5], y[5], oc, e, 5u, c_pp, c_pq);
+            acc = probs_push_at(acc, p[6], y[6], oc, e, 6u, c_pp, c_pq);
+            acc = probs_push_at(acc, p[7], y[7], oc, e, 7u, c_pp, c_pq);
         }
     }
     if acc.invalid {

@@ -38,17 +38,28 @@ fn gaussian_kl_part(
 fn gaussian_scan(slot: RowSlot, base: u32, start: u32, end: u32) -> SumFlags {
     var acc = SumFlags(0.0, 0u);
     if slot.live {
-        for (var j = start + 2u * slot.lane; j < end; j += 2u * LANES) {
-            let next = j + 1u < end;
-            let mu = load_a2(base + j, next);
-            let lv = load_b2(base + j, next);
-            acc = gaussian_term(acc, mu.x, lv.x);
-            if next {
-                acc = gaussian_term(acc, mu.y, lv.y);
-            }
+        let oc = octets(slot, base, start, end);
+        for (var e = oc.first; e < oc.hi; e += 8u * LANES) {
+            let mu = load_a8(e, oc.lo, oc.hi);
+            let lv = load_b8(e, oc.lo, oc.hi);
+            acc = gaussian_term_at(acc, mu[0], lv[0], oc, e, 0u);
+            acc = gaussian_term_at(acc, mu[1], lv[1], oc, e, 1u);
+            acc = gaussian_term_at(acc, mu[2], lv[2], oc, e, 2u);
+            acc = gaussian_term_at(acc, mu[3], lv[3], oc, e, 3u);
+            acc = gaussian_term_at(acc, mu[4], lv[4], oc, e, 4u);
+            acc = gaussian_term_at(acc, mu[5], lv[5], oc, e, 5u);
+            acc = gaussian_term_at(acc, mu[6], lv[6], oc, e, 6u);
+            acc = gaussian_term_at(acc, mu[7], lv[7], oc, e, 7u);
         }
     }
     return acc;
+}
+
+fn gaussian_term_at(acc: SumFlags, mu: f32, lv: f32, oc: Octets, e: u32, k: u32) -> SumFlags {
+    if !in_octet(oc, e, k) {
+        return acc;
+    }
+    return gaussian_term(acc, mu, lv);
 }
 
 fn gaussian_term(acc: SumFlags, mu: f32, lv: f32) -> SumFlags {

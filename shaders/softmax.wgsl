@@ -25,14 +25,29 @@ fn softmax(
     if !slot.live {
         return;
     }
+    write_softmax_cols(slot, st, base, 0u, params.cols);
+}
+
+// One lane's columns [start, end) of the row at `base`, written from its stats.
+fn write_softmax_cols(slot: RowSlot, st: RowStats, base: u32, start: u32, end: u32) {
+    let oc = octets(slot, base, start, end);
     let out = params.out_base + base;
-    for (var j = 2u * slot.lane; j < params.cols; j += 2u * LANES) {
-        let next = j + 1u < params.cols;
-        let z = load_a2(base + j, next) * inv_t;
-        out_rows[out + j] = softmax_of(st, z.x);
-        if next {
-            out_rows[out + j + 1u] = softmax_of(st, z.y);
-        }
+    for (var e = oc.first; e < oc.hi; e += 8u * LANES) {
+        let x = load_a8(e, oc.lo, oc.hi);
+        softmax_write_at(st, x[0], oc, e, 0u, out);
+        softmax_write_at(st, x[1], oc, e, 1u, out);
+        softmax_write_at(st, x[2], oc, e, 2u, out);
+        softmax_write_at(st, x[3], oc, e, 3u, out);
+        softmax_write_at(st, x[4], oc, e, 4u, out);
+        softmax_write_at(st, x[5], oc, e, 5u, out);
+        softmax_write_at(st, x[6], oc, e, 6u, out);
+        softmax_write_at(st, x[7], oc, e, 7u, out);
+    }
+}
+
+fn softmax_write_at(st: RowStats, x: f32, oc: Octets, e: u32, k: u32, out: u32) {
+    if in_octet(oc, e, k) {
+        out_rows[out + octet_col(oc, e, k)] = softmax_of(st, x * params.inv_temperature);
     }
 }
 
@@ -96,14 +111,5 @@ fn softmax_write(
     let part = part_of(slot);
     var st = part_stats(part.row, 0u);
     st.log_s = log(st.s);
-    let base = part.row * params.cols;
-    let out = params.out_base + base;
-    for (var j = part.start + 2u * slot.lane; j < part.end; j += 2u * LANES) {
-        let next = j + 1u < part.end;
-        let z = load_a2(base + j, next) * params.inv_temperature;
-        out_rows[out + j] = softmax_of(st, z.x);
-        if next {
-            out_rows[out + j + 1u] = softmax_of(st, z.y);
-        }
-    }
+    write_softmax_cols(slot, st, part.row * params.cols, part.start, part.end);
 }

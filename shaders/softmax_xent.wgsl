@@ -144,23 +144,36 @@ fn scan_xent(slot: RowSlot, base: u32, start: u32, end: u32) -> XentScan {
     if slot.live {
         // two loops, so that the one without smoothing carries none of its state
         if params.smoothing > 0.0 {
-            for (var j = start + 2u * slot.lane; j < end; j += 2u * LANES) {
-                let next = j + 1u < end;
-                let x = load_a2(base + j, next);
-                var m = st.m;
-                st = stats_push(st, x.x, j);
-                sm = smoothing_push(sm, x.x, m, st.m, j);
-                if next {
-                    m = st.m;
-                    st = stats_push(st, x.y, j + 1u);
-                    sm = smoothing_push(sm, x.y, m, st.m, j + 1u);
-                }
+            let oc = octets(slot, base, start, end);
+            for (var e = oc.first; e < oc.hi; e += 8u * LANES) {
+                let x = load_a8(e, oc.lo, oc.hi);
+                var acc = XentScan(st, sm);
+                acc = xent_push_at(acc, x[0], oc, e, 0u);
+                acc = xent_push_at(acc, x[1], oc, e, 1u);
+                acc = xent_push_at(acc, x[2], oc, e, 2u);
+                acc = xent_push_at(acc, x[3], oc, e, 3u);
+                acc = xent_push_at(acc, x[4], oc, e, 4u);
+                acc = xent_push_at(acc, x[5], oc, e, 5u);
+                acc = xent_push_at(acc, x[6], oc, e, 6u);
+                acc = xent_push_at(acc, x[7], oc, e, 7u);
+                st = acc.st;
+                sm = acc.sm;
             }
         } else {
             st = stats_scan_a(slot, base, start, end, 1.0);
         }
     }
     return XentScan(st, sm);
+}
+
+// Element k of an octet into the stats and the smoothing sum.
+fn xent_push_at(acc: XentScan, x: f32, oc: Octets, e: u32, k: u32) -> XentScan {
+    if !in_octet(oc, e, k) {
+        return acc;
+    }
+    let j = octet_col(oc, e, k);
+    let st = stats_push(acc.st, x, j);
+    return XentScan(st, smoothing_push(acc.sm, x, acc.st.m, st.m, j));
 }
 
 // The row's loss, argmax and weight (lane 0 of a live row).

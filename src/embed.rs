@@ -294,7 +294,7 @@ impl Recorder {
         });
         let unused_in = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("xent unused"),
-            size: 4,
+            size: 16,
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });

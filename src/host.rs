@@ -63,7 +63,8 @@ const USAGE_OUT: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::Bu
 const USAGE_READ: wgpu::BufferUsages = wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
 
 fn buffer(device: &wgpu::Device, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
-    let size = bytes.max(4).div_ceil(4) * 4;
+    // whole 16-byte vectors: inputs are bound as vec4 (plan::window)
+    let size = bytes.max(16).div_ceil(16) * 16;
     device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: false })
 }
 
@@ -411,7 +412,11 @@ impl<'c> Stream<'c> {
             sum: if softmax { f64::NAN } else { flagged(words[2], words[3]) },
             denominator: if self.weighted { flagged(words[4], words[5]) } else { rows as f64 },
             values: keep_values.then(|| f32s(&bytes[values_at as usize..argmax_at as usize])),
-            argmax: keep_argmax.then(|| words[argmax_at as usize / 4..].iter().step_by(2).copied().collect()),
+            // (the readback buffer is padded past the last pair)
+            argmax: keep_argmax.then(|| {
+                let first = argmax_at as usize / 4;
+                words[first..first + 2 * rows as usize].iter().step_by(2).copied().collect()
+            }),
         })
     }
 }

@@ -23,12 +23,16 @@ macro_rules! row_source {
     };
 }
 
+// [f32, f16, bf16] read a word at a time, then the same read as vec4 (16-byte loads).
 macro_rules! row_sources {
     ($family:literal) => {
         [
-            row_source!("load_f32.wgsl"; $family),
-            row_source!("load_f16.wgsl", "load_16bit.wgsl"; $family),
-            row_source!("load_bf16.wgsl", "load_16bit.wgsl"; $family),
+            row_source!("load_f32.wgsl", "load_each.wgsl"; $family),
+            row_source!("load_f16.wgsl", "load_16bit.wgsl", "load_each.wgsl"; $family),
+            row_source!("load_bf16.wgsl", "load_16bit.wgsl", "load_each.wgsl"; $family),
+            row_source!("load_f32x4.wgsl", "load_each.wgsl"; $family),
+            row_source!("load_f16.wgsl", "load_16bitx4.wgsl", "load_each.wgsl"; $family),
+            row_source!("load_bf16.wgsl", "load_16bitx4.wgsl", "load_each.wgsl"; $family),
         ]
     };
 }
@@ -160,8 +164,9 @@ impl Kernel {
         }
     }
 
-    /// The composed WGSL for inputs of `dtype` (the reduction has one source).
-    pub fn source(self, dtype: DType) -> &'static str {
+    /// The composed WGSL for inputs of `dtype`, viewed as vec4 when `vec4` (inputs bound
+    /// in multiples of 16 bytes) or a word at a time (the reduction has one source).
+    pub fn source(self, dtype: DType, vec4: bool) -> &'static str {
         let family = match self {
             Kernel::RowMax | Kernel::LogSumExp | Kernel::RowPart | Kernel::LogSumExpMerge | Kernel::RowMaxMerge => {
                 row_sources!("row_stats.wgsl")
@@ -180,10 +185,11 @@ impl Kernel {
             Kernel::Copy | Kernel::NaiveXent => row_sources!("baseline.wgsl"),
             Kernel::Reduce => return REDUCE_SOURCE,
         };
+        let loads = if vec4 { 3 } else { 0 };
         match dtype {
-            DType::F32 => family[0],
-            DType::F16 => family[1],
-            DType::Bf16 => family[2],
+            DType::F32 => family[loads],
+            DType::F16 => family[loads + 1],
+            DType::Bf16 => family[loads + 2],
         }
     }
 }
@@ -308,7 +314,7 @@ pub struct GradMode {
     pub in_place: bool,
 }
 
-type PipelineKey = (Kernel, DType, u32, u32, GradMode);
+type PipelineKey = (Kernel, DType, bool, u32, u32, GradMode);
 
 /// Bind group layouts and compiled pipelines of one device, compiled once and cached.
 #[derive(Clone)]
@@ -318,7 +324,7 @@ pub struct Kernels {
     reduce_layout: wgpu::BindGroupLayout,
     row_pipeline_layout: wgpu::PipelineLayout,
     reduce_pipeline_layout: wgpu::PipelineLayout,
-    modules: Arc<Mutex<HashMap<(Kernel, DType), wgpu::ShaderModule>>>,
+    modules: Arc<Mutex<HashMap<(Kernel, DType, bool), wgpu::ShaderModule>>>,
     pipelines: Arc<Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>>,
     row_workgroup: u32,
     max_workgroup: u32,
@@ -434,9 +440,17 @@ impl Kernels {
         &self.reduce_layout
     }
 
-    /// The pipeline of `kernel` for `dtype` with `wg` invocations and `lanes` per row.
-    pub fn pipeline(&self, kernel: Kernel, dtype: DType, wg: u32, lanes: u32) -> Result<wgpu::ComputePipeline> {
-        self.pipeline_with_grad(kernel, dtype, wg, lanes, GradMode::default())
+    /// The pipeline of `kernel` for `dtype` with `wg` invocations and `lanes` per row,
+    /// reading its inputs as vec4 when `vec4` ([`Kernel::source`]).
+    pub fn pipeline(
+        &self,
+        kernel: Kernel,
+        dtype: DType,
+        vec4: bool,
+        wg: u32,
+        lanes: u32,
+    ) -> Result<wgpu::ComputePipeline> {
+        self.pipeline_with_grad(kernel, dtype, vec4, wg, lanes, GradMode::default())
     }
 
     /// [`Kernels::pipeline`] writing the gradient `grad` asks for.
@@ -444,11 +458,12 @@ impl Kernels {
         &self,
         kernel: Kernel,
         dtype: DType,
+        vec4: bool,
         wg: u32,
         lanes: u32,
         grad: GradMode,
     ) -> Result<wgpu::ComputePipeline> {
-        let key = (kernel, dtype, wg, lanes, grad);
+        let key = (kernel, dtype, vec4, wg, lanes, grad);
         if let Some(p) = lock(&self.pipelines).get(&key) {
             return Ok(p.clone());
         }
@@ -456,11 +471,11 @@ impl Kernels {
         let module = {
             let mut modules = lock(&self.modules);
             modules
-                .entry((kernel, dtype))
+                .entry((kernel, dtype, vec4))
                 .or_insert_with(|| {
                     self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(kernel.entry()),
-                        source: wgpu::ShaderSource::Wgsl(kernel.source(dtype).into()),
+                        source: wgpu::ShaderSource::Wgsl(kernel.source(dtype, vec4).into()),
                     })
                 })
                 .clone()
@@ -485,7 +500,7 @@ impl Kernels {
             cache: None,
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            lock(&self.modules).remove(&(kernel, dtype));
+            lock(&self.modules).remove(&(kernel, dtype, vec4));
             return Err(Error::Gpu(format!("compiling {}: {e}", kernel.entry())));
         }
         lock(&self.pipelines).insert(key, pipeline.clone());

@@ -35,12 +35,12 @@ pub struct Window {
 /// `buffer_size` bytes, for elements of `elem` bytes.
 ///
 /// The offset is rounded down to `align` (the adapter's
-/// `min_storage_buffer_offset_alignment`) and the size up to a multiple of 4 (storage
-/// arrays are read as 32-bit words), clipped to the buffer, which callers allocate
-/// padded to 4 bytes.
+/// `min_storage_buffer_offset_alignment`) and the size up to a multiple of 16 (inputs are
+/// read as vec4 where the binding allows), clipped to the buffer, which callers allocate
+/// padded to 16 bytes; a window clipped to a size off 16 is read a word at a time.
 pub fn window(start: u64, len: u64, elem: u64, align: u64, buffer_size: u64) -> Window {
     let offset = start - start % align;
-    let end = (start + len).div_ceil(4) * 4;
+    let end = (start + len).div_ceil(16) * 16;
     let size = end.min(buffer_size).max(offset + 4) - offset;
     Window { offset, size, base: ((start - offset) / elem) as u32 }
 }
@@ -51,7 +51,7 @@ pub fn window(start: u64, len: u64, elem: u64, align: u64, buffer_size: u64) -> 
 /// `cap_bytes` bounds a chunk's size for memory (the host path uploads chunk by
 /// chunk); `Err` carries the number of bytes one row needs when not even one fits.
 pub fn chunk_rows(rows: u64, row_bytes: u64, max_binding: u64, align: u64, cap_bytes: u64) -> Result<u64, u64> {
-    let room = max_binding.saturating_sub(align + 4);
+    let room = max_binding.saturating_sub(align + 16);
     if row_bytes > room {
         return Err(row_bytes);
     }

@@ -711,3 +711,74 @@ fn many_records_before_one_submit() {
         common::assert_scalar(&format!("record {i} ({:?})", d.op), r.mean(), want.mean(), 1e-5, 1e-5);
     }
 }
+
+/// Inputs are read as vec4 where both bindings are whole vectors and a word at a time
+/// where a caller's buffer ends inside one; a second input that lies unlike the first
+/// modulo a vector is read element by element. The three give the same bits, and the
+/// reference's values, for every operation with two inputs.
+#[test]
+fn vector_and_word_loads_give_the_same_bits() {
+    let Some(ctx) = context() else { return };
+    let (device, queue) = (ctx.device(), ctx.queue());
+    let recorder = Recorder::new(device);
+    let mut rng = rng(53);
+    // odd columns: rows start at every position within a vector
+    let (rows, cols) = (7usize, 37usize);
+    for op in
+        [Op::Kl { p_logits: true }, Op::Kl { p_logits: false }, Op::Bce, Op::Distill { temperature: 2.0, alpha: 0.5 }]
+    {
+        let d = Data::new(op, rows, cols, &mut rng);
+        let reference = xent::reference::compute(&d.loss(&d.x), Default::default()).expect("reference");
+        let n = rows * cols;
+        // (x's buffer padded to whole vectors, elements before the other input)
+        let layouts = [("vec4", true, 0usize), ("vec4, b off by 3", true, 3), ("words", false, 0)];
+        let mut first: Option<Vec<f32>> = None;
+        for (name, padded, shift) in layouts {
+            let mut x = d.x.clone();
+            if padded {
+                x.resize(n.div_ceil(4) * 4, 1.5);
+            }
+            let mut other = vec![0.25f32; shift];
+            other.extend_from_slice(d.other.as_deref().expect("other"));
+            other.resize((shift + n).div_ceil(4) * 4, 0.5);
+            let xb = upload(device, bytemuck::cast_slice(&x));
+            let ob = upload(device, bytemuck::cast_slice(&other));
+            let mut bufs = OnDevice::new(device, &d, DType::F32, 0);
+            bufs.x = xb;
+            bufs.other = Some(ob);
+            let mut loss = bufs.loss(&d);
+            fn at<'a>(b: DeviceBatch<'a>, shift: usize) -> DeviceBatch<'a> {
+                DeviceBatch { offset: 4 * shift as u64, ..b }
+            }
+            let shifted = |b| at(b, shift);
+            loss = match loss {
+                DeviceLoss::KlDiv { p: DeviceDist::Logits(p), q } => {
+                    DeviceLoss::KlDiv { p: DeviceDist::Logits(shifted(p)), q }
+                }
+                DeviceLoss::KlDiv { p: DeviceDist::Probs(p), q } => {
+                    DeviceLoss::KlDiv { p: DeviceDist::Probs(shifted(p)), q }
+                }
+                DeviceLoss::BinaryCrossEntropy { input, target } => {
+                    DeviceLoss::BinaryCrossEntropy { input, target: shifted(target) }
+                }
+                DeviceLoss::Distill { student, teacher, labels, temperature, alpha } => {
+                    DeviceLoss::Distill { student, teacher: shifted(teacher), labels, temperature, alpha }
+                }
+                other => other,
+            };
+            let per_row = zeroed(device, 4 * rows as u64, USAGE);
+            let mut encoder = device.create_command_encoder(&Default::default());
+            recorder.record(&mut encoder, &loss, &DeviceOutput::rows(&per_row)).expect("record");
+            queue.submit([encoder.finish()]);
+            let values = f32s(&read(device, queue, &per_row, 0, 4 * rows as u64));
+            assert_close(&format!("{op:?} {name}"), &values, &reference.values, 1e-5, 1e-5);
+            match &first {
+                None => first = Some(values),
+                Some(v) => {
+                    let same = v.iter().zip(&values).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{op:?} {name}: {values:?} differs from the vec4 loads' {v:?}");
+                }
+            }
+        }
+    }
+}

@@ -10,7 +10,11 @@ use xent::kernels::{Kernel, ReduceParams, RowParams};
 const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::Bf16];
 
 fn parse(kernel: Kernel, dtype: DType) -> (naga::Module, ModuleInfo) {
-    let src = kernel.source(dtype);
+    parse_loads(kernel, dtype, true)
+}
+
+fn parse_loads(kernel: Kernel, dtype: DType, vec4: bool) -> (naga::Module, ModuleInfo) {
+    let src = kernel.source(dtype, vec4);
     let module = naga::front::wgsl::parse_str(src)
         .unwrap_or_else(|e| panic!("{} {dtype:?}: {}", kernel.entry(), e.emit_to_string(src)));
     // the capabilities every WebGPU device has: no f16 type, no subgroups
@@ -39,8 +43,8 @@ fn specialised(kernel: Kernel, dtype: DType, wg: u32, lanes: u32, grad: (u32, bo
 #[test]
 fn every_shader_validates() {
     for kernel in Kernel::ALL {
-        for dtype in DTYPES {
-            let (module, _) = parse(kernel, dtype);
+        for (dtype, vec4) in DTYPES.into_iter().flat_map(|d| [(d, true), (d, false)]) {
+            let (module, _) = parse_loads(kernel, dtype, vec4);
             assert!(
                 module.entry_points.iter().any(|e| e.name == kernel.entry()),
                 "{} has no entry point",

@@ -1,5 +1,7 @@
-// Inputs a and b of 16-bit elements (f16, bf16), two to a u32 word, widened by the
-// loader's `widen(word, element index)` (common/load_f16.wgsl, common/load_bf16.wgsl).
+// Inputs a and b of 16-bit elements (f16, bf16), two to a u32 word, one word at a time,
+// widened by the loader's `widen(word, element index)` (common/load_f16.wgsl,
+// common/load_bf16.wgsl): the loader for bindings whose size is not a multiple of 16
+// bytes, which common/load_16bitx4.wgsl cannot view as vec4.
 @group(0) @binding(1) var<storage, read> in_a: array<u32>;
 @group(0) @binding(2) var<storage, read> in_b: array<u32>;
 
@@ -13,27 +15,11 @@ fn load_b(i: u32) -> f32 {
     return widen(in_b[e >> 1u], e);
 }
 
-// Elements i and i + 1 (the second unspecified when `next` is false; i even in the
-// column loops) from one word when the row starts on a word: half the loads of two
-// load_a calls, which is where half precision saves time on adapters that pay per load
-// rather than per byte (CPU adapters).
-fn load_a2(i: u32, next: bool) -> vec2<f32> {
-    let e = params.a_base + i;
-    let w = in_a[e >> 1u];
-    var second = w; // the word holding element e + 1
-    // uniform: an even base and even columns put every pair in one word
-    if ((params.a_base | params.cols) & 1u) != 0u {
-        second = in_a[(e + 1u) >> 1u];
-    }
-    return vec2<f32>(widen(w, e), widen(second, e + 1u));
+// Octets of the column loops (common/row_reduce.wgsl), an element at a time.
+fn load_a8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
+    return load_a8_each(e, lo, hi);
 }
 
-fn load_b2(i: u32, next: bool) -> vec2<f32> {
-    let e = params.b_base + i;
-    let w = in_b[e >> 1u];
-    var second = w;
-    if ((params.b_base | params.cols) & 1u) != 0u {
-        second = in_b[(e + 1u) >> 1u];
-    }
-    return vec2<f32>(widen(w, e), widen(second, e + 1u));
+fn load_b8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
+    return load_b8_each(e, lo, hi);
 }

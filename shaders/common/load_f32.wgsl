@@ -1,5 +1,7 @@
-// Inputs a and b as f32 (the input the gradient overwrites in place is read from
-// `grad`: see common/grad.wgsl).
+// Inputs a and b as f32, one word at a time: the loader for bindings whose size is not
+// a multiple of 16 bytes (a caller's buffer that ends within a vector of its data), which
+// common/load_f32x4.wgsl cannot view as vec4. The input the gradient overwrites in place
+// is read from `grad`: see common/grad.wgsl.
 @group(0) @binding(1) var<storage, read> in_a: array<f32>;
 @group(0) @binding(2) var<storage, read> in_b: array<f32>;
 
@@ -17,21 +19,11 @@ fn load_b(i: u32) -> f32 {
     return in_b[params.b_base + i];
 }
 
-// Elements i and i + 1 (the second 0 when `next` is false: past the row, which an in-place
-// gradient may be overwriting): the paired form of the half-precision loaders, so that
-// every dtype shares the column loops.
-fn load_a2(i: u32, next: bool) -> vec2<f32> {
-    var v = vec2<f32>(load_a(i), 0.0);
-    if next {
-        v.y = load_a(i + 1u);
-    }
-    return v;
+// Octets of the column loops (common/row_reduce.wgsl), an element at a time.
+fn load_a8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
+    return load_a8_each(e, lo, hi);
 }
 
-fn load_b2(i: u32, next: bool) -> vec2<f32> {
-    var v = vec2<f32>(load_b(i), 0.0);
-    if next {
-        v.y = load_b(i + 1u);
-    }
-    return v;
+fn load_b8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
+    return load_b8_each(e, lo, hi);
 }

@@ -1,9 +1,8 @@
 // The row layout of a workgroup and its reductions.
 //
 // A workgroup of WG invocations holds WG / LANES rows; the LANES invocations of a row
-// stride over its columns (lane, lane + LANES, ...; the scans take them in pairs, 2 lane
-// and 2 lane + 1, then 2 LANES on: one word of half precision, half the loop steps) and
-// then combine their partial
+// stride over its columns in octets (see `Octets`: lane l takes the l-th run of eight, then
+// every LANES-th) and then combine their partial
 // results in a fixed binary tree in workgroup memory, so every run gives the same bits.
 // LANES = 1 is one invocation per row (few columns), LANES = WG one workgroup per row.
 // Both are `override` constants chosen by the host from the shape and the adapter.
@@ -122,18 +121,83 @@ fn read_target(slot: RowSlot, base: u32) -> Target {
     return Target(label, ignored, in_range, y, xy);
 }
 
+// The octets a lane reads of columns [start, end) of the row at `base`: runs of eight
+// elements aligned to eight elements of a's binding, so that the vector loaders
+// (common/load_f32x4.wgsl, common/load_16bitx4.wgsl) read each with whole 16-byte loads.
+// The first and last octets of a row may hold elements of its neighbours; `lo` and `hi`
+// bound the row's own (as elements of a's binding) and `col0` is its column 0. Loop:
+//
+//   for (var e = oc.first; e < oc.hi; e += 8u * LANES) { let x = load_a8(e, oc.lo, oc.hi); ... }
+const NO_COL: u32 = 0xffffffffu;
+
+struct Octets {
+    col0: u32,
+    lo: u32,
+    hi: u32,
+    first: u32,
+}
+
+fn octets(slot: RowSlot, base: u32, start: u32, end: u32) -> Octets {
+    let col0 = params.a_base + base;
+    let lo = col0 + start;
+    return Octets(col0, lo, col0 + end, (lo & ~7u) + 8u * slot.lane);
+}
+
+// Whether element k of the octet at e is the row's.
+fn in_octet(oc: Octets, e: u32, k: u32) -> bool {
+    return e + k >= oc.lo && e + k < oc.hi;
+}
+
+// Its column index in the row.
+fn octet_col(oc: Octets, e: u32, k: u32) -> u32 {
+    return e + k - oc.col0;
+}
+
+// stats_push of element k of an octet, times `scale`; an element outside the row is
+// pushed as -inf at index NO_COL, which changes nothing (no sum, and never the argmax).
+fn stats_push_at(st: RowStats, x: f32, oc: Octets, e: u32, k: u32, scale: f32) -> RowStats {
+    let mine = in_octet(oc, e, k);
+    return stats_push(st, select(neg_inf(), x * scale, mine), select(NO_COL, octet_col(oc, e, k), mine));
+}
+
+fn stats_push8(st: RowStats, x: array<f32, 8>, oc: Octets, e: u32, scale: f32) -> RowStats {
+    var r = stats_push_at(st, x[0], oc, e, 0u, scale);
+    r = stats_push_at(r, x[1], oc, e, 1u, scale);
+    r = stats_push_at(r, x[2], oc, e, 2u, scale);
+    r = stats_push_at(r, x[3], oc, e, 3u, scale);
+    r = stats_push_at(r, x[4], oc, e, 4u, scale);
+    r = stats_push_at(r, x[5], oc, e, 5u, scale);
+    r = stats_push_at(r, x[6], oc, e, 6u, scale);
+    return stats_push_at(r, x[7], oc, e, 7u, scale);
+}
+
+// pair_push of element k of an octet of each input, both times `scale`.
+fn pair_push_at(acc: PairStats, x: f32, y: f32, oc: Octets, e: u32, k: u32, scale: f32, c_p: f32, c_q: f32, with_q: bool) -> PairStats {
+    if !in_octet(oc, e, k) {
+        return acc;
+    }
+    return pair_push(acc, x * scale, y * scale, c_p, c_q, with_q);
+}
+
+fn pair_push8(acc: PairStats, x: array<f32, 8>, y: array<f32, 8>, oc: Octets, e: u32, scale: f32, c_p: f32, c_q: f32, with_q: bool) -> PairStats {
+    var r = pair_push_at(acc, x[0], y[0], oc, e, 0u, scale, c_p, c_q, with_q);
+    r = pair_push_at(r, x[1], y[1], oc, e, 1u, scale, c_p, c_q, with_q);
+    r = pair_push_at(r, x[2], y[2], oc, e, 2u, scale, c_p, c_q, with_q);
+    r = pair_push_at(r, x[3], y[3], oc, e, 3u, scale, c_p, c_q, with_q);
+    r = pair_push_at(r, x[4], y[4], oc, e, 4u, scale, c_p, c_q, with_q);
+    r = pair_push_at(r, x[5], y[5], oc, e, 5u, scale, c_p, c_q, with_q);
+    r = pair_push_at(r, x[6], y[6], oc, e, 6u, scale, c_p, c_q, with_q);
+    return pair_push_at(r, x[7], y[7], oc, e, 7u, scale, c_p, c_q, with_q);
+}
+
 // One lane's online (m, s) and argmax over columns [start, end) of input a from `base`,
 // each element times `scale` (1/T for a temperature).
 fn stats_scan_a(slot: RowSlot, base: u32, start: u32, end: u32, scale: f32) -> RowStats {
     var st = stats_empty();
     if slot.live {
-        for (var j = start + 2u * slot.lane; j < end; j += 2u * LANES) {
-            let next = j + 1u < end;
-            let x = load_a2(base + j, next) * scale;
-            st = stats_push(st, x.x, j);
-            if next {
-                st = stats_push(st, x.y, j + 1u);
-            }
+        let oc = octets(slot, base, start, end);
+        for (var e = oc.first; e < oc.hi; e += 8u * LANES) {
+            st = stats_push8(st, load_a8(e, oc.lo, oc.hi), oc, e, scale);
         }
     }
     return st;

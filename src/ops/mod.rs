@@ -295,7 +295,10 @@ fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Prep
         | Kernel::GaussianKlPart => kernels.row_layout_for(u64::from(template.part_cols)),
         _ => kernels.row_layout_for(cols),
     };
-    let pipeline = kernels.pipeline_with_grad(kernel, dtype, wg, lanes, grad)?;
+    // vec4 loads where both input bindings are whole vectors (every buffer xent allocates;
+    // a caller's buffer that ends inside the last vector of its data is read by words)
+    let vec4 = [b.a.window.size, b.b.window.size].iter().all(|&s| s >= 16 && s % 16 == 0);
+    let pipeline = kernels.pipeline_with_grad(kernel, dtype, vec4, wg, lanes, grad)?;
     let params = RowParams {
         rows: rows as u32,
         cols: cols as u32,
@@ -364,7 +367,7 @@ pub fn encode_reduce_at(
 ) -> Result<()> {
     let device = kernels.device();
     let limits = device.limits();
-    let pipeline = kernels.pipeline(Kernel::Reduce, crate::DType::F32, 256, 1)?;
+    let pipeline = kernels.pipeline(Kernel::Reduce, crate::DType::F32, false, 256, 1)?;
     let align = u64::from(limits.min_storage_buffer_offset_alignment);
     let max_binding = limits.max_storage_buffer_binding_size;
     let mut dispatch = |input: Bound, dst: &wgpu::Buffer, n: u64, out_base: u64, partials: bool| {

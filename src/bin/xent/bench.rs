@@ -112,7 +112,8 @@ const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::Buff
 
 fn upload(device: &wgpu::Device, label: &str, bytes: &[u8]) -> wgpu::Buffer {
     let mut padded = bytes.to_vec();
-    padded.resize(bytes.len().max(4).div_ceil(4) * 4, 0);
+    // whole 16-byte vectors, as the library allocates: inputs are read as vec4
+    padded.resize(bytes.len().max(16).div_ceil(16) * 16, 0);
     device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some(label),
         contents: &padded,
@@ -123,7 +124,7 @@ fn upload(device: &wgpu::Device, label: &str, bytes: &[u8]) -> wgpu::Buffer {
 fn empty(device: &wgpu::Device, label: &str, bytes: u64) -> wgpu::Buffer {
     device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
-        size: bytes.max(4).div_ceil(4) * 4,
+        size: bytes.max(16).div_ceil(16) * 16,
         usage: STORAGE | wgpu::BufferUsages::COPY_SRC,
         mapped_at_creation: false,
     })
@@ -144,8 +145,8 @@ struct Job {
     elem: u64,
     out_per_row: u64,
     a: wgpu::Buffer,
-    b: wgpu::Buffer,
-    labels: wgpu::Buffer,
+    b: Option<wgpu::Buffer>,
+    labels: Option<wgpu::Buffer>,
     weights: wgpu::Buffer,
     out: wgpu::Buffer,
     aux: wgpu::Buffer,
@@ -196,15 +197,15 @@ impl<'c> Bench<'c> {
         let elem = dtype.size() as u64;
         let a = upload(d, "a", job.a.data.bytes(0, job.a.data.len()));
         let b = match &job.b {
-            Some(b) => upload(d, "b", b.data.bytes(0, b.data.len())),
-            None => empty(d, "b", 4),
+            Some(b) => Some(upload(d, "b", b.data.bytes(0, b.data.len()))),
+            None => None,
         };
         let labels = match &job.labels {
             Some(y) => {
                 let v: Vec<i32> = (0..y.len()).map(|i| y.get(i) as i32).collect();
-                upload(d, "labels", bytemuck::cast_slice(&v))
+                Some(upload(d, "labels", bytemuck::cast_slice(&v)))
             }
-            None => empty(d, "labels", 4),
+            None => None,
         };
         let out_len = rows * job.out_per_row;
         let in_bytes =
@@ -286,15 +287,13 @@ impl<'c> Bench<'c> {
                 };
                 let bindings = RowBindings {
                     a,
-                    b: if copy || job.b.size() == 4 {
-                        win(&job.weights, 0, 4, 4)
-                    } else {
-                        win(&job.b, start * unit_bytes, n * unit_bytes, elem)
+                    b: match &job.b {
+                        Some(b) if !copy => win(b, start * unit_bytes, n * unit_bytes, elem),
+                        _ => win(&job.weights, 0, 4, 4),
                     },
-                    labels: if copy || job.labels.size() == 4 {
-                        win(&job.weights, 0, 4, 4)
-                    } else {
-                        win(&job.labels, 4 * start, 4 * n, 4)
+                    labels: match &job.labels {
+                        Some(y) if !copy => win(y, 4 * start, 4 * n, 4),
+                        _ => win(&job.weights, 0, 4, 4),
                     },
                     class_weights: win(&job.weights, 0, 4, 4),
                     out,
