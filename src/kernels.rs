@@ -314,6 +314,8 @@ pub struct GradMode {
     pub in_place: bool,
 }
 
+/// A shader module: the kernel's family for a dtype, read as vec4 or not.
+type ModuleKey = (Kernel, DType, bool);
 type PipelineKey = (Kernel, DType, bool, u32, u32, GradMode);
 
 /// Bind group layouts and compiled pipelines of one device, compiled once and cached.
@@ -324,7 +326,7 @@ pub struct Kernels {
     reduce_layout: wgpu::BindGroupLayout,
     row_pipeline_layout: wgpu::PipelineLayout,
     reduce_pipeline_layout: wgpu::PipelineLayout,
-    modules: Arc<Mutex<HashMap<(Kernel, DType, bool), wgpu::ShaderModule>>>,
+    modules: Arc<Mutex<HashMap<ModuleKey, wgpu::ShaderModule>>>,
     pipelines: Arc<Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>>,
     row_workgroup: u32,
     max_workgroup: u32,
