@@ -196,17 +196,11 @@ impl<'c> Bench<'c> {
         let (rows, cols) = (job.a.rows as u64, job.a.cols as u64);
         let elem = dtype.size() as u64;
         let a = upload(d, "a", job.a.data.bytes(0, job.a.data.len()));
-        let b = match &job.b {
-            Some(b) => Some(upload(d, "b", b.data.bytes(0, b.data.len()))),
-            None => None,
-        };
-        let labels = match &job.labels {
-            Some(y) => {
-                let v: Vec<i32> = (0..y.len()).map(|i| y.get(i) as i32).collect();
-                Some(upload(d, "labels", bytemuck::cast_slice(&v)))
-            }
-            None => None,
-        };
+        let b = job.b.as_ref().map(|b| upload(d, "b", b.data.bytes(0, b.data.len())));
+        let labels = job.labels.as_ref().map(|y| {
+            let v: Vec<i32> = (0..y.len()).map(|i| y.get(i) as i32).collect();
+            upload(d, "labels", bytemuck::cast_slice(&v))
+        });
         let out_len = rows * job.out_per_row;
         let in_bytes =
             rows * cols * elem * (1 + u64::from(job.b.is_some())) + if job.labels.is_some() { 4 * rows } else { 0 };
