@@ -1,7 +1,8 @@
 // Baselines for the benchmark, not used by the losses:
 //
-//   copy_words: out_rows = a over [rows, cols] words: the roofline, a kernel that reads
-//               and writes the input bytes once, with the row layout of the losses.
+//   copy_words: out = a over [rows, cols] words: the roofline, a kernel that reads and
+//               writes the input bytes once, with the row layout and the loads of the
+//               losses, and vec4 stores (its own view of the output binding).
 //   naive_xent: the simplest correct kernel, one workgroup per row and two passes (max,
 //               then Σ exp(x − max)); lse, minus x_y when labels are bound
 //               (FLAG_HAS_B). Finite inputs only.
@@ -18,6 +19,16 @@ fn copy_words(
         let base = slot.row * params.cols;
         let oc = octets(slot, base, 0u, params.cols);
         let out = params.out_base + base;
+        // whole octets in and out (every row of the benchmark's copy): vec4 stores too
+        if ((oc.lo | oc.hi) & 7u) == 0u && ((params.out_base - params.a_base) & 3u) == 0u {
+            for (var e = oc.first; e < oc.hi; e += 8u * LANES) {
+                let x = load_a8(e, oc.lo, oc.hi);
+                let o = (e - params.a_base + params.out_base) >> 2u;
+                copy_out[o] = vec4<f32>(x[0], x[1], x[2], x[3]);
+                copy_out[o + 1u] = vec4<f32>(x[4], x[5], x[6], x[7]);
+            }
+            return;
+        }
         for (var e = oc.first; e < oc.hi; e += 8u * LANES) {
             let x = load_a8(e, oc.lo, oc.hi);
             copy_at(x[0], oc, e, 0u, out);
@@ -32,9 +43,14 @@ fn copy_words(
     }
 }
 
+// The output binding as vec4 (copy_words does not use out_rows; the bench binds whole
+// vectors).
+@group(0) @binding(5) var<storage, read_write> copy_out: array<vec4<f32>>;
+
 fn copy_at(x: f32, oc: Octets, e: u32, k: u32, out: u32) {
     if in_octet(oc, e, k) {
-        out_rows[out + octet_col(oc, e, k)] = x;
+        let o = out + octet_col(oc, e, k);
+        copy_out[o >> 2u][o & 3u] = x;
     }
 }
 

@@ -224,6 +224,29 @@ impl<'c> Bench<'c> {
         }
     }
 
+    /// Whether the copy kernel's output holds `job`'s input words (after a run of it): a
+    /// roofline that skipped work would flatter every ratio.
+    fn check_copy(&self, job: &Job) -> Result<(), Failure> {
+        let d = self.ctx.device();
+        let len = (job.rows * job.cols * job.elem / 4 / COPY_COLS).max(1) * 4 * COPY_COLS;
+        let read = |buffer: &wgpu::Buffer| -> Result<Vec<u8>, Failure> {
+            let staging = d.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("xent bench copy check"),
+                size: len,
+                usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
+                mapped_at_creation: false,
+            });
+            let mut encoder = d.create_command_encoder(&Default::default());
+            encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, len);
+            self.ctx.queue().submit([encoder.finish()]);
+            Ok(xent::readback::read_blocking(d, &staging, 0..len)?)
+        };
+        if read(&job.a)? != read(&job.copy_out)? {
+            return Err(Failure::machine("the copy kernel's output differs from its input".to_string()));
+        }
+        Ok(())
+    }
+
     /// Median device seconds of `kernel` over `job`'s rows, dispatched in pieces that fit
     /// the binding limit.
     fn time(&self, job: &Job, kernel: Kernel, iters: usize) -> Result<f64, Failure> {
@@ -413,6 +436,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
             let Some(lse) = data.loss("lse", dtype) else { continue };
             let base = bench.job(&lse, dtype);
             bench.time(&base, Kernel::Copy, 1)?;
+            bench.check_copy(&base)?;
             let naive = |kernel_job: &Job| -> Result<f64, Failure> {
                 bench.time(kernel_job, Kernel::NaiveXent, 1)?;
                 bench.time(kernel_job, Kernel::NaiveXent, iters)
