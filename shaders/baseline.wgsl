@@ -21,7 +21,7 @@ fn copy_words(
         let out = params.out_base + base;
         // whole octets in and out (every row of the benchmark's copy): vec4 stores too
         if ((oc.lo | oc.hi) & 7u) == 0u && ((params.out_base - params.a_base) & 3u) == 0u {
-            for (var e = oc.first; e < oc.hi; e += 8u * LANES) {
+            for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
                 let x = load_a8(e, oc.lo, oc.hi);
                 let o = (e - params.a_base + params.out_base) >> 2u;
                 copy_out[o] = vec4<f32>(x[0], x[1], x[2], x[3]);
@@ -29,7 +29,7 @@ fn copy_words(
             }
             return;
         }
-        for (var e = oc.first; e < oc.hi; e += 8u * LANES) {
+        for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
             let x = load_a8(e, oc.lo, oc.hi);
             copy_at(x[0], oc, e, 0u, out);
             copy_at(x[1], oc, e, 1u, out);
@@ -39,6 +39,9 @@ fn copy_words(
             copy_at(x[5], oc, e, 5u, out);
             copy_at(x[6], oc, e, 6u, out);
             copy_at(x[7], oc, e, 7u, out);
+        }
+        for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
+            copy_at(load_a(e - params.a_base), oc, e, 0u, out);
         }
     }
 }

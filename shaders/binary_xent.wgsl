@@ -68,7 +68,7 @@ fn bce_scan(slot: RowSlot, row: u32, start: u32, end: u32) -> SumFlags {
     var acc = Bce(SumFlags(0.0, 0u), false);
     if slot.live {
         let oc = octets(slot, base, start, end);
-        for (var e = oc.first; e < oc.hi; e += 8u * LANES) {
+        for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
             let x = load_a8(e, oc.lo, oc.hi);
             let y = load_b8(e, oc.lo, oc.hi);
             acc = bce_term_at(acc, x[0], y[0], oc, e, 0u, base, logits);
@@ -79,6 +79,10 @@ fn bce_scan(slot: RowSlot, row: u32, start: u32, end: u32) -> SumFlags {
             acc = bce_term_at(acc, x[5], y[5], oc, e, 5u, base, logits);
             acc = bce_term_at(acc, x[6], y[6], oc, e, 6u, base, logits);
             acc = bce_term_at(acc, x[7], y[7], oc, e, 7u, base, logits);
+        }
+        for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
+            let i = e - params.a_base;
+            acc = bce_term_at(acc, load_a(i), load_b(i), oc, e, 0u, base, logits);
         }
     }
     if acc.invalid {

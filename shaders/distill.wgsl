@@ -100,12 +100,20 @@ fn distill_scan(slot: RowSlot, base: u32, start: u32, end: u32) -> DistillScan {
     var ce = stats_empty();
     if slot.live {
         let oc = octets(slot, base, start, end);
-        for (var e = oc.first; e < oc.hi; e += 8u * LANES) {
+        for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
             let s = load_a8(e, oc.lo, oc.hi);
             // the teacher is P, the student Q, both at temperature
             acc = pair_push8(acc, load_b8(e, oc.lo, oc.hi), s, oc, e, inv_t, 1.0, 1.0, true);
             if with_ce {
                 ce = stats_push8(ce, s, oc, e, 1.0);
+            }
+        }
+        for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
+            let i = e - params.a_base;
+            let s = load_a(i);
+            acc = pair_push(acc, load_b(i) * inv_t, s * inv_t, 1.0, 1.0, true);
+            if with_ce {
+                ce = stats_push(ce, s, e - oc.col0);
             }
         }
     }

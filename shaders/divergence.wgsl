@@ -127,13 +127,20 @@ fn pair_scan(slot: RowSlot, base: u32, start: u32, end: u32, has_b: bool, c_pp: 
         let oc = octets(slot, base, start, end);
         // two loops, so that the one without Q carries none of its state
         if has_b {
-            for (var e = oc.first; e < oc.hi; e += 8u * LANES) {
+            for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
                 acc = pair_push8(acc, load_a8(e, oc.lo, oc.hi), load_b8(e, oc.lo, oc.hi), oc, e, 1.0, c_pp, c_pq, true);
+            }
+            for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
+                let i = e - params.a_base;
+                acc = pair_push(acc, load_a(i), load_b(i), c_pp, c_pq, true);
             }
         } else {
             var none: array<f32, 8>;
-            for (var e = oc.first; e < oc.hi; e += 8u * LANES) {
+            for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
                 acc = pair_push8(acc, load_a8(e, oc.lo, oc.hi), none, oc, e, 1.0, c_pp, 0.0, false);
+            }
+            for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
+                acc = pair_push(acc, load_a(e - params.a_base), 0.0, c_pp, 0.0, false);
             }
         }
     }
@@ -227,7 +234,7 @@ fn divergence_of_probs(slot: RowSlot, base: u32, c_pp: f32, c_pq: f32) {
     var acc = ProbsOverLogits(stats_empty(), 0.0, 0.0, 0.0, 0u, false);
     if slot.live {
         let oc = octets(slot, base, 0u, params.cols);
-        for (var e = oc.first; e < oc.hi; e += 8u * LANES) {
+        for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
             let p = load_a8(e, oc.lo, oc.hi);
             let y = load_b8(e, oc.lo, oc.hi);
             acc = probs_push_at(acc, p[0], y[0], oc, e, 0u, c_pp, c_pq);
@@ -238,6 +245,10 @@ fn divergence_of_probs(slot: RowSlot, base: u32, c_pp: f32, c_pq: f32) {
             acc = probs_push_at(acc, p[5], y[5], oc, e, 5u, c_pp, c_pq);
             acc = probs_push_at(acc, p[6], y[6], oc, e, 6u, c_pp, c_pq);
             acc = probs_push_at(acc, p[7], y[7], oc, e, 7u, c_pp, c_pq);
+        }
+        for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
+            let i = e - params.a_base;
+            acc = probs_push(acc, load_a(i), load_b(i), c_pp, c_pq);
         }
     }
     if acc.invalid {

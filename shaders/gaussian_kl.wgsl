@@ -39,7 +39,7 @@ fn gaussian_scan(slot: RowSlot, base: u32, start: u32, end: u32) -> SumFlags {
     var acc = SumFlags(0.0, 0u);
     if slot.live {
         let oc = octets(slot, base, start, end);
-        for (var e = oc.first; e < oc.hi; e += 8u * LANES) {
+        for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
             let mu = load_a8(e, oc.lo, oc.hi);
             let lv = load_b8(e, oc.lo, oc.hi);
             acc = gaussian_term_at(acc, mu[0], lv[0], oc, e, 0u);
@@ -50,6 +50,10 @@ fn gaussian_scan(slot: RowSlot, base: u32, start: u32, end: u32) -> SumFlags {
             acc = gaussian_term_at(acc, mu[5], lv[5], oc, e, 5u);
             acc = gaussian_term_at(acc, mu[6], lv[6], oc, e, 6u);
             acc = gaussian_term_at(acc, mu[7], lv[7], oc, e, 7u);
+        }
+        for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
+            let i = e - params.a_base;
+            acc = gaussian_term(acc, load_a(i), load_b(i));
         }
     }
     return acc;

@@ -32,7 +32,7 @@ fn softmax(
 fn write_softmax_cols(slot: RowSlot, st: RowStats, base: u32, start: u32, end: u32) {
     let oc = octets(slot, base, start, end);
     let out = params.out_base + base;
-    for (var e = oc.first; e < oc.hi; e += 8u * LANES) {
+    for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
         let x = load_a8(e, oc.lo, oc.hi);
         softmax_write_at(st, x[0], oc, e, 0u, out);
         softmax_write_at(st, x[1], oc, e, 1u, out);
@@ -42,6 +42,9 @@ fn write_softmax_cols(slot: RowSlot, st: RowStats, base: u32, start: u32, end: u
         softmax_write_at(st, x[5], oc, e, 5u, out);
         softmax_write_at(st, x[6], oc, e, 6u, out);
         softmax_write_at(st, x[7], oc, e, 7u, out);
+    }
+    for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
+        softmax_write_at(st, load_a(e - params.a_base), oc, e, 0u, out);
     }
 }
 

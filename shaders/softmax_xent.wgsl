@@ -145,7 +145,7 @@ fn scan_xent(slot: RowSlot, base: u32, start: u32, end: u32) -> XentScan {
         // two loops, so that the one without smoothing carries none of its state
         if params.smoothing > 0.0 {
             let oc = octets(slot, base, start, end);
-            for (var e = oc.first; e < oc.hi; e += 8u * LANES) {
+            for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
                 let x = load_a8(e, oc.lo, oc.hi);
                 var acc = XentScan(st, sm);
                 acc = xent_push_at(acc, x[0], oc, e, 0u);
@@ -156,6 +156,11 @@ fn scan_xent(slot: RowSlot, base: u32, start: u32, end: u32) -> XentScan {
                 acc = xent_push_at(acc, x[5], oc, e, 5u);
                 acc = xent_push_at(acc, x[6], oc, e, 6u);
                 acc = xent_push_at(acc, x[7], oc, e, 7u);
+                st = acc.st;
+                sm = acc.sm;
+            }
+            for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
+                let acc = xent_push_at(XentScan(st, sm), load_a(e - params.a_base), oc, e, 0u);
                 st = acc.st;
                 sm = acc.sm;
             }

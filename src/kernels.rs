@@ -314,9 +314,21 @@ pub struct GradMode {
     pub in_place: bool,
 }
 
+/// How a row kernel reads its columns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Reads {
+    /// Inputs viewed as vec4 ([`Kernel::source`]): every input binding is whole 16-byte
+    /// vectors.
+    pub vec4: bool,
+    /// An element at a time rather than in octets, for rows of fewer than
+    /// [`crate::plan::SHORT_COLS`] columns (the `EACH` override of
+    /// shaders/common/row_reduce.wgsl).
+    pub each: bool,
+}
+
 /// A shader module: the kernel's family for a dtype, read as vec4 or not.
 type ModuleKey = (Kernel, DType, bool);
-type PipelineKey = (Kernel, DType, bool, u32, u32, GradMode);
+type PipelineKey = (Kernel, DType, Reads, u32, u32, GradMode);
 
 /// Bind group layouts and compiled pipelines of one device, compiled once and cached.
 #[derive(Clone)]
@@ -443,16 +455,16 @@ impl Kernels {
     }
 
     /// The pipeline of `kernel` for `dtype` with `wg` invocations and `lanes` per row,
-    /// reading its inputs as vec4 when `vec4` ([`Kernel::source`]).
+    /// reading its columns as `reads` says.
     pub fn pipeline(
         &self,
         kernel: Kernel,
         dtype: DType,
-        vec4: bool,
+        reads: Reads,
         wg: u32,
         lanes: u32,
     ) -> Result<wgpu::ComputePipeline> {
-        self.pipeline_with_grad(kernel, dtype, vec4, wg, lanes, GradMode::default())
+        self.pipeline_with_grad(kernel, dtype, reads, wg, lanes, GradMode::default())
     }
 
     /// [`Kernels::pipeline`] writing the gradient `grad` asks for.
@@ -460,12 +472,13 @@ impl Kernels {
         &self,
         kernel: Kernel,
         dtype: DType,
-        vec4: bool,
+        reads: Reads,
         wg: u32,
         lanes: u32,
         grad: GradMode,
     ) -> Result<wgpu::ComputePipeline> {
-        let key = (kernel, dtype, vec4, wg, lanes, grad);
+        let key = (kernel, dtype, reads, wg, lanes, grad);
+        let vec4 = reads.vec4;
         if let Some(p) = lock(&self.pipelines).get(&key) {
             return Ok(p.clone());
         }
@@ -487,6 +500,7 @@ impl Kernels {
             ("LANES", f64::from(lanes)),
             ("GRAD_OF", f64::from(grad.of)),
             ("GRAD_IN_PLACE", f64::from(u8::from(grad.in_place))),
+            ("EACH", f64::from(u8::from(reads.each))),
         ];
         let constants: &[(&str, f64)] = if kernel == Kernel::Reduce { &[] } else { &row_constants };
         let layout = if kernel == Kernel::Reduce { &self.reduce_pipeline_layout } else { &self.row_pipeline_layout };

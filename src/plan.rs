@@ -86,6 +86,11 @@ pub fn workgroup_size(device_type: wgpu::DeviceType, subgroup_min: u32, max_invo
 /// as if it had 2^17). A quarter of that leaves room for kernels with several column loops.
 pub const CPU_LOOP_STEPS: u64 = 16_384;
 
+/// Rows of fewer columns are read an element at a time: in octets aligned to the binding
+/// (shaders/common/row_reduce.wgsl) up to 14 elements of a row's neighbours ride along,
+/// which would double the work of a 10-column row.
+pub const SHORT_COLS: u64 = 32;
+
 /// Columns up to which a row is "short": on CPU adapters such rows go 64 to a workgroup.
 pub const FEW_COLS: u64 = 64;
 

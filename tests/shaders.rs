@@ -24,15 +24,19 @@ fn parse_loads(kernel: Kernel, dtype: DType, vec4: bool) -> (naga::Module, Modul
     (module, info)
 }
 
-/// The module with its overrides fixed as the host fixes them, for one entry point.
+/// The module with its overrides fixed as the host fixes them, for one entry point. The
+/// one-lane layout (short rows) is also read by words and an element at a time, so both
+/// loaders and both column loops are translated.
 fn specialised(kernel: Kernel, dtype: DType, wg: u32, lanes: u32, grad: (u32, bool)) -> (naga::Module, ModuleInfo) {
-    let (module, info) = parse(kernel, dtype);
+    let short = lanes == 1;
+    let (module, info) = parse_loads(kernel, dtype, !short);
     let mut constants = PipelineConstants::default();
     if kernel != Kernel::Reduce {
         constants.insert("WG".to_string(), f64::from(wg));
         constants.insert("LANES".to_string(), f64::from(lanes));
         constants.insert("GRAD_OF".to_string(), f64::from(grad.0));
         constants.insert("GRAD_IN_PLACE".to_string(), f64::from(u8::from(grad.1)));
+        constants.insert("EACH".to_string(), f64::from(u8::from(short)));
     }
     let stage = Some((naga::ShaderStage::Compute, kernel.entry()));
     let (m, i) = naga::back::pipeline_constants::process_overrides(&module, &info, stage, &constants)

@@ -125,16 +125,22 @@ fn read_target(slot: RowSlot, base: u32) -> Target {
 // elements aligned to eight elements of a's binding, so that the vector loaders
 // (common/load_f32x4.wgsl, common/load_16bitx4.wgsl) read each with whole 16-byte loads.
 // The first and last octets of a row may hold elements of its neighbours; `lo` and `hi`
-// bound the row's own (as elements of a's binding) and `col0` is its column 0. Loop:
+// bound the row's own (as elements of a's binding) and `col0` is its column 0. Short
+// rows (EACH, set by the host under plan::SHORT_COLS columns), where those neighbours
+// would be up to half the work, are read an element at a time instead. Every scan has
+// both loops; the override leaves one:
 //
-//   for (var e = oc.first; e < oc.hi; e += 8u * LANES) { let x = load_a8(e, oc.lo, oc.hi); ... }
+//   for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) { let x = load_a8(e, oc.lo, oc.hi); ... }
+//   for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) { let x = load_a(e - params.a_base); ... }
+override EACH: bool = false;
+
 const NO_COL: u32 = 0xffffffffu;
 
 struct Octets {
     col0: u32,
     lo: u32,
     hi: u32,
-    first: u32,
+    first: u32,      // the lane's first octet
 }
 
 fn octets(slot: RowSlot, base: u32, start: u32, end: u32) -> Octets {
@@ -196,8 +202,11 @@ fn stats_scan_a(slot: RowSlot, base: u32, start: u32, end: u32, scale: f32) -> R
     var st = stats_empty();
     if slot.live {
         let oc = octets(slot, base, start, end);
-        for (var e = oc.first; e < oc.hi; e += 8u * LANES) {
+        for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
             st = stats_push8(st, load_a8(e, oc.lo, oc.hi), oc, e, scale);
+        }
+        for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
+            st = stats_push(st, load_a(e - params.a_base) * scale, e - oc.col0);
         }
     }
     return st;

@@ -13,7 +13,7 @@ pub mod softmax_xent;
 use wgpu::util::DeviceExt;
 
 use crate::error::Result;
-use crate::kernels::{GradMode, Kernel, Kernels, ReduceParams, RowParams, binding};
+use crate::kernels::{GradMode, Kernel, Kernels, Reads, ReduceParams, RowParams, binding};
 use crate::loss::{Batch, Labels, LogBase, Loss};
 use crate::plan::{self, Window};
 
@@ -274,6 +274,18 @@ fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Prep
     let device = kernels.device();
     let Dispatch { kernel, template, dtype, rows, cols, row_offset, grad, .. } = *d;
     let max_wg = 1u32 << (31 - device.limits().max_compute_invocations_per_workgroup.max(1).leading_zeros());
+    // the columns each row kernel reads: the whole row, or one part of a split row
+    let read_cols = match kernel {
+        Kernel::RowPart
+        | Kernel::SoftmaxPart
+        | Kernel::SoftmaxWrite
+        | Kernel::SoftmaxXentPart
+        | Kernel::DivergencePart
+        | Kernel::DistillPart
+        | Kernel::BinaryXentPart
+        | Kernel::GaussianKlPart => u64::from(template.part_cols),
+        _ => cols,
+    };
     let (wg, lanes) = match kernel {
         Kernel::NaiveXent => (64.min(max_wg), 64.min(max_wg)),
         // one invocation per row: it reads a label (or merges parts), not the row
@@ -285,20 +297,15 @@ fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Prep
         | Kernel::DivergenceMerge
         | Kernel::DistillMerge
         | Kernel::SumMerge => kernels.row_layout_for(1),
-        Kernel::RowPart
-        | Kernel::SoftmaxPart
-        | Kernel::SoftmaxWrite
-        | Kernel::SoftmaxXentPart
-        | Kernel::DivergencePart
-        | Kernel::DistillPart
-        | Kernel::BinaryXentPart
-        | Kernel::GaussianKlPart => kernels.row_layout_for(u64::from(template.part_cols)),
-        _ => kernels.row_layout_for(cols),
+        _ => kernels.row_layout_for(read_cols),
     };
     // vec4 loads where both input bindings are whole vectors (every buffer xent allocates;
     // a caller's buffer that ends inside the last vector of its data is read by words)
-    let vec4 = [b.a.window.size, b.b.window.size].iter().all(|&s| s >= 16 && s % 16 == 0);
-    let pipeline = kernels.pipeline_with_grad(kernel, dtype, vec4, wg, lanes, grad)?;
+    let reads = Reads {
+        vec4: [b.a.window.size, b.b.window.size].iter().all(|&s| s >= 16 && s % 16 == 0),
+        each: read_cols < plan::SHORT_COLS,
+    };
+    let pipeline = kernels.pipeline_with_grad(kernel, dtype, reads, wg, lanes, grad)?;
     let params = RowParams {
         rows: rows as u32,
         cols: cols as u32,
@@ -367,7 +374,7 @@ pub fn encode_reduce_at(
 ) -> Result<()> {
     let device = kernels.device();
     let limits = device.limits();
-    let pipeline = kernels.pipeline(Kernel::Reduce, crate::DType::F32, false, 256, 1)?;
+    let pipeline = kernels.pipeline(Kernel::Reduce, crate::DType::F32, Reads::default(), 256, 1)?;
     let align = u64::from(limits.min_storage_buffer_offset_alignment);
     let max_binding = limits.max_storage_buffer_binding_size;
     let mut dispatch = |input: Bound, dst: &wgpu::Buffer, n: u64, out_base: u64, partials: bool| {
