@@ -528,25 +528,40 @@ fn rows_past_the_software_loop_limit() {
 }
 
 /// Every one of the 65,536 half and bfloat16 bit patterns (zeros, subnormals, normals,
-/// infinities, NaN) read through the kernels' decoders: the row max of a one-column row
-/// is the element itself, which must equal the host's exact widening.
+/// infinities, NaN) read through the kernels' decoders, element by element and in
+/// octets: the row max of a one-column row is the element itself, and so is that of a
+/// 32-column row holding it once (at column row % 32, every slot of an octet) among
+/// -inf; each must equal the host's exact widening.
 #[test]
 fn every_half_and_bfloat16_bit_pattern_decodes_exactly() {
     let Some(ctx) = context() else { return };
+    const COLS: usize = 32;
     let halves: Vec<f16> = (0..=u16::MAX).map(f16::from_bits).collect();
     let brains: Vec<bf16> = (0..=u16::MAX).map(bf16::from_bits).collect();
+    let spread = |v: &[u16], neg_inf: u16| -> Vec<u16> {
+        let mut rows = vec![neg_inf; v.len() * COLS];
+        for (r, &bits) in v.iter().enumerate() {
+            rows[r * COLS + r % COLS] = bits;
+        }
+        rows
+    };
+    let bits: Vec<u16> = (0..=u16::MAX).collect();
+    let halves_spread: Vec<f16> = spread(&bits, f16::NEG_INFINITY.to_bits()).into_iter().map(f16::from_bits).collect();
+    let brains_spread: Vec<bf16> =
+        spread(&bits, bf16::NEG_INFINITY.to_bits()).into_iter().map(bf16::from_bits).collect();
     let opts = RunOptions { keep_values: true, ..Default::default() };
+    let wide_halves: Vec<f32> = halves.iter().map(|h| h.to_f32()).collect();
+    let wide_brains: Vec<f32> = brains.iter().map(|h| h.to_f32()).collect();
     for (name, batch, wide) in [
-        (
-            "f16",
-            Batch::new(&halves[..], halves.len(), 1).unwrap(),
-            halves.iter().map(|h| h.to_f32()).collect::<Vec<_>>(),
-        ),
-        ("bf16", Batch::new(&brains[..], brains.len(), 1).unwrap(), brains.iter().map(|h| h.to_f32()).collect()),
+        ("f16", Batch::new(&halves[..], halves.len(), 1).unwrap(), &wide_halves),
+        ("bf16", Batch::new(&brains[..], brains.len(), 1).unwrap(), &wide_brains),
+        ("f16 in octets", Batch::new(&halves_spread[..], halves.len(), COLS).unwrap(), &wide_halves),
+        ("bf16 in octets", Batch::new(&brains_spread[..], brains.len(), COLS).unwrap(), &wide_brains),
     ] {
         let out = ctx.compute(&Loss::RowMax { logits: batch }, &opts).unwrap();
         let values = out.values.unwrap();
-        for (bits, (&g, &w)) in values.iter().zip(&wide).enumerate() {
+        assert_eq!(values.len(), wide.len(), "{name}");
+        for (bits, (&g, &w)) in values.iter().zip(wide.iter()).enumerate() {
             let same = if w.is_nan() { g.is_nan() } else { g == w && g.is_sign_negative() == w.is_sign_negative() };
             assert!(same, "{name} bits {bits:#06x}: decoded {g:e}, exact {w:e}");
         }
