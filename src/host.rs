@@ -72,18 +72,29 @@ fn whole(buffer: &wgpu::Buffer) -> Bound<'_> {
     Bound { buffer, window: plan::Window { offset: 0, size: buffer.size(), base: 0 } }
 }
 
-/// Bytes of rows `start..start + n` of `batch` as `dtype`, padded to whole words.
-fn rows_bytes(batch: &Batch, dtype: DType, start: usize, n: usize) -> Vec<u8> {
+/// Elements before a chunk's first row in its upload: the kernels read a row in octets
+/// aligned to eight elements of the binding (shaders/common/row_reduce.wgsl), and where a
+/// row has several lanes, which lane takes which element follows that alignment. Placing
+/// row `start` where it lies in the whole batch (modulo 8) gives every chunking the same
+/// lanes, so the same bits.
+fn lead_elements(start: usize, cols: usize) -> usize {
+    (start * cols) % 8
+}
+
+/// Bytes of rows `start..start + n` of `batch` as `dtype` after `lead` zero elements,
+/// padded to whole words.
+fn rows_bytes(batch: &Batch, dtype: DType, start: usize, n: usize, lead: usize) -> Vec<u8> {
     let (s, e) = (start * batch.cols, (start + n) * batch.cols);
-    let mut bytes: Vec<u8> = if batch.data.dtype() == dtype {
-        batch.data.bytes(s, e).to_vec()
+    let mut bytes = vec![0u8; lead * dtype.size()];
+    if batch.data.dtype() == dtype {
+        bytes.extend_from_slice(batch.data.bytes(s, e));
     } else {
         match dtype {
-            DType::F32 => (s..e).flat_map(|i| (batch.data.get(i) as f32).to_le_bytes()).collect(),
-            DType::F16 => (s..e).flat_map(|i| f16::from_f64(batch.data.get(i)).to_le_bytes()).collect(),
-            DType::Bf16 => (s..e).flat_map(|i| bf16::from_f64(batch.data.get(i)).to_le_bytes()).collect(),
+            DType::F32 => bytes.extend((s..e).flat_map(|i| (batch.data.get(i) as f32).to_le_bytes())),
+            DType::F16 => bytes.extend((s..e).flat_map(|i| f16::from_f64(batch.data.get(i)).to_le_bytes())),
+            DType::Bf16 => bytes.extend((s..e).flat_map(|i| bf16::from_f64(batch.data.get(i)).to_le_bytes())),
         }
-    };
+    }
     bytes.resize(bytes.len().div_ceil(4) * 4, 0);
     bytes
 }
@@ -204,7 +215,8 @@ impl<'c> Stream<'c> {
         let softmax = job.out_per_row > 1;
         // per-row outputs for every row (softmax: one piece, read back per piece)
         let out_len = if softmax { chunk * job.out_per_row } else { rows };
-        let in_bytes = chunk * cols * dtype.size() as u64;
+        // (and up to 7 lead elements: lead_elements)
+        let in_bytes = (chunk * cols + 7) * dtype.size() as u64;
         let upload = |_| {
             [
                 buffer(d, "xent input a", in_bytes, USAGE_IN),
@@ -296,9 +308,10 @@ impl<'c> Stream<'c> {
         }
         let (s, len) = (start as usize, n as usize);
         let [a, b, y] = &self.uploads[slot];
-        ctx.queue.write_buffer(a, 0, &rows_bytes(&job.a, self.dtype, s, len));
+        let lead = lead_elements(s, job.a.cols);
+        ctx.queue.write_buffer(a, 0, &rows_bytes(&job.a, self.dtype, s, len, lead));
         if let Some(batch) = &job.b {
-            ctx.queue.write_buffer(b, 0, &rows_bytes(batch, self.dtype, s, len));
+            ctx.queue.write_buffer(b, 0, &rows_bytes(batch, self.dtype, s, len, lead));
         }
         if let Some(labels) = &job.labels {
             ctx.queue.write_buffer(y, 0, &labels_bytes(labels, s, len));
@@ -309,9 +322,10 @@ impl<'c> Stream<'c> {
         let out = if softmax { whole(&self.out) } else { self.per_row(&self.out, 4, row, n, align) };
         let aux =
             if self.weighted || self.argmax { self.per_row(&self.aux, 8, row, n, align) } else { whole(&self.aux) };
+        let led = |buffer| Bound { buffer, window: plan::Window { base: lead as u32, ..whole(buffer).window } };
         let bindings = RowBindings {
-            a: whole(a),
-            b: whole(if self.has_b { b } else { &self.unused }),
+            a: led(a),
+            b: if self.has_b { led(b) } else { whole(&self.unused) },
             labels: whole(if self.has_labels { y } else { &self.unused }),
             class_weights: whole(&self.class_weights),
             out,

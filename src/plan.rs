@@ -51,7 +51,8 @@ pub fn window(start: u64, len: u64, elem: u64, align: u64, buffer_size: u64) -> 
 /// `cap_bytes` bounds a chunk's size for memory (the host path uploads chunk by
 /// chunk); `Err` carries the number of bytes one row needs when not even one fits.
 pub fn chunk_rows(rows: u64, row_bytes: u64, max_binding: u64, align: u64, cap_bytes: u64) -> Result<u64, u64> {
-    let room = max_binding.saturating_sub(align + 16);
+    // (a window's alignment, its rounding to 16 bytes, and the host's lead elements)
+    let room = max_binding.saturating_sub(align + 64);
     if row_bytes > room {
         return Err(row_bytes);
     }

@@ -27,15 +27,3 @@ fn store_grad(i: u32, g: f32) {
 fn load_in_place(i: u32) -> f32 {
     return grad[params.grad_base + i];
 }
-
-// Elements e .. e + 8 of the input overwritten in place (e in a's binding, as for
-// load_a8), each clamped into the row [lo, hi): lanes must not read past their row, which
-// another row's lane may be overwriting.
-fn load_in_place8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
-    return array<f32, 8>(
-        load_in_place(in_row(e, 0u, lo, hi)), load_in_place(in_row(e, 1u, lo, hi)),
-        load_in_place(in_row(e, 2u, lo, hi)), load_in_place(in_row(e, 3u, lo, hi)),
-        load_in_place(in_row(e, 4u, lo, hi)), load_in_place(in_row(e, 5u, lo, hi)),
-        load_in_place(in_row(e, 6u, lo, hi)), load_in_place(in_row(e, 7u, lo, hi)),
-    );
-}
