@@ -2,7 +2,7 @@
 //
 //   copy_words: out = a over [rows, cols] words: the roofline, a kernel that reads and
 //               writes the input bytes once, with the row layout and the loads of the
-//               losses, and vec4 stores (its own view of the output binding).
+//               losses, and their row stores (vec4 where the bindings allow).
 //   naive_xent: the simplest correct kernel, one workgroup per row and two passes (max,
 //               then Σ exp(x − max)); lse, minus x_y when labels are bound
 //               (FLAG_HAS_B). Finite inputs only.
@@ -22,10 +22,7 @@ fn copy_words(
         // whole octets in and out (every row of the benchmark's copy): vec4 stores too
         if ((oc.lo | oc.hi) & 7u) == 0u && ((params.out_base - params.a_base) & 3u) == 0u {
             for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
-                let x = load_a8(e, oc.lo, oc.hi);
-                let o = (e - params.a_base + params.out_base) >> 2u;
-                copy_out[o] = vec4<f32>(x[0], x[1], x[2], x[3]);
-                copy_out[o + 1u] = vec4<f32>(x[4], x[5], x[6], x[7]);
+                store_out8(e - params.a_base + params.out_base, load_a8(e, oc.lo, oc.hi));
             }
             return;
         }
@@ -46,14 +43,9 @@ fn copy_words(
     }
 }
 
-// The output binding as vec4 (copy_words does not use out_rows; the bench binds whole
-// vectors).
-@group(0) @binding(5) var<storage, read_write> copy_out: array<vec4<f32>>;
-
 fn copy_at(x: f32, oc: Octets, e: u32, k: u32, out: u32) {
     if in_octet(oc, e, k) {
-        let o = out + octet_col(oc, e, k);
-        copy_out[o >> 2u][o & 3u] = x;
+        store_out(out + octet_col(oc, e, k), x);
     }
 }
 

@@ -4,7 +4,8 @@
 //
 // Pass 1 is the online (m, s) scan; pass 2 re-reads the row and writes it. A row holding
 // NaN or +inf, or only -inf, is NaN in every column; a -inf element is 0 (log: -inf).
-// Bindings: a = logits; out_rows[row * cols + j] (relative to out_base) = y_ij.
+// Bindings: a = logits; output element row * cols + j (relative to out_base) = y_ij,
+// written through store_out (common/store_vec4.wgsl or common/store_words.wgsl).
 // Rows split across workgroups (common/row_reduce.wgsl) take three dispatches:
 // softmax_part (each part's stats), softmax_merge (a row's parts merged into its first
 // record) and softmax_write (each part's columns written from the merged stats).
@@ -28,11 +29,24 @@ fn softmax(
     write_softmax_cols(slot, st, base, 0u, params.cols);
 }
 
-// One lane's columns [start, end) of the row at `base`, written from its stats.
+// One lane's columns [start, end) of the row at `base`, written from its stats: whole
+// octets with two vec4 stores where the range holds whole octets and the output lies as
+// the input does (every row, when the columns are a multiple of 8), else element by
+// element.
 fn write_softmax_cols(slot: RowSlot, st: RowStats, base: u32, start: u32, end: u32) {
     let oc = octets(slot, base, start, end);
     let out = params.out_base + base;
-    for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
+    let whole = ((oc.lo | oc.hi) & 7u) == 0u && ((params.out_base - params.a_base) & 3u) == 0u;
+    for (var e = oc.first; !EACH && whole && e < oc.hi; e += 8u * LANES) {
+        let z = load_a8(e, oc.lo, oc.hi);
+        let t = params.inv_temperature;
+        let y = array<f32, 8>(
+            softmax_of(st, z[0] * t), softmax_of(st, z[1] * t), softmax_of(st, z[2] * t), softmax_of(st, z[3] * t),
+            softmax_of(st, z[4] * t), softmax_of(st, z[5] * t), softmax_of(st, z[6] * t), softmax_of(st, z[7] * t),
+        );
+        store_out8(e - params.a_base + params.out_base, y);
+    }
+    for (var e = oc.first; !EACH && !whole && e < oc.hi; e += 8u * LANES) {
         let x = load_a8(e, oc.lo, oc.hi);
         softmax_write_at(st, x[0], oc, e, 0u, out);
         softmax_write_at(st, x[1], oc, e, 1u, out);
@@ -50,7 +64,7 @@ fn write_softmax_cols(slot: RowSlot, st: RowStats, base: u32, start: u32, end: u
 
 fn softmax_write_at(st: RowStats, x: f32, oc: Octets, e: u32, k: u32, out: u32) {
     if in_octet(oc, e, k) {
-        out_rows[out + octet_col(oc, e, k)] = softmax_of(st, x * params.inv_temperature);
+        store_out(out + octet_col(oc, e, k), softmax_of(st, x * params.inv_temperature));
     }
 }
 

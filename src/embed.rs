@@ -473,8 +473,9 @@ impl Recorder {
             let rows_of = |buffer: &'a wgpu::Buffer, offset: u64, stride: u64| -> Bound<'a> {
                 Bound { buffer, window: plan::window(offset + start * stride, n * stride, 4, align, buffer.size()) }
             };
+            // an unused binding: one whole vector, so it never forces word loads
             let whole = |buffer: &'a wgpu::Buffer| -> Bound<'a> {
-                Bound { buffer, window: plan::Window { offset: 0, size: 4, base: 0 } }
+                Bound { buffer, window: plan::Window { offset: 0, size: 16, base: 0 } }
             };
             let aux_rows = Bound { buffer: &aux, window: plan::window(start * 8, n * 8, 4, align, aux.size()) };
             let in_place_input = mode.in_place.then(|| mode.of as usize - 1);

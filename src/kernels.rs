@@ -23,16 +23,17 @@ macro_rules! row_source {
     };
 }
 
-// [f32, f16, bf16] read a word at a time, then the same read as vec4 (16-byte loads).
+// [f32, f16, bf16] read and written a word at a time, then the same through vec4 views
+// (16-byte loads and stores).
 macro_rules! row_sources {
     ($family:literal) => {
         [
-            row_source!("load_f32.wgsl", "load_each.wgsl"; $family),
-            row_source!("load_f16.wgsl", "load_16bit.wgsl", "load_each.wgsl"; $family),
-            row_source!("load_bf16.wgsl", "load_16bit.wgsl", "load_each.wgsl"; $family),
-            row_source!("load_f32x4.wgsl", "load_each.wgsl"; $family),
-            row_source!("load_f16.wgsl", "load_16bitx4.wgsl", "load_each.wgsl"; $family),
-            row_source!("load_bf16.wgsl", "load_16bitx4.wgsl", "load_each.wgsl"; $family),
+            row_source!("load_f32.wgsl", "load_each.wgsl", "store_words.wgsl"; $family),
+            row_source!("load_f16.wgsl", "load_16bit.wgsl", "load_each.wgsl", "store_words.wgsl"; $family),
+            row_source!("load_bf16.wgsl", "load_16bit.wgsl", "load_each.wgsl", "store_words.wgsl"; $family),
+            row_source!("load_f32x4.wgsl", "load_each.wgsl", "store_vec4.wgsl"; $family),
+            row_source!("load_f16.wgsl", "load_16bitx4.wgsl", "load_each.wgsl", "store_vec4.wgsl"; $family),
+            row_source!("load_bf16.wgsl", "load_16bitx4.wgsl", "load_each.wgsl", "store_vec4.wgsl"; $family),
         ]
     };
 }

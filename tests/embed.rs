@@ -782,3 +782,45 @@ fn vector_and_word_loads_give_the_same_bits() {
         }
     }
 }
+
+/// Softmax rows are written through a vec4 view of the output (whole octets: two
+/// 16-byte stores) where every binding allows it, and a word at a time where a caller's
+/// output buffer ends inside a vector: the same bits, and the reference's values.
+#[test]
+fn softmax_writes_through_vector_and_word_stores() {
+    let Some(ctx) = context() else { return };
+    let (device, queue) = (ctx.device(), ctx.queue());
+    let recorder = Recorder::new(device);
+    let mut rng = rng(59);
+    // 40 columns: whole octets; 37: rows start anywhere in a vector
+    for (rows, cols) in [(5usize, 40usize), (5, 37)] {
+        let x = common::logits(&mut rng, rows * cols, 6.0);
+        let host =
+            Loss::Softmax { logits: Batch::new(&x[..], rows, cols).expect("shape"), temperature: 1.5, log: false };
+        let want = xent::reference::compute(&host, Default::default()).expect("reference");
+        let logits = upload(device, bytemuck::cast_slice(&x));
+        let batch = DeviceBatch { buffer: &logits, offset: 0, rows: rows as u32, cols: cols as u32, dtype: DType::F32 };
+        let n = 4 * (rows * cols) as u64;
+        let mut first: Option<Vec<f32>> = None;
+        // (output buffer size, offset): padded to vectors; ending right after the output,
+        // one element in (a window that cannot be viewed as vec4)
+        for (name, size, offset) in [("vec4", n.div_ceil(16) * 16, 0), ("words", 4 + n, 4)] {
+            let out = zeroed(device, size, USAGE);
+            let per_row = DeviceOutput { per_row: &out, per_row_offset: offset, reduced: None, grad: None };
+            let mut encoder = device.create_command_encoder(&Default::default());
+            recorder
+                .record(&mut encoder, &DeviceLoss::Softmax { logits: batch, temperature: 1.5, log: false }, &per_row)
+                .expect("softmax");
+            queue.submit([encoder.finish()]);
+            let got = f32s(&read(device, queue, &out, offset, n));
+            assert_close(&format!("softmax [{rows}, {cols}] {name}"), &got, &want.values, 1e-6, 1e-5);
+            match &first {
+                None => first = Some(got),
+                Some(v) => assert!(
+                    v.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "softmax [{rows}, {cols}] {name}: differs from the vec4 stores"
+                ),
+            }
+        }
+    }
+}

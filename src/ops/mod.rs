@@ -301,10 +301,11 @@ fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Prep
     };
     // vec4 loads where both input bindings are whole vectors (every buffer xent allocates;
     // a caller's buffer that ends inside the last vector of its data is read by words)
-    let reads = Reads {
-        vec4: [b.a.window.size, b.b.window.size].iter().all(|&s| s >= 16 && s % 16 == 0),
-        each: read_cols < plan::SHORT_COLS,
-    };
+    // (kernels that write [rows, cols] view their output as vec4 too)
+    let writes_rows = matches!(kernel, Kernel::Softmax | Kernel::SoftmaxWrite | Kernel::Copy);
+    let viewed = [Some(b.a.window.size), Some(b.b.window.size), writes_rows.then_some(b.out.window.size)];
+    let reads =
+        Reads { vec4: viewed.iter().flatten().all(|&s| s >= 16 && s % 16 == 0), each: read_cols < plan::SHORT_COLS };
     let pipeline = kernels.pipeline_with_grad(kernel, dtype, reads, wg, lanes, grad)?;
     let params = RowParams {
         rows: rows as u32,

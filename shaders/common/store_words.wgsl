@@ -1,0 +1,19 @@
+// Row outputs ([rows, cols] f32) a word at a time, for pipelines whose bindings are not
+// all whole 16-byte vectors (common/store_vec4.wgsl otherwise).
+
+// Element i of the output binding.
+fn store_out(i: u32, x: f32) {
+    out_rows[i] = x;
+}
+
+// Elements i .. i + 8 (written out: llvmpipe counts loop iterations against a limit).
+fn store_out8(i: u32, x: array<f32, 8>) {
+    out_rows[i] = x[0];
+    out_rows[i + 1u] = x[1];
+    out_rows[i + 2u] = x[2];
+    out_rows[i + 3u] = x[3];
+    out_rows[i + 4u] = x[4];
+    out_rows[i + 5u] = x[5];
+    out_rows[i + 6u] = x[6];
+    out_rows[i + 7u] = x[7];
+}
