@@ -730,39 +730,36 @@ fn vector_and_word_loads_give_the_same_bits() {
         let d = Data::new(op, rows, cols, &mut rng);
         let reference = xent::reference::compute(&d.loss(&d.x), Default::default()).expect("reference");
         let n = rows * cols;
-        // (x's buffer padded to whole vectors, elements before the other input)
+        // (x's buffer padded to whole vectors, elements before input b: the lanes of a row
+        // follow input a's alignment, so only b moves)
         let layouts = [("vec4", true, 0usize), ("vec4, b off by 3", true, 3), ("words", false, 0)];
+        let b_is_x = matches!(op, Op::Kl { .. });
         let mut first: Option<Vec<f32>> = None;
         for (name, padded, shift) in layouts {
-            let mut x = d.x.clone();
+            let (x_shift, o_shift) = if b_is_x { (shift, 0) } else { (0, shift) };
+            let mut x = vec![1.5f32; x_shift];
+            x.extend_from_slice(&d.x);
             if padded {
-                x.resize(n.div_ceil(4) * 4, 1.5);
+                x.resize((x_shift + n).div_ceil(4) * 4, 1.5);
             }
-            let mut other = vec![0.25f32; shift];
+            let mut other = vec![0.25f32; o_shift];
             other.extend_from_slice(d.other.as_deref().expect("other"));
-            other.resize((shift + n).div_ceil(4) * 4, 0.5);
-            let xb = upload(device, bytemuck::cast_slice(&x));
-            let ob = upload(device, bytemuck::cast_slice(&other));
+            other.resize((o_shift + n).div_ceil(4) * 4, 0.5);
             let mut bufs = OnDevice::new(device, &d, DType::F32, 0);
-            bufs.x = xb;
-            bufs.other = Some(ob);
-            let mut loss = bufs.loss(&d);
-            fn at<'a>(b: DeviceBatch<'a>, shift: usize) -> DeviceBatch<'a> {
+            bufs.x = upload(device, bytemuck::cast_slice(&x));
+            bufs.other = Some(upload(device, bytemuck::cast_slice(&other)));
+            fn at(b: DeviceBatch<'_>, shift: usize) -> DeviceBatch<'_> {
                 DeviceBatch { offset: 4 * shift as u64, ..b }
             }
-            let shifted = |b| at(b, shift);
-            loss = match loss {
-                DeviceLoss::KlDiv { p: DeviceDist::Logits(p), q } => {
-                    DeviceLoss::KlDiv { p: DeviceDist::Logits(shifted(p)), q }
-                }
-                DeviceLoss::KlDiv { p: DeviceDist::Probs(p), q } => {
-                    DeviceLoss::KlDiv { p: DeviceDist::Probs(shifted(p)), q }
+            let loss = match bufs.loss(&d) {
+                DeviceLoss::KlDiv { p, q: DeviceDist::Logits(q) } => {
+                    DeviceLoss::KlDiv { p, q: DeviceDist::Logits(at(q, x_shift)) }
                 }
                 DeviceLoss::BinaryCrossEntropy { input, target } => {
-                    DeviceLoss::BinaryCrossEntropy { input, target: shifted(target) }
+                    DeviceLoss::BinaryCrossEntropy { input, target: at(target, o_shift) }
                 }
                 DeviceLoss::Distill { student, teacher, labels, temperature, alpha } => {
-                    DeviceLoss::Distill { student, teacher: shifted(teacher), labels, temperature, alpha }
+                    DeviceLoss::Distill { student, teacher: at(teacher, o_shift), labels, temperature, alpha }
                 }
                 other => other,
             };
