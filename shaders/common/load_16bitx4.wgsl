@@ -36,5 +36,5 @@ fn load_b8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
     if (eb & 7u) == 0u {
         return widen8(in_b[eb >> 3u]);
     }
-    return load_b8_each(e, lo, hi);
+    return load8_each(true, e, lo, hi);
 }

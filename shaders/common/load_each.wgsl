@@ -9,20 +9,19 @@ fn in_row(e: u32, k: u32, lo: u32, hi: u32) -> u32 {
     return clamp(e + k, lo, hi - 1u) - params.a_base;
 }
 
-fn load_a8_each(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
-    return array<f32, 8>(
-        load_a(in_row(e, 0u, lo, hi)), load_a(in_row(e, 1u, lo, hi)),
-        load_a(in_row(e, 2u, lo, hi)), load_a(in_row(e, 3u, lo, hi)),
-        load_a(in_row(e, 4u, lo, hi)), load_a(in_row(e, 5u, lo, hi)),
-        load_a(in_row(e, 6u, lo, hi)), load_a(in_row(e, 7u, lo, hi)),
-    );
+// Input b when `of_b`, else a (a constant at every call).
+fn load_input(of_b: bool, i: u32) -> f32 {
+    if of_b {
+        return load_b(i);
+    }
+    return load_a(i);
 }
 
-fn load_b8_each(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
+fn load8_each(of_b: bool, e: u32, lo: u32, hi: u32) -> array<f32, 8> {
     return array<f32, 8>(
-        load_b(in_row(e, 0u, lo, hi)), load_b(in_row(e, 1u, lo, hi)),
-        load_b(in_row(e, 2u, lo, hi)), load_b(in_row(e, 3u, lo, hi)),
-        load_b(in_row(e, 4u, lo, hi)), load_b(in_row(e, 5u, lo, hi)),
-        load_b(in_row(e, 6u, lo, hi)), load_b(in_row(e, 7u, lo, hi)),
+        load_input(of_b, in_row(e, 0u, lo, hi)), load_input(of_b, in_row(e, 1u, lo, hi)),
+        load_input(of_b, in_row(e, 2u, lo, hi)), load_input(of_b, in_row(e, 3u, lo, hi)),
+        load_input(of_b, in_row(e, 4u, lo, hi)), load_input(of_b, in_row(e, 5u, lo, hi)),
+        load_input(of_b, in_row(e, 6u, lo, hi)), load_input(of_b, in_row(e, 7u, lo, hi)),
     );
 }

@@ -21,9 +21,9 @@ fn load_b(i: u32) -> f32 {
 
 // Octets of the column loops (common/row_reduce.wgsl), an element at a time.
 fn load_a8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
-    return load_a8_each(e, lo, hi);
+    return load8_each(false, e, lo, hi);
 }
 
 fn load_b8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
-    return load_b8_each(e, lo, hi);
+    return load8_each(true, e, lo, hi);
 }

@@ -29,7 +29,7 @@ fn octet_of(v: vec4<f32>, w: vec4<f32>) -> array<f32, 8> {
 // common/row_reduce.wgsl); those outside [lo, hi) are unspecified.
 fn load_a8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
     if GRAD_IN_PLACE && GRAD_OF == 1u {
-        return load_a8_each(e, lo, hi);   // from `grad`, within the row
+        return load8_each(false, e, lo, hi);   // from `grad`, within the row
     }
     let v = e >> 2u;
     return octet_of(in_a[v], in_a[v + 1u]);
@@ -39,12 +39,12 @@ fn load_a8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
 // vector, which is uniform (the bases are the dispatch's), else one per element.
 fn load_b8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
     if GRAD_IN_PLACE && GRAD_OF == 2u {
-        return load_b8_each(e, lo, hi);
+        return load8_each(true, e, lo, hi);
     }
     let eb = e - params.a_base + params.b_base;
     if (eb & 3u) == 0u {
         let v = eb >> 2u;
         return octet_of(in_b[v], in_b[v + 1u]);
     }
-    return load_b8_each(e, lo, hi);
+    return load8_each(true, e, lo, hi);
 }
