@@ -177,11 +177,13 @@ pub fn encode_rows_timed(
     let last = prepared.len() - 1;
     for (i, p) in prepared.iter().enumerate() {
         // split rows: the first pass starts the timing, the merge ends it
-        let timestamp_writes = timestamps.as_ref().map(|t| wgpu::ComputePassTimestampWrites {
-            query_set: t.query_set,
-            beginning_of_pass_write_index: t.beginning_of_pass_write_index.filter(|_| i == 0),
-            end_of_pass_write_index: t.end_of_pass_write_index.filter(|_| i == last),
-        });
+        // (a pass in between writes none, and wgpu refuses writes that name no index)
+        let timestamp_writes =
+            timestamps.as_ref().filter(|_| i == 0 || i == last).map(|t| wgpu::ComputePassTimestampWrites {
+                query_set: t.query_set,
+                beginning_of_pass_write_index: t.beginning_of_pass_write_index.filter(|_| i == 0),
+                end_of_pass_write_index: t.end_of_pass_write_index.filter(|_| i == last),
+            });
         let mut pass = encoder
             .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(d.kernel.entry()), timestamp_writes });
         p.dispatch(&mut pass);
