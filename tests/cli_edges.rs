@@ -47,8 +47,10 @@ fn a_fifo_input_is_refused_without_waiting() {
     // SAFETY: a valid C string.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     let l = f.f32("L.npy", &[2, 3], &uniform(22, 6, -1.0, 1.0));
-    for args in [vec!["lse", "--logits", fifo.to_str().unwrap()], vec!["ce", "--logits", &l, "--labels", fifo.to_str().unwrap()]]
-    {
+    for args in [
+        vec!["lse", "--logits", fifo.to_str().unwrap()],
+        vec!["ce", "--logits", &l, "--labels", fifo.to_str().unwrap()],
+    ] {
         let run = finish_within(spawn(&args), Duration::from_secs(20), "a FIFO input");
         run.bad_input(&["pipe.npy"]);
     }

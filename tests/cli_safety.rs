@@ -150,9 +150,9 @@ fn out_naming_a_directory_fails_before_any_work() {
 #[cfg(target_os = "linux")]
 fn output_open(pid: u32, dir: &Path, input: &str) -> bool {
     let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
-    fds.flatten().filter_map(|e| std::fs::read_link(e.path()).ok()).any(|target| {
-        target.starts_with(dir) && target.file_name().is_some_and(|n| n != input)
-    })
+    fds.flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .any(|target| target.starts_with(dir) && target.file_name().is_some_and(|n| n != input))
 }
 
 #[cfg(target_os = "linux")]
@@ -205,7 +205,8 @@ fn generate_refuses_one_path_for_logits_and_labels() {
         assert_eq!(std::fs::read_dir(f.path("sub")).unwrap().count(), 0);
     }
     // distinct paths still work
-    let run = xent_in(f.dir.path(), &["generate", "--rows", "3", "--cols", "4", "--logits", "a.npy", "--labels", "b.npy"]);
+    let run =
+        xent_in(f.dir.path(), &["generate", "--rows", "3", "--cols", "4", "--logits", "a.npy", "--labels", "b.npy"]);
     assert_eq!(run.json()["rows"], 3);
 }
 

@@ -170,10 +170,12 @@ pub fn uniform(seed: u64, n: usize, lo: f32, hi: f32) -> Vec<f32> {
 /// Seeded rows of probabilities, each summing to 1.
 pub fn probs(seed: u64, rows: usize, cols: usize) -> Vec<f32> {
     let raw = uniform(seed, rows * cols, 0.01, 1.0);
-    raw.chunks(cols).flat_map(|r| {
-        let s: f32 = r.iter().sum();
-        r.iter().map(move |x| x / s)
-    }).collect()
+    raw.chunks(cols)
+        .flat_map(|r| {
+            let s: f32 = r.iter().sum();
+            r.iter().map(move |x| x / s)
+        })
+        .collect()
 }
 
 /// Seeded labels in [0, cols).
