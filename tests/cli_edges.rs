@@ -67,12 +67,22 @@ fn unreadable_inputs_and_link_loops_are_bad_input() {
 
     let locked = f.f32("locked.npy", &[2, 2], &uniform(23, 4, -1.0, 1.0));
     std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
-    if std::fs::File::open(&locked).is_ok() {
-        // root, or CAP_DAC_OVERRIDE: permission bits do not deny this process a read
+    let args = ["lse", "--logits", &locked, "--device", "cpu"];
+    if std::fs::File::open(&locked).is_err() {
+        xent(&args).bad_input(&["locked.npy", "ermission"]);
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped the permission case: mode 000 does not stop this user reading");
         return;
     }
-    xent(&["lse", "--logits", &locked]).bad_input(&["locked.npy"]);
+    // root reads anything: run as nobody, through a directory nobody may enter
+    use std::os::unix::process::CommandExt;
+    std::fs::set_permissions(f.dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = cli_support::command(&args).uid(65534).gid(65534).output().unwrap();
+    let run = cli_support::Run::from(out);
+    run.bad_input(&["locked.npy", "ermission"]);
 }
 
 /// Whether process `pid` has `path` open.

@@ -37,6 +37,7 @@ pub fn emit(text: impl std::fmt::Display) -> Result<(), Failure> {
 
 /// On SIGINT, SIGTERM or SIGHUP: removes the named temporary files of the writers still
 /// open (unnamed ones vanish by themselves), then ends the process as the signal would have.
+#[cfg(unix)]
 pub fn clean_up_on_signals() {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else { return };
@@ -48,3 +49,7 @@ pub fn clean_up_on_signals() {
         }
     });
 }
+
+/// Without POSIX signals a named temporary file may be left by Ctrl-C.
+#[cfg(not(unix))]
+pub fn clean_up_on_signals() {}
