@@ -23,14 +23,22 @@
 //! the chunk however large the file. Nothing in a file's content can make this module panic or
 //! allocate more than the requested rows plus a fixed scratch buffer.
 //!
+//! An input must be a regular file: it is opened without waiting (a FIFO is refused at once, not
+//! waited on), and a file that shrinks while it is read is reported as cut short.
+//!
 //! Writing ([`NpyWriter`]) produces `<f4` arrays through a temporary file in the target's
-//! directory that is renamed onto the target only when every element has been written.
+//! directory that is renamed onto the target only when every element has been written (an
+//! unnamed one on Linux, so nothing is left whatever stops the process); a special file such as
+//! `/dev/null` or a FIFO is written in place, a directory is refused.
+
+mod sink;
+
+pub use sink::remove_temporary_files;
 
 use half::f16;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use tempfile::NamedTempFile;
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 
@@ -118,6 +126,22 @@ pub enum NpyError {
         /// What was expected and what was found.
         detail: String,
     },
+    /// Memory for the rows asked for could not be allocated.
+    #[error("{file}: cannot allocate {bytes} bytes of memory to read its rows")]
+    OutOfMemory {
+        /// The file's name.
+        file: String,
+        /// The bytes asked for.
+        bytes: u64,
+    },
+    /// An output path that cannot be written (a directory).
+    #[error("{file}: cannot write an array here: {detail}")]
+    Target {
+        /// The file's name.
+        file: String,
+        /// Why.
+        detail: String,
+    },
     /// A read past the last row.
     #[error("{file}: rows {first}..{end} requested, but the array has {rows} rows")]
     OutOfRange {
@@ -139,11 +163,13 @@ impl NpyError {
         NpyError::Shape { file: file_label(path), detail: detail.into() }
     }
 
-    /// Whether the error is the input's fault (a missing or malformed file) rather than the
-    /// machine's (a failing disk, a full disk, a permission problem).
+    /// Whether the error is the input's fault (a missing, unreadable or malformed file, a path
+    /// that loops or runs through a non-directory) rather than the machine's (a failing or full
+    /// disk, memory).
     pub fn is_bad_input(&self) -> bool {
         match self {
-            NpyError::Io { error, .. } => error.kind() == io::ErrorKind::NotFound,
+            NpyError::Io { error, .. } => names_a_bad_path(error),
+            NpyError::OutOfMemory { .. } => false,
             _ => true,
         }
     }
@@ -151,6 +177,16 @@ impl NpyError {
     fn io(path: &Path, action: &'static str, error: io::Error) -> NpyError {
         NpyError::Io { file: file_label(path), action, error }
     }
+}
+
+/// Whether an I/O error says the path itself is wrong: the user's to fix.
+fn names_a_bad_path(e: &io::Error) -> bool {
+    use io::ErrorKind::{InvalidFilename, IsADirectory, NotADirectory, NotFound, PermissionDenied};
+    #[cfg(unix)]
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        return true;
+    }
+    matches!(e.kind(), NotFound | PermissionDenied | NotADirectory | IsADirectory | InvalidFilename)
 }
 
 /// The name a message uses for a file: its final component, or the whole path if it has none.
@@ -607,7 +643,7 @@ impl NpyFile {
     /// 1-D or 2-D.
     pub fn open(path: impl AsRef<Path>) -> Result<NpyFile, NpyError> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|e| NpyError::io(path, "open", e))?;
+        let file = open_without_waiting(path).map_err(|e| NpyError::io(path, "open", e))?;
         let meta = file.metadata().map_err(|e| NpyError::io(path, "open", e))?;
         if !meta.is_file() {
             let detail = "not a regular file (directories, pipes and devices cannot be read)".to_string();
@@ -736,7 +772,23 @@ impl NpyFile {
     }
 
     fn read_bytes(&self, buf: &mut [u8], offset: u64) -> Result<(), NpyError> {
-        read_exact_at(&self.file, buf, offset).map_err(|e| NpyError::io(&self.path, "read", e))
+        read_exact_at(&self.file, buf, offset).map_err(|e| {
+            if e.kind() != io::ErrorKind::UnexpectedEof {
+                return NpyError::io(&self.path, "read", e);
+            }
+            // open() saw all the data: the file shrank since
+            let len = self.file.metadata().map_or(0, |m| m.len());
+            let (actual, expected) = (len.saturating_sub(self.header.data_offset), self.header.data_bytes());
+            NpyError::Truncated { file: file_label(&self.path), actual, expected }
+        })
+    }
+
+    /// Room for `n` elements in `out`, or an error naming the file when memory runs out.
+    fn reserve<T>(&self, out: &mut Vec<T>, n: usize) -> Result<(), NpyError> {
+        out.try_reserve(n).map_err(|_| NpyError::OutOfMemory {
+            file: file_label(&self.path),
+            bytes: (n as u64).saturating_mul(size_of::<T>() as u64),
+        })
     }
 
     /// Reads `n` elements stored exactly as `T` is in memory: straight into `out` on a
@@ -749,6 +801,7 @@ impl NpyFile {
         convert: fn([u8; N]) -> T,
     ) -> Result<(), NpyError> {
         if cfg!(target_endian = "little") && size_of::<T>() == N {
+            self.reserve(out, n)?;
             out.resize(n, T::zeroed());
             self.read_bytes(bytemuck::cast_slice_mut(out.as_mut_slice()), offset)
         } else {
@@ -765,7 +818,7 @@ impl NpyFile {
         out: &mut Vec<T>,
         convert: impl Fn([u8; N]) -> T,
     ) -> Result<(), NpyError> {
-        out.reserve(n);
+        self.reserve(out, n)?;
         let per_chunk = (SCRATCH_BYTES / N).max(1);
         let mut scratch = vec![0u8; per_chunk.min(n) * N];
         let (mut done, mut pos) = (0, offset);
@@ -780,6 +833,20 @@ impl NpyFile {
         }
         Ok(())
     }
+}
+
+/// Opens `path` for reading without blocking: a FIFO with no writer would otherwise wait in
+/// `open` forever. The caller refuses anything but a regular file, on which `O_NONBLOCK` has
+/// no effect.
+#[cfg(unix)]
+fn open_without_waiting(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)
+}
+
+#[cfg(not(unix))]
+fn open_without_waiting(path: &Path) -> io::Result<File> {
+    File::open(path)
 }
 
 /// Reads and parses the header of an open file of `file_len` bytes, reading no more than the
@@ -815,10 +882,12 @@ npy_element!(f16 => F16, f32 => F32, f64 => F64, i8 => I8, u8 => U8, u16 => U16,
 ///
 /// The data goes to a temporary file in the target's directory; [`NpyWriter::finish`] checks
 /// the element count and renames it onto the target. A writer dropped without `finish` (an
-/// error path) removes the temporary file and leaves the target untouched.
+/// error path) removes the temporary file and leaves the target untouched. A special file
+/// (`/dev/null`, a FIFO) is written in place; a directory is refused at creation.
 #[derive(Debug)]
 pub struct NpyWriter {
-    out: BufWriter<NamedTempFile>,
+    out: BufWriter<File>,
+    finish: sink::Finish,
     path: PathBuf,
     shape: Vec<u64>,
     dtype: NpyDType,
@@ -844,14 +913,13 @@ impl NpyWriter {
             return Err(NpyError::wrong_shape(path, format!("cannot write shape {}", shape_literal(shape))));
         };
         let header = header_bytes(dtype, shape).map_err(|detail| NpyError::wrong_shape(path, detail))?;
-        let dir = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
-        let tmp = temp_builder().tempfile_in(dir).map_err(|e| NpyError::io(path, "create a temporary file for", e))?;
-        let mut out = BufWriter::with_capacity(1 << 20, tmp);
+        if std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+            return Err(NpyError::Target { file: file_label(path), detail: "it is a directory".into() });
+        }
+        let (file, finish) = sink::Finish::open(path).map_err(|(action, e)| NpyError::io(path, action, e))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
         out.write_all(&header).map_err(|e| NpyError::io(path, "write", e))?;
-        Ok(NpyWriter { out, path: path.to_path_buf(), shape: shape.to_vec(), dtype, expected, written: 0 })
+        Ok(NpyWriter { out, finish, path: path.to_path_buf(), shape: shape.to_vec(), dtype, expected, written: 0 })
     }
 
     /// Appends f32 `values` (the next elements in C order) to a `<f4` file. Writing more than
@@ -893,28 +961,17 @@ impl NpyWriter {
     }
 
     /// Checks that every element was written, flushes, syncs and renames the temporary file
-    /// onto the target (replacing any file there). On error the temporary file is removed.
+    /// onto the target (replacing any file there); a special file was written in place. On
+    /// error the temporary file is removed.
     pub fn finish(self) -> Result<(), NpyError> {
-        let path = self.path;
-        if self.written != self.expected {
-            let (written, shape) = (self.written, shape_literal(&self.shape));
-            let detail = format!("{written} values written, shape {shape} holds {}", self.expected);
+        let NpyWriter { out, finish, path, shape, expected, written, .. } = self;
+        if written != expected {
+            let detail = format!("{written} values written, shape {} holds {expected}", shape_literal(&shape));
             return Err(NpyError::wrong_shape(&path, detail));
         }
-        let tmp = self.out.into_inner().map_err(|e| NpyError::io(&path, "write", e.into_error()))?;
-        tmp.as_file().sync_all().map_err(|e| NpyError::io(&path, "write", e))?;
-        tmp.persist(&path).map_err(|e| NpyError::io(&path, "rename the temporary file onto", e.error))?;
-        Ok(())
+        let file = out.into_inner().map_err(|e| NpyError::io(&path, "write", e.into_error()))?;
+        finish.complete(&file, &path).map_err(|(action, e)| NpyError::io(&path, action, e))
     }
-}
-
-/// A temporary-file builder whose file gets the permissions a plain `File::create` would.
-fn temp_builder() -> tempfile::Builder<'static, 'static> {
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".xent-").suffix(".npy.tmp");
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-    builder
 }
 
 /// The preamble and header of a C-order array of `dtype` and `shape`: format 1.0 if the header
@@ -1273,6 +1330,55 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o600, 0o600);
         }
+    }
+
+    #[test]
+    fn writer_refuses_a_directory() {
+        let dir = TempDir::new().unwrap();
+        let sub = dir.path().join("sub.npy");
+        std::fs::create_dir(&sub).unwrap();
+        let err = NpyWriter::create(&sub, &[1]).unwrap_err();
+        assert!(matches!(err, NpyError::Target { .. }) && err.is_bad_input(), "{err}");
+        assert_eq!(err.to_string(), "sub.npy: cannot write an array here: it is a directory");
+        assert_eq!(std::fs::read_dir(&sub).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_file_that_shrinks_while_read_is_cut_short() {
+        let dir = TempDir::new().unwrap();
+        let values: Vec<f32> = (0..40).map(|i| (i as f32 * 0.37).sin()).collect();
+        let path = save(&dir, "x.npy", &npy(1, &dict("<f4", "(10, 4)"), 64, &f32_bytes(&values)));
+        let f = NpyFile::open(&path).unwrap();
+        let mut out = Vec::new();
+        f.read_f32(0, 10, &mut out).unwrap();
+        assert_eq!(out, values);
+        let cut = f.header().data_offset + 20;
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(cut).unwrap();
+        let err = f.read_f32(2, 8, &mut out).unwrap_err();
+        assert!(matches!(err, NpyError::Truncated { actual: 20, expected: 160, .. }), "{err}");
+        assert!(err.is_bad_input());
+        assert_eq!(err.to_string(), "x.npy: data is cut short: 20 bytes of 160");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn special_and_unreachable_inputs_are_bad_input() {
+        let dir = TempDir::new().unwrap();
+        let fifo = dir.path().join("pipe.npy");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = NpyFile::open(&fifo).unwrap_err();
+        assert!(matches!(err, NpyError::NotNpy { .. }) && err.is_bad_input(), "{err}");
+        std::os::unix::fs::symlink(dir.path().join("b.npy"), dir.path().join("a.npy")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("a.npy"), dir.path().join("b.npy")).unwrap();
+        let err = NpyFile::open(dir.path().join("a.npy")).unwrap_err();
+        assert!(matches!(err, NpyError::Io { .. }) && err.is_bad_input(), "{err}");
+        let plain = save(&dir, "plain", b"x");
+        let err = NpyFile::open(plain.join("x.npy")).unwrap_err();
+        assert!(matches!(err, NpyError::Io { .. }) && err.is_bad_input(), "{err}");
+        let oom = NpyError::OutOfMemory { file: "x.npy".into(), bytes: 1 << 40 };
+        assert!(!oom.is_bad_input());
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', value_name = "DTYPE")]
     dtypes: Vec<String>,
     /// Timed repetitions per kernel (the median is reported).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
     iters: usize,
     /// A quick pass for CI: shapes divided by 64 in rows, one repetition.
     #[arg(long)]

@@ -14,13 +14,13 @@ use crate::{Base, Common, Device, Failure, Reduction};
 #[derive(Args)]
 pub struct GenerateArgs {
     /// Rows (predictions).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     rows: u64,
     /// Columns (classes).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     cols: u64,
     /// Seed of the generated data.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     seed: u64,
     /// Element type of the logits.
     #[arg(long, value_enum, default_value_t = Precision::F32)]
@@ -33,16 +33,23 @@ pub struct GenerateArgs {
     labels: PathBuf,
 }
 
+impl GenerateArgs {
+    /// The files written, with their flags.
+    pub fn outputs(&self) -> [crate::paths::Flagged<'_>; 2] {
+        [("--logits", &self.logits), ("--labels", &self.labels)]
+    }
+}
+
 #[derive(Args)]
 pub struct DemoArgs {
     /// Rows (predictions).
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 20_000, allow_negative_numbers = true)]
     rows: u64,
     /// Columns (classes).
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, allow_negative_numbers = true)]
     cols: u64,
     /// Seed of the generated data.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     seed: u64,
     /// Keep the generated files in this directory (default: a temporary one, removed).
     #[arg(long, value_name = "DIR")]
@@ -90,6 +97,12 @@ fn write_set(rows: u64, cols: u64, seed: u64, dtype: Precision, logits: &Path, l
     let mut rng = Rng::new(seed);
     let chunk = ((16u64 << 20) / (4 * cols)).max(1);
     let (mut row_values, mut half_values, mut ys) = (Vec::new(), Vec::new(), Vec::new());
+    // a chunk is one row at least: a very wide row may not fit in memory
+    let values = usize::try_from(chunk.min(rows) * cols).unwrap_or(usize::MAX);
+    reserve(&mut row_values, values, "generated logits")?;
+    if dtype == Precision::F16 {
+        reserve(&mut half_values, values, "half-precision logits")?;
+    }
     for start in (0..rows).step_by(chunk as usize) {
         let n = chunk.min(rows - start);
         row_values.clear();
@@ -116,14 +129,20 @@ fn write_set(rows: u64, cols: u64, seed: u64, dtype: Precision, logits: &Path, l
     Ok(())
 }
 
+/// Room for `n` values in `v`, or a failure (status 1) when memory runs out.
+fn reserve<T>(v: &mut Vec<T>, n: usize, what: &str) -> Result<(), Failure> {
+    v.try_reserve_exact(n).map_err(|_| {
+        let bytes = (n as u64).saturating_mul(size_of::<T>() as u64);
+        Failure::machine(format!("cannot allocate {bytes} bytes of memory for the {what}"))
+    })
+}
+
 pub fn generate(a: &GenerateArgs) -> Result<(), Failure> {
     write_set(a.rows, a.cols, a.seed, a.dtype, &a.logits, &a.labels)?;
     let bytes = std::fs::metadata(&a.logits).map(|m| m.len()).unwrap_or(0);
-    println!(
-        "{}",
-        json!({"command": "generate", "rows": a.rows, "cols": a.cols, "logits": a.logits, "labels": a.labels, "bytes": bytes})
-    );
-    Ok(())
+    crate::process::emit(
+        json!({"command": "generate", "rows": a.rows, "cols": a.cols, "logits": a.logits, "labels": a.labels, "bytes": bytes}),
+    )
 }
 
 fn ce(logits: &Path, labels: &Path, device: Device) -> Result<Value, Failure> {
@@ -166,7 +185,7 @@ pub fn demo(a: &DemoArgs) -> Result<(), Failure> {
         "relative_error": crate::eval::number(rel),
         "files": a.dir.as_ref().map(|_| json!([logits, labels])),
     });
-    println!("{line}");
+    crate::process::emit(line)?;
     if rel.is_nan() || rel > 1e-5 {
         return Err(Failure::machine(format!("the GPU mean {g} differs from the reference {c} by {rel:.2e}")));
     }

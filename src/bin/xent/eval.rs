@@ -76,7 +76,7 @@ fn name(path: &Path) -> String {
     path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
-/// Reads `--class-weights`: a float vector of `cols` entries.
+/// Reads `--class-weights`: a float vector of `cols` finite, non-negative entries.
 pub fn read_class_weights(path: &Path, cols: u64) -> Result<Vec<f32>, Failure> {
     let input = Input::floats("--class-weights", path.to_path_buf())?;
     let f = &input.file;
@@ -89,6 +89,16 @@ pub fn read_class_weights(path: &Path, cols: u64) -> Result<Vec<f32>, Failure> {
     }
     let mut w = Vec::new();
     f.read_f32(0, cols as usize, &mut w)?;
+    if let Some((class, v)) = w.iter().enumerate().find(|(_, v)| !(v.is_finite() && **v >= 0.0)) {
+        let why = if v.is_nan() {
+            "NaN"
+        } else if v.is_infinite() {
+            "infinite"
+        } else {
+            "negative"
+        };
+        return Err(Failure::input(format!("{}: --class-weights: weight {v} of class {class} is {why}", input.name())));
+    }
     Ok(w)
 }
 
@@ -494,7 +504,7 @@ impl Job {
         for chunk in rx {
             let chunk = chunk?;
             let loss = self.loss(&chunk)?;
-            let r = xent::reference::compute(&loss, self.base()).map_err(|e| offset(e, chunk.start))?;
+            let r = xent::reference::compute(&loss, self.base()).map_err(|e| self.row_failure(e, chunk.start))?;
             r.values.iter().for_each(|&v| sum.add(v));
             r.weights.iter().for_each(|&w| denominator.add(w));
             if let Some(w) = &mut writer {
@@ -558,11 +568,40 @@ impl Job {
         if let xent::Error::Value { row, .. } = &e
             && let Ok(chunk) = self.read(*row, 1)
             && let Ok(loss) = self.loss(&chunk)
-            && let Err(xent::Error::Value { detail, .. }) = xent::reference::compute(&loss, self.base())
+            && let Err(e @ xent::Error::Value { .. }) = xent::reference::compute(&loss, self.base())
         {
-            return Failure::input(format!("row {row}: {detail}"));
+            return self.row_failure(e, *row);
         }
         e.into()
+    }
+
+    /// A row error of the chunk starting at row `start`, renumbered to the whole file; a bad
+    /// value's message names the file that holds it.
+    fn row_failure(&self, e: xent::Error, start: u64) -> Failure {
+        match e {
+            xent::Error::Value { row, detail } => {
+                let row = row + start;
+                Failure::input(format!("{}: row {row}: {detail}", self.holder(row, &detail).name()))
+            }
+            e => offset(e, start),
+        }
+    }
+
+    /// The input whose value at `row` the reference reports as `detail`: the second input,
+    /// unless the report stays the same with that input's row replaced by a uniform one
+    /// (valid as probabilities, targets and logits alike).
+    fn holder(&self, row: u64, detail: &str) -> &Input {
+        let Some(b) = &self.b else { return &self.a };
+        let Ok(mut chunk) = self.read(row, 1) else { return b };
+        let (k, uniform) = (self.cols as usize, 1.0 / self.cols as f32);
+        chunk.b = match chunk.b {
+            Some(Data::F16(_)) => Some(Data::F16(vec![f16::from_f32(uniform); k])),
+            _ => Some(Data::F32(vec![uniform; k])),
+        };
+        match self.loss(&chunk).map(|loss| xent::reference::compute(&loss, self.base())) {
+            Ok(Err(xent::Error::Value { detail: d, .. })) if d == detail => &self.a,
+            _ => b,
+        }
     }
 
     fn report(&self, t: &Totals, bytes: u64, seconds: f64, setup_seconds: f64, gpu: bool) -> Value {

@@ -29,18 +29,17 @@ pub fn info(as_json: bool) -> Result<(), Failure> {
         "timestamp_query": f.contains(wgpu::Features::TIMESTAMP_QUERY),
     });
     if as_json {
-        println!("{}", json!({"command": "info", "adapters": adapters, "auto": picked}));
-        return Ok(());
+        return crate::process::emit(json!({"command": "info", "adapters": adapters, "auto": picked}));
     }
-    println!("adapters:");
+    let mut text = String::from("adapters:");
     for a in &adapters {
-        println!("  {} ({}, {})", a["name"].as_str().unwrap_or(""), a["backend"], a["type"]);
+        text += &format!("\n  {} ({}, {})", a["name"].as_str().unwrap_or(""), a["backend"], a["type"]);
     }
-    println!("auto picks: {}", ctx.adapter_label());
+    text += &format!("\nauto picks: {}", ctx.adapter_label());
     if let Value::Object(fields) = picked {
         for (k, v) in fields.iter().filter(|(k, _)| *k != "adapter") {
-            println!("  {k}: {v}");
+            text += &format!("\n  {k}: {v}");
         }
     }
-    Ok(())
+    crate::process::emit(text)
 }

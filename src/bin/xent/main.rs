@@ -9,12 +9,14 @@ mod bench;
 mod demo;
 mod eval;
 mod info;
+mod paths;
+mod process;
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(
@@ -45,7 +47,7 @@ enum Command {
         #[arg(long, value_name = "L.npy")]
         logits: PathBuf,
         /// Divide the logits by T first.
-        #[arg(long, value_name = "T", default_value_t = 1.0)]
+        #[arg(long, value_name = "T", default_value_t = 1.0, allow_negative_numbers = true)]
         temperature: f32,
         /// Write log-softmax instead.
         #[arg(long)]
@@ -75,7 +77,7 @@ enum Command {
         #[arg(long, value_name = "W.npy")]
         class_weights: Option<PathBuf>,
         /// Label smoothing s in [0, 1].
-        #[arg(long, value_name = "S", default_value_t = 0.0)]
+        #[arg(long, value_name = "S", default_value_t = 0.0, allow_negative_numbers = true)]
         label_smoothing: f32,
         #[command(flatten)]
         out: OutArg,
@@ -159,10 +161,10 @@ enum Command {
         #[arg(long, value_name = "Y.npy")]
         labels: PathBuf,
         /// Temperature τ.
-        #[arg(long, value_name = "TAU", default_value_t = 1.0)]
+        #[arg(long, value_name = "TAU", default_value_t = 1.0, allow_negative_numbers = true)]
         temperature: f32,
         /// Weight α of the KL term.
-        #[arg(long, value_name = "ALPHA", default_value_t = 0.5)]
+        #[arg(long, value_name = "ALPHA", default_value_t = 0.5, allow_negative_numbers = true)]
         alpha: f32,
         #[command(flatten)]
         out: OutArg,
@@ -181,6 +183,56 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+impl Command {
+    /// The files the command reads and those it writes, each with its flag.
+    fn files(&self) -> (Vec<paths::Flagged<'_>>, Vec<paths::Flagged<'_>>) {
+        let mut inputs: Vec<(&'static str, Option<&PathBuf>)> = Vec::new();
+        fn out(o: &OutArg) -> Vec<paths::Flagged<'_>> {
+            o.out.iter().map(|p| ("--out", p.as_path())).collect()
+        }
+        let outputs = match self {
+            Command::Lse { logits, out: o, .. } => {
+                inputs.push(("--logits", Some(logits)));
+                out(o)
+            }
+            Command::Softmax { logits, out, .. } => {
+                inputs.push(("--logits", Some(logits)));
+                vec![("--out", out.as_path())]
+            }
+            Command::Ce { logits, labels, target_probs, class_weights, out: o, .. } => {
+                inputs.extend([("--logits", Some(logits)), ("--labels", labels.as_ref())]);
+                inputs.extend([("--target-probs", target_probs.as_ref()), ("--class-weights", class_weights.as_ref())]);
+                out(o)
+            }
+            Command::Kl { p, p_logits, q, q_logits, out: o, .. } => {
+                inputs.extend([("--p", p.as_ref()), ("--p-logits", p_logits.as_ref())]);
+                inputs.extend([("--q", q.as_ref()), ("--q-logits", q_logits.as_ref())]);
+                out(o)
+            }
+            Command::Entropy { probs, logits, out: o, .. } => {
+                inputs.extend([("--probs", probs.as_ref()), ("--logits", logits.as_ref())]);
+                out(o)
+            }
+            Command::Bce { logits, probs, labels, out: o, .. } => {
+                inputs.extend([("--logits", logits.as_ref()), ("--probs", probs.as_ref()), ("--labels", Some(labels))]);
+                out(o)
+            }
+            Command::GaussianKl { mean, logvar, out: o, .. } => {
+                inputs.extend([("--mean", Some(mean)), ("--logvar", Some(logvar))]);
+                out(o)
+            }
+            Command::Distill { student, teacher, labels, out: o, .. } => {
+                inputs.extend([("--student", Some(student)), ("--teacher", Some(teacher)), ("--labels", Some(labels))]);
+                out(o)
+            }
+            Command::Generate(args) => args.outputs().to_vec(),
+            Command::Demo(_) | Command::Bench(_) | Command::Info { .. } => Vec::new(),
+        };
+        let inputs = inputs.into_iter().filter_map(|(flag, p)| Some((flag, p?.as_path()))).collect();
+        (inputs, outputs)
+    }
 }
 
 /// `--out` for the commands whose per-row output is optional.
@@ -204,7 +256,7 @@ pub struct Common {
     #[arg(long, value_enum, default_value_t = Base::E)]
     pub base: Base,
     /// Rows read per chunk (default: about 32 MiB of input per chunk).
-    #[arg(long, value_name = "N", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", hide = true, value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
     pub chunk_rows: Option<u64>,
     /// Never draw a progress bar.
     #[arg(long)]
@@ -272,6 +324,7 @@ fn main() -> ExitCode {
         // stderr without a runtime dir, and stderr carries only our messages.
         unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
     }
+    process::clean_up_on_signals();
     // A bug must still be one line, never a backtrace.
     std::panic::set_hook(Box::new(|info| {
         let _ = writeln!(std::io::stderr(), "xent: internal error: {}", one_line(&info.to_string()));
@@ -282,6 +335,9 @@ fn main() -> ExitCode {
             // --help and --version
             let _ = e.print();
             return ExitCode::SUCCESS;
+        }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            return fail(&Failure::input(command_required()));
         }
         Err(e) => return fail(&Failure::input(clap_message(&e))),
     };
@@ -300,6 +356,13 @@ fn fail(f: &Failure) -> ExitCode {
 /// A message on one line: line breaks and runs of spaces become single spaces.
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// What `xent` alone says: a command is required, and which there are.
+fn command_required() -> String {
+    let cli = Cli::command();
+    let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).filter(|&n| n != "help").collect();
+    format!("a command is required: {} (xent --help describes them)", names.join(", "))
 }
 
 /// clap's error without its usage block and tips, e.g. "the following required arguments
@@ -321,6 +384,8 @@ fn clap_message(e: &clap::Error) -> String {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     use eval::{Input, Job, Op};
+    let (inputs, outputs) = cli.command.files();
+    paths::check(&inputs, &outputs)?;
     let job = match cli.command {
         Command::Demo(args) => return demo::demo(&args),
         Command::Bench(args) => return bench::bench(&args),
@@ -375,9 +440,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Job::new("distill", Op::Distill { temperature, alpha }, s, Some(t), Some(y), out.out, common)
         }
     }?;
-    let line = job.run()?;
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{line}").map_err(|e| Failure::machine(format!("cannot write to stdout: {e}")))
+    process::emit(job.run()?)
 }
 
 /// The one input given of two exclusive flags (clap checks that exactly one is), opened;
