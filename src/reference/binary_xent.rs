@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 use crate::loss::{Batch, Dist};
 
 fn out_of_unit(what: &str, v: f64, r: usize, j: usize) -> Error {
-    Error::Value { row: r as u64, detail: format!("{what} {v} at column {j} is outside [0, 1]") }
+    let why = if v.is_infinite() { "is infinite" } else { "is outside [0, 1]" };
+    Error::Value { row: r as u64, detail: format!("{what} {v} at column {j} {why}") }
 }
 
 fn clamped_ln(v: f64) -> f64 {
