@@ -212,7 +212,7 @@ impl<'c> Stream<'c> {
     fn new(ctx: &'c Context, job: &RowJob, dtype: DType, rows: u64, chunk: u64, options: RunOptions) -> Self {
         let d = &ctx.device;
         let cols = job.a.cols as u64;
-        let softmax = job.out_per_row > 1;
+        let softmax = job.writes_rows();
         // per-row outputs for every row (softmax: one piece, read back per piece)
         let out_len = if softmax { chunk * job.out_per_row } else { rows };
         // (and up to 7 lead elements: lead_elements)

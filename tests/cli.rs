@@ -344,6 +344,53 @@ fn softmax_writes_rows_of_probabilities() {
     }
 }
 
+/// One column, as a `[rows, 1]` matrix or as a 1-D vector: softmax and log-softmax over a
+/// single class, through the streamed `--out` path on every device.
+#[test]
+fn softmax_of_one_column_and_of_a_vector() {
+    let f = Files::new();
+    let mut rng = common::rng(18);
+    let rows = 7;
+    let mut logits = common::logits(&mut rng, rows, 30.0);
+    logits[2] = f32::NEG_INFINITY; // a row of one masked class: NaN
+    logits[5] = f32::NAN;
+    let batch = Batch::new(&logits[..], rows, 1).unwrap();
+    let inputs = [("col", f.f32("col.npy", &[rows, 1], &logits)), ("vec", f.f32("vec.npy", &[rows], &logits))];
+    for (name, l) in &inputs {
+        for (log, temperature) in [(false, 1.0f32), (true, 1.0), (false, 0.3), (true, 4.0)] {
+            let loss = Loss::Softmax { logits: batch, temperature, log };
+            let want = xent::reference::compute(&loss, LogBase::Nats).unwrap();
+            for device in devices() {
+                let out = f.path(&format!("{name}-{log}-{temperature}-{device}.npy"));
+                let t = temperature.to_string();
+                let mut args = vec![
+                    "softmax",
+                    "--logits",
+                    l,
+                    "--temperature",
+                    &t,
+                    "--device",
+                    device,
+                    "--out",
+                    out.to_str().unwrap(),
+                ];
+                if log {
+                    args.push("--log");
+                }
+                let label = format!("softmax of {name} log={log} T={temperature} on {device}");
+                let line = xent(&args).json();
+                assert_eq!(line["cols"], 1, "{label}: {line}");
+                assert_eq!(NpyFile::open(&out).unwrap().shape(), [rows as u64, 1], "{label}");
+                let got = read_out(&out);
+                assert_eq!(got.len(), rows, "{label}");
+                for (i, (&g, &w)) in got.iter().zip(&want.values).enumerate() {
+                    assert!(close(f64::from(g), w, 0.0, 0.0), "{label}: row {i}: {g} vs {w}");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn cross_entropy_reports_accuracy_and_perplexity() {
     let f = Files::new();

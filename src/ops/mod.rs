@@ -66,6 +66,12 @@ impl<'a> RowJob<'a> {
         }
     }
 
+    /// Whether the kernel writes whole rows of values (softmax, `out_per_row` = cols, which
+    /// is 1 for a single column) rather than one value a row.
+    pub fn writes_rows(&self) -> bool {
+        self.kernel == Kernel::Softmax
+    }
+
     /// Whether the kernel writes per-row auxiliary words (argmax, weight).
     pub fn uses_aux(&self) -> bool {
         self.weighted || self.argmax
