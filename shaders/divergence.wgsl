@@ -12,8 +12,8 @@
 // gets an online lse pass over P first, then both are read once more. Rows split across
 // workgroups (P as logits, Q as logits or absent) take divergence_part, then
 // divergence_merge (no gradient).
-// p_j = 0 contributes 0; p_j > 0 with q_j = 0 is +inf. Negative or NaN probabilities
-// are reported in status[1]. Bindings: a, b; out_rows[row] = value.
+// p_j = 0 contributes 0; p_j > 0 with q_j = 0 is +inf. Negative, NaN or +inf
+// probabilities are reported in status[1]. Bindings: a, b; out_rows[row] = value.
 //
 // Gradients, one more pass over the row, with respect to logits:
 //   GRAD_OF = 2 (Q's logits, KL and cross-entropy): d/d x_qj = q_j·Σ_k p_k − p_j

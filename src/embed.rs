@@ -46,7 +46,7 @@ pub struct DeviceBatch<'a> {
 /// A distribution given as probabilities or as logits.
 #[derive(Clone, Copy, Debug)]
 pub enum DeviceDist<'a> {
-    /// Probabilities, each row summing to 1 (negative or NaN entries are reported).
+    /// Probabilities, each row summing to 1 (negative, NaN or infinite entries are reported).
     Probs(DeviceBatch<'a>),
     /// Logits: the distribution is their softmax.
     Logits(DeviceBatch<'a>),

@@ -684,6 +684,44 @@ fn bad_input_exits_2_with_one_line_and_no_output_file() {
     }
 }
 
+/// A `+inf` probability or target is bad input on every device, like a negative or NaN one,
+/// and the message says so.
+#[test]
+fn infinite_probabilities_are_bad_input() {
+    let f = Files::new();
+    let mut rng = common::rng(19);
+    let (rows, cols) = (6, 5);
+    let l = f.f32("logits.npy", &[rows, cols], &common::logits(&mut rng, rows * cols, 3.0));
+    let good = f.f32("good.npy", &[rows, cols], &common::probs(&mut rng, rows, cols, false));
+    let mut probs = common::probs(&mut rng, rows, cols, false);
+    probs[2 * cols + 3] = f32::INFINITY;
+    let inf = f.f32("inf.npy", &[rows, cols], &probs);
+    let out = f.path("result.npy");
+    let o = out.to_str().unwrap();
+    let before = f.listing();
+    let cases: [Vec<&str>; 8] = [
+        vec!["kl", "--p", &inf, "--q", &good],
+        vec!["kl", "--p", &good, "--q", &inf],
+        vec!["kl", "--p", &inf, "--q-logits", &l],
+        vec!["entropy", "--probs", &inf],
+        vec!["ce", "--logits", &l, "--target-probs", &inf],
+        vec!["ce", "--logits", &l, "--target-probs", &inf, "--label-smoothing", "0.1"],
+        vec!["bce", "--probs", &inf, "--labels", &good],
+        vec!["bce", "--logits", &l, "--labels", &inf],
+    ];
+    for device in devices() {
+        for args in &cases {
+            let mut a = args.clone();
+            a.extend(["--device", device, "--out", o]);
+            let run = xent(&a);
+            run.bad_input("row 2");
+            assert!(run.stderr.contains("infinite"), "{a:?}: {}", run.stderr);
+            assert!(!out.exists(), "{a:?} left {o}");
+            assert_eq!(f.listing(), before, "{a:?} left files behind");
+        }
+    }
+}
+
 #[test]
 fn stderr_is_clean_without_a_runtime_dir() {
     let f = Files::new();

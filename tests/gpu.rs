@@ -429,6 +429,35 @@ fn negative_probability_names_the_row() {
     }
 }
 
+/// A `+inf` probability (or BCE target) is out of the domain like a negative one, and the
+/// message says it is infinite.
+#[test]
+fn infinite_probability_names_the_row() {
+    let Some(ctx) = context() else { return };
+    let mut case = Case::new(13_500, 9, 5, 2.0);
+    case.probs[4 * 5 + 1] = f32::INFINITY;
+    case.unit[4 * 5 + 1] = f32::INFINITY;
+    let x = Input::new(&case.logits, DType::F32);
+    let p = Input::new(&case.probs, DType::F32);
+    let p2 = Input::new(&case.probs2, DType::F32);
+    let u = Input::new(&case.unit, DType::F32);
+    for loss in [
+        Loss::CrossEntropyProbs { logits: x.batch(9, 5), target: p.batch(9, 5) },
+        Loss::KlDiv { p: Dist::Probs(p.batch(9, 5)), q: Dist::Logits(x.batch(9, 5)) },
+        Loss::KlDiv { p: Dist::Probs(p2.batch(9, 5)), q: Dist::Probs(p.batch(9, 5)) },
+        Loss::Entropy { p: Dist::Probs(p.batch(9, 5)) },
+        Loss::BinaryCrossEntropy { input: Dist::Probs(p.batch(9, 5)), target: p2.batch(9, 5) },
+        Loss::BinaryCrossEntropy { input: Dist::Logits(x.batch(9, 5)), target: u.batch(9, 5) },
+    ] {
+        match ctx.compute(&loss, &RunOptions::default()) {
+            Err(Error::Value { row: 4, detail }) => {
+                assert!(detail.contains("inf at column 1 is infinite"), "{loss:?}: {detail}")
+            }
+            other => panic!("{loss:?}: expected a value error at row 4, got {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn every_label_type() {
     let case = Case::new(14_000, 7, 31, 3.0);

@@ -151,11 +151,22 @@ pub(crate) fn check_labels(labels: &Labels, cols: usize, ignore: Option<i64>) ->
 /// Why a probability is bad input (negative, NaN or `+inf`), if it is.
 pub(crate) fn bad_probability(p: f64) -> Option<&'static str> {
     if p.is_nan() {
-        Some("NaN")
+        Some("is NaN")
     } else if p < 0.0 {
-        Some("negative")
+        Some("is negative")
     } else if p == f64::INFINITY {
-        Some("infinite")
+        Some("is infinite")
+    } else {
+        None
+    }
+}
+
+/// Why a value that must lie in [0, 1] (a BCE target or probability) is bad input, if it is.
+pub(crate) fn outside_unit(v: f64) -> Option<&'static str> {
+    if v.is_infinite() {
+        Some("is infinite")
+    } else if !(0.0..=1.0).contains(&v) {
+        Some("is outside [0, 1]")
     } else {
         None
     }
@@ -167,7 +178,7 @@ pub(crate) fn check_probs(batch: &Batch) -> Result<()> {
         for c in 0..batch.cols {
             let p = batch.get(r, c);
             if let Some(why) = bad_probability(p) {
-                return Err(Error::Value { row: r as u64, detail: format!("probability {p} at column {c} is {why}") });
+                return Err(Error::Value { row: r as u64, detail: format!("probability {p} at column {c} {why}") });
             }
         }
     }
