@@ -3,7 +3,7 @@
 //   loss_i = α·τ²·KL(softmax(t_i/τ) ‖ softmax(s_i/τ)) + (1−α)·(lse(s_i) − s_i,y)
 //
 // One pass over both inputs: the KL of t/τ and s/τ as PairStats (common/numerics.wgsl),
-// with log p_j = (t_j/τ − m) − log s, and (τ ≠ 1 only) the online lse of s for the CE
+// with log p_j = (t_j − m)·(1/τ) − log s, and (τ ≠ 1 only) the online lse of s for the CE
 // term. A term with a zero coefficient (α = 0 or 1) is left out of the value. Rows split
 // across workgroups take distill_part, then distill_merge (no gradient). Labels outside [0, cols) are reported in status[0].
 // Bindings: a = student logits, b = teacher logits, labels; out_rows[row] = loss_i.
@@ -12,11 +12,12 @@
 //   d loss_i / d s_ij = α·τ·(q_j − p_j) + (1−α)·(softmax(s)_j − [j = y])
 // with q = softmax(s/τ), p = softmax(t/τ).
 
-fn soft(st: RowStats, z: f32) -> f32 {
-    if classify(z) == CLASS_NEG_INF {
+// softmax(k·x)_j for the logit x, from the row's stats at k.
+fn soft(st: RowStats, x: f32) -> f32 {
+    if classify(x) == CLASS_NEG_INF {
         return 0.0;
     }
-    return exp(log_softmax_of(st, z));
+    return exp(log_softmax_of(st, x));
 }
 
 fn write_grad(slot: RowSlot, base: u32, st_t: RowStats, st_s: RowStats, st_ce: RowStats, y: u32, ok: bool) {
@@ -32,7 +33,7 @@ fn write_grad(slot: RowSlot, base: u32, st_t: RowStats, st_s: RowStats, st_ce: R
         let sj = load_a(base + j);
         var g = 0.0;
         if alpha > 0.0 {
-            g = c_kl * (soft(st_s, sj * inv_t) - soft(st_t, load_b(base + j) * inv_t));
+            g = c_kl * (soft(st_s, sj) - soft(st_t, load_b(base + j)));
         }
         if alpha < 1.0 {
             let sigma = soft(st_ce, sj);
@@ -94,24 +95,23 @@ struct DistillScan {
 }
 
 fn distill_scan(slot: RowSlot, base: u32, start: u32, end: u32) -> DistillScan {
-    let inv_t = params.inv_temperature;
     let with_ce = own_ce();
-    var acc = pair_empty();
+    var acc = pair_at(params.inv_temperature);
     var ce = stats_empty();
     if slot.live {
         let oc = octets(slot, base, start, end);
         for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
             let s = load_a8(e, oc.lo, oc.hi);
             // the teacher is P, the student Q, both at temperature
-            acc = pair_push8(acc, load_b8(e, oc.lo, oc.hi), s, oc, e, inv_t, 1.0, 1.0, true);
+            acc = pair_push8(acc, load_b8(e, oc.lo, oc.hi), s, oc, e, 1.0, 1.0, true);
             if with_ce {
-                ce = stats_push8(ce, s, oc, e, 1.0);
+                ce = stats_push8(ce, s, oc, e);
             }
         }
         for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
             let i = e - params.a_base;
             let s = load_a(i);
-            acc = pair_push(acc, load_b(i) * inv_t, s * inv_t, 1.0, 1.0, true);
+            acc = pair_push(acc, load_b(i), s, 1.0, 1.0, true);
             if with_ce {
                 ce = stats_push(ce, s, e - oc.col0);
             }
@@ -179,14 +179,14 @@ fn distill_merge(
     if !slot.live {
         return;
     }
-    let pair = merged_pair(slot.row, 1.0, 1.0);
+    let pair = merged_pair(slot.row, params.inv_temperature, 1.0, 1.0);
     var st_ce = pair.q;
     if own_ce() {
         st_ce = stats_empty();
         for (var part = 0u; part < params.parts; part++) {
             let m = part_word(slot.row, part, 8u);
             let s = part_word(slot.row, part, 9u);
-            st_ce = stats_merge(st_ce, RowStats(m, s, 0u, u32(part_word(slot.row, part, 10u)), 0.0));
+            st_ce = stats_merge(st_ce, RowStats(m, s, 0u, u32(part_word(slot.row, part, 10u)), 0.0, 1.0));
         }
         st_ce.log_s = log(st_ce.s);
     }
