@@ -17,7 +17,7 @@ struct RowParams {
     aux_base: u32,      // in u32 words; two words per row
     ignore_index: i32,
     inv_temperature: f32,
-    temperature_sq: f32,
+    temperature: f32,
     smoothing: f32,
     alpha: f32,
     out_scale: f32,     // 1 for nats, 1/ln 2 for bits

@@ -10,7 +10,7 @@ pub fn job<'a>(student: Batch<'a>, teacher: Batch<'a>, labels: Labels<'a>, tempe
     job.b = Some(teacher);
     job.labels = Some(labels);
     job.params.inv_temperature = 1.0 / temperature;
-    job.params.temperature_sq = temperature * temperature;
+    job.params.temperature = temperature;
     job.params.alpha = alpha;
     job.grad_of = 1;
     job

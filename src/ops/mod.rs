@@ -49,7 +49,7 @@ impl<'a> RowJob<'a> {
             kernel,
             params: RowParams {
                 inv_temperature: 1.0,
-                temperature_sq: 1.0,
+                temperature: 1.0,
                 out_scale: 1.0,
                 grad_scale: 1.0,
                 grad_denominator: 1.0,
@@ -233,7 +233,12 @@ fn split_kernels(kernel: Kernel, flags: u32) -> Option<&'static [(Kernel, bool)]
     let logits_only = flags & P_LOGITS != 0 && (flags & HAS_B == 0 || flags & Q_LOGITS != 0);
     match kernel {
         Kernel::Divergence if logits_only => Some(&[(Kernel::DivergencePart, true), (Kernel::DivergenceMerge, false)]),
-        Kernel::Distill => Some(&[(Kernel::DistillPart, true), (Kernel::DistillMerge, false)]),
+        Kernel::Distill => Some(&[
+            (Kernel::DistillPart, true),
+            (Kernel::DistillMerge, false),
+            (Kernel::DistillRefinePart, true),
+            (Kernel::DistillRefineMerge, false),
+        ]),
         Kernel::BinaryXent => Some(&[(Kernel::BinaryXentPart, true), (Kernel::SumMerge, false)]),
         Kernel::GaussianKl => Some(&[(Kernel::GaussianKlPart, true), (Kernel::SumMerge, false)]),
         Kernel::LogSumExp => Some(&[(Kernel::RowPart, true), (Kernel::LogSumExpMerge, false)]),
@@ -288,6 +293,7 @@ fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Prep
         | Kernel::SoftmaxXentPart
         | Kernel::DivergencePart
         | Kernel::DistillPart
+        | Kernel::DistillRefinePart
         | Kernel::BinaryXentPart
         | Kernel::GaussianKlPart => u64::from(template.part_cols),
         _ => cols,
@@ -302,6 +308,7 @@ fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Prep
         | Kernel::SoftmaxXentMerge
         | Kernel::DivergenceMerge
         | Kernel::DistillMerge
+        | Kernel::DistillRefineMerge
         | Kernel::SumMerge => kernels.row_layout_for(1),
         _ => kernels.row_layout_for(read_cols),
     };
