@@ -391,6 +391,37 @@ fn softmax_of_one_column_and_of_a_vector() {
     }
 }
 
+/// Temperatures at the ends of f32: `distill` tends to half the variance of `t − s` (its
+/// limit), `softmax` to the argmax; both devices agree with the reference.
+#[test]
+fn extreme_temperatures_match_the_reference() {
+    let f = Files::new();
+    let mut rng = common::rng(20);
+    let (rows, cols) = (9, 17);
+    let logits = common::logits(&mut rng, rows * cols, 6.0);
+    let other = common::logits(&mut rng, rows * cols, 6.0);
+    let labels: Vec<i64> = common::labels(&mut rng, rows, cols).into_iter().map(i64::from).collect();
+    let (l, o, y) =
+        (f.f32("l.npy", &[rows, cols], &logits), f.f32("o.npy", &[rows, cols], &other), f.i64("y.npy", &labels));
+    let (bl, bo) = (Batch::new(&logits[..], rows, cols).unwrap(), Batch::new(&other[..], rows, cols).unwrap());
+    for t in ["1e30", "3e38", "1e-30"] {
+        let temperature: f32 = t.parse().unwrap();
+        let distill = Loss::Distill { student: bl, teacher: bo, labels: Labels::I64(&labels), temperature, alpha: 0.7 };
+        let args = ["distill", "--student", &l, "--teacher", &o, "--labels", &y, "--temperature", t, "--alpha", "0.7"];
+        check(&f, &format!("distill-{t}"), &args, &distill, LogBase::Nats);
+        let softmax = Loss::Softmax { logits: bl, temperature, log: false };
+        let want = xent::reference::compute(&softmax, LogBase::Nats).unwrap();
+        for device in devices() {
+            let out = f.path(&format!("softmax-{t}-{device}.npy"));
+            let o = out.to_str().unwrap();
+            xent(&["softmax", "--logits", &l, "--temperature", t, "--device", device, "--out", o]).json();
+            for (i, (&g, &w)) in read_out(&out).iter().zip(&want.values).enumerate() {
+                assert!(close(f64::from(g), w, 2e-6, 2e-5), "softmax T={t} on {device}: [{i}] {g} vs {w}");
+            }
+        }
+    }
+}
+
 #[test]
 fn cross_entropy_reports_accuracy_and_perplexity() {
     let f = Files::new();
