@@ -26,10 +26,9 @@ fn write_grad(slot: RowSlot, base: u32, st_t: RowStats, st_s: RowStats, st_ce: R
     if !slot.live {
         return;
     }
-    let inv_t = params.inv_temperature;
     let alpha = params.alpha;
     let c = grad_scale();
-    let c_kl = c * alpha / inv_t;
+    let c_kl = c * alpha * params.temperature;
     let c_ce = c * (1.0 - alpha);
     for (var j = slot.lane; j < params.cols; j += LANES) {
         let sj = load_a(base + j);
@@ -68,14 +67,13 @@ fn distill(
     if own_ce() {
         st_ce = row_stats(slot, scan.ce);
     }
-    let kl = pair_sum(st_t, st_s, pair.t, 1.0, 1.0, true);
-    var scaled = direct_scaled_kl(kl);
+    var scaled = direct_scaled_kl(st_t, st_s, pair.t);
     if alpha > 0.0 {
         // (row_sum holds barriers: every invocation takes it, refining or not)
-        let refine = slot.live && refines(kl, st_t, st_s, pair.t.sum);
+        let refine = slot.live && refines(st_t, st_s, pair.t);
         var gf = vec2<f32>(0.0, 0.0);
         if refine {
-            gf = scaled_kl_terms(base, 0u, params.cols, slot.lane, LANES, kl_row(st_t, st_s, pair.t.sum));
+            gf = scaled_kl_terms(base, 0u, params.cols, slot.lane, LANES, kl_row(st_t, st_s, pair.t));
         }
         let g = row_sum(slot, SumFlags(gf.x, 0u)).sum;
         let f = row_sum(slot, SumFlags(gf.y, 0u)).sum;
@@ -99,39 +97,48 @@ fn distill(
 }
 
 // τ²·KL where the one-pass KL cancels. KL shrinks as 1/τ² while the terms of the one-pass
-// sum t/s_p − log s_p + log s_q shrink as 1/τ: past τ ≈ 1e4 little of it is left in f32,
-// at τ = 1e30 nothing (and τ² overflows). So where that sum has lost more than four bits
-// (it is under 1/16 of its largest term) a second pass over the row sums non-negative
-// terms in logit units instead. With d_j = (s_j − m_s) − (t_j − m_t), a pivot μ ≈ E_p[d]
-// (the first pass gives t/s_p = −E_p[d]/τ), R_j = d_j − μ and ρ_j = R_j/τ:
+// sum k·t/s_p − log s_p + log s_q shrink as 1/τ: past τ ≈ 1e4 little of it is left in
+// f32, at τ = 1e30 nothing. So where that sum has lost more than four bits (it is under
+// 1/16 of its largest term) a second pass over the row sums non-negative terms in logit
+// units instead. With d_j = (s_j − m_s) − (t_j − m_t), a pivot μ ≈ E_p[d] (the first pass
+// gives t/s_p = −E_p[d]), R_j = d_j − μ and ρ_j = R_j/τ:
 //
 //   KL = A − φ(E),  A = Σ_j p_j·(e^ρ_j − 1 − ρ_j),  E = Σ_j p_j·(e^ρ_j − 1),  φ(E) = E − log(1 + E)
 //
 // (KL = log Σ_j p_j·e^ρ_j − Σ_j p_j·ρ_j, whatever μ). With the pivot near E_p[d], E ≈ A
 // and φ(E) ≈ A²/2, so nothing cancels while KL < 1, which the second pass also asks. In
 // logit units: τ²·KL = G − F²·φ(F/τ)/(F/τ)² with G = τ²·A and F = τ·E.
-fn refines(kl: SumFlags, st_t: RowStats, st_s: RowStats, t: f32) -> bool {
-    let largest = abs(t / st_t.s) + st_t.log_s + st_s.log_s;
-    return kl.flags == 0u && kl.sum <= min(largest / 16.0, 1.0);
+fn refines(st_t: RowStats, st_s: RowStats, t: SumFlags) -> bool {
+    let tau = params.temperature;
+    let x = t.sum / st_t.s;
+    // τ·KL and τ times its largest term
+    let tau_kl = x - tau * (st_t.log_s - st_s.log_s);
+    let largest = abs(x) + tau * (st_t.log_s + st_s.log_s);
+    return t.flags == 0u && stats_ok(st_t) && stats_ok(st_s) && tau_kl <= min(largest / 16.0, tau);
 }
 
-// τ²·KL from the one-pass KL, as τ·(τ·KL) so that τ² alone never overflows.
-fn direct_scaled_kl(kl: SumFlags) -> SumFlags {
-    return SumFlags(params.temperature * (params.temperature * kl.sum), kl.flags);
+// τ²·KL from the first pass as τ·(t/s_p − τ·(log s_p − log s_q)): neither τ² nor 1/τ is
+// formed, so a tiny τ overflows nothing either.
+fn direct_scaled_kl(st_t: RowStats, st_s: RowStats, t: SumFlags) -> SumFlags {
+    if !stats_ok(st_t) || !stats_ok(st_s) {
+        return SumFlags(0.0, SUM_NAN);
+    }
+    let tau = params.temperature;
+    return SumFlags(tau * (t.sum / st_t.s - tau * (st_t.log_s - st_s.log_s)), t.flags);
 }
 
 // What the second pass takes of the first: the maxima, the teacher's log s, the scale
-// k = 1/τ and the pivot μ = −(t/s_p)/k.
+// k = 1/τ and the pivot μ = −t/s_p.
 struct KlRow {
     m_t: f32,
     log_s_t: f32,
     m_s: f32,
     k: f32,
-    c: f32,        // t/s_p = −k·μ
+    mu: f32,
 }
 
-fn kl_row(st_t: RowStats, st_s: RowStats, t: f32) -> KlRow {
-    return KlRow(st_t.m, st_t.log_s, st_s.m, st_t.k, t / st_t.s);
+fn kl_row(st_t: RowStats, st_s: RowStats, t: SumFlags) -> KlRow {
+    return KlRow(st_t.m, st_t.log_s, st_s.m, st_t.k, -t.sum / st_t.s);
 }
 
 // One lane's (G, F) over the columns start + lane, start + lane + stride, ... < end of the
@@ -141,7 +148,6 @@ fn kl_row(st_t: RowStats, st_s: RowStats, t: f32) -> KlRow {
 fn scaled_kl_terms(base: u32, start: u32, end: u32, lane: u32, stride: u32, row: KlRow) -> vec2<f32> {
     var acc = vec2<f32>(0.0, 0.0);
     let k = row.k;
-    let pivot = row.c / k;
     for (var j = start + lane; j < end; j += stride) {
         let tj = load_b(base + j);
         let sj = load_a(base + j);
@@ -150,13 +156,15 @@ fn scaled_kl_terms(base: u32, start: u32, end: u32, lane: u32, stride: u32, row:
             continue;
         }
         let p = exp((tj - row.m_t) * k - row.log_s_t);
-        let r = ((sj - row.m_s) - (tj - row.m_t)) + pivot;
+        let r = ((sj - row.m_s) - (tj - row.m_t)) - row.mu;
         let rho = r * k;
         if abs(rho) <= 1.0 {
             acc += p * r * vec2<f32>(r * psi_over_sq(rho), expm1_over(rho));
         } else {
-            let q = exp((sj - row.m_s) * k - row.log_s_t + row.c);
-            acc += r * vec2<f32>(r * ((q - p * (1.0 + rho)) / (rho * rho)), (q - p) / rho);
+            // p_j·e^ρ_j; where p_j underflows its terms are q' alone (and ρ may be inf)
+            let q = exp(((sj - row.m_s) - row.mu) * k - row.log_s_t);
+            let p_rho = select(p * (1.0 + rho), 0.0, p == 0.0);
+            acc += r * vec2<f32>(r * ((q - p_rho) / (rho * rho)), (q - p) / rho);
         }
     }
     return acc;
@@ -275,24 +283,23 @@ fn distill_merge(
         }
         st_ce.log_s = log(st_ce.s);
     }
-    let kl = pair_sum(pair.p, pair.q, pair.t, 1.0, 1.0, true);
     let y = read_target(slot, slot.row * params.cols);
     // the CE term alone: a special one makes the row special, refined or not
     let rest = distill_terms(slot, SumFlags(0.0, 0u), st_ce, y);
-    let refine = params.alpha > 0.0 && rest.flags == 0u && refines(kl, pair.p, pair.q, pair.t.sum);
+    let refine = params.alpha > 0.0 && rest.flags == 0u && refines(pair.p, pair.q, pair.t);
     // the first part's record, read no more, takes what the second pass needs (words 0-3),
     // the CE term (4) and whether the row is refined (5)
     let at = params.grad_base + slot.row * params.parts * PART_WORDS;
     grad[at + 5u] = select(0.0, 1.0, refine);
     if refine {
-        let row = kl_row(pair.p, pair.q, pair.t.sum);
+        let row = kl_row(pair.p, pair.q, pair.t);
         grad[at] = row.m_t;
         grad[at + 1u] = row.log_s_t;
         grad[at + 2u] = row.m_s;
-        grad[at + 3u] = row.c;
+        grad[at + 3u] = row.mu;
         grad[at + 4u] = rest.sum;
     } else {
-        write_row(slot, sum_value(distill_terms(slot, direct_scaled_kl(kl), st_ce, y)));
+        write_row(slot, sum_value(distill_terms(slot, direct_scaled_kl(pair.p, pair.q, pair.t), st_ce, y)));
     }
 }
 

@@ -404,7 +404,7 @@ fn extreme_temperatures_match_the_reference() {
     let (l, o, y) =
         (f.f32("l.npy", &[rows, cols], &logits), f.f32("o.npy", &[rows, cols], &other), f.i64("y.npy", &labels));
     let (bl, bo) = (Batch::new(&logits[..], rows, cols).unwrap(), Batch::new(&other[..], rows, cols).unwrap());
-    for t in ["1e30", "3e38", "1e-30"] {
+    for t in ["1e30", "3e38", "1e-30", "1e-40"] {
         let temperature: f32 = t.parse().unwrap();
         let distill = Loss::Distill { student: bl, teacher: bo, labels: Labels::I64(&labels), temperature, alpha: 0.7 };
         let args = ["distill", "--student", &l, "--teacher", &o, "--labels", &y, "--temperature", t, "--alpha", "0.7"];

@@ -669,15 +669,18 @@ fn huge_equal_logits_split_the_mass() {
 }
 
 /// `τ²·KL` as τ grows tends to half the variance of `t − s` over the classes: the GPU
-/// follows the reference to the largest temperatures (no τ² overflow, no NaN), whatever
-/// the row layout (the last shape is split across workgroups on GPU layouts).
+/// follows the reference to the largest temperatures (no τ² overflow, no NaN), and to the
+/// smallest (no 1/τ overflow), whatever the row layout (the last shape is split across
+/// workgroups on GPU layouts). Softmax likewise.
 #[test]
-fn distillation_at_huge_temperatures() {
+fn distillation_and_softmax_at_extreme_temperatures() {
     for (k, &(rows, cols)) in [(5, 1), (5, 3), (5, 33), (5, 257), (5, 4097), (2, 65_537)].iter().enumerate() {
         let case = Case::new(22_000 + k as u64, rows, cols, 4.0);
         let valid = case.valid_labels();
         let b = |v| Batch::new(v, rows, cols).unwrap();
-        for temperature in [30.0f32, 1e4, 1e8, 1e30, f32::MAX] {
+        for temperature in [1e-40f32, 1e-30, 30.0, 1e4, 1e8, 1e30, f32::MAX] {
+            let softmax = Loss::Softmax { logits: b(&case.logits[..]), temperature, log: false };
+            matches_reference(&format!("softmax T={temperature:e} [{rows}, {cols}]"), &softmax, 1e-30, 2e-5);
             for alpha in [1.0f32, 0.5] {
                 let loss = Loss::Distill {
                     student: b(&case.logits[..]),

@@ -172,13 +172,14 @@ fn sum_value(v: SumFlags) -> f32 {
 // Σ_j p_j·(c_p·log p_j − c_q·log q_j) for P (and Q) given as logits k·x (and k·y), in
 // one pass over both: the online (m, s) of each side (RowStats at scale k) and
 //
-//   t = Σ_j e^(k·(x_j − m_p))·(c_p·k·(x_j − m_p) − c_q·k·(y_j − m_q))
+//   t = Σ_j e^(k·(x_j − m_p))·(c_p·(x_j − m_p) − c_q·(y_j − m_q))
 //
-// over the j where x_j and y_j are finite. When m_p rises by δ every term of t is scaled
-// by e^(−k·δ) and shifted by −c_p·k·δ; when m_q rises by ε it is shifted by +c_q·k·ε; w
-// is the weight those shifts apply to. The sum is then t / s_p − c_p·log s_p + c_q·log s_q:
-// one exp per side and element and one read of each input, where taking each lse first
-// reads every input twice. KL is c_p = c_q = 1; entropy c_p = −1 without Q.
+// over the j where x_j and y_j are finite, in logit units (k·t may overflow where the sum
+// times 1/k does not: distillation). When m_p rises by δ every term of t is scaled by
+// e^(−k·δ) and shifted by −c_p·δ; when m_q rises by ε it is shifted by +c_q·ε; w is the
+// weight those shifts apply to. The sum is then k·t/s_p − c_p·log s_p + c_q·log s_q: one
+// exp per side and element and one read of each input, where taking each lse first reads
+// every input twice. KL is c_p = c_q = 1; entropy c_p = −1 without Q.
 struct PairStats {
     p: RowStats,
     q: RowStats,
@@ -204,18 +205,17 @@ fn pair_push(acc: PairStats, x: f32, y: f32, c_p: f32, c_q: f32, with_q: bool) -
         let m_q = r.q.m;
         r.q = stats_push(r.q, y, 0u);
         // w == 0: no terms yet, and m_q may still be the sentinel
-        r.t = select(r.t, r.t + c_q * ((r.q.m - m_q) * k) * r.w, r.w != 0.0);
+        r.t = select(r.t, r.t + c_q * (r.q.m - m_q) * r.w, r.w != 0.0);
         cy = classify(y);
-        yq = (y - r.q.m) * k;
+        yq = y - r.q.m;
     }
     let cx = classify(x);
     if cx == CLASS_FINITE {
         // the online (m, s) step of stats_push, sharing its exp with the rescale of t
         let d = x - r.p.m;
         let up = d > 0.0;
-        let dk = d * k;
-        let e = exp(-min(abs(dk), 126.0));
-        r.t = select(r.t, e * r.t - c_p * (dk * e) * r.w, up && r.w != 0.0);
+        let e = exp(-min(abs(d) * k, 126.0));
+        r.t = select(r.t, e * r.t - c_p * (d * e) * r.w, up && r.w != 0.0);
         r.w = select(r.w, r.w * e, up);
         r.p.s = select(r.p.s + e, r.p.s * e + 1.0, up);
         r.p.m = max(r.p.m, x);
@@ -223,7 +223,7 @@ fn pair_push(acc: PairStats, x: f32, y: f32, c_p: f32, c_q: f32, with_q: bool) -
         let weight = select(e, 1.0, up);
         if cy == CLASS_FINITE {
             r.w += weight;
-            r.t += weight * (c_p * select(dk, 0.0, up) - c_q * yq);
+            r.t += weight * (c_p * select(d, 0.0, up) - c_q * yq);
         } else if cy == CLASS_NEG_INF {
             r.flags |= SUM_POS_INF;
         }
@@ -233,10 +233,9 @@ fn pair_push(acc: PairStats, x: f32, y: f32, c_p: f32, c_q: f32, with_q: bool) -
     return r;
 }
 
-// t moved from a lane's maxima to the row's (dp, dq ≥ 0, unscaled), for the sum over lanes.
+// t moved from a lane's maxima to the row's (dp, dq ≥ 0), for the sum over lanes.
 fn pair_moved(acc: PairStats, dp: f32, dq: f32, c_p: f32, c_q: f32) -> f32 {
-    let k = acc.p.k;
-    let moved = exp(-min(dp * k, 126.0)) * (acc.t + (c_q * dq - c_p * dp) * k * acc.w);
+    let moved = exp(-min(dp * acc.p.k, 126.0)) * (acc.t + (c_q * dq - c_p * dp) * acc.w);
     return select(0.0, moved, acc.w != 0.0);
 }
 
@@ -246,7 +245,7 @@ fn pair_sum(p: RowStats, q: RowStats, t: SumFlags, c_p: f32, c_q: f32, with_q: b
         return SumFlags(0.0, SUM_NAN);
     }
     let log_q = select(0.0, c_q * q.log_s, with_q);
-    return SumFlags(t.sum / p.s - c_p * p.log_s + log_q, t.flags);
+    return SumFlags(p.k * (t.sum / p.s) - c_p * p.log_s + log_q, t.flags);
 }
 
 // Series for the small arguments where the closed forms cancel (distillation's τ²·KL).
