@@ -252,8 +252,9 @@ fn split_kernels(kernel: Kernel, flags: u32) -> Option<&'static [(Kernel, bool)]
 }
 
 /// The dispatch of `d`, or for split rows the part pass, the merge (and for softmax the
-/// write pass): the parts' records go to a buffer of their own, bound where a gradient
-/// would be (split rows take no gradient), and each pass reads what the one before wrote.
+/// write pass, for distillation the second pass's parts and merge): the parts' records go
+/// to a buffer of their own, bound where a gradient would be (split rows take no
+/// gradient), and each pass reads what the one before wrote.
 fn prepare(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Vec<PreparedRows>> {
     let parts = kernels.row_parts(d.rows, d.cols);
     let split = split_kernels(d.kernel, d.template.flags).filter(|_| parts > 1 && d.grad == GradMode::default());
