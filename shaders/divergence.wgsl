@@ -12,8 +12,8 @@
 // gets an online lse pass over P first, then both are read once more. Rows split across
 // workgroups (P as logits, Q as logits or absent) take divergence_part, then
 // divergence_merge (no gradient).
-// p_j = 0 contributes 0; p_j > 0 with q_j = 0 is +inf. Negative or NaN probabilities
-// are reported in status[1]. Bindings: a, b; out_rows[row] = value.
+// p_j = 0 contributes 0; p_j > 0 with q_j = 0 is +inf. Negative, NaN or +inf
+// probabilities are reported in status[1]. Bindings: a, b; out_rows[row] = value.
 //
 // Gradients, one more pass over the row, with respect to logits:
 //   GRAD_OF = 2 (Q's logits, KL and cross-entropy): d/d x_qj = q_j·Σ_k p_k − p_j
@@ -128,7 +128,7 @@ fn pair_scan(slot: RowSlot, base: u32, start: u32, end: u32, has_b: bool, c_pp: 
         // two loops, so that the one without Q carries none of its state
         if has_b {
             for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
-                acc = pair_push8(acc, load_a8(e, oc.lo, oc.hi), load_b8(e, oc.lo, oc.hi), oc, e, 1.0, c_pp, c_pq, true);
+                acc = pair_push8(acc, load_a8(e, oc.lo, oc.hi), load_b8(e, oc.lo, oc.hi), oc, e, c_pp, c_pq, true);
             }
             for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
                 let i = e - params.a_base;
@@ -137,7 +137,7 @@ fn pair_scan(slot: RowSlot, base: u32, start: u32, end: u32, has_b: bool, c_pp: 
         } else {
             var none: array<f32, 8>;
             for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
-                acc = pair_push8(acc, load_a8(e, oc.lo, oc.hi), none, oc, e, 1.0, c_pp, 0.0, false);
+                acc = pair_push8(acc, load_a8(e, oc.lo, oc.hi), none, oc, e, c_pp, 0.0, false);
             }
             for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
                 acc = pair_push(acc, load_a(e - params.a_base), 0.0, c_pp, 0.0, false);
@@ -182,7 +182,7 @@ fn divergence_merge(
     let slot = row_slot(t, wid, nwg);
     if slot.live {
         let c = divergence_terms();
-        let r = merged_pair(slot.row, c.x, c.y);
+        let r = merged_pair(slot.row, 1.0, c.x, c.y);
         write_row(slot, sum_value(pair_sum(r.p, r.q, r.t, c.x, c.y, has_flag(FLAG_HAS_B))));
     }
 }

@@ -77,7 +77,7 @@ fn logsumexp_merge(
 ) {
     let slot = row_slot(t, wid, nwg);
     if slot.live {
-        write_row(slot, stats_lse(merged_parts(slot.row)));
+        write_row(slot, stats_lse(merged_parts(slot.row, 1.0)));
     }
 }
 
@@ -90,6 +90,6 @@ fn row_max_merge(
 ) {
     let slot = row_slot(t, wid, nwg);
     if slot.live {
-        write_max(slot, merged_parts(slot.row));
+        write_max(slot, merged_parts(slot.row, 1.0));
     }
 }

@@ -2,6 +2,8 @@
 //
 //   y_ij = exp(z_ij − lse_i),  z = x / T,  lse_i = log Σ_j exp(z_ij)   (log: z_ij − lse_i)
 //
+// taken as z_ij − lse_i = (x_ij − m_i)·(1/T) − log s_i, the max subtracted first (RowStats).
+//
 // Pass 1 is the online (m, s) scan; pass 2 re-reads the row and writes it. A row holding
 // NaN or +inf, or only -inf, is NaN in every column; a -inf element is 0 (log: -inf).
 // Bindings: a = logits; output element row * cols + j (relative to out_base) = y_ij,
@@ -20,9 +22,8 @@ fn softmax(
         return;
     }
     let slot = row_slot(t, wid, nwg);
-    let inv_t = params.inv_temperature;
     let base = slot.row * params.cols;
-    let st = row_stats(slot, stats_scan_a(slot, base, 0u, params.cols, inv_t));
+    let st = row_stats(slot, stats_scan_a(slot, base, 0u, params.cols, params.inv_temperature));
     if !slot.live {
         return;
     }
@@ -38,11 +39,10 @@ fn write_softmax_cols(slot: RowSlot, st: RowStats, base: u32, start: u32, end: u
     let out = params.out_base + base;
     let whole = ((oc.lo | oc.hi) & 7u) == 0u && ((params.out_base - params.a_base) & 3u) == 0u;
     for (var e = oc.first; !EACH && whole && e < oc.hi; e += 8u * LANES) {
-        let z = load_a8(e, oc.lo, oc.hi);
-        let t = params.inv_temperature;
+        let x = load_a8(e, oc.lo, oc.hi);
         let y = array<f32, 8>(
-            softmax_of(st, z[0] * t), softmax_of(st, z[1] * t), softmax_of(st, z[2] * t), softmax_of(st, z[3] * t),
-            softmax_of(st, z[4] * t), softmax_of(st, z[5] * t), softmax_of(st, z[6] * t), softmax_of(st, z[7] * t),
+            softmax_of(st, x[0]), softmax_of(st, x[1]), softmax_of(st, x[2]), softmax_of(st, x[3]),
+            softmax_of(st, x[4]), softmax_of(st, x[5]), softmax_of(st, x[6]), softmax_of(st, x[7]),
         );
         store_out8(e - params.a_base + params.out_base, y);
     }
@@ -64,16 +64,17 @@ fn write_softmax_cols(slot: RowSlot, st: RowStats, base: u32, start: u32, end: u
 
 fn softmax_write_at(st: RowStats, x: f32, oc: Octets, e: u32, k: u32, out: u32) {
     if in_octet(oc, e, k) {
-        store_out(out + octet_col(oc, e, k), softmax_of(st, x * params.inv_temperature));
+        store_out(out + octet_col(oc, e, k), softmax_of(st, x));
     }
 }
 
-// Branch-free: the specials overwrite the common value.
-fn softmax_of(st: RowStats, z: f32) -> f32 {
+// The output for logit x, from the row's stats at 1/T. Branch-free: the specials
+// overwrite the common value.
+fn softmax_of(st: RowStats, x: f32) -> f32 {
     let log_out = has_flag(FLAG_LOG);
-    let lp = log_softmax_of(st, z);
+    let lp = log_softmax_of(st, x);
     var y = select(exp(lp), lp, log_out);
-    if classify(z) == CLASS_NEG_INF {
+    if classify(x) == CLASS_NEG_INF {
         y = select(0.0, neg_inf(), log_out);
     }
     if !stats_ok(st) {
@@ -108,7 +109,7 @@ fn softmax_merge(
 ) {
     let slot = row_slot(t, wid, nwg);
     if slot.live {
-        let st = merged_parts(slot.row);
+        let st = merged_parts(slot.row, params.inv_temperature);
         // write_part_stats addresses unit `slot.row`: the row's first part is unit row · parts
         write_part_stats(RowSlot(slot.row * params.parts, 0u, slot.t, true), st);
     }
@@ -126,7 +127,7 @@ fn softmax_write(
         return;
     }
     let part = part_of(slot);
-    var st = part_stats(part.row, 0u);
+    var st = part_stats(part.row, 0u, params.inv_temperature);
     st.log_s = log(st.s);
     write_softmax_cols(slot, st, part.row * params.cols, part.start, part.end);
 }

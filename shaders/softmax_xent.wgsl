@@ -284,7 +284,7 @@ fn softmax_xent_merge(
     if !slot.live {
         return;
     }
-    let st = merged_parts(slot.row);
+    let st = merged_parts(slot.row, 1.0);
     var smoothing_terms = SumFlags(0.0, 0u);
     if params.smoothing > 0.0 {
         var sm = Smoothing(0.0, 0.0, 0u);

@@ -46,7 +46,7 @@ pub struct DeviceBatch<'a> {
 /// A distribution given as probabilities or as logits.
 #[derive(Clone, Copy, Debug)]
 pub enum DeviceDist<'a> {
-    /// Probabilities, each row summing to 1 (negative or NaN entries are reported).
+    /// Probabilities, each row summing to 1 (negative, NaN or infinite entries are reported).
     Probs(DeviceBatch<'a>),
     /// Logits: the distribution is their softmax.
     Logits(DeviceBatch<'a>),
@@ -386,7 +386,7 @@ impl Recorder {
         check_range(per_row.name, per_row.buffer, per_row.start, per_row.len, wgpu::BufferUsages::STORAGE, 4)?;
         let mut written = vec![per_row];
         if let Some((buffer, offset)) = out.reduced {
-            if job.out_per_row > 1 {
+            if job.writes_rows() {
                 return Err(Error::Binding {
                     name: "reduction target".into(),
                     detail: "softmax writes rows of values; it has no reduction over rows: pass None".into(),

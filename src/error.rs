@@ -28,7 +28,7 @@ pub enum Error {
         /// The label and the allowed range.
         detail: String,
     },
-    /// A value outside its domain: a negative or NaN probability, a target outside [0, 1].
+    /// A value outside its domain: a negative, NaN or infinite probability, a target outside [0, 1].
     #[error("row {row}: {detail}")]
     Value {
         /// The first row at fault.

@@ -17,6 +17,7 @@ use crate::loss::{Batch, DType, Labels, LogBase, Loss};
 use crate::ops::{self, Bound, RowBindings, RowJob};
 use crate::plan;
 use crate::readback;
+use crate::reference::{bad_probability, outside_unit};
 
 /// What to compute besides the reductions.
 #[derive(Clone, Copy, Debug, Default)]
@@ -212,7 +213,7 @@ impl<'c> Stream<'c> {
     fn new(ctx: &'c Context, job: &RowJob, dtype: DType, rows: u64, chunk: u64, options: RunOptions) -> Self {
         let d = &ctx.device;
         let cols = job.a.cols as u64;
-        let softmax = job.out_per_row > 1;
+        let softmax = job.writes_rows();
         // per-row outputs for every row (softmax: one piece, read back per piece)
         let out_len = if softmax { chunk * job.out_per_row } else { rows };
         // (and up to 7 lead elements: lead_elements)
@@ -417,7 +418,7 @@ impl<'c> Stream<'c> {
             return Err(Error::Label { row: u64::from(words[0]), detail });
         }
         if words[1] != u32::MAX {
-            let detail = "holds a value outside its domain (a negative or NaN probability, or a target outside [0, 1])";
+            let detail = "holds a value outside its domain (a negative, NaN or infinite probability, or a target outside [0, 1])";
             return Err(Error::Value { row: u64::from(words[1]), detail: detail.into() });
         }
         Ok(Output {
@@ -449,7 +450,7 @@ fn describe(e: Error, loss: &Loss) -> Error {
     }
 }
 
-/// The first out-of-domain probability or target of `row`.
+/// The first out-of-domain probability or target of `row` (the rules of the reference).
 fn first_bad_value(loss: &Loss, row: usize) -> Option<String> {
     let (probs, targets): (Vec<&Batch>, Option<&Batch>) = match loss {
         Loss::CrossEntropyProbs { target, .. } => (vec![target], None),
@@ -462,18 +463,11 @@ fn first_bad_value(loss: &Loss, row: usize) -> Option<String> {
     };
     let unit = targets.is_some();
     for j in 0..loss.primary().cols {
-        if let Some(t) = targets.map(|t| t.get(row, j)).filter(|t| !(0.0..=1.0).contains(t)) {
-            return Some(format!("target {t} at column {j} is outside [0, 1]"));
+        if let Some((t, why)) = targets.map(|t| t.get(row, j)).and_then(|t| Some((t, outside_unit(t)?))) {
+            return Some(format!("target {t} at column {j} {why}"));
         }
         for v in probs.iter().map(|b| b.get(row, j)) {
-            if v.is_nan() || v < 0.0 || (unit && v > 1.0) {
-                let why = if v.is_nan() {
-                    "is NaN"
-                } else if unit {
-                    "is outside [0, 1]"
-                } else {
-                    "is negative"
-                };
+            if let Some(why) = if unit { outside_unit(v) } else { bad_probability(v) } {
                 return Some(format!("probability {v} at column {j} {why}"));
             }
         }

@@ -84,6 +84,11 @@ pub enum Kernel {
     DistillPart,
     /// Split rows, second dispatch of distillation: the parts merged into the loss.
     DistillMerge,
+    /// Split rows, third dispatch of distillation: each part's terms of the second pass
+    /// over rows whose KL cancels.
+    DistillRefinePart,
+    /// Split rows, fourth dispatch of distillation: those terms merged into the loss.
+    DistillRefineMerge,
     /// Split rows, first dispatch of binary cross-entropy: each part's sum.
     BinaryXentPart,
     /// Split rows, first dispatch of the Gaussian KL: each part's sum.
@@ -102,7 +107,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, for validation and translation tests.
-    pub const ALL: [Kernel; 27] = [
+    pub const ALL: [Kernel; 29] = [
         Kernel::RowMax,
         Kernel::LogSumExp,
         Kernel::Softmax,
@@ -125,6 +130,8 @@ impl Kernel {
         Kernel::DivergenceMerge,
         Kernel::DistillPart,
         Kernel::DistillMerge,
+        Kernel::DistillRefinePart,
+        Kernel::DistillRefineMerge,
         Kernel::BinaryXentPart,
         Kernel::GaussianKlPart,
         Kernel::SumMerge,
@@ -155,6 +162,8 @@ impl Kernel {
             Kernel::DivergenceMerge => "divergence_merge",
             Kernel::DistillPart => "distill_part",
             Kernel::DistillMerge => "distill_merge",
+            Kernel::DistillRefinePart => "distill_refine_part",
+            Kernel::DistillRefineMerge => "distill_refine_merge",
             Kernel::BinaryXentPart => "binary_xent_part",
             Kernel::GaussianKlPart => "gaussian_kl_part",
             Kernel::SumMerge => "sum_merge",
@@ -182,7 +191,11 @@ impl Kernel {
             Kernel::BinaryXent | Kernel::BinaryXentPart => row_sources!("binary_xent.wgsl"),
             // the merge of row sums is in common/row_reduce.wgsl, in every family
             Kernel::GaussianKl | Kernel::GaussianKlPart | Kernel::SumMerge => row_sources!("gaussian_kl.wgsl"),
-            Kernel::Distill | Kernel::DistillPart | Kernel::DistillMerge => row_sources!("distill.wgsl"),
+            Kernel::Distill
+            | Kernel::DistillPart
+            | Kernel::DistillMerge
+            | Kernel::DistillRefinePart
+            | Kernel::DistillRefineMerge => row_sources!("distill.wgsl"),
             Kernel::Copy | Kernel::NaiveXent => row_sources!("baseline.wgsl"),
             Kernel::Reduce => return REDUCE_SOURCE,
         };
@@ -221,8 +234,8 @@ pub struct RowParams {
     pub ignore_index: i32,
     /// `1 / T` for softmax and distillation.
     pub inv_temperature: f32,
-    /// `T²` for distillation.
-    pub temperature_sq: f32,
+    /// `T` for distillation.
+    pub temperature: f32,
     /// Label smoothing `s`.
     pub smoothing: f32,
     /// Distillation's `α`.

@@ -344,6 +344,84 @@ fn softmax_writes_rows_of_probabilities() {
     }
 }
 
+/// One column, as a `[rows, 1]` matrix or as a 1-D vector: softmax and log-softmax over a
+/// single class, through the streamed `--out` path on every device.
+#[test]
+fn softmax_of_one_column_and_of_a_vector() {
+    let f = Files::new();
+    let mut rng = common::rng(18);
+    let rows = 7;
+    let mut logits = common::logits(&mut rng, rows, 30.0);
+    logits[2] = f32::NEG_INFINITY; // a row of one masked class: NaN
+    logits[5] = f32::NAN;
+    let batch = Batch::new(&logits[..], rows, 1).unwrap();
+    let inputs = [("col", f.f32("col.npy", &[rows, 1], &logits)), ("vec", f.f32("vec.npy", &[rows], &logits))];
+    for (name, l) in &inputs {
+        for (log, temperature) in [(false, 1.0f32), (true, 1.0), (false, 0.3), (true, 4.0)] {
+            let loss = Loss::Softmax { logits: batch, temperature, log };
+            let want = xent::reference::compute(&loss, LogBase::Nats).unwrap();
+            for device in devices() {
+                let out = f.path(&format!("{name}-{log}-{temperature}-{device}.npy"));
+                let t = temperature.to_string();
+                let mut args = vec![
+                    "softmax",
+                    "--logits",
+                    l,
+                    "--temperature",
+                    &t,
+                    "--device",
+                    device,
+                    "--out",
+                    out.to_str().unwrap(),
+                ];
+                if log {
+                    args.push("--log");
+                }
+                let label = format!("softmax of {name} log={log} T={temperature} on {device}");
+                let line = xent(&args).json();
+                assert_eq!(line["cols"], 1, "{label}: {line}");
+                assert_eq!(NpyFile::open(&out).unwrap().shape(), [rows as u64, 1], "{label}");
+                let got = read_out(&out);
+                assert_eq!(got.len(), rows, "{label}");
+                for (i, (&g, &w)) in got.iter().zip(&want.values).enumerate() {
+                    assert!(close(f64::from(g), w, 0.0, 0.0), "{label}: row {i}: {g} vs {w}");
+                }
+            }
+        }
+    }
+}
+
+/// Temperatures at the ends of f32: `distill` tends to half the variance of `t − s` (its
+/// limit), `softmax` to the argmax; both devices agree with the reference.
+#[test]
+fn extreme_temperatures_match_the_reference() {
+    let f = Files::new();
+    let mut rng = common::rng(20);
+    let (rows, cols) = (9, 17);
+    let logits = common::logits(&mut rng, rows * cols, 6.0);
+    let other = common::logits(&mut rng, rows * cols, 6.0);
+    let labels: Vec<i64> = common::labels(&mut rng, rows, cols).into_iter().map(i64::from).collect();
+    let (l, o, y) =
+        (f.f32("l.npy", &[rows, cols], &logits), f.f32("o.npy", &[rows, cols], &other), f.i64("y.npy", &labels));
+    let (bl, bo) = (Batch::new(&logits[..], rows, cols).unwrap(), Batch::new(&other[..], rows, cols).unwrap());
+    for t in ["1e30", "3e38", "1e-30", "1e-40"] {
+        let temperature: f32 = t.parse().unwrap();
+        let distill = Loss::Distill { student: bl, teacher: bo, labels: Labels::I64(&labels), temperature, alpha: 0.7 };
+        let args = ["distill", "--student", &l, "--teacher", &o, "--labels", &y, "--temperature", t, "--alpha", "0.7"];
+        check(&f, &format!("distill-{t}"), &args, &distill, LogBase::Nats);
+        let softmax = Loss::Softmax { logits: bl, temperature, log: false };
+        let want = xent::reference::compute(&softmax, LogBase::Nats).unwrap();
+        for device in devices() {
+            let out = f.path(&format!("softmax-{t}-{device}.npy"));
+            let o = out.to_str().unwrap();
+            xent(&["softmax", "--logits", &l, "--temperature", t, "--device", device, "--out", o]).json();
+            for (i, (&g, &w)) in read_out(&out).iter().zip(&want.values).enumerate() {
+                assert!(close(f64::from(g), w, 2e-6, 2e-5), "softmax T={t} on {device}: [{i}] {g} vs {w}");
+            }
+        }
+    }
+}
+
 #[test]
 fn cross_entropy_reports_accuracy_and_perplexity() {
     let f = Files::new();
@@ -631,6 +709,44 @@ fn bad_input_exits_2_with_one_line_and_no_output_file() {
             }
             let run = xent(&a);
             run.bad_input(names);
+            assert!(!out.exists(), "{a:?} left {o}");
+            assert_eq!(f.listing(), before, "{a:?} left files behind");
+        }
+    }
+}
+
+/// A `+inf` probability or target is bad input on every device, like a negative or NaN one,
+/// and the message says so.
+#[test]
+fn infinite_probabilities_are_bad_input() {
+    let f = Files::new();
+    let mut rng = common::rng(19);
+    let (rows, cols) = (6, 5);
+    let l = f.f32("logits.npy", &[rows, cols], &common::logits(&mut rng, rows * cols, 3.0));
+    let good = f.f32("good.npy", &[rows, cols], &common::probs(&mut rng, rows, cols, false));
+    let mut probs = common::probs(&mut rng, rows, cols, false);
+    probs[2 * cols + 3] = f32::INFINITY;
+    let inf = f.f32("inf.npy", &[rows, cols], &probs);
+    let out = f.path("result.npy");
+    let o = out.to_str().unwrap();
+    let before = f.listing();
+    let cases: [Vec<&str>; 8] = [
+        vec!["kl", "--p", &inf, "--q", &good],
+        vec!["kl", "--p", &good, "--q", &inf],
+        vec!["kl", "--p", &inf, "--q-logits", &l],
+        vec!["entropy", "--probs", &inf],
+        vec!["ce", "--logits", &l, "--target-probs", &inf],
+        vec!["ce", "--logits", &l, "--target-probs", &inf, "--label-smoothing", "0.1"],
+        vec!["bce", "--probs", &inf, "--labels", &good],
+        vec!["bce", "--logits", &l, "--labels", &inf],
+    ];
+    for device in devices() {
+        for args in &cases {
+            let mut a = args.clone();
+            a.extend(["--device", device, "--out", o]);
+            let run = xent(&a);
+            run.bad_input("row 2");
+            assert!(run.stderr.contains("infinite"), "{a:?}: {}", run.stderr);
             assert!(!out.exists(), "{a:?} left {o}");
             assert_eq!(f.listing(), before, "{a:?} left files behind");
         }

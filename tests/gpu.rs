@@ -429,6 +429,35 @@ fn negative_probability_names_the_row() {
     }
 }
 
+/// A `+inf` probability (or BCE target) is out of the domain like a negative one, and the
+/// message says it is infinite.
+#[test]
+fn infinite_probability_names_the_row() {
+    let Some(ctx) = context() else { return };
+    let mut case = Case::new(13_500, 9, 5, 2.0);
+    case.probs[4 * 5 + 1] = f32::INFINITY;
+    case.unit[4 * 5 + 1] = f32::INFINITY;
+    let x = Input::new(&case.logits, DType::F32);
+    let p = Input::new(&case.probs, DType::F32);
+    let p2 = Input::new(&case.probs2, DType::F32);
+    let u = Input::new(&case.unit, DType::F32);
+    for loss in [
+        Loss::CrossEntropyProbs { logits: x.batch(9, 5), target: p.batch(9, 5) },
+        Loss::KlDiv { p: Dist::Probs(p.batch(9, 5)), q: Dist::Logits(x.batch(9, 5)) },
+        Loss::KlDiv { p: Dist::Probs(p2.batch(9, 5)), q: Dist::Probs(p.batch(9, 5)) },
+        Loss::Entropy { p: Dist::Probs(p.batch(9, 5)) },
+        Loss::BinaryCrossEntropy { input: Dist::Probs(p.batch(9, 5)), target: p2.batch(9, 5) },
+        Loss::BinaryCrossEntropy { input: Dist::Logits(x.batch(9, 5)), target: u.batch(9, 5) },
+    ] {
+        match ctx.compute(&loss, &RunOptions::default()) {
+            Err(Error::Value { row: 4, detail }) => {
+                assert!(detail.contains("inf at column 1 is infinite"), "{loss:?}: {detail}")
+            }
+            other => panic!("{loss:?}: expected a value error at row 4, got {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn every_label_type() {
     let case = Case::new(14_000, 7, 31, 3.0);
@@ -572,6 +601,106 @@ fn every_half_and_bfloat16_bit_pattern_decodes_exactly() {
                 flushed || (g == w && g.is_sign_negative() == w.is_sign_negative())
             };
             assert!(same, "{name} bits {bits:#06x}: decoded {g:e}, exact {w:e}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// temperatures and huge logits
+
+/// The GPU against the reference on one loss, values and sum.
+fn matches_reference(what: &str, loss: &Loss, abs: f64, rel: f64) -> f64 {
+    let Some(ctx) = context() else { return 0.0 };
+    let r = xent::reference::compute(loss, LogBase::Nats).unwrap_or_else(|e| panic!("{what}: reference: {e}"));
+    let opts = RunOptions { keep_values: true, ..Default::default() };
+    let g = ctx.compute(loss, &opts).unwrap_or_else(|e| panic!("{what}: gpu: {e}"));
+    let worst = assert_close(what, g.values.as_deref().unwrap_or_default(), &r.values, abs, rel);
+    assert_scalar(&format!("{what} sum"), g.sum, r.sum(), abs * r.values.len() as f64, rel);
+    worst
+}
+
+/// Logits near 1e4 at T = 0.7: the row max is subtracted before the temperature divides,
+/// so `x − m` is exact and only its quotient rounds. Dividing first rounds `x/T` to an ulp
+/// of 1.4e4 (1e-3), up to 1e-3 relative in every probability.
+#[test]
+fn a_temperature_divides_after_the_max_is_subtracted() {
+    for (k, &cols) in [3usize, 31, 257, 4097].iter().enumerate() {
+        let rows = 7;
+        let mut r = rng(21_000 + k as u64);
+        let x: Vec<f32> = common::logits(&mut r, rows * cols, 5.0).iter().map(|v| 1e4 + v).collect();
+        let t: Vec<f32> = common::logits(&mut r, rows * cols, 5.0).iter().map(|v| 1e4 + v).collect();
+        let y = common::labels(&mut r, rows, cols);
+        let b = |v| Batch::new(v, rows, cols).unwrap();
+        for log in [false, true] {
+            let loss = Loss::Softmax { logits: b(&x[..]), temperature: 0.7, log };
+            // log: values near 0 carry the absolute error of log s (and s that of its sum)
+            let abs = if log { 1e-6 } else { 1e-37 };
+            let worst = matches_reference(&format!("softmax log={log} [{rows}, {cols}]"), &loss, abs, 2e-5);
+            report(&format!("softmax log={log} at T = 0.7 near 1e4, {cols} columns"), worst);
+        }
+        for alpha in [1.0, 0.5] {
+            let loss = Loss::Distill {
+                student: b(&x[..]),
+                teacher: b(&t[..]),
+                labels: Labels::I32(&y),
+                temperature: 0.7,
+                alpha,
+            };
+            let worst = matches_reference(&format!("distill α={alpha} [{rows}, {cols}]"), &loss, 1e-6, 1e-5);
+            report(&format!("distill α={alpha} at τ = 0.7 near 1e4, {cols} columns"), worst);
+        }
+    }
+}
+
+/// Equal logits far above the rest split the mass (the max is subtracted before the log
+/// of the sum is added), on the GPU as in the reference; so do a tiny temperature's.
+#[test]
+fn huge_equal_logits_split_the_mass() {
+    let x = [1e20f32, 1e20, 0.0, 5.0, 5.0, -3.0e38];
+    let small = [1.0f32, 1.0, 0.0, -2.0, 3.0, 3.0];
+    let y = [0i32, 1];
+    let target = [1.0f32, 0.0, 0.0, 0.0, 0.5, 0.5];
+    let b = |v| Batch::new(v, 2, 3).unwrap();
+    let losses = [
+        ("softmax", Loss::Softmax { logits: b(&x[..]), temperature: 1.0, log: false }),
+        ("log-softmax", Loss::Softmax { logits: b(&x[..]), temperature: 1.0, log: true }),
+        ("softmax at T = 1e-30", Loss::Softmax { logits: b(&small[..]), temperature: 1e-30, log: false }),
+        ("log-softmax at T = 3", Loss::Softmax { logits: b(&x[..]), temperature: 3.0, log: true }),
+        ("ce", Loss::CrossEntropy { logits: b(&x[..]), labels: Labels::I32(&y), options: Default::default() }),
+        ("ce probs", Loss::CrossEntropyProbs { logits: b(&x[..]), target: b(&target[..]) }),
+        ("entropy", Loss::Entropy { p: Dist::Logits(b(&x[..])) }),
+        ("lse", Loss::LogSumExp { logits: b(&x[..]) }),
+    ];
+    for (what, loss) in &losses {
+        matches_reference(what, loss, 1e-30, 1e-6);
+    }
+}
+
+/// `τ²·KL` as τ grows tends to half the variance of `t − s` over the classes: the GPU
+/// follows the reference to the largest temperatures (no τ² overflow, no NaN), and to the
+/// smallest (no 1/τ overflow), whatever the row layout (the last shape is split across
+/// workgroups on GPU layouts). Softmax likewise.
+#[test]
+fn distillation_and_softmax_at_extreme_temperatures() {
+    for (k, &(rows, cols)) in [(5, 1), (5, 3), (5, 33), (5, 257), (5, 4097), (2, 65_537)].iter().enumerate() {
+        let case = Case::new(22_000 + k as u64, rows, cols, 4.0);
+        let valid = case.valid_labels();
+        let b = |v| Batch::new(v, rows, cols).unwrap();
+        for temperature in [1e-40f32, 1e-30, 30.0, 1e4, 1e8, 1e30, f32::MAX] {
+            let softmax = Loss::Softmax { logits: b(&case.logits[..]), temperature, log: false };
+            matches_reference(&format!("softmax T={temperature:e} [{rows}, {cols}]"), &softmax, 1e-30, 2e-5);
+            for alpha in [1.0f32, 0.5] {
+                let loss = Loss::Distill {
+                    student: b(&case.logits[..]),
+                    teacher: b(&case.second[..]),
+                    labels: Labels::I32(&valid),
+                    temperature,
+                    alpha,
+                };
+                let what = format!("distill τ={temperature:e} α={alpha} [{rows}, {cols}]");
+                let worst = matches_reference(&what, &loss, 1e-6, 2e-5);
+                report(&what, worst);
+            }
         }
     }
 }

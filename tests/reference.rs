@@ -1,5 +1,7 @@
 //! The f64 reference against closed forms and hand-computed PyTorch values (no GPU).
 
+mod common;
+
 use approx::assert_relative_eq;
 use std::f64::consts::LN_2;
 use xent::reference::compute;
@@ -198,4 +200,146 @@ fn bad_input_names_the_first_row() {
     let r =
         compute(&Loss::BinaryCrossEntropy { input: Dist::Logits(batch(&t, 2)), target: batch(&t, 2) }, LogBase::Nats);
     assert!(matches!(r, Err(Error::Value { row: 0, .. })), "{r:?}");
+}
+
+/// Equal logits far above the rest: the max is subtracted before anything is added to it,
+/// so `1e20 + ln 2` cannot swallow the `ln 2`.
+#[test]
+fn huge_equal_logits_split_the_mass() {
+    let x = [1e20f32, 1e20, 0.0];
+    let sm = compute(&Loss::Softmax { logits: batch(&x, 3), temperature: 1.0, log: false }, LogBase::Nats).unwrap();
+    assert_eq!(sm.values, [0.5, 0.5, 0.0]);
+    let lsm = compute(&Loss::Softmax { logits: batch(&x, 3), temperature: 1.0, log: true }, LogBase::Nats).unwrap();
+    assert_relative_eq!(lsm.values[0], -LN_2, max_relative = 1e-15);
+    assert_relative_eq!(lsm.values[1], -LN_2, max_relative = 1e-15);
+    assert_relative_eq!(lsm.values[2], -f64::from(x[0]), max_relative = 1e-15);
+    let y = [0i32];
+    let ce = compute(
+        &Loss::CrossEntropy { logits: batch(&x, 3), labels: Labels::I32(&y), options: Default::default() },
+        LogBase::Nats,
+    )
+    .unwrap();
+    assert_relative_eq!(ce.values[0], LN_2, max_relative = 1e-15);
+    let t = [1.0f32, 0.0, 0.0];
+    let ce = compute(&Loss::CrossEntropyProbs { logits: batch(&x, 3), target: batch(&t, 3) }, LogBase::Nats).unwrap();
+    assert_relative_eq!(ce.values[0], LN_2, max_relative = 1e-15);
+    let h = compute(&Loss::Entropy { p: Dist::Logits(batch(&x, 3)) }, LogBase::Nats).unwrap();
+    assert_relative_eq!(h.values[0], LN_2, max_relative = 1e-15);
+    // a distillation whose teacher is the student: its KL term is 0, its CE term ln 2
+    let d = Loss::Distill {
+        student: batch(&x, 3),
+        teacher: batch(&x, 3),
+        labels: Labels::I32(&y),
+        temperature: 1.0,
+        alpha: 0.5,
+    };
+    assert_relative_eq!(compute(&d, LogBase::Nats).unwrap().values[0], 0.5 * LN_2, max_relative = 1e-15);
+    // a tiny temperature scales the same way
+    let x = [1.0f32, 1.0, 0.0];
+    let sm = compute(&Loss::Softmax { logits: batch(&x, 3), temperature: 1e-30, log: false }, LogBase::Nats).unwrap();
+    assert_eq!(sm.values, [0.5, 0.5, 0.0]);
+}
+
+/// `τ²·KL(softmax(t/τ) ‖ softmax(s/τ))` tends to half the variance of `t − s` over the
+/// classes as τ grows; the reference follows it to the largest f32 temperatures.
+#[test]
+fn distill_at_huge_temperatures_tends_to_half_the_variance() {
+    let t = [1.0f32, 0.0, 0.0, 2.0, -1.0, 0.5];
+    let s = [0.0f32, 0.0, 0.0, 0.5, 0.5, -3.0];
+    let y = [0i32, 2];
+    let var = |d: [f64; 3]| {
+        let mean = d.iter().sum::<f64>() / 3.0;
+        d.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / 3.0
+    };
+    let limit = [0.5 * var([1.0, 0.0, 0.0]), 0.5 * var([1.5, -1.5, 3.5])];
+    assert_relative_eq!(limit[0], 1.0 / 9.0, max_relative = 1e-15);
+    for temperature in [1e4f32, 1e8, 1e16, 1e30, f32::MAX] {
+        let d = Loss::Distill {
+            student: batch(&s, 3),
+            teacher: batch(&t, 3),
+            labels: Labels::I32(&y),
+            temperature,
+            alpha: 1.0,
+        };
+        let v = compute(&d, LogBase::Nats).unwrap().values;
+        for i in 0..2 {
+            // the next term of the expansion is O(1/τ)
+            let err = (v[i] - limit[i]).abs();
+            assert!(
+                err <= 4.0 / f64::from(temperature) + 1e-15,
+                "τ = {temperature}, row {i}: {} vs {}",
+                v[i],
+                limit[i]
+            );
+        }
+    }
+    // with a CE term: α/9 + (1 − α)·ln 3 for the first row
+    let d = Loss::Distill {
+        student: batch(&s, 3),
+        teacher: batch(&t, 3),
+        labels: Labels::I32(&y),
+        temperature: 1e30,
+        alpha: 0.25,
+    };
+    let v = compute(&d, LogBase::Nats).unwrap().values;
+    assert_relative_eq!(v[0], 0.25 / 9.0 + 0.75 * 3f64.ln(), max_relative = 1e-15);
+}
+
+/// At ordinary temperatures the scaled form is the plain `τ²·KL` of the divided logits.
+#[test]
+fn distill_at_a_temperature_is_tau_squared_kl() {
+    let mut r = common::rng(7);
+    let (rows, cols) = (5, 11);
+    let s = common::logits(&mut r, rows * cols, 4.0);
+    let t = common::logits(&mut r, rows * cols, 4.0);
+    let y = vec![1i32; rows];
+    for tau in [0.5f32, 1.0, 4.0] {
+        let d = Loss::Distill {
+            student: batch(&s, cols),
+            teacher: batch(&t, cols),
+            labels: Labels::I32(&y),
+            temperature: tau,
+            alpha: 1.0,
+        };
+        let v = compute(&d, LogBase::Nats).unwrap().values;
+        let tau = f64::from(tau);
+        for i in 0..rows {
+            let lp = log_softmax_f64(&t[i * cols..(i + 1) * cols], tau);
+            let lq = log_softmax_f64(&s[i * cols..(i + 1) * cols], tau);
+            let kl: f64 = lp.iter().zip(&lq).map(|(a, b)| a.exp() * (a - b)).sum();
+            assert_relative_eq!(v[i], tau * tau * kl, max_relative = 1e-12);
+        }
+    }
+}
+
+fn log_softmax_f64(x: &[f32], tau: f64) -> Vec<f64> {
+    let z: Vec<f64> = x.iter().map(|&v| f64::from(v) / tau).collect();
+    let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let l = m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+    z.iter().map(|v| v - l).collect()
+}
+
+/// A `+inf` probability is bad input, like a negative or NaN one.
+#[test]
+fn infinite_probabilities_are_bad_input() {
+    let good = [0.25f32, 0.75, 0.5, 0.5];
+    let bad = [0.25f32, 0.75, f32::INFINITY, 0.5];
+    let logits = [0.1f32, 0.2, 0.3, 0.4];
+    let cases = [
+        Loss::KlDiv { p: Dist::Probs(batch(&bad, 2)), q: Dist::Probs(batch(&good, 2)) },
+        Loss::KlDiv { p: Dist::Probs(batch(&good, 2)), q: Dist::Probs(batch(&bad, 2)) },
+        Loss::KlDiv { p: Dist::Probs(batch(&bad, 2)), q: Dist::Logits(batch(&logits, 2)) },
+        Loss::Entropy { p: Dist::Probs(batch(&bad, 2)) },
+        Loss::CrossEntropyProbs { logits: batch(&logits, 2), target: batch(&bad, 2) },
+        Loss::BinaryCrossEntropy { input: Dist::Probs(batch(&bad, 2)), target: batch(&good, 2) },
+        Loss::BinaryCrossEntropy { input: Dist::Logits(batch(&logits, 2)), target: batch(&bad, 2) },
+    ];
+    for loss in &cases {
+        match compute(loss, LogBase::Nats) {
+            Err(Error::Value { row: 1, detail }) => {
+                assert!(detail.contains("inf at column 0 is infinite"), "{detail}")
+            }
+            r => panic!("{loss:?}: {r:?}"),
+        }
+    }
 }

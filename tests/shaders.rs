@@ -143,7 +143,7 @@ fn row_params_match_the_wgsl_struct() {
         ("aux_base", std::mem::offset_of!(RowParams, aux_base)),
         ("ignore_index", std::mem::offset_of!(RowParams, ignore_index)),
         ("inv_temperature", std::mem::offset_of!(RowParams, inv_temperature)),
-        ("temperature_sq", std::mem::offset_of!(RowParams, temperature_sq)),
+        ("temperature", std::mem::offset_of!(RowParams, temperature)),
         ("smoothing", std::mem::offset_of!(RowParams, smoothing)),
         ("alpha", std::mem::offset_of!(RowParams, alpha)),
         ("out_scale", std::mem::offset_of!(RowParams, out_scale)),

@@ -48,31 +48,40 @@ fn log1p(e: f32) -> f32 {
     return log(u) * e / (u - 1.0);
 }
 
-// Online row statistics in one pass: (m, s) with s = Σ exp(x − m) over the finite
-// elements (s == 0: none yet), and the argmax by (class, value, first index).
+// Online row statistics in one pass over x at scale k (1/T at a temperature T): (m, s)
+// with m the max of x itself and s = Σ exp(k·(x − m)) over the finite elements (s == 0:
+// none yet), and the argmax by (class, value, first index). The max is subtracted before
+// the scale multiplies: x − m is exact for logits of similar size, where k·x − k·m would
+// round both products (an ulp of 1.4e4 is 1e-3). k multiplies rather than T divides:
+// 1/T is rounded once on the host, and WGSL's division may be off by 2.5 ulp.
 struct RowStats {
     m: f32,
     s: f32,
     arg: u32,
     cls: u32,
     log_s: f32,    // log(s), set once the row's lanes are merged (row_stats)
+    k: f32,
+}
+
+fn stats_at(k: f32) -> RowStats {
+    return RowStats(F32_MAX_NEG, 0.0, 0xffffffffu, CLASS_NEG_INF, 0.0, k);
 }
 
 fn stats_empty() -> RowStats {
-    return RowStats(F32_MAX_NEG, 0.0, 0xffffffffu, CLASS_NEG_INF, 0.0);
+    return stats_at(1.0);
 }
 
-// One exp per element: e = exp(−|x − m|) is exp(x − m) when x ≤ m and the rescale
-// exp(m − x) when x > m, so no lane evaluates both (SIMD lanes of CPU adapters run both
-// sides of a divergent branch). The sentinel m = F32_MAX_NEG makes the first element
-// take the rescale with e = 0, giving s = 1. |x − m| is clamped where exp is 0 in f32.
+// One exp per element: e = exp(−k·|x − m|) is exp(k·(x − m)) when x ≤ m and the rescale
+// exp(k·(m − x)) when x > m, so no lane evaluates both (SIMD lanes of CPU adapters run
+// both sides of a divergent branch). The sentinel m = F32_MAX_NEG makes the first element
+// take the rescale with s = 0, giving s = 1. k·|x − m| is clamped where exp is 0 in f32.
 fn stats_push(st: RowStats, x: f32, j: u32) -> RowStats {
     var r = st;
     let c = classify(x);
     if c == CLASS_FINITE {
         let d = x - r.m;
         let up = d > 0.0;
-        let e = exp(-min(abs(d), 126.0));
+        let e = exp(-min(abs(d) * r.k, 126.0));
         r.s = select(r.s + e, r.s * e + 1.0, up);
         r.m = max(r.m, x);
         if r.cls < CLASS_FINITE || (r.cls == CLASS_FINITE && up) {
@@ -93,7 +102,7 @@ fn stats_merge(a: RowStats, b: RowStats) -> RowStats {
         r.s = b.s;
     } else if b.s != 0.0 {
         let m = max(a.m, b.m);
-        r.s = a.s * exp(a.m - m) + b.s * exp(b.m - m);
+        r.s = a.s * exp(max((a.m - m) * a.k, -126.0)) + b.s * exp(max((b.m - m) * a.k, -126.0));
         r.m = m;
     }
     var take_b = b.cls > a.cls;
@@ -111,7 +120,7 @@ fn stats_merge(a: RowStats, b: RowStats) -> RowStats {
     return r;
 }
 
-// The row's log-sum-exp: NaN if it holds NaN or +inf, -inf if every element is -inf.
+// The row's log-sum-exp (of k·x): NaN if it holds NaN or +inf, -inf if every element is -inf.
 fn stats_lse(st: RowStats) -> f32 {
     if st.cls >= CLASS_POS_INF {
         return nan();
@@ -119,13 +128,13 @@ fn stats_lse(st: RowStats) -> f32 {
     if st.s == 0.0 {
         return neg_inf();
     }
-    return st.m + log(st.s);
+    return st.m * st.k + log(st.s);
 }
 
-// log_softmax(x) = (x − m) − log s. Subtracting the max first is exact for logits of
-// similar size, where x − (m + log s) would lose the ulps of a large lse (1e-3 at 1e4).
+// log_softmax(k·x) = k·(x − m) − log s. Subtracting the max first is exact for logits of
+// similar size, where k·x − (k·m + log s) would lose the ulps of a large lse (1e-3 at 1e4).
 fn log_softmax_of(st: RowStats, x: f32) -> f32 {
-    return (x - st.m) - st.log_s;
+    return (x - st.m) * st.k - st.log_s;
 }
 
 // Whether log_softmax is defined (finite lse): no NaN/+inf and at least one finite element.
@@ -160,16 +169,17 @@ fn sum_value(v: SumFlags) -> f32 {
 }
 
 
-// Σ_j p_j·(c_p·log p_j − c_q·log q_j) for P (and Q) given as logits x (and y), in one
-// pass over both: the online (m, s) of each side and
+// Σ_j p_j·(c_p·log p_j − c_q·log q_j) for P (and Q) given as logits k·x (and k·y), in
+// one pass over both: the online (m, s) of each side (RowStats at scale k) and
 //
-//   t = Σ_j e^(x_j − m_p)·(c_p·(x_j − m_p) − c_q·(y_j − m_q))
+//   t = Σ_j e^(k·(x_j − m_p))·(c_p·(x_j − m_p) − c_q·(y_j − m_q))
 //
-// over the j where x_j and y_j are finite. When m_p rises by δ every term of t is scaled
-// by e^(−δ) and shifted by −c_p·δ; when m_q rises by ε it is shifted by +c_q·ε; w is the
-// weight those shifts apply to. The sum is then t / s_p − c_p·log s_p + c_q·log s_q:
-// one exp per side and element and one read of each input, where taking each lse first
-// reads every input twice. KL is c_p = c_q = 1; entropy c_p = −1 without Q.
+// over the j where x_j and y_j are finite, in logit units (k·t may overflow where the sum
+// times 1/k does not: distillation). When m_p rises by δ every term of t is scaled by
+// e^(−k·δ) and shifted by −c_p·δ; when m_q rises by ε it is shifted by +c_q·ε; w is the
+// weight those shifts apply to. The sum is then k·t/s_p − c_p·log s_p + c_q·log s_q: one
+// exp per side and element and one read of each input, where taking each lse first reads
+// every input twice. KL is c_p = c_q = 1; entropy c_p = −1 without Q.
 struct PairStats {
     p: RowStats,
     q: RowStats,
@@ -178,12 +188,17 @@ struct PairStats {
     flags: u32,    // SUM_POS_INF: a finite x_j (p_j > 0) with y_j = −inf (q_j = 0)
 }
 
+fn pair_at(k: f32) -> PairStats {
+    return PairStats(stats_at(k), stats_at(k), 0.0, 0.0, 0u);
+}
+
 fn pair_empty() -> PairStats {
-    return PairStats(stats_empty(), stats_empty(), 0.0, 0.0, 0u);
+    return pair_at(1.0);
 }
 
 fn pair_push(acc: PairStats, x: f32, y: f32, c_p: f32, c_q: f32, with_q: bool) -> PairStats {
     var r = acc;
+    let k = r.p.k;
     var cy = CLASS_FINITE;
     var yq = 0.0;
     if with_q {
@@ -199,7 +214,7 @@ fn pair_push(acc: PairStats, x: f32, y: f32, c_p: f32, c_q: f32, with_q: bool) -
         // the online (m, s) step of stats_push, sharing its exp with the rescale of t
         let d = x - r.p.m;
         let up = d > 0.0;
-        let e = exp(-min(abs(d), 126.0));
+        let e = exp(-min(abs(d) * k, 126.0));
         r.t = select(r.t, e * r.t - c_p * (d * e) * r.w, up && r.w != 0.0);
         r.w = select(r.w, r.w * e, up);
         r.p.s = select(r.p.s + e, r.p.s * e + 1.0, up);
@@ -220,7 +235,7 @@ fn pair_push(acc: PairStats, x: f32, y: f32, c_p: f32, c_q: f32, with_q: bool) -
 
 // t moved from a lane's maxima to the row's (dp, dq ≥ 0), for the sum over lanes.
 fn pair_moved(acc: PairStats, dp: f32, dq: f32, c_p: f32, c_q: f32) -> f32 {
-    let moved = exp(-min(dp, 126.0)) * (acc.t + (c_q * dq - c_p * dp) * acc.w);
+    let moved = exp(-min(dp * acc.p.k, 126.0)) * (acc.t + (c_q * dq - c_p * dp) * acc.w);
     return select(0.0, moved, acc.w != 0.0);
 }
 
@@ -230,5 +245,58 @@ fn pair_sum(p: RowStats, q: RowStats, t: SumFlags, c_p: f32, c_q: f32, with_q: b
         return SumFlags(0.0, SUM_NAN);
     }
     let log_q = select(0.0, c_q * q.log_s, with_q);
-    return SumFlags(t.sum / p.s - c_p * p.log_s + log_q, t.flags);
+    return SumFlags(p.k * (t.sum / p.s) - c_p * p.log_s + log_q, t.flags);
+}
+
+// Series for the small arguments where the closed forms cancel (distillation's τ²·KL).
+// ψ(ρ)/ρ² with ψ(ρ) = e^ρ − 1 − ρ: Σ_n ρ^n/(n+2)! to n = 10, for |ρ| ≤ 1 (the rest is
+// under 1e-9 of the sum).
+fn psi_over_sq(rho: f32) -> f32 {
+    var g = 1.0 / 479001600.0;
+    g = g * rho + 1.0 / 39916800.0;
+    g = g * rho + 1.0 / 3628800.0;
+    g = g * rho + 1.0 / 362880.0;
+    g = g * rho + 1.0 / 40320.0;
+    g = g * rho + 1.0 / 5040.0;
+    g = g * rho + 1.0 / 720.0;
+    g = g * rho + 1.0 / 120.0;
+    g = g * rho + 1.0 / 24.0;
+    g = g * rho + 1.0 / 6.0;
+    return g * rho + 0.5;
+}
+
+// (e^ρ − 1)/ρ: Σ_n ρ^n/(n+1)! to n = 10, for |ρ| ≤ 1.
+fn expm1_over(rho: f32) -> f32 {
+    var g = 1.0 / 39916800.0;
+    g = g * rho + 1.0 / 3628800.0;
+    g = g * rho + 1.0 / 362880.0;
+    g = g * rho + 1.0 / 40320.0;
+    g = g * rho + 1.0 / 5040.0;
+    g = g * rho + 1.0 / 720.0;
+    g = g * rho + 1.0 / 120.0;
+    g = g * rho + 1.0 / 24.0;
+    g = g * rho + 1.0 / 6.0;
+    g = g * rho + 0.5;
+    return g * rho + 1.0;
+}
+
+// (z − log(1 + z))/z² for z > −1: Σ_n (−z)^n/(n+2) to n = 12 where |z| ≤ 1/4 (the rest
+// is under 1e-9 of the sum), else directly.
+fn log1p_gap_over_sq(z: f32) -> f32 {
+    if abs(z) > 0.25 {
+        return (z - log(1.0 + z)) / (z * z);
+    }
+    var g = 1.0 / 14.0;
+    g = 1.0 / 13.0 - z * g;
+    g = 1.0 / 12.0 - z * g;
+    g = 1.0 / 11.0 - z * g;
+    g = 1.0 / 10.0 - z * g;
+    g = 1.0 / 9.0 - z * g;
+    g = 1.0 / 8.0 - z * g;
+    g = 1.0 / 7.0 - z * g;
+    g = 1.0 / 6.0 - z * g;
+    g = 1.0 / 5.0 - z * g;
+    g = 1.0 / 4.0 - z * g;
+    g = 1.0 / 3.0 - z * g;
+    return 0.5 - z * g;
 }

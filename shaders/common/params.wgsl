@@ -17,7 +17,7 @@ struct RowParams {
     aux_base: u32,      // in u32 words; two words per row
     ignore_index: i32,
     inv_temperature: f32,
-    temperature_sq: f32,
+    temperature: f32,
     smoothing: f32,
     alpha: f32,
     out_scale: f32,     // 1 for nats, 1/ln 2 for bits
@@ -39,7 +39,7 @@ const FLAG_NEGATE: u32 = 128u;      // divergence: negate the result (entropy)
 const FLAG_HAS_B: u32 = 256u;       // divergence: input b is bound
 
 // status[0]: first row with a label outside [0, cols); status[1]: first row with a
-// value outside its domain (negative or NaN probability, target outside [0, 1]).
+// value outside its domain (negative, NaN or +inf probability, target outside [0, 1]).
 const NO_ROW: u32 = 0xffffffffu;
 
 @group(0) @binding(0) var<uniform> params: RowParams;

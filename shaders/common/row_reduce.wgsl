@@ -41,7 +41,7 @@ fn row_stats(slot: RowSlot, st: RowStats) -> RowStats {
     if LANES == 1u {
         // one invocation per row: nothing to merge, and no barrier (an override constant,
         // so the branch is resolved when the pipeline is built)
-        return RowStats(st.m, st.s, st.arg, st.cls, log(st.s));
+        return RowStats(st.m, st.s, st.arg, st.cls, log(st.s), st.k);
     }
     sh_x[slot.t] = st.m;
     sh_y[slot.t] = st.s;
@@ -51,8 +51,8 @@ fn row_stats(slot: RowSlot, st: RowStats) -> RowStats {
     for (var off = LANES / 2u; off > 0u; off = off / 2u) {
         if slot.lane < off {
             let t = slot.t;
-            let a = RowStats(sh_x[t], sh_y[t], sh_u[t], sh_v[t], 0.0);
-            let b = RowStats(sh_x[t + off], sh_y[t + off], sh_u[t + off], sh_v[t + off], 0.0);
+            let a = RowStats(sh_x[t], sh_y[t], sh_u[t], sh_v[t], 0.0, st.k);
+            let b = RowStats(sh_x[t + off], sh_y[t + off], sh_u[t + off], sh_v[t + off], 0.0, st.k);
             let r = stats_merge(a, b);
             sh_x[t] = r.m;
             sh_y[t] = r.s;
@@ -63,7 +63,7 @@ fn row_stats(slot: RowSlot, st: RowStats) -> RowStats {
     }
     let h = slot.t - slot.lane;
     // log s once per row, not once per element of the passes that follow
-    let r = RowStats(sh_x[h], sh_y[h], sh_u[h], sh_v[h], log(sh_y[h]));
+    let r = RowStats(sh_x[h], sh_y[h], sh_u[h], sh_v[h], log(sh_y[h]), st.k);
     workgroupBarrier();
     return r;
 }
@@ -159,54 +159,54 @@ fn octet_col(oc: Octets, e: u32, k: u32) -> u32 {
     return e + k - oc.col0;
 }
 
-// stats_push of element k of an octet, times `scale`; an element outside the row is
-// pushed as -inf at index NO_COL, which changes nothing (no sum, and never the argmax).
-fn stats_push_at(st: RowStats, x: f32, oc: Octets, e: u32, k: u32, scale: f32) -> RowStats {
+// stats_push of element k of an octet; an element outside the row is pushed as -inf at
+// index NO_COL, which changes nothing (no sum, and never the argmax).
+fn stats_push_at(st: RowStats, x: f32, oc: Octets, e: u32, k: u32) -> RowStats {
     let mine = in_octet(oc, e, k);
-    return stats_push(st, select(neg_inf(), x * scale, mine), select(NO_COL, octet_col(oc, e, k), mine));
+    return stats_push(st, select(neg_inf(), x, mine), select(NO_COL, octet_col(oc, e, k), mine));
 }
 
-fn stats_push8(st: RowStats, x: array<f32, 8>, oc: Octets, e: u32, scale: f32) -> RowStats {
-    var r = stats_push_at(st, x[0], oc, e, 0u, scale);
-    r = stats_push_at(r, x[1], oc, e, 1u, scale);
-    r = stats_push_at(r, x[2], oc, e, 2u, scale);
-    r = stats_push_at(r, x[3], oc, e, 3u, scale);
-    r = stats_push_at(r, x[4], oc, e, 4u, scale);
-    r = stats_push_at(r, x[5], oc, e, 5u, scale);
-    r = stats_push_at(r, x[6], oc, e, 6u, scale);
-    return stats_push_at(r, x[7], oc, e, 7u, scale);
+fn stats_push8(st: RowStats, x: array<f32, 8>, oc: Octets, e: u32) -> RowStats {
+    var r = stats_push_at(st, x[0], oc, e, 0u);
+    r = stats_push_at(r, x[1], oc, e, 1u);
+    r = stats_push_at(r, x[2], oc, e, 2u);
+    r = stats_push_at(r, x[3], oc, e, 3u);
+    r = stats_push_at(r, x[4], oc, e, 4u);
+    r = stats_push_at(r, x[5], oc, e, 5u);
+    r = stats_push_at(r, x[6], oc, e, 6u);
+    return stats_push_at(r, x[7], oc, e, 7u);
 }
 
-// pair_push of element k of an octet of each input, both times `scale`.
-fn pair_push_at(acc: PairStats, x: f32, y: f32, oc: Octets, e: u32, k: u32, scale: f32, c_p: f32, c_q: f32, with_q: bool) -> PairStats {
+// pair_push of element k of an octet of each input.
+fn pair_push_at(acc: PairStats, x: f32, y: f32, oc: Octets, e: u32, k: u32, c_p: f32, c_q: f32, with_q: bool) -> PairStats {
     if !in_octet(oc, e, k) {
         return acc;
     }
-    return pair_push(acc, x * scale, y * scale, c_p, c_q, with_q);
+    return pair_push(acc, x, y, c_p, c_q, with_q);
 }
 
-fn pair_push8(acc: PairStats, x: array<f32, 8>, y: array<f32, 8>, oc: Octets, e: u32, scale: f32, c_p: f32, c_q: f32, with_q: bool) -> PairStats {
-    var r = pair_push_at(acc, x[0], y[0], oc, e, 0u, scale, c_p, c_q, with_q);
-    r = pair_push_at(r, x[1], y[1], oc, e, 1u, scale, c_p, c_q, with_q);
-    r = pair_push_at(r, x[2], y[2], oc, e, 2u, scale, c_p, c_q, with_q);
-    r = pair_push_at(r, x[3], y[3], oc, e, 3u, scale, c_p, c_q, with_q);
-    r = pair_push_at(r, x[4], y[4], oc, e, 4u, scale, c_p, c_q, with_q);
-    r = pair_push_at(r, x[5], y[5], oc, e, 5u, scale, c_p, c_q, with_q);
-    r = pair_push_at(r, x[6], y[6], oc, e, 6u, scale, c_p, c_q, with_q);
-    return pair_push_at(r, x[7], y[7], oc, e, 7u, scale, c_p, c_q, with_q);
+fn pair_push8(acc: PairStats, x: array<f32, 8>, y: array<f32, 8>, oc: Octets, e: u32, c_p: f32, c_q: f32, with_q: bool) -> PairStats {
+    var r = pair_push_at(acc, x[0], y[0], oc, e, 0u, c_p, c_q, with_q);
+    r = pair_push_at(r, x[1], y[1], oc, e, 1u, c_p, c_q, with_q);
+    r = pair_push_at(r, x[2], y[2], oc, e, 2u, c_p, c_q, with_q);
+    r = pair_push_at(r, x[3], y[3], oc, e, 3u, c_p, c_q, with_q);
+    r = pair_push_at(r, x[4], y[4], oc, e, 4u, c_p, c_q, with_q);
+    r = pair_push_at(r, x[5], y[5], oc, e, 5u, c_p, c_q, with_q);
+    r = pair_push_at(r, x[6], y[6], oc, e, 6u, c_p, c_q, with_q);
+    return pair_push_at(r, x[7], y[7], oc, e, 7u, c_p, c_q, with_q);
 }
 
 // One lane's online (m, s) and argmax over columns [start, end) of input a from `base`,
-// each element times `scale` (1/T for a temperature).
-fn stats_scan_a(slot: RowSlot, base: u32, start: u32, end: u32, scale: f32) -> RowStats {
-    var st = stats_empty();
+// at scale k (1/T for a temperature; see RowStats).
+fn stats_scan_a(slot: RowSlot, base: u32, start: u32, end: u32, k: f32) -> RowStats {
+    var st = stats_at(k);
     if slot.live {
         let oc = octets(slot, base, start, end);
         for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
-            st = stats_push8(st, load_a8(e, oc.lo, oc.hi), oc, e, scale);
+            st = stats_push8(st, load_a8(e, oc.lo, oc.hi), oc, e);
         }
         for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
-            st = stats_push(st, load_a(e - params.a_base) * scale, e - oc.col0);
+            st = stats_push(st, load_a(e - params.a_base), e - oc.col0);
         }
     }
     return st;
@@ -282,16 +282,17 @@ fn part_word(row: u32, part: u32, word: u32) -> f32 {
     return grad[params.grad_base + (row * params.parts + part) * PART_WORDS + word];
 }
 
-fn part_stats(row: u32, part: u32) -> RowStats {
+// A part's stats at scale k (as scanned).
+fn part_stats(row: u32, part: u32, k: f32) -> RowStats {
     let arg = u32(part_word(row, part, 2u)) | (u32(part_word(row, part, 3u)) << 16u);
-    return RowStats(part_word(row, part, 0u), part_word(row, part, 1u), arg, u32(part_word(row, part, 4u)), 0.0);
+    return RowStats(part_word(row, part, 0u), part_word(row, part, 1u), arg, u32(part_word(row, part, 4u)), 0.0, k);
 }
 
-// A row's parts merged in order, log s set.
-fn merged_parts(row: u32) -> RowStats {
-    var st = part_stats(row, 0u);
+// A row's parts (scanned at scale k) merged in order, log s set.
+fn merged_parts(row: u32, k: f32) -> RowStats {
+    var st = part_stats(row, 0u, k);
     for (var part = 1u; part < params.parts; part++) {
-        st = stats_merge(st, part_stats(row, part));
+        st = stats_merge(st, part_stats(row, part, k));
     }
     st.log_s = log(st.s);
     return st;
@@ -341,7 +342,7 @@ fn write_part_pair(slot: RowSlot, acc: PairStats, c_p: f32, c_q: f32, with_q: bo
         q = row_stats(slot, acc.q);
     }
     let t = row_sum(slot, SumFlags(pair_moved(acc, p.m - acc.p.m, q.m - acc.q.m, c_p, c_q), acc.flags));
-    let w_moved = select(0.0, exp(-min(p.m - acc.p.m, 126.0)) * acc.w, acc.w != 0.0);
+    let w_moved = select(0.0, exp(-min((p.m - acc.p.m) * acc.p.k, 126.0)) * acc.w, acc.w != 0.0);
     let w = row_sum(slot, SumFlags(w_moved, 0u)).sum;
     if slot.live && slot.lane == 0u {
         let at = params.grad_base + slot.row * PART_WORDS;
@@ -356,21 +357,21 @@ fn write_part_pair(slot: RowSlot, acc: PairStats, c_p: f32, c_q: f32, with_q: bo
     }
 }
 
-// A row's pair parts merged in order: both sides' stats, then every part's t moved to the
-// row's maxima and added.
-fn merged_pair(row: u32, c_p: f32, c_q: f32) -> PairRow {
-    var p = stats_empty();
-    var q = stats_empty();
+// A row's pair parts (scanned at scale k) merged in order: both sides' stats, then every
+// part's t moved to the row's maxima and added.
+fn merged_pair(row: u32, k: f32, c_p: f32, c_q: f32) -> PairRow {
+    var p = stats_at(k);
+    var q = stats_at(k);
     for (var part = 0u; part < params.parts; part++) {
         let cls = u32(part_word(row, part, 4u));
-        p = stats_merge(p, RowStats(part_word(row, part, 0u), part_word(row, part, 1u), 0u, cls % 4u, 0.0));
-        q = stats_merge(q, RowStats(part_word(row, part, 2u), part_word(row, part, 3u), 0u, cls / 4u, 0.0));
+        p = stats_merge(p, RowStats(part_word(row, part, 0u), part_word(row, part, 1u), 0u, cls % 4u, 0.0, k));
+        q = stats_merge(q, RowStats(part_word(row, part, 2u), part_word(row, part, 3u), 0u, cls / 4u, 0.0, k));
     }
     p.log_s = log(p.s);
     q.log_s = log(q.s);
     var t = SumFlags(0.0, 0u);
     for (var part = 0u; part < params.parts; part++) {
-        var acc = pair_empty();
+        var acc = pair_at(k);
         acc.p.m = part_word(row, part, 0u);
         acc.q.m = part_word(row, part, 2u);
         acc.t = part_word(row, part, 5u);

@@ -9,8 +9,9 @@ pub fn job<'a>(student: Batch<'a>, teacher: Batch<'a>, labels: Labels<'a>, tempe
     let mut job = RowJob::new(Kernel::Distill, student);
     job.b = Some(teacher);
     job.labels = Some(labels);
-    job.params.inv_temperature = 1.0 / temperature;
-    job.params.temperature_sq = temperature * temperature;
+    // (a subnormal temperature's inverse is over f32::MAX)
+    job.params.inv_temperature = (1.0 / temperature).min(f32::MAX);
+    job.params.temperature = temperature;
     job.params.alpha = alpha;
     job.grad_of = 1;
     job

@@ -49,7 +49,7 @@ impl<'a> RowJob<'a> {
             kernel,
             params: RowParams {
                 inv_temperature: 1.0,
-                temperature_sq: 1.0,
+                temperature: 1.0,
                 out_scale: 1.0,
                 grad_scale: 1.0,
                 grad_denominator: 1.0,
@@ -64,6 +64,12 @@ impl<'a> RowJob<'a> {
             argmax: false,
             grad_of: 0,
         }
+    }
+
+    /// Whether the kernel writes whole rows of values (softmax, `out_per_row` = cols, which
+    /// is 1 for a single column) rather than one value a row.
+    pub fn writes_rows(&self) -> bool {
+        self.kernel == Kernel::Softmax
     }
 
     /// Whether the kernel writes per-row auxiliary words (argmax, weight).
@@ -229,7 +235,12 @@ fn split_kernels(kernel: Kernel, flags: u32) -> Option<&'static [(Kernel, bool)]
     let logits_only = flags & P_LOGITS != 0 && (flags & HAS_B == 0 || flags & Q_LOGITS != 0);
     match kernel {
         Kernel::Divergence if logits_only => Some(&[(Kernel::DivergencePart, true), (Kernel::DivergenceMerge, false)]),
-        Kernel::Distill => Some(&[(Kernel::DistillPart, true), (Kernel::DistillMerge, false)]),
+        Kernel::Distill => Some(&[
+            (Kernel::DistillPart, true),
+            (Kernel::DistillMerge, false),
+            (Kernel::DistillRefinePart, true),
+            (Kernel::DistillRefineMerge, false),
+        ]),
         Kernel::BinaryXent => Some(&[(Kernel::BinaryXentPart, true), (Kernel::SumMerge, false)]),
         Kernel::GaussianKl => Some(&[(Kernel::GaussianKlPart, true), (Kernel::SumMerge, false)]),
         Kernel::LogSumExp => Some(&[(Kernel::RowPart, true), (Kernel::LogSumExpMerge, false)]),
@@ -243,8 +254,9 @@ fn split_kernels(kernel: Kernel, flags: u32) -> Option<&'static [(Kernel, bool)]
 }
 
 /// The dispatch of `d`, or for split rows the part pass, the merge (and for softmax the
-/// write pass): the parts' records go to a buffer of their own, bound where a gradient
-/// would be (split rows take no gradient), and each pass reads what the one before wrote.
+/// write pass, for distillation the second pass's parts and merge): the parts' records go
+/// to a buffer of their own, bound where a gradient would be (split rows take no
+/// gradient), and each pass reads what the one before wrote.
 fn prepare(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Vec<PreparedRows>> {
     let parts = kernels.row_parts(d.rows, d.cols);
     let split = split_kernels(d.kernel, d.template.flags).filter(|_| parts > 1 && d.grad == GradMode::default());
@@ -284,6 +296,7 @@ fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Prep
         | Kernel::SoftmaxXentPart
         | Kernel::DivergencePart
         | Kernel::DistillPart
+        | Kernel::DistillRefinePart
         | Kernel::BinaryXentPart
         | Kernel::GaussianKlPart => u64::from(template.part_cols),
         _ => cols,
@@ -298,6 +311,7 @@ fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Prep
         | Kernel::SoftmaxXentMerge
         | Kernel::DivergenceMerge
         | Kernel::DistillMerge
+        | Kernel::DistillRefineMerge
         | Kernel::SumMerge => kernels.row_layout_for(1),
         _ => kernels.row_layout_for(read_cols),
     };

@@ -3,13 +3,9 @@
 //! probabilities: `−(t·max(ln x, −100) + (1−t)·max(ln(1−x), −100))` (PyTorch's clamp);
 //! logits: `max(x, 0) − x·t + ln(1 + exp(−|x|))`; a `-inf` logit is probability 0.
 
-use super::{Reference, ones};
+use super::{Reference, ones, outside_unit};
 use crate::error::{Error, Result};
 use crate::loss::{Batch, Dist};
-
-fn out_of_unit(what: &str, v: f64, r: usize, j: usize) -> Error {
-    Error::Value { row: r as u64, detail: format!("{what} {v} at column {j} is outside [0, 1]") }
-}
 
 fn clamped_ln(v: f64) -> f64 {
     v.ln().max(-100.0)
@@ -35,12 +31,12 @@ pub fn binary_xent(input: &Dist, target: &Batch) -> Result<Reference> {
     for r in 0..x.rows {
         for j in 0..x.cols {
             let t = target.get(r, j);
-            if !(0.0..=1.0).contains(&t) {
-                return Err(out_of_unit("target", t, r, j));
+            if let Some(why) = outside_unit(t) {
+                return Err(Error::Value { row: r as u64, detail: format!("target {t} at column {j} {why}") });
             }
             let v = x.get(r, j);
-            if !logits && !(0.0..=1.0).contains(&v) {
-                return Err(out_of_unit("probability", v, r, j));
+            if let Some(why) = outside_unit(v).filter(|_| !logits) {
+                return Err(Error::Value { row: r as u64, detail: format!("probability {v} at column {j} {why}") });
             }
         }
     }

@@ -9,8 +9,8 @@ use crate::loss::Dist;
 /// Log-probabilities of row `r` (`-inf` for zeros), or `None` for a NaN row.
 fn log_probs(d: &Dist, r: usize) -> Option<Vec<f64>> {
     match d {
-        Dist::Logits(b) => log_softmax(&row(b, r, 1.0)),
-        Dist::Probs(b) => Some(row(b, r, 1.0).iter().map(|p| p.ln()).collect()),
+        Dist::Logits(b) => log_softmax(&row(b, r)),
+        Dist::Probs(b) => Some(row(b, r).iter().map(|p| p.ln()).collect()),
     }
 }
 
@@ -25,7 +25,7 @@ fn per_row(rows: usize, f: impl Fn(usize) -> f64) -> Reference {
     Reference { values: (0..rows).map(f).collect(), weights: ones(rows), argmax: None }
 }
 
-/// `KL(P‖Q)` per row; negative or NaN probabilities are errors.
+/// `KL(P‖Q)` per row; negative, NaN or infinite probabilities are errors.
 pub fn kl_div(p: &Dist, q: &Dist) -> Result<Reference> {
     check(p)?;
     check(q)?;
@@ -47,7 +47,7 @@ pub fn kl_div(p: &Dist, q: &Dist) -> Result<Reference> {
     }))
 }
 
-/// `H(P)` per row; negative or NaN probabilities are errors.
+/// `H(P)` per row; negative, NaN or infinite probabilities are errors.
 pub fn entropy(p: &Dist) -> Result<Reference> {
     check(p)?;
     Ok(per_row(p.batch().rows, |r| {

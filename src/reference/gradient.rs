@@ -13,18 +13,23 @@
 //! `Reduction::Mean` divides by the mean's denominator (rows, or Σ w_y over the rows not
 //! ignored); `Sum` and `None` give the gradient of the sum of the per-row values.
 
-use super::{log_softmax, row};
+use super::{log_softmax, log_softmax_at, row};
 use crate::error::{Error, Result};
 use crate::loss::{Batch, Dist, Loss, Reduction};
 
 fn probs(x: &[f64]) -> Vec<f64> {
-    log_softmax(x).map_or_else(|| vec![f64::NAN; x.len()], |l| l.iter().map(|v| v.exp()).collect())
+    probs_at(x, 1.0)
+}
+
+/// `softmax(x / t)`, NaN where it is undefined.
+fn probs_at(x: &[f64], t: f64) -> Vec<f64> {
+    log_softmax_at(x, t).map_or_else(|| vec![f64::NAN; x.len()], |l| l.iter().map(|v| v.exp()).collect())
 }
 
 fn dist_row(d: &Dist, r: usize) -> Vec<f64> {
     match d {
-        Dist::Logits(b) => probs(&row(b, r, 1.0)),
-        Dist::Probs(b) => row(b, r, 1.0),
+        Dist::Logits(b) => probs(&row(b, r)),
+        Dist::Probs(b) => row(b, r),
     }
 }
 
@@ -54,7 +59,7 @@ pub fn gradient(loss: &Loss, reduction: Reduction) -> Result<Vec<f64>> {
                     g.extend(std::iter::repeat_n(0.0, k));
                     continue;
                 }
-                let p = probs(&row(&logits, i, 1.0));
+                let p = probs(&row(&logits, i));
                 let wy = w(y as usize);
                 g.extend((0..k).map(|j| {
                     let onehot = if j as i64 == y { 1.0 } else { 0.0 };
@@ -64,14 +69,14 @@ pub fn gradient(loss: &Loss, reduction: Reduction) -> Result<Vec<f64>> {
         }
         Loss::CrossEntropyProbs { logits, target } => {
             for i in 0..logits.rows {
-                let (q, t) = (probs(&row(&logits, i, 1.0)), row(&target, i, 1.0));
+                let (q, t) = (probs(&row(&logits, i)), row(&target, i));
                 let mass: f64 = t.iter().sum();
                 g.extend(q.iter().zip(&t).map(|(q, t)| q * mass - t));
             }
         }
         Loss::KlDiv { p, q: Dist::Logits(q) } => {
             for i in 0..q.rows {
-                let (qr, pr) = (probs(&row(&q, i, 1.0)), dist_row(&p, i));
+                let (qr, pr) = (probs(&row(&q, i)), dist_row(&p, i));
                 let mass: f64 = pr.iter().sum();
                 g.extend(qr.iter().zip(&pr).map(|(q, p)| q * mass - p));
             }
@@ -79,7 +84,7 @@ pub fn gradient(loss: &Loss, reduction: Reduction) -> Result<Vec<f64>> {
         Loss::Entropy { p: Dist::Logits(x) } => {
             for i in 0..x.rows {
                 let h = reference.values[i];
-                let lp = log_softmax(&row(&x, i, 1.0));
+                let lp = log_softmax(&row(&x, i));
                 g.extend((0..x.cols).map(|j| match &lp {
                     None => f64::NAN,
                     Some(lp) if lp[j] == f64::NEG_INFINITY => 0.0,
@@ -95,9 +100,9 @@ pub fn gradient(loss: &Loss, reduction: Reduction) -> Result<Vec<f64>> {
         Loss::Distill { student, teacher, labels, temperature, alpha } => {
             let (tau, alpha) = (f64::from(temperature), f64::from(alpha));
             for i in 0..student.rows {
-                let q = probs(&row(&student, i, tau));
-                let p = probs(&row(&teacher, i, tau));
-                let sigma = probs(&row(&student, i, 1.0));
+                let q = probs_at(&row(&student, i), tau);
+                let p = probs_at(&row(&teacher, i), tau);
+                let sigma = probs(&row(&student, i));
                 let y = labels.get(i);
                 g.extend((0..student.cols).map(|j| {
                     let onehot = if j as i64 == y { 1.0 } else { 0.0 };

@@ -5,6 +5,6 @@ use crate::loss::Batch;
 
 /// Log-sum-exp per row.
 pub fn logsumexp(logits: &Batch) -> Reference {
-    let values = (0..logits.rows).map(|r| lse(&row(logits, r, 1.0))).collect();
+    let values = (0..logits.rows).map(|r| lse(&row(logits, r))).collect();
     Reference { values, weights: ones(logits.rows), argmax: None }
 }

@@ -92,28 +92,44 @@ pub fn compute(loss: &Loss, base: LogBase) -> Result<Reference> {
     Ok(r)
 }
 
-/// Row `r` of `batch` widened to f64, each element divided by `temperature`.
-pub(crate) fn row(batch: &Batch, r: usize, temperature: f64) -> Vec<f64> {
-    (0..batch.cols).map(|c| batch.get(r, c) / temperature).collect()
+/// Row `r` of `batch` widened to f64.
+pub(crate) fn row(batch: &Batch, r: usize) -> Vec<f64> {
+    (0..batch.cols).map(|c| batch.get(r, c)).collect()
+}
+
+/// The max of a row, or `None` where its log-sum-exp is not finite (NaN or `+inf`
+/// anywhere, or every element `-inf`).
+pub(crate) fn finite_max(x: &[f64]) -> Option<f64> {
+    if x.iter().any(|v| v.is_nan() || *v == f64::INFINITY) {
+        return None;
+    }
+    let m = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (m > f64::NEG_INFINITY).then_some(m)
 }
 
 /// The log-sum-exp of a row, max-subtracted: `-inf` entries are skipped, an all-`-inf`
 /// row gives `-inf`, and NaN or `+inf` anywhere gives NaN.
 pub(crate) fn lse(x: &[f64]) -> f64 {
-    if x.iter().any(|v| v.is_nan() || *v == f64::INFINITY) {
-        return f64::NAN;
-    }
-    let m = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if m == f64::NEG_INFINITY {
+    if x.iter().all(|v| *v == f64::NEG_INFINITY) {
         return f64::NEG_INFINITY;
     }
-    m + x.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+    finite_max(x).map_or(f64::NAN, |m| m + x.iter().map(|v| (v - m).exp()).sum::<f64>().ln())
 }
 
-/// `log_softmax` of a row, or `None` where it is undefined (NaN/`+inf`, all `-inf`).
+/// `log_softmax(x / t)` of a row, or `None` where it is undefined (NaN/`+inf`, all
+/// `-inf`): `(x_j − m)/t − log Σ_k exp((x_k − m)/t)` with `m` the row's max. The max is
+/// subtracted before the division and before the log is added, so neither a large `m`
+/// (`1e20 + ln 2` is `1e20`) nor a tiny `t` swallows the log.
+pub(crate) fn log_softmax_at(x: &[f64], t: f64) -> Option<Vec<f64>> {
+    let m = finite_max(x)?;
+    let z: Vec<f64> = x.iter().map(|v| (v - m) / t).collect();
+    let log_s = z.iter().map(|v| v.exp()).sum::<f64>().ln();
+    Some(z.iter().map(|v| v - log_s).collect())
+}
+
+/// `log_softmax` of a row at temperature 1; see [`log_softmax_at`].
 pub(crate) fn log_softmax(x: &[f64]) -> Option<Vec<f64>> {
-    let l = lse(x);
-    l.is_finite().then(|| x.iter().map(|v| v - l).collect())
+    log_softmax_at(x, 1.0)
 }
 
 /// A rows-long vector of ones.
@@ -132,14 +148,37 @@ pub(crate) fn check_labels(labels: &Labels, cols: usize, ignore: Option<i64>) ->
     Ok(())
 }
 
-/// The first negative or NaN probability, by row then column.
+/// Why a probability is bad input (negative, NaN or `+inf`), if it is.
+pub(crate) fn bad_probability(p: f64) -> Option<&'static str> {
+    if p.is_nan() {
+        Some("is NaN")
+    } else if p < 0.0 {
+        Some("is negative")
+    } else if p == f64::INFINITY {
+        Some("is infinite")
+    } else {
+        None
+    }
+}
+
+/// Why a value that must lie in [0, 1] (a BCE target or probability) is bad input, if it is.
+pub(crate) fn outside_unit(v: f64) -> Option<&'static str> {
+    if v.is_infinite() {
+        Some("is infinite")
+    } else if !(0.0..=1.0).contains(&v) {
+        Some("is outside [0, 1]")
+    } else {
+        None
+    }
+}
+
+/// The first negative, NaN or infinite probability, by row then column.
 pub(crate) fn check_probs(batch: &Batch) -> Result<()> {
     for r in 0..batch.rows {
         for c in 0..batch.cols {
             let p = batch.get(r, c);
-            if p.is_nan() || p < 0.0 {
-                let why = if p.is_nan() { "NaN" } else { "negative" };
-                return Err(Error::Value { row: r as u64, detail: format!("probability {p} at column {c} is {why}") });
+            if let Some(why) = bad_probability(p) {
+                return Err(Error::Value { row: r as u64, detail: format!("probability {p} at column {c} {why}") });
             }
         }
     }

@@ -9,7 +9,7 @@ pub fn row_max(logits: &Batch) -> Reference {
     let mut values = Vec::with_capacity(logits.rows);
     let mut argmax = Vec::with_capacity(logits.rows);
     for r in 0..logits.rows {
-        let (v, i) = max_arg(&super::row(logits, r, 1.0));
+        let (v, i) = max_arg(&super::row(logits, r));
         values.push(v);
         argmax.push(i as u32);
     }

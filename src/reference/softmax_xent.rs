@@ -4,15 +4,17 @@
 //! probability targets: `−Σ_j P_j·(x_j − lse)`.
 //!
 //! A term with a zero coefficient contributes 0; a positive one on a `-inf` logit is `+inf`.
+//! `lse − x_j` is taken as `−log_softmax(x)_j`, the max subtracted first (see
+//! [`log_softmax`]).
 
 use super::row_max::max_arg;
-use super::{Reference, check_labels, check_probs, lse, ones, row};
+use super::{Reference, check_labels, check_probs, log_softmax, ones, row};
 use crate::error::Result;
 use crate::loss::{Batch, CrossEntropyOptions, Labels};
 
-/// `c · (lse − x)`, with `c = 0` giving 0 and `x = -inf` giving `±inf`.
-fn term(c: f64, lse: f64, x: f64) -> f64 {
-    if c == 0.0 { 0.0 } else { c * (lse - x) }
+/// `c · (lse − x_j) = −c · log_softmax_j`, with `c = 0` giving 0 and `x_j = -inf` `±inf`.
+fn term(c: f64, log_softmax: f64) -> f64 {
+    if c == 0.0 { 0.0 } else { -c * log_softmax }
 }
 
 /// Cross-entropy with labels per row; labels outside `[0, cols)` that are not ignored are errors.
@@ -23,7 +25,7 @@ pub fn softmax_xent(logits: &Batch, labels: &Labels, options: &CrossEntropyOptio
     let s = f64::from(options.label_smoothing);
     let mut r = Reference { values: vec![0.0; rows], weights: vec![0.0; rows], argmax: Some(vec![0; rows]) };
     for i in 0..rows {
-        let x = row(logits, i, 1.0);
+        let x = row(logits, i);
         if let Some(a) = r.argmax.as_mut() {
             a[i] = max_arg(&x).1 as u32;
         }
@@ -33,31 +35,26 @@ pub fn softmax_xent(logits: &Batch, labels: &Labels, options: &CrossEntropyOptio
         }
         let y = y as usize;
         r.weights[i] = w(y);
-        let l = lse(&x);
-        if !l.is_finite() {
+        let Some(lp) = log_softmax(&x) else {
             r.values[i] = f64::NAN;
             continue;
-        }
-        let mut loss = term((1.0 - s) * w(y), l, x[y]);
+        };
+        let mut loss = term((1.0 - s) * w(y), lp[y]);
         if s > 0.0 {
-            loss += s / k as f64 * (0..k).map(|j| term(w(j), l, x[j])).sum::<f64>();
+            loss += s / k as f64 * (0..k).map(|j| term(w(j), lp[j])).sum::<f64>();
         }
         r.values[i] = loss;
     }
     Ok(r)
 }
 
-/// Cross-entropy with probability targets per row; negative or NaN targets are errors.
+/// Cross-entropy with probability targets per row; negative, NaN or infinite targets are errors.
 pub fn softmax_xent_probs(logits: &Batch, target: &Batch) -> Result<Reference> {
     check_probs(target)?;
     let values = (0..logits.rows)
-        .map(|i| {
-            let x = row(logits, i, 1.0);
-            let l = lse(&x);
-            if !l.is_finite() {
-                return f64::NAN;
-            }
-            (0..logits.cols).map(|j| term(target.get(i, j), l, x[j])).sum()
+        .map(|i| match log_softmax(&row(logits, i)) {
+            Some(lp) => (0..logits.cols).map(|j| term(target.get(i, j), lp[j])).sum(),
+            None => f64::NAN,
         })
         .collect();
     Ok(Reference { values, weights: ones(logits.rows), argmax: None })

@@ -371,13 +371,19 @@ impl Job {
         let k = self.cols as usize;
         let uniform = *smoothing / k as f32;
         for (i, p) in v.iter_mut().enumerate() {
-            if p.is_nan() || *p < 0.0 {
+            if p.is_nan() || *p < 0.0 || *p == f32::INFINITY {
                 return Err(Failure::input(format!(
                     "{}: row {}: probability {p} at column {} is {}",
                     input.name(),
                     start + (i / k) as u64,
                     i % k,
-                    if p.is_nan() { "NaN" } else { "negative" }
+                    if p.is_nan() {
+                        "NaN"
+                    } else if *p < 0.0 {
+                        "negative"
+                    } else {
+                        "infinite"
+                    }
                 )));
             }
             let w = class_weights.as_ref().map_or(1.0, |w| w[i % k]);
