@@ -1,11 +1,13 @@
 //! Jobs on host slices, whole ([`Context::compute`]) or fed in row chunks
 //! ([`Context::stream`], for files bigger than memory).
 //!
-//! Each pushed chunk is split into pieces that fit the binding limit, uploaded into one
-//! of two alternating buffers and run into full-length per-row buffers on the device,
-//! so the upload of piece i+1 overlaps the kernel of piece i and at most two pieces are
-//! in flight. `finish` runs one tree reduction over all rows and one readback, so the
-//! result does not depend on how the rows were chunked.
+//! Each pushed chunk is split into pieces that fit the binding limit and the chunk size,
+//! each run in one of two alternating slots of device buffers (inputs, per-row outputs,
+//! readback), so the upload of piece i+1 overlaps the kernel of piece i and device memory
+//! stays at two pieces whatever the row count. A piece reduces the 512-row blocks it
+//! completes into block partials at once, and leaves the rows of an incomplete block at
+//! the front of the next piece's slot; `finish` reduces the partials. That is the tree of
+//! one reduction over all rows, so the result does not depend on how the rows were chunked.
 
 use half::{bf16, f16};
 use wgpu::util::DeviceExt;
@@ -60,6 +62,8 @@ impl Output {
 
 const USAGE_IN: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_DST);
 const USAGE_OUT: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC);
+/// Per-row buffers: rows of an incomplete block are copied from one slot to the other.
+const USAGE_ROWS: wgpu::BufferUsages = USAGE_OUT.union(wgpu::BufferUsages::COPY_DST);
 const USAGE_READ: wgpu::BufferUsages = wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
 
 fn buffer(device: &wgpu::Device, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
@@ -72,6 +76,11 @@ fn whole(buffer: &wgpu::Buffer) -> Bound<'_> {
     Bound { buffer, window: plan::Window { offset: 0, size: buffer.size(), base: 0 } }
 }
 
+/// Rows `first..first + n` of a per-row buffer of `stride` bytes a row.
+fn rows_window(buffer: &wgpu::Buffer, stride: u64, first: u64, n: u64, align: u64) -> Bound<'_> {
+    Bound { buffer, window: plan::window(stride * first, stride * n, 4, align, buffer.size()) }
+}
+
 /// Elements before a chunk's first row in its upload: the kernels read a row in octets
 /// aligned to eight elements of the binding (shaders/common/row_reduce.wgsl), and where a
 /// row has several lanes, which lane takes which element follows that alignment. Placing
@@ -81,11 +90,28 @@ fn lead_elements(start: usize, cols: usize) -> usize {
     (start * cols) % 8
 }
 
+/// An empty vector with room for `n` elements, or [`Error::HostMemory`] naming `what`.
+pub(crate) fn try_vec<T>(n: usize, what: &str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    try_grow(&mut v, n, what)?;
+    Ok(v)
+}
+
+/// Room for `more` elements in `v`, or [`Error::HostMemory`] naming `what`.
+pub(crate) fn try_grow<T>(v: &mut Vec<T>, more: usize, what: &str) -> Result<()> {
+    v.try_reserve_exact(more).map_err(|_| {
+        let bytes = (v.len() as u128 + more as u128) * size_of::<T>() as u128;
+        Error::HostMemory(format!("no memory for {what} ({bytes} bytes)"))
+    })
+}
+
 /// Bytes of rows `start..start + n` of `batch` as `dtype` after `lead` zero elements,
 /// padded to whole words.
-fn rows_bytes(batch: &Batch, dtype: DType, start: usize, n: usize, lead: usize) -> Vec<u8> {
+fn rows_bytes(batch: &Batch, dtype: DType, start: usize, n: usize, lead: usize) -> Result<Vec<u8>> {
     let (s, e) = (start * batch.cols, (start + n) * batch.cols);
-    let mut bytes = vec![0u8; lead * dtype.size()];
+    let len = ((lead + e - s) * dtype.size()).div_ceil(4) * 4;
+    let mut bytes = try_vec(len, "an upload of rows")?;
+    bytes.resize(lead * dtype.size(), 0);
     if batch.data.dtype() == dtype {
         bytes.extend_from_slice(batch.data.bytes(s, e));
     } else {
@@ -95,18 +121,23 @@ fn rows_bytes(batch: &Batch, dtype: DType, start: usize, n: usize, lead: usize) 
             DType::Bf16 => bytes.extend((s..e).flat_map(|i| bf16::from_f64(batch.data.get(i)).to_le_bytes())),
         }
     }
-    bytes.resize(bytes.len().div_ceil(4) * 4, 0);
-    bytes
+    bytes.resize(len, 0);
+    Ok(bytes)
 }
 
 /// Labels narrowed to i32; values that do not fit become `i32::MIN`, which is never in
 /// range nor the ignore index, so the kernel reports the row.
-fn labels_bytes(labels: &Labels, start: usize, n: usize) -> Vec<u8> {
-    (start..start + n).flat_map(|i| i32::try_from(labels.get(i)).unwrap_or(i32::MIN).to_le_bytes()).collect()
+fn labels_bytes(labels: &Labels, start: usize, n: usize) -> Result<Vec<u8>> {
+    let mut bytes = try_vec(4 * n, "an upload of labels")?;
+    bytes.extend((start..start + n).flat_map(|i| i32::try_from(labels.get(i)).unwrap_or(i32::MIN).to_le_bytes()));
+    Ok(bytes)
 }
 
-fn f32s(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+/// Every `step`-th little-endian word of `bytes`, through `f`.
+fn words<T>(bytes: &[u8], step: usize, what: &str, f: impl Fn(u32) -> T) -> Result<Vec<T>> {
+    let mut v = try_vec(bytes.len() / 4 / step, what)?;
+    v.extend(bytes.chunks_exact(4).step_by(step).map(|c| f(u32::from_le_bytes([c[0], c[1], c[2], c[3]]))));
+    Ok(v)
 }
 
 /// A (sum, flags) pair from the reduction as f64.
@@ -140,17 +171,27 @@ impl Context {
     /// Runs `loss` on the GPU and returns its reductions (and per-row values if asked).
     pub fn compute(&self, loss: &Loss, options: &RunOptions) -> Result<Output> {
         let mut stream = self.stream(loss, loss.primary().rows as u64, options)?;
-        let values = stream.push(loss)?;
+        let mut rows = stream.push(loss)?;
+        rows.append(stream.drain()?)?;
+        let softmax = stream.softmax();
         let mut out = stream.finish().map_err(|e| describe(e, loss))?;
-        if out.values.is_none() && values.is_some() {
-            out.sum = values.iter().flatten().map(|&v| f64::from(v)).sum();
-            out.values = values;
+        if softmax {
+            out.sum = rows.values.iter().map(|&v| f64::from(v)).sum();
+        }
+        if softmax || out.values.is_some() {
+            out.values = Some(rows.values);
+        }
+        if out.argmax.is_some() {
+            out.argmax = Some(rows.argmax);
         }
         Ok(out)
     }
 
     /// Starts a job of `rows` rows in all, fed in chunks by [`Stream::push`]. `template`
     /// sets the operation, options, columns and dtypes; its data is not read.
+    ///
+    /// A job the adapter cannot run (a row wider than a binding, over 2^32 rows) is
+    /// [`Error::TooLarge`], here rather than at the first chunk.
     pub fn stream(&self, template: &Loss, rows: u64, options: &RunOptions) -> Result<Stream<'_>> {
         template.validate()?;
         let job = ops::job(template, options.base);
@@ -165,64 +206,182 @@ impl Context {
         if rows > u64::from(u32::MAX - 1) || cols > u64::from(u32::MAX) {
             return Err(Error::TooLarge(format!("[{rows}, {cols}] is over 2^32 rows or columns")));
         }
+        let layout = Layout::new(&job, dtype, options);
+        let chunk = self.piece_rows(&layout, rows)?;
+        let chunk = options.chunk_rows.map_or(chunk, |c| chunk.min(c.max(1)));
+        self.scoped(|| Ok(Stream::new(self, &job, layout, rows, chunk, *options)))
+    }
+
+    /// The most rows of one piece: every binding of a piece within the adapter's limit
+    /// (with room for an incomplete block carried over), and the piece's device bytes
+    /// within the chunk size.
+    fn piece_rows(&self, layout: &Layout, rows: u64) -> Result<u64> {
         let limits = self.device.limits();
         let (align, max_binding) =
             (u64::from(limits.min_storage_buffer_offset_alignment), limits.max_storage_buffer_binding_size);
-        let row_bytes = (cols * dtype.size() as u64).max(4 * job.out_per_row);
-        let mut chunk = plan::chunk_rows(rows, row_bytes, max_binding, align, self.chunk_bytes).map_err(|need| {
+        let too_large = |need| {
             Error::TooLarge(format!(
-                "one row needs {need} bytes but the adapter binds at most {max_binding}; use fewer columns"
+                "a row of {} columns needs {need} bytes but the adapter binds at most {max_binding}",
+                layout.cols
             ))
-        })?;
-        if let Some(c) = options.chunk_rows {
-            chunk = chunk.min(c.max(1));
-        }
-        self.scoped(|| Ok(Stream::new(self, &job, dtype, rows, chunk, *options)))
+        };
+        let by_input = plan::chunk_rows(rows, layout.input, max_binding, align, u64::MAX).map_err(too_large)?;
+        // per-row outputs hold an incomplete block besides the piece's rows
+        let per_row = layout.out.max(layout.aux);
+        let room = max_binding.saturating_sub(layout.carry_rows() * per_row);
+        let by_output = plan::chunk_rows(rows, per_row, room, align, u64::MAX).map_err(too_large)?;
+        let by_memory = (self.chunk_bytes / layout.device_row_bytes()).max(1);
+        Ok(by_input.min(by_output).min(by_memory))
     }
 }
 
+/// Bytes a row of a job takes in each buffer of a piece.
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    cols: u64,
+    dtype: DType,
+    /// Each float input.
+    input: u64,
+    inputs: u64,
+    labels: u64,
+    /// Per-row values (softmax: a row of them).
+    out: u64,
+    /// (argmax, weight) pairs.
+    aux: u64,
+    /// Values read back, then argmax pairs.
+    values_back: u64,
+    argmax_back: u64,
+    softmax: bool,
+}
+
+impl Layout {
+    fn new(job: &RowJob, dtype: DType, options: &RunOptions) -> Layout {
+        let cols = job.a.cols as u64;
+        let input = cols * dtype.size() as u64;
+        let softmax = job.out_per_row > 1;
+        let out = 4 * job.out_per_row;
+        let aux = if job.uses_aux() { 8 } else { 0 };
+        Layout {
+            cols,
+            dtype,
+            input,
+            inputs: if job.b.is_some() { 2 } else { 1 },
+            labels: if job.labels.is_some() { 4 } else { 0 },
+            out,
+            aux,
+            values_back: if softmax || options.keep_values { out } else { 0 },
+            argmax_back: if options.keep_argmax && job.argmax { 8 } else { 0 },
+            softmax,
+        }
+    }
+
+    /// Rows of an incomplete reduction block a piece takes over from the one before.
+    fn carry_rows(&self) -> u64 {
+        if self.softmax { 0 } else { plan::REDUCE_BLOCK }
+    }
+
+    /// The bytes of a row on the device in one piece's buffers.
+    fn device_row_bytes(&self) -> u64 {
+        (self.inputs * self.input + self.labels + self.out + self.aux + self.values_back + self.argmax_back).max(1)
+    }
+
+    /// Where the argmax pairs of a piece of `n` rows start in its readback.
+    fn argmax_at(&self, n: u64) -> u64 {
+        (self.values_back * n).next_multiple_of(8)
+    }
+}
+
+/// Per-row results of a [`Stream`], read back a piece at a time, in row order.
+#[derive(Clone, Debug, Default)]
+pub struct Rows {
+    /// The first row these results are of.
+    pub start: u64,
+    /// Rows covered.
+    pub rows: u64,
+    /// Per-row values (softmax: `cols` a row), where the run keeps them; else empty.
+    pub values: Vec<f32>,
+    /// Per-row argmax, where the run keeps it; else empty.
+    pub argmax: Vec<u32>,
+}
+
+impl Rows {
+    /// Appends `next`, the rows that follow these.
+    pub fn append(&mut self, next: Rows) -> Result<()> {
+        if self.rows == 0 {
+            *self = next;
+            return Ok(());
+        }
+        try_grow(&mut self.values, next.values.len(), "per-row values")?;
+        try_grow(&mut self.argmax, next.argmax.len(), "per-row argmax")?;
+        self.values.extend(next.values);
+        self.argmax.extend(next.argmax);
+        self.rows += next.rows;
+        Ok(())
+    }
+}
+
+/// The device buffers of one piece in flight.
+struct Slot {
+    /// Inputs a and b, labels.
+    uploads: [wgpu::Buffer; 3],
+    /// Per-row values, from the first row of an unreduced block on.
+    out: wgpu::Buffer,
+    /// Per-row (argmax, weight) pairs, likewise.
+    aux: wgpu::Buffer,
+    readback: Option<wgpu::Buffer>,
+    /// The piece last run here: its submission, first row and rows.
+    pending: Option<(wgpu::SubmissionIndex, u64, u64)>,
+}
+
 /// A job fed in row chunks, in order; see [`Context::stream`].
+///
+/// Device memory stays at two pieces (the chunk size) and a (sum, flags) pair per 512
+/// rows, whatever the row count; per-row values and argmax come back a piece at a time
+/// from [`Stream::push`] and [`Stream::drain`].
 pub struct Stream<'c> {
     ctx: &'c Context,
     kernel: Kernel,
     params: RowParams,
     options: RunOptions,
-    dtype: DType,
+    layout: Layout,
     rows: u64,
-    cols: u64,
     chunk: u64,
-    out_per_row: u64,
     weighted: bool,
-    argmax: bool,
     has_b: bool,
     has_labels: bool,
     next_row: u64,
-    out: wgpu::Buffer,
-    aux: wgpu::Buffer,
+    /// The first row whose block of [`plan::REDUCE_BLOCK`] is not reduced yet: the
+    /// next piece's slot holds the rows from it on at the front of its per-row buffers.
+    block_start: u64,
+    slots: [Slot; 2],
+    /// First-level pairs of the values (and the next level), and of the weights.
+    partials: [wgpu::Buffer; 2],
+    weight_partials: wgpu::Buffer,
     status: wgpu::Buffer,
     class_weights: wgpu::Buffer,
     unused: wgpu::Buffer,
-    uploads: [[wgpu::Buffer; 3]; 2],
-    readback: Option<wgpu::Buffer>,
-    in_flight: [Option<wgpu::SubmissionIndex>; 2],
     pieces: usize,
 }
 
 impl<'c> Stream<'c> {
-    fn new(ctx: &'c Context, job: &RowJob, dtype: DType, rows: u64, chunk: u64, options: RunOptions) -> Self {
+    fn new(ctx: &'c Context, job: &RowJob, layout: Layout, rows: u64, chunk: u64, options: RunOptions) -> Self {
         let d = &ctx.device;
-        let cols = job.a.cols as u64;
-        let softmax = job.out_per_row > 1;
-        // per-row outputs for every row (softmax: one piece, read back per piece)
-        let out_len = if softmax { chunk * job.out_per_row } else { rows };
         // (and up to 7 lead elements: lead_elements)
-        let in_bytes = (chunk * cols + 7) * dtype.size() as u64;
-        let upload = |_| {
-            [
+        let in_bytes = (chunk * layout.cols + 7) * layout.dtype.size() as u64;
+        let held = chunk + layout.carry_rows();
+        let slot = |_| Slot {
+            uploads: [
                 buffer(d, "xent input a", in_bytes, USAGE_IN),
                 buffer(d, "xent input b", if job.b.is_some() { in_bytes } else { 4 }, USAGE_IN),
-                buffer(d, "xent labels", if job.labels.is_some() { 4 * chunk } else { 4 }, USAGE_IN),
-            ]
+                buffer(d, "xent labels", layout.labels * chunk, USAGE_IN),
+            ],
+            out: buffer(d, "xent rows", layout.out * held, USAGE_ROWS),
+            aux: buffer(d, "xent aux", layout.aux * held, USAGE_ROWS),
+            readback: (layout.values_back + layout.argmax_back > 0).then(|| {
+                let bytes = layout.argmax_at(chunk) + layout.argmax_back * chunk;
+                buffer(d, "xent readback", bytes, USAGE_READ)
+            }),
+            pending: None,
         };
         let class_weights = match job.class_weights {
             Some(w) => d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -232,23 +391,24 @@ impl<'c> Stream<'c> {
             }),
             None => buffer(d, "xent unused", 4, USAGE_IN),
         };
+        let blocks = if layout.softmax { 1 } else { rows.div_ceil(plan::REDUCE_BLOCK) };
+        let partials = |n: u64| buffer(d, "xent partials", 8 * n, USAGE_OUT);
         Stream {
             ctx,
             kernel: job.kernel,
             params: job.params,
             options,
-            dtype,
+            layout,
             rows,
-            cols,
             chunk,
-            out_per_row: job.out_per_row,
             weighted: job.weighted,
-            argmax: job.argmax,
             has_b: job.b.is_some(),
             has_labels: job.labels.is_some(),
             next_row: 0,
-            out: buffer(d, "xent rows", 4 * out_len, USAGE_OUT),
-            aux: buffer(d, "xent aux", if job.uses_aux() { 8 * rows } else { 4 }, USAGE_OUT),
+            block_start: 0,
+            slots: [slot(0), slot(1)],
+            partials: [partials(blocks), partials(blocks.div_ceil(plan::REDUCE_BLOCK))],
+            weight_partials: partials(if job.weighted { blocks } else { 1 }),
             status: d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("xent status"),
                 contents: bytemuck::cast_slice(&[u32::MAX; 2]),
@@ -256,9 +416,6 @@ impl<'c> Stream<'c> {
             }),
             class_weights,
             unused: buffer(d, "xent unused", 4, USAGE_IN),
-            uploads: [upload(0), upload(1)],
-            readback: softmax.then(|| buffer(d, "xent readback", 4 * out_len, USAGE_READ)),
-            in_flight: [None, None],
             pieces: 0,
         }
     }
@@ -268,152 +425,230 @@ impl<'c> Stream<'c> {
         self.next_row
     }
 
+    fn softmax(&self) -> bool {
+        self.layout.softmax
+    }
+
     /// Runs the next rows of the job. `chunk` is the same operation as the template
-    /// over the next `n` rows. Softmax returns this chunk's output rows.
-    pub fn push(&mut self, chunk: &Loss) -> Result<Option<Vec<f32>>> {
+    /// over the next `n` rows. Returns the per-row results that have come back since the
+    /// last call (softmax: its output rows; else what [`RunOptions`] keeps), which lag
+    /// the rows pushed by up to two pieces: [`Stream::drain`] waits for the rest.
+    pub fn push(&mut self, chunk: &Loss) -> Result<Rows> {
         chunk.validate()?;
         let job = ops::job(chunk, self.options.base);
         let n = job.a.rows as u64;
-        if job.kernel != self.kernel || job.a.cols as u64 != self.cols || self.next_row + n > self.rows {
+        if job.kernel != self.kernel || job.a.cols as u64 != self.layout.cols || self.next_row + n > self.rows {
             return Err(Error::Shape {
                 what: "chunk",
                 detail: format!(
                     "of [{n}, {}] does not continue a [{}, {}] job at row {}",
-                    job.a.cols, self.rows, self.cols, self.next_row
+                    job.a.cols, self.rows, self.layout.cols, self.next_row
                 ),
             });
         }
         let ctx = self.ctx;
         ctx.scoped(|| {
-            let mut values = self.readback.as_ref().map(|_| Vec::with_capacity((n * self.out_per_row) as usize));
+            let mut rows = Rows { start: self.next_row, ..Default::default() };
             for (start, len) in plan::chunks(n, self.chunk) {
-                let piece = self.piece(&job, start, len)?;
-                if let (Some(v), Some(p)) = (values.as_mut(), piece) {
-                    v.extend(p);
-                }
+                rows.append(self.piece(&job, start, len)?)?;
             }
-            Ok(values)
+            Ok(rows)
         })
     }
 
-    /// Uploads and runs rows `start..start + n` of `job` (rows of this push).
-    fn piece(&mut self, job: &RowJob, start: u64, n: u64) -> Result<Option<Vec<f32>>> {
+    /// Waits for every piece in flight and returns their per-row results.
+    pub fn drain(&mut self) -> Result<Rows> {
+        let ctx = self.ctx;
+        ctx.scoped(|| {
+            // the slot the next piece would take holds the older one
+            let first = self.pieces % 2;
+            let mut rows = self.collect(first)?;
+            rows.append(self.collect(1 - first)?)?;
+            Ok(rows)
+        })
+    }
+
+    /// Waits for the piece last run in `slot` and reads back its rows.
+    fn collect(&mut self, slot: usize) -> Result<Rows> {
+        let Some((index, start, n)) = self.slots[slot].pending.take() else { return Ok(Rows::default()) };
+        let (ctx, d) = (self.ctx, &self.ctx.device);
+        d.poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        ctx.health()?;
+        let mut rows = Rows { start, rows: n, ..Default::default() };
+        let Some(rb) = &self.slots[slot].readback else { return Ok(rows) };
+        let (values_bytes, argmax_at) = (self.layout.values_back * n, self.layout.argmax_at(n));
+        let bytes = readback::read_blocking(d, rb, 0..argmax_at + self.layout.argmax_back * n)?;
+        rows.values = words(&bytes[..values_bytes as usize], 1, "per-row values", f32::from_bits)?;
+        rows.argmax = words(&bytes[argmax_at as usize..], 2, "per-row argmax", |w| w)?;
+        Ok(rows)
+    }
+
+    /// Uploads and runs rows `start..start + n` of `job` (rows of this push), reduces the
+    /// blocks they complete, and returns the rows of the piece run two pieces ago.
+    fn piece(&mut self, job: &RowJob, start: u64, n: u64) -> Result<Rows> {
         let (ctx, d) = (self.ctx, &self.ctx.device);
         let slot = self.pieces % 2;
         self.pieces += 1;
-        if let Some(index) = self.in_flight[slot].take() {
-            d.poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
-                .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
-            ctx.health()?;
-        }
+        let done = self.collect(slot)?;
         let (s, len) = (start as usize, n as usize);
-        let [a, b, y] = &self.uploads[slot];
-        let lead = lead_elements(s, job.a.cols);
-        ctx.queue.write_buffer(a, 0, &rows_bytes(&job.a, self.dtype, s, len, lead));
+        let [a, b, y] = &self.slots[slot].uploads;
+        // where the row lies in the whole job, whatever the pushes
+        let lead = lead_elements(self.next_row as usize, job.a.cols);
+        let dtype = self.layout.dtype;
+        ctx.queue.write_buffer(a, 0, &rows_bytes(&job.a, dtype, s, len, lead)?);
         if let Some(batch) = &job.b {
-            ctx.queue.write_buffer(b, 0, &rows_bytes(batch, self.dtype, s, len, lead));
+            ctx.queue.write_buffer(b, 0, &rows_bytes(batch, dtype, s, len, lead)?);
         }
         if let Some(labels) = &job.labels {
-            ctx.queue.write_buffer(y, 0, &labels_bytes(labels, s, len));
+            ctx.queue.write_buffer(y, 0, &labels_bytes(labels, s, len)?);
         }
         let row = self.next_row;
-        let align = u64::from(d.limits().min_storage_buffer_offset_alignment);
-        let softmax = self.readback.is_some();
-        let out = if softmax { whole(&self.out) } else { self.per_row(&self.out, 4, row, n, align) };
-        let aux =
-            if self.weighted || self.argmax { self.per_row(&self.aux, 8, row, n, align) } else { whole(&self.aux) };
-        let led = |buffer| Bound { buffer, window: plan::Window { base: lead as u32, ..whole(buffer).window } };
+        let mut encoder = d.create_command_encoder(&Default::default());
+        // the rows of an incomplete block, which the piece before left at the front of this slot
+        let carry = row - self.block_start;
+        self.encode_piece(&mut encoder, slot, job.a.cols, row, carry, n)?;
+        self.next_row += n;
+        self.encode_blocks(&mut encoder, slot, row - carry)?;
+        let layout = self.layout;
+        let here = &self.slots[slot];
+        if let Some(rb) = &here.readback {
+            if layout.values_back > 0 {
+                encoder.copy_buffer_to_buffer(&here.out, layout.out * carry, rb, 0, layout.values_back * n);
+            }
+            if layout.argmax_back > 0 {
+                let (from, at) = (layout.aux * carry, layout.argmax_at(n));
+                encoder.copy_buffer_to_buffer(&here.aux, from, rb, at, layout.argmax_back * n);
+            }
+        }
+        let index = ctx.queue.submit([encoder.finish()]);
+        self.slots[slot].pending = Some((index, row, n));
+        Ok(done)
+    }
+
+    /// Records the row kernel over `n` rows from job row `row`, written after `carry`
+    /// rows in the slot's per-row buffers.
+    fn encode_piece(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        slot: usize,
+        cols: usize,
+        row: u64,
+        carry: u64,
+        n: u64,
+    ) -> Result<()> {
+        let (ctx, here) = (self.ctx, &self.slots[slot]);
+        let align = u64::from(ctx.device.limits().min_storage_buffer_offset_alignment);
+        let [a, b, y] = &here.uploads;
+        let lead = lead_elements(row as usize, cols) as u32;
+        let led = |buffer| Bound { buffer, window: plan::Window { base: lead, ..whole(buffer).window } };
+        let per_row = |buffer, stride| rows_window(buffer, stride, carry, n, align);
+        let aux = if self.layout.aux > 0 { per_row(&here.aux, 8) } else { whole(&here.aux) };
         let bindings = RowBindings {
             a: led(a),
             b: if self.has_b { led(b) } else { whole(&self.unused) },
             labels: whole(if self.has_labels { y } else { &self.unused }),
             class_weights: whole(&self.class_weights),
-            out,
+            out: if self.softmax() { whole(&here.out) } else { per_row(&here.out, 4) },
             aux,
             status: &self.status,
-            // no gradient: any writable binding will do
-            grad: whole(&self.aux),
+            // no gradient: any writable binding will do, and this one fits any limit
+            grad: aux,
         };
-        let mut encoder = d.create_command_encoder(&Default::default());
         let dispatch = ops::Dispatch {
             kernel: self.kernel,
             template: &self.params,
-            dtype: self.dtype,
+            dtype: self.layout.dtype,
             rows: n,
-            cols: self.cols,
+            cols: self.layout.cols,
             row_offset: row,
             grad: Default::default(),
             grad_denominator: None,
         };
-        ops::encode_rows(&ctx.kernels, &mut encoder, &dispatch, &bindings)?;
-        self.next_row += n;
-        let Some(rb) = &self.readback else {
-            self.in_flight[slot] = Some(ctx.queue.submit([encoder.finish()]));
-            return Ok(None);
-        };
-        let bytes = 4 * n * self.out_per_row;
-        encoder.copy_buffer_to_buffer(&self.out, 0, rb, 0, bytes);
-        ctx.queue.submit([encoder.finish()]);
-        let values = f32s(&readback::read_blocking(d, rb, 0..bytes)?);
-        ctx.health()?;
-        Ok(Some(values))
+        ops::encode_rows(&ctx.kernels, encoder, &dispatch, &bindings)
     }
 
-    /// The window of rows `row..row + n` of a per-row buffer of `stride` bytes a row.
-    fn per_row<'b>(&self, buffer: &'b wgpu::Buffer, stride: u64, row: u64, n: u64, align: u64) -> Bound<'b> {
-        Bound { buffer, window: plan::window(stride * row, stride * n, 4, align, buffer.size()) }
+    /// Reduces the blocks whose rows are all in (the last block at the end of the job):
+    /// `slot` holds rows from `first` (a block's start) on.
+    fn encode_blocks(&mut self, encoder: &mut wgpu::CommandEncoder, slot: usize, first: u64) -> Result<()> {
+        if self.softmax() {
+            self.block_start = self.next_row;
+            return Ok(());
+        }
+        let end = self.next_row;
+        let complete = if end == self.rows { end } else { end - end % plan::REDUCE_BLOCK };
+        if complete > self.block_start {
+            let (kernels, here) = (&self.ctx.kernels, &self.slots[slot]);
+            let (n, block) = (complete - first, first / plan::REDUCE_BLOCK);
+            let values = ops::Strided { buffer: &here.out, offset: 0, stride: 1, component: 0 };
+            ops::encode_reduce_blocks(kernels, encoder, values, n, &self.partials[0], block)?;
+            if self.weighted {
+                let weights = ops::Strided { buffer: &here.aux, offset: 0, stride: 2, component: 1 };
+                ops::encode_reduce_blocks(kernels, encoder, weights, n, &self.weight_partials, block)?;
+            }
+        }
+        // what is left of an incomplete block moves to the front of the next piece's slot
+        let left = end - complete;
+        if left > 0 {
+            let other = &self.slots[1 - slot];
+            let from = complete - first;
+            let here = &self.slots[slot];
+            encoder.copy_buffer_to_buffer(&here.out, self.layout.out * from, &other.out, 0, self.layout.out * left);
+            if self.layout.aux > 0 {
+                encoder.copy_buffer_to_buffer(&here.aux, self.layout.aux * from, &other.aux, 0, self.layout.aux * left);
+            }
+        }
+        self.block_start = complete;
+        Ok(())
     }
 
-    /// Reduces the per-row buffers, reads back and checks the status words.
-    pub fn finish(self) -> Result<Output> {
+    /// Reduces the block partials, reads back and checks the status words. Per-row
+    /// results not yet returned by [`Stream::push`] or [`Stream::drain`] come in the
+    /// output's `values` and `argmax`.
+    pub fn finish(mut self) -> Result<Output> {
         if self.next_row != self.rows {
             return Err(Error::Shape {
                 what: "job",
                 detail: format!("ended after {} of its {} rows", self.next_row, self.rows),
             });
         }
-        self.ctx.scoped(|| self.finish_scoped())
+        let rest = self.drain()?;
+        let mut out = self.ctx.scoped(|| self.finish_scoped())?;
+        if out.values.is_some() {
+            out.values = Some(rest.values);
+        }
+        if out.argmax.is_some() {
+            out.argmax = Some(rest.argmax);
+        }
+        Ok(out)
     }
 
     fn finish_scoped(&self) -> Result<Output> {
         let (ctx, d) = (self.ctx, &self.ctx.device);
         let rows = self.rows;
-        let softmax = self.readback.is_some();
-        let keep_values = self.options.keep_values && !softmax;
-        let keep_argmax = self.options.keep_argmax && self.argmax;
-        // readback layout: status (2 words), value pair, weight pair, values, argmax pairs
-        let values_at = 24u64;
-        let argmax_at = values_at + if keep_values { 4 * rows } else { 0 };
-        let total = argmax_at + if keep_argmax { 8 * rows } else { 0 };
-        let rb = buffer(d, "xent readback", total, USAGE_READ);
+        let softmax = self.softmax();
+        // readback: status (2 words), value pair, weight pair
+        let rb = buffer(d, "xent readback", 24, USAGE_READ);
         let mut encoder = d.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(&self.status, 0, &rb, 0, 8);
-        let partials = rows.div_ceil(plan::REDUCE_BLOCK);
-        let scratch = [
-            buffer(d, "xent partials", 8 * partials, USAGE_OUT),
-            buffer(d, "xent partials", 8 * partials.div_ceil(plan::REDUCE_BLOCK), USAGE_OUT),
-        ];
-        let result = &scratch[ops::reduce_result_index(rows)];
+        let blocks = rows.div_ceil(plan::REDUCE_BLOCK);
+        let result = ops::reduce_result_index(rows);
         if !softmax {
-            ops::encode_reduce(&ctx.kernels, &mut encoder, &self.out, rows, 1, 0, [&scratch[0], &scratch[1]])?;
-            encoder.copy_buffer_to_buffer(result, 0, &rb, 8, 8);
+            let scratch = [&self.partials[0], &self.partials[1]];
+            ops::encode_reduce_partials(&ctx.kernels, &mut encoder, blocks, scratch)?;
+            encoder.copy_buffer_to_buffer(scratch[result], 0, &rb, 8, 8);
         }
         if self.weighted {
-            ops::encode_reduce(&ctx.kernels, &mut encoder, &self.aux, rows, 2, 1, [&scratch[0], &scratch[1]])?;
-            encoder.copy_buffer_to_buffer(result, 0, &rb, 16, 8);
-        }
-        if keep_values {
-            encoder.copy_buffer_to_buffer(&self.out, 0, &rb, values_at, 4 * rows);
-        }
-        if keep_argmax {
-            encoder.copy_buffer_to_buffer(&self.aux, 0, &rb, argmax_at, 8 * rows);
+            let scratch = [&self.weight_partials, &self.partials[1]];
+            ops::encode_reduce_partials(&ctx.kernels, &mut encoder, blocks, scratch)?;
+            encoder.copy_buffer_to_buffer(scratch[result], 0, &rb, 16, 8);
         }
         ctx.queue.submit([encoder.finish()]);
         let bytes = readback::read_blocking(d, &rb, 0..rb.size())?;
         ctx.health()?;
         let words: &[u32] = bytemuck::cast_slice(&bytes);
         if words[0] != u32::MAX {
-            let detail = format!("is outside [0, {})", self.cols);
+            let detail = format!("is outside [0, {})", self.layout.cols);
             return Err(Error::Label { row: u64::from(words[0]), detail });
         }
         if words[1] != u32::MAX {
@@ -422,15 +657,11 @@ impl<'c> Stream<'c> {
         }
         Ok(Output {
             rows: rows as usize,
-            cols: self.cols as usize,
+            cols: self.layout.cols as usize,
             sum: if softmax { f64::NAN } else { flagged(words[2], words[3]) },
             denominator: if self.weighted { flagged(words[4], words[5]) } else { rows as f64 },
-            values: keep_values.then(|| f32s(&bytes[values_at as usize..argmax_at as usize])),
-            // (the readback buffer is padded past the last pair)
-            argmax: keep_argmax.then(|| {
-                let first = argmax_at as usize / 4;
-                words[first..first + 2 * rows as usize].iter().step_by(2).copied().collect()
-            }),
+            values: (self.layout.values_back > 0).then(Vec::new),
+            argmax: (self.layout.argmax_back > 0).then(Vec::new),
         })
     }
 }

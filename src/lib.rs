@@ -19,5 +19,5 @@ pub use embed::{
     Reduced,
 };
 pub use error::{Error, Result};
-pub use host::{Output, RunOptions, Stream};
+pub use host::{Output, Rows, RunOptions, Stream};
 pub use loss::{Batch, CrossEntropyOptions, DType, Dist, Floats, Labels, LogBase, Loss, Reduction};
