@@ -90,19 +90,21 @@ fn lead_elements(start: usize, cols: usize) -> usize {
     (start * cols) % 8
 }
 
-/// An empty vector with room for `n` elements, or [`Error::HostMemory`] naming `what`.
+/// An empty vector with room for exactly `n` elements, or [`Error::HostMemory`] naming `what`.
 pub(crate) fn try_vec<T>(n: usize, what: &str) -> Result<Vec<T>> {
     let mut v = Vec::new();
-    try_grow(&mut v, n, what)?;
+    v.try_reserve_exact(n).map_err(|_| no_memory::<T>(n, what))?;
     Ok(v)
 }
 
-/// Room for `more` elements in `v`, or [`Error::HostMemory`] naming `what`.
+/// Room for `more` elements in `v` (grown geometrically), or [`Error::HostMemory`].
 pub(crate) fn try_grow<T>(v: &mut Vec<T>, more: usize, what: &str) -> Result<()> {
-    v.try_reserve_exact(more).map_err(|_| {
-        let bytes = (v.len() as u128 + more as u128) * size_of::<T>() as u128;
-        Error::HostMemory(format!("no memory for {what} ({bytes} bytes)"))
-    })
+    v.try_reserve(more).map_err(|_| no_memory::<T>(v.len().saturating_add(more), what))
+}
+
+fn no_memory<T>(n: usize, what: &str) -> Error {
+    let bytes = n as u128 * size_of::<T>() as u128;
+    Error::HostMemory(format!("no memory for {what} ({bytes} bytes)"))
 }
 
 /// Bytes of rows `start..start + n` of `batch` as `dtype` after `lead` zero elements,
@@ -171,7 +173,13 @@ impl Context {
     /// Runs `loss` on the GPU and returns its reductions (and per-row values if asked).
     pub fn compute(&self, loss: &Loss, options: &RunOptions) -> Result<Output> {
         let mut stream = self.stream(loss, loss.primary().rows as u64, options)?;
-        let mut rows = stream.push(loss)?;
+        // all rows' results in one allocation, made before the work
+        let mut rows = Rows::default();
+        let layout = stream.layout;
+        let n = loss.primary().rows;
+        try_grow(&mut rows.values, n * (layout.values_back / 4) as usize, "per-row values")?;
+        try_grow(&mut rows.argmax, n * (layout.argmax_back / 8) as usize, "per-row argmax")?;
+        stream.push_into(loss, &mut rows)?;
         rows.append(stream.drain()?)?;
         let softmax = stream.softmax();
         let mut out = stream.finish().map_err(|e| describe(e, loss))?;
@@ -307,9 +315,11 @@ pub struct Rows {
 impl Rows {
     /// Appends `next`, the rows that follow these.
     pub fn append(&mut self, next: Rows) -> Result<()> {
-        if self.rows == 0 {
-            *self = next;
+        if next.rows == 0 {
             return Ok(());
+        }
+        if self.rows == 0 {
+            self.start = next.start;
         }
         try_grow(&mut self.values, next.values.len(), "per-row values")?;
         try_grow(&mut self.argmax, next.argmax.len(), "per-row argmax")?;
@@ -434,6 +444,13 @@ impl<'c> Stream<'c> {
     /// last call (softmax: its output rows; else what [`RunOptions`] keeps), which lag
     /// the rows pushed by up to two pieces: [`Stream::drain`] waits for the rest.
     pub fn push(&mut self, chunk: &Loss) -> Result<Rows> {
+        let mut rows = Rows { start: self.next_row, ..Default::default() };
+        self.push_into(chunk, &mut rows)?;
+        Ok(rows)
+    }
+
+    /// [`Stream::push`], appending the results to `rows`.
+    fn push_into(&mut self, chunk: &Loss, rows: &mut Rows) -> Result<()> {
         chunk.validate()?;
         let job = ops::job(chunk, self.options.base);
         let n = job.a.rows as u64;
@@ -448,11 +465,10 @@ impl<'c> Stream<'c> {
         }
         let ctx = self.ctx;
         ctx.scoped(|| {
-            let mut rows = Rows { start: self.next_row, ..Default::default() };
             for (start, len) in plan::chunks(n, self.chunk) {
                 rows.append(self.piece(&job, start, len)?)?;
             }
-            Ok(rows)
+            Ok(())
         })
     }
 

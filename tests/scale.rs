@@ -279,3 +279,60 @@ fn cpu_peak_memory_does_not_grow_with_rows() {
     assert!(big - small <= 32, "peak RSS grew from {small} MiB to {big} MiB with four times the rows");
     assert!(big <= 128, "peak RSS {big} MiB over 2^24 rows of one column");
 }
+
+/// Virtual memory mapped by this process, in bytes.
+fn mapped_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmSize:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// The child of [`host_memory_running_out_is_an_error`]: `compute` keeping the values of
+/// 2^26 rows (256 MiB) under an address-space limit of what is mapped plus `XENT_AS_ROOM`.
+fn host_memory_child(room: u64) {
+    let ctx = xent::Context::new_blocking().unwrap();
+    let rows = 1usize << 26;
+    let mut rng = common::rng(26);
+    let logits: Vec<f16> = (0..rows).map(|_| f16::from_f32(rng.random_range(-4.0f32..4.0))).collect();
+    let loss = Loss::LogSumExp { logits: Batch::new(&logits[..], rows, 1).unwrap() };
+    let limit = mapped_bytes() + room;
+    let rlimit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+    // SAFETY: a plain system call on a valid struct.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &rlimit) }, 0);
+    match ctx.compute(&loss, &xent::RunOptions { keep_values: true, ..Default::default() }) {
+        Ok(out) => {
+            let values = out.values.unwrap();
+            assert!(values.iter().zip(&logits).all(|(&v, &x)| v == f32::from(x)), "wrong values");
+            println!("child: ok");
+        }
+        Err(e) => println!("child: error: {e}"),
+    }
+}
+
+/// Host memory running out is an error, never an abort: the library's large host buffers
+/// (uploads, readbacks, the kept values) are allocated fallibly. A child process runs
+/// under address-space limits from too small for the device buffers to enough for all;
+/// each either succeeds with the right values or returns an error.
+#[test]
+fn host_memory_running_out_is_an_error() {
+    if let Some(room) = std::env::var("XENT_AS_ROOM").ok().and_then(|v| v.parse().ok()) {
+        return host_memory_child(room);
+    }
+    for room_mib in [64u64, 320, 704, 960] {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "host_memory_running_out_is_an_error", "--nocapture", "--test-threads=1"])
+            .env("XENT_AS_ROOM", (room_mib << 20).to_string())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        // (the line may follow the harness's "test ... " on the same line)
+        let said = stdout.find("child: ").map_or("", |i| stdout[i..].lines().next().unwrap_or(""));
+        eprintln!("room {room_mib} MiB: {:?} {said}", out.status);
+        assert!(
+            out.status.success() && !said.is_empty(),
+            "room {room_mib} MiB: {:?}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
