@@ -212,7 +212,7 @@ impl Context {
             return Err(Error::Shape { what: "batch", detail: format!("is empty ([{rows}, {cols}])") });
         }
         if rows > u64::from(u32::MAX - 1) || cols > u64::from(u32::MAX) {
-            return Err(Error::TooLarge(format!("[{rows}, {cols}] is over 2^32 rows or columns")));
+            return Err(Error::TooLarge(format!("[{rows}, {cols}] is more than the GPU path takes (2^32 - 2 rows)")));
         }
         let layout = Layout::new(&job, dtype, options);
         let chunk = self.piece_rows(&layout, rows)?;

@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -65,6 +65,8 @@ impl Run {
 
 /// Runs `xent args`, reaping the child with `wait4` for its own peak RSS (other tests'
 /// children run at the same time, so `RUSAGE_CHILDREN` would mix them in).
+// (the child is reaped by wait4, which std does not know)
+#[allow(clippy::zombie_processes)]
 fn xent(args: &[&str]) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_xent"))
         .args(args)

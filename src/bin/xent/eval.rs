@@ -2,9 +2,10 @@
 //!
 //! A reader thread reads chunk i+1 (positioned reads, no mapping, so memory stays at a few
 //! chunks whatever the file size) while the main thread uploads and runs chunk i; the GPU
-//! path keeps per-row results on the device and reduces once at the end, so the value does
-//! not depend on the chunk size. Outputs go through [`NpyWriter`]: a temporary file renamed
-//! onto `--out` only when the run succeeded.
+//! path reduces rows in fixed 512-row blocks on the device as they come, so the value does
+//! not depend on the chunk size, and sends per-row values and argmax back a piece at a
+//! time. Outputs go through [`NpyWriter`]: a temporary file renamed onto `--out` only when
+//! the run succeeded.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -389,7 +390,7 @@ impl Job {
         let engine = match &ctx {
             None => Engine::Cpu,
             Some(c) if self.rows == 0 => Engine::Gpu(c, None),
-            Some(c) => self.gpu_stream(c)?.map_or(Engine::Cpu, |s| Engine::Gpu(c, Some(s))),
+            Some(c) => self.gpu_stream(c)?.map_or(Engine::Cpu, |s| Engine::Gpu(c, Some(Box::new(s)))),
         };
         let gpu = matches!(engine, Engine::Gpu(..));
         let setup_seconds = started.elapsed().as_secs_f64();
@@ -475,7 +476,7 @@ impl Job {
     fn run_gpu(
         &self,
         ctx: &Context,
-        stream: Option<Stream>,
+        stream: Option<Box<Stream>>,
         rx: Receiver<Result<Chunk, Failure>>,
         progress: &Progress,
     ) -> Result<Totals, Failure> {
@@ -643,7 +644,7 @@ impl Job {
 
 /// Where a job runs: on the GPU (no stream for a job of no rows), or the CPU reference.
 enum Engine<'c> {
-    Gpu(&'c Context, Option<Stream<'c>>),
+    Gpu(&'c Context, Option<Box<Stream<'c>>>),
     Cpu,
 }
 
