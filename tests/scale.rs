@@ -63,10 +63,9 @@ impl Run {
     }
 }
 
-/// Runs `xent args`, reaping the child with `wait4` for its own peak RSS (other tests'
-/// children run at the same time, so `RUSAGE_CHILDREN` would mix them in).
-// (the child is reaped by wait4, which std does not know)
-#[allow(clippy::zombie_processes)]
+/// Runs `xent args`, sampling the child's own peak RSS (`VmHWM`) until it exits. (Its
+/// `ru_maxrss` would not do: a child spawned from this process inherits the test
+/// process's own high-water mark at `exec`, and other tests here hold large arrays.)
 fn xent(args: &[&str]) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_xent"))
         .args(args)
@@ -75,6 +74,19 @@ fn xent(args: &[&str]) -> Run {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    // (spawn returns after exec, so this is the new program's memory; a zombie has no VmHWM)
+    let watcher = std::thread::spawn(move || {
+        let mut peak = 0;
+        while let Some(kib) = std::fs::read_to_string(&status_file).ok().and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?.to_string();
+            line.split_whitespace().nth(1)?.parse::<i64>().ok()
+        }) {
+            peak = kib;
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        peak
+    });
     let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
     let reader = std::thread::spawn(move || {
         let mut s = String::new();
@@ -84,12 +96,9 @@ fn xent(args: &[&str]) -> Run {
     let mut stdout = String::new();
     out.read_to_string(&mut stdout).unwrap();
     let stderr = reader.join().unwrap();
-    let (mut status, mut usage) = (0i32, unsafe { std::mem::zeroed::<libc::rusage>() });
-    // SAFETY: the child is ours and not yet reaped; status and usage are valid out-pointers.
-    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
-    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
-    Run { code, stdout, stderr, peak_rss_kib: usage.ru_maxrss }
+    let peak_rss_kib = watcher.join().unwrap();
+    let status = child.wait().unwrap();
+    Run { code: status.code().unwrap_or(-1), stdout, stderr, peak_rss_kib }
 }
 
 /// The GPU device flag: `gpu` where a GPU is required, else `auto`.
