@@ -12,6 +12,7 @@ pub mod ops;
 pub mod plan;
 pub mod readback;
 pub mod reference;
+mod stream;
 
 pub use context::{Context, ContextOptions};
 pub use embed::{
