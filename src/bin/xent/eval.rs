@@ -384,7 +384,7 @@ impl Job {
             Device::Auto => Context::new_blocking().ok(),
         };
         if let Some(ctx) = &mut ctx {
-            // device pieces of the size the reader delivers: two upload buffers of one chunk each
+            // a piece's device buffers within a chunk's bytes (two pieces are in flight)
             ctx.set_chunk_bytes(CHUNK_BYTES);
         }
         let engine = match &ctx {
