@@ -306,6 +306,9 @@ fn host_memory_child(room: u64) {
     let mut rng = common::rng(26);
     let logits: Vec<f16> = (0..rows).map(|_| f16::from_f32(rng.random_range(-4.0f32..4.0))).collect();
     let loss = Loss::LogSumExp { logits: Batch::new(&logits[..], rows, 1).unwrap() };
+    // the driver's threads and the pipelines first, so the limit falls on the job's buffers
+    let warm = Loss::LogSumExp { logits: Batch::new(&logits[..4096], 4096, 1).unwrap() };
+    ctx.compute(&warm, &xent::RunOptions { keep_values: true, ..Default::default() }).unwrap();
     let limit = mapped_bytes() + room;
     let rlimit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
     // SAFETY: a plain system call on a valid struct.
