@@ -28,7 +28,7 @@ pub struct Context {
     pub(crate) kernels: Kernels,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
-    /// Most input bytes uploaded per chunk (bounds host and device memory).
+    /// Most bytes of one piece of a job on the device (bounds host and device memory).
     pub(crate) chunk_bytes: u64,
 }
 
@@ -141,7 +141,8 @@ impl Context {
         adapter_label(&self.adapter.get_info())
     }
 
-    /// Sets the most input bytes uploaded per chunk (default 64 MiB).
+    /// Sets the most bytes one piece of a job holds on the device: its inputs, per-row
+    /// outputs and their readback (default 64 MiB; two pieces are in flight at once).
     pub fn set_chunk_bytes(&mut self, bytes: u64) {
         self.chunk_bytes = bytes.max(1);
     }

@@ -62,6 +62,9 @@ pub enum Error {
     /// Mapping a buffer for readback failed.
     #[error("GPU readback failed: {0}")]
     Readback(String),
+    /// The host had no memory for a buffer of the job.
+    #[error("out of memory: {0}")]
+    HostMemory(String),
 }
 
 /// `Result` with [`Error`].

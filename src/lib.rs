@@ -12,6 +12,7 @@ pub mod ops;
 pub mod plan;
 pub mod readback;
 pub mod reference;
+mod stream;
 
 pub use context::{Context, ContextOptions};
 pub use embed::{
@@ -19,5 +20,5 @@ pub use embed::{
     Reduced,
 };
 pub use error::{Error, Result};
-pub use host::{Output, RunOptions, Stream};
+pub use host::{Output, Rows, RunOptions, Stream};
 pub use loss::{Batch, CrossEntropyOptions, DType, Dist, Floats, Labels, LogBase, Loss, Reduction};

@@ -33,9 +33,14 @@ pub fn read(buffer: &wgpu::Buffer, range: std::ops::Range<u64>) -> impl Future<O
             Some(Err(e)) => return Err(Error::Readback(e.to_string())),
             None => return Err(Error::Readback("the map callback was dropped".into())),
         }
-        let bytes = buffer.get_mapped_range(range).map_err(|e| Error::Readback(e.to_string()))?.to_vec();
+        let mapped = buffer.get_mapped_range(range).map_err(|e| Error::Readback(e.to_string()))?;
+        let bytes = crate::host::try_vec(mapped.len(), "a readback").map(|mut v| {
+            v.extend_from_slice(&mapped);
+            v
+        });
+        drop(mapped);
         buffer.unmap();
-        Ok(bytes)
+        bytes
     }
 }
 

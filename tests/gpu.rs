@@ -320,6 +320,37 @@ fn chunked_run_is_bit_identical() {
     assert!(one.iter().zip(&many).all(|(x, y)| x.to_bits() == y.to_bits()), "softmax chunked");
 }
 
+/// Pieces that end inside a block of the tree sum carry its rows over to the next piece:
+/// any chunking gives the bits of one chunk, over rows enough for three levels of the
+/// tree, with per-row weights (class weights, ignored rows) and argmax.
+#[test]
+fn chunks_across_reduction_blocks_are_bit_identical() {
+    let Some(ctx) = context() else { return };
+    // 263,921 rows: 516 blocks of 512, then 2 partials, then 1
+    let case = Case::new(8100, (1 << 18) + 777, 3, 5.0);
+    let x = Input::new(&case.logits, DType::F32);
+    let options =
+        CrossEntropyOptions { ignore_index: Some(-100), class_weights: Some(&case.weights), ..Default::default() };
+    let loss = Loss::CrossEntropy { logits: x.batch(case.rows, case.cols), labels: Labels::I32(&case.labels), options };
+    let run = |chunk_rows| {
+        let opts = RunOptions { keep_values: true, keep_argmax: true, chunk_rows, ..Default::default() };
+        ctx.compute(&loss, &opts).unwrap()
+    };
+    let whole = run(None);
+    let reference = xent::reference::compute(&loss, LogBase::Nats).unwrap();
+    assert_scalar("sum", whole.sum, reference.sum(), 0.0, 1e-5);
+    assert_scalar("denominator", whole.denominator, reference.denominator(), 0.0, 1e-5);
+    for chunk in [511, 513, 100_000] {
+        let part = run(Some(chunk));
+        assert_eq!(part.sum.to_bits(), whole.sum.to_bits(), "chunk {chunk}: sum");
+        assert_eq!(part.denominator.to_bits(), whole.denominator.to_bits(), "chunk {chunk}: denominator");
+        let (a, b) = (part.values.unwrap(), whole.values.as_ref().unwrap());
+        assert!(a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "chunk {chunk}");
+        assert_eq!(part.argmax, whole.argmax, "chunk {chunk}: argmax");
+    }
+    assert_eq!(whole.argmax.unwrap(), reference.argmax.unwrap());
+}
+
 /// The same input twice gives bit-identical output.
 #[test]
 fn deterministic() {

@@ -389,58 +389,115 @@ pub fn encode_reduce_at(
     component: u32,
     scratch: [&wgpu::Buffer; 2],
 ) -> Result<()> {
-    let device = kernels.device();
-    let limits = device.limits();
-    let pipeline = kernels.pipeline(Kernel::Reduce, crate::DType::F32, Reads::default(), 256, 1)?;
-    let align = u64::from(limits.min_storage_buffer_offset_alignment);
-    let max_binding = limits.max_storage_buffer_binding_size;
-    let mut dispatch = |input: Bound, dst: &wgpu::Buffer, n: u64, out_base: u64, partials: bool| {
-        let params = ReduceParams {
-            n: n as u32,
-            stride,
-            component,
-            in_base: input.window.base,
-            out_base: out_base as u32,
-            partials: u32::from(partials),
-            _pad: [0; 2],
-        };
-        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("xent reduce params"),
-            contents: bytemuck::bytes_of(&params),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("xent reduce"),
-            layout: kernels.reduce_layout(),
-            entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 1, resource: input.resource() },
-                wgpu::BindGroupEntry { binding: 2, resource: dst.as_entire_binding() },
-            ],
-        });
-        let groups = n.div_ceil(plan::REDUCE_BLOCK);
-        let [x, y, z] = plan::grid(groups, limits.max_compute_workgroups_per_dimension);
-        let mut pass = encoder
-            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("xent reduce"), timestamp_writes: None });
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &group, &[]);
-        pass.dispatch_workgroups(x, y, z);
-    };
+    let values = Strided { buffer: src, offset: src_offset, stride, component };
+    encode_reduce_blocks(kernels, encoder, values, n, scratch[0], 0)?;
+    encode_reduce_partials(kernels, encoder, n.div_ceil(plan::REDUCE_BLOCK), scratch)
+}
 
-    // first level, in pieces that fit the binding limit, each starting on a block
-    let stride_bytes = 4 * u64::from(stride);
-    for (start, len) in plan::reduce_pieces(n, stride_bytes, max_binding, align) {
-        let window = plan::window(src_offset + start * stride_bytes, len * stride_bytes, 4, align, src.size());
+/// f32 values at word `i * stride + component` of a buffer, from byte `offset` on.
+#[derive(Clone, Copy)]
+pub struct Strided<'b> {
+    /// The buffer.
+    pub buffer: &'b wgpu::Buffer,
+    /// Where value 0's group starts (a multiple of 4).
+    pub offset: u64,
+    /// Words from one value to the next.
+    pub stride: u32,
+    /// The word of each group that holds the value.
+    pub component: u32,
+}
+
+/// The first level of the tree sum: the (sum, flags) pair of each block of
+/// [`plan::REDUCE_BLOCK`] of the `n` values, written to `dst` from pair `first_block` on.
+/// A sum of many rows may run block by block this way (each call starting on a block)
+/// and give the bits of one call over all of them.
+pub fn encode_reduce_blocks(
+    kernels: &Kernels,
+    encoder: &mut wgpu::CommandEncoder,
+    values: Strided,
+    n: u64,
+    dst: &wgpu::Buffer,
+    first_block: u64,
+) -> Result<()> {
+    let limits = kernels.device().limits();
+    let align = u64::from(limits.min_storage_buffer_offset_alignment);
+    // in pieces that fit the binding limit, each starting on a block
+    let stride_bytes = 4 * u64::from(values.stride);
+    for (start, len) in plan::reduce_pieces(n, stride_bytes, limits.max_storage_buffer_binding_size, align) {
+        let at = values.offset + start * stride_bytes;
+        let window = plan::window(at, len * stride_bytes, 4, align, values.buffer.size());
         // the window's base is in words; the value of element i is at base + i*stride + component
-        dispatch(Bound { buffer: src, window }, scratch[0], len, 2 * (start / plan::REDUCE_BLOCK), false);
+        let input = Bound { buffer: values.buffer, window };
+        let pair = 2 * (first_block + start / plan::REDUCE_BLOCK);
+        reduce_dispatch(kernels, encoder, input, dst, len, pair, [values.stride, values.component], false)?;
     }
-    // later levels ping-pong between the two scratch buffers
-    let levels = plan::reduce_levels(n);
-    for (i, &m) in levels.iter().enumerate().skip(1).take(levels.len().saturating_sub(2)) {
-        let (from, to) = (scratch[(i - 1) % 2], scratch[i % 2]);
-        let window = plan::window(0, 8 * m, 4, align, from.size());
-        dispatch(Bound { buffer: from, window }, to, m, 0, true);
+    Ok(())
+}
+
+/// The later levels of the tree sum over the `m` first-level pairs in `scratch[0]`, which
+/// they overwrite, ping-ponging with `scratch[1]`; the result is in
+/// `scratch[reduce_result_index(n)]` for the `n` values the pairs came from.
+pub fn encode_reduce_partials(
+    kernels: &Kernels,
+    encoder: &mut wgpu::CommandEncoder,
+    m: u64,
+    scratch: [&wgpu::Buffer; 2],
+) -> Result<()> {
+    let align = u64::from(kernels.device().limits().min_storage_buffer_offset_alignment);
+    let levels = plan::reduce_levels(m);
+    for (i, &count) in levels.iter().enumerate().take(levels.len() - 1) {
+        let (from, to) = (scratch[i % 2], scratch[(i + 1) % 2]);
+        let input = Bound { buffer: from, window: plan::window(0, 8 * count, 4, align, from.size()) };
+        reduce_dispatch(kernels, encoder, input, to, count, 0, [1, 0], true)?;
     }
+    Ok(())
+}
+
+/// One dispatch of the reduction kernel: `n` inputs (values, or pairs with `partials`)
+/// into pairs of `dst` from word `out_base` on.
+#[allow(clippy::too_many_arguments)]
+fn reduce_dispatch(
+    kernels: &Kernels,
+    encoder: &mut wgpu::CommandEncoder,
+    input: Bound,
+    dst: &wgpu::Buffer,
+    n: u64,
+    out_base: u64,
+    [stride, component]: [u32; 2],
+    partials: bool,
+) -> Result<()> {
+    let device = kernels.device();
+    let pipeline = kernels.pipeline(Kernel::Reduce, crate::DType::F32, Reads::default(), 256, 1)?;
+    let params = ReduceParams {
+        n: n as u32,
+        stride,
+        component,
+        in_base: input.window.base,
+        out_base: out_base as u32,
+        partials: u32::from(partials),
+        _pad: [0; 2],
+    };
+    let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some("xent reduce params"),
+        contents: bytemuck::bytes_of(&params),
+        usage: wgpu::BufferUsages::UNIFORM,
+    });
+    let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("xent reduce"),
+        layout: kernels.reduce_layout(),
+        entries: &[
+            wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: 1, resource: input.resource() },
+            wgpu::BindGroupEntry { binding: 2, resource: dst.as_entire_binding() },
+        ],
+    });
+    let groups = n.div_ceil(plan::REDUCE_BLOCK);
+    let [x, y, z] = plan::grid(groups, device.limits().max_compute_workgroups_per_dimension);
+    let mut pass =
+        encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("xent reduce"), timestamp_writes: None });
+    pass.set_pipeline(&pipeline);
+    pass.set_bind_group(0, &group, &[]);
+    pass.dispatch_workgroups(x, y, z);
     Ok(())
 }
 

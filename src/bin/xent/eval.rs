@@ -2,11 +2,12 @@
 //!
 //! A reader thread reads chunk i+1 (positioned reads, no mapping, so memory stays at a few
 //! chunks whatever the file size) while the main thread uploads and runs chunk i; the GPU
-//! path keeps per-row results on the device and reduces once at the end, so the value does
-//! not depend on the chunk size. Outputs go through [`NpyWriter`]: a temporary file renamed
-//! onto `--out` only when the run succeeded.
+//! path reduces rows in fixed 512-row blocks on the device as they come, so the value does
+//! not depend on the chunk size, and sends per-row values and argmax back a piece at a
+//! time. Outputs go through [`NpyWriter`]: a temporary file renamed onto `--out` only when
+//! the run succeeded.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::{Duration, Instant};
@@ -15,11 +16,12 @@ use half::f16;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 use xent::npy::{NpyFile, NpyWriter};
-use xent::{Batch, Context, CrossEntropyOptions, Dist, Floats, Labels, LogBase, Loss, RunOptions};
+use xent::{Batch, Context, CrossEntropyOptions, Dist, Floats, Labels, LogBase, Loss, Rows, RunOptions, Stream};
 
 use crate::{Base, Common, Device, Failure, Reduction};
 
-/// Input bytes read per chunk unless `--chunk-rows` says otherwise.
+/// Bytes a chunk takes in memory while it is worked on (and a GPU piece on the device),
+/// unless `--chunk-rows` says otherwise.
 const CHUNK_BYTES: u64 = 32 << 20;
 
 /// An opened `.npy` input and the flag it came from.
@@ -242,12 +244,8 @@ impl Job {
             matches!(&op, Op::CeProbs { class_weights, smoothing } if class_weights.is_some() || *smoothing > 0.0);
         let half = [Some(&a), b.as_ref()].into_iter().flatten().all(|i| i.file.dtype() == xent::npy::NpyDType::F16)
             && !transforms_b;
-        let row_bytes = [Some(&a), b.as_ref(), labels.as_ref()]
-            .into_iter()
-            .flatten()
-            .map(|i| i.file.cols() * i.file.dtype().size() as u64)
-            .sum::<u64>()
-            .max(1);
+        let values_per_row = if matches!(op, Op::Softmax { .. }) { cols } else { 1 };
+        let row_bytes = memory_row_bytes(&[Some(&a), b.as_ref()], labels.is_some(), half, values_per_row);
         let chunk_rows = common.chunk_rows.unwrap_or((CHUNK_BYTES / row_bytes).max(1));
         let job = Job { command, op, a, b, labels, out, common, rows, cols, half, chunk_rows };
         // The scalar options (temperature, alpha, ignore index, weights' length), checked on no rows.
@@ -402,9 +400,15 @@ impl Job {
             Device::Auto => Context::new_blocking().ok(),
         };
         if let Some(ctx) = &mut ctx {
-            // device pieces of the size the reader delivers: two upload buffers of one chunk each
+            // a piece's device buffers within a chunk's bytes (two pieces are in flight)
             ctx.set_chunk_bytes(CHUNK_BYTES);
         }
+        let engine = match &ctx {
+            None => Engine::Cpu,
+            Some(c) if self.rows == 0 => Engine::Gpu(c, None),
+            Some(c) => self.gpu_stream(c)?.map_or(Engine::Cpu, |s| Engine::Gpu(c, Some(Box::new(s)))),
+        };
+        let gpu = matches!(engine, Engine::Gpu(..));
         let setup_seconds = started.elapsed().as_secs_f64();
         let total_bytes: u64 = [Some(&self.a), self.b.as_ref(), self.labels.as_ref()]
             .into_iter()
@@ -429,15 +433,15 @@ impl Job {
                     }
                 }
             });
-            match &ctx {
-                Some(ctx) => self.run_gpu(ctx, rx, &progress),
-                None => self.run_cpu(rx, &progress),
+            match engine {
+                Engine::Gpu(ctx, stream) => self.run_gpu(ctx, stream, rx, &progress),
+                Engine::Cpu => self.run_cpu(rx, &progress),
             }
         });
         progress.finish();
         let totals = totals?;
         let seconds = t.elapsed().as_secs_f64();
-        Ok(self.report(&totals, total_bytes, seconds, setup_seconds, ctx.is_some()))
+        Ok(self.report(&totals, total_bytes, seconds, setup_seconds, gpu))
     }
 
     fn run_options(&self) -> RunOptions {
@@ -455,52 +459,82 @@ impl Job {
         Ok(self.out.as_ref().map(|p| NpyWriter::create(p, &shape)).transpose()?)
     }
 
+    /// The GPU stream of this job, or `None` where the adapter cannot run it (a row wider
+    /// than a binding): `auto` then runs on the CPU with a note on stderr; `gpu`, which
+    /// demands the GPU, fails with status 1.
+    fn gpu_stream<'c>(&self, ctx: &'c Context) -> Result<Option<Stream<'c>>, Failure> {
+        let empty = Chunk {
+            start: 0,
+            rows: 0,
+            a: self.empty_data(),
+            b: self.b.as_ref().map(|_| self.empty_data()),
+            labels: self.labels.as_ref().map(|_| Vec::new()),
+            bytes: 0,
+        };
+        match ctx.stream(&self.loss(&empty)?, self.rows, &self.run_options()) {
+            Ok(stream) => Ok(Some(stream)),
+            Err(xent::Error::TooLarge(why)) if self.common.device == Device::Auto => {
+                let _ = writeln!(std::io::stderr(), "xent: note: {why}; running on the CPU");
+                Ok(None)
+            }
+            Err(xent::Error::TooLarge(why)) => {
+                Err(Failure::machine(format!("{why}; --device auto or --device cpu runs it on the CPU")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// No rows of an input in the form chunks are read in.
+    fn empty_data(&self) -> Data {
+        if self.half { Data::F16(Vec::new()) } else { Data::F32(Vec::new()) }
+    }
+
     fn run_gpu(
         &self,
         ctx: &Context,
+        stream: Option<Box<Stream>>,
         rx: Receiver<Result<Chunk, Failure>>,
         progress: &Progress,
     ) -> Result<Totals, Failure> {
-        let options = self.run_options();
         let mut writer = self.writer()?;
-        let mut stream = None;
-        let mut softmax_sum = 0.0f64;
-        for chunk in rx {
-            let chunk = chunk?;
-            let loss = self.loss(&chunk)?;
-            let stream = match &mut stream {
-                Some(s) => s,
-                None => stream.insert(ctx.stream(&loss, self.rows, &options)?),
-            };
-            let values = stream.push(&loss).map_err(|e| self.describe(e))?;
-            if let Some(v) = values {
-                softmax_sum += v.iter().map(|&x| f64::from(x)).sum::<f64>();
-                if let Some(w) = &mut writer {
-                    w.write(&v)?;
-                }
-            }
-            progress.advance(chunk.bytes);
-        }
         let adapter = ctx.adapter_label();
-        let Some(stream) = stream else {
+        let Some(mut stream) = stream else {
             // no rows: PyTorch's empty mean is NaN, the sum 0
             return self.finish_empty(writer, adapter);
         };
-        let out = stream.finish().map_err(|e| self.describe(e))?;
-        if !self.softmax()
-            && let (Some(w), Some(v)) = (&mut writer, &out.values)
-        {
-            w.write(v)?;
+        let mut seen = Seen { softmax_sum: 0.0, hits: self.scores().then_some((0, 0)) };
+        for chunk in rx {
+            let chunk = chunk?;
+            let loss = self.loss(&chunk)?;
+            let rows = stream.push(&loss).map_err(|e| self.describe(e))?;
+            self.take(rows, &mut writer, &mut seen)?;
+            progress.advance(chunk.bytes);
         }
-        let hits = match &out.argmax {
-            Some(argmax) => Some(self.count_hits(argmax)?),
-            None => None,
-        };
+        let rows = stream.drain().map_err(|e| self.describe(e))?;
+        self.take(rows, &mut writer, &mut seen)?;
+        let out = stream.finish().map_err(|e| self.describe(e))?;
         if let Some(w) = writer {
             w.finish()?;
         }
-        let sum = if self.softmax() { softmax_sum } else { out.sum };
-        Ok(Totals { sum, denominator: out.denominator, hits, adapter })
+        let sum = if self.softmax() { seen.softmax_sum } else { out.sum };
+        Ok(Totals { sum, denominator: out.denominator, hits: seen.hits, adapter })
+    }
+
+    /// Writes the per-row results the device sent back and counts their top-1 hits.
+    fn take(&self, rows: Rows, writer: &mut Option<NpyWriter>, seen: &mut Seen) -> Result<(), Failure> {
+        if self.softmax() {
+            // one value after another, so the sum does not depend on the chunking
+            seen.softmax_sum = rows.values.iter().fold(seen.softmax_sum, |s, &v| s + f64::from(v));
+        }
+        if let Some(w) = writer.as_mut().filter(|_| !rows.values.is_empty()) {
+            w.write(&rows.values)?;
+        }
+        if let Some((hit, counted)) = &mut seen.hits {
+            let (h, c) = self.count_hits(rows.start, &rows.argmax)?;
+            *hit += h;
+            *counted += c;
+        }
+        Ok(())
     }
 
     fn run_cpu(&self, rx: Receiver<Result<Chunk, Failure>>, progress: &Progress) -> Result<Totals, Failure> {
@@ -548,8 +582,9 @@ impl Job {
         }
     }
 
-    /// Top-1 hits of the device's argmax against the labels, read again in chunks.
-    fn count_hits(&self, argmax: &[u32]) -> Result<(u64, u64), Failure> {
+    /// Top-1 hits of the device's argmax of rows `first..` against the labels, read again
+    /// in chunks.
+    fn count_hits(&self, first: u64, argmax: &[u32]) -> Result<(u64, u64), Failure> {
         let Some(y) = &self.labels else { return Ok((0, 0)) };
         let ignore = self.ignore_index();
         let (mut hit, mut counted) = (0u64, 0u64);
@@ -557,7 +592,7 @@ impl Job {
         let step = 1usize << 20;
         for start in (0..argmax.len()).step_by(step) {
             let n = step.min(argmax.len() - start);
-            y.file.read_labels(start as u64, n, &mut labels)?;
+            y.file.read_labels(first + start as u64, n, &mut labels)?;
             for (&a, &l) in argmax[start..start + n].iter().zip(&labels) {
                 if Some(l) != ignore {
                     counted += 1;
@@ -650,6 +685,28 @@ impl Job {
         }
         line
     }
+}
+
+/// Where a job runs: on the GPU (no stream for a job of no rows), or the CPU reference.
+enum Engine<'c> {
+    Gpu(&'c Context, Option<Box<Stream<'c>>>),
+    Cpu,
+}
+
+/// What the GPU path adds up from the per-row results as they come back.
+struct Seen {
+    softmax_sum: f64,
+    hits: Option<(u64, u64)>,
+}
+
+/// The bytes a row of a chunk takes in memory while it is worked on, on either path:
+/// each float input as read (half precision kept, else f32) and as uploaded, labels as
+/// i64, and the per-row results (the reference's f64 values and weights, the f32 values
+/// written, the argmax).
+fn memory_row_bytes(floats: &[Option<&Input>], labels: bool, half: bool, values_per_row: u64) -> u64 {
+    let elem = if half { 2 } else { 4 };
+    let inputs: u64 = floats.iter().flatten().map(|i| 2 * i.file.cols() * elem).sum();
+    inputs + if labels { 8 } else { 0 } + values_per_row * (8 + 4) + 8 + 4
 }
 
 /// A row error of a chunk, renumbered to the whole file.

@@ -1,0 +1,547 @@
+//! A job fed to the GPU in row chunks ([`Stream`]), in pieces that run in two
+//! alternating slots of device buffers (inputs, per-row outputs, readback), so the upload
+//! of piece i+1 overlaps the kernel of piece i and device memory stays at two pieces
+//! whatever the row count. A piece reduces the 512-row blocks it completes into block
+//! partials at once and leaves the rows of an incomplete block at the front of the next
+//! piece's slot; [`Stream::finish`] reduces the partials. That is the tree of one
+//! reduction over all rows, so the result does not depend on how the rows were chunked.
+
+use half::{bf16, f16};
+use wgpu::util::DeviceExt;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::host::{Output, RunOptions, USAGE_IN, USAGE_OUT, USAGE_READ, buffer, flagged, try_grow, try_vec, whole};
+use crate::kernels::{Kernel, RowParams};
+use crate::loss::{Batch, DType, Labels, Loss};
+use crate::ops::{self, Bound, RowBindings, RowJob};
+use crate::plan;
+use crate::readback;
+
+/// Per-row buffers: rows of an incomplete block are copied from one slot to the other.
+const USAGE_ROWS: wgpu::BufferUsages = USAGE_OUT.union(wgpu::BufferUsages::COPY_DST);
+
+/// Rows `first..first + n` of a per-row buffer of `stride` bytes a row.
+fn rows_window(buffer: &wgpu::Buffer, stride: u64, first: u64, n: u64, align: u64) -> Bound<'_> {
+    Bound { buffer, window: plan::window(stride * first, stride * n, 4, align, buffer.size()) }
+}
+
+/// Elements before a chunk's first row in its upload: the kernels read a row in octets
+/// aligned to eight elements of the binding (shaders/common/row_reduce.wgsl), and where a
+/// row has several lanes, which lane takes which element follows that alignment. Placing
+/// row `start` where it lies in the whole batch (modulo 8) gives every chunking the same
+/// lanes, so the same bits.
+fn lead_elements(start: usize, cols: usize) -> usize {
+    (start * cols) % 8
+}
+
+/// Bytes of rows `start..start + n` of `batch` as `dtype` after `lead` zero elements,
+/// padded to whole words.
+fn rows_bytes(batch: &Batch, dtype: DType, start: usize, n: usize, lead: usize) -> Result<Vec<u8>> {
+    let (s, e) = (start * batch.cols, (start + n) * batch.cols);
+    let len = ((lead + e - s) * dtype.size()).div_ceil(4) * 4;
+    let mut bytes = try_vec(len, "an upload of rows")?;
+    bytes.resize(lead * dtype.size(), 0);
+    if batch.data.dtype() == dtype {
+        bytes.extend_from_slice(batch.data.bytes(s, e));
+    } else {
+        match dtype {
+            DType::F32 => bytes.extend((s..e).flat_map(|i| (batch.data.get(i) as f32).to_le_bytes())),
+            DType::F16 => bytes.extend((s..e).flat_map(|i| f16::from_f64(batch.data.get(i)).to_le_bytes())),
+            DType::Bf16 => bytes.extend((s..e).flat_map(|i| bf16::from_f64(batch.data.get(i)).to_le_bytes())),
+        }
+    }
+    bytes.resize(len, 0);
+    Ok(bytes)
+}
+
+/// Labels narrowed to i32; values that do not fit become `i32::MIN`, which is never in
+/// range nor the ignore index, so the kernel reports the row.
+fn labels_bytes(labels: &Labels, start: usize, n: usize) -> Result<Vec<u8>> {
+    let mut bytes = try_vec(4 * n, "an upload of labels")?;
+    bytes.extend((start..start + n).flat_map(|i| i32::try_from(labels.get(i)).unwrap_or(i32::MIN).to_le_bytes()));
+    Ok(bytes)
+}
+
+/// Every `step`-th little-endian word of `bytes`, through `f`.
+fn words<T>(bytes: &[u8], step: usize, what: &str, f: impl Fn(u32) -> T) -> Result<Vec<T>> {
+    let mut v = try_vec(bytes.len() / 4 / step, what)?;
+    v.extend(bytes.chunks_exact(4).step_by(step).map(|c| f(u32::from_le_bytes([c[0], c[1], c[2], c[3]]))));
+    Ok(v)
+}
+
+/// Bytes a row of a job takes in each buffer of a piece.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Layout {
+    cols: u64,
+    dtype: DType,
+    /// Each float input.
+    input: u64,
+    inputs: u64,
+    labels: u64,
+    /// Per-row values (softmax: a row of them).
+    out: u64,
+    /// (argmax, weight) pairs.
+    aux: u64,
+    /// Values read back, then argmax pairs.
+    values_back: u64,
+    argmax_back: u64,
+    softmax: bool,
+}
+
+impl Layout {
+    pub(crate) fn new(job: &RowJob, dtype: DType, options: &RunOptions) -> Layout {
+        let cols = job.a.cols as u64;
+        let input = cols * dtype.size() as u64;
+        let softmax = job.writes_rows();
+        let out = 4 * job.out_per_row;
+        let aux = if job.uses_aux() { 8 } else { 0 };
+        Layout {
+            cols,
+            dtype,
+            input,
+            inputs: if job.b.is_some() { 2 } else { 1 },
+            labels: if job.labels.is_some() { 4 } else { 0 },
+            out,
+            aux,
+            values_back: if softmax || options.keep_values { out } else { 0 },
+            argmax_back: if options.keep_argmax && job.argmax { 8 } else { 0 },
+            softmax,
+        }
+    }
+
+    /// The most rows of one piece: every binding of a piece within the adapter's limit
+    /// (with room for an incomplete block carried over), and the piece's device bytes
+    /// within the chunk size.
+    pub(crate) fn piece_rows(&self, ctx: &Context, rows: u64) -> Result<u64> {
+        let (layout, limits) = (self, ctx.device.limits());
+        let (align, max_binding) =
+            (u64::from(limits.min_storage_buffer_offset_alignment), limits.max_storage_buffer_binding_size);
+        let too_large = |need| {
+            Error::TooLarge(format!(
+                "a row of {} columns needs {need} bytes but the adapter binds at most {max_binding}",
+                layout.cols
+            ))
+        };
+        let by_input = plan::chunk_rows(rows, layout.input, max_binding, align, u64::MAX).map_err(too_large)?;
+        // per-row outputs hold an incomplete block besides the piece's rows
+        let per_row = layout.out.max(layout.aux);
+        let room = max_binding.saturating_sub(layout.carry_rows() * per_row);
+        let by_output = plan::chunk_rows(rows, per_row, room, align, u64::MAX).map_err(too_large)?;
+        let by_memory = (ctx.chunk_bytes / layout.device_row_bytes()).max(1);
+        Ok(by_input.min(by_output).min(by_memory))
+    }
+
+    /// Rows of an incomplete reduction block a piece takes over from the one before.
+    fn carry_rows(&self) -> u64 {
+        if self.softmax { 0 } else { plan::REDUCE_BLOCK }
+    }
+
+    /// The bytes of a row on the device in one piece's buffers.
+    fn device_row_bytes(&self) -> u64 {
+        (self.inputs * self.input + self.labels + self.out + self.aux + self.values_back + self.argmax_back).max(1)
+    }
+
+    /// Where the argmax pairs of a piece of `n` rows start in its readback.
+    fn argmax_at(&self, n: u64) -> u64 {
+        (self.values_back * n).next_multiple_of(8)
+    }
+}
+
+/// Per-row results of a [`Stream`], read back a piece at a time, in row order.
+#[derive(Clone, Debug, Default)]
+pub struct Rows {
+    /// The first row these results are of.
+    pub start: u64,
+    /// Rows covered.
+    pub rows: u64,
+    /// Per-row values (softmax: `cols` a row), where the run keeps them; else empty.
+    pub values: Vec<f32>,
+    /// Per-row argmax, where the run keeps it; else empty.
+    pub argmax: Vec<u32>,
+}
+
+impl Rows {
+    /// Appends `next`, the rows that follow these.
+    pub fn append(&mut self, next: Rows) -> Result<()> {
+        if next.rows == 0 {
+            return Ok(());
+        }
+        if self.rows == 0 {
+            self.start = next.start;
+        }
+        try_grow(&mut self.values, next.values.len(), "per-row values")?;
+        try_grow(&mut self.argmax, next.argmax.len(), "per-row argmax")?;
+        self.values.extend(next.values);
+        self.argmax.extend(next.argmax);
+        self.rows += next.rows;
+        Ok(())
+    }
+}
+
+/// The device buffers of one piece in flight.
+struct Slot {
+    /// Inputs a and b, labels.
+    uploads: [wgpu::Buffer; 3],
+    /// Per-row values, from the first row of an unreduced block on.
+    out: wgpu::Buffer,
+    /// Per-row (argmax, weight) pairs, likewise.
+    aux: wgpu::Buffer,
+    readback: Option<wgpu::Buffer>,
+    /// The piece last run here: its submission, first row and rows.
+    pending: Option<(wgpu::SubmissionIndex, u64, u64)>,
+}
+
+/// A job fed in row chunks, in order; see [`Context::stream`].
+///
+/// Device memory stays at two pieces (the chunk size) and a (sum, flags) pair per 512
+/// rows, whatever the row count; per-row values and argmax come back a piece at a time
+/// from [`Stream::push`] and [`Stream::drain`].
+pub struct Stream<'c> {
+    ctx: &'c Context,
+    kernel: Kernel,
+    params: RowParams,
+    options: RunOptions,
+    layout: Layout,
+    rows: u64,
+    chunk: u64,
+    weighted: bool,
+    has_b: bool,
+    has_labels: bool,
+    next_row: u64,
+    /// The first row whose block of [`plan::REDUCE_BLOCK`] is not reduced yet: the
+    /// next piece's slot holds the rows from it on at the front of its per-row buffers.
+    block_start: u64,
+    slots: [Slot; 2],
+    /// First-level pairs of the values (and the next level), and of the weights.
+    partials: [wgpu::Buffer; 2],
+    weight_partials: wgpu::Buffer,
+    status: wgpu::Buffer,
+    class_weights: wgpu::Buffer,
+    unused: wgpu::Buffer,
+    pieces: usize,
+}
+
+impl<'c> Stream<'c> {
+    pub(crate) fn new(
+        ctx: &'c Context,
+        job: &RowJob,
+        layout: Layout,
+        rows: u64,
+        chunk: u64,
+        options: RunOptions,
+    ) -> Self {
+        let d = &ctx.device;
+        // (and up to 7 lead elements: lead_elements)
+        let in_bytes = (chunk * layout.cols + 7) * layout.dtype.size() as u64;
+        let held = chunk + layout.carry_rows();
+        let slot = |_| Slot {
+            uploads: [
+                buffer(d, "xent input a", in_bytes, USAGE_IN),
+                buffer(d, "xent input b", if job.b.is_some() { in_bytes } else { 4 }, USAGE_IN),
+                buffer(d, "xent labels", layout.labels * chunk, USAGE_IN),
+            ],
+            out: buffer(d, "xent rows", layout.out * held, USAGE_ROWS),
+            aux: buffer(d, "xent aux", layout.aux * held, USAGE_ROWS),
+            readback: (layout.values_back + layout.argmax_back > 0).then(|| {
+                let bytes = layout.argmax_at(chunk) + layout.argmax_back * chunk;
+                buffer(d, "xent readback", bytes, USAGE_READ)
+            }),
+            pending: None,
+        };
+        let class_weights = match job.class_weights {
+            Some(w) => d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("xent class weights"),
+                contents: bytemuck::cast_slice(w),
+                usage: USAGE_IN,
+            }),
+            None => buffer(d, "xent unused", 4, USAGE_IN),
+        };
+        let blocks = if layout.softmax { 1 } else { rows.div_ceil(plan::REDUCE_BLOCK) };
+        let partials = |n: u64| buffer(d, "xent partials", 8 * n, USAGE_OUT);
+        Stream {
+            ctx,
+            kernel: job.kernel,
+            params: job.params,
+            options,
+            layout,
+            rows,
+            chunk,
+            weighted: job.weighted,
+            has_b: job.b.is_some(),
+            has_labels: job.labels.is_some(),
+            next_row: 0,
+            block_start: 0,
+            slots: [slot(0), slot(1)],
+            partials: [partials(blocks), partials(blocks.div_ceil(plan::REDUCE_BLOCK))],
+            weight_partials: partials(if job.weighted { blocks } else { 1 }),
+            status: d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("xent status"),
+                contents: bytemuck::cast_slice(&[u32::MAX; 2]),
+                usage: USAGE_OUT,
+            }),
+            class_weights,
+            unused: buffer(d, "xent unused", 4, USAGE_IN),
+            pieces: 0,
+        }
+    }
+
+    /// Rows pushed so far.
+    pub fn rows_done(&self) -> u64 {
+        self.next_row
+    }
+
+    /// An empty [`Rows`] with room for the results the job keeps of `n` rows.
+    pub(crate) fn rows_with_room(&self, n: usize) -> Result<Rows> {
+        let mut rows = Rows::default();
+        try_grow(&mut rows.values, n * (self.layout.values_back / 4) as usize, "per-row values")?;
+        try_grow(&mut rows.argmax, n * (self.layout.argmax_back / 8) as usize, "per-row argmax")?;
+        Ok(rows)
+    }
+
+    pub(crate) fn softmax(&self) -> bool {
+        self.layout.softmax
+    }
+
+    /// Runs the next rows of the job. `chunk` is the same operation as the template
+    /// over the next `n` rows. Returns the per-row results that have come back since the
+    /// last call (softmax: its output rows; else what [`RunOptions`] keeps), which lag
+    /// the rows pushed by up to two pieces: [`Stream::drain`] waits for the rest.
+    pub fn push(&mut self, chunk: &Loss) -> Result<Rows> {
+        let mut rows = Rows { start: self.next_row, ..Default::default() };
+        self.push_into(chunk, &mut rows)?;
+        Ok(rows)
+    }
+
+    /// [`Stream::push`], appending the results to `rows`.
+    pub(crate) fn push_into(&mut self, chunk: &Loss, rows: &mut Rows) -> Result<()> {
+        chunk.validate()?;
+        let job = ops::job(chunk, self.options.base);
+        let n = job.a.rows as u64;
+        if job.kernel != self.kernel || job.a.cols as u64 != self.layout.cols || self.next_row + n > self.rows {
+            return Err(Error::Shape {
+                what: "chunk",
+                detail: format!(
+                    "of [{n}, {}] does not continue a [{}, {}] job at row {}",
+                    job.a.cols, self.rows, self.layout.cols, self.next_row
+                ),
+            });
+        }
+        let ctx = self.ctx;
+        ctx.scoped(|| {
+            for (start, len) in plan::chunks(n, self.chunk) {
+                rows.append(self.piece(&job, start, len)?)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Waits for every piece in flight and returns their per-row results.
+    pub fn drain(&mut self) -> Result<Rows> {
+        let ctx = self.ctx;
+        ctx.scoped(|| {
+            // the slot the next piece would take holds the older one
+            let first = self.pieces % 2;
+            let mut rows = self.collect(first)?;
+            rows.append(self.collect(1 - first)?)?;
+            Ok(rows)
+        })
+    }
+
+    /// Waits for the piece last run in `slot` and reads back its rows.
+    fn collect(&mut self, slot: usize) -> Result<Rows> {
+        let Some((index, start, n)) = self.slots[slot].pending.take() else { return Ok(Rows::default()) };
+        let (ctx, d) = (self.ctx, &self.ctx.device);
+        d.poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        ctx.health()?;
+        let mut rows = Rows { start, rows: n, ..Default::default() };
+        let Some(rb) = &self.slots[slot].readback else { return Ok(rows) };
+        let (values_bytes, argmax_at) = (self.layout.values_back * n, self.layout.argmax_at(n));
+        let bytes = readback::read_blocking(d, rb, 0..argmax_at + self.layout.argmax_back * n)?;
+        rows.values = words(&bytes[..values_bytes as usize], 1, "per-row values", f32::from_bits)?;
+        rows.argmax = words(&bytes[argmax_at as usize..], 2, "per-row argmax", |w| w)?;
+        Ok(rows)
+    }
+
+    /// Uploads and runs rows `start..start + n` of `job` (rows of this push), reduces the
+    /// blocks they complete, and returns the rows of the piece run two pieces ago.
+    fn piece(&mut self, job: &RowJob, start: u64, n: u64) -> Result<Rows> {
+        let (ctx, d) = (self.ctx, &self.ctx.device);
+        let slot = self.pieces % 2;
+        self.pieces += 1;
+        let done = self.collect(slot)?;
+        let (s, len) = (start as usize, n as usize);
+        let [a, b, y] = &self.slots[slot].uploads;
+        // where the row lies in the whole job, whatever the pushes
+        let lead = lead_elements(self.next_row as usize, job.a.cols);
+        let dtype = self.layout.dtype;
+        ctx.queue.write_buffer(a, 0, &rows_bytes(&job.a, dtype, s, len, lead)?);
+        if let Some(batch) = &job.b {
+            ctx.queue.write_buffer(b, 0, &rows_bytes(batch, dtype, s, len, lead)?);
+        }
+        if let Some(labels) = &job.labels {
+            ctx.queue.write_buffer(y, 0, &labels_bytes(labels, s, len)?);
+        }
+        let row = self.next_row;
+        let mut encoder = d.create_command_encoder(&Default::default());
+        // the rows of an incomplete block, which the piece before left at the front of this slot
+        let carry = row - self.block_start;
+        self.encode_piece(&mut encoder, slot, job.a.cols, row, carry, n)?;
+        self.next_row += n;
+        self.encode_blocks(&mut encoder, slot, row - carry)?;
+        let layout = self.layout;
+        let here = &self.slots[slot];
+        if let Some(rb) = &here.readback {
+            if layout.values_back > 0 {
+                encoder.copy_buffer_to_buffer(&here.out, layout.out * carry, rb, 0, layout.values_back * n);
+            }
+            if layout.argmax_back > 0 {
+                let (from, at) = (layout.aux * carry, layout.argmax_at(n));
+                encoder.copy_buffer_to_buffer(&here.aux, from, rb, at, layout.argmax_back * n);
+            }
+        }
+        let index = ctx.queue.submit([encoder.finish()]);
+        self.slots[slot].pending = Some((index, row, n));
+        Ok(done)
+    }
+
+    /// Records the row kernel over `n` rows from job row `row`, written after `carry`
+    /// rows in the slot's per-row buffers.
+    fn encode_piece(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        slot: usize,
+        cols: usize,
+        row: u64,
+        carry: u64,
+        n: u64,
+    ) -> Result<()> {
+        let (ctx, here) = (self.ctx, &self.slots[slot]);
+        let align = u64::from(ctx.device.limits().min_storage_buffer_offset_alignment);
+        let [a, b, y] = &here.uploads;
+        let lead = lead_elements(row as usize, cols) as u32;
+        let led = |buffer| Bound { buffer, window: plan::Window { base: lead, ..whole(buffer).window } };
+        let per_row = |buffer, stride| rows_window(buffer, stride, carry, n, align);
+        let aux = if self.layout.aux > 0 { per_row(&here.aux, 8) } else { whole(&here.aux) };
+        let bindings = RowBindings {
+            a: led(a),
+            b: if self.has_b { led(b) } else { whole(&self.unused) },
+            labels: whole(if self.has_labels { y } else { &self.unused }),
+            class_weights: whole(&self.class_weights),
+            out: if self.softmax() { whole(&here.out) } else { per_row(&here.out, 4) },
+            aux,
+            status: &self.status,
+            // no gradient: any writable binding will do, and this one fits any limit
+            grad: aux,
+        };
+        let dispatch = ops::Dispatch {
+            kernel: self.kernel,
+            template: &self.params,
+            dtype: self.layout.dtype,
+            rows: n,
+            cols: self.layout.cols,
+            row_offset: row,
+            grad: Default::default(),
+            grad_denominator: None,
+        };
+        ops::encode_rows(&ctx.kernels, encoder, &dispatch, &bindings)
+    }
+
+    /// Reduces the blocks whose rows are all in (the last block at the end of the job):
+    /// `slot` holds rows from `first` (a block's start) on.
+    fn encode_blocks(&mut self, encoder: &mut wgpu::CommandEncoder, slot: usize, first: u64) -> Result<()> {
+        if self.softmax() {
+            self.block_start = self.next_row;
+            return Ok(());
+        }
+        let end = self.next_row;
+        let complete = if end == self.rows { end } else { end - end % plan::REDUCE_BLOCK };
+        if complete > self.block_start {
+            let (kernels, here) = (&self.ctx.kernels, &self.slots[slot]);
+            let (n, block) = (complete - first, first / plan::REDUCE_BLOCK);
+            let values = ops::Strided { buffer: &here.out, offset: 0, stride: 1, component: 0 };
+            ops::encode_reduce_blocks(kernels, encoder, values, n, &self.partials[0], block)?;
+            if self.weighted {
+                let weights = ops::Strided { buffer: &here.aux, offset: 0, stride: 2, component: 1 };
+                ops::encode_reduce_blocks(kernels, encoder, weights, n, &self.weight_partials, block)?;
+            }
+        }
+        // what is left of an incomplete block moves to the front of the next piece's slot
+        let left = end - complete;
+        if left > 0 {
+            let other = &self.slots[1 - slot];
+            let from = complete - first;
+            let here = &self.slots[slot];
+            encoder.copy_buffer_to_buffer(&here.out, self.layout.out * from, &other.out, 0, self.layout.out * left);
+            if self.layout.aux > 0 {
+                encoder.copy_buffer_to_buffer(&here.aux, self.layout.aux * from, &other.aux, 0, self.layout.aux * left);
+            }
+        }
+        self.block_start = complete;
+        Ok(())
+    }
+
+    /// Reduces the block partials, reads back and checks the status words. Per-row
+    /// results not yet returned by [`Stream::push`] or [`Stream::drain`] come in the
+    /// output's `values` and `argmax`.
+    pub fn finish(mut self) -> Result<Output> {
+        if self.next_row != self.rows {
+            return Err(Error::Shape {
+                what: "job",
+                detail: format!("ended after {} of its {} rows", self.next_row, self.rows),
+            });
+        }
+        let rest = self.drain()?;
+        let mut out = self.ctx.scoped(|| self.finish_scoped())?;
+        if out.values.is_some() {
+            out.values = Some(rest.values);
+        }
+        if out.argmax.is_some() {
+            out.argmax = Some(rest.argmax);
+        }
+        Ok(out)
+    }
+
+    fn finish_scoped(&self) -> Result<Output> {
+        let (ctx, d) = (self.ctx, &self.ctx.device);
+        let rows = self.rows;
+        let softmax = self.softmax();
+        // readback: status (2 words), value pair, weight pair
+        let rb = buffer(d, "xent readback", 24, USAGE_READ);
+        let mut encoder = d.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(&self.status, 0, &rb, 0, 8);
+        let blocks = rows.div_ceil(plan::REDUCE_BLOCK);
+        let result = ops::reduce_result_index(rows);
+        if !softmax {
+            let scratch = [&self.partials[0], &self.partials[1]];
+            ops::encode_reduce_partials(&ctx.kernels, &mut encoder, blocks, scratch)?;
+            encoder.copy_buffer_to_buffer(scratch[result], 0, &rb, 8, 8);
+        }
+        if self.weighted {
+            let scratch = [&self.weight_partials, &self.partials[1]];
+            ops::encode_reduce_partials(&ctx.kernels, &mut encoder, blocks, scratch)?;
+            encoder.copy_buffer_to_buffer(scratch[result], 0, &rb, 16, 8);
+        }
+        ctx.queue.submit([encoder.finish()]);
+        let bytes = readback::read_blocking(d, &rb, 0..rb.size())?;
+        ctx.health()?;
+        let words: &[u32] = bytemuck::cast_slice(&bytes);
+        if words[0] != u32::MAX {
+            let detail = format!("is outside [0, {})", self.layout.cols);
+            return Err(Error::Label { row: u64::from(words[0]), detail });
+        }
+        if words[1] != u32::MAX {
+            let detail = "holds a value outside its domain (a negative, NaN or infinite probability, or a target outside [0, 1])";
+            return Err(Error::Value { row: u64::from(words[1]), detail: detail.into() });
+        }
+        Ok(Output {
+            rows: rows as usize,
+            cols: self.layout.cols as usize,
+            sum: if softmax { f64::NAN } else { flagged(words[2], words[3]) },
+            denominator: if self.weighted { flagged(words[4], words[5]) } else { rows as f64 },
+            values: (self.layout.values_back > 0).then(Vec::new),
+            argmax: (self.layout.argmax_back > 0).then(Vec::new),
+        })
+    }
+}
