@@ -1,14 +1,21 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
+// What is `pub` is what callers use; the rest is `pub(crate)`.
+#![warn(unreachable_pub)]
 pub mod context;
-pub mod embed;
-pub mod error;
-pub mod host;
+mod embed;
+mod error;
+mod host;
+// The kernel table, the row and reduction passes and their arithmetic: reached directly by
+// `xent bench` (which times single passes) and the shader tests, not part of the API.
+#[doc(hidden)]
 pub mod kernels;
-pub mod loss;
+mod loss;
 #[cfg(feature = "cli")]
 pub mod npy;
+#[doc(hidden)]
 pub mod ops;
+#[doc(hidden)]
 pub mod plan;
 pub mod readback;
 pub mod reference;

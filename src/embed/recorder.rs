@@ -70,11 +70,6 @@ impl Recorder {
         Recorder { kernels: Kernels::new(device), status, no_status, unused_in, scratch: Mutex::default() }
     }
 
-    /// The compiled kernels (shared with [`crate::ops`]).
-    pub fn kernels(&self) -> &Kernels {
-        &self.kernels
-    }
-
     /// Two u32 words: the first row with a label outside `[0, cols)` and the first row
     /// with an out-of-domain value (a negative probability, a target outside [0, 1]) over
     /// every record so far, `u32::MAX` for none. Copy it out to check a batch of records.

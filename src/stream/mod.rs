@@ -45,7 +45,7 @@ pub struct Rows {
 
 impl Rows {
     /// Appends `next`, the rows that follow these.
-    pub fn append(&mut self, next: Rows) -> Result<()> {
+    pub(crate) fn append(&mut self, next: Rows) -> Result<()> {
         if next.rows == 0 {
             return Ok(());
         }
