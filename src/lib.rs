@@ -1,6 +1,6 @@
 #![doc = include_str!("../README.md")]
-#![warn(missing_docs)]
-// What is `pub` is what callers use; the rest is `pub(crate)`.
+// What is `pub` is what callers use; the rest is `pub(crate)` (the crate-wide rules are the
+// [lints] of Cargo.toml).
 #![warn(unreachable_pub)]
 pub mod context;
 mod embed;

@@ -445,6 +445,7 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
+    #[allow(unsafe_code)]
     fn special_and_unreachable_inputs_are_bad_input() {
         let dir = TempDir::new().unwrap();
         let fifo = dir.path().join("pipe.npy");
