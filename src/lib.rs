@@ -21,6 +21,10 @@ pub mod readback;
 pub mod reference;
 mod stream;
 
+/// The wgpu this crate is built on. Name wgpu's types through `xent::wgpu` and the buffers
+/// and devices an app passes are always the ones the recorder takes.
+pub use wgpu;
+
 pub use context::{Context, ContextOptions};
 pub use embed::{
     DeviceBatch, DeviceDist, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, Recorder,
