@@ -1,18 +1,29 @@
 #![doc = include_str!("../README.md")]
-#![warn(missing_docs)]
+// What is `pub` is what callers use; the rest is `pub(crate)` (the crate-wide rules are the
+// [lints] of Cargo.toml).
+#![warn(unreachable_pub)]
 pub mod context;
-pub mod embed;
-pub mod error;
-pub mod host;
+mod embed;
+mod error;
+mod host;
+// The kernel table, the row and reduction passes and their arithmetic: reached directly by
+// `xent bench` (which times single passes) and the shader tests, not part of the API.
+#[doc(hidden)]
 pub mod kernels;
-pub mod loss;
+mod loss;
 #[cfg(feature = "cli")]
 pub mod npy;
+#[doc(hidden)]
 pub mod ops;
+#[doc(hidden)]
 pub mod plan;
 pub mod readback;
 pub mod reference;
 mod stream;
+
+/// The wgpu this crate is built on. Name wgpu's types through `xent::wgpu` and the buffers
+/// and devices an app passes are always the ones the recorder takes.
+pub use wgpu;
 
 pub use context::{Context, ContextOptions};
 pub use embed::{

@@ -338,7 +338,7 @@ impl<'a> Loss<'a> {
     }
 
     /// The second float input, where the operation has one.
-    pub fn secondary(&self) -> Option<&Batch<'a>> {
+    pub(crate) fn secondary(&self) -> Option<&Batch<'a>> {
         match self {
             Loss::CrossEntropyProbs { target, .. } => Some(target),
             Loss::KlDiv { q, .. } => Some(q.batch()),
@@ -350,7 +350,7 @@ impl<'a> Loss<'a> {
     }
 
     /// The integer labels, where the operation has them.
-    pub fn labels(&self) -> Option<&Labels<'a>> {
+    pub(crate) fn labels(&self) -> Option<&Labels<'a>> {
         match self {
             Loss::CrossEntropy { labels, .. } | Loss::Distill { labels, .. } => Some(labels),
             _ => None,
@@ -358,7 +358,7 @@ impl<'a> Loss<'a> {
     }
 
     /// Whether `--base 2` applies (it does not to lse, softmax and row max).
-    pub fn takes_base(&self) -> bool {
+    pub(crate) fn takes_base(&self) -> bool {
         !matches!(self, Loss::RowMax { .. } | Loss::LogSumExp { .. } | Loss::Softmax { .. })
     }
 

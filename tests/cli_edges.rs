@@ -40,6 +40,7 @@ fn no_arguments_name_the_commands() {
 }
 
 #[test]
+#[allow(unsafe_code)]
 fn a_fifo_input_is_refused_without_waiting() {
     let f = Files::new();
     let fifo = f.path("pipe.npy");
@@ -57,6 +58,7 @@ fn a_fifo_input_is_refused_without_waiting() {
 }
 
 #[test]
+#[allow(unsafe_code)]
 fn unreadable_inputs_and_link_loops_are_bad_input() {
     let f = Files::new();
     std::os::unix::fs::symlink(f.path("b.npy"), f.path("a.npy")).unwrap();

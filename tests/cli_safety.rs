@@ -77,6 +77,7 @@ fn out_naming_an_input_is_refused_before_reading() {
 }
 
 #[test]
+#[allow(unsafe_code)]
 fn out_naming_a_fifo_is_written_in_place() {
     let f = Files::new();
     let (rows, cols) = (9, 7);
@@ -157,6 +158,7 @@ fn output_open(pid: u32, dir: &Path, input: &str) -> bool {
 
 #[cfg(target_os = "linux")]
 #[test]
+#[allow(unsafe_code)]
 fn a_signal_during_softmax_out_leaves_no_temporary_file() {
     let f = Files::new();
     // one row a chunk: seconds of work, so the signal lands mid-run

@@ -300,6 +300,7 @@ fn mapped_bytes() -> u64 {
 
 /// The child of [`host_memory_running_out_is_an_error`]: `compute` keeping the values of
 /// 2^26 rows (256 MiB) under an address-space limit of what is mapped plus `XENT_AS_ROOM`.
+#[allow(unsafe_code)]
 fn host_memory_child(room: u64) {
     let ctx = xent::Context::new_blocking().unwrap();
     let rows = 1usize << 26;

@@ -157,6 +157,7 @@ fn unnamed(dir: &Path) -> Option<File> {
 
 /// Gives the unnamed `file` the name `name` (`EEXIST` if it is taken).
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
 fn link(file: &File, name: &Path) -> io::Result<()> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;

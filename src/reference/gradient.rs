@@ -15,7 +15,7 @@
 
 use super::{log_softmax, log_softmax_at, row};
 use crate::error::{Error, Result};
-use crate::loss::{Batch, Dist, Loss, Reduction};
+use crate::loss::{Batch, CrossEntropyOptions, Dist, Labels, Loss, Reduction};
 
 fn probs(x: &[f64]) -> Vec<f64> {
     probs_at(x, 1.0)
@@ -45,28 +45,9 @@ pub fn gradient(loss: &Loss, reduction: Reduction) -> Result<Vec<f64>> {
         Reduction::Mean => 1.0 / reference.denominator(),
         Reduction::Sum | Reduction::None => 1.0,
     };
-    let shape = |b: &Batch| (b.rows, b.cols);
     let mut g = Vec::new();
     match *loss {
-        Loss::CrossEntropy { logits, labels, options } => {
-            let (rows, k) = shape(&logits);
-            let w = |j: usize| options.class_weights.map_or(1.0, |w| f64::from(w[j]));
-            let total: f64 = (0..k).map(w).sum();
-            let s = f64::from(options.label_smoothing);
-            for i in 0..rows {
-                let y = labels.get(i);
-                if Some(y) == options.ignore_index {
-                    g.extend(std::iter::repeat_n(0.0, k));
-                    continue;
-                }
-                let p = probs(&row(&logits, i));
-                let wy = w(y as usize);
-                g.extend((0..k).map(|j| {
-                    let onehot = if j as i64 == y { 1.0 } else { 0.0 };
-                    (1.0 - s) * wy * (p[j] - onehot) + s / k as f64 * (total * p[j] - w(j))
-                }));
-            }
-        }
+        Loss::CrossEntropy { logits, labels, options } => cross_entropy(&logits, &labels, &options, &mut g),
         Loss::CrossEntropyProbs { logits, target } => {
             for i in 0..logits.rows {
                 let (q, t) = (probs(&row(&logits, i)), row(&target, i));
@@ -123,4 +104,26 @@ pub fn gradient(loss: &Loss, reduction: Reduction) -> Result<Vec<f64>> {
     }
     g.iter_mut().for_each(|v| *v *= scale);
     Ok(g)
+}
+
+/// The gradient of the per-row cross-entropy with labels (weighted, smoothed, ignored rows
+/// giving 0), appended to `g`.
+fn cross_entropy(logits: &Batch, labels: &Labels, options: &CrossEntropyOptions, g: &mut Vec<f64>) {
+    let (rows, k) = (logits.rows, logits.cols);
+    let w = |j: usize| options.class_weights.map_or(1.0, |w| f64::from(w[j]));
+    let total: f64 = (0..k).map(w).sum();
+    let s = f64::from(options.label_smoothing);
+    for i in 0..rows {
+        let y = labels.get(i);
+        if Some(y) == options.ignore_index {
+            g.extend(std::iter::repeat_n(0.0, k));
+            continue;
+        }
+        let p = probs(&row(logits, i));
+        let wy = w(y as usize);
+        g.extend((0..k).map(|j| {
+            let onehot = if j as i64 == y { 1.0 } else { 0.0 };
+            (1.0 - s) * wy * (p[j] - onehot) + s / k as f64 * (total * p[j] - w(j))
+        }));
+    }
 }

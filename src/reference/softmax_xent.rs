@@ -5,7 +5,7 @@
 //!
 //! A term with a zero coefficient contributes 0; a positive one on a `-inf` logit is `+inf`.
 //! `lse − x_j` is taken as `−log_softmax(x)_j`, the max subtracted first (see
-//! [`log_softmax`]).
+//! `reference::log_softmax`).
 
 use super::row_max::max_arg;
 use super::{Reference, check_labels, check_probs, log_softmax, ones, row};

@@ -245,40 +245,40 @@ struct OutArg {
 
 /// Options every file command takes.
 #[derive(Args, Clone, Copy)]
-pub struct Common {
+pub(crate) struct Common {
     /// How per-row values are reduced (`none` reports the sum).
     #[arg(long, value_enum, default_value_t = Reduction::Mean)]
-    pub reduction: Reduction,
+    pub(crate) reduction: Reduction,
     /// Where to run: the best GPU adapter (a software one included), a GPU only, or the CPU reference.
     #[arg(long, value_enum, default_value_t = Device::Auto)]
-    pub device: Device,
+    pub(crate) device: Device,
     /// Logarithm base: e (nats) or 2 (bits); not applied to lse and softmax.
     #[arg(long, value_enum, default_value_t = Base::E)]
-    pub base: Base,
+    pub(crate) base: Base,
     /// Rows read per chunk (default: about 32 MiB of input per chunk).
     #[arg(long, value_name = "N", hide = true, value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
-    pub chunk_rows: Option<u64>,
+    pub(crate) chunk_rows: Option<u64>,
     /// Never draw a progress bar.
     #[arg(long)]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Reduction {
+pub(crate) enum Reduction {
     None,
     Sum,
     Mean,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Device {
+pub(crate) enum Device {
     Auto,
     Gpu,
     Cpu,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Base {
+pub(crate) enum Base {
     /// Natural logarithms (nats).
     #[value(name = "e")]
     E,
@@ -289,19 +289,19 @@ pub enum Base {
 
 /// A failure: its one-line message and exit status.
 #[derive(Debug)]
-pub struct Failure {
-    pub message: String,
-    pub code: u8,
+pub(crate) struct Failure {
+    pub(crate) message: String,
+    pub(crate) code: u8,
 }
 
 impl Failure {
     /// Bad input: exit status 2.
-    pub fn input(message: impl Into<String>) -> Self {
+    pub(crate) fn input(message: impl Into<String>) -> Self {
         Failure { message: message.into(), code: 2 }
     }
 
     /// Not the input's fault: exit status 1.
-    pub fn machine(message: impl Into<String>) -> Self {
+    pub(crate) fn machine(message: impl Into<String>) -> Self {
         Failure { message: message.into(), code: 1 }
     }
 }
@@ -322,7 +322,10 @@ fn main() -> ExitCode {
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
         // SAFETY: first statement of main, before any thread exists. Mesa warns on
         // stderr without a runtime dir, and stderr carries only our messages.
-        unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir())
+        };
     }
     process::clean_up_on_signals();
     // A bug must still be one line, never a backtrace.

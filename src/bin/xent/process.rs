@@ -13,6 +13,7 @@ static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 #[used]
+#[allow(unsafe_code)]
 #[unsafe(link_section = ".init_array")]
 static CHECK_STDOUT: extern "C" fn() = {
     extern "C" fn check_stdout() {

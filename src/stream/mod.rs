@@ -6,14 +6,18 @@
 //! piece's slot; [`Stream::finish`] reduces the partials. That is the tree of one
 //! reduction over all rows, so the result does not depend on how the rows were chunked.
 
-use half::{bf16, f16};
+mod layout;
+
+pub(crate) use layout::Layout;
+use layout::{labels_bytes, lead_elements, rows_bytes, words};
+
 use wgpu::util::DeviceExt;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::host::{Output, RunOptions, USAGE_IN, USAGE_OUT, USAGE_READ, buffer, flagged, try_grow, try_vec, whole};
+use crate::host::{Output, RunOptions, USAGE_IN, USAGE_OUT, USAGE_READ, buffer, flagged, try_grow, whole};
 use crate::kernels::{Kernel, RowParams};
-use crate::loss::{Batch, DType, Labels, Loss};
+use crate::loss::Loss;
 use crate::ops::{self, Bound, RowBindings, RowJob};
 use crate::plan;
 use crate::readback;
@@ -24,128 +28,6 @@ const USAGE_ROWS: wgpu::BufferUsages = USAGE_OUT.union(wgpu::BufferUsages::COPY_
 /// Rows `first..first + n` of a per-row buffer of `stride` bytes a row.
 fn rows_window(buffer: &wgpu::Buffer, stride: u64, first: u64, n: u64, align: u64) -> Bound<'_> {
     Bound { buffer, window: plan::window(stride * first, stride * n, 4, align, buffer.size()) }
-}
-
-/// Elements before a chunk's first row in its upload: the kernels read a row in octets
-/// aligned to eight elements of the binding (shaders/common/row_reduce.wgsl), and where a
-/// row has several lanes, which lane takes which element follows that alignment. Placing
-/// row `start` where it lies in the whole batch (modulo 8) gives every chunking the same
-/// lanes, so the same bits.
-fn lead_elements(start: usize, cols: usize) -> usize {
-    (start * cols) % 8
-}
-
-/// Bytes of rows `start..start + n` of `batch` as `dtype` after `lead` zero elements,
-/// padded to whole words.
-fn rows_bytes(batch: &Batch, dtype: DType, start: usize, n: usize, lead: usize) -> Result<Vec<u8>> {
-    let (s, e) = (start * batch.cols, (start + n) * batch.cols);
-    let len = ((lead + e - s) * dtype.size()).div_ceil(4) * 4;
-    let mut bytes = try_vec(len, "an upload of rows")?;
-    bytes.resize(lead * dtype.size(), 0);
-    if batch.data.dtype() == dtype {
-        bytes.extend_from_slice(batch.data.bytes(s, e));
-    } else {
-        match dtype {
-            DType::F32 => bytes.extend((s..e).flat_map(|i| (batch.data.get(i) as f32).to_le_bytes())),
-            DType::F16 => bytes.extend((s..e).flat_map(|i| f16::from_f64(batch.data.get(i)).to_le_bytes())),
-            DType::Bf16 => bytes.extend((s..e).flat_map(|i| bf16::from_f64(batch.data.get(i)).to_le_bytes())),
-        }
-    }
-    bytes.resize(len, 0);
-    Ok(bytes)
-}
-
-/// Labels narrowed to i32; values that do not fit become `i32::MIN`, which is never in
-/// range nor the ignore index, so the kernel reports the row.
-fn labels_bytes(labels: &Labels, start: usize, n: usize) -> Result<Vec<u8>> {
-    let mut bytes = try_vec(4 * n, "an upload of labels")?;
-    bytes.extend((start..start + n).flat_map(|i| i32::try_from(labels.get(i)).unwrap_or(i32::MIN).to_le_bytes()));
-    Ok(bytes)
-}
-
-/// Every `step`-th little-endian word of `bytes`, through `f`.
-fn words<T>(bytes: &[u8], step: usize, what: &str, f: impl Fn(u32) -> T) -> Result<Vec<T>> {
-    let mut v = try_vec(bytes.len() / 4 / step, what)?;
-    v.extend(bytes.chunks_exact(4).step_by(step).map(|c| f(u32::from_le_bytes([c[0], c[1], c[2], c[3]]))));
-    Ok(v)
-}
-
-/// Bytes a row of a job takes in each buffer of a piece.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Layout {
-    cols: u64,
-    dtype: DType,
-    /// Each float input.
-    input: u64,
-    inputs: u64,
-    labels: u64,
-    /// Per-row values (softmax: a row of them).
-    out: u64,
-    /// (argmax, weight) pairs.
-    aux: u64,
-    /// Values read back, then argmax pairs.
-    values_back: u64,
-    argmax_back: u64,
-    softmax: bool,
-}
-
-impl Layout {
-    pub(crate) fn new(job: &RowJob, dtype: DType, options: &RunOptions) -> Layout {
-        let cols = job.a.cols as u64;
-        let input = cols * dtype.size() as u64;
-        let softmax = job.writes_rows();
-        let out = 4 * job.out_per_row;
-        let aux = if job.uses_aux() { 8 } else { 0 };
-        Layout {
-            cols,
-            dtype,
-            input,
-            inputs: if job.b.is_some() { 2 } else { 1 },
-            labels: if job.labels.is_some() { 4 } else { 0 },
-            out,
-            aux,
-            values_back: if softmax || options.keep_values { out } else { 0 },
-            argmax_back: if options.keep_argmax && job.argmax { 8 } else { 0 },
-            softmax,
-        }
-    }
-
-    /// The most rows of one piece: every binding of a piece within the adapter's limit
-    /// (with room for an incomplete block carried over), and the piece's device bytes
-    /// within the chunk size.
-    pub(crate) fn piece_rows(&self, ctx: &Context, rows: u64) -> Result<u64> {
-        let (layout, limits) = (self, ctx.device.limits());
-        let (align, max_binding) =
-            (u64::from(limits.min_storage_buffer_offset_alignment), limits.max_storage_buffer_binding_size);
-        let too_large = |need| {
-            Error::TooLarge(format!(
-                "a row of {} columns needs {need} bytes but the adapter binds at most {max_binding}",
-                layout.cols
-            ))
-        };
-        let by_input = plan::chunk_rows(rows, layout.input, max_binding, align, u64::MAX).map_err(too_large)?;
-        // per-row outputs hold an incomplete block besides the piece's rows
-        let per_row = layout.out.max(layout.aux);
-        let room = max_binding.saturating_sub(layout.carry_rows() * per_row);
-        let by_output = plan::chunk_rows(rows, per_row, room, align, u64::MAX).map_err(too_large)?;
-        let by_memory = (ctx.chunk_bytes / layout.device_row_bytes()).max(1);
-        Ok(by_input.min(by_output).min(by_memory))
-    }
-
-    /// Rows of an incomplete reduction block a piece takes over from the one before.
-    fn carry_rows(&self) -> u64 {
-        if self.softmax { 0 } else { plan::REDUCE_BLOCK }
-    }
-
-    /// The bytes of a row on the device in one piece's buffers.
-    fn device_row_bytes(&self) -> u64 {
-        (self.inputs * self.input + self.labels + self.out + self.aux + self.values_back + self.argmax_back).max(1)
-    }
-
-    /// Where the argmax pairs of a piece of `n` rows start in its readback.
-    fn argmax_at(&self, n: u64) -> u64 {
-        (self.values_back * n).next_multiple_of(8)
-    }
 }
 
 /// Per-row results of a [`Stream`], read back a piece at a time, in row order.
@@ -163,7 +45,7 @@ pub struct Rows {
 
 impl Rows {
     /// Appends `next`, the rows that follow these.
-    pub fn append(&mut self, next: Rows) -> Result<()> {
+    pub(crate) fn append(&mut self, next: Rows) -> Result<()> {
         if next.rows == 0 {
             return Ok(());
         }

@@ -1,0 +1,79 @@
+//! The host inputs of one shape and dtype, shared by every operation, and the time the
+//! f64 reference takes over them.
+
+use std::time::Instant;
+
+use half::f16;
+use xent::{Batch, DType, Dist, Floats, Labels, LogBase, Loss};
+
+use crate::demo::Rng;
+
+/// Host inputs of one shape and dtype, shared by every operation.
+pub(super) struct Data {
+    pub(super) rows: usize,
+    pub(super) cols: usize,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    a16: Vec<f16>,
+    b16: Vec<f16>,
+    targets: Vec<f32>,
+    targets16: Vec<f16>,
+    labels: Vec<i32>,
+}
+
+impl Data {
+    pub(super) fn new(rows: usize, cols: usize, seed: u64) -> Data {
+        let mut rng = Rng::new(seed);
+        let n = rows * cols;
+        let a: Vec<f32> = (0..n).map(|_| 4.0 * rng.unit()).collect();
+        let b: Vec<f32> = (0..n).map(|_| 4.0 * rng.unit()).collect();
+        let targets: Vec<f32> = (0..n).map(|_| 0.5 + 0.5 * rng.unit()).collect();
+        let labels = (0..rows).map(|_| (rng.next() % cols as u64) as i32).collect();
+        let half = |v: &[f32]| v.iter().map(|&x| f16::from_f32(x)).collect();
+        Data { rows, cols, a16: half(&a), b16: half(&b), targets16: half(&targets), a, b, targets, labels }
+    }
+
+    fn batch<'a>(&self, v32: &'a [f32], v16: &'a [f16], dtype: DType) -> Batch<'a> {
+        let data = if dtype == DType::F16 { Floats::F16(v16) } else { Floats::F32(v32) };
+        Batch { data, rows: self.rows, cols: self.cols }
+    }
+
+    /// The operation `op` over these inputs.
+    pub(super) fn loss(&self, op: &str, dtype: DType) -> Option<Loss<'_>> {
+        let a = self.batch(&self.a, &self.a16, dtype);
+        let b = self.batch(&self.b, &self.b16, dtype);
+        let t = self.batch(&self.targets, &self.targets16, dtype);
+        let y = Labels::I32(&self.labels);
+        Some(match op {
+            "lse" => Loss::LogSumExp { logits: a },
+            "softmax" => Loss::Softmax { logits: a, temperature: 1.0, log: false },
+            "ce" => Loss::CrossEntropy { logits: a, labels: y, options: Default::default() },
+            "kl" => Loss::KlDiv { p: Dist::Logits(a), q: Dist::Logits(b) },
+            "entropy" => Loss::Entropy { p: Dist::Logits(a) },
+            "bce" => Loss::BinaryCrossEntropy { input: Dist::Logits(a), target: t },
+            "gaussian-kl" => Loss::GaussianKl { mean: a, logvar: b },
+            "distill" => Loss::Distill { student: a, teacher: b, labels: y, temperature: 2.0, alpha: 0.5 },
+            _ => return None,
+        })
+    }
+}
+
+/// Seconds of the f64 reference over all rows, timed on at most about 4M elements and scaled.
+pub(super) fn reference_seconds(data: &Data, op: &str, dtype: DType) -> f64 {
+    let sample_rows = ((1usize << 22) / data.cols).clamp(1, data.rows);
+    let sample = Data {
+        rows: sample_rows,
+        cols: data.cols,
+        a: data.a[..sample_rows * data.cols].to_vec(),
+        b: data.b[..sample_rows * data.cols].to_vec(),
+        a16: data.a16[..sample_rows * data.cols].to_vec(),
+        b16: data.b16[..sample_rows * data.cols].to_vec(),
+        targets: data.targets[..sample_rows * data.cols].to_vec(),
+        targets16: data.targets16[..sample_rows * data.cols].to_vec(),
+        labels: data.labels[..sample_rows].to_vec(),
+    };
+    let Some(loss) = sample.loss(op, dtype) else { return f64::NAN };
+    let t = Instant::now();
+    let _ = xent::reference::compute(&loss, LogBase::Nats);
+    t.elapsed().as_secs_f64() * data.rows as f64 / sample_rows as f64
+}

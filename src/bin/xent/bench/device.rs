@@ -1,0 +1,291 @@
+//! The device side: a job's inputs uploaded once, and the median device time of a kernel
+//! over them from timestamp queries (or the wall clock where the adapter has none).
+
+use std::time::Instant;
+
+use wgpu::util::DeviceExt;
+use xent::kernels::{Kernel, RowParams};
+use xent::ops::{self, Bound, Dispatch, RowBindings};
+use xent::plan;
+use xent::{Context, DType, LogBase, Loss};
+
+use crate::Failure;
+
+/// Words per row of the copy kernel.
+const COPY_COLS: u64 = 1024;
+
+/// Device buffers of one job and the timing machinery of the adapter.
+pub(super) struct Bench<'c> {
+    ctx: &'c Context,
+    queries: Option<(wgpu::QuerySet, wgpu::Buffer, wgpu::Buffer)>,
+    max_pieces: u32,
+}
+
+const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_DST);
+
+fn upload(device: &wgpu::Device, label: &str, bytes: &[u8]) -> wgpu::Buffer {
+    let mut padded = bytes.to_vec();
+    // whole 16-byte vectors, as the library allocates: inputs are read as vec4
+    padded.resize(bytes.len().max(16).div_ceil(16) * 16, 0);
+    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some(label),
+        contents: &padded,
+        usage: STORAGE | wgpu::BufferUsages::COPY_SRC,
+    })
+}
+
+fn empty(device: &wgpu::Device, label: &str, bytes: u64) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: bytes.max(16).div_ceil(16) * 16,
+        usage: STORAGE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    })
+}
+
+/// The aligned binding of bytes `start..start + len` of `buffer`.
+fn window(buffer: &wgpu::Buffer, start: u64, len: u64, elem: u64, align: u64) -> Bound<'_> {
+    Bound { buffer, window: plan::window(start, len, elem, align, buffer.size()) }
+}
+
+/// One dispatch's inputs as device buffers: what a kernel reads and writes.
+pub(super) struct Job {
+    pub(super) kernel: Kernel,
+    pub(super) params: RowParams,
+    dtype: DType,
+    pub(super) rows: u64,
+    cols: u64,
+    elem: u64,
+    pub(super) out_per_row: u64,
+    a: wgpu::Buffer,
+    b: Option<wgpu::Buffer>,
+    labels: Option<wgpu::Buffer>,
+    weights: wgpu::Buffer,
+    out: wgpu::Buffer,
+    aux: wgpu::Buffer,
+    status: wgpu::Buffer,
+    /// Where the copy kernel writes: the size of `a`.
+    copy_out: wgpu::Buffer,
+    /// Bytes a kernel must move at least: inputs read once plus outputs written.
+    pub(super) bytes: u64,
+}
+
+impl<'c> Bench<'c> {
+    pub(super) fn new(ctx: &'c Context) -> Bench<'c> {
+        let d = ctx.device();
+        let max_pieces = 64u32;
+        let queries = d.features().contains(wgpu::Features::TIMESTAMP_QUERY).then(|| {
+            let set = d.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("xent bench timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2 * max_pieces,
+            });
+            let size = 16 * u64::from(max_pieces);
+            let resolve = d.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("xent bench resolve"),
+                size,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            let read = d.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("xent bench readback"),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            (set, resolve, read)
+        });
+        Bench { ctx, queries, max_pieces }
+    }
+
+    pub(super) fn timing(&self) -> &'static str {
+        if self.queries.is_some() { "timestamp" } else { "wall" }
+    }
+
+    /// Uploads the inputs of `loss` once.
+    pub(super) fn job(&self, loss: &Loss, dtype: DType) -> Job {
+        let d = self.ctx.device();
+        let job = ops::job(loss, LogBase::Nats);
+        let (rows, cols) = (job.a.rows as u64, job.a.cols as u64);
+        let elem = dtype.size() as u64;
+        let a = upload(d, "a", job.a.data.bytes(0, job.a.data.len()));
+        let b = job.b.as_ref().map(|b| upload(d, "b", b.data.bytes(0, b.data.len())));
+        let labels = job.labels.as_ref().map(|y| {
+            let v: Vec<i32> = (0..y.len()).map(|i| y.get(i) as i32).collect();
+            upload(d, "labels", bytemuck::cast_slice(&v))
+        });
+        let out_len = rows * job.out_per_row;
+        let in_bytes =
+            rows * cols * elem * (1 + u64::from(job.b.is_some())) + if job.labels.is_some() { 4 * rows } else { 0 };
+        Job {
+            kernel: job.kernel,
+            params: job.params,
+            dtype,
+            rows,
+            cols,
+            elem,
+            out_per_row: job.out_per_row,
+            a,
+            b,
+            labels,
+            weights: empty(d, "weights", 4),
+            out: empty(d, "out", 4 * out_len),
+            aux: empty(d, "aux", 8 * rows),
+            status: upload(d, "status", bytemuck::cast_slice(&[u32::MAX; 2])),
+            copy_out: empty(d, "copy", rows * cols * elem),
+            bytes: in_bytes + 4 * out_len,
+        }
+    }
+
+    /// Whether the copy kernel's output holds `job`'s input words (after a run of it): a
+    /// roofline that skipped work would flatter every ratio.
+    pub(super) fn check_copy(&self, job: &Job) -> Result<(), Failure> {
+        let d = self.ctx.device();
+        let len = (job.rows * job.cols * job.elem / 4 / COPY_COLS).max(1) * 4 * COPY_COLS;
+        let read = |buffer: &wgpu::Buffer| -> Result<Vec<u8>, Failure> {
+            let staging = d.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("xent bench copy check"),
+                size: len,
+                usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
+                mapped_at_creation: false,
+            });
+            let mut encoder = d.create_command_encoder(&Default::default());
+            encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, len);
+            self.ctx.queue().submit([encoder.finish()]);
+            Ok(xent::readback::read_blocking(d, &staging, 0..len)?)
+        };
+        if read(&job.a)? != read(&job.copy_out)? {
+            return Err(Failure::machine("the copy kernel's output differs from its input".to_string()));
+        }
+        Ok(())
+    }
+
+    /// Median device seconds of `kernel` over `job`'s rows, dispatched in pieces that fit
+    /// the binding limit.
+    pub(super) fn time(&self, job: &Job, kernel: Kernel, iters: usize) -> Result<f64, Failure> {
+        let d = self.ctx.device();
+        let limits = d.limits();
+        let align = u64::from(limits.min_storage_buffer_offset_alignment);
+        let (rows, cols, elem) = (job.rows, job.cols, job.elem);
+        let copy = kernel == Kernel::Copy;
+        // the copy runs over the input words as rows of COPY_COLS words (a tail under one
+        // row is left out: at most 4 KiB)
+        let (units, unit_bytes, unit_out) = if copy {
+            ((rows * cols * elem / 4 / COPY_COLS).max(1), 4 * COPY_COLS, COPY_COLS)
+        } else {
+            (rows, cols * elem, job.out_per_row)
+        };
+        let row_bytes = unit_bytes.max(4 * unit_out);
+        let per_piece = plan::chunk_rows(units, row_bytes, limits.max_storage_buffer_binding_size, align, u64::MAX)
+            .map_err(|need| Failure::input(format!("one row needs {need} bytes, over the binding limit")))?;
+        let pieces: Vec<(u64, u64)> = plan::chunks(units, per_piece).collect();
+        if pieces.len() > self.max_pieces as usize {
+            return Err(Failure::input(format!("{} pieces: too many for one timed run", pieces.len())));
+        }
+        let scope = d.push_error_scope(wgpu::ErrorFilter::Validation);
+        let times = self.time_pieces(job, kernel, iters, &pieces, unit_bytes, unit_out);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Failure::machine(format!("benchmarking {}: {e}", kernel.entry())));
+        }
+        times
+    }
+
+    fn time_pieces(
+        &self,
+        job: &Job,
+        kernel: Kernel,
+        iters: usize,
+        pieces: &[(u64, u64)],
+        unit_bytes: u64,
+        unit_out: u64,
+    ) -> Result<f64, Failure> {
+        let d = self.ctx.device();
+        let align = u64::from(d.limits().min_storage_buffer_offset_alignment);
+        let copy = kernel == Kernel::Copy;
+        let mut times = Vec::with_capacity(iters);
+        for _ in 0..iters.max(1) {
+            let mut encoder = d.create_command_encoder(&Default::default());
+            for (i, &(start, n)) in pieces.iter().enumerate() {
+                let bindings = job.piece(copy, start, n, unit_bytes, unit_out, align);
+                let dispatch = Dispatch {
+                    kernel,
+                    template: &job.params,
+                    dtype: if copy { DType::F32 } else { job.dtype },
+                    rows: n,
+                    cols: if copy { COPY_COLS } else { job.cols },
+                    row_offset: start,
+                    grad: Default::default(),
+                    grad_denominator: None,
+                };
+                let ts = self.queries.as_ref().map(|(set, _, _)| wgpu::ComputePassTimestampWrites {
+                    query_set: set,
+                    beginning_of_pass_write_index: Some(2 * i as u32),
+                    end_of_pass_write_index: Some(2 * i as u32 + 1),
+                });
+                ops::encode_rows_timed(self.ctx.kernels(), &mut encoder, &dispatch, &bindings, ts)?;
+            }
+            times.push(self.submit_timed(encoder, pieces.len())?);
+        }
+        Ok(median(&mut times))
+    }
+
+    /// Submits `encoder` and returns the device seconds of its `passes` timed passes (the
+    /// wall clock around submit and wait without timestamp queries).
+    fn submit_timed(&self, mut encoder: wgpu::CommandEncoder, passes: usize) -> Result<f64, Failure> {
+        let d = self.ctx.device();
+        let started = Instant::now();
+        if let Some((set, resolve, read)) = &self.queries {
+            let n = 2 * passes as u32;
+            encoder.resolve_query_set(set, 0..n, resolve, 0);
+            encoder.copy_buffer_to_buffer(resolve, 0, read, 0, 8 * u64::from(n));
+            self.ctx.queue().submit([encoder.finish()]);
+            let bytes = xent::readback::read_blocking(d, read, 0..8 * u64::from(n))?;
+            let ticks: &[u64] = bytemuck::cast_slice(&bytes);
+            let period = f64::from(self.ctx.queue().get_timestamp_period());
+            let total: u64 = ticks.chunks_exact(2).map(|p| p[1].saturating_sub(p[0])).sum();
+            Ok(total as f64 * period * 1e-9)
+        } else {
+            let index = self.ctx.queue().submit([encoder.finish()]);
+            d.poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
+                .map_err(|e| Failure::machine(format!("waiting for the GPU: {e}")))?;
+            Ok(started.elapsed().as_secs_f64())
+        }
+    }
+}
+
+impl Job {
+    /// The bindings of units `start..start + n` of a timed run: rows of the job, or for the
+    /// copy kernel rows of [`COPY_COLS`] words of the first input.
+    fn piece(&self, copy: bool, start: u64, n: u64, unit_bytes: u64, unit_out: u64, align: u64) -> RowBindings<'_> {
+        let win = |buf, start, len, e| window(buf, start, len, e, align);
+        let elem = self.elem;
+        let (a, out) = if copy {
+            let b = 4 * COPY_COLS;
+            (win(&self.a, start * b, n * b, 4), win(&self.copy_out, start * b, n * b, 4))
+        } else {
+            let o = 4 * unit_out;
+            (win(&self.a, start * unit_bytes, n * unit_bytes, elem), win(&self.out, start * o, n * o, 4))
+        };
+        RowBindings {
+            a,
+            b: match &self.b {
+                Some(b) if !copy => win(b, start * unit_bytes, n * unit_bytes, elem),
+                _ => win(&self.weights, 0, 4, 4),
+            },
+            labels: match &self.labels {
+                Some(y) if !copy => win(y, 4 * start, 4 * n, 4),
+                _ => win(&self.weights, 0, 4, 4),
+            },
+            class_weights: win(&self.weights, 0, 4, 4),
+            out,
+            aux: if copy { win(&self.aux, 0, 8, 4) } else { win(&self.aux, 8 * start, 8 * n, 4) },
+            status: &self.status,
+            grad: win(&self.aux, 0, 8, 4),
+        }
+    }
+}
+
+pub(super) fn median(times: &mut [f64]) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}

@@ -1,0 +1,199 @@
+//! `xent bench`: device time of every row kernel on a grid of shapes, against a copy of
+//! the same input bytes on the same adapter (the roofline), against the simplest correct
+//! kernel (one workgroup per row, two passes) and against the f64 CPU reference.
+//!
+//! Inputs are uploaded once; only the row kernels are timed (the reduction over rows is
+//! a separate, tiny dispatch). Device time comes from timestamp queries around each pass
+//! where the adapter has `TIMESTAMP_QUERY`, else from the wall clock around submit and
+//! wait, and every line says which.
+
+mod data;
+mod device;
+mod plot;
+
+use clap::Args;
+use serde_json::{Value, json};
+use xent::kernels::Kernel;
+use xent::{Context, DType};
+
+use crate::Failure;
+use data::{Data, reference_seconds};
+use device::{Bench, Job, median};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Shapes as ROWSxCOLS, comma-separated (default: the grid).
+    #[arg(long, value_delimiter = ',', value_name = "RxC")]
+    shapes: Vec<String>,
+    /// Operations (CLI names), comma-separated (default: all).
+    #[arg(long, value_delimiter = ',', value_name = "OP")]
+    ops: Vec<String>,
+    /// Element types: f32, f16 (default: both).
+    #[arg(long, value_delimiter = ',', value_name = "DTYPE")]
+    dtypes: Vec<String>,
+    /// Timed repetitions per kernel (the median is reported).
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
+    iters: usize,
+    /// A quick pass for CI: shapes divided by 64 in rows, one repetition.
+    #[arg(long)]
+    quick: bool,
+    /// One JSON object per line and per measurement instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Also draw GB/s against columns per operation, with the copy roofline, as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<std::path::PathBuf>,
+}
+
+const DEFAULT_SHAPES: [(u64, u64); 5] = [(8192, 4096), (65536, 1000), (512, 65536), (1_048_576, 10), (64, 1_048_576)];
+const OPS: [&str; 8] = ["lse", "softmax", "ce", "kl", "entropy", "bce", "gaussian-kl", "distill"];
+
+fn parse_shape(s: &str) -> Result<(u64, u64), Failure> {
+    let bad = || Failure::input(format!("--shapes: {s:?} is not ROWSxCOLS (e.g. 8192x4096)"));
+    let (r, c) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let (r, c) = (r.trim().parse::<u64>().map_err(|_| bad())?, c.trim().parse::<u64>().map_err(|_| bad())?);
+    if r == 0 || c == 0 {
+        return Err(bad());
+    }
+    Ok((r, c))
+}
+
+/// What to measure: the arguments parsed and checked.
+struct Grid<'a> {
+    shapes: Vec<(u64, u64)>,
+    ops: Vec<&'a str>,
+    dtypes: Vec<DType>,
+    iters: usize,
+}
+
+impl<'a> Grid<'a> {
+    fn new(args: &'a BenchArgs) -> Result<Grid<'a>, Failure> {
+        let mut shapes = if args.shapes.is_empty() {
+            DEFAULT_SHAPES.to_vec()
+        } else {
+            args.shapes.iter().map(|s| parse_shape(s)).collect::<Result<_, _>>()?
+        };
+        if args.quick {
+            shapes.iter_mut().for_each(|(r, _)| *r = r.div_ceil(64));
+        }
+        let ops: Vec<&str> =
+            if args.ops.is_empty() { OPS.to_vec() } else { args.ops.iter().map(String::as_str).collect() };
+        if let Some(op) = ops.iter().find(|op| !OPS.contains(op)) {
+            return Err(Failure::input(format!("--ops: unknown operation {op:?}; known: {}", OPS.join(", "))));
+        }
+        let dtypes: Vec<DType> = match &args.dtypes[..] {
+            [] => vec![DType::F32, DType::F16],
+            list => list
+                .iter()
+                .map(|d| match d.as_str() {
+                    "f32" => Ok(DType::F32),
+                    "f16" => Ok(DType::F16),
+                    other => Err(Failure::input(format!("--dtypes: {other:?} is not f32 or f16"))),
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let iters = if args.quick { 1 } else { args.iters.max(1) };
+        Ok(Grid { shapes, ops, dtypes, iters })
+    }
+}
+
+pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
+    let grid = Grid::new(args)?;
+    let iters = grid.iters;
+    let ctx = Context::new_blocking()?;
+    let bench = Bench::new(&ctx);
+    let adapter = ctx.adapter_label();
+    if !args.json {
+        println!("adapter: {adapter}; device time from {}; median of {iters}", bench.timing());
+        println!(
+            "{:<12} {:>8} {:>8} {:>5} {:>10} {:>8} {:>9} {:>9} {:>9}",
+            "op", "rows", "cols", "dtype", "ms", "GB/s", "vs copy", "vs naive", "vs cpu"
+        );
+    }
+    let mut lines = Vec::new();
+    for &(rows, cols) in &grid.shapes {
+        let data = Data::new(rows as usize, cols as usize, rows ^ cols);
+        for &dtype in &grid.dtypes {
+            // the roofline: a copy of the logits' bytes, warmed up first
+            let Some(lse) = data.loss("lse", dtype) else { continue };
+            let base = bench.job(&lse, dtype);
+            bench.time(&base, Kernel::Copy, 1)?;
+            bench.check_copy(&base)?;
+            for op in &grid.ops {
+                let Some(line) = measure(&bench, &data, &base, op, dtype, iters, &adapter)? else { continue };
+                if args.json {
+                    println!("{line}");
+                } else {
+                    println!("{}", plot::table_row(&line));
+                }
+                lines.push(line);
+            }
+        }
+    }
+    if let Some(path) = &args.plot {
+        plot::plot(path, &lines, &adapter, bench.timing())
+            .map_err(|e| Failure::input(format!("--plot {}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// The line of `op` over `data` in `dtype`: its kernel's median time against the copy of
+/// `base` (the logits' bytes), the two-pass baseline and the f64 reference.
+fn measure(
+    bench: &Bench,
+    data: &Data,
+    base: &Job,
+    op: &str,
+    dtype: DType,
+    iters: usize,
+    adapter: &str,
+) -> Result<Option<Value>, Failure> {
+    let naive = |kernel_job: &Job| -> Result<f64, Failure> {
+        bench.time(kernel_job, Kernel::NaiveXent, 1)?;
+        bench.time(kernel_job, Kernel::NaiveXent, iters)
+    };
+    let (rows, cols) = (data.rows as u64, data.cols as u64);
+    let dname = if dtype == DType::F16 { "f16" } else { "f32" };
+    let Some(loss) = data.loss(op, dtype) else { return Ok(None) };
+    let job = bench.job(&loss, dtype);
+    bench.time(&job, job.kernel, 1)?; // compile and warm up
+    // the copy and the kernel alternate, run by run, so that the drift of a
+    // shared machine falls on both sides of the ratio
+    let (mut copies, mut runs) = (Vec::new(), Vec::new());
+    for _ in 0..iters.max(1) {
+        copies.push(bench.time(base, Kernel::Copy, 1)?);
+        runs.push(bench.time(&job, job.kernel, 1)?);
+    }
+    let (copy, seconds) = (median(&mut copies), median(&mut runs));
+    // two-pass baseline for the ops it computes: lse, and ce with labels bound
+    let naive_seconds = match op {
+        "lse" => Some(naive(&job)?),
+        "ce" => {
+            let mut with_labels = bench.job(&loss, dtype);
+            with_labels.params.flags = xent::kernels::flags::HAS_B;
+            Some(naive(&with_labels)?)
+        }
+        _ => None,
+    };
+    // the copy moves the logits' bytes; ops with two float inputs read twice that
+    let copy_seconds =
+        copy * (job.bytes - 4 * job.rows * job.out_per_row) as f64 / (rows * cols * dtype.size() as u64) as f64;
+    let cpu = reference_seconds(data, op, dtype);
+    Ok(Some(json!({
+        "op": op,
+        "rows": rows,
+        "cols": cols,
+        "dtype": dname,
+        "seconds": seconds,
+        "gbps": job.bytes as f64 / seconds / 1e9,
+        "bytes": job.bytes,
+        "copy_seconds": copy_seconds,
+        "copy_ratio": copy_seconds / seconds,
+        // the copy kernel's speed over the logits' bytes: the roofline of a read-once kernel
+        "copy_gbps": (rows * cols * dtype.size() as u64) as f64 / copy / 1e9,
+        "naive_ratio": naive_seconds.map(|n| n / seconds),
+        "cpu_ratio": cpu / seconds,
+        "timing": bench.timing(),
+        "adapter": adapter,
+    })))
+}

@@ -1,0 +1,292 @@
+//! The file commands: `.npy` inputs streamed in row chunks through the GPU or the f64 reference.
+//!
+//! A reader thread reads chunk i+1 (positioned reads, no mapping, so memory stays at a few
+//! chunks whatever the file size) while the main thread uploads and runs chunk i; the GPU
+//! path reduces rows in fixed 512-row blocks on the device as they come, so the value does
+//! not depend on the chunk size, and sends per-row values and argmax back a piece at a
+//! time. Outputs go through [`NpyWriter`]: a temporary file renamed onto `--out` only when
+//! the run succeeded.
+
+mod input;
+mod report;
+mod run;
+
+use std::path::PathBuf;
+use std::sync::mpsc::sync_channel;
+use std::time::Instant;
+
+use serde_json::Value;
+use xent::npy::NpyWriter;
+use xent::{Batch, Context, CrossEntropyOptions, Dist, Labels, LogBase, Loss, RunOptions};
+
+use input::{Chunk, Data};
+pub use input::{Input, read_class_weights};
+use report::Progress;
+pub use report::number;
+use run::Engine;
+
+use crate::{Base, Common, Device, Failure};
+
+/// Bytes a chunk takes in memory while it is worked on (and a GPU piece on the device),
+/// unless `--chunk-rows` says otherwise.
+const CHUNK_BYTES: u64 = 32 << 20;
+
+/// The operation of a file command, with its options.
+pub enum Op {
+    Lse,
+    Softmax {
+        temperature: f32,
+        log: bool,
+    },
+    Ce {
+        ignore_index: Option<i64>,
+        class_weights: Option<Vec<f32>>,
+        smoothing: f32,
+    },
+    /// Probability targets; weights and smoothing are applied to the targets as read,
+    /// PyTorch's `−Σ_j W_j·((1−s)·P_ij + s/K)·log_softmax_j`.
+    CeProbs {
+        class_weights: Option<Vec<f32>>,
+        smoothing: f32,
+    },
+    Kl {
+        p_logits: bool,
+        q_logits: bool,
+    },
+    Entropy {
+        logits: bool,
+    },
+    Bce {
+        logits: bool,
+    },
+    GaussianKl,
+    Distill {
+        temperature: f32,
+        alpha: f32,
+    },
+}
+
+/// A file command ready to run.
+pub struct Job {
+    command: &'static str,
+    op: Op,
+    a: Input,
+    b: Option<Input>,
+    labels: Option<Input>,
+    out: Option<PathBuf>,
+    common: Common,
+    rows: u64,
+    cols: u64,
+    /// Every float input is `<f2` and read as is.
+    half: bool,
+    chunk_rows: u64,
+}
+
+impl Job {
+    /// Checks the inputs against each other and the options, before anything is read.
+    pub fn new(
+        command: &'static str,
+        op: Op,
+        a: Input,
+        b: Option<Input>,
+        labels: Option<Input>,
+        out: Option<PathBuf>,
+        common: Common,
+    ) -> Result<Job, Failure> {
+        let (rows, cols) = (a.file.rows(), a.file.cols());
+        if cols == 0 {
+            return Err(Failure::input(format!(
+                "{}: {} has no columns (shape {:?})",
+                a.name(),
+                a.flag,
+                a.file.shape()
+            )));
+        }
+        if let Some(b) = &b
+            && (b.file.rows(), b.file.cols()) != (rows, cols)
+        {
+            return Err(Failure::input(format!(
+                "{}: {} is [{}, {}] but {} ({}) is [{rows}, {cols}]; they must have the same shape",
+                b.name(),
+                b.flag,
+                b.file.rows(),
+                b.file.cols(),
+                a.flag,
+                a.name()
+            )));
+        }
+        if let Some(y) = &labels
+            && y.file.rows() != rows
+        {
+            return Err(Failure::input(format!(
+                "{}: {} has {} entries but {} ({}) has {rows} rows",
+                y.name(),
+                y.flag,
+                y.file.rows(),
+                a.flag,
+                a.name()
+            )));
+        }
+        match &op {
+            Op::Ce { smoothing, .. } | Op::CeProbs { smoothing, .. } if !(0.0..=1.0).contains(smoothing) => {
+                return Err(Failure::input(format!("--label-smoothing: {smoothing} is not in [0, 1]")));
+            }
+            _ => {}
+        }
+        let transforms_b =
+            matches!(&op, Op::CeProbs { class_weights, smoothing } if class_weights.is_some() || *smoothing > 0.0);
+        let half = [Some(&a), b.as_ref()].into_iter().flatten().all(|i| i.file.dtype() == xent::npy::NpyDType::F16)
+            && !transforms_b;
+        let values_per_row = if matches!(op, Op::Softmax { .. }) { cols } else { 1 };
+        let row_bytes = memory_row_bytes(&[Some(&a), b.as_ref()], labels.is_some(), half, values_per_row);
+        let chunk_rows = common.chunk_rows.unwrap_or((CHUNK_BYTES / row_bytes).max(1));
+        let job = Job { command, op, a, b, labels, out, common, rows, cols, half, chunk_rows };
+        // The scalar options (temperature, alpha, ignore index, weights' length), checked on no rows.
+        let empty = Chunk {
+            start: 0,
+            rows: 0,
+            a: Data::F32(Vec::new()),
+            b: job.b.as_ref().map(|_| Data::F32(Vec::new())),
+            labels: job.labels.as_ref().map(|_| Vec::new()),
+            bytes: 0,
+        };
+        job.loss(&empty)?.validate()?;
+        Ok(job)
+    }
+
+    fn softmax(&self) -> bool {
+        matches!(self.op, Op::Softmax { .. })
+    }
+
+    /// Cross-entropy with labels reports accuracy and perplexity.
+    fn scores(&self) -> bool {
+        matches!(self.op, Op::Ce { .. })
+    }
+
+    fn base(&self) -> LogBase {
+        match self.common.base {
+            Base::E => LogBase::Nats,
+            Base::Two => LogBase::Bits,
+        }
+    }
+
+    /// The operation over one chunk's rows.
+    fn loss<'c>(&'c self, c: &'c Chunk) -> Result<Loss<'c>, Failure> {
+        let a = Batch::new(c.a.floats(), c.rows, self.cols as usize)?;
+        let second = || -> Result<Batch<'c>, Failure> {
+            let b = c.b.as_ref().ok_or_else(|| Failure::machine("second input missing"))?;
+            Ok(Batch::new(b.floats(), c.rows, self.cols as usize)?)
+        };
+        let labels = || -> Result<Labels<'c>, Failure> {
+            c.labels.as_deref().map(Labels::I64).ok_or_else(|| Failure::machine("labels missing"))
+        };
+        let dist = |logits: bool, b: Batch<'c>| if logits { Dist::Logits(b) } else { Dist::Probs(b) };
+        Ok(match &self.op {
+            Op::Lse => Loss::LogSumExp { logits: a },
+            &Op::Softmax { temperature, log } => Loss::Softmax { logits: a, temperature, log },
+            Op::Ce { ignore_index, class_weights, smoothing } => Loss::CrossEntropy {
+                logits: a,
+                labels: labels()?,
+                options: CrossEntropyOptions {
+                    ignore_index: *ignore_index,
+                    class_weights: class_weights.as_deref(),
+                    label_smoothing: *smoothing,
+                },
+            },
+            Op::CeProbs { .. } => Loss::CrossEntropyProbs { logits: a, target: second()? },
+            &Op::Kl { p_logits, q_logits } => Loss::KlDiv { p: dist(p_logits, a), q: dist(q_logits, second()?) },
+            &Op::Entropy { logits } => Loss::Entropy { p: dist(logits, a) },
+            &Op::Bce { logits } => Loss::BinaryCrossEntropy { input: dist(logits, a), target: second()? },
+            Op::GaussianKl => Loss::GaussianKl { mean: a, logvar: second()? },
+            &Op::Distill { temperature, alpha } => {
+                Loss::Distill { student: a, teacher: second()?, labels: labels()?, temperature, alpha }
+            }
+        })
+    }
+
+    fn ignore_index(&self) -> Option<i64> {
+        match self.op {
+            Op::Ce { ignore_index, .. } => ignore_index,
+            _ => None,
+        }
+    }
+
+    /// Runs the job and returns its JSON line.
+    pub fn run(self) -> Result<Value, Failure> {
+        let started = Instant::now();
+        let mut ctx = match self.common.device {
+            Device::Cpu => None,
+            Device::Gpu => Some(Context::new_blocking()?),
+            // no adapter at all: the reference still answers
+            Device::Auto => Context::new_blocking().ok(),
+        };
+        if let Some(ctx) = &mut ctx {
+            // a piece's device buffers within a chunk's bytes (two pieces are in flight)
+            ctx.set_chunk_bytes(CHUNK_BYTES);
+        }
+        let engine = match &ctx {
+            None => Engine::Cpu,
+            Some(c) if self.rows == 0 => Engine::Gpu(c, None),
+            Some(c) => self.gpu_stream(c)?.map_or(Engine::Cpu, |s| Engine::Gpu(c, Some(Box::new(s)))),
+        };
+        let gpu = matches!(engine, Engine::Gpu(..));
+        let setup_seconds = started.elapsed().as_secs_f64();
+        let total_bytes: u64 = [Some(&self.a), self.b.as_ref(), self.labels.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|i| i.file.header().data_bytes())
+            .sum();
+        let progress = Progress::new(total_bytes, self.common.quiet);
+        let t = Instant::now();
+        let chunks: Vec<(u64, usize)> = (0..self.rows)
+            .step_by(self.chunk_rows as usize)
+            .map(|s| (s, (self.chunk_rows.min(self.rows - s)) as usize))
+            .collect();
+        let totals = std::thread::scope(|scope| {
+            let (tx, rx) = sync_channel(1);
+            let job = &self;
+            scope.spawn(move || {
+                for &(start, n) in &chunks {
+                    let chunk = job.read(start, n);
+                    let failed = chunk.is_err();
+                    if tx.send(chunk).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+            match engine {
+                Engine::Gpu(ctx, stream) => self.run_gpu(ctx, stream, rx, &progress),
+                Engine::Cpu => self.run_cpu(rx, &progress),
+            }
+        });
+        progress.finish();
+        let totals = totals?;
+        let seconds = t.elapsed().as_secs_f64();
+        Ok(self.report(&totals, total_bytes, seconds, setup_seconds, gpu))
+    }
+
+    fn run_options(&self) -> RunOptions {
+        RunOptions {
+            base: self.base(),
+            keep_values: self.out.is_some() && !self.softmax(),
+            keep_argmax: self.scores(),
+            chunk_rows: self.common.chunk_rows,
+        }
+    }
+
+    /// The `--out` writer, opened before the work so a bad path fails first.
+    fn writer(&self) -> Result<Option<NpyWriter>, Failure> {
+        let shape = if self.softmax() { vec![self.rows, self.cols] } else { vec![self.rows] };
+        Ok(self.out.as_ref().map(|p| NpyWriter::create(p, &shape)).transpose()?)
+    }
+}
+
+/// The bytes a row of a chunk takes in memory while it is worked on, on either path:
+/// each float input as read (half precision kept, else f32) and as uploaded, labels as
+/// i64, and the per-row results (the reference's f64 values and weights, the f32 values
+/// written, the argmax).
+fn memory_row_bytes(floats: &[Option<&Input>], labels: bool, half: bool, values_per_row: u64) -> u64 {
+    let elem = if half { 2 } else { 4 };
+    let inputs: u64 = floats.iter().flatten().map(|i| 2 * i.file.cols() * elem).sum();
+    inputs + if labels { 8 } else { 0 } + values_per_row * (8 + 4) + 8 + 4
+}

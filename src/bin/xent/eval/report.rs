@@ -1,0 +1,100 @@
+//! The job's JSON line, and the progress bar on stderr while it runs.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::{Value, json};
+use xent::LogBase;
+
+use super::run::Totals;
+use super::{Job, Op};
+use crate::Reduction;
+
+impl Job {
+    pub(super) fn report(&self, t: &Totals, bytes: u64, seconds: f64, setup_seconds: f64, gpu: bool) -> Value {
+        let mean = t.sum / t.denominator;
+        let value = match self.common.reduction {
+            Reduction::Mean => mean,
+            Reduction::Sum | Reduction::None => t.sum,
+        };
+        let mut line = json!({
+            "command": self.command,
+            "rows": self.rows,
+            "cols": self.cols,
+            "reduction": match self.common.reduction {
+                Reduction::None => "none",
+                Reduction::Sum => "sum",
+                Reduction::Mean => "mean",
+            },
+            "value": number(value),
+            "adapter": t.adapter,
+            "seconds": seconds,
+            "device": if gpu { "gpu" } else { "cpu" },
+            "dtype": self.a.file.dtype().descr(),
+            "sum": number(t.sum),
+            "mean": number(mean),
+            "bytes": bytes,
+            "gbps": bytes as f64 / seconds.max(1e-9) / 1e9,
+            "setup_seconds": setup_seconds,
+        });
+        let Some(fields) = line.as_object_mut() else { return line };
+        if !matches!(self.op, Op::Lse | Op::Softmax { .. }) {
+            fields.insert("base".into(), json!(if self.base() == LogBase::Bits { "bits" } else { "nats" }));
+        }
+        if let Some((hit, counted)) = t.hits {
+            fields.insert("accuracy".into(), number(hit as f64 / counted as f64));
+            // exp of the mean loss in nats, whatever --base says
+            fields.insert("perplexity".into(), number((mean / self.base().scale()).exp()));
+        }
+        if let Some(out) = &self.out {
+            fields.insert("out".into(), json!(out.display().to_string()));
+        }
+        line
+    }
+}
+
+/// A JSON number, or the strings "inf", "-inf", "nan" for non-finite values.
+pub fn number(v: f64) -> Value {
+    if v.is_nan() {
+        json!("nan")
+    } else if v.is_infinite() {
+        json!(if v > 0.0 { "inf" } else { "-inf" })
+    } else {
+        json!(v)
+    }
+}
+
+/// A progress bar on stderr, drawn only when stderr is a terminal and the run has taken
+/// over a second, so scripts and short runs see nothing.
+pub(super) struct Progress {
+    bar: ProgressBar,
+    started: Instant,
+    enabled: bool,
+    shown: std::cell::Cell<bool>,
+}
+
+impl Progress {
+    pub(super) fn new(total_bytes: u64, quiet: bool) -> Progress {
+        let bar = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::hidden());
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+        ) {
+            bar.set_style(style);
+        }
+        let enabled = !quiet && std::io::stderr().is_terminal();
+        Progress { bar, started: Instant::now(), enabled, shown: false.into() }
+    }
+
+    pub(super) fn advance(&self, bytes: u64) {
+        self.bar.inc(bytes);
+        if self.enabled && !self.shown.get() && self.started.elapsed() > Duration::from_secs(1) {
+            self.bar.set_draw_target(ProgressDrawTarget::stderr());
+            self.shown.set(true);
+        }
+    }
+
+    pub(super) fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}

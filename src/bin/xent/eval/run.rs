@@ -1,0 +1,196 @@
+//! The job's two runs: the GPU stream, with the per-row results it sends back, and the f64
+//! reference on the CPU.
+
+use std::io::Write;
+use std::sync::mpsc::Receiver;
+
+use xent::npy::NpyWriter;
+use xent::{Context, Rows, Stream};
+
+use super::Job;
+use super::input::{Chunk, Data};
+use super::report::Progress;
+use crate::{Device, Failure};
+
+/// What a run gives besides the per-row values it wrote.
+pub(super) struct Totals {
+    pub(super) sum: f64,
+    pub(super) denominator: f64,
+    /// Rows whose argmax is the label, of the rows counted (not ignored).
+    pub(super) hits: Option<(u64, u64)>,
+    pub(super) adapter: String,
+}
+
+/// Where a job runs: on the GPU (no stream for a job of no rows), or the CPU reference.
+pub(super) enum Engine<'c> {
+    Gpu(&'c Context, Option<Box<Stream<'c>>>),
+    Cpu,
+}
+
+/// What the GPU path adds up from the per-row results as they come back.
+struct Seen {
+    softmax_sum: f64,
+    hits: Option<(u64, u64)>,
+}
+
+impl Job {
+    /// The GPU stream of this job, or `None` where the adapter cannot run it (a row wider
+    /// than a binding): `auto` then runs on the CPU with a note on stderr; `gpu`, which
+    /// demands the GPU, fails with status 1.
+    pub(super) fn gpu_stream<'c>(&self, ctx: &'c Context) -> Result<Option<Stream<'c>>, Failure> {
+        let empty = Chunk {
+            start: 0,
+            rows: 0,
+            a: self.empty_data(),
+            b: self.b.as_ref().map(|_| self.empty_data()),
+            labels: self.labels.as_ref().map(|_| Vec::new()),
+            bytes: 0,
+        };
+        match ctx.stream(&self.loss(&empty)?, self.rows, &self.run_options()) {
+            Ok(stream) => Ok(Some(stream)),
+            Err(xent::Error::TooLarge(why)) if self.common.device == Device::Auto => {
+                let _ = writeln!(std::io::stderr(), "xent: note: {why}; running on the CPU");
+                Ok(None)
+            }
+            Err(xent::Error::TooLarge(why)) => {
+                Err(Failure::machine(format!("{why}; --device auto or --device cpu runs it on the CPU")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// No rows of an input in the form chunks are read in.
+    pub(super) fn empty_data(&self) -> Data {
+        if self.half { Data::F16(Vec::new()) } else { Data::F32(Vec::new()) }
+    }
+
+    pub(super) fn run_gpu(
+        &self,
+        ctx: &Context,
+        stream: Option<Box<Stream>>,
+        rx: Receiver<Result<Chunk, Failure>>,
+        progress: &Progress,
+    ) -> Result<Totals, Failure> {
+        let mut writer = self.writer()?;
+        let adapter = ctx.adapter_label();
+        let Some(mut stream) = stream else {
+            // no rows: PyTorch's empty mean is NaN, the sum 0
+            return self.finish_empty(writer, adapter);
+        };
+        let mut seen = Seen { softmax_sum: 0.0, hits: self.scores().then_some((0, 0)) };
+        for chunk in rx {
+            let chunk = chunk?;
+            let loss = self.loss(&chunk)?;
+            let rows = stream.push(&loss).map_err(|e| self.describe(e))?;
+            self.take(rows, &mut writer, &mut seen)?;
+            progress.advance(chunk.bytes);
+        }
+        let rows = stream.drain().map_err(|e| self.describe(e))?;
+        self.take(rows, &mut writer, &mut seen)?;
+        let out = stream.finish().map_err(|e| self.describe(e))?;
+        if let Some(w) = writer {
+            w.finish()?;
+        }
+        let sum = if self.softmax() { seen.softmax_sum } else { out.sum };
+        Ok(Totals { sum, denominator: out.denominator, hits: seen.hits, adapter })
+    }
+
+    /// Writes the per-row results the device sent back and counts their top-1 hits.
+    fn take(&self, rows: Rows, writer: &mut Option<NpyWriter>, seen: &mut Seen) -> Result<(), Failure> {
+        if self.softmax() {
+            // one value after another, so the sum does not depend on the chunking
+            seen.softmax_sum = rows.values.iter().fold(seen.softmax_sum, |s, &v| s + f64::from(v));
+        }
+        if let Some(w) = writer.as_mut().filter(|_| !rows.values.is_empty()) {
+            w.write(&rows.values)?;
+        }
+        if let Some((hit, counted)) = &mut seen.hits {
+            let (h, c) = self.count_hits(rows.start, &rows.argmax)?;
+            *hit += h;
+            *counted += c;
+        }
+        Ok(())
+    }
+
+    pub(super) fn run_cpu(&self, rx: Receiver<Result<Chunk, Failure>>, progress: &Progress) -> Result<Totals, Failure> {
+        let mut writer = self.writer()?;
+        let (mut sum, mut denominator) = (Sum::default(), Sum::default());
+        let mut hits = self.scores().then_some((0u64, 0u64));
+        for chunk in rx {
+            let chunk = chunk?;
+            let loss = self.loss(&chunk)?;
+            let r = xent::reference::compute(&loss, self.base()).map_err(|e| self.row_failure(e, chunk.start))?;
+            r.values.iter().for_each(|&v| sum.add(v));
+            r.weights.iter().for_each(|&w| denominator.add(w));
+            if let Some(w) = &mut writer {
+                w.write(&r.values.iter().map(|&v| v as f32).collect::<Vec<f32>>())?;
+            }
+            if let (Some((hit, counted)), Some(argmax), Some(labels)) = (&mut hits, &r.argmax, &chunk.labels) {
+                let ignore = self.ignore_index();
+                for (&a, &y) in argmax.iter().zip(labels) {
+                    if Some(y) != ignore {
+                        *counted += 1;
+                        *hit += u64::from(i64::from(a) == y);
+                    }
+                }
+            }
+            progress.advance(chunk.bytes);
+        }
+        if let Some(w) = writer {
+            w.finish()?;
+        }
+        let denominator = if self.softmax() { self.rows as f64 } else { denominator.value() };
+        Ok(Totals { sum: sum.value(), denominator, hits, adapter: "cpu (f64 reference)".into() })
+    }
+
+    fn finish_empty(&self, writer: Option<NpyWriter>, adapter: String) -> Result<Totals, Failure> {
+        if let Some(w) = writer {
+            w.finish()?;
+        }
+        Ok(Totals { sum: 0.0, denominator: 0.0, hits: self.scores().then_some((0, 0)), adapter })
+    }
+
+    /// Top-1 hits of the device's argmax of rows `first..` against the labels, read again
+    /// in chunks.
+    fn count_hits(&self, first: u64, argmax: &[u32]) -> Result<(u64, u64), Failure> {
+        let Some(y) = &self.labels else { return Ok((0, 0)) };
+        let ignore = self.ignore_index();
+        let (mut hit, mut counted) = (0u64, 0u64);
+        let mut labels = Vec::new();
+        let step = 1usize << 20;
+        for start in (0..argmax.len()).step_by(step) {
+            let n = step.min(argmax.len() - start);
+            y.file.read_labels(first + start as u64, n, &mut labels)?;
+            for (&a, &l) in argmax[start..start + n].iter().zip(&labels) {
+                if Some(l) != ignore {
+                    counted += 1;
+                    hit += u64::from(i64::from(a) == l);
+                }
+            }
+        }
+        Ok((hit, counted))
+    }
+}
+
+/// A streaming Neumaier sum; infinities and NaN propagate as in a plain sum.
+#[derive(Default)]
+struct Sum {
+    s: f64,
+    c: f64,
+}
+
+impl Sum {
+    fn add(&mut self, x: f64) {
+        if !x.is_finite() || !self.s.is_finite() {
+            self.s += x;
+            return;
+        }
+        let t = self.s + x;
+        self.c += if self.s.abs() >= x.abs() { (self.s - t) + x } else { (x - t) + self.s };
+        self.s = t;
+    }
+
+    fn value(&self) -> f64 {
+        if self.s.is_finite() { self.s + self.c } else { self.s }
+    }
+}

@@ -1,0 +1,243 @@
+//! What a caller hands the recorder: its buffers as typed ranges, the operation over them,
+//! and where the results go.
+
+use crate::error::{Error, Result};
+use crate::loss::{DType, Reduction};
+
+/// A row-major `[rows, cols]` input of `dtype` starting `offset` bytes into `buffer`.
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceBatch<'a> {
+    /// The caller's buffer; it needs `BufferUsages::STORAGE`.
+    pub buffer: &'a wgpu::Buffer,
+    /// Bytes from the buffer's start: a multiple of the element size.
+    pub offset: u64,
+    /// Rows of the batch.
+    pub rows: u32,
+    /// Columns (classes) of every row.
+    pub cols: u32,
+    /// Element type: f32, or f16 / bf16 widened exactly on load.
+    pub dtype: DType,
+}
+
+/// A distribution given as probabilities or as logits.
+#[derive(Clone, Copy, Debug)]
+pub enum DeviceDist<'a> {
+    /// Probabilities, each row summing to 1 (negative, NaN or infinite entries are reported).
+    Probs(DeviceBatch<'a>),
+    /// Logits: the distribution is their softmax.
+    Logits(DeviceBatch<'a>),
+}
+
+/// `rows` i32 labels starting `offset` bytes into `buffer`.
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceLabels<'a> {
+    /// The caller's buffer; it needs `BufferUsages::STORAGE`.
+    pub buffer: &'a wgpu::Buffer,
+    /// Bytes from the buffer's start: a multiple of 4.
+    pub offset: u64,
+}
+
+/// `cols` f32 class weights starting `offset` bytes into `buffer`.
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceWeights<'a> {
+    /// The caller's buffer; it needs `BufferUsages::STORAGE`.
+    pub buffer: &'a wgpu::Buffer,
+    /// Bytes from the buffer's start: a multiple of the device's
+    /// `min_storage_buffer_offset_alignment` (the weights are bound from there).
+    pub offset: u64,
+}
+
+/// One operation over device buffers; the semantics are those of [`Loss`](crate::Loss) (and of
+/// the command line's contract), every input of one operation having the same shape
+/// and dtype.
+#[derive(Clone, Copy, Debug)]
+pub enum DeviceLoss<'a> {
+    /// `log Σ_j exp(x_ij)` per row.
+    LogSumExp {
+        /// The logits.
+        logits: DeviceBatch<'a>,
+    },
+    /// `softmax(x_i / T)` (or its log), `rows * cols` values.
+    Softmax {
+        /// The logits.
+        logits: DeviceBatch<'a>,
+        /// `T > 0`.
+        temperature: f32,
+        /// Write log-softmax instead.
+        log: bool,
+    },
+    /// Softmax cross-entropy with integer labels (PyTorch's `F.cross_entropy`).
+    CrossEntropy {
+        /// The logits.
+        logits: DeviceBatch<'a>,
+        /// One label per row, in `[0, cols)` or `ignore_index`.
+        labels: DeviceLabels<'a>,
+        /// Rows with this label give 0 and leave the mean's denominator.
+        ignore_index: Option<i32>,
+        /// Per-class weights `W`: the row's loss is scaled by `W[y]`, the mean divides by `Σ W[y]`.
+        class_weights: Option<DeviceWeights<'a>>,
+        /// `s` in `(1−s)·nll + (s/K)·Σ_j −log_softmax_j`, in `[0, 1]`.
+        label_smoothing: f32,
+    },
+    /// Cross-entropy with probability targets: `−Σ_j P_ij log softmax(x_i)_j`.
+    CrossEntropyProbs {
+        /// The logits.
+        logits: DeviceBatch<'a>,
+        /// The target probabilities (for class weights or smoothing, fold them into the
+        /// targets: `W_j·((1−s)·P_ij + s/K)` is PyTorch's form).
+        target: DeviceBatch<'a>,
+    },
+    /// `KL(P‖Q) = Σ_j p_j (log p_j − log q_j)`.
+    KlDiv {
+        /// The target distribution.
+        p: DeviceDist<'a>,
+        /// The predicted distribution (the one with a gradient, when given as logits).
+        q: DeviceDist<'a>,
+    },
+    /// `H(P) = −Σ_j p_j log p_j`.
+    Entropy {
+        /// The distribution.
+        p: DeviceDist<'a>,
+    },
+    /// Binary cross-entropy summed over each row's columns.
+    BinaryCrossEntropy {
+        /// Probabilities (logs clamped at −100, as PyTorch) or logits (the stable form).
+        input: DeviceDist<'a>,
+        /// Targets in `[0, 1]`.
+        target: DeviceBatch<'a>,
+    },
+    /// The VAE's `−½ Σ_j (1 + logvar − mean² − exp(logvar))`.
+    GaussianKl {
+        /// The posterior means.
+        mean: DeviceBatch<'a>,
+        /// The posterior log-variances.
+        logvar: DeviceBatch<'a>,
+    },
+    /// `α·τ²·KL(softmax(t/τ) ‖ softmax(s/τ)) + (1−α)·CE(s, y)`.
+    Distill {
+        /// The student's logits (the ones with a gradient).
+        student: DeviceBatch<'a>,
+        /// The teacher's logits.
+        teacher: DeviceBatch<'a>,
+        /// Hard labels in `[0, cols)`.
+        labels: DeviceLabels<'a>,
+        /// `τ > 0`.
+        temperature: f32,
+        /// `α` in `[0, 1]`.
+        alpha: f32,
+    },
+}
+
+/// Where a record writes.
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceOutput<'a> {
+    /// Per-row values, f32: `rows` of them (softmax: `rows * cols`), `STORAGE` usage.
+    pub per_row: &'a wgpu::Buffer,
+    /// Bytes from `per_row`'s start: a multiple of 4.
+    pub per_row_offset: u64,
+    /// The reduction over rows, [`Reduced::BYTES`] bytes (`COPY_DST` usage; not for softmax).
+    pub reduced: Option<(&'a wgpu::Buffer, u64)>,
+    /// The gradient with respect to the logits, written in the same pass.
+    pub grad: Option<DeviceGrad<'a>>,
+}
+
+impl<'a> DeviceOutput<'a> {
+    /// Per-row values from the start of `per_row`; no reduction, no gradient.
+    pub fn rows(per_row: &'a wgpu::Buffer) -> Self {
+        DeviceOutput { per_row, per_row_offset: 0, reduced: None, grad: None }
+    }
+
+    /// Also writes the reduction over rows at `offset` in `buffer`.
+    pub fn with_reduced(self, buffer: &'a wgpu::Buffer, offset: u64) -> Self {
+        DeviceOutput { reduced: Some((buffer, offset)), ..self }
+    }
+
+    /// Also writes the gradient.
+    pub fn with_grad(self, grad: DeviceGrad<'a>) -> Self {
+        DeviceOutput { grad: Some(grad), ..self }
+    }
+}
+
+/// The gradient d(loss)/d(logits), f32, `[rows, cols]`, written by the pass that
+/// computes the loss (no second kernel, no second read of the data for the elementwise
+/// losses). Which logits: cross-entropy's (with labels or probability targets), Q's in
+/// KL (Q given as logits), entropy's, BCE's (given as logits) and the distillation
+/// student's.
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceGrad<'a> {
+    /// A separate buffer, or over the logits.
+    pub target: GradTarget<'a>,
+    /// [`Reduction::Mean`]: the gradient of the mean over rows (divided by rows, or for
+    /// cross-entropy with labels by Σ w_y over the rows not ignored, summed on the
+    /// device); `Sum` and `None`: the gradient of the sum of the per-row values.
+    pub reduction: Reduction,
+    /// A factor on every element: the upstream gradient of the loss, usually 1.
+    pub scale: f32,
+}
+
+impl<'a> DeviceGrad<'a> {
+    /// The gradient of the mean into `buffer` from `offset`.
+    pub fn into_buffer(buffer: &'a wgpu::Buffer, offset: u64) -> Self {
+        DeviceGrad { target: GradTarget::Buffer { buffer, offset }, reduction: Reduction::Mean, scale: 1.0 }
+    }
+
+    /// The gradient of the mean over the logits themselves.
+    pub fn in_place() -> Self {
+        DeviceGrad { target: GradTarget::InPlace, reduction: Reduction::Mean, scale: 1.0 }
+    }
+}
+
+/// Where a gradient goes.
+///
+/// Aliasing rules: a separate range must be in a buffer that no input, label or class
+/// weight of the record is in (wgpu cannot bind one buffer for reading and writing in a
+/// dispatch) and must not overlap the per-row output or the reduction target. `InPlace`
+/// overwrites the differentiated logits (f32 only); the record then reads them through
+/// the gradient binding, so the loss is still that of the original logits, and the other
+/// inputs must be in other buffers.
+#[derive(Clone, Copy, Debug)]
+pub enum GradTarget<'a> {
+    /// `rows * cols` f32 from `offset`.
+    Buffer {
+        /// The caller's buffer; it needs `BufferUsages::STORAGE`.
+        buffer: &'a wgpu::Buffer,
+        /// Bytes from the buffer's start: a multiple of 4.
+        offset: u64,
+    },
+    /// Over the logits.
+    InPlace,
+}
+
+/// The reduction over rows as written by a record: decode the bytes read back with
+/// [`Reduced::from_bytes`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Reduced {
+    /// Σ of the per-row values (deterministic tree order).
+    pub sum: f64,
+    /// The mean's denominator: rows, or `Σ W[y]` over non-ignored rows for weighted CE.
+    pub denominator: f64,
+}
+
+impl Reduced {
+    /// Bytes of the reduction target: (sum bits, flags, denominator bits, flags) as u32.
+    pub const BYTES: u64 = 16;
+
+    /// Decodes the 16 bytes a record wrote (NaN and infinities come from the flag words).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Reduced> {
+        let words: Vec<u32> = bytes
+            .get(..16)
+            .ok_or_else(|| Error::Readback(format!("{} bytes given, a reduction is 16", bytes.len())))?
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        Ok(Reduced {
+            sum: crate::host::flagged(words[0], words[1]),
+            denominator: crate::host::flagged(words[2], words[3]),
+        })
+    }
+
+    /// `sum / denominator`: the `mean` reduction (NaN when every row is ignored).
+    pub fn mean(&self) -> f64 {
+        self.sum / self.denominator
+    }
+}

@@ -1,0 +1,27 @@
+//! Losses recorded on the caller's device, buffers and encoder.
+//!
+//! An app that already holds a `wgpu::Device` describes its inputs as buffer ranges with a
+//! shape and dtype ([`DeviceLoss`]), says where the per-row values and the reduction over
+//! rows go ([`DeviceOutput`]), and [`Recorder::record`] appends the passes to its
+//! `CommandEncoder`. Nothing is submitted, polled or read back: the app submits when it
+//! likes and reads the results with [`crate::readback::read`] (a future that resolves when
+//! the app polls) or `read_blocking`.
+//!
+//! Every argument is checked before anything is recorded (usage flags, offsets, sizes,
+//! shapes, options), so a bad argument is an [`Error`](crate::Error) naming the buffer and
+//! the fix, never a panic or a wgpu validation error. Inputs larger than the adapter's binding limit are
+//! split into row ranges inside the recorder.
+//!
+//! Aliasing: the per-row output and the reduction target must not overlap any input of
+//! the same record. The recorder's own scratch buffers are reused from record to record;
+//! wgpu orders the passes of one encoder and of successive submissions, so many records
+//! may be queued before one submit.
+
+mod inputs;
+mod recorder;
+mod validate;
+
+pub use inputs::{
+    DeviceBatch, DeviceDist, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, Reduced,
+};
+pub use recorder::Recorder;

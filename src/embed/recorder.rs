@@ -1,0 +1,342 @@
+//! [`Recorder`]: records checked losses into the caller's encoder or compute pass.
+
+use std::sync::Mutex;
+
+use wgpu::util::DeviceExt;
+
+use super::inputs::{DeviceBatch, DeviceGrad, DeviceLoss, DeviceOutput};
+use super::validate::{self, Checked};
+use crate::error::{Error, Result};
+use crate::kernels::Kernels;
+use crate::kernels::{GradMode, Kernel, flags};
+use crate::loss::{DType, Reduction};
+use crate::ops::{self, Bound, Dispatch, RowBindings};
+use crate::plan;
+
+/// Records losses into the caller's encoders on one device; holds the compiled kernels
+/// and a few scratch buffers reused from record to record.
+pub struct Recorder {
+    kernels: Kernels,
+    status: wgpu::Buffer,
+    no_status: wgpu::Buffer,
+    unused_in: wgpu::Buffer,
+    scratch: Mutex<Scratch>,
+}
+
+#[derive(Default)]
+struct Scratch {
+    aux: Option<wgpu::Buffer>,
+    partials: Option<[wgpu::Buffer; 2]>,
+}
+
+impl Scratch {
+    /// The two buffers of partial sums a reduction over `rows` ping-pongs between, grown
+    /// (by half again, as [`grow`] does) when they hold too few.
+    fn partials(&mut self, device: &wgpu::Device, rows: u64) -> &[wgpu::Buffer; 2] {
+        let partials = rows.div_ceil(plan::REDUCE_BLOCK);
+        let need = [8 * partials, 8 * partials.div_ceil(plan::REDUCE_BLOCK)];
+        let old = self.partials.as_ref().map_or(0, |p| p[0].size());
+        if self.partials.as_ref().is_some_and(|p| p[0].size() < need[0] || p[1].size() < need[1]) {
+            self.partials = None;
+        }
+        self.partials.get_or_insert_with(|| {
+            let n0 = need[0].max(old * 3 / 2).max(64);
+            [n0, n0.div_ceil(plan::REDUCE_BLOCK).max(64)].map(|n| buffer(device, "xent partials", n, STORAGE_RW))
+        })
+    }
+}
+
+const STORAGE_RW: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC);
+
+impl Recorder {
+    /// A recorder for `device` (pipelines compile on first use, cached).
+    pub fn new(device: &wgpu::Device) -> Recorder {
+        let status = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("xent status"),
+            contents: bytemuck::cast_slice(&[u32::MAX; 2]),
+            usage: STORAGE_RW | wgpu::BufferUsages::COPY_DST,
+        });
+        let unused_in = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("xent unused"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let no_status = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("xent no status"),
+            contents: bytemuck::cast_slice(&[u32::MAX; 2]),
+            usage: wgpu::BufferUsages::COPY_SRC,
+        });
+        Recorder { kernels: Kernels::new(device), status, no_status, unused_in, scratch: Mutex::default() }
+    }
+
+    /// Two u32 words: the first row with a label outside `[0, cols)` and the first row
+    /// with an out-of-domain value (a negative probability, a target outside [0, 1]) over
+    /// every record so far, `u32::MAX` for none. Copy it out to check a batch of records.
+    pub fn status(&self) -> &wgpu::Buffer {
+        &self.status
+    }
+
+    /// Bytes of scratch the recorder holds (it grows to the largest record, then stays).
+    pub fn scratch_bytes(&self) -> u64 {
+        let s = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        s.aux.as_ref().map_or(0, |b| b.size()) + s.partials.as_ref().map_or(0, |p| p[0].size() + p[1].size())
+    }
+
+    /// Resets [`Recorder::status`] to "no bad row" (recorded into `encoder`).
+    pub fn clear_status(&self, encoder: &mut wgpu::CommandEncoder) {
+        encoder.copy_buffer_to_buffer(&self.no_status, 0, &self.status, 0, 8);
+    }
+
+    /// Checks `loss` and `out` and appends the passes that compute them to `encoder`.
+    ///
+    /// Nothing is recorded when an argument is wrong: the error names the buffer or
+    /// option, the numbers, and the fix.
+    pub fn record<'a>(
+        &'a self,
+        encoder: &mut wgpu::CommandEncoder,
+        loss: &DeviceLoss<'a>,
+        out: &DeviceOutput<'a>,
+    ) -> Result<()> {
+        self.record_into(Sink::Encoder(encoder), loss, out)
+    }
+
+    /// Records the row kernel of `loss` (per-row values and the gradient) into an open
+    /// compute pass: it sets its own pipeline and bind group 0, so set yours again after.
+    ///
+    /// A pass holds dispatches only, so what needs a copy is refused with an error: the
+    /// reduction over rows, and the gradient of cross-entropy's mean with an ignore
+    /// index or class weights (its denominator is summed on the device first). Record
+    /// those into the encoder, or use `Reduction::Sum` with `scale` = 1 / denominator.
+    pub fn record_in_pass<'a>(
+        &'a self,
+        pass: &mut wgpu::ComputePass,
+        loss: &DeviceLoss<'a>,
+        out: &DeviceOutput<'a>,
+    ) -> Result<()> {
+        self.record_into(Sink::Pass(pass), loss, out)
+    }
+
+    fn record_into<'a>(&'a self, mut sink: Sink, loss: &DeviceLoss<'a>, out: &DeviceOutput<'a>) -> Result<()> {
+        let device = self.kernels.device();
+        let limits = device.limits();
+        let align = u64::from(limits.min_storage_buffer_offset_alignment);
+        let mut c = validate::check(loss, out, align)?;
+        let chunk = chunk_rows(&c, &limits)?;
+        let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        let aux = grow(&mut scratch.aux, device, "xent aux", 8 * c.rows);
+        let partials = scratch.partials(device, c.rows);
+        let mode = GradMode {
+            of: if c.grad.is_some() { c.job.grad_of } else { 0 },
+            in_place: c.grad.as_ref().is_some_and(|g| g.in_place),
+        };
+        let denominator_on_device = out.grad.as_ref().is_some_and(|g| set_grad_params(&mut c, g));
+        if let Sink::Pass(_) = sink {
+            validate::check_in_pass(out, denominator_on_device)?;
+        }
+        let binder = Binder { c: &c, out, mode, aux: &aux, align, recorder: self };
+        if denominator_on_device {
+            let Sink::Encoder(encoder) = &mut sink else { return Err(needs_encoder()) };
+            self.record_denominator(encoder, &binder, chunk, partials)?;
+        }
+        let result = &partials[ops::reduce_result_index(c.rows)];
+        for (start, n) in plan::chunks(c.rows, chunk) {
+            let d = Dispatch {
+                kernel: c.job.kernel,
+                template: &c.job.params,
+                dtype: binder.dtype(),
+                rows: n,
+                cols: c.cols,
+                row_offset: start,
+                grad: mode,
+                grad_denominator: denominator_on_device.then_some(result),
+            };
+            match &mut sink {
+                Sink::Encoder(encoder) => ops::encode_rows(&self.kernels, encoder, &d, &binder.rows(start, n))?,
+                Sink::Pass(pass) => ops::dispatch_rows(&self.kernels, pass, &d, &binder.rows(start, n))?,
+            }
+        }
+        let Some((target, target_offset)) = out.reduced else { return Ok(()) };
+        let Sink::Encoder(encoder) = sink else { return Err(needs_encoder()) };
+        self.record_reduction(encoder, &c, out, &aux, partials, (target, target_offset))
+    }
+
+    /// Records the per-row weights of cross-entropy and their sum: the denominator of a
+    /// gradient's mean with an ignore index or class weights.
+    fn record_denominator(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        binder: &Binder,
+        chunk: u64,
+        [p0, p1]: &[wgpu::Buffer; 2],
+    ) -> Result<()> {
+        let c = binder.c;
+        for (start, n) in plan::chunks(c.rows, chunk) {
+            let d = Dispatch {
+                kernel: Kernel::CeRowWeights,
+                template: &c.job.params,
+                dtype: binder.dtype(),
+                rows: n,
+                cols: c.cols,
+                row_offset: start,
+                grad: GradMode::default(),
+                grad_denominator: None,
+            };
+            ops::encode_rows(&self.kernels, encoder, &d, &binder.rows(start, n))?;
+        }
+        ops::encode_reduce_at(&self.kernels, encoder, binder.aux, 0, c.rows, 2, 1, [p0, p1])
+    }
+
+    /// Records the reduction over rows into `target` at its offset: the sum of the per-row
+    /// values, then the denominator (the sum of row weights, or the row count).
+    fn record_reduction(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        c: &Checked,
+        out: &DeviceOutput,
+        aux: &wgpu::Buffer,
+        partials: &[wgpu::Buffer; 2],
+        (target, target_offset): (&wgpu::Buffer, u64),
+    ) -> Result<()> {
+        let [p0, p1] = partials;
+        let result = &partials[ops::reduce_result_index(c.rows)];
+        ops::encode_reduce_at(&self.kernels, encoder, out.per_row, out.per_row_offset, c.rows, 1, 0, [p0, p1])?;
+        encoder.copy_buffer_to_buffer(result, 0, target, target_offset, 8);
+        if c.job.weighted {
+            ops::encode_reduce_at(&self.kernels, encoder, aux, 0, c.rows, 2, 1, [p0, p1])?;
+            encoder.copy_buffer_to_buffer(result, 0, target, target_offset + 8, 8);
+        } else {
+            let denominator = self.kernels.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("xent rows"),
+                contents: bytemuck::cast_slice(&[(c.rows as f32).to_bits(), 0u32]),
+                usage: wgpu::BufferUsages::COPY_SRC,
+            });
+            encoder.copy_buffer_to_buffer(&denominator, 0, target, target_offset + 8, 8);
+        }
+        Ok(())
+    }
+}
+
+/// The rows a dispatch takes at once, within the adapter's largest binding.
+fn chunk_rows(c: &Checked, limits: &wgpu::Limits) -> Result<u64> {
+    let elem = c.inputs[0].1.dtype.size() as u64;
+    let align = u64::from(limits.min_storage_buffer_offset_alignment);
+    let grad_row_bytes = if c.grad.is_some() { 4 * c.cols } else { 0 };
+    let row_bytes = (c.cols * elem).max(4 * c.job.out_per_row).max(grad_row_bytes);
+    plan::chunk_rows(c.rows, row_bytes, limits.max_storage_buffer_binding_size, align, u64::MAX).map_err(|need| {
+        Error::TooLarge(format!(
+            "one row needs {need} bytes but the adapter binds at most {}",
+            limits.max_storage_buffer_binding_size
+        ))
+    })
+}
+
+/// Sets the gradient's scale and denominator in the job's parameters. Returns whether the
+/// mean's denominator is a sum of row weights taken on the device first.
+fn set_grad_params(c: &mut Checked, g: &DeviceGrad) -> bool {
+    let params = &mut c.job.params;
+    params.grad_scale = g.scale;
+    params.grad_denominator = match g.reduction {
+        Reduction::Sum | Reduction::None => 1.0,
+        Reduction::Mean => c.rows as f32,
+    };
+    // with neither, every row weighs 1 and the denominator is the row count
+    let reweighted = params.flags & (flags::IGNORE | flags::WEIGHTS) != 0;
+    g.reduction == Reduction::Mean && c.job.weighted && reweighted
+}
+
+/// The bindings of a record's row ranges: windows on the caller's buffers and the scratch.
+struct Binder<'r, 'a> {
+    c: &'r Checked<'a>,
+    out: &'r DeviceOutput<'a>,
+    mode: GradMode,
+    aux: &'r wgpu::Buffer,
+    align: u64,
+    recorder: &'r Recorder,
+}
+
+impl<'r, 'a: 'r> Binder<'r, 'a> {
+    fn dtype(&self) -> DType {
+        self.c.inputs[0].1.dtype
+    }
+
+    /// A window on rows `start..start + n` of a batch.
+    fn batch(&self, b: &DeviceBatch<'a>, start: u64, n: u64) -> Bound<'r> {
+        let (cols, elem) = (self.c.cols, self.dtype().size() as u64);
+        Bound {
+            buffer: b.buffer,
+            window: plan::window(b.offset + start * cols * elem, n * cols * elem, elem, self.align, b.buffer.size()),
+        }
+    }
+
+    /// A window on rows `start..start + n` of `stride` bytes each, from `offset` in `buffer`.
+    fn rows_of(&self, buffer: &'r wgpu::Buffer, offset: u64, stride: u64, start: u64, n: u64) -> Bound<'r> {
+        Bound { buffer, window: plan::window(offset + start * stride, n * stride, 4, self.align, buffer.size()) }
+    }
+
+    /// An unused binding: one whole vector, so it never forces word loads.
+    fn unused(&self) -> Bound<'r> {
+        Bound { buffer: &self.recorder.unused_in, window: plan::Window { offset: 0, size: 16, base: 0 } }
+    }
+
+    /// The bindings of rows `start..start + n`.
+    fn rows(&self, start: u64, n: u64) -> RowBindings<'r> {
+        let (c, cols) = (self.c, self.c.cols);
+        let aux_rows = self.rows_of(self.aux, 0, 8, start, n);
+        let in_place_input = self.mode.in_place.then(|| self.mode.of as usize - 1);
+        let input = |i: usize| match c.inputs.get(i) {
+            Some((_, b)) if in_place_input != Some(i) => self.batch(b, start, n),
+            _ => self.unused(),
+        };
+        let grad = match &c.grad {
+            None => aux_rows,
+            Some(g) if g.in_place => self.batch(&c.inputs[self.mode.of as usize - 1].1, start, n),
+            Some(g) => self.rows_of(g.buffer.unwrap_or(&self.recorder.unused_in), g.offset, 4 * cols, start, n),
+        };
+        RowBindings {
+            a: input(0),
+            b: input(1),
+            labels: c.labels.map_or(self.unused(), |y| self.rows_of(y.buffer, y.offset, 4, start, n)),
+            class_weights: c.weights.map_or(self.unused(), |w| Bound {
+                buffer: w.buffer,
+                window: plan::window(w.offset, 4 * cols, 4, self.align, w.buffer.size()),
+            }),
+            out: self.rows_of(self.out.per_row, self.out.per_row_offset, 4 * c.job.out_per_row, start, n),
+            aux: aux_rows,
+            status: &self.recorder.status,
+            grad,
+        }
+    }
+}
+
+/// Refused before anything is recorded; kept as an error rather than a panic.
+fn needs_encoder() -> Error {
+    Error::Gpu("this record needs the encoder, not a compute pass".into())
+}
+
+/// Where a record goes.
+enum Sink<'e, 'p> {
+    Encoder(&'e mut wgpu::CommandEncoder),
+    Pass(&'e mut wgpu::ComputePass<'p>),
+}
+
+fn buffer(device: &wgpu::Device, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: bytes.max(4).div_ceil(4) * 4,
+        usage,
+        mapped_at_creation: false,
+    })
+}
+
+/// The cached buffer in `slot`, replaced by a larger one when it holds less than `bytes`.
+fn grow(slot: &mut Option<wgpu::Buffer>, device: &wgpu::Device, label: &str, bytes: u64) -> wgpu::Buffer {
+    match slot {
+        Some(b) if b.size() >= bytes => b.clone(),
+        _ => {
+            // grow by at least half again, so a slowly rising size does not reallocate each time
+            let size = bytes.max(slot.as_ref().map_or(0, |b| b.size() * 3 / 2)).max(64);
+            slot.insert(buffer(device, label, size, STORAGE_RW)).clone()
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! The recorder's argument checks: every buffer range, usage, shape, option and alias is
+//! checked before anything is recorded, and a refusal names the buffer and the fix.
+
+use super::inputs::{
+    DeviceBatch, DeviceDist, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, Reduced,
+};
+use crate::error::{Error, Result};
+use crate::loss::{Batch, CrossEntropyOptions, DType, Dist, Floats, Labels, LogBase, Loss};
+use crate::ops;
+
+/// A record's arguments once checked: what recording them needs.
+pub(super) struct Checked<'a> {
+    /// The float inputs, named for messages; the first sets the shape and dtype.
+    pub(super) inputs: Vec<(&'static str, DeviceBatch<'a>)>,
+    pub(super) labels: Option<DeviceLabels<'a>>,
+    pub(super) weights: Option<DeviceWeights<'a>>,
+    pub(super) grad: Option<CheckedGrad<'a>>,
+    /// The row kernel and its parameters, as the host path sets them.
+    pub(super) job: ops::RowJob<'static>,
+    pub(super) rows: u64,
+    pub(super) cols: u64,
+}
+
+/// Checks `loss` and `out`: the inputs' shapes and ranges, the options, the labels and class
+/// weights (bound from an offset that is a multiple of `align`), the outputs, the gradient,
+/// and that no written range overlaps another or an input.
+pub(super) fn check<'a>(loss: &DeviceLoss<'a>, out: &DeviceOutput<'a>, align: u64) -> Result<Checked<'a>> {
+    let inputs = loss.inputs();
+    let a = inputs[0].1;
+    let (rows, cols) = (u64::from(a.rows), u64::from(a.cols));
+    for (name, b) in &inputs {
+        check_input(name, b, &a)?;
+    }
+    let template = loss.template(&inputs);
+    template.validate_options()?;
+    let job = ops::job(&template, LogBase::Nats);
+    let labels = loss.labels();
+    if let Some(y) = labels {
+        check_range("labels", y.buffer, y.offset, 4 * rows, wgpu::BufferUsages::STORAGE, 4)?;
+    }
+    let weights = loss.class_weights();
+    if let Some(w) = weights {
+        // the kernel indexes the weights from the binding's start: the offset must be bindable
+        check_range("class weights", w.buffer, w.offset, 4 * cols, wgpu::BufferUsages::STORAGE, align)?;
+    }
+    let mut written = check_outputs(out, &job, rows)?;
+    let grad = match &out.grad {
+        None => None,
+        Some(g) => Some(check_grad(g, &job, &inputs, &mut written)?),
+    };
+    check_aliasing(&inputs, labels, weights, &written, grad.as_ref())?;
+    Ok(Checked { inputs, labels, weights, grad, job, rows, cols })
+}
+
+/// Checks the per-row output and the reduction target; returns the ranges they write.
+fn check_outputs<'a>(out: &DeviceOutput<'a>, job: &ops::RowJob, rows: u64) -> Result<Vec<Range<'a>>> {
+    let out_values = rows * job.out_per_row;
+    let per_row = Range { name: "per-row output", buffer: out.per_row, start: out.per_row_offset, len: 4 * out_values };
+    check_range(per_row.name, per_row.buffer, per_row.start, per_row.len, wgpu::BufferUsages::STORAGE, 4)?;
+    let mut written = vec![per_row];
+    if let Some((buffer, offset)) = out.reduced {
+        if job.writes_rows() {
+            return Err(Error::Binding {
+                name: "reduction target".into(),
+                detail: "softmax writes rows of values; it has no reduction over rows: pass None".into(),
+            });
+        }
+        check_range("reduction target", buffer, offset, Reduced::BYTES, wgpu::BufferUsages::COPY_DST, 4)?;
+        written.push(Range { name: "reduction target", buffer, start: offset, len: Reduced::BYTES });
+    }
+    Ok(written)
+}
+
+/// What a compute pass cannot hold, which only an encoder can record: the reduction over rows
+/// (it ends in a copy), and a gradient's mean whose denominator is first summed on the device.
+pub(super) fn check_in_pass(out: &DeviceOutput, denominator_on_device: bool) -> Result<()> {
+    if out.reduced.is_some() {
+        return Err(Error::Binding {
+            name: "reduction target".into(),
+            detail: "the reduction over rows ends in a copy, which a compute pass cannot hold; \
+                     record into the encoder, or pass None and reduce the per-row values"
+                .into(),
+        });
+    }
+    if denominator_on_device {
+        return Err(Error::Binding {
+            name: "gradient".into(),
+            detail: "the mean of cross-entropy with an ignore index or class weights divides by a sum \
+                     taken on the device first, which needs the encoder; record into the encoder, or use \
+                     Reduction::Sum with scale = 1 / denominator"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a gradient request against the operation and its inputs.
+fn check_grad<'a>(
+    g: &DeviceGrad<'a>,
+    job: &ops::RowJob,
+    inputs: &[(&'static str, DeviceBatch<'a>)],
+    written: &mut Vec<Range<'a>>,
+) -> Result<CheckedGrad<'a>> {
+    let option = |detail: String| Error::Binding { name: "gradient".into(), detail };
+    if job.grad_of == 0 {
+        return Err(option(
+            "this operation has no gradient here: cross-entropy, KL with Q as logits, entropy, \
+             BCE and distillation from logits have one"
+                .into(),
+        ));
+    }
+    if !g.scale.is_finite() {
+        return Err(option(format!("scale {} is not finite", g.scale)));
+    }
+    let (name, x) = inputs[job.grad_of as usize - 1];
+    let bytes = 4 * u64::from(x.rows) * u64::from(x.cols);
+    match g.target {
+        GradTarget::InPlace => {
+            if x.dtype != DType::F32 {
+                return Err(option(format!(
+                    "an in-place gradient needs f32 {name}, these are {:?}; write it to a separate f32 buffer",
+                    x.dtype
+                )));
+            }
+            written.push(Range { name: "gradient (in place)", buffer: x.buffer, start: x.offset, len: bytes });
+            Ok(CheckedGrad { buffer: None, offset: x.offset, in_place: true, of: name })
+        }
+        GradTarget::Buffer { buffer, offset } => {
+            check_range("gradient", buffer, offset, bytes, wgpu::BufferUsages::STORAGE, 4)?;
+            written.push(Range { name: "gradient", buffer, start: offset, len: bytes });
+            Ok(CheckedGrad { buffer: Some(buffer), offset, in_place: false, of: name })
+        }
+    }
+}
+
+/// A byte range of a buffer that a record writes.
+#[derive(Clone, Copy)]
+struct Range<'a> {
+    name: &'static str,
+    buffer: &'a wgpu::Buffer,
+    start: u64,
+    len: u64,
+}
+
+impl Range<'_> {
+    fn overlaps(&self, other: &Range) -> bool {
+        self.buffer == other.buffer && self.start < other.start + other.len && other.start < self.start + self.len
+    }
+}
+
+pub(super) struct CheckedGrad<'a> {
+    /// `None` in place.
+    pub(super) buffer: Option<&'a wgpu::Buffer>,
+    pub(super) offset: u64,
+    pub(super) in_place: bool,
+    /// The differentiated input's name.
+    of: &'static str,
+}
+
+/// Outputs must not overlap each other or an input, and no buffer may be both read and
+/// written by the row kernel (a wgpu usage conflict), except the logits a gradient
+/// overwrites in place.
+fn check_aliasing(
+    inputs: &[(&'static str, DeviceBatch)],
+    labels: Option<DeviceLabels>,
+    weights: Option<DeviceWeights>,
+    written: &[Range],
+    grad: Option<&CheckedGrad>,
+) -> Result<()> {
+    let conflict = |detail: String| Error::Binding { name: "outputs".into(), detail };
+    let in_place_of = grad.filter(|g| g.in_place).map(|g| g.of);
+    let mut read: Vec<(&str, &wgpu::Buffer)> =
+        inputs.iter().filter(|(name, _)| Some(*name) != in_place_of).map(|(name, b)| (*name, b.buffer)).collect();
+    read.extend(labels.map(|y| ("labels", y.buffer)));
+    read.extend(weights.map(|w| ("class weights", w.buffer)));
+    for (i, w) in written.iter().enumerate() {
+        for other in &written[i + 1..] {
+            if w.overlaps(other) {
+                return Err(conflict(format!("the {} overlaps the {}; give them separate ranges", w.name, other.name)));
+            }
+        }
+        for (name, b) in inputs {
+            let span = Range {
+                name,
+                buffer: b.buffer,
+                start: b.offset,
+                len: u64::from(b.rows) * u64::from(b.cols) * b.dtype.size() as u64,
+            };
+            if Some(*name) != in_place_of && w.overlaps(&span) {
+                return Err(conflict(format!("the {} overlaps input {name}; give them separate ranges", w.name)));
+            }
+        }
+        // the reduction target is written by a copy after the kernels, not bound by them
+        if w.name != "reduction target"
+            && let Some((name, _)) = read.iter().find(|(_, b)| *b == w.buffer)
+        {
+            return Err(conflict(format!(
+                "the {} is in the same buffer as {name}; a dispatch cannot read and write one buffer: use another buffer",
+                w.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl<'a> DeviceLoss<'a> {
+    /// The float inputs, named for messages; the first sets the shape and dtype.
+    fn inputs(&self) -> Vec<(&'static str, DeviceBatch<'a>)> {
+        let d = |x: &DeviceDist<'a>| match *x {
+            DeviceDist::Probs(b) | DeviceDist::Logits(b) => b,
+        };
+        match self {
+            DeviceLoss::LogSumExp { logits } | DeviceLoss::Softmax { logits, .. } => vec![("logits", *logits)],
+            DeviceLoss::CrossEntropy { logits, .. } => vec![("logits", *logits)],
+            // the kernel reads the target as input a and the logits as input b
+            DeviceLoss::CrossEntropyProbs { logits, target } => vec![("target", *target), ("logits", *logits)],
+            DeviceLoss::KlDiv { p, q } => vec![("p", d(p)), ("q", d(q))],
+            DeviceLoss::Entropy { p } => vec![("p", d(p))],
+            DeviceLoss::BinaryCrossEntropy { input, target } => vec![("input", d(input)), ("target", *target)],
+            DeviceLoss::GaussianKl { mean, logvar } => vec![("mean", *mean), ("logvar", *logvar)],
+            DeviceLoss::Distill { student, teacher, .. } => vec![("student", *student), ("teacher", *teacher)],
+        }
+    }
+
+    fn labels(&self) -> Option<DeviceLabels<'a>> {
+        match self {
+            DeviceLoss::CrossEntropy { labels, .. } | DeviceLoss::Distill { labels, .. } => Some(*labels),
+            _ => None,
+        }
+    }
+
+    fn class_weights(&self) -> Option<DeviceWeights<'a>> {
+        match self {
+            DeviceLoss::CrossEntropy { class_weights, .. } => *class_weights,
+            _ => None,
+        }
+    }
+
+    /// The same operation as a host [`Loss`] over no data: its kernel, flags and options
+    /// (and their checks) come from the host path, so the two cannot drift apart.
+    fn template(&self, inputs: &[(&'static str, DeviceBatch)]) -> Loss<'static> {
+        const NO_WEIGHTS: [f32; 0] = [];
+        let a = &inputs[0].1;
+        let batch = Batch { data: Floats::F32(&[]), rows: a.rows as usize, cols: a.cols as usize };
+        let dist = |x: &DeviceDist| match x {
+            DeviceDist::Probs(_) => Dist::Probs(batch),
+            DeviceDist::Logits(_) => Dist::Logits(batch),
+        };
+        let labels = Labels::I32(&[]);
+        match *self {
+            DeviceLoss::LogSumExp { .. } => Loss::LogSumExp { logits: batch },
+            DeviceLoss::Softmax { temperature, log, .. } => Loss::Softmax { logits: batch, temperature, log },
+            DeviceLoss::CrossEntropy { ignore_index, class_weights, label_smoothing, .. } => Loss::CrossEntropy {
+                logits: batch,
+                labels,
+                options: CrossEntropyOptions {
+                    ignore_index: ignore_index.map(i64::from),
+                    // the kernel reads the caller's buffer; only "weighted or not" matters here
+                    class_weights: class_weights.map(|_| &NO_WEIGHTS[..]),
+                    label_smoothing,
+                },
+            },
+            DeviceLoss::CrossEntropyProbs { .. } => Loss::CrossEntropyProbs { logits: batch, target: batch },
+            DeviceLoss::KlDiv { p, q } => Loss::KlDiv { p: dist(&p), q: dist(&q) },
+            DeviceLoss::Entropy { p } => Loss::Entropy { p: dist(&p) },
+            DeviceLoss::BinaryCrossEntropy { input, .. } => {
+                Loss::BinaryCrossEntropy { input: dist(&input), target: batch }
+            }
+            DeviceLoss::GaussianKl { .. } => Loss::GaussianKl { mean: batch, logvar: batch },
+            DeviceLoss::Distill { temperature, alpha, .. } => {
+                Loss::Distill { student: batch, teacher: batch, labels, temperature, alpha }
+            }
+        }
+    }
+}
+
+/// Checks input `name` against the first input `a` and its buffer range.
+fn check_input(name: &str, b: &DeviceBatch, a: &DeviceBatch) -> Result<()> {
+    if b.rows == 0 || b.cols == 0 {
+        return Err(Error::Shape { what: "input", detail: format!("{name} is empty ([{}, {}])", b.rows, b.cols) });
+    }
+    if (b.rows, b.cols, b.dtype) != (a.rows, a.cols, a.dtype) {
+        return Err(Error::Shape {
+            what: "input",
+            detail: format!(
+                "{name} is [{}, {}] {:?} but the first input is [{}, {}] {:?}; they must match",
+                b.rows, b.cols, b.dtype, a.rows, a.cols, a.dtype
+            ),
+        });
+    }
+    let bytes = u64::from(b.rows) * u64::from(b.cols) * b.dtype.size() as u64;
+    check_range(name, b.buffer, b.offset, bytes, wgpu::BufferUsages::STORAGE, b.dtype.size() as u64)
+}
+
+/// Checks that `buffer` has `usage` and holds `bytes` from `offset`, a multiple of `align`.
+fn check_range(
+    name: &str,
+    buffer: &wgpu::Buffer,
+    offset: u64,
+    bytes: u64,
+    usage: wgpu::BufferUsages,
+    align: u64,
+) -> Result<()> {
+    let binding = |detail: String| Error::Binding { name: name.to_string(), detail };
+    if !buffer.usage().contains(usage) {
+        let names = |u: wgpu::BufferUsages| {
+            u.iter_names().map(|(n, _)| format!("BufferUsages::{n}")).collect::<Vec<_>>().join(" | ")
+        };
+        return Err(binding(format!(
+            "the buffer's usage is {} and lacks {}; create it with {} added",
+            names(buffer.usage()),
+            names(usage),
+            names(usage)
+        )));
+    }
+    if !offset.is_multiple_of(align) {
+        let below = offset - offset % align;
+        return Err(binding(format!("offset {offset} is not a multiple of {align}; use {below} or {}", below + align)));
+    }
+    if offset.checked_add(bytes).is_none_or(|end| end > buffer.size()) {
+        return Err(binding(format!(
+            "needs {bytes} bytes from offset {offset} ({} in all) but the buffer has {}",
+            offset.saturating_add(bytes),
+            buffer.size()
+        )));
+    }
+    Ok(())
+}
