@@ -27,3 +27,18 @@ fn bench_times_split_rows() {
         assert!(ops.iter().any(|o| o == op), "{op} missing from {stdout}");
     }
 }
+
+/// A reader that stops early (`xent bench | head -1`) is a failed write, not a panic: the
+/// run ends with one line on stderr.
+#[test]
+fn bench_into_a_closed_pipe_is_one_line_not_a_panic() {
+    let bin = env!("CARGO_BIN_EXE_xent");
+    let script = format!("'{bin}' bench --iters 1 --shapes 64x64,64x128 --dtypes f32 | head -n 1 > /dev/null");
+    let out = Command::new("sh").args(["-c", &script]).env("RUST_BACKTRACE", "1").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("no adapter") && std::env::var("XENT_REQUIRE_GPU").is_err() {
+        return;
+    }
+    assert!(!stderr.contains("panicked") && !stderr.contains("internal error"), "{stderr}");
+    assert!(stderr.lines().count() <= 1, "{stderr}");
+}

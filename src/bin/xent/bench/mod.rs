@@ -17,6 +17,7 @@ use xent::kernels::Kernel;
 use xent::{Context, DType};
 
 use crate::Failure;
+use crate::process::emit;
 use data::{Data, reference_seconds};
 use device::{Bench, Job, median};
 
@@ -104,11 +105,11 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
     let bench = Bench::new(&ctx);
     let adapter = ctx.adapter_label();
     if !args.json {
-        println!("adapter: {adapter}; device time from {}; median of {iters}", bench.timing());
-        println!(
+        emit(format!("adapter: {adapter}; device time from {}; median of {iters}", bench.timing()))?;
+        emit(format!(
             "{:<12} {:>8} {:>8} {:>5} {:>10} {:>8} {:>9} {:>9} {:>9}",
             "op", "rows", "cols", "dtype", "ms", "GB/s", "vs copy", "vs naive", "vs cpu"
-        );
+        ))?;
     }
     let mut lines = Vec::new();
     for &(rows, cols) in &grid.shapes {
@@ -122,9 +123,9 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
             for op in &grid.ops {
                 let Some(line) = measure(&bench, &data, &base, op, dtype, iters, &adapter)? else { continue };
                 if args.json {
-                    println!("{line}");
+                    emit(&line)?;
                 } else {
-                    println!("{}", plot::table_row(&line));
+                    emit(plot::table_row(&line))?;
                 }
                 lines.push(line);
             }
