@@ -111,10 +111,8 @@ fn called(module: &naga::Module, block: &naga::Block, seen: &mut HashSet<naga::H
                 called(module, body, seen);
                 called(module, continuing, seen);
             }
-            naga::Statement::Call { function, .. } => {
-                if seen.insert(*function) {
-                    called(module, &module.functions[*function].body, seen);
-                }
+            naga::Statement::Call { function, .. } if seen.insert(*function) => {
+                called(module, &module.functions[*function].body, seen);
             }
             _ => {}
         }
@@ -260,7 +258,7 @@ fn wgsl_layout(module: &naga::Module, name: &str) -> (Vec<(String, u32)>, u32) {
 #[test]
 fn row_params_match_the_wgsl_struct() {
     let (module, _) = parse_loads(Kernel::LogSumExp, DType::F32, true);
-    let (fields, size) = wgsl_layout(&module, "RowParams");
+    let (fields, size) = wgsl_layout(module, "RowParams");
     assert_eq!(size as usize, size_of::<RowParams>());
     let rust = [
         ("rows", std::mem::offset_of!(RowParams, rows)),
@@ -291,7 +289,7 @@ fn row_params_match_the_wgsl_struct() {
 #[test]
 fn reduce_params_match_the_wgsl_struct() {
     let (module, _) = parse_loads(Kernel::Reduce, DType::F32, true);
-    let (fields, size) = wgsl_layout(&module, "ReduceParams");
+    let (fields, size) = wgsl_layout(module, "ReduceParams");
     assert_eq!(size as usize, size_of::<ReduceParams>());
     let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["n", "stride", "component", "in_base", "out_base", "partials", "_pad0", "_pad1"]);

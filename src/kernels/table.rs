@@ -172,23 +172,23 @@ const fn baseline(entry: &'static str, bindings: &'static [Binding]) -> KernelIn
 }
 
 impl KernelInfo {
-    const fn grad(self) -> Self {
+    const fn with_grad(self) -> Self {
         KernelInfo { grad: true, ..self }
     }
 
-    const fn writes_rows(self) -> Self {
+    const fn writing_rows(self) -> Self {
         KernelInfo { writes_rows: true, ..self }
     }
 
-    const fn reads(self, reads: Cols) -> Self {
+    const fn reading(self, reads: Cols) -> Self {
         KernelInfo { reads, ..self }
     }
 
-    const fn split(self, stages: &'static [Kernel]) -> Self {
+    const fn split_into(self, stages: &'static [Kernel]) -> Self {
         KernelInfo { split: Split::Into(stages), ..self }
     }
 
-    const fn split_logits(self, stages: &'static [Kernel]) -> Self {
+    const fn split_logits_into(self, stages: &'static [Kernel]) -> Self {
         KernelInfo { split: Split::LogitsInto(stages), ..self }
     }
 }
@@ -222,40 +222,40 @@ macro_rules! kernel_table {
 kernel_table! {
     /// Row max and argmax (shaders/row_stats.wgsl).
     RowMax => row("row_max", F::RowStats, &[PARAMS, IN_A, IN_B, OUT_ROWS, OUT_AUX, GRAD])
-        .split(&[RowPart, RowMaxMerge]),
+        .split_into(&[RowPart, RowMaxMerge]),
     /// Row log-sum-exp (shaders/row_stats.wgsl).
     LogSumExp => row("logsumexp", F::RowStats, &[PARAMS, IN_A, IN_B, OUT_ROWS, GRAD])
-        .split(&[RowPart, LogSumExpMerge]),
+        .split_into(&[RowPart, LogSumExpMerge]),
     /// Softmax and log-softmax with temperature (shaders/softmax.wgsl).
     Softmax => row("softmax", F::Softmax, &[PARAMS, IN_A, IN_B, OUT_ROWS, GRAD])
-        .writes_rows()
-        .split(&[SoftmaxPart, SoftmaxMerge, SoftmaxWrite]),
+        .writing_rows()
+        .split_into(&[SoftmaxPart, SoftmaxMerge, SoftmaxWrite]),
     /// Cross-entropy with integer labels (shaders/softmax_xent.wgsl).
     SoftmaxXent => row(
         "softmax_xent",
         F::SoftmaxXent,
         &[PARAMS, IN_A, IN_B, LABELS, CLASS_WEIGHTS, OUT_ROWS, OUT_AUX, STATUS, GRAD],
     )
-    .grad()
-    .split(&[SoftmaxXentPart, SoftmaxXentMerge]),
+    .with_grad()
+    .split_into(&[SoftmaxXentPart, SoftmaxXentMerge]),
     /// Pre-pass of cross-entropy's mean gradient: each row's weight.
     CeRowWeights => row("ce_row_weights", F::SoftmaxXent, &[PARAMS, LABELS, CLASS_WEIGHTS, OUT_AUX])
-        .reads(Cols::Record),
+        .reading(Cols::Record),
     /// KL, cross-entropy with probability targets and entropy (shaders/divergence.wgsl).
     Divergence => row("divergence", F::Divergence, &[PARAMS, IN_A, IN_B, OUT_ROWS, STATUS, GRAD])
-        .grad()
-        .split_logits(&[DivergencePart, DivergenceMerge]),
+        .with_grad()
+        .split_logits_into(&[DivergencePart, DivergenceMerge]),
     /// Binary cross-entropy (shaders/binary_xent.wgsl).
     BinaryXent => row("binary_xent", F::BinaryXent, &[PARAMS, IN_A, IN_B, OUT_ROWS, STATUS, GRAD])
-        .grad()
-        .split(&[BinaryXentPart, SumMerge]),
+        .with_grad()
+        .split_into(&[BinaryXentPart, SumMerge]),
     /// The VAE's Gaussian KL (shaders/gaussian_kl.wgsl).
     GaussianKl => row("gaussian_kl", F::GaussianKl, &[PARAMS, IN_A, IN_B, OUT_ROWS, GRAD])
-        .split(&[GaussianKlPart, SumMerge]),
+        .split_into(&[GaussianKlPart, SumMerge]),
     /// Distillation loss (shaders/distill.wgsl).
     Distill => row("distill", F::Distill, &[PARAMS, IN_A, IN_B, LABELS, OUT_ROWS, STATUS, GRAD])
-        .grad()
-        .split(&[DistillPart, DistillMerge, DistillRefinePart, DistillRefineMerge]),
+        .with_grad()
+        .split_into(&[DistillPart, DistillMerge, DistillRefinePart, DistillRefineMerge]),
     /// The deterministic tree sum over rows (shaders/reduce.wgsl).
     Reduce => KernelInfo {
         stage: Stage::Reduce,
@@ -303,9 +303,9 @@ kernel_table! {
         &[PARAMS, IN_A, LABELS, CLASS_WEIGHTS, OUT_ROWS, OUT_AUX, STATUS, GRAD],
     ),
     /// Benchmark baseline: a copy of the input words (the roofline).
-    Copy => baseline("copy_words", &[PARAMS, IN_A, IN_B, OUT_ROWS, GRAD]).writes_rows(),
+    Copy => baseline("copy_words", &[PARAMS, IN_A, IN_B, OUT_ROWS, GRAD]).writing_rows(),
     /// Benchmark baseline: one workgroup per row, two passes (lse, or CE with labels).
-    NaiveXent => baseline("naive_xent", &[PARAMS, IN_A, LABELS, OUT_ROWS, GRAD]).reads(Cols::RowPerWorkgroup(64)),
+    NaiveXent => baseline("naive_xent", &[PARAMS, IN_A, LABELS, OUT_ROWS, GRAD]).reading(Cols::RowPerWorkgroup(64)),
 }
 
 impl Kernel {
