@@ -261,21 +261,9 @@ impl Kernels {
     }
 
     /// The pipeline of `kernel` for `dtype` with `wg` invocations and `lanes` per row,
-    /// reading its columns as `reads` says.
+    /// reading its columns as `reads` says and writing the gradient `grad` asks for (of a
+    /// kernel that writes one, [`KernelInfo::grad`]).
     pub fn pipeline(
-        &self,
-        kernel: Kernel,
-        dtype: DType,
-        reads: Reads,
-        wg: u32,
-        lanes: u32,
-    ) -> Result<wgpu::ComputePipeline> {
-        self.pipeline_with_grad(kernel, dtype, reads, wg, lanes, GradMode::default())
-    }
-
-    /// [`Kernels::pipeline`] writing the gradient `grad` asks for (of a kernel that writes
-    /// one, [`KernelInfo::grad`]).
-    pub fn pipeline_with_grad(
         &self,
         kernel: Kernel,
         dtype: DType,

@@ -30,30 +30,42 @@ pub struct Binding {
 pub mod binding {
     use super::{Access, Binding};
 
+    const fn uniform(index: u32) -> Binding {
+        Binding { index, access: Access::Uniform }
+    }
+
+    const fn read(index: u32) -> Binding {
+        Binding { index, access: Access::Read }
+    }
+
+    const fn read_write(index: u32) -> Binding {
+        Binding { index, access: Access::ReadWrite }
+    }
+
     /// The uniform [`RowParams`](crate::kernels::RowParams).
-    pub const PARAMS: Binding = Binding { index: 0, access: Access::Uniform };
+    pub const PARAMS: Binding = uniform(0);
     /// Input a.
-    pub const IN_A: Binding = Binding { index: 1, access: Access::Read };
+    pub const IN_A: Binding = read(1);
     /// Input b.
-    pub const IN_B: Binding = Binding { index: 2, access: Access::Read };
+    pub const IN_B: Binding = read(2);
     /// i32 labels.
-    pub const LABELS: Binding = Binding { index: 3, access: Access::Read };
+    pub const LABELS: Binding = read(3);
     /// f32 class weights.
-    pub const CLASS_WEIGHTS: Binding = Binding { index: 4, access: Access::Read };
+    pub const CLASS_WEIGHTS: Binding = read(4);
     /// Per-row f32 values, or rows of values (viewed as vec4 by some loader variants).
-    pub const OUT_ROWS: Binding = Binding { index: 5, access: Access::ReadWrite };
+    pub const OUT_ROWS: Binding = read_write(5);
     /// Per-row (argmax, weight) word pairs.
-    pub const OUT_AUX: Binding = Binding { index: 6, access: Access::ReadWrite };
+    pub const OUT_AUX: Binding = read_write(6);
     /// First bad label row and first bad value row (atomic minimum).
-    pub const STATUS: Binding = Binding { index: 7, access: Access::ReadWrite };
+    pub const STATUS: Binding = read_write(7);
     /// The gradient, the input it overwrites in place, or the records of split rows' parts.
-    pub const GRAD: Binding = Binding { index: 8, access: Access::ReadWrite };
+    pub const GRAD: Binding = read_write(8);
     /// The uniform [`ReduceParams`](crate::kernels::ReduceParams).
-    pub const REDUCE_PARAMS: Binding = Binding { index: 0, access: Access::Uniform };
+    pub const REDUCE_PARAMS: Binding = uniform(0);
     /// The reduction's input words.
-    pub const REDUCE_SRC: Binding = Binding { index: 1, access: Access::Read };
+    pub const REDUCE_SRC: Binding = read(1);
     /// The reduction's (sum, flags) pairs.
-    pub const REDUCE_DST: Binding = Binding { index: 2, access: Access::ReadWrite };
+    pub const REDUCE_DST: Binding = read_write(2);
 }
 
 /// Where a kernel runs in a job.

@@ -4,19 +4,19 @@
 
 use crate::loss::DType;
 
-const PARAMS: &str = include_str!("../../shaders/common/params.wgsl");
-const NUMERICS: &str = include_str!("../../shaders/common/numerics.wgsl");
-const ROW_REDUCE: &str = include_str!("../../shaders/common/row_reduce.wgsl");
-const GRAD: &str = include_str!("../../shaders/common/grad.wgsl");
-const LOAD_F32: &str = include_str!("../../shaders/common/load_f32.wgsl");
-const LOAD_F32X4: &str = include_str!("../../shaders/common/load_f32x4.wgsl");
-const LOAD_F16: &str = include_str!("../../shaders/common/load_f16.wgsl");
-const LOAD_BF16: &str = include_str!("../../shaders/common/load_bf16.wgsl");
-const LOAD_16BIT: &str = include_str!("../../shaders/common/load_16bit.wgsl");
-const LOAD_16BITX4: &str = include_str!("../../shaders/common/load_16bitx4.wgsl");
-const LOAD_EACH: &str = include_str!("../../shaders/common/load_each.wgsl");
-const STORE_WORDS: &str = include_str!("../../shaders/common/store_words.wgsl");
-const STORE_VEC4: &str = include_str!("../../shaders/common/store_vec4.wgsl");
+/// The pieces of shaders/common/, each a `&'static str` in the binary once.
+macro_rules! common {
+    ($($name:ident = $file:literal),+ $(,)?) => {
+        $(const $name: &str = include_str!(concat!("../../shaders/common/", $file));)+
+    };
+}
+
+common! {
+    PARAMS = "params.wgsl", NUMERICS = "numerics.wgsl", ROW_REDUCE = "row_reduce.wgsl", GRAD = "grad.wgsl",
+    LOAD_F32 = "load_f32.wgsl", LOAD_F32X4 = "load_f32x4.wgsl", LOAD_F16 = "load_f16.wgsl",
+    LOAD_BF16 = "load_bf16.wgsl", LOAD_16BIT = "load_16bit.wgsl", LOAD_16BITX4 = "load_16bitx4.wgsl",
+    LOAD_EACH = "load_each.wgsl", STORE_WORDS = "store_words.wgsl", STORE_VEC4 = "store_vec4.wgsl",
+}
 
 /// A file of `shaders/` with the entry points of one family of kernels: with the common
 /// pieces and a loader variant, one shader module.

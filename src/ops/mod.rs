@@ -278,7 +278,7 @@ fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Prep
     let viewed = [Some(b.a.window.size), Some(b.b.window.size), info.writes_rows.then_some(b.out.window.size)];
     let reads =
         Reads { vec4: viewed.iter().flatten().all(|&s| s >= 16 && s % 16 == 0), each: read_cols < plan::SHORT_COLS };
-    let pipeline = kernels.pipeline_with_grad(kernel, dtype, reads, wg, lanes, grad)?;
+    let pipeline = kernels.pipeline(kernel, dtype, reads, wg, lanes, grad)?;
     let params = RowParams {
         rows: rows as u32,
         cols: cols as u32,
@@ -420,7 +420,8 @@ fn reduce_dispatch(
     partials: bool,
 ) -> Result<()> {
     let device = kernels.device();
-    let pipeline = kernels.pipeline(Kernel::Reduce, crate::DType::F32, Reads::default(), 256, 1)?;
+    let pipeline =
+        kernels.pipeline(Kernel::Reduce, crate::DType::F32, Reads::default(), 256, 1, GradMode::default())?;
     let params = ReduceParams {
         n: n as u32,
         stride,
