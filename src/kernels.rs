@@ -1,8 +1,12 @@
-//! The table of kernels: composed WGSL, entry points, bindings, and the pipeline cache.
+//! The kernels: their table ([`TABLE`], one row per entry point), their WGSL composed
+//! per family, dtype and load width ([`Module`]), and the pipeline cache.
 //!
-//! Each row kernel is `params + loader(dtype) + numerics + row layout + family`,
-//! composed at compile time with `concat!(include_str!(..))`; the workgroup size and
-//! lanes per row are `override` constants, so shapes never enter shader text.
+//! Each row module is `params + loader(dtype, load width) + numerics + row reduction +
+//! gradient + family`; the workgroup size and lanes per row are `override` constants, so
+//! shapes never enter shader text.
+
+mod table;
+mod wgsl;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,201 +14,19 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 use crate::loss::DType;
 
-macro_rules! row_source {
-    ($($loader:literal),+; $family:literal) => {
-        concat!(
-            include_str!("../shaders/common/params.wgsl"),
-            $(include_str!(concat!("../shaders/common/", $loader)),)+
-            include_str!("../shaders/common/numerics.wgsl"),
-            include_str!("../shaders/common/row_reduce.wgsl"),
-            include_str!("../shaders/common/grad.wgsl"),
-            include_str!(concat!("../shaders/", $family)),
-        )
-    };
-}
-
-// [f32, f16, bf16] read and written a word at a time, then the same through vec4 views
-// (16-byte loads and stores).
-macro_rules! row_sources {
-    ($family:literal) => {
-        [
-            row_source!("load_f32.wgsl", "load_each.wgsl", "store_words.wgsl"; $family),
-            row_source!("load_f16.wgsl", "load_16bit.wgsl", "load_each.wgsl", "store_words.wgsl"; $family),
-            row_source!("load_bf16.wgsl", "load_16bit.wgsl", "load_each.wgsl", "store_words.wgsl"; $family),
-            row_source!("load_f32x4.wgsl", "load_each.wgsl", "store_vec4.wgsl"; $family),
-            row_source!("load_f16.wgsl", "load_16bitx4.wgsl", "load_each.wgsl", "store_vec4.wgsl"; $family),
-            row_source!("load_bf16.wgsl", "load_16bitx4.wgsl", "load_each.wgsl", "store_vec4.wgsl"; $family),
-        ]
-    };
-}
-
-const REDUCE_SOURCE: &str =
-    concat!(include_str!("../shaders/common/numerics.wgsl"), include_str!("../shaders/reduce.wgsl"),);
-
-/// A compute entry point of one of the shader families in `shaders/`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Kernel {
-    /// Row max and argmax (shaders/row_stats.wgsl).
-    RowMax,
-    /// Row log-sum-exp (shaders/row_stats.wgsl).
-    LogSumExp,
-    /// Softmax and log-softmax with temperature (shaders/softmax.wgsl).
-    Softmax,
-    /// Cross-entropy with integer labels (shaders/softmax_xent.wgsl).
-    SoftmaxXent,
-    /// Pre-pass of cross-entropy's mean gradient: each row's weight.
-    CeRowWeights,
-    /// KL, cross-entropy with probability targets and entropy (shaders/divergence.wgsl).
-    Divergence,
-    /// Binary cross-entropy (shaders/binary_xent.wgsl).
-    BinaryXent,
-    /// The VAE's Gaussian KL (shaders/gaussian_kl.wgsl).
-    GaussianKl,
-    /// Distillation loss (shaders/distill.wgsl).
-    Distill,
-    /// The deterministic tree sum over rows (shaders/reduce.wgsl).
-    Reduce,
-    /// Split rows, first dispatch: the stats of each part of a row (shaders/row_stats.wgsl).
-    RowPart,
-    /// Split rows, second dispatch: the parts merged into the log-sum-exp.
-    LogSumExpMerge,
-    /// Split rows, second dispatch: the parts merged into the max and argmax.
-    RowMaxMerge,
-    /// Split rows, first dispatch of softmax: the stats of each part (shaders/softmax.wgsl).
-    SoftmaxPart,
-    /// Split rows, second dispatch of softmax: a row's parts merged.
-    SoftmaxMerge,
-    /// Split rows, third dispatch of softmax: each part's columns written.
-    SoftmaxWrite,
-    /// Split rows, first dispatch of KL / entropy of logits: each part's pair stats.
-    DivergencePart,
-    /// Split rows, second dispatch of KL / entropy of logits: the parts merged.
-    DivergenceMerge,
-    /// Split rows, first dispatch of distillation: each part's pair and CE stats.
-    DistillPart,
-    /// Split rows, second dispatch of distillation: the parts merged into the loss.
-    DistillMerge,
-    /// Split rows, third dispatch of distillation: each part's terms of the second pass
-    /// over rows whose KL cancels.
-    DistillRefinePart,
-    /// Split rows, fourth dispatch of distillation: those terms merged into the loss.
-    DistillRefineMerge,
-    /// Split rows, first dispatch of binary cross-entropy: each part's sum.
-    BinaryXentPart,
-    /// Split rows, first dispatch of the Gaussian KL: each part's sum.
-    GaussianKlPart,
-    /// Split rows, second dispatch of a row sum: the parts added in order.
-    SumMerge,
-    /// Split rows, first dispatch of cross-entropy: stats and smoothing sum of each part.
-    SoftmaxXentPart,
-    /// Split rows, second dispatch of cross-entropy: the parts merged into the loss.
-    SoftmaxXentMerge,
-    /// Benchmark baseline: a copy of the input words (the roofline).
-    Copy,
-    /// Benchmark baseline: one workgroup per row, two passes (lse, or CE with labels).
-    NaiveXent,
-}
+pub use table::{Access, Binding, Cols, Kernel, KernelInfo, Split, Stage, TABLE, binding};
+pub use wgsl::{Family, Module};
 
 impl Kernel {
-    /// Every kernel, for validation and translation tests.
-    pub const ALL: [Kernel; 29] = [
-        Kernel::RowMax,
-        Kernel::LogSumExp,
-        Kernel::Softmax,
-        Kernel::SoftmaxXent,
-        Kernel::CeRowWeights,
-        Kernel::Divergence,
-        Kernel::BinaryXent,
-        Kernel::GaussianKl,
-        Kernel::Distill,
-        Kernel::Reduce,
-        Kernel::RowPart,
-        Kernel::LogSumExpMerge,
-        Kernel::RowMaxMerge,
-        Kernel::SoftmaxPart,
-        Kernel::SoftmaxMerge,
-        Kernel::SoftmaxWrite,
-        Kernel::SoftmaxXentPart,
-        Kernel::SoftmaxXentMerge,
-        Kernel::DivergencePart,
-        Kernel::DivergenceMerge,
-        Kernel::DistillPart,
-        Kernel::DistillMerge,
-        Kernel::DistillRefinePart,
-        Kernel::DistillRefineMerge,
-        Kernel::BinaryXentPart,
-        Kernel::GaussianKlPart,
-        Kernel::SumMerge,
-        Kernel::Copy,
-        Kernel::NaiveXent,
-    ];
-
-    /// The entry point's name in WGSL.
-    pub fn entry(self) -> &'static str {
-        match self {
-            Kernel::RowMax => "row_max",
-            Kernel::LogSumExp => "logsumexp",
-            Kernel::Softmax => "softmax",
-            Kernel::SoftmaxXent => "softmax_xent",
-            Kernel::CeRowWeights => "ce_row_weights",
-            Kernel::Divergence => "divergence",
-            Kernel::BinaryXent => "binary_xent",
-            Kernel::GaussianKl => "gaussian_kl",
-            Kernel::Distill => "distill",
-            Kernel::Reduce => "reduce_sum",
-            Kernel::RowPart => "row_part",
-            Kernel::LogSumExpMerge => "logsumexp_merge",
-            Kernel::RowMaxMerge => "row_max_merge",
-            Kernel::SoftmaxPart => "softmax_part",
-            Kernel::SoftmaxMerge => "softmax_merge",
-            Kernel::SoftmaxWrite => "softmax_write",
-            Kernel::DivergencePart => "divergence_part",
-            Kernel::DivergenceMerge => "divergence_merge",
-            Kernel::DistillPart => "distill_part",
-            Kernel::DistillMerge => "distill_merge",
-            Kernel::DistillRefinePart => "distill_refine_part",
-            Kernel::DistillRefineMerge => "distill_refine_merge",
-            Kernel::BinaryXentPart => "binary_xent_part",
-            Kernel::GaussianKlPart => "gaussian_kl_part",
-            Kernel::SumMerge => "sum_merge",
-            Kernel::SoftmaxXentPart => "softmax_xent_part",
-            Kernel::SoftmaxXentMerge => "softmax_xent_merge",
-            Kernel::Copy => "copy_words",
-            Kernel::NaiveXent => "naive_xent",
-        }
+    /// The WGSL of the kernel's module for inputs of `dtype`, viewed as vec4 when `vec4`
+    /// (inputs bound in multiples of 16 bytes) or a word at a time.
+    pub fn source(self, dtype: DType, vec4: bool) -> String {
+        self.module(dtype, vec4).source()
     }
 
-    /// The composed WGSL for inputs of `dtype`, viewed as vec4 when `vec4` (inputs bound
-    /// in multiples of 16 bytes) or a word at a time (the reduction has one source).
-    pub fn source(self, dtype: DType, vec4: bool) -> &'static str {
-        let family = match self {
-            Kernel::RowMax | Kernel::LogSumExp | Kernel::RowPart | Kernel::LogSumExpMerge | Kernel::RowMaxMerge => {
-                row_sources!("row_stats.wgsl")
-            }
-            Kernel::Softmax | Kernel::SoftmaxPart | Kernel::SoftmaxMerge | Kernel::SoftmaxWrite => {
-                row_sources!("softmax.wgsl")
-            }
-            Kernel::SoftmaxXent | Kernel::CeRowWeights | Kernel::SoftmaxXentPart | Kernel::SoftmaxXentMerge => {
-                row_sources!("softmax_xent.wgsl")
-            }
-            Kernel::Divergence | Kernel::DivergencePart | Kernel::DivergenceMerge => row_sources!("divergence.wgsl"),
-            Kernel::BinaryXent | Kernel::BinaryXentPart => row_sources!("binary_xent.wgsl"),
-            // the merge of row sums is in common/row_reduce.wgsl, in every family
-            Kernel::GaussianKl | Kernel::GaussianKlPart | Kernel::SumMerge => row_sources!("gaussian_kl.wgsl"),
-            Kernel::Distill
-            | Kernel::DistillPart
-            | Kernel::DistillMerge
-            | Kernel::DistillRefinePart
-            | Kernel::DistillRefineMerge => row_sources!("distill.wgsl"),
-            Kernel::Copy | Kernel::NaiveXent => row_sources!("baseline.wgsl"),
-            Kernel::Reduce => return REDUCE_SOURCE,
-        };
-        let loads = if vec4 { 3 } else { 0 };
-        match dtype {
-            DType::F32 => family[loads],
-            DType::F16 => family[loads + 1],
-            DType::Bf16 => family[loads + 2],
-        }
+    /// The kernel's module for inputs of `dtype`, viewed as vec4 when `vec4`.
+    pub fn module(self, dtype: DType, vec4: bool) -> Module {
+        self.info().family.module(dtype, vec4)
     }
 }
 
@@ -296,28 +118,6 @@ pub struct ReduceParams {
     pub _pad: [u32; 2],
 }
 
-/// Binding indices of the row kernels' bind group.
-pub mod binding {
-    /// The uniform [`RowParams`](super::RowParams).
-    pub const PARAMS: u32 = 0;
-    /// Input a (read-only).
-    pub const IN_A: u32 = 1;
-    /// Input b (read-only).
-    pub const IN_B: u32 = 2;
-    /// i32 labels (read-only).
-    pub const LABELS: u32 = 3;
-    /// f32 class weights (read-only).
-    pub const CLASS_WEIGHTS: u32 = 4;
-    /// Per-row f32 values.
-    pub const OUT_ROWS: u32 = 5;
-    /// Per-row (argmax, weight) word pairs.
-    pub const OUT_AUX: u32 = 6;
-    /// First bad label row and first bad value row (atomic minimum).
-    pub const STATUS: u32 = 7;
-    /// The gradient, or the input it overwrites in place.
-    pub const GRAD: u32 = 8;
-}
-
 /// Which input a row kernel differentiates, and whether the gradient overwrites it
 /// (the `GRAD_OF` and `GRAD_IN_PLACE` overrides of shaders/common/grad.wgsl).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -340,19 +140,22 @@ pub struct Reads {
     pub each: bool,
 }
 
-/// A shader module: the kernel's family for a dtype, read as vec4 or not.
-type ModuleKey = (Kernel, DType, bool);
 type PipelineKey = (Kernel, DType, Reads, u32, u32, GradMode);
 
-/// Bind group layouts and compiled pipelines of one device, compiled once and cached.
+/// The layouts of the kernels that use one set of bindings.
+#[derive(Clone)]
+struct Layouts {
+    group: wgpu::BindGroupLayout,
+    pipeline: wgpu::PipelineLayout,
+}
+
+/// Bind group layouts, shader modules and compiled pipelines of one device, each created
+/// on first use and cached.
 #[derive(Clone)]
 pub struct Kernels {
     device: wgpu::Device,
-    row_layout: wgpu::BindGroupLayout,
-    reduce_layout: wgpu::BindGroupLayout,
-    row_pipeline_layout: wgpu::PipelineLayout,
-    reduce_pipeline_layout: wgpu::PipelineLayout,
-    modules: Arc<Mutex<HashMap<ModuleKey, wgpu::ShaderModule>>>,
+    layouts: Arc<Mutex<HashMap<&'static [Binding], Layouts>>>,
+    modules: Arc<Mutex<HashMap<Module, wgpu::ShaderModule>>>,
     pipelines: Arc<Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>>,
     row_workgroup: u32,
     max_workgroup: u32,
@@ -363,61 +166,26 @@ pub struct Kernels {
     cpu_layout: bool,
 }
 
-fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
-    wgpu::BindGroupLayoutEntry {
-        binding,
-        visibility: wgpu::ShaderStages::COMPUTE,
-        ty: wgpu::BindingType::Buffer {
-            ty: wgpu::BufferBindingType::Storage { read_only },
-            has_dynamic_offset: false,
-            min_binding_size: None,
-        },
-        count: None,
-    }
-}
-
-fn uniform(binding: u32) -> wgpu::BindGroupLayoutEntry {
-    wgpu::BindGroupLayoutEntry {
-        binding,
-        visibility: wgpu::ShaderStages::COMPUTE,
-        ty: wgpu::BindingType::Buffer {
-            ty: wgpu::BufferBindingType::Uniform,
-            has_dynamic_offset: false,
-            min_binding_size: None,
-        },
-        count: None,
+impl Binding {
+    /// The layout entry of the binding, visible to compute shaders.
+    fn layout_entry(self) -> wgpu::BindGroupLayoutEntry {
+        let ty = match self.access {
+            Access::Uniform => wgpu::BufferBindingType::Uniform,
+            Access::Read => wgpu::BufferBindingType::Storage { read_only: true },
+            Access::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+        };
+        wgpu::BindGroupLayoutEntry {
+            binding: self.index,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer { ty, has_dynamic_offset: false, min_binding_size: None },
+            count: None,
+        }
     }
 }
 
 impl Kernels {
-    /// Creates the layouts for `device`; pipelines are compiled on first use.
+    /// Caches for `device`; layouts, modules and pipelines are created on first use.
     pub fn new(device: &wgpu::Device) -> Self {
-        use binding::*;
-        let row_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("xent row kernels"),
-            entries: &[
-                uniform(PARAMS),
-                storage(IN_A, true),
-                storage(IN_B, true),
-                storage(LABELS, true),
-                storage(CLASS_WEIGHTS, true),
-                storage(OUT_ROWS, false),
-                storage(OUT_AUX, false),
-                storage(STATUS, false),
-                storage(GRAD, false),
-            ],
-        });
-        let reduce_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("xent reduce"),
-            entries: &[uniform(0), storage(1, true), storage(2, false)],
-        });
-        let pipeline_layout = |label, layout: &wgpu::BindGroupLayout| {
-            device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(label),
-                bind_group_layouts: &[Some(layout)],
-                immediate_size: 0,
-            })
-        };
         let info = device.adapter_info();
         let cpu = info.device_type == wgpu::DeviceType::Cpu;
         let cpu_layout = cpu && std::env::var("XENT_ROW_LAYOUT").map_or(true, |v| v != "gpu");
@@ -432,10 +200,7 @@ impl Kernels {
             step_cap: cpu.then_some(crate::plan::CPU_LOOP_STEPS),
             cpu_layout,
             device: device.clone(),
-            row_pipeline_layout: pipeline_layout("xent row kernels", &row_layout),
-            reduce_pipeline_layout: pipeline_layout("xent reduce", &reduce_layout),
-            row_layout,
-            reduce_layout,
+            layouts: Arc::default(),
             modules: Arc::default(),
             pipelines: Arc::default(),
         }
@@ -458,31 +223,47 @@ impl Kernels {
         crate::plan::row_layout(cols, self.row_workgroup, self.max_workgroup, self.step_cap, self.cpu_layout)
     }
 
-    /// The bind group layout every row kernel shares ([`binding`]).
-    pub fn row_layout(&self) -> &wgpu::BindGroupLayout {
-        &self.row_layout
+    /// The bind group layout of `kernel`: its bindings of the table, [`KernelInfo::bindings`].
+    pub fn bind_group_layout(&self, kernel: Kernel) -> wgpu::BindGroupLayout {
+        self.layouts(kernel).group
     }
 
-    /// The bind group layout of the reduction: params, input, output.
-    pub fn reduce_layout(&self) -> &wgpu::BindGroupLayout {
-        &self.reduce_layout
+    fn layouts(&self, kernel: Kernel) -> Layouts {
+        let bindings = kernel.info().bindings;
+        lock(&self.layouts)
+            .entry(bindings)
+            .or_insert_with(|| {
+                let entries: Vec<_> = bindings.iter().map(|b| b.layout_entry()).collect();
+                let label = Some(kernel.entry());
+                let group =
+                    self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label, entries: &entries });
+                let pipeline = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label,
+                    bind_group_layouts: &[Some(&group)],
+                    immediate_size: 0,
+                });
+                Layouts { group, pipeline }
+            })
+            .clone()
+    }
+
+    /// The shader module `module`, composed and created on first use.
+    fn module(&self, module: Module) -> wgpu::ShaderModule {
+        lock(&self.modules)
+            .entry(module)
+            .or_insert_with(|| {
+                self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(&format!("xent {module:?}")),
+                    source: wgpu::ShaderSource::Wgsl(module.source().into()),
+                })
+            })
+            .clone()
     }
 
     /// The pipeline of `kernel` for `dtype` with `wg` invocations and `lanes` per row,
-    /// reading its columns as `reads` says.
+    /// reading its columns as `reads` says and writing the gradient `grad` asks for (of a
+    /// kernel that writes one, [`KernelInfo::grad`]).
     pub fn pipeline(
-        &self,
-        kernel: Kernel,
-        dtype: DType,
-        reads: Reads,
-        wg: u32,
-        lanes: u32,
-    ) -> Result<wgpu::ComputePipeline> {
-        self.pipeline_with_grad(kernel, dtype, reads, wg, lanes, GradMode::default())
-    }
-
-    /// [`Kernels::pipeline`] writing the gradient `grad` asks for.
-    pub fn pipeline_with_grad(
         &self,
         kernel: Kernel,
         dtype: DType,
@@ -491,24 +272,18 @@ impl Kernels {
         lanes: u32,
         grad: GradMode,
     ) -> Result<wgpu::ComputePipeline> {
+        let info = kernel.info();
+        if grad.of != 0 && !info.grad {
+            return Err(Error::Gpu(format!("{} writes no gradient", info.entry)));
+        }
         let key = (kernel, dtype, reads, wg, lanes, grad);
-        let vec4 = reads.vec4;
         if let Some(p) = lock(&self.pipelines).get(&key) {
             return Ok(p.clone());
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = {
-            let mut modules = lock(&self.modules);
-            modules
-                .entry((kernel, dtype, vec4))
-                .or_insert_with(|| {
-                    self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(kernel.entry()),
-                        source: wgpu::ShaderSource::Wgsl(kernel.source(dtype, vec4).into()),
-                    })
-                })
-                .clone()
-        };
+        let module_key = kernel.module(dtype, reads.vec4);
+        let module = self.module(module_key);
+        let layout = self.layouts(kernel).pipeline;
         let row_constants = [
             ("WG", f64::from(wg)),
             ("LANES", f64::from(lanes)),
@@ -516,13 +291,13 @@ impl Kernels {
             ("GRAD_IN_PLACE", f64::from(u8::from(grad.in_place))),
             ("EACH", f64::from(u8::from(reads.each))),
         ];
-        let constants: &[(&str, f64)] = if kernel == Kernel::Reduce { &[] } else { &row_constants };
-        let layout = if kernel == Kernel::Reduce { &self.reduce_pipeline_layout } else { &self.row_pipeline_layout };
+        // the reduction's workgroup size is a constant of its shader
+        let constants: &[(&str, f64)] = if info.stage == Stage::Reduce { &[] } else { &row_constants };
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(kernel.entry()),
-            layout: Some(layout),
+            label: Some(info.entry),
+            layout: Some(&layout),
             module: &module,
-            entry_point: Some(kernel.entry()),
+            entry_point: Some(info.entry),
             compilation_options: wgpu::PipelineCompilationOptions {
                 constants,
                 zero_initialize_workgroup_memory: false,
@@ -530,8 +305,8 @@ impl Kernels {
             cache: None,
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            lock(&self.modules).remove(&(kernel, dtype, vec4));
-            return Err(Error::Gpu(format!("compiling {}: {e}", kernel.entry())));
+            lock(&self.modules).remove(&module_key);
+            return Err(Error::Gpu(format!("compiling {}: {e}", info.entry)));
         }
         lock(&self.pipelines).insert(key, pipeline.clone());
         Ok(pipeline)

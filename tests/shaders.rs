@@ -2,26 +2,42 @@
 //! MSL, HLSL and GLSL (so Metal, DX12 and GL users are not the first to meet a
 //! translation error), and the Rust parameter structs match the WGSL ones.
 
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::OnceLock;
+
 use naga::back::PipelineConstants;
 use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
 use xent::DType;
-use xent::kernels::{Kernel, ReduceParams, RowParams};
+use xent::kernels::{Access, Binding, Kernel, Module, ReduceParams, RowParams, Stage};
 
 const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::Bf16];
 
-fn parse(kernel: Kernel, dtype: DType) -> (naga::Module, ModuleInfo) {
-    parse_loads(kernel, dtype, true)
+/// Every (dtype, load width) a module is composed for.
+fn variants() -> impl Iterator<Item = (DType, bool)> {
+    DTYPES.into_iter().flat_map(|d| [(d, true), (d, false)])
 }
 
-fn parse_loads(kernel: Kernel, dtype: DType, vec4: bool) -> (naga::Module, ModuleInfo) {
-    let src = kernel.source(dtype, vec4);
-    let module = naga::front::wgsl::parse_str(src)
-        .unwrap_or_else(|e| panic!("{} {dtype:?}: {}", kernel.entry(), e.emit_to_string(src)));
+/// Every module of the kernel table, parsed and validated once.
+fn modules() -> &'static HashMap<Module, (naga::Module, ModuleInfo)> {
+    static MODULES: OnceLock<HashMap<Module, (naga::Module, ModuleInfo)>> = OnceLock::new();
+    MODULES.get_or_init(|| {
+        let keys: HashSet<Module> = Kernel::ALL.iter().flat_map(|k| variants().map(|(d, v)| k.module(d, v))).collect();
+        keys.into_iter().map(|key| (key, parse(key))).collect()
+    })
+}
+
+fn parse(key: Module) -> (naga::Module, ModuleInfo) {
+    let src = key.source();
+    let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{key:?}: {}", e.emit_to_string(&src)));
     // the capabilities every WebGPU device has: no f16 type, no subgroups
     let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
         .validate(&module)
-        .unwrap_or_else(|e| panic!("{} {dtype:?}: {}", kernel.entry(), e.emit_to_string(src)));
+        .unwrap_or_else(|e| panic!("{key:?}: {}", e.emit_to_string(&src)));
     (module, info)
+}
+
+fn parse_loads(kernel: Kernel, dtype: DType, vec4: bool) -> &'static (naga::Module, ModuleInfo) {
+    &modules()[&kernel.module(dtype, vec4)]
 }
 
 /// The module with its overrides fixed as the host fixes them, for one entry point. The
@@ -31,7 +47,7 @@ fn specialised(kernel: Kernel, dtype: DType, wg: u32, lanes: u32, grad: (u32, bo
     let short = lanes == 1;
     let (module, info) = parse_loads(kernel, dtype, !short);
     let mut constants = PipelineConstants::default();
-    if kernel != Kernel::Reduce {
+    if kernel.info().stage != Stage::Reduce {
         constants.insert("WG".to_string(), f64::from(wg));
         constants.insert("LANES".to_string(), f64::from(lanes));
         constants.insert("GRAD_OF".to_string(), f64::from(grad.0));
@@ -39,7 +55,7 @@ fn specialised(kernel: Kernel, dtype: DType, wg: u32, lanes: u32, grad: (u32, bo
         constants.insert("EACH".to_string(), f64::from(u8::from(short)));
     }
     let stage = Some((naga::ShaderStage::Compute, kernel.entry()));
-    let (m, i) = naga::back::pipeline_constants::process_overrides(&module, &info, stage, &constants)
+    let (m, i) = naga::back::pipeline_constants::process_overrides(module, info, stage, &constants)
         .unwrap_or_else(|e| panic!("{}: overrides: {e}", kernel.entry()));
     (m.into_owned(), i.into_owned())
 }
@@ -47,7 +63,7 @@ fn specialised(kernel: Kernel, dtype: DType, wg: u32, lanes: u32, grad: (u32, bo
 #[test]
 fn every_shader_validates() {
     for kernel in Kernel::ALL {
-        for (dtype, vec4) in DTYPES.into_iter().flat_map(|d| [(d, true), (d, false)]) {
+        for (dtype, vec4) in variants() {
             let (module, _) = parse_loads(kernel, dtype, vec4);
             assert!(
                 module.entry_points.iter().any(|e| e.name == kernel.entry()),
@@ -55,6 +71,119 @@ fn every_shader_validates() {
                 kernel.entry()
             );
         }
+    }
+}
+
+/// The bindings of group 0 that the entry point `index` of `module` uses, as the WGSL
+/// declares them.
+fn used_bindings(module: &naga::Module, info: &ModuleInfo, index: usize) -> BTreeSet<(u32, Access)> {
+    let uses = info.get_entry_point(index);
+    let mut used = BTreeSet::new();
+    for (handle, global) in module.global_variables.iter() {
+        let Some(binding) = &global.binding else { continue };
+        if uses[handle].is_empty() {
+            continue;
+        }
+        let name = global.name.as_deref().unwrap_or("?");
+        assert_eq!(binding.group, 0, "{name}");
+        let access = match global.space {
+            naga::AddressSpace::Uniform => Access::Uniform,
+            naga::AddressSpace::Storage { access } if access.contains(naga::StorageAccess::STORE) => Access::ReadWrite,
+            naga::AddressSpace::Storage { .. } => Access::Read,
+            ref space => panic!("{name}: {space:?}"),
+        };
+        used.insert((binding.binding, access));
+    }
+    used
+}
+
+/// The names of the functions `block` calls, directly or through the functions it calls.
+fn called(module: &naga::Module, block: &naga::Block, seen: &mut HashSet<naga::Handle<naga::Function>>) {
+    for statement in block.iter() {
+        match statement {
+            naga::Statement::Block(b) => called(module, b, seen),
+            naga::Statement::If { accept, reject, .. } => {
+                called(module, accept, seen);
+                called(module, reject, seen);
+            }
+            naga::Statement::Switch { cases, .. } => cases.iter().for_each(|c| called(module, &c.body, seen)),
+            naga::Statement::Loop { body, continuing, .. } => {
+                called(module, body, seen);
+                called(module, continuing, seen);
+            }
+            naga::Statement::Call { function, .. } if seen.insert(*function) => {
+                called(module, &module.functions[*function].body, seen);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn calls_any(module: &naga::Module, entry: &naga::EntryPoint, names: &[&str]) -> bool {
+    let mut seen = HashSet::new();
+    called(module, &entry.function.body, &mut seen);
+    seen.iter().any(|&f| module.functions[f].name.as_deref().is_some_and(|n| names.contains(&n)))
+}
+
+/// Each row of the kernel table against its WGSL, in every module it is compiled from: the
+/// entry point exists, the bindings it uses are those the row declares (index and access;
+/// the layout wgpu checks a pipeline against), and it writes rows of values, and a
+/// gradient, exactly when the row says so.
+#[test]
+fn every_kernel_table_row_matches_its_wgsl() {
+    for kernel in Kernel::ALL {
+        let row = kernel.info();
+        let declared: Vec<(u32, Access)> = row.bindings.iter().map(|b: &Binding| (b.index, b.access)).collect();
+        assert!(declared.windows(2).all(|w| w[0].0 < w[1].0), "{}: bindings out of index order", row.entry);
+        let declared: BTreeSet<_> = declared.into_iter().collect();
+        let (mut used, mut grad, mut writes_rows) = (BTreeSet::new(), false, false);
+        for (dtype, vec4) in variants() {
+            let (module, info) = parse_loads(kernel, dtype, vec4);
+            let (index, entry) = module
+                .entry_points
+                .iter()
+                .enumerate()
+                .find(|(_, e)| e.name == row.entry)
+                .unwrap_or_else(|| panic!("{}: no entry point in {:?}", row.entry, kernel.module(dtype, vec4)));
+            let here = used_bindings(module, info, index);
+            assert!(
+                here.is_subset(&declared),
+                "{} {dtype:?} vec4 {vec4}: uses {here:?}, row has {declared:?}",
+                row.entry
+            );
+            used.extend(here);
+            grad |= calls_any(module, entry, &["store_grad"]);
+            writes_rows |= calls_any(module, entry, &["store_out", "store_out8"]);
+        }
+        assert_eq!(used, declared, "{}: the bindings its modules use, and the row's", row.entry);
+        // split-row passes run without a gradient (the host refuses GRAD_OF for them), so
+        // one that shares the gradient's code with its row kernel is not held to this
+        if row.grad || row.stage != Stage::Part {
+            assert_eq!(grad, row.grad, "{}: writes a gradient", row.entry);
+        }
+        assert_eq!(writes_rows, row.writes_rows, "{}: writes rows of values", row.entry);
+    }
+}
+
+/// Each split plan of the table starts with a part pass and ends with a merge or a write,
+/// and every split-row kernel is in a plan.
+#[test]
+fn split_plans_start_with_a_part_and_end_with_a_merge_or_write() {
+    let mut planned: HashSet<Kernel> = HashSet::new();
+    for kernel in Kernel::ALL {
+        let row = kernel.info();
+        // every flag bit: the conditional plans (divergence of logits) are taken too
+        let Some(plan) = row.split.plan(u32::MAX) else { continue };
+        planned.extend(plan.iter().copied());
+        assert_eq!(row.stage, Stage::Row, "{}", row.entry);
+        let stages: Vec<Stage> = plan.iter().map(|k| k.info().stage).collect();
+        assert_eq!(stages.first(), Some(&Stage::Part), "{}: {stages:?}", row.entry);
+        assert!(matches!(stages.last(), Some(Stage::Merge | Stage::Write)), "{}: {stages:?}", row.entry);
+        assert!(plan.iter().all(|k| k.info().split.plan(u32::MAX).is_none()), "{}", row.entry);
+    }
+    for kernel in Kernel::ALL {
+        let split_row = matches!(kernel.info().stage, Stage::Part | Stage::Merge | Stage::Write);
+        assert_eq!(split_row, planned.contains(&kernel), "{}", kernel.entry());
     }
 }
 
@@ -128,8 +257,8 @@ fn wgsl_layout(module: &naga::Module, name: &str) -> (Vec<(String, u32)>, u32) {
 
 #[test]
 fn row_params_match_the_wgsl_struct() {
-    let (module, _) = parse(Kernel::LogSumExp, DType::F32);
-    let (fields, size) = wgsl_layout(&module, "RowParams");
+    let (module, _) = parse_loads(Kernel::LogSumExp, DType::F32, true);
+    let (fields, size) = wgsl_layout(module, "RowParams");
     assert_eq!(size as usize, size_of::<RowParams>());
     let rust = [
         ("rows", std::mem::offset_of!(RowParams, rows)),
@@ -159,8 +288,8 @@ fn row_params_match_the_wgsl_struct() {
 
 #[test]
 fn reduce_params_match_the_wgsl_struct() {
-    let (module, _) = parse(Kernel::Reduce, DType::F32);
-    let (fields, size) = wgsl_layout(&module, "ReduceParams");
+    let (module, _) = parse_loads(Kernel::Reduce, DType::F32, true);
+    let (fields, size) = wgsl_layout(module, "ReduceParams");
     assert_eq!(size as usize, size_of::<ReduceParams>());
     let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["n", "stride", "component", "in_base", "out_base", "partials", "_pad0", "_pad1"]);
@@ -171,7 +300,7 @@ fn reduce_params_match_the_wgsl_struct() {
 
 #[test]
 fn flag_bits_match_the_wgsl_constants() {
-    let (module, _) = parse(Kernel::Divergence, DType::F32);
+    let (module, _) = parse_loads(Kernel::Divergence, DType::F32, true);
     let value = |name: &str| -> u32 {
         let (_, c) = module.constants.iter().find(|(_, c)| c.name.as_deref() == Some(name)).expect(name);
         match module.global_expressions[c.init] {

@@ -13,7 +13,7 @@ pub mod softmax_xent;
 use wgpu::util::DeviceExt;
 
 use crate::error::Result;
-use crate::kernels::{GradMode, Kernel, Kernels, Reads, ReduceParams, RowParams, binding};
+use crate::kernels::{Binding, Cols, GradMode, Kernel, Kernels, Reads, ReduceParams, RowParams, binding};
 use crate::loss::{Batch, Labels, LogBase, Loss};
 use crate::plan::{self, Window};
 
@@ -69,7 +69,7 @@ impl<'a> RowJob<'a> {
     /// Whether the kernel writes whole rows of values (softmax, `out_per_row` = cols, which
     /// is 1 for a single column) rather than one value a row.
     pub fn writes_rows(&self) -> bool {
-        self.kernel == Kernel::Softmax
+        self.kernel.info().writes_rows
     }
 
     /// Whether the kernel writes per-row auxiliary words (argmax, weight).
@@ -228,38 +228,13 @@ impl PreparedRows {
     }
 }
 
-/// The dispatches of a job whose rows are split ([`plan::row_parts`]), in order: each
-/// kernel, and whether it runs per (row, part) unit (else per row).
-fn split_kernels(kernel: Kernel, flags: u32) -> Option<&'static [(Kernel, bool)]> {
-    use crate::kernels::flags::{HAS_B, P_LOGITS, Q_LOGITS};
-    let logits_only = flags & P_LOGITS != 0 && (flags & HAS_B == 0 || flags & Q_LOGITS != 0);
-    match kernel {
-        Kernel::Divergence if logits_only => Some(&[(Kernel::DivergencePart, true), (Kernel::DivergenceMerge, false)]),
-        Kernel::Distill => Some(&[
-            (Kernel::DistillPart, true),
-            (Kernel::DistillMerge, false),
-            (Kernel::DistillRefinePart, true),
-            (Kernel::DistillRefineMerge, false),
-        ]),
-        Kernel::BinaryXent => Some(&[(Kernel::BinaryXentPart, true), (Kernel::SumMerge, false)]),
-        Kernel::GaussianKl => Some(&[(Kernel::GaussianKlPart, true), (Kernel::SumMerge, false)]),
-        Kernel::LogSumExp => Some(&[(Kernel::RowPart, true), (Kernel::LogSumExpMerge, false)]),
-        Kernel::RowMax => Some(&[(Kernel::RowPart, true), (Kernel::RowMaxMerge, false)]),
-        Kernel::SoftmaxXent => Some(&[(Kernel::SoftmaxXentPart, true), (Kernel::SoftmaxXentMerge, false)]),
-        Kernel::Softmax => {
-            Some(&[(Kernel::SoftmaxPart, true), (Kernel::SoftmaxMerge, false), (Kernel::SoftmaxWrite, true)])
-        }
-        _ => None,
-    }
-}
-
 /// The dispatch of `d`, or for split rows the part pass, the merge (and for softmax the
 /// write pass, for distillation the second pass's parts and merge): the parts' records go
 /// to a buffer of their own, bound where a gradient would be (split rows take no
 /// gradient), and each pass reads what the one before wrote.
 fn prepare(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Vec<PreparedRows>> {
     let parts = kernels.row_parts(d.rows, d.cols);
-    let split = split_kernels(d.kernel, d.template.flags).filter(|_| parts > 1 && d.grad == GradMode::default());
+    let split = d.kernel.info().split.plan(d.template.flags).filter(|_| parts > 1 && d.grad == GradMode::default());
     let Some(stages) = split else {
         return Ok(vec![prepare_rows(kernels, d, b)?]);
     };
@@ -274,8 +249,8 @@ fn prepare(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Vec<Prepa
     let template = RowParams { parts: parts as u32, part_cols: plan::part_cols(d.cols, parts) as u32, ..*d.template };
     stages
         .iter()
-        .map(|&(kernel, per_unit)| {
-            let rows = if per_unit { d.rows * parts } else { d.rows };
+        .map(|&kernel| {
+            let rows = if kernel.info().stage.per_part() { d.rows * parts } else { d.rows };
             prepare_rows(kernels, &Dispatch { kernel, template: &template, rows, ..*d }, &bindings)
         })
         .collect()
@@ -288,41 +263,22 @@ fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Prep
     let device = kernels.device();
     let Dispatch { kernel, template, dtype, rows, cols, row_offset, grad, .. } = *d;
     let max_wg = 1u32 << (31 - device.limits().max_compute_invocations_per_workgroup.max(1).leading_zeros());
-    // the columns each row kernel reads: the whole row, or one part of a split row
-    let read_cols = match kernel {
-        Kernel::RowPart
-        | Kernel::SoftmaxPart
-        | Kernel::SoftmaxWrite
-        | Kernel::SoftmaxXentPart
-        | Kernel::DivergencePart
-        | Kernel::DistillPart
-        | Kernel::DistillRefinePart
-        | Kernel::BinaryXentPart
-        | Kernel::GaussianKlPart => u64::from(template.part_cols),
-        _ => cols,
-    };
-    let (wg, lanes) = match kernel {
-        Kernel::NaiveXent => (64.min(max_wg), 64.min(max_wg)),
-        // one invocation per row: it reads a label (or merges parts), not the row
-        Kernel::CeRowWeights
-        | Kernel::LogSumExpMerge
-        | Kernel::RowMaxMerge
-        | Kernel::SoftmaxMerge
-        | Kernel::SoftmaxXentMerge
-        | Kernel::DivergenceMerge
-        | Kernel::DistillMerge
-        | Kernel::DistillRefineMerge
-        | Kernel::SumMerge => kernels.row_layout_for(1),
-        _ => kernels.row_layout_for(read_cols),
+    let info = kernel.info();
+    // the columns each row kernel reads: the whole row, or one part of a split row; a
+    // kernel that reads a record a row runs one invocation per row
+    let read_cols = if info.reads == Cols::Part { u64::from(template.part_cols) } else { cols };
+    let (wg, lanes) = match info.reads {
+        Cols::RowPerWorkgroup(n) => (n.min(max_wg), n.min(max_wg)),
+        Cols::Record => kernels.row_layout_for(1),
+        Cols::Row | Cols::Part => kernels.row_layout_for(read_cols),
     };
     // vec4 loads where both input bindings are whole vectors (every buffer xent allocates;
     // a caller's buffer that ends inside the last vector of its data is read by words)
     // (kernels that write [rows, cols] view their output as vec4 too)
-    let writes_rows = matches!(kernel, Kernel::Softmax | Kernel::SoftmaxWrite | Kernel::Copy);
-    let viewed = [Some(b.a.window.size), Some(b.b.window.size), writes_rows.then_some(b.out.window.size)];
+    let viewed = [Some(b.a.window.size), Some(b.b.window.size), info.writes_rows.then_some(b.out.window.size)];
     let reads =
         Reads { vec4: viewed.iter().flatten().all(|&s| s >= 16 && s % 16 == 0), each: read_cols < plan::SHORT_COLS };
-    let pipeline = kernels.pipeline_with_grad(kernel, dtype, reads, wg, lanes, grad)?;
+    let pipeline = kernels.pipeline(kernel, dtype, reads, wg, lanes, grad)?;
     let params = RowParams {
         rows: rows as u32,
         cols: cols as u32,
@@ -340,22 +296,19 @@ fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Prep
         contents: bytemuck::bytes_of(&params),
         usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
     });
-    let entry = |binding, resource| wgpu::BindGroupEntry { binding, resource };
-    let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some(kernel.entry()),
-        layout: kernels.row_layout(),
-        entries: &[
-            entry(binding::PARAMS, uniform.as_entire_binding()),
-            entry(binding::IN_A, b.a.resource()),
-            entry(binding::IN_B, b.b.resource()),
-            entry(binding::LABELS, b.labels.resource()),
-            entry(binding::CLASS_WEIGHTS, b.class_weights.resource()),
-            entry(binding::OUT_ROWS, b.out.resource()),
-            entry(binding::OUT_AUX, b.aux.resource()),
-            entry(binding::STATUS, b.status.as_entire_binding()),
-            entry(binding::GRAD, b.grad.resource()),
-        ],
-    });
+    let resource = |slot: Binding| match slot {
+        binding::PARAMS => Ok(uniform.as_entire_binding()),
+        binding::IN_A => Ok(b.a.resource()),
+        binding::IN_B => Ok(b.b.resource()),
+        binding::LABELS => Ok(b.labels.resource()),
+        binding::CLASS_WEIGHTS => Ok(b.class_weights.resource()),
+        binding::OUT_ROWS => Ok(b.out.resource()),
+        binding::OUT_AUX => Ok(b.aux.resource()),
+        binding::STATUS => Ok(b.status.as_entire_binding()),
+        binding::GRAD => Ok(b.grad.resource()),
+        _ => Err(crate::Error::Gpu(format!("{}: binding {} is not a row kernel's", info.entry, slot.index))),
+    };
+    let group = bind_group(kernels, kernel, resource)?;
     let groups = rows.div_ceil(u64::from(wg / lanes));
     let grid = plan::grid(groups, device.limits().max_compute_workgroups_per_dimension);
     Ok(PreparedRows { pipeline, group, uniform, grid })
@@ -467,7 +420,8 @@ fn reduce_dispatch(
     partials: bool,
 ) -> Result<()> {
     let device = kernels.device();
-    let pipeline = kernels.pipeline(Kernel::Reduce, crate::DType::F32, Reads::default(), 256, 1)?;
+    let pipeline =
+        kernels.pipeline(Kernel::Reduce, crate::DType::F32, Reads::default(), 256, 1, GradMode::default())?;
     let params = ReduceParams {
         n: n as u32,
         stride,
@@ -482,15 +436,13 @@ fn reduce_dispatch(
         contents: bytemuck::bytes_of(&params),
         usage: wgpu::BufferUsages::UNIFORM,
     });
-    let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("xent reduce"),
-        layout: kernels.reduce_layout(),
-        entries: &[
-            wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 1, resource: input.resource() },
-            wgpu::BindGroupEntry { binding: 2, resource: dst.as_entire_binding() },
-        ],
-    });
+    let resource = |slot: Binding| match slot {
+        binding::REDUCE_PARAMS => Ok(uniform.as_entire_binding()),
+        binding::REDUCE_SRC => Ok(input.resource()),
+        binding::REDUCE_DST => Ok(dst.as_entire_binding()),
+        _ => Err(crate::Error::Gpu(format!("reduce_sum: binding {} is not the reduction's", slot.index))),
+    };
+    let group = bind_group(kernels, Kernel::Reduce, resource)?;
     let groups = n.div_ceil(plan::REDUCE_BLOCK);
     let [x, y, z] = plan::grid(groups, device.limits().max_compute_workgroups_per_dimension);
     let mut pass =
@@ -499,6 +451,26 @@ fn reduce_dispatch(
     pass.set_bind_group(0, &group, &[]);
     pass.dispatch_workgroups(x, y, z);
     Ok(())
+}
+
+/// The bind group of `kernel`: each of its bindings of the table, bound to `resource`'s.
+fn bind_group<'r>(
+    kernels: &Kernels,
+    kernel: Kernel,
+    resource: impl Fn(Binding) -> Result<wgpu::BindingResource<'r>>,
+) -> Result<wgpu::BindGroup> {
+    let entries = kernel
+        .info()
+        .bindings
+        .iter()
+        .map(|&slot| Ok(wgpu::BindGroupEntry { binding: slot.index, resource: resource(slot)? }))
+        .collect::<Result<Vec<_>>>()?;
+    let layout = kernels.bind_group_layout(kernel);
+    Ok(kernels.device().create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(kernel.entry()),
+        layout: &layout,
+        entries: &entries,
+    }))
 }
 
 /// Which scratch buffer holds the final (sum, flags) pair after [`encode_reduce`].

@@ -1,0 +1,112 @@
+//! Shader modules composed from the files of `shaders/`: each file is in the binary once,
+//! and a module's text is put together (in the order the files are listed here) when the
+//! first pipeline of its family, dtype and load width is built.
+
+use crate::loss::DType;
+
+/// The pieces of shaders/common/, each a `&'static str` in the binary once.
+macro_rules! common {
+    ($($name:ident = $file:literal),+ $(,)?) => {
+        $(const $name: &str = include_str!(concat!("../../shaders/common/", $file));)+
+    };
+}
+
+common! {
+    PARAMS = "params.wgsl", NUMERICS = "numerics.wgsl", ROW_REDUCE = "row_reduce.wgsl", GRAD = "grad.wgsl",
+    LOAD_F32 = "load_f32.wgsl", LOAD_F32X4 = "load_f32x4.wgsl", LOAD_F16 = "load_f16.wgsl",
+    LOAD_BF16 = "load_bf16.wgsl", LOAD_16BIT = "load_16bit.wgsl", LOAD_16BITX4 = "load_16bitx4.wgsl",
+    LOAD_EACH = "load_each.wgsl", STORE_WORDS = "store_words.wgsl", STORE_VEC4 = "store_vec4.wgsl",
+}
+
+/// A file of `shaders/` with the entry points of one family of kernels: with the common
+/// pieces and a loader variant, one shader module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// shaders/row_stats.wgsl
+    RowStats,
+    /// shaders/softmax.wgsl
+    Softmax,
+    /// shaders/softmax_xent.wgsl
+    SoftmaxXent,
+    /// shaders/divergence.wgsl
+    Divergence,
+    /// shaders/binary_xent.wgsl
+    BinaryXent,
+    /// shaders/gaussian_kl.wgsl
+    GaussianKl,
+    /// shaders/distill.wgsl
+    Distill,
+    /// shaders/baseline.wgsl
+    Baseline,
+    /// shaders/reduce.wgsl: no row parameters and no loader, one module for every dtype.
+    Reduce,
+}
+
+/// A shader module: a family composed for a dtype, read as vec4 or a word at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Module {
+    /// The family file.
+    pub family: Family,
+    /// Element type of the float inputs.
+    pub dtype: DType,
+    /// Inputs (and rows written) viewed as vec4.
+    pub vec4: bool,
+}
+
+impl Family {
+    /// The family's own file.
+    fn file(self) -> &'static str {
+        match self {
+            Family::RowStats => include_str!("../../shaders/row_stats.wgsl"),
+            Family::Softmax => include_str!("../../shaders/softmax.wgsl"),
+            Family::SoftmaxXent => include_str!("../../shaders/softmax_xent.wgsl"),
+            Family::Divergence => include_str!("../../shaders/divergence.wgsl"),
+            Family::BinaryXent => include_str!("../../shaders/binary_xent.wgsl"),
+            Family::GaussianKl => include_str!("../../shaders/gaussian_kl.wgsl"),
+            Family::Distill => include_str!("../../shaders/distill.wgsl"),
+            Family::Baseline => include_str!("../../shaders/baseline.wgsl"),
+            Family::Reduce => include_str!("../../shaders/reduce.wgsl"),
+        }
+    }
+
+    /// The module of this family for inputs of `dtype`, viewed as vec4 when `vec4` (the
+    /// reduction has one module whatever the two).
+    pub fn module(self, dtype: DType, vec4: bool) -> Module {
+        match self {
+            Family::Reduce => Module { family: self, dtype: DType::F32, vec4: false },
+            _ => Module { family: self, dtype, vec4 },
+        }
+    }
+}
+
+impl Module {
+    /// The files the module is made of, in order: the row parameters, the loader variant,
+    /// the numerics, the row reduction, the gradient, then the family's file.
+    pub fn pieces(self) -> Vec<&'static str> {
+        if self.family == Family::Reduce {
+            return vec![NUMERICS, self.family.file()];
+        }
+        let mut pieces = vec![PARAMS];
+        pieces.extend_from_slice(loader(self.dtype, self.vec4));
+        pieces.extend_from_slice(&[NUMERICS, ROW_REDUCE, GRAD, self.family.file()]);
+        pieces
+    }
+
+    /// The module's WGSL text.
+    pub fn source(self) -> String {
+        self.pieces().concat()
+    }
+}
+
+/// The loads of inputs of `dtype` and the stores of rows: a word at a time, or through
+/// vec4 views (16-byte loads and stores) where every binding is whole vectors.
+fn loader(dtype: DType, vec4: bool) -> &'static [&'static str] {
+    match (dtype, vec4) {
+        (DType::F32, false) => &[LOAD_F32, LOAD_EACH, STORE_WORDS],
+        (DType::F16, false) => &[LOAD_F16, LOAD_16BIT, LOAD_EACH, STORE_WORDS],
+        (DType::Bf16, false) => &[LOAD_BF16, LOAD_16BIT, LOAD_EACH, STORE_WORDS],
+        (DType::F32, true) => &[LOAD_F32X4, LOAD_EACH, STORE_VEC4],
+        (DType::F16, true) => &[LOAD_F16, LOAD_16BITX4, LOAD_EACH, STORE_VEC4],
+        (DType::Bf16, true) => &[LOAD_BF16, LOAD_16BITX4, LOAD_EACH, STORE_VEC4],
+    }
+}
