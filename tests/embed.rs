@@ -4,6 +4,8 @@
 //! tests/soak.rs, alone in its process so that its memory figures are its own.
 
 mod common;
+#[path = "embed/status.rs"]
+mod status;
 
 use common::{assert_close, context, rng};
 use half::f16;
