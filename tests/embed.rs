@@ -4,6 +4,8 @@
 //! tests/soak.rs, alone in its process so that its memory figures are its own.
 
 mod common;
+#[path = "embed/mean.rs"]
+mod mean;
 #[path = "embed/status.rs"]
 mod status;
 
@@ -442,7 +444,13 @@ fn records_into_a_busy_encoder_at_offsets() {
         // the app's own work first
         encoder.clear_buffer(&outputs, 0, None);
         encoder.copy_buffer_to_buffer(&bufs.x, 0, &scratch, 0, 256);
-        let out = DeviceOutput { per_row: &outputs, per_row_offset: 1028, reduced: Some((&outputs, 16)), grad: None };
+        let out = DeviceOutput {
+            per_row: &outputs,
+            per_row_offset: 1028,
+            reduced: Some((&outputs, 16)),
+            mean: None,
+            grad: None,
+        };
         recorder.record(&mut encoder, &bufs.loss(&d), &out).expect("record");
         queue.submit([encoder.finish()]);
         let values = f32s(&read(device, queue, &outputs, 1028, 4 * rows as u64));
@@ -460,7 +468,7 @@ fn records_into_a_busy_encoder_at_offsets() {
     let out = zeroed(device, 4 * 200 + 256, USAGE);
     let batch = DeviceBatch { buffer: &buf, offset: 0, rows: 4, cols: 50, dtype: DType::F32 };
     let mut encoder = device.create_command_encoder(&Default::default());
-    let per_row = DeviceOutput { per_row: &out, per_row_offset: 256, reduced: None, grad: None };
+    let per_row = DeviceOutput { per_row: &out, per_row_offset: 256, reduced: None, mean: None, grad: None };
     recorder
         .record(&mut encoder, &DeviceLoss::Softmax { logits: batch, temperature: 2.0, log: true }, &per_row)
         .expect("softmax");
@@ -561,7 +569,7 @@ fn bad_arguments_are_errors_not_validation_failures() {
         (
             "softmax with a reduction",
             DeviceLoss::Softmax { logits: batch(big, 0, DType::F32), temperature: 1.0, log: false },
-            DeviceOutput { per_row: &out, per_row_offset: 0, reduced: Some((&out, 2048)), grad: None },
+            DeviceOutput { per_row: &out, per_row_offset: 0, reduced: Some((&out, 2048)), mean: None, grad: None },
             "has no reduction",
         ),
         (
@@ -701,6 +709,7 @@ fn many_records_before_one_submit() {
             per_row: &out,
             per_row_offset: 64 * i as u64,
             reduced: Some((&reduced, 16 * i as u64)),
+            mean: None,
             grad: None,
         };
         recorder.record(&mut encoder, &b.loss(d), &o).expect("record");
@@ -805,7 +814,7 @@ fn softmax_writes_through_vector_and_word_stores() {
         // one element in (a window that cannot be viewed as vec4)
         for (name, size, offset) in [("vec4", n.div_ceil(16) * 16, 0), ("words", 4 + n, 4)] {
             let out = zeroed(device, size, USAGE);
-            let per_row = DeviceOutput { per_row: &out, per_row_offset: offset, reduced: None, grad: None };
+            let per_row = DeviceOutput { per_row: &out, per_row_offset: offset, reduced: None, mean: None, grad: None };
             let mut encoder = device.create_command_encoder(&Default::default());
             recorder
                 .record(&mut encoder, &DeviceLoss::Softmax { logits: batch, temperature: 1.5, log: false }, &per_row)

@@ -137,6 +137,10 @@ pub struct DeviceOutput<'a> {
     pub per_row_offset: u64,
     /// The reduction over rows, [`Reduced::BYTES`] bytes (`COPY_DST` usage; not for softmax).
     pub reduced: Option<(&'a wgpu::Buffer, u64)>,
+    /// The mean over rows as one f32 word, for the app's own shaders (`COPY_DST` usage;
+    /// not for softmax): `sum / denominator` of [`Reduced`], NaN and infinities by IEEE
+    /// division's rules, the quotient within WGSL's 2.5 ULP of the f32 division.
+    pub mean: Option<(&'a wgpu::Buffer, u64)>,
     /// The gradient with respect to the logits, written in the same pass.
     pub grad: Option<DeviceGrad<'a>>,
 }
@@ -144,12 +148,17 @@ pub struct DeviceOutput<'a> {
 impl<'a> DeviceOutput<'a> {
     /// Per-row values from the start of `per_row`; no reduction, no gradient.
     pub fn rows(per_row: &'a wgpu::Buffer) -> Self {
-        DeviceOutput { per_row, per_row_offset: 0, reduced: None, grad: None }
+        DeviceOutput { per_row, per_row_offset: 0, reduced: None, mean: None, grad: None }
     }
 
     /// Also writes the reduction over rows at `offset` in `buffer`.
     pub fn with_reduced(self, buffer: &'a wgpu::Buffer, offset: u64) -> Self {
         DeviceOutput { reduced: Some((buffer, offset)), ..self }
+    }
+
+    /// Also writes the mean over rows as one f32 word at `offset` (a multiple of 4) in `buffer`.
+    pub fn with_mean(self, buffer: &'a wgpu::Buffer, offset: u64) -> Self {
+        DeviceOutput { mean: Some((buffer, offset)), ..self }
     }
 
     /// Also writes the gradient.

@@ -4,7 +4,7 @@ use std::sync::Mutex;
 
 use wgpu::util::DeviceExt;
 
-use super::inputs::{DeviceBatch, DeviceGrad, DeviceLoss, DeviceOutput};
+use super::inputs::{DeviceBatch, DeviceGrad, DeviceLoss, DeviceOutput, Reduced};
 use super::validate::{self, Checked};
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
@@ -19,6 +19,8 @@ pub struct Recorder {
     kernels: Kernels,
     status: wgpu::Buffer,
     no_status: wgpu::Buffer,
+    /// The last reduction's (sum, flags, denominator, flags).
+    result: wgpu::Buffer,
     unused_in: wgpu::Buffer,
     scratch: Mutex<Scratch>,
 }
@@ -67,7 +69,8 @@ impl Recorder {
             contents: bytemuck::cast_slice(&[u32::MAX; 2]),
             usage: wgpu::BufferUsages::COPY_SRC,
         });
-        Recorder { kernels: Kernels::new(device), status, no_status, unused_in, scratch: Mutex::default() }
+        let result = buffer(device, "xent result", Reduced::BYTES, STORAGE_RW | wgpu::BufferUsages::COPY_DST);
+        Recorder { kernels: Kernels::new(device), status, no_status, result, unused_in, scratch: Mutex::default() }
     }
 
     /// Two u32 words: the first row with a label outside `[0, cols)` and the first row
@@ -158,9 +161,11 @@ impl Recorder {
                 Sink::Pass(pass) => ops::dispatch_rows(&self.kernels, pass, &d, &binder.rows(start, n))?,
             }
         }
-        let Some((target, target_offset)) = out.reduced else { return Ok(()) };
+        if out.reduced.is_none() && out.mean.is_none() {
+            return Ok(());
+        }
         let Sink::Encoder(encoder) = sink else { return Err(needs_encoder()) };
-        self.record_reduction(encoder, &c, out, &aux, partials, (target, target_offset))
+        self.record_reduction(encoder, &c, out, &aux, partials)
     }
 
     /// Records the per-row weights of cross-entropy and their sum: the denominator of a
@@ -189,8 +194,9 @@ impl Recorder {
         ops::encode_reduce_at(&self.kernels, encoder, binder.aux, 0, c.rows, 2, 1, [p0, p1])
     }
 
-    /// Records the reduction over rows into `target` at its offset: the sum of the per-row
-    /// values, then the denominator (the sum of row weights, or the row count).
+    /// Records the reduction over rows into the recorder's result words (the sum of the
+    /// per-row values, then the denominator: the sum of row weights, or the row count),
+    /// copied to the reduction target, and their quotient to the mean target.
     fn record_reduction(
         &self,
         encoder: &mut wgpu::CommandEncoder,
@@ -198,22 +204,29 @@ impl Recorder {
         out: &DeviceOutput,
         aux: &wgpu::Buffer,
         partials: &[wgpu::Buffer; 2],
-        (target, target_offset): (&wgpu::Buffer, u64),
     ) -> Result<()> {
         let [p0, p1] = partials;
         let result = &partials[ops::reduce_result_index(c.rows)];
         ops::encode_reduce_at(&self.kernels, encoder, out.per_row, out.per_row_offset, c.rows, 1, 0, [p0, p1])?;
-        encoder.copy_buffer_to_buffer(result, 0, target, target_offset, 8);
+        encoder.copy_buffer_to_buffer(result, 0, &self.result, 0, 8);
         if c.job.weighted {
             ops::encode_reduce_at(&self.kernels, encoder, aux, 0, c.rows, 2, 1, [p0, p1])?;
-            encoder.copy_buffer_to_buffer(result, 0, target, target_offset + 8, 8);
+            encoder.copy_buffer_to_buffer(result, 0, &self.result, 8, 8);
         } else {
             let denominator = self.kernels.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("xent rows"),
                 contents: bytemuck::cast_slice(&[(c.rows as f32).to_bits(), 0u32]),
                 usage: wgpu::BufferUsages::COPY_SRC,
             });
-            encoder.copy_buffer_to_buffer(&denominator, 0, target, target_offset + 8, 8);
+            encoder.copy_buffer_to_buffer(&denominator, 0, &self.result, 8, 8);
+        }
+        if let Some((target, offset)) = out.reduced {
+            encoder.copy_buffer_to_buffer(&self.result, 0, target, offset, Reduced::BYTES);
+        }
+        if let Some((target, offset)) = out.mean {
+            // the partial sums are spent: the mean's word goes through the first
+            ops::encode_mean(&self.kernels, encoder, &self.result, 0, p0)?;
+            encoder.copy_buffer_to_buffer(p0, 0, target, offset, 4);
         }
         Ok(())
     }
