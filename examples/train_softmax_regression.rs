@@ -84,7 +84,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: false })
     };
     let z_buf = empty("logits, then their gradient", (4 * SAMPLES * CLASSES) as u64, storage);
-    let per_row = empty("per-sample loss", (4 * SAMPLES) as u64, storage);
     let loss_buf = empty("loss", Reduced::BYTES, storage);
     let readback =
         empty("readback", Reduced::BYTES + Status::BYTES, wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ);
@@ -132,8 +131,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         class_weights: None,
         label_smoothing: 0.0,
     };
-    // the loss of the logits, and the gradient of the mean written over them
-    let out = DeviceOutput::rows(&per_row).with_reduced(&loss_buf, 0).with_grad(DeviceGrad::in_place());
+    // the loss of the logits, and the gradient of the mean written over them (the per-sample
+    // losses are not wanted: the recorder keeps them in its scratch)
+    let out = DeviceOutput::reduced(&loss_buf, 0).with_grad(DeviceGrad::of_mean_in_place());
 
     let mut previous = f64::INFINITY;
     for step in 0..STEPS {

@@ -28,6 +28,8 @@ pub struct Recorder {
 #[derive(Default)]
 struct Scratch {
     aux: Option<wgpu::Buffer>,
+    /// The per-row values of a record whose caller wants none of them.
+    per_row: Option<wgpu::Buffer>,
     partials: Option<[wgpu::Buffer; 2]>,
 }
 
@@ -85,7 +87,8 @@ impl Recorder {
     /// Bytes of scratch the recorder holds (it grows to the largest record, then stays).
     pub fn scratch_bytes(&self) -> u64 {
         let s = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
-        s.aux.as_ref().map_or(0, |b| b.size()) + s.partials.as_ref().map_or(0, |p| p[0].size() + p[1].size())
+        let size = |b: &Option<wgpu::Buffer>| b.as_ref().map_or(0, |b| b.size());
+        size(&s.aux) + size(&s.per_row) + s.partials.as_ref().map_or(0, |p| p[0].size() + p[1].size())
     }
 
     /// Resets [`Recorder::status`] to "no bad row" (recorded into `encoder`).
@@ -130,6 +133,10 @@ impl Recorder {
         let chunk = chunk_rows(&c, &limits)?;
         let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
         let aux = grow(&mut scratch.aux, device, "xent aux", 8 * c.rows);
+        let per_row = match out.per_row {
+            Some(buffer) => (buffer.clone(), out.per_row_offset),
+            None => (grow(&mut scratch.per_row, device, "xent per-row", 4 * c.rows * c.job.out_per_row), 0),
+        };
         let partials = scratch.partials(device, c.rows);
         let mode = GradMode {
             of: if c.grad.is_some() { c.job.grad_of } else { 0 },
@@ -139,7 +146,7 @@ impl Recorder {
         if let Sink::Pass(_) = sink {
             validate::check_in_pass(out, denominator_on_device)?;
         }
-        let binder = Binder { c: &c, out, mode, aux: &aux, align, recorder: self };
+        let binder = Binder { c: &c, per_row: (&per_row.0, per_row.1), mode, aux: &aux, align, recorder: self };
         if denominator_on_device {
             let Sink::Encoder(encoder) = &mut sink else { return Err(needs_encoder()) };
             self.record_denominator(encoder, &binder, chunk, partials)?;
@@ -165,7 +172,7 @@ impl Recorder {
             return Ok(());
         }
         let Sink::Encoder(encoder) = sink else { return Err(needs_encoder()) };
-        self.record_reduction(encoder, &c, out, &aux, partials)
+        self.record_reduction(encoder, &c, out, (&per_row.0, per_row.1), &aux, partials)
     }
 
     /// Records the per-row weights of cross-entropy and their sum: the denominator of a
@@ -202,12 +209,13 @@ impl Recorder {
         encoder: &mut wgpu::CommandEncoder,
         c: &Checked,
         out: &DeviceOutput,
+        (per_row, per_row_offset): (&wgpu::Buffer, u64),
         aux: &wgpu::Buffer,
         partials: &[wgpu::Buffer; 2],
     ) -> Result<()> {
         let [p0, p1] = partials;
         let result = &partials[ops::reduce_result_index(c.rows)];
-        ops::encode_reduce_at(&self.kernels, encoder, out.per_row, out.per_row_offset, c.rows, 1, 0, [p0, p1])?;
+        ops::encode_reduce_at(&self.kernels, encoder, per_row, per_row_offset, c.rows, 1, 0, [p0, p1])?;
         encoder.copy_buffer_to_buffer(result, 0, &self.result, 0, 8);
         if c.job.weighted {
             ops::encode_reduce_at(&self.kernels, encoder, aux, 0, c.rows, 2, 1, [p0, p1])?;
@@ -263,7 +271,8 @@ fn set_grad_params(c: &mut Checked, g: &DeviceGrad) -> bool {
 /// The bindings of a record's row ranges: windows on the caller's buffers and the scratch.
 struct Binder<'r, 'a> {
     c: &'r Checked<'a>,
-    out: &'r DeviceOutput<'a>,
+    /// The per-row values' buffer (the caller's or the scratch) and offset.
+    per_row: (&'r wgpu::Buffer, u64),
     mode: GradMode,
     aux: &'r wgpu::Buffer,
     align: u64,
@@ -316,7 +325,7 @@ impl<'r, 'a: 'r> Binder<'r, 'a> {
                 buffer: w.buffer,
                 window: plan::window(w.offset, 4 * cols, 4, self.align, w.buffer.size()),
             }),
-            out: self.rows_of(self.out.per_row, self.out.per_row_offset, 4 * c.job.out_per_row, start, n),
+            out: self.rows_of(self.per_row.0, self.per_row.1, 4 * c.job.out_per_row, start, n),
             aux: aux_rows,
             status: &self.recorder.status,
             grad,

@@ -55,9 +55,17 @@ pub(super) fn check<'a>(loss: &DeviceLoss<'a>, out: &DeviceOutput<'a>, align: u6
 /// Checks the per-row output and the reduction target; returns the ranges they write.
 fn check_outputs<'a>(out: &DeviceOutput<'a>, job: &ops::RowJob, rows: u64) -> Result<Vec<Range<'a>>> {
     let out_values = rows * job.out_per_row;
-    let per_row = Range { name: "per-row output", buffer: out.per_row, start: out.per_row_offset, len: 4 * out_values };
-    check_range(per_row.name, per_row.buffer, per_row.start, per_row.len, wgpu::BufferUsages::STORAGE, 4)?;
-    let mut written = vec![per_row];
+    let mut written = Vec::new();
+    if let Some(buffer) = out.per_row {
+        let per_row = Range { name: "per-row output", buffer, start: out.per_row_offset, len: 4 * out_values };
+        check_range(per_row.name, per_row.buffer, per_row.start, per_row.len, wgpu::BufferUsages::STORAGE, 4)?;
+        written.push(per_row);
+    } else if job.writes_rows() {
+        return Err(Error::Binding {
+            name: "per-row output".into(),
+            detail: "softmax's rows of values are its result: pass a buffer for them (DeviceOutput::rows)".into(),
+        });
+    }
     if let Some((buffer, offset)) = out.reduced {
         if job.writes_rows() {
             return Err(Error::Binding {
