@@ -6,6 +6,8 @@
 mod common;
 #[path = "embed/mean.rs"]
 mod mean;
+#[path = "embed/options.rs"]
+mod options;
 #[path = "embed/outputs.rs"]
 mod outputs;
 #[path = "embed/status.rs"]
