@@ -8,7 +8,9 @@ use crate::error::{Error, Result};
 ///
 /// Such rows give NaN, not an error, on the device: copy the status out after the records
 /// and turn it into the error that names the row with
-/// `Status::from_bytes(&bytes)?.check()?`.
+/// `Status::from_bytes(&bytes)?.check()?`. A row counts from its record's first row (the
+/// smallest over every record since the status was cleared), so clear it between records
+/// to tell which record a row is of.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Status {
     /// The first row whose label is outside `[0, cols)` and is not the ignore index.
