@@ -4,7 +4,7 @@
 //! Run: `cargo run --example own_device`
 
 use wgpu::util::DeviceExt;
-use xent::{DType, DeviceBatch, DeviceLabels, DeviceLoss, DeviceOutput, Recorder, Reduced};
+use xent::{DType, DeviceBatch, DeviceLabels, DeviceLoss, DeviceOutput, Recorder, Reduced, Status};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The app's own device (any adapter; a software one on machines without a GPU).
@@ -46,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let readback = device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("app readback"),
-        size: Reduced::BYTES,
+        size: Reduced::BYTES + Status::BYTES,
         usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
         mapped_at_creation: false,
     });
@@ -64,12 +64,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     recorder.record(&mut encoder, &loss, &DeviceOutput::rows(&per_row).with_reduced(&reduced, 0))?;
     encoder.copy_buffer_to_buffer(&reduced, 0, &readback, 0, Reduced::BYTES);
+    // the rows at fault, if any (a label out of range gives NaN, not an error, on the device)
+    encoder.copy_buffer_to_buffer(recorder.status(), 0, &readback, Reduced::BYTES, Status::BYTES);
     queue.submit([encoder.finish()]);
 
     // The result as a future; the app polls its device as it always does.
-    let result = xent::readback::read(&readback, 0..Reduced::BYTES);
+    let result = xent::readback::read(&readback, 0..Reduced::BYTES + Status::BYTES);
     device.poll(wgpu::PollType::wait_indefinitely())?;
-    let value = Reduced::from_bytes(&pollster::block_on(result)?)?;
+    let bytes = pollster::block_on(result)?;
+    Status::from_bytes(&bytes[Reduced::BYTES as usize..])?.check()?;
+    let value = Reduced::from_bytes(&bytes)?;
 
     // The same loss on the f64 reference.
     let host = xent::Loss::CrossEntropy {

@@ -10,7 +10,7 @@
 
 use rand::{Rng, SeedableRng};
 use wgpu::util::DeviceExt;
-use xent::{DType, DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, Recorder, Reduced};
+use xent::{DType, DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, Recorder, Reduced, Status};
 
 const SHADER: &str = r#"
 struct Dims { n: u32, d: u32, k: u32, lr: f32 }
@@ -84,9 +84,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: false })
     };
     let z_buf = empty("logits, then their gradient", (4 * SAMPLES * CLASSES) as u64, storage);
-    let per_row = empty("per-sample loss", (4 * SAMPLES) as u64, storage);
     let loss_buf = empty("loss", Reduced::BYTES, storage);
-    let readback = empty("readback", Reduced::BYTES, wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ);
+    let readback =
+        empty("readback", Reduced::BYTES + Status::BYTES, wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ);
 
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some("softmax regression"),
@@ -131,8 +131,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         class_weights: None,
         label_smoothing: 0.0,
     };
-    // the loss of the logits, and the gradient of the mean written over them
-    let out = DeviceOutput::rows(&per_row).with_reduced(&loss_buf, 0).with_grad(DeviceGrad::in_place());
+    // the loss of the logits, and the gradient of the mean written over them (the per-sample
+    // losses are not wanted: the recorder keeps them in its scratch)
+    let out = DeviceOutput::reduced(&loss_buf, 0).with_grad(DeviceGrad::of_mean_in_place());
 
     let mut previous = f64::INFINITY;
     for step in 0..STEPS {
@@ -151,12 +152,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             pass.dispatch_workgroups((FEATURES * CLASSES).div_ceil(64) as u32, 1, 1);
         }
         encoder.copy_buffer_to_buffer(&loss_buf, 0, &readback, 0, Reduced::BYTES);
+        encoder.copy_buffer_to_buffer(recorder.status(), 0, &readback, Reduced::BYTES, Status::BYTES);
         queue.submit([encoder.finish()]);
 
         // the future resolves once the app polls its device, as it would in its frame loop
-        let result = xent::readback::read(&readback, 0..Reduced::BYTES);
+        let result = xent::readback::read(&readback, 0..Reduced::BYTES + Status::BYTES);
         device.poll(wgpu::PollType::wait_indefinitely())?;
-        let mean = Reduced::from_bytes(&pollster::block_on(result)?)?.mean();
+        let bytes = pollster::block_on(result)?;
+        // a label out of range would be NaN here; the status names its row
+        Status::from_bytes(&bytes[Reduced::BYTES as usize..])?.check()?;
+        let mean = Reduced::from_bytes(&bytes)?.mean();
         println!("step {step:2}: loss {mean:.6}");
         if mean.is_nan() || mean >= previous {
             return Err(format!("the loss did not fall at step {step}: {previous} -> {mean}").into());

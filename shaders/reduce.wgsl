@@ -80,3 +80,35 @@ fn reduce_sum(
         dst[rp.out_base + 2u * group + 1u] = sh_flags[0];
     }
 }
+
+// The mean of a finished reduction: src holds (sum bits, flags, denominator bits, flags)
+// from word rp.in_base; dst[rp.out_base] = sum / denominator as f32 bits. The special
+// cases follow IEEE division (NaN in, ∞/∞ and 0/0 NaN, x/0 a signed ∞, x/∞ a signed 0)
+// decided here, not left to the backend's float semantics.
+@compute @workgroup_size(REDUCE_WG)
+fn reduce_mean(@builtin(local_invocation_index) t: u32) {
+    if t != 0u {
+        return;
+    }
+    let i = rp.in_base;
+    let s = sum_value(SumFlags(bitcast<f32>(src[i]), src[i + 1u]));
+    let d = sum_value(SumFlags(bitcast<f32>(src[i + 2u]), src[i + 3u]));
+    let s_abs = bitcast<u32>(s) & 0x7fffffffu;
+    let d_abs = bitcast<u32>(d) & 0x7fffffffu;
+    let sign = (bitcast<u32>(s) ^ bitcast<u32>(d)) & 0x80000000u;
+    let s_inf = s_abs == 0x7f800000u;
+    let d_inf = d_abs == 0x7f800000u;
+    // by bits: a NaN test by comparison may be folded away
+    let any_nan = s_abs > 0x7f800000u || d_abs > 0x7f800000u;
+    var q: u32;
+    if any_nan || (s_inf && d_inf) || (s_abs == 0u && d_abs == 0u) {
+        q = bitcast<u32>(nan());
+    } else if s_inf || d_abs == 0u {
+        q = sign | 0x7f800000u;
+    } else if d_inf {
+        q = sign;
+    } else {
+        q = bitcast<u32>(s / d);
+    }
+    dst[rp.out_base] = q;
+}

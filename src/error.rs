@@ -13,9 +13,10 @@ pub enum Error {
         detail: String,
     },
     /// An option outside its domain (temperature, alpha, label smoothing, ...).
-    #[error("--{name}: {detail}")]
+    #[error("{name}: {detail}")]
     Option {
-        /// The option's command-line name.
+        /// The option's name as the library spells it: `temperature`, `alpha`,
+        /// `label_smoothing`, `ignore_index` (the command line words it as its flag).
         name: &'static str,
         /// Its value and the allowed range.
         detail: String,

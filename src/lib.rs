@@ -19,6 +19,7 @@ pub mod ops;
 pub mod plan;
 pub mod readback;
 pub mod reference;
+mod status;
 mod stream;
 
 /// The wgpu this crate is built on. Name wgpu's types through `xent::wgpu` and the buffers
@@ -33,3 +34,4 @@ pub use embed::{
 pub use error::{Error, Result};
 pub use host::{Output, Rows, RunOptions, Stream};
 pub use loss::{Batch, CrossEntropyOptions, DType, Dist, Floats, Labels, LogBase, Loss, Reduction};
+pub use status::Status;

@@ -414,13 +414,13 @@ impl<'a> Loss<'a> {
             Loss::CrossEntropy { options, .. } => {
                 let s = options.label_smoothing;
                 if !(0.0..=1.0).contains(&s) {
-                    return Err(Error::Option { name: "label-smoothing", detail: format!("{s} is not in [0, 1]") });
+                    return Err(Error::Option { name: "label_smoothing", detail: format!("{s} is not in [0, 1]") });
                 }
                 if let Some(i) = options.ignore_index
                     && (i32::try_from(i).is_err() || i == i64::from(i32::MIN))
                 {
                     return Err(Error::Option {
-                        name: "ignore-index",
+                        name: "ignore_index",
                         detail: format!("{i} is outside the supported range ({}..={})", i32::MIN + 1, i32::MAX),
                     });
                 }

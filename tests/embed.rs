@@ -4,6 +4,14 @@
 //! tests/soak.rs, alone in its process so that its memory figures are its own.
 
 mod common;
+#[path = "embed/mean.rs"]
+mod mean;
+#[path = "embed/options.rs"]
+mod options;
+#[path = "embed/outputs.rs"]
+mod outputs;
+#[path = "embed/status.rs"]
+mod status;
 
 use common::{assert_close, context, rng};
 use half::f16;
@@ -440,7 +448,13 @@ fn records_into_a_busy_encoder_at_offsets() {
         // the app's own work first
         encoder.clear_buffer(&outputs, 0, None);
         encoder.copy_buffer_to_buffer(&bufs.x, 0, &scratch, 0, 256);
-        let out = DeviceOutput { per_row: &outputs, per_row_offset: 1028, reduced: Some((&outputs, 16)), grad: None };
+        let out = DeviceOutput {
+            per_row: Some(&outputs),
+            per_row_offset: 1028,
+            reduced: Some((&outputs, 16)),
+            mean: None,
+            grad: None,
+        };
         recorder.record(&mut encoder, &bufs.loss(&d), &out).expect("record");
         queue.submit([encoder.finish()]);
         let values = f32s(&read(device, queue, &outputs, 1028, 4 * rows as u64));
@@ -458,7 +472,7 @@ fn records_into_a_busy_encoder_at_offsets() {
     let out = zeroed(device, 4 * 200 + 256, USAGE);
     let batch = DeviceBatch { buffer: &buf, offset: 0, rows: 4, cols: 50, dtype: DType::F32 };
     let mut encoder = device.create_command_encoder(&Default::default());
-    let per_row = DeviceOutput { per_row: &out, per_row_offset: 256, reduced: None, grad: None };
+    let per_row = DeviceOutput { per_row: Some(&out), per_row_offset: 256, reduced: None, mean: None, grad: None };
     recorder
         .record(&mut encoder, &DeviceLoss::Softmax { logits: batch, temperature: 2.0, log: true }, &per_row)
         .expect("softmax");
@@ -529,37 +543,43 @@ fn bad_arguments_are_errors_not_validation_failures() {
         (
             "gradient of log-sum-exp",
             DeviceLoss::LogSumExp { logits: batch(big, 0, DType::F32) },
-            rows.with_grad(DeviceGrad::in_place()),
+            rows.with_grad(DeviceGrad::of_mean_in_place()),
             "has no gradient",
         ),
         (
             "in place over f16",
             ce(batch(big, 0, DType::F16)),
-            rows.with_grad(DeviceGrad::in_place()),
+            rows.with_grad(DeviceGrad::of_mean_in_place()),
             "needs f32 logits",
         ),
         (
             "gradient overlapping the per-row output",
             ce(batch(big, 0, DType::F32)),
-            rows.with_grad(DeviceGrad::into_buffer(&out, 8)),
+            rows.with_grad(DeviceGrad::of_mean_into(&out, 8)),
             "the per-row output overlaps the gradient",
         ),
         (
             "gradient in the labels' buffer",
             ce(batch(big, 0, DType::F32)),
-            rows.with_grad(DeviceGrad::into_buffer(&labels, 1024)),
+            rows.with_grad(DeviceGrad::of_mean_into(&labels, 1024)),
             "is in the same buffer as labels",
         ),
         (
             "in place with the target in the logits' buffer",
             DeviceLoss::CrossEntropyProbs { logits: batch(big, 0, DType::F32), target: batch(big, 1024, DType::F32) },
-            rows.with_grad(DeviceGrad::in_place()),
+            rows.with_grad(DeviceGrad::of_mean_in_place()),
             "same buffer as target",
         ),
         (
             "softmax with a reduction",
             DeviceLoss::Softmax { logits: batch(big, 0, DType::F32), temperature: 1.0, log: false },
-            DeviceOutput { per_row: &out, per_row_offset: 0, reduced: Some((&out, 2048)), grad: None },
+            DeviceOutput {
+                per_row: Some(&out),
+                per_row_offset: 0,
+                reduced: Some((&out, 2048)),
+                mean: None,
+                grad: None,
+            },
             "has no reduction",
         ),
         (
@@ -653,7 +673,7 @@ fn records_into_an_open_compute_pass() {
     let with_reduction = DeviceOutput::rows(&per_row).with_reduced(&reduced, 0);
     let e = recorder.record_in_pass(&mut pass, &bufs.loss(&d), &with_reduction).expect_err("reduction in a pass");
     assert!(e.to_string().contains("compute pass cannot hold"), "{e}");
-    let with_mean = DeviceOutput::rows(&per_row).with_grad(DeviceGrad::into_buffer(&grad, 0));
+    let with_mean = DeviceOutput::rows(&per_row).with_grad(DeviceGrad::of_mean_into(&grad, 0));
     let e = recorder.record_in_pass(&mut pass, &bufs.loss(&d), &with_mean).expect_err("weighted mean in a pass");
     assert!(e.to_string().contains("Reduction::Sum"), "{e}");
     drop(pass);
@@ -675,7 +695,7 @@ fn two_devices_in_one_process() {
         let per_row = zeroed(device, 4 * 33, USAGE);
         let grad = zeroed(device, 4 * 3300, USAGE);
         let mut encoder = device.create_command_encoder(&Default::default());
-        let out = DeviceOutput::rows(&per_row).with_grad(DeviceGrad::into_buffer(&grad, 0));
+        let out = DeviceOutput::rows(&per_row).with_grad(DeviceGrad::of_mean_into(&grad, 0));
         recorder.record(&mut encoder, &bufs.loss(&d), &out).expect("record");
         queue.submit([encoder.finish()]);
         results.push((read(device, queue, &per_row, 0, 132), read(device, queue, &grad, 0, 13200)));
@@ -696,9 +716,10 @@ fn many_records_before_one_submit() {
     let mut encoder = device.create_command_encoder(&Default::default());
     for (i, (d, b)) in sets.iter().zip(&bufs).enumerate() {
         let o = DeviceOutput {
-            per_row: &out,
+            per_row: Some(&out),
             per_row_offset: 64 * i as u64,
             reduced: Some((&reduced, 16 * i as u64)),
+            mean: None,
             grad: None,
         };
         recorder.record(&mut encoder, &b.loss(d), &o).expect("record");
@@ -803,7 +824,8 @@ fn softmax_writes_through_vector_and_word_stores() {
         // one element in (a window that cannot be viewed as vec4)
         for (name, size, offset) in [("vec4", n.div_ceil(16) * 16, 0), ("words", 4 + n, 4)] {
             let out = zeroed(device, size, USAGE);
-            let per_row = DeviceOutput { per_row: &out, per_row_offset: offset, reduced: None, grad: None };
+            let per_row =
+                DeviceOutput { per_row: Some(&out), per_row_offset: offset, reduced: None, mean: None, grad: None };
             let mut encoder = device.create_command_encoder(&Default::default());
             recorder
                 .record(&mut encoder, &DeviceLoss::Softmax { logits: batch, temperature: 1.5, log: false }, &per_row)

@@ -50,7 +50,7 @@ fn soak_ten_thousand_records() {
         class_weights: Some(DeviceWeights { buffer: &w, offset: 0 }),
         label_smoothing: 0.1,
     };
-    let out = DeviceOutput::rows(&per_row).with_reduced(&reduced, 0).with_grad(DeviceGrad::into_buffer(&grad, 0));
+    let out = DeviceOutput::rows(&per_row).with_reduced(&reduced, 0).with_grad(DeviceGrad::of_mean_into(&grad, 0));
     let recorder = Recorder::new(device);
     let mut marks = Vec::new();
     for batch in 0..100 {

@@ -128,15 +128,21 @@ pub enum DeviceLoss<'a> {
     },
 }
 
-/// Where a record writes.
-#[derive(Clone, Copy, Debug)]
+/// Where a record writes: any of the per-row values, the reduction over rows, its mean
+/// and the gradient (softmax needs the per-row buffer: its rows of values are its result).
+#[derive(Clone, Copy, Debug, Default)]
 pub struct DeviceOutput<'a> {
     /// Per-row values, f32: `rows` of them (softmax: `rows * cols`), `STORAGE` usage.
-    pub per_row: &'a wgpu::Buffer,
+    /// `None`: the recorder keeps them in scratch of its own (for the reduction).
+    pub per_row: Option<&'a wgpu::Buffer>,
     /// Bytes from `per_row`'s start: a multiple of 4.
     pub per_row_offset: u64,
     /// The reduction over rows, [`Reduced::BYTES`] bytes (`COPY_DST` usage; not for softmax).
     pub reduced: Option<(&'a wgpu::Buffer, u64)>,
+    /// The mean over rows as one f32 word, for the app's own shaders (`COPY_DST` usage;
+    /// not for softmax): `sum / denominator` of [`Reduced`], NaN and infinities by IEEE
+    /// division's rules, the quotient within WGSL's 2.5 ULP of the f32 division.
+    pub mean: Option<(&'a wgpu::Buffer, u64)>,
     /// The gradient with respect to the logits, written in the same pass.
     pub grad: Option<DeviceGrad<'a>>,
 }
@@ -144,12 +150,28 @@ pub struct DeviceOutput<'a> {
 impl<'a> DeviceOutput<'a> {
     /// Per-row values from the start of `per_row`; no reduction, no gradient.
     pub fn rows(per_row: &'a wgpu::Buffer) -> Self {
-        DeviceOutput { per_row, per_row_offset: 0, reduced: None, grad: None }
+        DeviceOutput { per_row: Some(per_row), ..Self::default() }
+    }
+
+    /// The reduction over rows ([`Reduced`]) at `offset` in `buffer`; the per-row values
+    /// stay in the recorder's scratch.
+    pub fn reduced(buffer: &'a wgpu::Buffer, offset: u64) -> Self {
+        DeviceOutput { reduced: Some((buffer, offset)), ..Self::default() }
+    }
+
+    /// The gradient alone: no per-row values, no reduction.
+    pub fn grad_only(grad: DeviceGrad<'a>) -> Self {
+        DeviceOutput { grad: Some(grad), ..Self::default() }
     }
 
     /// Also writes the reduction over rows at `offset` in `buffer`.
     pub fn with_reduced(self, buffer: &'a wgpu::Buffer, offset: u64) -> Self {
         DeviceOutput { reduced: Some((buffer, offset)), ..self }
+    }
+
+    /// Also writes the mean over rows as one f32 word at `offset` (a multiple of 4) in `buffer`.
+    pub fn with_mean(self, buffer: &'a wgpu::Buffer, offset: u64) -> Self {
+        DeviceOutput { mean: Some((buffer, offset)), ..self }
     }
 
     /// Also writes the gradient.
@@ -176,14 +198,36 @@ pub struct DeviceGrad<'a> {
 }
 
 impl<'a> DeviceGrad<'a> {
-    /// The gradient of the mean into `buffer` from `offset`.
-    pub fn into_buffer(buffer: &'a wgpu::Buffer, offset: u64) -> Self {
+    /// The gradient of the mean over rows into `buffer` from `offset`.
+    pub fn of_mean_into(buffer: &'a wgpu::Buffer, offset: u64) -> Self {
         DeviceGrad { target: GradTarget::Buffer { buffer, offset }, reduction: Reduction::Mean, scale: 1.0 }
     }
 
-    /// The gradient of the mean over the logits themselves.
-    pub fn in_place() -> Self {
+    /// The gradient of the sum over rows into `buffer` from `offset`.
+    pub fn of_sum_into(buffer: &'a wgpu::Buffer, offset: u64) -> Self {
+        DeviceGrad { reduction: Reduction::Sum, ..Self::of_mean_into(buffer, offset) }
+    }
+
+    /// The gradient of the mean over rows, written over the logits themselves.
+    pub fn of_mean_in_place() -> Self {
         DeviceGrad { target: GradTarget::InPlace, reduction: Reduction::Mean, scale: 1.0 }
+    }
+
+    /// The gradient of the sum over rows, written over the logits themselves.
+    pub fn of_sum_in_place() -> Self {
+        DeviceGrad { reduction: Reduction::Sum, ..Self::of_mean_in_place() }
+    }
+
+    /// The gradient of the mean into `buffer` from `offset`.
+    #[deprecated(note = "the name hides the reduction: use `DeviceGrad::of_mean_into` (or `of_sum_into`)")]
+    pub fn into_buffer(buffer: &'a wgpu::Buffer, offset: u64) -> Self {
+        Self::of_mean_into(buffer, offset)
+    }
+
+    /// The gradient of the mean over the logits themselves.
+    #[deprecated(note = "the name hides the reduction: use `DeviceGrad::of_mean_in_place` (or `of_sum_in_place`)")]
+    pub fn in_place() -> Self {
+        Self::of_mean_in_place()
     }
 }
 

@@ -1,8 +1,9 @@
 //! Losses recorded on the caller's device, buffers and encoder.
 //!
 //! An app that already holds a `wgpu::Device` describes its inputs as buffer ranges with a
-//! shape and dtype ([`DeviceLoss`]), says where the per-row values and the reduction over
-//! rows go ([`DeviceOutput`]), and [`Recorder::record`] appends the passes to its
+//! shape and dtype ([`DeviceLoss`]), says which results it wants and where (the per-row
+//! values, the reduction over rows, its mean, the gradient of the mean or of the sum:
+//! [`DeviceOutput`]), and [`Recorder::record`] appends the passes to its
 //! `CommandEncoder`. Nothing is submitted, polled or read back: the app submits when it
 //! likes and reads the results with [`crate::readback::read`] (a future that resolves when
 //! the app polls) or `read_blocking`.

@@ -4,7 +4,7 @@ use std::sync::Mutex;
 
 use wgpu::util::DeviceExt;
 
-use super::inputs::{DeviceBatch, DeviceGrad, DeviceLoss, DeviceOutput};
+use super::inputs::{DeviceBatch, DeviceGrad, DeviceLoss, DeviceOutput, Reduced};
 use super::validate::{self, Checked};
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
@@ -19,6 +19,8 @@ pub struct Recorder {
     kernels: Kernels,
     status: wgpu::Buffer,
     no_status: wgpu::Buffer,
+    /// The last reduction's (sum, flags, denominator, flags).
+    result: wgpu::Buffer,
     unused_in: wgpu::Buffer,
     scratch: Mutex<Scratch>,
 }
@@ -26,6 +28,8 @@ pub struct Recorder {
 #[derive(Default)]
 struct Scratch {
     aux: Option<wgpu::Buffer>,
+    /// The per-row values of a record whose caller wants none of them.
+    per_row: Option<wgpu::Buffer>,
     partials: Option<[wgpu::Buffer; 2]>,
 }
 
@@ -67,12 +71,15 @@ impl Recorder {
             contents: bytemuck::cast_slice(&[u32::MAX; 2]),
             usage: wgpu::BufferUsages::COPY_SRC,
         });
-        Recorder { kernels: Kernels::new(device), status, no_status, unused_in, scratch: Mutex::default() }
+        let result = buffer(device, "xent result", Reduced::BYTES, STORAGE_RW | wgpu::BufferUsages::COPY_DST);
+        Recorder { kernels: Kernels::new(device), status, no_status, result, unused_in, scratch: Mutex::default() }
     }
 
     /// Two u32 words: the first row with a label outside `[0, cols)` and the first row
     /// with an out-of-domain value (a negative probability, a target outside [0, 1]) over
-    /// every record so far, `u32::MAX` for none. Copy it out to check a batch of records.
+    /// every record so far, `u32::MAX` for none. Copy its [`Status::BYTES`](crate::Status)
+    /// out to check a batch of records: `Status::from_bytes(&bytes)?.check()` is then the
+    /// typed error that names the row.
     pub fn status(&self) -> &wgpu::Buffer {
         &self.status
     }
@@ -80,7 +87,8 @@ impl Recorder {
     /// Bytes of scratch the recorder holds (it grows to the largest record, then stays).
     pub fn scratch_bytes(&self) -> u64 {
         let s = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
-        s.aux.as_ref().map_or(0, |b| b.size()) + s.partials.as_ref().map_or(0, |p| p[0].size() + p[1].size())
+        let size = |b: &Option<wgpu::Buffer>| b.as_ref().map_or(0, |b| b.size());
+        size(&s.aux) + size(&s.per_row) + s.partials.as_ref().map_or(0, |p| p[0].size() + p[1].size())
     }
 
     /// Resets [`Recorder::status`] to "no bad row" (recorded into `encoder`).
@@ -125,6 +133,10 @@ impl Recorder {
         let chunk = chunk_rows(&c, &limits)?;
         let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
         let aux = grow(&mut scratch.aux, device, "xent aux", 8 * c.rows);
+        let per_row = match out.per_row {
+            Some(buffer) => (buffer.clone(), out.per_row_offset),
+            None => (grow(&mut scratch.per_row, device, "xent per-row", 4 * c.rows * c.job.out_per_row), 0),
+        };
         let partials = scratch.partials(device, c.rows);
         let mode = GradMode {
             of: if c.grad.is_some() { c.job.grad_of } else { 0 },
@@ -134,7 +146,7 @@ impl Recorder {
         if let Sink::Pass(_) = sink {
             validate::check_in_pass(out, denominator_on_device)?;
         }
-        let binder = Binder { c: &c, out, mode, aux: &aux, align, recorder: self };
+        let binder = Binder { c: &c, per_row: (&per_row.0, per_row.1), mode, aux: &aux, align, recorder: self };
         if denominator_on_device {
             let Sink::Encoder(encoder) = &mut sink else { return Err(needs_encoder()) };
             self.record_denominator(encoder, &binder, chunk, partials)?;
@@ -156,9 +168,11 @@ impl Recorder {
                 Sink::Pass(pass) => ops::dispatch_rows(&self.kernels, pass, &d, &binder.rows(start, n))?,
             }
         }
-        let Some((target, target_offset)) = out.reduced else { return Ok(()) };
+        if out.reduced.is_none() && out.mean.is_none() {
+            return Ok(());
+        }
         let Sink::Encoder(encoder) = sink else { return Err(needs_encoder()) };
-        self.record_reduction(encoder, &c, out, &aux, partials, (target, target_offset))
+        self.record_reduction(encoder, &c, out, (&per_row.0, per_row.1), &aux, partials)
     }
 
     /// Records the per-row weights of cross-entropy and their sum: the denominator of a
@@ -187,31 +201,40 @@ impl Recorder {
         ops::encode_reduce_at(&self.kernels, encoder, binder.aux, 0, c.rows, 2, 1, [p0, p1])
     }
 
-    /// Records the reduction over rows into `target` at its offset: the sum of the per-row
-    /// values, then the denominator (the sum of row weights, or the row count).
+    /// Records the reduction over rows into the recorder's result words (the sum of the
+    /// per-row values, then the denominator: the sum of row weights, or the row count),
+    /// copied to the reduction target, and their quotient to the mean target.
     fn record_reduction(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         c: &Checked,
         out: &DeviceOutput,
+        (per_row, per_row_offset): (&wgpu::Buffer, u64),
         aux: &wgpu::Buffer,
         partials: &[wgpu::Buffer; 2],
-        (target, target_offset): (&wgpu::Buffer, u64),
     ) -> Result<()> {
         let [p0, p1] = partials;
         let result = &partials[ops::reduce_result_index(c.rows)];
-        ops::encode_reduce_at(&self.kernels, encoder, out.per_row, out.per_row_offset, c.rows, 1, 0, [p0, p1])?;
-        encoder.copy_buffer_to_buffer(result, 0, target, target_offset, 8);
+        ops::encode_reduce_at(&self.kernels, encoder, per_row, per_row_offset, c.rows, 1, 0, [p0, p1])?;
+        encoder.copy_buffer_to_buffer(result, 0, &self.result, 0, 8);
         if c.job.weighted {
             ops::encode_reduce_at(&self.kernels, encoder, aux, 0, c.rows, 2, 1, [p0, p1])?;
-            encoder.copy_buffer_to_buffer(result, 0, target, target_offset + 8, 8);
+            encoder.copy_buffer_to_buffer(result, 0, &self.result, 8, 8);
         } else {
             let denominator = self.kernels.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("xent rows"),
                 contents: bytemuck::cast_slice(&[(c.rows as f32).to_bits(), 0u32]),
                 usage: wgpu::BufferUsages::COPY_SRC,
             });
-            encoder.copy_buffer_to_buffer(&denominator, 0, target, target_offset + 8, 8);
+            encoder.copy_buffer_to_buffer(&denominator, 0, &self.result, 8, 8);
+        }
+        if let Some((target, offset)) = out.reduced {
+            encoder.copy_buffer_to_buffer(&self.result, 0, target, offset, Reduced::BYTES);
+        }
+        if let Some((target, offset)) = out.mean {
+            // the partial sums are spent: the mean's word goes through the first
+            ops::encode_mean(&self.kernels, encoder, &self.result, 0, p0)?;
+            encoder.copy_buffer_to_buffer(p0, 0, target, offset, 4);
         }
         Ok(())
     }
@@ -248,7 +271,8 @@ fn set_grad_params(c: &mut Checked, g: &DeviceGrad) -> bool {
 /// The bindings of a record's row ranges: windows on the caller's buffers and the scratch.
 struct Binder<'r, 'a> {
     c: &'r Checked<'a>,
-    out: &'r DeviceOutput<'a>,
+    /// The per-row values' buffer (the caller's or the scratch) and offset.
+    per_row: (&'r wgpu::Buffer, u64),
     mode: GradMode,
     aux: &'r wgpu::Buffer,
     align: u64,
@@ -301,7 +325,7 @@ impl<'r, 'a: 'r> Binder<'r, 'a> {
                 buffer: w.buffer,
                 window: plan::window(w.offset, 4 * cols, 4, self.align, w.buffer.size()),
             }),
-            out: self.rows_of(self.out.per_row, self.out.per_row_offset, 4 * c.job.out_per_row, start, n),
+            out: self.rows_of(self.per_row.0, self.per_row.1, 4 * c.job.out_per_row, start, n),
             aux: aux_rows,
             status: &self.recorder.status,
             grad,

@@ -55,9 +55,17 @@ pub(super) fn check<'a>(loss: &DeviceLoss<'a>, out: &DeviceOutput<'a>, align: u6
 /// Checks the per-row output and the reduction target; returns the ranges they write.
 fn check_outputs<'a>(out: &DeviceOutput<'a>, job: &ops::RowJob, rows: u64) -> Result<Vec<Range<'a>>> {
     let out_values = rows * job.out_per_row;
-    let per_row = Range { name: "per-row output", buffer: out.per_row, start: out.per_row_offset, len: 4 * out_values };
-    check_range(per_row.name, per_row.buffer, per_row.start, per_row.len, wgpu::BufferUsages::STORAGE, 4)?;
-    let mut written = vec![per_row];
+    let mut written = Vec::new();
+    if let Some(buffer) = out.per_row {
+        let per_row = Range { name: "per-row output", buffer, start: out.per_row_offset, len: 4 * out_values };
+        check_range(per_row.name, per_row.buffer, per_row.start, per_row.len, wgpu::BufferUsages::STORAGE, 4)?;
+        written.push(per_row);
+    } else if job.writes_rows() {
+        return Err(Error::Binding {
+            name: "per-row output".into(),
+            detail: "softmax's rows of values are its result: pass a buffer for them (DeviceOutput::rows)".into(),
+        });
+    }
     if let Some((buffer, offset)) = out.reduced {
         if job.writes_rows() {
             return Err(Error::Binding {
@@ -68,15 +76,26 @@ fn check_outputs<'a>(out: &DeviceOutput<'a>, job: &ops::RowJob, rows: u64) -> Re
         check_range("reduction target", buffer, offset, Reduced::BYTES, wgpu::BufferUsages::COPY_DST, 4)?;
         written.push(Range { name: "reduction target", buffer, start: offset, len: Reduced::BYTES });
     }
+    if let Some((buffer, offset)) = out.mean {
+        if job.writes_rows() {
+            return Err(Error::Binding {
+                name: "mean target".into(),
+                detail: "softmax writes rows of values; it has no mean over rows: pass None".into(),
+            });
+        }
+        check_range("mean target", buffer, offset, 4, wgpu::BufferUsages::COPY_DST, 4)?;
+        written.push(Range { name: "mean target", buffer, start: offset, len: 4 });
+    }
     Ok(written)
 }
 
 /// What a compute pass cannot hold, which only an encoder can record: the reduction over rows
 /// (it ends in a copy), and a gradient's mean whose denominator is first summed on the device.
 pub(super) fn check_in_pass(out: &DeviceOutput, denominator_on_device: bool) -> Result<()> {
-    if out.reduced.is_some() {
+    if out.reduced.is_some() || out.mean.is_some() {
+        let name = if out.reduced.is_some() { "reduction target" } else { "mean target" };
         return Err(Error::Binding {
-            name: "reduction target".into(),
+            name: name.into(),
             detail: "the reduction over rows ends in a copy, which a compute pass cannot hold; \
                      record into the encoder, or pass None and reduce the per-row values"
                 .into(),
@@ -190,8 +209,8 @@ fn check_aliasing(
                 return Err(conflict(format!("the {} overlaps input {name}; give them separate ranges", w.name)));
             }
         }
-        // the reduction target is written by a copy after the kernels, not bound by them
-        if w.name != "reduction target"
+        // the reduction and mean targets are written by copies after the kernels, not bound by them
+        if !matches!(w.name, "reduction target" | "mean target")
             && let Some((name, _)) = read.iter().find(|(_, b)| *b == w.buffer)
         {
             return Err(conflict(format!(

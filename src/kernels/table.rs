@@ -274,6 +274,12 @@ kernel_table! {
         reads: Cols::Record,
         ..row("reduce_sum", F::Reduce, &[REDUCE_PARAMS, REDUCE_SRC, REDUCE_DST])
     },
+    /// The mean of a finished reduction, one f32 word (shaders/reduce.wgsl).
+    ReduceMean => KernelInfo {
+        stage: Stage::Reduce,
+        reads: Cols::Record,
+        ..row("reduce_mean", F::Reduce, &[REDUCE_PARAMS, REDUCE_SRC, REDUCE_DST])
+    },
     /// Split rows, first dispatch: the stats of each part of a row (shaders/row_stats.wgsl).
     RowPart => part("row_part", F::RowStats, &[PARAMS, IN_A, IN_B, GRAD]),
     /// Split rows, second dispatch: the parts merged into the log-sum-exp.

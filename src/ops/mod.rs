@@ -382,7 +382,8 @@ pub fn encode_reduce_blocks(
         // the window's base is in words; the value of element i is at base + i*stride + component
         let input = Bound { buffer: values.buffer, window };
         let pair = 2 * (first_block + start / plan::REDUCE_BLOCK);
-        reduce_dispatch(kernels, encoder, input, dst, len, pair, [values.stride, values.component], false)?;
+        let layout = [values.stride, values.component];
+        reduce_dispatch(kernels, encoder, Kernel::Reduce, input, dst, len, pair, layout, false)?;
     }
     Ok(())
 }
@@ -401,9 +402,23 @@ pub fn encode_reduce_partials(
     for (i, &count) in levels.iter().enumerate().take(levels.len() - 1) {
         let (from, to) = (scratch[i % 2], scratch[(i + 1) % 2]);
         let input = Bound { buffer: from, window: plan::window(0, 8 * count, 4, align, from.size()) };
-        reduce_dispatch(kernels, encoder, input, to, count, 0, [1, 0], true)?;
+        reduce_dispatch(kernels, encoder, Kernel::Reduce, input, to, count, 0, [1, 0], true)?;
     }
     Ok(())
+}
+
+/// The mean of a finished reduction, (sum, flags, denominator, flags) at byte `offset` of
+/// `src`, as one f32 word at byte 0 of `dst` (NaN and infinities by IEEE division's rules).
+pub fn encode_mean(
+    kernels: &Kernels,
+    encoder: &mut wgpu::CommandEncoder,
+    src: &wgpu::Buffer,
+    offset: u64,
+    dst: &wgpu::Buffer,
+) -> Result<()> {
+    let align = u64::from(kernels.device().limits().min_storage_buffer_offset_alignment);
+    let input = Bound { buffer: src, window: plan::window(offset, 16, 4, align, src.size()) };
+    reduce_dispatch(kernels, encoder, Kernel::ReduceMean, input, dst, 1, 0, [1, 0], true)
 }
 
 /// One dispatch of the reduction kernel: `n` inputs (values, or pairs with `partials`)
@@ -412,6 +427,7 @@ pub fn encode_reduce_partials(
 fn reduce_dispatch(
     kernels: &Kernels,
     encoder: &mut wgpu::CommandEncoder,
+    kernel: Kernel,
     input: Bound,
     dst: &wgpu::Buffer,
     n: u64,
@@ -420,8 +436,7 @@ fn reduce_dispatch(
     partials: bool,
 ) -> Result<()> {
     let device = kernels.device();
-    let pipeline =
-        kernels.pipeline(Kernel::Reduce, crate::DType::F32, Reads::default(), 256, 1, GradMode::default())?;
+    let pipeline = kernels.pipeline(kernel, crate::DType::F32, Reads::default(), 256, 1, GradMode::default())?;
     let params = ReduceParams {
         n: n as u32,
         stride,
@@ -440,9 +455,9 @@ fn reduce_dispatch(
         binding::REDUCE_PARAMS => Ok(uniform.as_entire_binding()),
         binding::REDUCE_SRC => Ok(input.resource()),
         binding::REDUCE_DST => Ok(dst.as_entire_binding()),
-        _ => Err(crate::Error::Gpu(format!("reduce_sum: binding {} is not the reduction's", slot.index))),
+        _ => Err(crate::Error::Gpu(format!("{}: binding {} is not the reduction's", kernel.entry(), slot.index))),
     };
-    let group = bind_group(kernels, Kernel::Reduce, resource)?;
+    let group = bind_group(kernels, kernel, resource)?;
     let groups = n.div_ceil(plan::REDUCE_BLOCK);
     let [x, y, z] = plan::grid(groups, device.limits().max_compute_workgroups_per_dimension);
     let mut pass =

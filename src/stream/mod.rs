@@ -21,6 +21,7 @@ use crate::loss::Loss;
 use crate::ops::{self, Bound, RowBindings, RowJob};
 use crate::plan;
 use crate::readback;
+use crate::status::Status;
 
 /// Per-row buffers: rows of an incomplete block are copied from one slot to the other.
 const USAGE_ROWS: wgpu::BufferUsages = USAGE_OUT.union(wgpu::BufferUsages::COPY_DST);
@@ -409,14 +410,7 @@ impl<'c> Stream<'c> {
         let bytes = readback::read_blocking(d, &rb, 0..rb.size())?;
         ctx.health()?;
         let words: &[u32] = bytemuck::cast_slice(&bytes);
-        if words[0] != u32::MAX {
-            let detail = format!("is outside [0, {})", self.layout.cols);
-            return Err(Error::Label { row: u64::from(words[0]), detail });
-        }
-        if words[1] != u32::MAX {
-            let detail = "holds a value outside its domain (a negative, NaN or infinite probability, or a target outside [0, 1])";
-            return Err(Error::Value { row: u64::from(words[1]), detail: detail.into() });
-        }
+        Status::from_words([words[0], words[1]]).check_cols(self.layout.cols)?;
         Ok(Output {
             rows: rows as usize,
             cols: self.layout.cols as usize,

@@ -308,8 +308,19 @@ impl Failure {
 
 impl From<xent::Error> for Failure {
     fn from(e: xent::Error) -> Self {
-        Failure { code: if e.is_bad_input() { 2 } else { 1 }, message: e.to_string() }
+        let code = if e.is_bad_input() { 2 } else { 1 };
+        let message = match &e {
+            // the library names its option; the command line words it as the flag
+            xent::Error::Option { name, detail } => format!("{}: {detail}", flag(name)),
+            e => e.to_string(),
+        };
+        Failure { code, message }
     }
+}
+
+/// The command-line flag of a library option: `label_smoothing` is `--label-smoothing`.
+fn flag(option: &str) -> String {
+    format!("--{}", option.replace('_', "-"))
 }
 
 impl From<xent::npy::NpyError> for Failure {
@@ -458,5 +469,24 @@ fn pick(
         (Some(path), _) => Ok((false, eval::Input::floats(first, path)?)),
         (None, Some(path)) => Ok((true, eval::Input::floats(second, path)?)),
         (None, None) => Err(Failure::input(format!("one of {first} and {second} is required"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Failure;
+
+    /// The library names its option; the command line's message names the flag.
+    #[test]
+    fn option_errors_word_the_flag() {
+        let cases = [
+            ("label_smoothing", "1.5 is not in [0, 1]", "--label-smoothing: 1.5 is not in [0, 1]"),
+            ("ignore_index", "-2147483648 is outside", "--ignore-index: -2147483648 is outside"),
+            ("temperature", "0 is not a positive finite number", "--temperature: 0 is not a positive finite number"),
+        ];
+        for (name, detail, message) in cases {
+            let failure = Failure::from(xent::Error::Option { name, detail: detail.into() });
+            assert_eq!((failure.message.as_str(), failure.code), (message, 2));
+        }
     }
 }

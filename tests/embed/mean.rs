@@ -1,0 +1,131 @@
+//! The mean over rows as one f32 word on the device, beside the reduction's four words.
+
+use super::{Data, OPS, OnDevice, Op, USAGE, f32s, read, upload, zeroed};
+use crate::common::{context, rng};
+use xent::{DType, DeviceOutput, Recorder, Reduced};
+
+/// Whether two f32 are the same NaN-or-not, or finite within `ulps` of each other.
+fn within_ulps(a: f32, b: f32, ulps: u32) -> bool {
+    if a.is_nan() || b.is_nan() || a.is_infinite() || b.is_infinite() {
+        return a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+    }
+    let key = |x: f32| if x.is_sign_negative() { -((x.to_bits() & 0x7fff_ffff) as i64) } else { x.to_bits() as i64 };
+    (key(a) - key(b)).unsigned_abs() <= u64::from(ulps)
+}
+
+/// Records `d` with the reduction and the mean word after it in one buffer.
+fn mean_and_reduced(recorder: &Recorder, d: &Data) -> (f32, Reduced) {
+    let ctx = context().expect("context");
+    let (device, queue) = (ctx.device(), ctx.queue());
+    let bufs = OnDevice::new(device, d, DType::F32, 0);
+    let per_row = zeroed(device, 4 * d.rows as u64, USAGE);
+    let results = upload(device, &[0xA5; 32]);
+    let out = DeviceOutput::rows(&per_row).with_reduced(&results, 0).with_mean(&results, 20);
+    let mut encoder = device.create_command_encoder(&Default::default());
+    recorder.record(&mut encoder, &bufs.loss(d), &out).expect("record");
+    queue.submit([encoder.finish()]);
+    let bytes = read(device, queue, &results, 0, 32);
+    assert_eq!(&bytes[16..20], &[0xA5; 4], "bytes between the targets were written");
+    assert_eq!(&bytes[24..], &[0xA5; 8], "bytes after the mean were written");
+    (f32s(&bytes[20..24])[0], Reduced::from_bytes(&bytes[..16]).expect("reduced"))
+}
+
+#[test]
+fn the_mean_word_is_the_reductions_quotient() {
+    let Some(ctx) = context() else { return };
+    let recorder = Recorder::new(ctx.device());
+    let mut rng = rng(67);
+    for op in OPS {
+        let d = Data::new(op, 41, 13, &mut rng);
+        let (mean, reduced) = mean_and_reduced(&recorder, &d);
+        assert!(mean.is_finite(), "{op:?}: mean {mean}");
+        assert!(within_ulps(mean, reduced.mean() as f32, 3), "{op:?}: {mean} against {}", reduced.mean());
+        let reference = xent::reference::compute(&d.loss(&d.x), Default::default()).expect("reference").mean();
+        crate::common::assert_scalar(&format!("{op:?} mean"), f64::from(mean), reference, 1e-5, 1e-5);
+    }
+    // every row ignored: 0 / 0; a label out of range: a NaN sum
+    let weighted = Op::CrossEntropy { ignore: true, weighted: true, smoothing: 0.0 };
+    let mut d = Data::new(weighted, 9, 5, &mut rng);
+    d.labels.as_mut().expect("labels").fill(super::IGNORE);
+    let (mean, reduced) = mean_and_reduced(&recorder, &d);
+    assert!(mean.is_nan() && reduced.mean().is_nan(), "all ignored: {mean}, {reduced:?}");
+    let mut d = Data::new(Op::CrossEntropy { ignore: false, weighted: false, smoothing: 0.0 }, 9, 5, &mut rng);
+    d.labels.as_mut().expect("labels")[4] = 5;
+    assert!(mean_and_reduced(&recorder, &d).0.is_nan(), "a bad label's NaN did not reach the mean");
+}
+
+/// The kernel's special cases against IEEE division, on hand-written reductions.
+#[test]
+fn the_mean_of_special_sums_follows_ieee_division() {
+    let Some(ctx) = context() else { return };
+    let (device, queue) = (ctx.device(), ctx.queue());
+    let kernels = xent::kernels::Kernels::new(device);
+    let (inf, nan) = (f32::INFINITY, f32::NAN);
+    let cases: [(f32, u32, f32, u32); 12] = [
+        (3.5, 0, 2.0, 0),
+        (-7.25, 0, 3.0, 0),
+        (0.0, 0, 0.0, 0),
+        (2.0, 0, 0.0, 0),
+        (-2.0, 0, 0.0, 0),
+        (0.0, 1, 4.0, 0),  // +inf / 4
+        (0.0, 4, 4.0, 0),  // -inf / 4
+        (0.0, 5, 4.0, 0),  // +inf and -inf: NaN
+        (1.0, 2, 4.0, 0),  // NaN
+        (5.0, 0, 0.0, 1),  // 5 / +inf
+        (-5.0, 0, 0.0, 1), // -5 / +inf
+        (0.0, 1, 0.0, 1),  // inf / inf
+    ];
+    for (s, sf, den, df) in cases {
+        let words = [s.to_bits(), sf, den.to_bits(), df];
+        let src = upload(device, bytemuck::cast_slice(&words));
+        let dst = zeroed(device, 16, USAGE);
+        let mut encoder = device.create_command_encoder(&Default::default());
+        xent::ops::encode_mean(&kernels, &mut encoder, &src, 0, &dst).expect("encode");
+        queue.submit([encoder.finish()]);
+        let got = f32s(&read(device, queue, &dst, 0, 4))[0];
+        let flagged = |v: f32, f: u32| match f {
+            0 => v,
+            1 => inf,
+            4 => -inf,
+            _ => nan,
+        };
+        let want = flagged(s, sf) / flagged(den, df);
+        assert!(
+            within_ulps(got, want, 3) && got.is_sign_negative() == want.is_sign_negative()
+                || want.is_nan() && got.is_nan(),
+            "{words:?}: {got} against {want}"
+        );
+    }
+}
+
+/// A mean target that cannot take the copy, or one asked of softmax or of a compute pass,
+/// is refused before anything is recorded.
+#[test]
+fn bad_mean_targets_are_refused() {
+    let Some(ctx) = context() else { return };
+    let device = ctx.device();
+    let recorder = Recorder::new(device);
+    let d = Data::new(Op::Entropy, 5, 7, &mut rng(71));
+    let bufs = OnDevice::new(device, &d, DType::F32, 0);
+    let per_row = zeroed(device, 4 * 35, USAGE);
+    let storage_only = zeroed(device, 16, wgpu::BufferUsages::STORAGE);
+    let target = zeroed(device, 16, USAGE);
+    let refused = |out: DeviceOutput, loss: &xent::DeviceLoss, want: &str| {
+        let mut encoder = device.create_command_encoder(&Default::default());
+        match recorder.record(&mut encoder, loss, &out) {
+            Err(e @ xent::Error::Binding { .. }) => assert!(e.to_string().contains(want), "{e}"),
+            other => panic!("expected a binding error naming {want:?}, got {other:?}"),
+        }
+    };
+    let loss = bufs.loss(&d);
+    refused(DeviceOutput::rows(&per_row).with_mean(&storage_only, 0), &loss, "mean target: the buffer's usage");
+    refused(DeviceOutput::rows(&per_row).with_mean(&target, 2), &loss, "offset 2 is not a multiple of 4");
+    refused(DeviceOutput::rows(&per_row).with_mean(&target, 16), &loss, "needs 4 bytes from offset 16");
+    let xb = xent::DeviceBatch { buffer: &bufs.x, offset: 0, rows: 5, cols: 7, dtype: DType::F32 };
+    let softmax = xent::DeviceLoss::Softmax { logits: xb, temperature: 1.0, log: false };
+    refused(DeviceOutput::rows(&per_row).with_mean(&target, 0), &softmax, "no mean over rows");
+    let mut encoder = device.create_command_encoder(&Default::default());
+    let mut pass = encoder.begin_compute_pass(&Default::default());
+    let e = recorder.record_in_pass(&mut pass, &loss, &DeviceOutput::rows(&per_row).with_mean(&target, 0));
+    assert!(matches!(&e, Err(xent::Error::Binding { name, .. }) if name == "mean target"), "{e:?}");
+}
