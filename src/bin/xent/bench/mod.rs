@@ -23,7 +23,7 @@ use device::{Bench, Job, median};
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Shapes as ROWSxCOLS, comma-separated (default: the grid).
+    /// Shapes as ROWSxCOLS, comma-separated (default: the grid in README's performance section).
     #[arg(long, value_delimiter = ',', value_name = "RxC")]
     shapes: Vec<String>,
     /// Operations (CLI names), comma-separated (default: all).
