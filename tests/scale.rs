@@ -6,6 +6,7 @@
 
 #![cfg(target_os = "linux")]
 
+mod cli_support;
 mod common;
 
 use std::fs::File;
@@ -20,24 +21,10 @@ use tempfile::TempDir;
 use xent::npy::NpyFile;
 use xent::{Batch, CrossEntropyOptions, Labels, LogBase, Loss};
 
-/// A `.npy` 1.0 header for `descr` and `shape`, padded to 64 bytes.
-fn header(descr: &str, shape: &[u64]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
-    let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    let total = (10 + dict.len() + 1).next_multiple_of(64);
-    let mut b = b"\x93NUMPY\x01\x00".to_vec();
-    b.extend_from_slice(&u16::try_from(total - 10).unwrap().to_le_bytes());
-    b.extend_from_slice(dict.as_bytes());
-    b.resize(total - 1, b' ');
-    b.push(b'\n');
-    b
-}
-
 /// A sparse `.npy` file of `shape` whose elements are zero except `writes`
 /// (element index, little-endian bytes of consecutive elements).
 fn sparse(path: &Path, descr: &str, elem: u64, shape: &[u64], writes: &[(u64, Vec<u8>)]) {
-    let head = header(descr, shape);
+    let head = cli_support::npy_header(descr, shape);
     let mut f = File::create(path).unwrap();
     f.write_all(&head).unwrap();
     f.set_len(head.len() as u64 + elem * shape.iter().product::<u64>()).unwrap();
@@ -217,11 +204,11 @@ fn a_row_wider_than_a_binding() {
     let row = common::logits(&mut rng, cols as usize, 6.0);
     let label = rng.random_range(0..cols as i64);
     let (l, y) = (path(&dir, "wide.npy"), path(&dir, "y.npy"));
-    let mut bytes = header("<f4", &[1, cols]);
+    let mut bytes = cli_support::npy_header("<f4", &[1, cols]);
     bytes.extend(row.iter().flat_map(|x| x.to_le_bytes()));
     std::fs::write(&l, &bytes).unwrap();
     drop(bytes);
-    let mut labels = header("<i8", &[1]);
+    let mut labels = cli_support::npy_header("<i8", &[1]);
     labels.extend(label.to_le_bytes());
     std::fs::write(&y, &labels).unwrap();
 

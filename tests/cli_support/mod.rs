@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-/// A `.npy` image (format 1.0, header padded to 64 bytes).
-pub fn npy_bytes(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
+/// A `.npy` 1.0 header for `descr` and `shape`, padded to 64 bytes.
+pub fn npy_header(descr: &str, shape: &[u64]) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     let shape = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
     let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
@@ -21,6 +21,13 @@ pub fn npy_bytes(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
     b.extend_from_slice(dict.as_bytes());
     b.resize(total - 1, b' ');
     b.push(b'\n');
+    b
+}
+
+/// A `.npy` image (format 1.0, header padded to 64 bytes).
+pub fn npy_bytes(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let mut b = npy_header(descr, &shape);
     b.extend_from_slice(data);
     b
 }
