@@ -391,18 +391,34 @@ fn softmax_of_one_column_and_of_a_vector() {
     }
 }
 
+/// Two logit matrices of `[rows, cols]` at `scale` and labels, drawn from `seed`, and their
+/// files `l.npy`, `o.npy` and `y.npy`.
+struct Pair {
+    logits: Vec<f32>,
+    other: Vec<f32>,
+    labels: Vec<i64>,
+    l: String,
+    o: String,
+    y: String,
+}
+
+fn pair(f: &Files, seed: u64, rows: usize, cols: usize, scale: f32) -> Pair {
+    let mut rng = common::rng(seed);
+    let logits = common::logits(&mut rng, rows * cols, scale);
+    let other = common::logits(&mut rng, rows * cols, scale);
+    let labels: Vec<i64> = common::labels(&mut rng, rows, cols).into_iter().map(i64::from).collect();
+    let (l, o, y) =
+        (f.f32("l.npy", &[rows, cols], &logits), f.f32("o.npy", &[rows, cols], &other), f.i64("y.npy", &labels));
+    Pair { logits, other, labels, l, o, y }
+}
+
 /// Temperatures at the ends of f32: `distill` tends to half the variance of `t − s` (its
 /// limit), `softmax` to the argmax; both devices agree with the reference.
 #[test]
 fn extreme_temperatures_match_the_reference() {
     let f = Files::new();
-    let mut rng = common::rng(20);
     let (rows, cols) = (9, 17);
-    let logits = common::logits(&mut rng, rows * cols, 6.0);
-    let other = common::logits(&mut rng, rows * cols, 6.0);
-    let labels: Vec<i64> = common::labels(&mut rng, rows, cols).into_iter().map(i64::from).collect();
-    let (l, o, y) =
-        (f.f32("l.npy", &[rows, cols], &logits), f.f32("o.npy", &[rows, cols], &other), f.i64("y.npy", &labels));
+    let Pair { logits, other, labels, l, o, y } = pair(&f, 20, rows, cols, 6.0);
     let (bl, bo) = (Batch::new(&logits[..], rows, cols).unwrap(), Batch::new(&other[..], rows, cols).unwrap());
     for t in ["1e30", "3e38", "1e-30", "1e-40"] {
         let temperature: f32 = t.parse().unwrap();
@@ -601,13 +617,7 @@ fn one_dimensional_logits_are_one_column() {
 #[test]
 fn chunked_runs_are_bit_identical_to_one_chunk() {
     let f = Files::new();
-    let mut rng = common::rng(15);
-    let (rows, cols) = (1001, 37);
-    let logits = common::logits(&mut rng, rows * cols, 8.0);
-    let other = common::logits(&mut rng, rows * cols, 8.0);
-    let labels: Vec<i64> = common::labels(&mut rng, rows, cols).into_iter().map(i64::from).collect();
-    let (l, o, y) =
-        (f.f32("l.npy", &[rows, cols], &logits), f.f32("o.npy", &[rows, cols], &other), f.i64("y.npy", &labels));
+    let Pair { l, o, y, .. } = pair(&f, 15, 1001, 37, 8.0);
     let jobs: [Vec<&str>; 3] = [
         vec!["ce", "--logits", &l, "--labels", &y],
         vec!["kl", "--p-logits", &l, "--q-logits", &o],
