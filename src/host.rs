@@ -3,7 +3,8 @@
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::loss::{Batch, DType, LogBase, Loss};
+use crate::loss::{Batch, DType, Dist, LogBase, Loss};
+use crate::op::Op;
 use crate::ops::{self, Bound};
 use crate::plan;
 use crate::reference::{bad_probability, outside_unit};
@@ -137,7 +138,7 @@ impl Context {
     /// [`Error::TooLarge`], here rather than at the first chunk.
     pub fn stream(&self, template: &Loss, rows: u64, options: &RunOptions) -> Result<Stream<'_>> {
         template.validate()?;
-        let job = ops::job(template, options.base);
+        let job = ops::job(template, options.base)?;
         let cols = job.a.cols as u64;
         let dtype = match job.b {
             Some(b) if b.data.dtype() != job.a.data.dtype() => DType::F32,
@@ -171,14 +172,14 @@ fn describe(e: Error, loss: &Loss) -> Error {
 }
 
 /// The first out-of-domain probability or target of `row` (the rules of the reference).
-fn first_bad_value(loss: &Loss, row: usize) -> Option<String> {
-    let (probs, targets): (Vec<&Batch>, Option<&Batch>) = match loss {
-        Loss::CrossEntropyProbs { target, .. } => (vec![target], None),
-        Loss::KlDiv { p, q } => ([p, q].into_iter().filter(|d| !d.is_logits()).map(|d| d.batch()).collect(), None),
-        Loss::Entropy { p } => ([p].into_iter().filter(|d| !d.is_logits()).map(|d| d.batch()).collect(), None),
-        Loss::BinaryCrossEntropy { input, target } => {
-            ([input].into_iter().filter(|d| !d.is_logits()).map(|d| d.batch()).collect(), Some(target))
-        }
+fn first_bad_value<'a>(loss: &Loss<'a>, row: usize) -> Option<String> {
+    let (p, q) = loss.dists();
+    let given_probs = |d: Option<Dist<'a>>| d.filter(|d| !d.is_logits()).map(|d| *d.batch());
+    let (probs, targets): (Vec<Batch>, Option<&Batch>) = match loss.op {
+        Op::CrossEntropyProbs => (loss.secondary().copied().into_iter().collect(), None),
+        Op::KlDiv { .. } => ([given_probs(Some(p)), given_probs(q)].into_iter().flatten().collect(), None),
+        Op::Entropy { .. } => (given_probs(Some(p)).into_iter().collect(), None),
+        Op::BinaryCrossEntropy { .. } => (given_probs(Some(p)).into_iter().collect(), loss.secondary()),
         _ => return None,
     };
     let unit = targets.is_some();

@@ -11,6 +11,7 @@ mod host;
 #[doc(hidden)]
 pub mod kernels;
 mod loss;
+mod op;
 #[cfg(feature = "cli")]
 pub mod npy;
 #[doc(hidden)]
@@ -28,10 +29,11 @@ pub use wgpu;
 
 pub use context::{Context, ContextOptions};
 pub use embed::{
-    DeviceBatch, DeviceDist, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, Recorder,
+    DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, Recorder,
     Reduced,
 };
 pub use error::{Error, Result};
 pub use host::{Output, Rows, RunOptions, Stream};
-pub use loss::{Batch, CrossEntropyOptions, DType, Dist, Floats, Labels, LogBase, Loss, Reduction};
+pub use loss::{Batch, DType, Floats, Labels, LogBase, Loss, Reduction};
+pub use op::{Form, Inputs, Op, Signature, Task};
 pub use status::Status;

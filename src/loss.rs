@@ -1,12 +1,10 @@
-//! What is computed: the operations, their inputs on the host, and their options.
-//!
-//! One [`Loss`] value describes a whole job; the GPU path ([`crate::Context::compute`])
-//! and the f64 reference ([`crate::reference::compute`]) take the same value, so the
-//! tests compare the two on exactly the same inputs.
+//! The inputs of an operation on the host: float slices of three element types, integer
+//! labels, and [`Loss`], an [`Op`] bound to them.
 
 use half::{bf16, f16};
 
 use crate::error::{Error, Result};
+use crate::op::{Form, Op, Task};
 
 /// Element type of a float input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -205,9 +203,10 @@ impl<'a> From<&'a [u32]> for Labels<'a> {
     }
 }
 
-/// A distribution over the columns of each row: given as probabilities or as logits.
+/// A distribution over the columns of each row, as the reference and the row kernels
+/// take it: an input with its [`Form`].
 #[derive(Clone, Copy, Debug)]
-pub enum Dist<'a> {
+pub(crate) enum Dist<'a> {
     /// Probabilities, rows summing to 1.
     Probs(Batch<'a>),
     /// Logits: the distribution is their softmax.
@@ -215,156 +214,82 @@ pub enum Dist<'a> {
 }
 
 impl<'a> Dist<'a> {
+    pub(crate) fn new(form: Form, batch: Batch<'a>) -> Self {
+        match form {
+            Form::Probs => Dist::Probs(batch),
+            Form::Logits => Dist::Logits(batch),
+        }
+    }
+
     /// The data, whichever form it is in.
-    pub fn batch(&self) -> &Batch<'a> {
+    pub(crate) fn batch(&self) -> &Batch<'a> {
         match self {
             Dist::Probs(b) | Dist::Logits(b) => b,
         }
     }
 
     /// Whether the rows are logits.
-    pub fn is_logits(&self) -> bool {
+    pub(crate) fn is_logits(&self) -> bool {
         matches!(self, Dist::Logits(_))
     }
 }
 
-/// Options of cross-entropy with integer labels (PyTorch's `F.cross_entropy`).
+/// Cross-entropy's options and class weights, as the reference and the row kernel take them.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct CrossEntropyOptions<'a> {
-    /// Rows whose label equals this are 0 and leave the mean's denominator.
-    pub ignore_index: Option<i64>,
-    /// Per-class weights, `cols` long: row loss times `W[y]`, mean divides by `Σ W[y]`.
-    pub class_weights: Option<&'a [f32]>,
-    /// `s` in `(1−s)·nll + (s/K)·Σ_j −log_softmax_j`.
-    pub label_smoothing: f32,
+pub(crate) struct CrossEntropyOptions<'a> {
+    pub(crate) ignore_index: Option<i64>,
+    pub(crate) class_weights: Option<&'a [f32]>,
+    pub(crate) label_smoothing: f32,
 }
 
-/// One operation over a `[rows, cols]` batch, with its inputs and options.
+/// An operation over host slices: `Loss::new(op, logits).with_labels(&labels[..])`.
 ///
-/// Every variant gives one value per row (softmax gives a row of values); the
-/// reductions over rows are in [`crate::Output`].
-#[derive(Clone, Copy, Debug)]
-pub enum Loss<'a> {
-    /// Row max and argmax (first index of the max; NaN beats everything, then `+inf`).
-    RowMax {
-        /// The logits.
-        logits: Batch<'a>,
-    },
-    /// `log Σ_j exp(x_ij)`.
-    LogSumExp {
-        /// The logits.
-        logits: Batch<'a>,
-    },
-    /// `softmax(x_i / T)` or its log, written as `[rows, cols]`.
-    Softmax {
-        /// The logits.
-        logits: Batch<'a>,
-        /// `T > 0`.
-        temperature: f32,
-        /// Write log-softmax instead.
-        log: bool,
-    },
-    /// `lse(x_i) − x_i,y_i` with ignore index, class weights and label smoothing.
-    CrossEntropy {
-        /// The logits.
-        logits: Batch<'a>,
-        /// One label per row.
-        labels: Labels<'a>,
-        /// PyTorch's options.
-        options: CrossEntropyOptions<'a>,
-    },
-    /// `−Σ_j P_ij · log_softmax(x_i)_j`.
-    CrossEntropyProbs {
-        /// The logits.
-        logits: Batch<'a>,
-        /// The target probabilities `P`.
-        target: Batch<'a>,
-    },
-    /// `KL(P‖Q) = Σ_j P_ij log(P_ij / Q_ij)`; reverse KL is the caller swapping them.
-    KlDiv {
-        /// The target distribution.
-        p: Dist<'a>,
-        /// The predicted distribution.
-        q: Dist<'a>,
-    },
-    /// `−Σ_j p_ij log p_ij`.
-    Entropy {
-        /// The distribution.
-        p: Dist<'a>,
-    },
-    /// Elementwise binary cross-entropy summed over the row's columns.
-    BinaryCrossEntropy {
-        /// Probabilities (logs clamped at −100) or logits (the stable form).
-        input: Dist<'a>,
-        /// Targets in [0, 1].
-        target: Batch<'a>,
-    },
-    /// `−½ Σ_j (1 + logvar − μ² − exp(logvar))`.
-    GaussianKl {
-        /// The means `μ`.
-        mean: Batch<'a>,
-        /// The log-variances.
-        logvar: Batch<'a>,
-    },
-    /// `α·τ²·KL(softmax(t/τ) ‖ softmax(s/τ)) + (1−α)·CE(s, y)`.
-    Distill {
-        /// The student's logits `s`.
-        student: Batch<'a>,
-        /// The teacher's logits `t`.
-        teacher: Batch<'a>,
-        /// Hard labels `y`.
-        labels: Labels<'a>,
-        /// `τ > 0`.
-        temperature: f32,
-        /// `α` in [0, 1].
-        alpha: f32,
-    },
-}
+/// One value describes a whole job; the GPU path ([`crate::Context::compute`]) and the
+/// f64 reference ([`crate::reference::compute`]) take the same value, so the tests compare
+/// the two on exactly the same inputs.
+pub type Loss<'a> = Task<Batch<'a>, Labels<'a>, &'a [f32]>;
 
 impl<'a> Loss<'a> {
-    /// The first (or only) float input: it sets `rows`, `cols` and the dtype.
+    /// The first float input: it sets `rows`, `cols` and the dtype.
     pub fn primary(&self) -> &Batch<'a> {
-        match self {
-            Loss::RowMax { logits }
-            | Loss::LogSumExp { logits }
-            | Loss::Softmax { logits, .. }
-            | Loss::CrossEntropy { logits, .. }
-            | Loss::CrossEntropyProbs { logits, .. } => logits,
-            Loss::KlDiv { p, .. } | Loss::Entropy { p } => p.batch(),
-            Loss::BinaryCrossEntropy { input, .. } => input.batch(),
-            Loss::GaussianKl { mean, .. } => mean,
-            Loss::Distill { student, .. } => student,
-        }
+        &self.inputs.first
     }
 
     /// The second float input, where the operation has one.
     pub(crate) fn secondary(&self) -> Option<&Batch<'a>> {
-        match self {
-            Loss::CrossEntropyProbs { target, .. } => Some(target),
-            Loss::KlDiv { q, .. } => Some(q.batch()),
-            Loss::BinaryCrossEntropy { target, .. } => Some(target),
-            Loss::GaussianKl { logvar, .. } => Some(logvar),
-            Loss::Distill { teacher, .. } => Some(teacher),
-            _ => None,
-        }
+        self.inputs.second.as_ref()
     }
 
     /// The integer labels, where the operation has them.
     pub(crate) fn labels(&self) -> Option<&Labels<'a>> {
-        match self {
-            Loss::CrossEntropy { labels, .. } | Loss::Distill { labels, .. } => Some(labels),
-            _ => None,
+        self.inputs.labels.as_ref()
+    }
+
+    /// The second input with its form, for the operations that take a distribution there.
+    pub(crate) fn dists(&self) -> (Dist<'a>, Option<Dist<'a>>) {
+        let (a, b) = (self.inputs.first, self.inputs.second);
+        match self.op {
+            Op::KlDiv { p, q } => (Dist::new(p, a), b.map(|b| Dist::new(q, b))),
+            Op::Entropy { p } => (Dist::new(p, a), None),
+            Op::BinaryCrossEntropy { input } => (Dist::new(input, a), None),
+            _ => (Dist::Logits(a), None),
         }
     }
 
-    /// Whether `--base 2` applies (it does not to lse, softmax and row max).
-    pub(crate) fn takes_base(&self) -> bool {
-        !matches!(self, Loss::RowMax { .. } | Loss::LogSumExp { .. } | Loss::Softmax { .. })
+    /// Cross-entropy's options with the class weights bound.
+    pub(crate) fn ce_options(&self) -> CrossEntropyOptions<'a> {
+        match self.op {
+            Op::CrossEntropy { ignore_index, label_smoothing } => {
+                CrossEntropyOptions { ignore_index, class_weights: self.inputs.weights, label_smoothing }
+            }
+            _ => CrossEntropyOptions::default(),
+        }
     }
 
-    /// Checks shapes, lengths and scalar options; the value checks (labels in range,
-    /// probabilities non-negative) happen while the data is read.
+    /// Checks the options, the inputs bound and their shapes; the value checks (labels in
+    /// range, probabilities non-negative) happen while the data is read.
     pub fn validate(&self) -> Result<()> {
+        self.check_inputs()?;
         let a = self.primary();
         if let Some(b) = self.secondary()
             && (b.rows, b.cols) != (a.rows, a.cols)
@@ -385,8 +310,7 @@ impl<'a> Loss<'a> {
                 detail: format!("has {} entries but there are {} rows", y.len(), a.rows),
             });
         }
-        if let Loss::CrossEntropy { options, .. } = self
-            && let Some(w) = options.class_weights
+        if let Some(w) = self.inputs.weights
             && w.len() != a.cols
         {
             return Err(Error::Shape {
@@ -394,40 +318,7 @@ impl<'a> Loss<'a> {
                 detail: format!("has {} entries but there are {} columns", w.len(), a.cols),
             });
         }
-        self.validate_options()
-    }
-
-    /// Checks the scalar options (temperature, alpha, smoothing, ignore index) alone.
-    pub(crate) fn validate_options(&self) -> Result<()> {
-        match self {
-            Loss::Softmax { temperature, .. } | Loss::Distill { temperature, .. }
-                if !(temperature.is_finite() && *temperature > 0.0) =>
-            {
-                Err(Error::Option {
-                    name: "temperature",
-                    detail: format!("{temperature} is not a positive finite number"),
-                })
-            }
-            Loss::Distill { alpha, .. } if !(0.0..=1.0).contains(alpha) => {
-                Err(Error::Option { name: "alpha", detail: format!("{alpha} is not in [0, 1]") })
-            }
-            Loss::CrossEntropy { options, .. } => {
-                let s = options.label_smoothing;
-                if !(0.0..=1.0).contains(&s) {
-                    return Err(Error::Option { name: "label_smoothing", detail: format!("{s} is not in [0, 1]") });
-                }
-                if let Some(i) = options.ignore_index
-                    && (i32::try_from(i).is_err() || i == i64::from(i32::MIN))
-                {
-                    return Err(Error::Option {
-                        name: "ignore_index",
-                        detail: format!("{i} is outside the supported range ({}..={})", i32::MIN + 1, i32::MAX),
-                    });
-                }
-                Ok(())
-            }
-            _ => Ok(()),
-        }
+        Ok(())
     }
 }
 

@@ -3,6 +3,9 @@
 
 use crate::error::{Error, Result};
 use crate::loss::{DType, Reduction};
+use crate::op::Task;
+#[cfg(doc)]
+use crate::op::Op;
 
 /// A row-major `[rows, cols]` input of `dtype` starting `offset` bytes into `buffer`.
 #[derive(Clone, Copy, Debug)]
@@ -17,15 +20,6 @@ pub struct DeviceBatch<'a> {
     pub cols: u32,
     /// Element type: f32, or f16 / bf16 widened exactly on load.
     pub dtype: DType,
-}
-
-/// A distribution given as probabilities or as logits.
-#[derive(Clone, Copy, Debug)]
-pub enum DeviceDist<'a> {
-    /// Probabilities, each row summing to 1 (negative, NaN or infinite entries are reported).
-    Probs(DeviceBatch<'a>),
-    /// Logits: the distribution is their softmax.
-    Logits(DeviceBatch<'a>),
 }
 
 /// `rows` i32 labels starting `offset` bytes into `buffer`.
@@ -47,86 +41,11 @@ pub struct DeviceWeights<'a> {
     pub offset: u64,
 }
 
-/// One operation over device buffers; the semantics are those of [`Loss`](crate::Loss) (and of
-/// the command line's contract), every input of one operation having the same shape
-/// and dtype.
-#[derive(Clone, Copy, Debug)]
-pub enum DeviceLoss<'a> {
-    /// `log Σ_j exp(x_ij)` per row.
-    LogSumExp {
-        /// The logits.
-        logits: DeviceBatch<'a>,
-    },
-    /// `softmax(x_i / T)` (or its log), `rows * cols` values.
-    Softmax {
-        /// The logits.
-        logits: DeviceBatch<'a>,
-        /// `T > 0`.
-        temperature: f32,
-        /// Write log-softmax instead.
-        log: bool,
-    },
-    /// Softmax cross-entropy with integer labels (PyTorch's `F.cross_entropy`).
-    CrossEntropy {
-        /// The logits.
-        logits: DeviceBatch<'a>,
-        /// One label per row, in `[0, cols)` or `ignore_index`.
-        labels: DeviceLabels<'a>,
-        /// Rows with this label give 0 and leave the mean's denominator.
-        ignore_index: Option<i32>,
-        /// Per-class weights `W`: the row's loss is scaled by `W[y]`, the mean divides by `Σ W[y]`.
-        class_weights: Option<DeviceWeights<'a>>,
-        /// `s` in `(1−s)·nll + (s/K)·Σ_j −log_softmax_j`, in `[0, 1]`.
-        label_smoothing: f32,
-    },
-    /// Cross-entropy with probability targets: `−Σ_j P_ij log softmax(x_i)_j`.
-    CrossEntropyProbs {
-        /// The logits.
-        logits: DeviceBatch<'a>,
-        /// The target probabilities (for class weights or smoothing, fold them into the
-        /// targets: `W_j·((1−s)·P_ij + s/K)` is PyTorch's form).
-        target: DeviceBatch<'a>,
-    },
-    /// `KL(P‖Q) = Σ_j p_j (log p_j − log q_j)`.
-    KlDiv {
-        /// The target distribution.
-        p: DeviceDist<'a>,
-        /// The predicted distribution (the one with a gradient, when given as logits).
-        q: DeviceDist<'a>,
-    },
-    /// `H(P) = −Σ_j p_j log p_j`.
-    Entropy {
-        /// The distribution.
-        p: DeviceDist<'a>,
-    },
-    /// Binary cross-entropy summed over each row's columns.
-    BinaryCrossEntropy {
-        /// Probabilities (logs clamped at −100, as PyTorch) or logits (the stable form).
-        input: DeviceDist<'a>,
-        /// Targets in `[0, 1]`.
-        target: DeviceBatch<'a>,
-    },
-    /// The VAE's `−½ Σ_j (1 + logvar − mean² − exp(logvar))`.
-    GaussianKl {
-        /// The posterior means.
-        mean: DeviceBatch<'a>,
-        /// The posterior log-variances.
-        logvar: DeviceBatch<'a>,
-    },
-    /// `α·τ²·KL(softmax(t/τ) ‖ softmax(s/τ)) + (1−α)·CE(s, y)`.
-    Distill {
-        /// The student's logits (the ones with a gradient).
-        student: DeviceBatch<'a>,
-        /// The teacher's logits.
-        teacher: DeviceBatch<'a>,
-        /// Hard labels in `[0, cols)`.
-        labels: DeviceLabels<'a>,
-        /// `τ > 0`.
-        temperature: f32,
-        /// `α` in `[0, 1]`.
-        alpha: f32,
-    },
-}
+/// An operation over device buffers: `DeviceLoss::new(op, logits).with_labels(labels)`.
+///
+/// The semantics are those of [`Op`] (and of the command line's contract); every float
+/// input of one operation has the same shape and dtype.
+pub type DeviceLoss<'a> = Task<DeviceBatch<'a>, DeviceLabels<'a>, DeviceWeights<'a>>;
 
 /// Where a record writes: any of the per-row values, the reduction over rows, its mean
 /// and the gradient (softmax needs the per-row buffer: its rows of values are its result).

@@ -23,6 +23,6 @@ mod recorder;
 mod validate;
 
 pub use inputs::{
-    DeviceBatch, DeviceDist, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, Reduced,
+    DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, Reduced,
 };
 pub use recorder::Recorder;

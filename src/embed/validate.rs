@@ -2,10 +2,10 @@
 //! checked before anything is recorded, and a refusal names the buffer and the fix.
 
 use super::inputs::{
-    DeviceBatch, DeviceDist, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, Reduced,
+    DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, Reduced,
 };
 use crate::error::{Error, Result};
-use crate::loss::{Batch, CrossEntropyOptions, DType, Dist, Floats, Labels, LogBase, Loss};
+use crate::loss::{Batch, DType, Floats, Labels, LogBase, Loss};
 use crate::ops;
 
 /// A record's arguments once checked: what recording them needs.
@@ -25,20 +25,19 @@ pub(super) struct Checked<'a> {
 /// weights (bound from an offset that is a multiple of `align`), the outputs, the gradient,
 /// and that no written range overlaps another or an input.
 pub(super) fn check<'a>(loss: &DeviceLoss<'a>, out: &DeviceOutput<'a>, align: u64) -> Result<Checked<'a>> {
-    let inputs = loss.inputs();
-    let a = inputs[0].1;
+    loss.check_inputs()?;
+    let inputs = loss.kernel_inputs();
+    let a = loss.inputs.first;
     let (rows, cols) = (u64::from(a.rows), u64::from(a.cols));
     for (name, b) in &inputs {
         check_input(name, b, &a)?;
     }
-    let template = loss.template(&inputs);
-    template.validate_options()?;
-    let job = ops::job(&template, LogBase::Nats);
-    let labels = loss.labels();
+    let job = ops::job(&template(loss), LogBase::Nats)?;
+    let labels = loss.inputs.labels;
     if let Some(y) = labels {
         check_range("labels", y.buffer, y.offset, 4 * rows, wgpu::BufferUsages::STORAGE, 4)?;
     }
-    let weights = loss.class_weights();
+    let weights = loss.inputs.weights;
     if let Some(w) = weights {
         // the kernel indexes the weights from the binding's start: the offset must be bindable
         check_range("class weights", w.buffer, w.offset, 4 * cols, wgpu::BufferUsages::STORAGE, align)?;
@@ -222,75 +221,18 @@ fn check_aliasing(
     Ok(())
 }
 
-impl<'a> DeviceLoss<'a> {
-    /// The float inputs, named for messages; the first sets the shape and dtype.
-    fn inputs(&self) -> Vec<(&'static str, DeviceBatch<'a>)> {
-        let d = |x: &DeviceDist<'a>| match *x {
-            DeviceDist::Probs(b) | DeviceDist::Logits(b) => b,
-        };
-        match self {
-            DeviceLoss::LogSumExp { logits } | DeviceLoss::Softmax { logits, .. } => vec![("logits", *logits)],
-            DeviceLoss::CrossEntropy { logits, .. } => vec![("logits", *logits)],
-            // the kernel reads the target as input a and the logits as input b
-            DeviceLoss::CrossEntropyProbs { logits, target } => vec![("target", *target), ("logits", *logits)],
-            DeviceLoss::KlDiv { p, q } => vec![("p", d(p)), ("q", d(q))],
-            DeviceLoss::Entropy { p } => vec![("p", d(p))],
-            DeviceLoss::BinaryCrossEntropy { input, target } => vec![("input", d(input)), ("target", *target)],
-            DeviceLoss::GaussianKl { mean, logvar } => vec![("mean", *mean), ("logvar", *logvar)],
-            DeviceLoss::Distill { student, teacher, .. } => vec![("student", *student), ("teacher", *teacher)],
-        }
-    }
-
-    fn labels(&self) -> Option<DeviceLabels<'a>> {
-        match self {
-            DeviceLoss::CrossEntropy { labels, .. } | DeviceLoss::Distill { labels, .. } => Some(*labels),
-            _ => None,
-        }
-    }
-
-    fn class_weights(&self) -> Option<DeviceWeights<'a>> {
-        match self {
-            DeviceLoss::CrossEntropy { class_weights, .. } => *class_weights,
-            _ => None,
-        }
-    }
-
-    /// The same operation as a host [`Loss`] over no data: its kernel, flags and options
-    /// (and their checks) come from the host path, so the two cannot drift apart.
-    fn template(&self, inputs: &[(&'static str, DeviceBatch)]) -> Loss<'static> {
-        const NO_WEIGHTS: [f32; 0] = [];
-        let a = &inputs[0].1;
-        let batch = Batch { data: Floats::F32(&[]), rows: a.rows as usize, cols: a.cols as usize };
-        let dist = |x: &DeviceDist| match x {
-            DeviceDist::Probs(_) => Dist::Probs(batch),
-            DeviceDist::Logits(_) => Dist::Logits(batch),
-        };
-        let labels = Labels::I32(&[]);
-        match *self {
-            DeviceLoss::LogSumExp { .. } => Loss::LogSumExp { logits: batch },
-            DeviceLoss::Softmax { temperature, log, .. } => Loss::Softmax { logits: batch, temperature, log },
-            DeviceLoss::CrossEntropy { ignore_index, class_weights, label_smoothing, .. } => Loss::CrossEntropy {
-                logits: batch,
-                labels,
-                options: CrossEntropyOptions {
-                    ignore_index: ignore_index.map(i64::from),
-                    // the kernel reads the caller's buffer; only "weighted or not" matters here
-                    class_weights: class_weights.map(|_| &NO_WEIGHTS[..]),
-                    label_smoothing,
-                },
-            },
-            DeviceLoss::CrossEntropyProbs { .. } => Loss::CrossEntropyProbs { logits: batch, target: batch },
-            DeviceLoss::KlDiv { p, q } => Loss::KlDiv { p: dist(&p), q: dist(&q) },
-            DeviceLoss::Entropy { p } => Loss::Entropy { p: dist(&p) },
-            DeviceLoss::BinaryCrossEntropy { input, .. } => {
-                Loss::BinaryCrossEntropy { input: dist(&input), target: batch }
-            }
-            DeviceLoss::GaussianKl { .. } => Loss::GaussianKl { mean: batch, logvar: batch },
-            DeviceLoss::Distill { temperature, alpha, .. } => {
-                Loss::Distill { student: batch, teacher: batch, labels, temperature, alpha }
-            }
-        }
-    }
+/// The same operation as a host [`Loss`] over no data: its kernel, flags and options
+/// (and their checks) come from the host path, so the two cannot drift apart. Only
+/// whether labels and class weights are bound matters here: the kernel reads the
+/// caller's buffers.
+fn template(loss: &DeviceLoss) -> Loss<'static> {
+    let i = &loss.inputs;
+    let batch = Batch { data: Floats::F32(&[]), rows: i.first.rows as usize, cols: i.first.cols as usize };
+    let mut host = Loss::new(loss.op, batch);
+    host.inputs.second = i.second.map(|_| batch);
+    host.inputs.labels = i.labels.map(|_| Labels::I32(&[]));
+    host.inputs.weights = i.weights.map(|_| &[][..]);
+    host
 }
 
 /// Checks input `name` against the first input `a` and its buffer range.

@@ -5,7 +5,7 @@ use crate::kernels::{Kernel, flags};
 use crate::loss::{Batch, Dist};
 
 /// From probabilities (logs clamped at −100) or logits (stable form).
-pub fn job<'a>(input: Dist<'a>, target: Batch<'a>) -> RowJob<'a> {
+pub(super) fn job<'a>(input: Dist<'a>, target: Batch<'a>) -> RowJob<'a> {
     let mut job = RowJob::new(Kernel::BinaryXent, *input.batch());
     job.b = Some(target);
     if input.is_logits() {

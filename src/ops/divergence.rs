@@ -18,7 +18,7 @@ fn side_flags(p: &Dist, q: Option<&Dist>) -> u32 {
 }
 
 /// `KL(P‖Q) = Σ_j p_j (log p_j − log q_j)`.
-pub fn kl_div<'a>(p: Dist<'a>, q: Dist<'a>) -> RowJob<'a> {
+pub(super) fn kl_div<'a>(p: Dist<'a>, q: Dist<'a>) -> RowJob<'a> {
     let mut job = RowJob::new(Kernel::Divergence, *p.batch());
     job.b = Some(*q.batch());
     job.params.flags = side_flags(&p, Some(&q)) | flags::TERM_PLOGP | flags::TERM_PLOGQ;
@@ -29,7 +29,7 @@ pub fn kl_div<'a>(p: Dist<'a>, q: Dist<'a>) -> RowJob<'a> {
 }
 
 /// `H(P, Q) = −Σ_j p_j log softmax(x)_j`: P the target probabilities, Q from logits.
-pub fn cross_entropy<'a>(target: Batch<'a>, logits: Batch<'a>) -> RowJob<'a> {
+pub(super) fn cross_entropy<'a>(target: Batch<'a>, logits: Batch<'a>) -> RowJob<'a> {
     let (p, q) = (Dist::Probs(target), Dist::Logits(logits));
     let mut job = RowJob::new(Kernel::Divergence, target);
     job.b = Some(logits);
@@ -39,7 +39,7 @@ pub fn cross_entropy<'a>(target: Batch<'a>, logits: Batch<'a>) -> RowJob<'a> {
 }
 
 /// `H(P) = −Σ_j p_j log p_j`.
-pub fn entropy(p: Dist) -> RowJob {
+pub(super) fn entropy(p: Dist) -> RowJob {
     let mut job = RowJob::new(Kernel::Divergence, *p.batch());
     job.params.flags = side_flags(&p, None) | flags::TERM_PLOGP | flags::NEGATE;
     if p.is_logits() {

@@ -6,7 +6,7 @@ use crate::kernels::Kernel;
 use crate::loss::Batch;
 
 /// `−½ Σ_j (1 + logvar − μ² − exp(logvar))` per row.
-pub fn job<'a>(mean: Batch<'a>, logvar: Batch<'a>) -> RowJob<'a> {
+pub(super) fn job<'a>(mean: Batch<'a>, logvar: Batch<'a>) -> RowJob<'a> {
     let mut job = RowJob::new(Kernel::GaussianKl, mean);
     job.b = Some(logvar);
     job

@@ -2,19 +2,20 @@
 //! [`RowJob`] (kernel, flags, inputs); this module records row kernels and the
 //! tree reduction into an encoder. Nothing here submits, polls or reads back.
 
-pub mod binary_xent;
-pub mod distill;
-pub mod divergence;
-pub mod gaussian_kl;
-pub mod row_stats;
-pub mod softmax;
-pub mod softmax_xent;
+mod binary_xent;
+mod distill;
+mod divergence;
+mod gaussian_kl;
+mod row_stats;
+mod softmax;
+mod softmax_xent;
 
 use wgpu::util::DeviceExt;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kernels::{Binding, Cols, GradMode, Kernel, Kernels, Reads, ReduceParams, RowParams, binding};
 use crate::loss::{Batch, Labels, LogBase, Loss};
+use crate::op::Op;
 use crate::plan::{self, Window};
 
 /// One row kernel over one batch: what runs, on which inputs, with which options.
@@ -78,26 +79,35 @@ impl<'a> RowJob<'a> {
     }
 }
 
-/// The row job of `loss`, its values scaled for `base` where the operation takes one.
-pub fn job<'a>(loss: &Loss<'a>, base: LogBase) -> RowJob<'a> {
-    let mut job = match *loss {
-        Loss::RowMax { logits } => row_stats::row_max(logits),
-        Loss::LogSumExp { logits } => row_stats::logsumexp(logits),
-        Loss::Softmax { logits, temperature, log } => softmax::job(logits, temperature, log),
-        Loss::CrossEntropy { logits, labels, options } => softmax_xent::job(logits, labels, options),
-        Loss::CrossEntropyProbs { logits, target } => divergence::cross_entropy(target, logits),
-        Loss::KlDiv { p, q } => divergence::kl_div(p, q),
-        Loss::Entropy { p } => divergence::entropy(p),
-        Loss::BinaryCrossEntropy { input, target } => binary_xent::job(input, target),
-        Loss::GaussianKl { mean, logvar } => gaussian_kl::job(mean, logvar),
-        Loss::Distill { student, teacher, labels, temperature, alpha } => {
-            distill::job(student, teacher, labels, temperature, alpha)
-        }
+/// The row job of `loss` (validated: [`Loss::validate`]), its values scaled for `base`
+/// where the operation takes one.
+pub fn job<'a>(loss: &Loss<'a>, base: LogBase) -> Result<RowJob<'a>> {
+    loss.check_inputs()?;
+    let a = *loss.primary();
+    // present: check_inputs holds the inputs to the operation's signature
+    let b = || loss.secondary().copied().ok_or_else(|| missing("second input"));
+    let labels = || loss.labels().copied().ok_or_else(|| missing("labels"));
+    let (p, q) = loss.dists();
+    let mut job = match loss.op {
+        Op::RowMax => row_stats::row_max(a),
+        Op::LogSumExp => row_stats::logsumexp(a),
+        Op::Softmax { temperature, log } => softmax::job(a, temperature, log),
+        Op::CrossEntropy { .. } => softmax_xent::job(a, labels()?, loss.ce_options()),
+        Op::CrossEntropyProbs => divergence::cross_entropy(b()?, a),
+        Op::KlDiv { .. } => divergence::kl_div(p, q.ok_or_else(|| missing("q"))?),
+        Op::Entropy { .. } => divergence::entropy(p),
+        Op::BinaryCrossEntropy { .. } => binary_xent::job(p, b()?),
+        Op::GaussianKl => gaussian_kl::job(a, b()?),
+        Op::Distill { temperature, alpha } => distill::job(a, b()?, labels()?, temperature, alpha),
     };
-    if loss.takes_base() {
+    if loss.op.takes_base() {
         job.params.out_scale = base.scale() as f32;
     }
-    job
+    Ok(job)
+}
+
+fn missing(what: &'static str) -> Error {
+    Error::Shape { what, detail: "is not bound".into() }
 }
 
 /// A buffer bound through an aligned window (see [`plan::window`]).

@@ -5,11 +5,11 @@ use crate::kernels::Kernel;
 use crate::loss::Batch;
 
 /// Max and argmax of each row (argmax in `aux[2 row]`).
-pub fn row_max(logits: Batch) -> RowJob {
+pub(super) fn row_max(logits: Batch) -> RowJob {
     RowJob { argmax: true, ..RowJob::new(Kernel::RowMax, logits) }
 }
 
 /// `log Σ_j exp(x_ij)` of each row.
-pub fn logsumexp(logits: Batch) -> RowJob {
+pub(super) fn logsumexp(logits: Batch) -> RowJob {
     RowJob::new(Kernel::LogSumExp, logits)
 }

@@ -5,7 +5,7 @@ use crate::kernels::{Kernel, flags};
 use crate::loss::Batch;
 
 /// `softmax(x / temperature)` per row, or its log.
-pub fn job(logits: Batch, temperature: f32, log: bool) -> RowJob {
+pub(super) fn job(logits: Batch, temperature: f32, log: bool) -> RowJob {
     let mut job = RowJob::new(Kernel::Softmax, logits);
     // (a subnormal temperature's inverse is over f32::MAX)
     job.params.inv_temperature = (1.0 / temperature).min(f32::MAX);

@@ -6,7 +6,7 @@ use crate::kernels::{Kernel, flags};
 use crate::loss::{Batch, CrossEntropyOptions, Labels};
 
 /// Per-row loss, argmax (for accuracy) and weight `W[y]` (the mean's denominator).
-pub fn job<'a>(logits: Batch<'a>, labels: Labels<'a>, options: CrossEntropyOptions<'a>) -> RowJob<'a> {
+pub(super) fn job<'a>(logits: Batch<'a>, labels: Labels<'a>, options: CrossEntropyOptions<'a>) -> RowJob<'a> {
     let mut job = RowJob::new(Kernel::SoftmaxXent, logits);
     job.labels = Some(labels);
     job.class_weights = options.class_weights;

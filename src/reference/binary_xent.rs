@@ -25,7 +25,7 @@ fn element(x: f64, t: f64, logits: bool) -> f64 {
 }
 
 /// Binary cross-entropy per row; targets and probabilities outside [0, 1] are errors.
-pub fn binary_xent(input: &Dist, target: &Batch) -> Result<Reference> {
+pub(super) fn binary_xent(input: &Dist, target: &Batch) -> Result<Reference> {
     let x = input.batch();
     let logits = input.is_logits();
     for r in 0..x.rows {

@@ -26,7 +26,7 @@ fn per_row(rows: usize, f: impl Fn(usize) -> f64) -> Reference {
 }
 
 /// `KL(P‖Q)` per row; negative, NaN or infinite probabilities are errors.
-pub fn kl_div(p: &Dist, q: &Dist) -> Result<Reference> {
+pub(super) fn kl_div(p: &Dist, q: &Dist) -> Result<Reference> {
     check(p)?;
     check(q)?;
     Ok(per_row(p.batch().rows, |r| {
@@ -48,7 +48,7 @@ pub fn kl_div(p: &Dist, q: &Dist) -> Result<Reference> {
 }
 
 /// `H(P)` per row; negative, NaN or infinite probabilities are errors.
-pub fn entropy(p: &Dist) -> Result<Reference> {
+pub(super) fn entropy(p: &Dist) -> Result<Reference> {
     check(p)?;
     Ok(per_row(p.batch().rows, |r| {
         let Some(lp) = log_probs(p, r) else { return f64::NAN };

@@ -15,7 +15,7 @@ fn element(mu: f64, lv: f64) -> f64 {
 }
 
 /// The Gaussian KL per row.
-pub fn gaussian_kl(mean: &Batch, logvar: &Batch) -> Reference {
+pub(super) fn gaussian_kl(mean: &Batch, logvar: &Batch) -> Reference {
     let values =
         (0..mean.rows).map(|r| (0..mean.cols).map(|j| element(mean.get(r, j), logvar.get(r, j))).sum()).collect();
     Reference { values, weights: ones(mean.rows), argmax: None }

@@ -16,6 +16,7 @@
 use super::{log_softmax, log_softmax_at, row};
 use crate::error::{Error, Result};
 use crate::loss::{Batch, CrossEntropyOptions, Dist, Labels, Loss, Reduction};
+use crate::op::{Form, Op};
 
 fn probs(x: &[f64]) -> Vec<f64> {
     probs_at(x, 1.0)
@@ -46,23 +47,29 @@ pub fn gradient(loss: &Loss, reduction: Reduction) -> Result<Vec<f64>> {
         Reduction::Sum | Reduction::None => 1.0,
     };
     let mut g = Vec::new();
-    match *loss {
-        Loss::CrossEntropy { logits, labels, options } => cross_entropy(&logits, &labels, &options, &mut g),
-        Loss::CrossEntropyProbs { logits, target } => {
-            for i in 0..logits.rows {
-                let (q, t) = (probs(&row(&logits, i)), row(&target, i));
+    let x = *loss.primary();
+    let b = loss.secondary().copied().unwrap_or(x);
+    let (p, _) = loss.dists();
+    match loss.op {
+        Op::CrossEntropy { .. } => {
+            let labels = loss.labels().copied().unwrap_or(Labels::I32(&[]));
+            cross_entropy(&x, &labels, &loss.ce_options(), &mut g)
+        }
+        Op::CrossEntropyProbs => {
+            for i in 0..x.rows {
+                let (q, t) = (probs(&row(&x, i)), row(&b, i));
                 let mass: f64 = t.iter().sum();
                 g.extend(q.iter().zip(&t).map(|(q, t)| q * mass - t));
             }
         }
-        Loss::KlDiv { p, q: Dist::Logits(q) } => {
-            for i in 0..q.rows {
-                let (qr, pr) = (probs(&row(&q, i)), dist_row(&p, i));
+        Op::KlDiv { q: Form::Logits, .. } => {
+            for i in 0..b.rows {
+                let (qr, pr) = (probs(&row(&b, i)), dist_row(&p, i));
                 let mass: f64 = pr.iter().sum();
                 g.extend(qr.iter().zip(&pr).map(|(q, p)| q * mass - p));
             }
         }
-        Loss::Entropy { p: Dist::Logits(x) } => {
+        Op::Entropy { p: Form::Logits } => {
             for i in 0..x.rows {
                 let h = reference.values[i];
                 let lp = log_softmax(&row(&x, i));
@@ -73,12 +80,14 @@ pub fn gradient(loss: &Loss, reduction: Reduction) -> Result<Vec<f64>> {
                 }));
             }
         }
-        Loss::BinaryCrossEntropy { input: Dist::Logits(x), target } => {
+        Op::BinaryCrossEntropy { input: Form::Logits } => {
             for i in 0..x.rows {
-                g.extend((0..x.cols).map(|j| sigmoid(x.get(i, j)) - target.get(i, j)));
+                g.extend((0..x.cols).map(|j| sigmoid(x.get(i, j)) - b.get(i, j)));
             }
         }
-        Loss::Distill { student, teacher, labels, temperature, alpha } => {
+        Op::Distill { temperature, alpha } => {
+            let (student, teacher) = (x, b);
+            let labels = loss.labels().copied().unwrap_or(Labels::I32(&[]));
             let (tau, alpha) = (f64::from(temperature), f64::from(alpha));
             for i in 0..student.rows {
                 let q = probs_at(&row(&student, i), tau);

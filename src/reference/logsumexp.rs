@@ -4,7 +4,7 @@ use super::{Reference, lse, ones, row};
 use crate::loss::Batch;
 
 /// Log-sum-exp per row.
-pub fn logsumexp(logits: &Batch) -> Reference {
+pub(super) fn logsumexp(logits: &Batch) -> Reference {
     let values = (0..logits.rows).map(|r| lse(&row(logits, r))).collect();
     Reference { values, weights: ones(logits.rows), argmax: None }
 }

@@ -5,18 +5,21 @@
 //! logits are masked classes, NaN or `+inf` logits make the row NaN, and a term whose
 //! coefficient is zero contributes 0 (never `0 · inf = NaN`).
 
-pub mod binary_xent;
-pub mod distill;
-pub mod divergence;
-pub mod gaussian_kl;
-pub mod gradient;
-pub mod logsumexp;
-pub mod row_max;
-pub mod softmax;
-pub mod softmax_xent;
+mod binary_xent;
+mod distill;
+mod divergence;
+mod gaussian_kl;
+mod gradient;
+mod logsumexp;
+mod row_max;
+mod softmax;
+mod softmax_xent;
 
 use crate::error::{Error, Result};
 use crate::loss::{Batch, Labels, LogBase, Loss, Reduction};
+use crate::op::Op;
+
+pub use gradient::gradient;
 
 /// Per-row results of the reference.
 #[derive(Clone, Debug, Default)]
@@ -71,21 +74,24 @@ fn compensated_sum(v: &[f64]) -> f64 {
 /// Computes `loss` per row in f64; values of operations that take a base are scaled.
 pub fn compute(loss: &Loss, base: LogBase) -> Result<Reference> {
     loss.validate()?;
-    let mut r = match *loss {
-        Loss::RowMax { logits } => row_max::row_max(&logits),
-        Loss::LogSumExp { logits } => logsumexp::logsumexp(&logits),
-        Loss::Softmax { logits, temperature, log } => softmax::softmax(&logits, temperature, log),
-        Loss::CrossEntropy { logits, labels, options } => softmax_xent::softmax_xent(&logits, &labels, &options)?,
-        Loss::CrossEntropyProbs { logits, target } => softmax_xent::softmax_xent_probs(&logits, &target)?,
-        Loss::KlDiv { p, q } => divergence::kl_div(&p, &q)?,
-        Loss::Entropy { p } => divergence::entropy(&p)?,
-        Loss::BinaryCrossEntropy { input, target } => binary_xent::binary_xent(&input, &target)?,
-        Loss::GaussianKl { mean, logvar } => gaussian_kl::gaussian_kl(&mean, &logvar),
-        Loss::Distill { student, teacher, labels, temperature, alpha } => {
-            distill::distill(&student, &teacher, &labels, temperature, alpha)?
-        }
+    let a = loss.primary();
+    // present: validate holds the inputs to the operation's signature
+    let b = loss.secondary().unwrap_or(a);
+    let labels = loss.labels().copied().unwrap_or(Labels::I32(&[]));
+    let (p, q) = loss.dists();
+    let mut r = match loss.op {
+        Op::RowMax => row_max::row_max(a),
+        Op::LogSumExp => logsumexp::logsumexp(a),
+        Op::Softmax { temperature, log } => softmax::softmax(a, temperature, log),
+        Op::CrossEntropy { .. } => softmax_xent::softmax_xent(a, &labels, &loss.ce_options())?,
+        Op::CrossEntropyProbs => softmax_xent::softmax_xent_probs(a, b)?,
+        Op::KlDiv { .. } => divergence::kl_div(&p, &q.unwrap_or(p))?,
+        Op::Entropy { .. } => divergence::entropy(&p)?,
+        Op::BinaryCrossEntropy { .. } => binary_xent::binary_xent(&p, b)?,
+        Op::GaussianKl => gaussian_kl::gaussian_kl(a, b),
+        Op::Distill { temperature, alpha } => distill::distill(a, b, &labels, temperature, alpha)?,
     };
-    if loss.takes_base() {
+    if loss.op.takes_base() {
         let s = base.scale();
         r.values.iter_mut().for_each(|v| *v *= s);
     }

@@ -5,7 +5,7 @@ use super::{Reference, ones};
 use crate::loss::Batch;
 
 /// Row max and argmax.
-pub fn row_max(logits: &Batch) -> Reference {
+pub(super) fn row_max(logits: &Batch) -> Reference {
     let mut values = Vec::with_capacity(logits.rows);
     let mut argmax = Vec::with_capacity(logits.rows);
     for r in 0..logits.rows {
@@ -17,7 +17,7 @@ pub fn row_max(logits: &Batch) -> Reference {
 }
 
 /// The max of a row and the first index holding it.
-pub(crate) fn max_arg(x: &[f64]) -> (f64, usize) {
+pub(super) fn max_arg(x: &[f64]) -> (f64, usize) {
     if let Some(i) = x.iter().position(|v| v.is_nan()) {
         return (f64::NAN, i);
     }

@@ -6,7 +6,7 @@ use super::{Reference, log_softmax_at, ones, row};
 use crate::loss::Batch;
 
 /// Softmax (or log-softmax) of `x / temperature`, `rows * cols` values.
-pub fn softmax(logits: &Batch, temperature: f32, log: bool) -> Reference {
+pub(super) fn softmax(logits: &Batch, temperature: f32, log: bool) -> Reference {
     let mut values = Vec::with_capacity(logits.rows * logits.cols);
     for r in 0..logits.rows {
         match log_softmax_at(&row(logits, r), f64::from(temperature)) {

@@ -18,7 +18,7 @@ fn term(c: f64, log_softmax: f64) -> f64 {
 }
 
 /// Cross-entropy with labels per row; labels outside `[0, cols)` that are not ignored are errors.
-pub fn softmax_xent(logits: &Batch, labels: &Labels, options: &CrossEntropyOptions) -> Result<Reference> {
+pub(super) fn softmax_xent(logits: &Batch, labels: &Labels, options: &CrossEntropyOptions) -> Result<Reference> {
     let (rows, k) = (logits.rows, logits.cols);
     check_labels(labels, k, options.ignore_index)?;
     let w = |j: usize| options.class_weights.map_or(1.0, |w| f64::from(w[j]));
@@ -49,7 +49,7 @@ pub fn softmax_xent(logits: &Batch, labels: &Labels, options: &CrossEntropyOptio
 }
 
 /// Cross-entropy with probability targets per row; negative, NaN or infinite targets are errors.
-pub fn softmax_xent_probs(logits: &Batch, target: &Batch) -> Result<Reference> {
+pub(super) fn softmax_xent_probs(logits: &Batch, target: &Batch) -> Result<Reference> {
     check_probs(target)?;
     let values = (0..logits.rows)
         .map(|i| match log_softmax(&row(logits, i)) {

@@ -199,7 +199,7 @@ impl<'c> Stream<'c> {
     /// [`Stream::push`], appending the results to `rows`.
     pub(crate) fn push_into(&mut self, chunk: &Loss, rows: &mut Rows) -> Result<()> {
         chunk.validate()?;
-        let job = ops::job(chunk, self.options.base);
+        let job = ops::job(chunk, self.options.base)?;
         let n = job.a.rows as u64;
         if job.kernel != self.kernel || job.a.cols as u64 != self.layout.cols || self.next_row + n > self.rows {
             return Err(Error::Shape {

@@ -1,0 +1,349 @@
+//! What is computed, apart from where its inputs live.
+//!
+//! An [`Op`] is the kind of loss and its options, and nothing else: no data. A [`Task`]
+//! binds it to its inputs, either host slices ([`Loss`](crate::Loss): chunks of a file, a
+//! caller's `&[f32]`) or ranges of device buffers ([`DeviceLoss`](crate::DeviceLoss)). The
+//! command line, `xent bench`, the embedding API and the tests all take their list of
+//! operations from [`Op::ALL`].
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+
+/// How a distribution is given: as probabilities, or as logits whose softmax it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Form {
+    /// Rows of probabilities, each summing to 1.
+    Probs,
+    /// Rows of logits.
+    Logits,
+}
+
+/// One operation over `[rows, cols]` inputs: the kind of loss and its options.
+///
+/// Every operation gives one value per row (softmax gives a row of values); the
+/// reductions over rows come with the results. The semantics are those of the command
+/// line's contract, `docs/CLI.md`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Op {
+    /// Row max and argmax (first index of the max; NaN beats everything, then `+inf`).
+    RowMax,
+    /// `log Σ_j exp(x_ij)`.
+    LogSumExp,
+    /// `softmax(x_i / T)` or its log, written as `[rows, cols]`.
+    Softmax {
+        /// `T > 0`.
+        temperature: f32,
+        /// Write log-softmax instead.
+        log: bool,
+    },
+    /// `lse(x_i) − x_i,y_i` against integer labels (PyTorch's `F.cross_entropy`); class
+    /// weights, when bound, scale a row by `W[y]` and the mean divides by `Σ W[y]`.
+    CrossEntropy {
+        /// Rows whose label equals this are 0 and leave the mean's denominator.
+        ignore_index: Option<i64>,
+        /// `s` in `(1−s)·nll + (s/K)·Σ_j −log_softmax_j`, in `[0, 1]`.
+        label_smoothing: f32,
+    },
+    /// `−Σ_j P_ij · log_softmax(x_i)_j` against target probabilities `P` (the second input).
+    CrossEntropyProbs,
+    /// `KL(P‖Q) = Σ_j P_ij log(P_ij / Q_ij)`; reverse KL is the caller swapping the inputs.
+    KlDiv {
+        /// How P (the first input) is given.
+        p: Form,
+        /// How Q (the second input, the one with a gradient) is given.
+        q: Form,
+    },
+    /// `H(P) = −Σ_j p_ij log p_ij`.
+    Entropy {
+        /// How P is given.
+        p: Form,
+    },
+    /// Elementwise binary cross-entropy against targets in [0, 1], summed over the row.
+    BinaryCrossEntropy {
+        /// Probabilities (logs clamped at −100, as PyTorch) or logits (the stable form).
+        input: Form,
+    },
+    /// The VAE's `−½ Σ_j (1 + logvar − μ² − exp(logvar))` (inputs: means, log-variances).
+    GaussianKl,
+    /// `α·τ²·KL(softmax(t/τ) ‖ softmax(s/τ)) + (1−α)·CE(s, y)` (inputs: the student's
+    /// logits, the teacher's, labels).
+    Distill {
+        /// `τ > 0`.
+        temperature: f32,
+        /// `α` in [0, 1].
+        alpha: f32,
+    },
+}
+
+/// What an operation takes, besides its first float input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Signature {
+    /// The first float input's name.
+    pub first: &'static str,
+    /// The second float input's name, where there is one (same shape and dtype).
+    pub second: Option<&'static str>,
+    /// Integer labels, one per row.
+    pub labels: bool,
+    /// Optional per-class weights, `cols` long.
+    pub weights: bool,
+}
+
+impl Op {
+    /// Every operation, with its default options.
+    pub const ALL: [Op; 10] = [
+        Op::RowMax,
+        Op::LogSumExp,
+        Op::Softmax { temperature: 1.0, log: false },
+        Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0 },
+        Op::CrossEntropyProbs,
+        Op::KlDiv { p: Form::Logits, q: Form::Logits },
+        Op::Entropy { p: Form::Logits },
+        Op::BinaryCrossEntropy { input: Form::Logits },
+        Op::GaussianKl,
+        Op::Distill { temperature: 2.0, alpha: 0.5 },
+    ];
+
+    /// The canonical name: the command line's command (`ce-probs` is `ce --target-probs`),
+    /// the `op` of `xent bench` and of JSON output.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::RowMax => "row-max",
+            Op::LogSumExp => "lse",
+            Op::Softmax { .. } => "softmax",
+            Op::CrossEntropy { .. } => "ce",
+            Op::CrossEntropyProbs => "ce-probs",
+            Op::KlDiv { .. } => "kl",
+            Op::Entropy { .. } => "entropy",
+            Op::BinaryCrossEntropy { .. } => "bce",
+            Op::GaussianKl => "gaussian-kl",
+            Op::Distill { .. } => "distill",
+        }
+    }
+
+    /// The inputs the operation takes.
+    pub fn signature(&self) -> Signature {
+        let one = |first| Signature { first, second: None, labels: false, weights: false };
+        let two = |first, second| Signature { second: Some(second), ..one(first) };
+        match self {
+            Op::RowMax | Op::LogSumExp | Op::Softmax { .. } => one("logits"),
+            Op::CrossEntropy { .. } => Signature { labels: true, weights: true, ..one("logits") },
+            Op::CrossEntropyProbs => two("logits", "target"),
+            Op::KlDiv { .. } => two("p", "q"),
+            Op::Entropy { .. } => one("p"),
+            Op::BinaryCrossEntropy { .. } => two("input", "target"),
+            Op::GaussianKl => two("mean", "logvar"),
+            Op::Distill { .. } => Signature { labels: true, ..two("student", "teacher") },
+        }
+    }
+
+    /// Whether `--base 2` applies (it does not to row max, lse and softmax).
+    pub fn takes_base(&self) -> bool {
+        !matches!(self, Op::RowMax | Op::LogSumExp | Op::Softmax { .. })
+    }
+
+    /// Whether the operation writes a row of values per row (softmax) instead of one value.
+    pub fn writes_rows(&self) -> bool {
+        matches!(self, Op::Softmax { .. })
+    }
+
+    /// Whether the operation gives a per-row argmax (row max, and cross-entropy's prediction).
+    pub fn has_argmax(&self) -> bool {
+        matches!(self, Op::RowMax | Op::CrossEntropy { .. })
+    }
+
+    /// Whether a gradient with respect to the logits is written in the same pass: which
+    /// logits is [`Op::grad_of`].
+    pub fn has_gradient(&self) -> bool {
+        self.grad_of().is_some()
+    }
+
+    /// The name of the input whose gradient the operation writes, where it has one.
+    pub fn grad_of(&self) -> Option<&'static str> {
+        match self {
+            Op::CrossEntropy { .. } | Op::CrossEntropyProbs => Some("logits"),
+            Op::KlDiv { q: Form::Logits, .. } => Some("q"),
+            Op::Entropy { p: Form::Logits } => Some("p"),
+            Op::BinaryCrossEntropy { input: Form::Logits } => Some("input"),
+            Op::Distill { .. } => Some("student"),
+            _ => None,
+        }
+    }
+
+    /// Checks the options, naming the one that is wrong.
+    pub fn validate(&self) -> Result<()> {
+        let option = |name, detail| Err(Error::Option { name, detail });
+        match *self {
+            Op::Softmax { temperature, .. } | Op::Distill { temperature, .. }
+                if !(temperature.is_finite() && temperature > 0.0) =>
+            {
+                option("temperature", format!("{temperature} is not a positive finite number"))
+            }
+            Op::Distill { alpha, .. } if !(0.0..=1.0).contains(&alpha) => {
+                option("alpha", format!("{alpha} is not in [0, 1]"))
+            }
+            Op::CrossEntropy { label_smoothing: s, .. } if !(0.0..=1.0).contains(&s) => {
+                option("label_smoothing", format!("{s} is not in [0, 1]"))
+            }
+            Op::CrossEntropy { ignore_index: Some(i), .. } if i32::try_from(i).is_err() || i == i64::from(i32::MIN) => {
+                option("ignore_index", format!("{i} is outside the supported range ({}..={})", i32::MIN + 1, i32::MAX))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Op {
+    type Err = Error;
+
+    /// The operation of a canonical name, with its default options.
+    fn from_str(s: &str) -> Result<Op> {
+        Op::ALL.into_iter().find(|op| op.name() == s).ok_or_else(|| Error::Option {
+            name: "op",
+            detail: format!(
+                "{s:?} is not an operation; the operations are {}",
+                Op::ALL.map(|op| op.name()).join(", ")
+            ),
+        })
+    }
+}
+
+/// The inputs of one operation, wherever they live: `B` a float input, `L` the labels,
+/// `W` the class weights.
+#[derive(Clone, Copy, Debug)]
+pub struct Inputs<B, L, W> {
+    /// The first float input (see [`Signature::first`]): it sets the shape and dtype.
+    pub first: B,
+    /// The second float input, for the operations that take one.
+    pub second: Option<B>,
+    /// Integer labels, one per row.
+    pub labels: Option<L>,
+    /// Per-class weights (cross-entropy with labels).
+    pub weights: Option<W>,
+}
+
+/// An operation bound to its inputs: host slices in [`Loss`](crate::Loss), device ranges in
+/// [`DeviceLoss`](crate::DeviceLoss).
+#[derive(Clone, Copy, Debug)]
+pub struct Task<B, L, W> {
+    /// What is computed.
+    pub op: Op,
+    /// Over what.
+    pub inputs: Inputs<B, L, W>,
+}
+
+impl<B: Copy, L: Copy, W: Copy> Task<B, L, W> {
+    /// `op` over `first` alone; add the other inputs its [`Op::signature`] names with the
+    /// `with_` methods.
+    pub fn new(op: Op, first: B) -> Self {
+        Task { op, inputs: Inputs { first, second: None, labels: None, weights: None } }
+    }
+
+    /// Binds the second float input (target, Q, log-variances, the teacher's logits).
+    pub fn with_second(mut self, second: B) -> Self {
+        self.inputs.second = Some(second);
+        self
+    }
+
+    /// Binds the labels.
+    pub fn with_labels(mut self, labels: impl Into<L>) -> Self {
+        self.inputs.labels = Some(labels.into());
+        self
+    }
+
+    /// Binds class weights.
+    pub fn with_weights(mut self, weights: W) -> Self {
+        self.inputs.weights = Some(weights);
+        self
+    }
+
+    /// The first float input: it sets `rows`, `cols` and the dtype.
+    pub fn first(&self) -> &B {
+        &self.inputs.first
+    }
+
+    /// Checks the options, and that the inputs bound are those the operation takes.
+    pub fn check_inputs(&self) -> Result<()> {
+        self.op.validate()?;
+        let sig = self.op.signature();
+        let (op, i) = (self.op.name(), &self.inputs);
+        let shape = |detail: String| Err(Error::Shape { what: "inputs", detail });
+        match (sig.second, i.second.is_some()) {
+            (Some(name), false) => return shape(format!("{op} needs a second input, {name}: bind it with with_second")),
+            (None, true) => return shape(format!("{op} takes one float input; a second was bound")),
+            _ => {}
+        }
+        match (sig.labels, i.labels.is_some()) {
+            (true, false) => return shape(format!("{op} needs labels: bind them with with_labels")),
+            (false, true) => return shape(format!("{op} takes no labels")),
+            _ => {}
+        }
+        if !sig.weights && i.weights.is_some() {
+            return shape(format!("{op} takes no class weights"));
+        }
+        Ok(())
+    }
+
+    /// The float inputs in the order the row kernel reads them (its inputs a and b), named
+    /// for messages: cross-entropy with probability targets reads the target first.
+    pub(crate) fn kernel_inputs(&self) -> Vec<(&'static str, B)> {
+        let sig = self.op.signature();
+        let mut v = vec![(sig.first, self.inputs.first)];
+        v.extend(sig.second.zip(self.inputs.second));
+        if self.op == Op::CrossEntropyProbs {
+            v.reverse();
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_parses_back_to_its_operation() {
+        for op in Op::ALL {
+            assert_eq!(op.to_string().parse::<Op>().unwrap(), op);
+        }
+        let e = "cross-entropy".parse::<Op>().unwrap_err().to_string();
+        assert!(e.contains("ce, ce-probs"), "{e}");
+    }
+
+    #[test]
+    fn options_are_checked_by_name() {
+        let bad = [
+            (Op::Softmax { temperature: 0.0, log: false }, "temperature"),
+            (Op::Distill { temperature: 1.0, alpha: 1.5 }, "alpha"),
+            (Op::CrossEntropy { ignore_index: None, label_smoothing: -0.1 }, "label_smoothing"),
+            (Op::CrossEntropy { ignore_index: Some(i64::from(i32::MIN)), label_smoothing: 0.0 }, "ignore_index"),
+        ];
+        for (op, want) in bad {
+            match op.validate() {
+                Err(Error::Option { name, .. }) => assert_eq!(name, want),
+                other => panic!("{op:?}: {other:?}"),
+            }
+        }
+        assert!(Op::ALL.iter().all(|op| op.validate().is_ok()));
+    }
+
+    #[test]
+    fn missing_and_extra_inputs_are_named() {
+        let t: Task<u8, u8, u8> = Task::new(Op::GaussianKl, 0);
+        assert!(t.check_inputs().unwrap_err().to_string().contains("logvar"));
+        assert!(t.with_second(1).check_inputs().is_ok());
+        let ce: Task<u8, u8, u8> = Task::new(Op::ALL[3], 0);
+        assert!(ce.check_inputs().unwrap_err().to_string().contains("labels"));
+        assert!(ce.with_labels(1).with_weights(2).check_inputs().is_ok());
+        assert!(Task::<u8, u8, u8>::new(Op::LogSumExp, 0).with_labels(1).check_inputs().is_err());
+        let probs: Task<u8, u8, u8> = Task::new(Op::CrossEntropyProbs, 0).with_second(1);
+        assert_eq!(probs.kernel_inputs(), vec![("target", 1), ("logits", 0)]);
+    }
+}
