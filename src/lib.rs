@@ -11,9 +11,9 @@ mod host;
 #[doc(hidden)]
 pub mod kernels;
 mod loss;
-mod op;
 #[cfg(feature = "cli")]
 pub mod npy;
+mod op;
 #[doc(hidden)]
 pub mod ops;
 #[doc(hidden)]
@@ -29,11 +29,10 @@ pub use wgpu;
 
 pub use context::{Context, ContextOptions};
 pub use embed::{
-    DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, Recorder,
-    Reduced,
+    DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, Recorder, Reduced,
 };
 pub use error::{Error, Result};
 pub use host::{Output, Rows, RunOptions, Stream};
 pub use loss::{Batch, DType, Floats, Labels, LogBase, Loss, Reduction};
-pub use op::{Form, Inputs, Op, Signature, Task};
+pub use op::{Domain, Form, Inputs, Op, Signature, Slot, Task};
 pub use status::Status;

@@ -77,17 +77,37 @@ pub enum Op {
     },
 }
 
-/// What an operation takes, besides its first float input.
+/// What an operation takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Signature {
-    /// The first float input's name.
-    pub first: &'static str,
-    /// The second float input's name, where there is one (same shape and dtype).
-    pub second: Option<&'static str>,
+    /// The first float input: it sets the shape and dtype.
+    pub first: Slot,
+    /// The second float input, where there is one (same shape and dtype).
+    pub second: Option<Slot>,
     /// Integer labels, one per row.
     pub labels: bool,
     /// Optional per-class weights, `cols` long.
     pub weights: bool,
+}
+
+/// One float input of an operation: its name and the values it holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    /// The name errors and the command line use (`logits`, `target`, `q`, ...).
+    pub name: &'static str,
+    /// What its values are.
+    pub domain: Domain,
+}
+
+/// The values a float input holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Domain {
+    /// Any finite reals, `-inf` for masked classes: logits, means, log-variances.
+    Logits,
+    /// Rows of probabilities (non-negative, summing to 1).
+    Probs,
+    /// Elementwise values in [0, 1] (binary targets and probabilities).
+    Unit,
 }
 
 impl Op {
@@ -124,17 +144,23 @@ impl Op {
 
     /// The inputs the operation takes.
     pub fn signature(&self) -> Signature {
+        use Domain::{Logits, Probs, Unit};
+        let slot = |name, domain| Slot { name, domain };
+        let form = |name, f: Form| slot(name, if f == Form::Logits { Logits } else { Probs });
         let one = |first| Signature { first, second: None, labels: false, weights: false };
         let two = |first, second| Signature { second: Some(second), ..one(first) };
-        match self {
-            Op::RowMax | Op::LogSumExp | Op::Softmax { .. } => one("logits"),
-            Op::CrossEntropy { .. } => Signature { labels: true, weights: true, ..one("logits") },
-            Op::CrossEntropyProbs => two("logits", "target"),
-            Op::KlDiv { .. } => two("p", "q"),
-            Op::Entropy { .. } => one("p"),
-            Op::BinaryCrossEntropy { .. } => two("input", "target"),
-            Op::GaussianKl => two("mean", "logvar"),
-            Op::Distill { .. } => Signature { labels: true, ..two("student", "teacher") },
+        match *self {
+            Op::RowMax | Op::LogSumExp | Op::Softmax { .. } => one(slot("logits", Logits)),
+            Op::CrossEntropy { .. } => Signature { labels: true, weights: true, ..one(slot("logits", Logits)) },
+            Op::CrossEntropyProbs => two(slot("logits", Logits), slot("target", Probs)),
+            Op::KlDiv { p, q } => two(form("p", p), form("q", q)),
+            Op::Entropy { p } => one(form("p", p)),
+            Op::BinaryCrossEntropy { input } => {
+                let first = if input == Form::Logits { slot("input", Logits) } else { slot("input", Unit) };
+                two(first, slot("target", Unit))
+            }
+            Op::GaussianKl => two(slot("mean", Logits), slot("logvar", Logits)),
+            Op::Distill { .. } => Signature { labels: true, ..two(slot("student", Logits), slot("teacher", Logits)) },
         }
     }
 
@@ -207,10 +233,7 @@ impl FromStr for Op {
     fn from_str(s: &str) -> Result<Op> {
         Op::ALL.into_iter().find(|op| op.name() == s).ok_or_else(|| Error::Option {
             name: "op",
-            detail: format!(
-                "{s:?} is not an operation; the operations are {}",
-                Op::ALL.map(|op| op.name()).join(", ")
-            ),
+            detail: format!("{s:?} is not an operation; the operations are {}", Op::ALL.map(|op| op.name()).join(", ")),
         })
     }
 }
@@ -219,7 +242,7 @@ impl FromStr for Op {
 /// `W` the class weights.
 #[derive(Clone, Copy, Debug)]
 pub struct Inputs<B, L, W> {
-    /// The first float input (see [`Signature::first`]): it sets the shape and dtype.
+    /// The first float input ([`Signature::first`]): it sets the shape and dtype.
     pub first: B,
     /// The second float input, for the operations that take one.
     pub second: Option<B>,
@@ -276,7 +299,9 @@ impl<B: Copy, L: Copy, W: Copy> Task<B, L, W> {
         let (op, i) = (self.op.name(), &self.inputs);
         let shape = |detail: String| Err(Error::Shape { what: "inputs", detail });
         match (sig.second, i.second.is_some()) {
-            (Some(name), false) => return shape(format!("{op} needs a second input, {name}: bind it with with_second")),
+            (Some(s), false) => {
+                return shape(format!("{op} needs a second input, {}: bind it with with_second", s.name));
+            }
             (None, true) => return shape(format!("{op} takes one float input; a second was bound")),
             _ => {}
         }
@@ -295,8 +320,8 @@ impl<B: Copy, L: Copy, W: Copy> Task<B, L, W> {
     /// for messages: cross-entropy with probability targets reads the target first.
     pub(crate) fn kernel_inputs(&self) -> Vec<(&'static str, B)> {
         let sig = self.op.signature();
-        let mut v = vec![(sig.first, self.inputs.first)];
-        v.extend(sig.second.zip(self.inputs.second));
+        let mut v = vec![(sig.first.name, self.inputs.first)];
+        v.extend(sig.second.map(|s| s.name).zip(self.inputs.second));
         if self.op == Op::CrossEntropyProbs {
             v.reverse();
         }

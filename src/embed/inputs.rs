@@ -3,9 +3,9 @@
 
 use crate::error::{Error, Result};
 use crate::loss::{DType, Reduction};
-use crate::op::Task;
 #[cfg(doc)]
 use crate::op::Op;
+use crate::op::Task;
 
 /// A row-major `[rows, cols]` input of `dtype` starting `offset` bytes into `buffer`.
 #[derive(Clone, Copy, Debug)]

@@ -22,7 +22,5 @@ mod inputs;
 mod recorder;
 mod validate;
 
-pub use inputs::{
-    DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, Reduced,
-};
+pub use inputs::{DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, Reduced};
 pub use recorder::Recorder;

@@ -5,7 +5,13 @@ use crate::kernels::Kernel;
 use crate::loss::{Batch, Labels};
 
 /// `α·τ²·KL(softmax(t/τ) ‖ softmax(s/τ)) + (1−α)·CE(s, y)` per row.
-pub(super) fn job<'a>(student: Batch<'a>, teacher: Batch<'a>, labels: Labels<'a>, temperature: f32, alpha: f32) -> RowJob<'a> {
+pub(super) fn job<'a>(
+    student: Batch<'a>,
+    teacher: Batch<'a>,
+    labels: Labels<'a>,
+    temperature: f32,
+    alpha: f32,
+) -> RowJob<'a> {
     let mut job = RowJob::new(Kernel::Distill, student);
     job.b = Some(teacher);
     job.labels = Some(labels);

@@ -66,7 +66,13 @@ fn scaled_kl(t: &[f64], s: &[f64], tau: f64) -> Option<f64> {
 }
 
 /// The distillation loss per row; labels outside `[0, cols)` are errors.
-pub(super) fn distill(student: &Batch, teacher: &Batch, labels: &Labels, temperature: f32, alpha: f32) -> Result<Reference> {
+pub(super) fn distill(
+    student: &Batch,
+    teacher: &Batch,
+    labels: &Labels,
+    temperature: f32,
+    alpha: f32,
+) -> Result<Reference> {
     check_labels(labels, student.cols, None)?;
     let (tau, alpha) = (f64::from(temperature), f64::from(alpha));
     let values = (0..student.rows)
