@@ -8,8 +8,9 @@ use half::f16;
 use serde_json::{Value, json};
 use xent::npy::NpyWriter;
 
-use crate::eval::{Input, Job, Op};
+use crate::eval::{Input, Job};
 use crate::{Base, Common, Device, Failure, Reduction};
+use xent::Op;
 
 #[derive(Args)]
 pub struct GenerateArgs {
@@ -147,9 +148,9 @@ pub fn generate(a: &GenerateArgs) -> Result<(), Failure> {
 
 fn ce(logits: &Path, labels: &Path, device: Device) -> Result<Value, Failure> {
     let common = Common { reduction: Reduction::Mean, device, base: Base::E, chunk_rows: None, quiet: false };
-    let op = Op::Ce { ignore_index: None, class_weights: None, smoothing: 0.0 };
+    let op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0 };
     let (l, y) = (Input::floats("--logits", logits.to_path_buf())?, Input::labels("--labels", labels.to_path_buf())?);
-    Job::new("ce", op, l, None, Some(y), None, common)?.run()
+    Job::new(op.into(), l, None, Some(y), None, common)?.run()
 }
 
 pub fn demo(a: &DemoArgs) -> Result<(), Failure> {

@@ -397,7 +397,8 @@ fn clap_message(e: &clap::Error) -> String {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
-    use eval::{Input, Job, Op};
+    use eval::{Input, Job, Spec};
+    use xent::Op;
     let (inputs, outputs) = cli.command.files();
     paths::check(&inputs, &outputs)?;
     let job = match cli.command {
@@ -406,68 +407,69 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Generate(args) => return demo::generate(&args),
         Command::Info { json } => return info::info(json),
         Command::Lse { logits, out, common } => {
-            Job::new("lse", Op::Lse, Input::floats("--logits", logits)?, None, None, out.out, common)
+            Job::new(Op::LogSumExp.into(), Input::floats("--logits", logits)?, None, None, out.out, common)
         }
         Command::Softmax { logits, temperature, log, out, common } => {
             let op = Op::Softmax { temperature, log };
-            Job::new("softmax", op, Input::floats("--logits", logits)?, None, None, Some(out), common)
+            Job::new(op.into(), Input::floats("--logits", logits)?, None, None, Some(out), common)
         }
         Command::Ce { logits, labels, target_probs, ignore_index, class_weights, label_smoothing, out, common } => {
             let logits = Input::floats("--logits", logits)?;
-            let weights = class_weights.map(|p| eval::read_class_weights(&p, logits.cols())).transpose()?;
+            let class_weights = class_weights.map(|p| eval::read_class_weights(&p, logits.cols())).transpose()?;
             match (labels, target_probs) {
                 (Some(y), _) => {
-                    let op = Op::Ce { ignore_index, class_weights: weights, smoothing: label_smoothing };
-                    Job::new("ce", op, logits, None, Some(Input::labels("--labels", y)?), out.out, common)
+                    let op = Op::CrossEntropy { ignore_index, label_smoothing };
+                    let spec = Spec { class_weights, ..op.into() };
+                    Job::new(spec, logits, None, Some(Input::labels("--labels", y)?), out.out, common)
                 }
                 (None, Some(p)) => {
                     if ignore_index.is_some() {
                         return Err(Failure::input("--ignore-index applies to --labels, not --target-probs"));
                     }
-                    let op = Op::CeProbs { class_weights: weights, smoothing: label_smoothing };
-                    Job::new("ce", op, logits, Some(Input::floats("--target-probs", p)?), None, out.out, common)
+                    let spec = Spec { op: Op::CrossEntropyProbs, class_weights, target_smoothing: label_smoothing };
+                    Job::new(spec, logits, Some(Input::floats("--target-probs", p)?), None, out.out, common)
                 }
                 (None, None) => return Err(Failure::input("one of --labels and --target-probs is required")),
             }
         }
         Command::Kl { p, p_logits, q, q_logits, out, common } => {
-            let (p_is_logits, p) = pick("--p", p, "--p-logits", p_logits)?;
-            let (q_is_logits, q) = pick("--q", q, "--q-logits", q_logits)?;
-            Job::new("kl", Op::Kl { p_logits: p_is_logits, q_logits: q_is_logits }, p, Some(q), None, out.out, common)
+            let (p_form, p) = pick("--p", p, "--p-logits", p_logits)?;
+            let (q_form, q) = pick("--q", q, "--q-logits", q_logits)?;
+            Job::new(Op::KlDiv { p: p_form, q: q_form }.into(), p, Some(q), None, out.out, common)
         }
         Command::Entropy { probs, logits, out, common } => {
-            let (is_logits, p) = pick("--probs", probs, "--logits", logits)?;
-            Job::new("entropy", Op::Entropy { logits: is_logits }, p, None, None, out.out, common)
+            let (form, p) = pick("--probs", probs, "--logits", logits)?;
+            Job::new(Op::Entropy { p: form }.into(), p, None, None, out.out, common)
         }
         Command::Bce { logits, probs, labels, out, common } => {
-            let (is_logits, x) = pick("--probs", probs, "--logits", logits)?;
+            let (form, x) = pick("--probs", probs, "--logits", logits)?;
             let t = Input::floats("--labels", labels)?;
-            Job::new("bce", Op::Bce { logits: is_logits }, x, Some(t), None, out.out, common)
+            Job::new(Op::BinaryCrossEntropy { input: form }.into(), x, Some(t), None, out.out, common)
         }
         Command::GaussianKl { mean, logvar, out, common } => {
             let (mu, lv) = (Input::floats("--mean", mean)?, Input::floats("--logvar", logvar)?);
-            Job::new("gaussian-kl", Op::GaussianKl, mu, Some(lv), None, out.out, common)
+            Job::new(Op::GaussianKl.into(), mu, Some(lv), None, out.out, common)
         }
         Command::Distill { student, teacher, labels, temperature, alpha, out, common } => {
             let (s, t) = (Input::floats("--student", student)?, Input::floats("--teacher", teacher)?);
             let y = Input::labels("--labels", labels)?;
-            Job::new("distill", Op::Distill { temperature, alpha }, s, Some(t), Some(y), out.out, common)
+            Job::new(Op::Distill { temperature, alpha }.into(), s, Some(t), Some(y), out.out, common)
         }
     }?;
     process::emit(job.run()?)
 }
 
-/// The one input given of two exclusive flags (clap checks that exactly one is), opened;
-/// `true` when it is the second (the logits form).
+/// The one input given of two exclusive flags (clap checks that exactly one is), opened,
+/// with its form: the first flag gives probabilities, the second logits.
 fn pick(
     first: &'static str,
     a: Option<PathBuf>,
     second: &'static str,
     b: Option<PathBuf>,
-) -> Result<(bool, eval::Input), Failure> {
+) -> Result<(xent::Form, eval::Input), Failure> {
     match (a, b) {
-        (Some(path), _) => Ok((false, eval::Input::floats(first, path)?)),
-        (None, Some(path)) => Ok((true, eval::Input::floats(second, path)?)),
+        (Some(path), _) => Ok((xent::Form::Probs, eval::Input::floats(first, path)?)),
+        (None, Some(path)) => Ok((xent::Form::Logits, eval::Input::floats(second, path)?)),
         (None, None) => Err(Failure::input(format!("one of {first} and {second} is required"))),
     }
 }

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use half::f16;
-use xent::{Batch, DType, Dist, Floats, Labels, LogBase, Loss};
+use xent::{Batch, DType, Domain, Floats, Labels, LogBase, Loss, Op};
 
 use crate::demo::Rng;
 
@@ -38,28 +38,28 @@ impl Data {
         Batch { data, rows: self.rows, cols: self.cols }
     }
 
-    /// The operation `op` over these inputs.
-    pub(super) fn loss(&self, op: &str, dtype: DType) -> Option<Loss<'_>> {
-        let a = self.batch(&self.a, &self.a16, dtype);
-        let b = self.batch(&self.b, &self.b16, dtype);
-        let t = self.batch(&self.targets, &self.targets16, dtype);
-        let y = Labels::I32(&self.labels);
-        Some(match op {
-            "lse" => Loss::LogSumExp { logits: a },
-            "softmax" => Loss::Softmax { logits: a, temperature: 1.0, log: false },
-            "ce" => Loss::CrossEntropy { logits: a, labels: y, options: Default::default() },
-            "kl" => Loss::KlDiv { p: Dist::Logits(a), q: Dist::Logits(b) },
-            "entropy" => Loss::Entropy { p: Dist::Logits(a) },
-            "bce" => Loss::BinaryCrossEntropy { input: Dist::Logits(a), target: t },
-            "gaussian-kl" => Loss::GaussianKl { mean: a, logvar: b },
-            "distill" => Loss::Distill { student: a, teacher: b, labels: y, temperature: 2.0, alpha: 0.5 },
-            _ => return None,
-        })
+    /// The operation `op` over these inputs: each float input drawn for its domain (logits
+    /// in [0, 4), targets and probabilities in [0.5, 1]), labels where it takes them.
+    pub(super) fn loss(&self, op: Op, dtype: DType) -> Loss<'_> {
+        let sig = op.signature();
+        let (a, b) = ((&self.a[..], &self.a16[..]), (&self.b[..], &self.b16[..]));
+        let input = |domain: Domain, (v32, v16)| match domain {
+            Domain::Logits => self.batch(v32, v16, dtype),
+            Domain::Probs | Domain::Unit => self.batch(&self.targets, &self.targets16, dtype),
+        };
+        let mut loss = Loss::new(op, input(sig.first.domain, a));
+        if let Some(second) = sig.second {
+            loss = loss.with_second(input(second.domain, b));
+        }
+        if sig.labels {
+            loss = loss.with_labels(Labels::I32(&self.labels));
+        }
+        loss
     }
 }
 
 /// Seconds of the f64 reference over all rows, timed on at most about 4M elements and scaled.
-pub(super) fn reference_seconds(data: &Data, op: &str, dtype: DType) -> f64 {
+pub(super) fn reference_seconds(data: &Data, op: Op, dtype: DType) -> f64 {
     let sample_rows = ((1usize << 22) / data.cols).clamp(1, data.rows);
     let sample = Data {
         rows: sample_rows,
@@ -72,7 +72,7 @@ pub(super) fn reference_seconds(data: &Data, op: &str, dtype: DType) -> f64 {
         targets16: data.targets16[..sample_rows * data.cols].to_vec(),
         labels: data.labels[..sample_rows].to_vec(),
     };
-    let Some(loss) = sample.loss(op, dtype) else { return f64::NAN };
+    let loss = sample.loss(op, dtype);
     let t = Instant::now();
     let _ = xent::reference::compute(&loss, LogBase::Nats);
     t.elapsed().as_secs_f64() * data.rows as f64 / sample_rows as f64

@@ -103,9 +103,9 @@ impl<'c> Bench<'c> {
     }
 
     /// Uploads the inputs of `loss` once.
-    pub(super) fn job(&self, loss: &Loss, dtype: DType) -> Job {
+    pub(super) fn job(&self, loss: &Loss, dtype: DType) -> Result<Job, Failure> {
         let d = self.ctx.device();
-        let job = ops::job(loss, LogBase::Nats);
+        let job = ops::job(loss, LogBase::Nats)?;
         let (rows, cols) = (job.a.rows as u64, job.a.cols as u64);
         let elem = dtype.size() as u64;
         let a = upload(d, "a", job.a.data.bytes(0, job.a.data.len()));
@@ -117,7 +117,7 @@ impl<'c> Bench<'c> {
         let out_len = rows * job.out_per_row;
         let in_bytes =
             rows * cols * elem * (1 + u64::from(job.b.is_some())) + if job.labels.is_some() { 4 * rows } else { 0 };
-        Job {
+        Ok(Job {
             kernel: job.kernel,
             params: job.params,
             dtype,
@@ -134,7 +134,7 @@ impl<'c> Bench<'c> {
             status: upload(d, "status", bytemuck::cast_slice(&[u32::MAX; 2])),
             copy_out: empty(d, "copy", rows * cols * elem),
             bytes: in_bytes + 4 * out_len,
-        }
+        })
     }
 
     /// Whether the copy kernel's output holds `job`'s input words (after a run of it): a

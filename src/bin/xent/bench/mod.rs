@@ -14,7 +14,7 @@ mod plot;
 use clap::Args;
 use serde_json::{Value, json};
 use xent::kernels::Kernel;
-use xent::{Context, DType};
+use xent::{Context, DType, Op};
 
 use crate::Failure;
 use crate::process::emit;
@@ -26,7 +26,8 @@ pub struct BenchArgs {
     /// Shapes as ROWSxCOLS, comma-separated (default: the grid in README's performance section).
     #[arg(long, value_delimiter = ',', value_name = "RxC")]
     shapes: Vec<String>,
-    /// Operations (CLI names), comma-separated (default: all).
+    /// Operations by name (`xent::Op`'s: the commands, and `row-max`, `ce-probs`),
+    /// comma-separated (default: all).
     #[arg(long, value_delimiter = ',', value_name = "OP")]
     ops: Vec<String>,
     /// Element types: f32, f16 (default: both).
@@ -47,7 +48,6 @@ pub struct BenchArgs {
 }
 
 const DEFAULT_SHAPES: [(u64, u64); 5] = [(8192, 4096), (65536, 1000), (512, 65536), (1_048_576, 10), (64, 1_048_576)];
-const OPS: [&str; 8] = ["lse", "softmax", "ce", "kl", "entropy", "bce", "gaussian-kl", "distill"];
 
 fn parse_shape(s: &str) -> Result<(u64, u64), Failure> {
     let bad = || Failure::input(format!("--shapes: {s:?} is not ROWSxCOLS (e.g. 8192x4096)"));
@@ -60,15 +60,15 @@ fn parse_shape(s: &str) -> Result<(u64, u64), Failure> {
 }
 
 /// What to measure: the arguments parsed and checked.
-struct Grid<'a> {
+struct Grid {
     shapes: Vec<(u64, u64)>,
-    ops: Vec<&'a str>,
+    ops: Vec<Op>,
     dtypes: Vec<DType>,
     iters: usize,
 }
 
-impl<'a> Grid<'a> {
-    fn new(args: &'a BenchArgs) -> Result<Grid<'a>, Failure> {
+impl Grid {
+    fn new(args: &BenchArgs) -> Result<Grid, Failure> {
         let mut shapes = if args.shapes.is_empty() {
             DEFAULT_SHAPES.to_vec()
         } else {
@@ -77,11 +77,12 @@ impl<'a> Grid<'a> {
         if args.quick {
             shapes.iter_mut().for_each(|(r, _)| *r = r.div_ceil(64));
         }
-        let ops: Vec<&str> =
-            if args.ops.is_empty() { OPS.to_vec() } else { args.ops.iter().map(String::as_str).collect() };
-        if let Some(op) = ops.iter().find(|op| !OPS.contains(op)) {
-            return Err(Failure::input(format!("--ops: unknown operation {op:?}; known: {}", OPS.join(", "))));
-        }
+        let ops: Vec<Op> = if args.ops.is_empty() {
+            Op::ALL.to_vec()
+        } else {
+            let parse = |s: &String| s.parse::<Op>().map_err(|e| Failure::input(format!("--ops: {e}")));
+            args.ops.iter().map(parse).collect::<Result<_, _>>()?
+        };
         let dtypes: Vec<DType> = match &args.dtypes[..] {
             [] => vec![DType::F32, DType::F16],
             list => list
@@ -116,12 +117,11 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
         let data = Data::new(rows as usize, cols as usize, rows ^ cols);
         for &dtype in &grid.dtypes {
             // the roofline: a copy of the logits' bytes, warmed up first
-            let Some(lse) = data.loss("lse", dtype) else { continue };
-            let base = bench.job(&lse, dtype);
+            let base = bench.job(&data.loss(Op::LogSumExp, dtype), dtype)?;
             bench.time(&base, Kernel::Copy, 1)?;
             bench.check_copy(&base)?;
-            for op in &grid.ops {
-                let Some(line) = measure(&bench, &data, &base, op, dtype, iters, &adapter)? else { continue };
+            for &op in &grid.ops {
+                let line = measure(&bench, &data, &base, op, dtype, iters, &adapter)?;
                 if args.json {
                     emit(&line)?;
                 } else {
@@ -144,19 +144,19 @@ fn measure(
     bench: &Bench,
     data: &Data,
     base: &Job,
-    op: &str,
+    op: Op,
     dtype: DType,
     iters: usize,
     adapter: &str,
-) -> Result<Option<Value>, Failure> {
+) -> Result<Value, Failure> {
     let naive = |kernel_job: &Job| -> Result<f64, Failure> {
         bench.time(kernel_job, Kernel::NaiveXent, 1)?;
         bench.time(kernel_job, Kernel::NaiveXent, iters)
     };
     let (rows, cols) = (data.rows as u64, data.cols as u64);
     let dname = if dtype == DType::F16 { "f16" } else { "f32" };
-    let Some(loss) = data.loss(op, dtype) else { return Ok(None) };
-    let job = bench.job(&loss, dtype);
+    let loss = data.loss(op, dtype);
+    let job = bench.job(&loss, dtype)?;
     bench.time(&job, job.kernel, 1)?; // compile and warm up
     // the copy and the kernel alternate, run by run, so that the drift of a
     // shared machine falls on both sides of the ratio
@@ -168,9 +168,9 @@ fn measure(
     let (copy, seconds) = (median(&mut copies), median(&mut runs));
     // two-pass baseline for the ops it computes: lse, and ce with labels bound
     let naive_seconds = match op {
-        "lse" => Some(naive(&job)?),
-        "ce" => {
-            let mut with_labels = bench.job(&loss, dtype);
+        Op::LogSumExp => Some(naive(&job)?),
+        Op::CrossEntropy { .. } => {
+            let mut with_labels = bench.job(&loss, dtype)?;
             with_labels.params.flags = xent::kernels::flags::HAS_B;
             Some(naive(&with_labels)?)
         }
@@ -180,8 +180,8 @@ fn measure(
     let copy_seconds =
         copy * (job.bytes - 4 * job.rows * job.out_per_row) as f64 / (rows * cols * dtype.size() as u64) as f64;
     let cpu = reference_seconds(data, op, dtype);
-    Ok(Some(json!({
-        "op": op,
+    Ok(json!({
+        "op": op.name(),
         "rows": rows,
         "cols": cols,
         "dtype": dname,
@@ -196,5 +196,5 @@ fn measure(
         "cpu_ratio": cpu / seconds,
         "timing": bench.timing(),
         "adapter": adapter,
-    })))
+    }))
 }

@@ -7,8 +7,9 @@ use half::f16;
 use xent::Floats;
 use xent::npy::NpyFile;
 
-use super::{Job, Op};
+use super::Job;
 use crate::Failure;
+use xent::Op;
 
 /// An opened `.npy` input and the flag it came from.
 pub struct Input {
@@ -127,10 +128,7 @@ impl Job {
             Some(y) => {
                 let mut v = Vec::new();
                 y.file.read_labels(start, rows, &mut v)?;
-                let ignore = match self.op {
-                    Op::Ce { ignore_index, .. } => ignore_index,
-                    _ => None,
-                };
+                let ignore = self.ignore_index();
                 let cols = self.cols as i64;
                 if let Some(i) = v.iter().position(|&l| Some(l) != ignore && !(0..cols).contains(&l)) {
                     return Err(Failure::input(format!(
@@ -166,13 +164,13 @@ impl Job {
 
     /// Probability targets with label smoothing and class weights folded in.
     fn transform_targets(&self, data: Data, input: &Input, start: u64) -> Result<Data, Failure> {
-        let Op::CeProbs { class_weights, smoothing } = &self.op else { return Ok(data) };
-        if class_weights.is_none() && *smoothing == 0.0 {
+        let (class_weights, smoothing) = (&self.class_weights, self.target_smoothing);
+        if self.op != Op::CrossEntropyProbs || (class_weights.is_none() && smoothing == 0.0) {
             return Ok(data);
         }
         let Data::F32(mut v) = data else { return Err(Failure::machine("targets read as half precision")) };
         let k = self.cols as usize;
-        let uniform = *smoothing / k as f32;
+        let uniform = smoothing / k as f32;
         for (i, p) in v.iter_mut().enumerate() {
             if p.is_nan() || *p < 0.0 || *p == f32::INFINITY {
                 return Err(Failure::input(format!(

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 use xent::npy::NpyWriter;
-use xent::{Batch, Context, CrossEntropyOptions, Dist, Labels, LogBase, Loss, RunOptions};
+use xent::{Batch, Context, Labels, LogBase, Loss, Op, RunOptions};
 
 use input::{Chunk, Data};
 pub use input::{Input, read_class_weights};
@@ -31,45 +31,27 @@ use crate::{Base, Common, Device, Failure};
 /// unless `--chunk-rows` says otherwise.
 const CHUNK_BYTES: u64 = 32 << 20;
 
-/// The operation of a file command, with its options.
-pub enum Op {
-    Lse,
-    Softmax {
-        temperature: f32,
-        log: bool,
-    },
-    Ce {
-        ignore_index: Option<i64>,
-        class_weights: Option<Vec<f32>>,
-        smoothing: f32,
-    },
-    /// Probability targets; weights and smoothing are applied to the targets as read,
-    /// PyTorch's `−Σ_j W_j·((1−s)·P_ij + s/K)·log_softmax_j`.
-    CeProbs {
-        class_weights: Option<Vec<f32>>,
-        smoothing: f32,
-    },
-    Kl {
-        p_logits: bool,
-        q_logits: bool,
-    },
-    Entropy {
-        logits: bool,
-    },
-    Bce {
-        logits: bool,
-    },
-    GaussianKl,
-    Distill {
-        temperature: f32,
-        alpha: f32,
-    },
+/// A file command's operation: the library's [`Op`], and what the command line adds to it
+/// from files (class weights; for probability targets, weights and smoothing folded into the
+/// targets as read, PyTorch's `−Σ_j W_j·((1−s)·P_ij + s/K)·log_softmax_j`).
+pub struct Spec {
+    pub op: Op,
+    pub class_weights: Option<Vec<f32>>,
+    /// Label smoothing applied to probability targets as they are read.
+    pub target_smoothing: f32,
+}
+
+impl From<Op> for Spec {
+    fn from(op: Op) -> Spec {
+        Spec { op, class_weights: None, target_smoothing: 0.0 }
+    }
 }
 
 /// A file command ready to run.
 pub struct Job {
-    command: &'static str,
     op: Op,
+    class_weights: Option<Vec<f32>>,
+    target_smoothing: f32,
     a: Input,
     b: Option<Input>,
     labels: Option<Input>,
@@ -85,8 +67,7 @@ pub struct Job {
 impl Job {
     /// Checks the inputs against each other and the options, before anything is read.
     pub fn new(
-        command: &'static str,
-        op: Op,
+        spec: Spec,
         a: Input,
         b: Option<Input>,
         labels: Option<Input>,
@@ -127,20 +108,17 @@ impl Job {
                 a.name()
             )));
         }
-        match &op {
-            Op::Ce { smoothing, .. } | Op::CeProbs { smoothing, .. } if !(0.0..=1.0).contains(smoothing) => {
-                return Err(Failure::input(format!("--label-smoothing: {smoothing} is not in [0, 1]")));
-            }
-            _ => {}
+        let Spec { op, class_weights, target_smoothing } = spec;
+        if !(0.0..=1.0).contains(&target_smoothing) {
+            return Err(Failure::input(format!("--label-smoothing: {target_smoothing} is not in [0, 1]")));
         }
-        let transforms_b =
-            matches!(&op, Op::CeProbs { class_weights, smoothing } if class_weights.is_some() || *smoothing > 0.0);
+        let transforms_b = op == Op::CrossEntropyProbs && (class_weights.is_some() || target_smoothing > 0.0);
         let half = [Some(&a), b.as_ref()].into_iter().flatten().all(|i| i.file.dtype() == xent::npy::NpyDType::F16)
             && !transforms_b;
-        let values_per_row = if matches!(op, Op::Softmax { .. }) { cols } else { 1 };
+        let values_per_row = if op.writes_rows() { cols } else { 1 };
         let row_bytes = memory_row_bytes(&[Some(&a), b.as_ref()], labels.is_some(), half, values_per_row);
         let chunk_rows = common.chunk_rows.unwrap_or((CHUNK_BYTES / row_bytes).max(1));
-        let job = Job { command, op, a, b, labels, out, common, rows, cols, half, chunk_rows };
+        let job = Job { op, class_weights, target_smoothing, a, b, labels, out, common, rows, cols, half, chunk_rows };
         // The scalar options (temperature, alpha, ignore index, weights' length), checked on no rows.
         let empty = Chunk {
             start: 0,
@@ -155,12 +133,20 @@ impl Job {
     }
 
     fn softmax(&self) -> bool {
-        matches!(self.op, Op::Softmax { .. })
+        self.op.writes_rows()
     }
 
     /// Cross-entropy with labels reports accuracy and perplexity.
     fn scores(&self) -> bool {
-        matches!(self.op, Op::Ce { .. })
+        matches!(self.op, Op::CrossEntropy { .. })
+    }
+
+    /// The command's name (`ce --target-probs` is the library's `ce-probs`).
+    fn command(&self) -> &'static str {
+        match self.op {
+            Op::CrossEntropyProbs => "ce",
+            op => op.name(),
+        }
     }
 
     fn base(&self) -> LogBase {
@@ -180,33 +166,22 @@ impl Job {
         let labels = || -> Result<Labels<'c>, Failure> {
             c.labels.as_deref().map(Labels::I64).ok_or_else(|| Failure::machine("labels missing"))
         };
-        let dist = |logits: bool, b: Batch<'c>| if logits { Dist::Logits(b) } else { Dist::Probs(b) };
-        Ok(match &self.op {
-            Op::Lse => Loss::LogSumExp { logits: a },
-            &Op::Softmax { temperature, log } => Loss::Softmax { logits: a, temperature, log },
-            Op::Ce { ignore_index, class_weights, smoothing } => Loss::CrossEntropy {
-                logits: a,
-                labels: labels()?,
-                options: CrossEntropyOptions {
-                    ignore_index: *ignore_index,
-                    class_weights: class_weights.as_deref(),
-                    label_smoothing: *smoothing,
-                },
-            },
-            Op::CeProbs { .. } => Loss::CrossEntropyProbs { logits: a, target: second()? },
-            &Op::Kl { p_logits, q_logits } => Loss::KlDiv { p: dist(p_logits, a), q: dist(q_logits, second()?) },
-            &Op::Entropy { logits } => Loss::Entropy { p: dist(logits, a) },
-            &Op::Bce { logits } => Loss::BinaryCrossEntropy { input: dist(logits, a), target: second()? },
-            Op::GaussianKl => Loss::GaussianKl { mean: a, logvar: second()? },
-            &Op::Distill { temperature, alpha } => {
-                Loss::Distill { student: a, teacher: second()?, labels: labels()?, temperature, alpha }
-            }
-        })
+        let mut loss = Loss::new(self.op, a);
+        if self.op.signature().second.is_some() {
+            loss = loss.with_second(second()?);
+        }
+        if self.op.signature().labels {
+            loss = loss.with_labels(labels()?);
+        }
+        if let (true, Some(w)) = (self.op.signature().weights, &self.class_weights) {
+            loss = loss.with_weights(w);
+        }
+        Ok(loss)
     }
 
     fn ignore_index(&self) -> Option<i64> {
         match self.op {
-            Op::Ce { ignore_index, .. } => ignore_index,
+            Op::CrossEntropy { ignore_index, .. } => ignore_index,
             _ => None,
         }
     }

@@ -7,8 +7,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 use xent::LogBase;
 
+use super::Job;
 use super::run::Totals;
-use super::{Job, Op};
 use crate::Reduction;
 
 impl Job {
@@ -19,7 +19,7 @@ impl Job {
             Reduction::Sum | Reduction::None => t.sum,
         };
         let mut line = json!({
-            "command": self.command,
+            "command": self.command(),
             "rows": self.rows,
             "cols": self.cols,
             "reduction": match self.common.reduction {
@@ -39,7 +39,7 @@ impl Job {
             "setup_seconds": setup_seconds,
         });
         let Some(fields) = line.as_object_mut() else { return line };
-        if !matches!(self.op, Op::Lse | Op::Softmax { .. }) {
+        if self.op.takes_base() {
             fields.insert("base".into(), json!(if self.base() == LogBase::Bits { "bits" } else { "nats" }));
         }
         if let Some((hit, counted)) = t.hits {
