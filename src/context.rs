@@ -8,6 +8,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::embed::Recorder;
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
 
@@ -25,7 +26,8 @@ pub struct Context {
     pub(crate) adapter: wgpu::Adapter,
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
-    pub(crate) kernels: Kernels,
+    /// Records every row kernel of the host path: its buffers are the context's.
+    pub(crate) recorder: Recorder,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
     /// Most bytes of one piece of a job on the device (bounds host and device memory).
@@ -112,8 +114,8 @@ impl Context {
                 uncaptured.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| e.to_string());
             }));
         }
-        let kernels = Kernels::new(&device);
-        Ok(Context { adapter, device, queue, kernels, lost, uncaptured, chunk_bytes: 64 << 20 })
+        let recorder = Recorder::new(&device);
+        Ok(Context { adapter, device, queue, recorder, lost, uncaptured, chunk_bytes: 64 << 20 })
     }
 
     /// The device.
@@ -131,9 +133,16 @@ impl Context {
         &self.adapter
     }
 
+    /// A recorder on this device, for recording losses into encoders of one's own
+    /// ([`Recorder::record`]); its pipelines are the ones the context's jobs use.
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
     /// The compiled kernels of this device.
+    #[doc(hidden)]
     pub fn kernels(&self) -> &Kernels {
-        &self.kernels
+        self.recorder.kernels()
     }
 
     /// The adapter's name and backend, e.g. `llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan)`.

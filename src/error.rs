@@ -85,3 +85,20 @@ impl Error {
         )
     }
 }
+
+/// An empty vector with room for exactly `n` elements, or [`Error::HostMemory`] naming `what`.
+pub(crate) fn try_vec<T>(n: usize, what: &str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| no_memory::<T>(n, what))?;
+    Ok(v)
+}
+
+/// Room for `more` elements in `v` (grown geometrically), or [`Error::HostMemory`].
+pub(crate) fn try_grow<T>(v: &mut Vec<T>, more: usize, what: &str) -> Result<()> {
+    v.try_reserve(more).map_err(|_| no_memory::<T>(v.len().saturating_add(more), what))
+}
+
+fn no_memory<T>(n: usize, what: &str) -> Error {
+    let bytes = n as u128 * size_of::<T>() as u128;
+    Error::HostMemory(format!("no memory for {what} ({bytes} bytes)"))
+}

@@ -5,8 +5,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::loss::{Batch, DType, Dist, LogBase, Loss};
 use crate::op::Op;
-use crate::ops::{self, Bound};
-use crate::plan;
+use crate::ops;
 use crate::reference::{bad_probability, outside_unit};
 use crate::stream::Layout;
 pub use crate::stream::{Rows, Stream};
@@ -59,41 +58,6 @@ pub(crate) fn buffer(device: &wgpu::Device, label: &str, bytes: u64, usage: wgpu
     // whole 16-byte vectors: inputs are bound as vec4 (plan::window)
     let size = bytes.max(16).div_ceil(16) * 16;
     device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: false })
-}
-
-pub(crate) fn whole(buffer: &wgpu::Buffer) -> Bound<'_> {
-    Bound { buffer, window: plan::Window { offset: 0, size: buffer.size(), base: 0 } }
-}
-
-/// An empty vector with room for exactly `n` elements, or [`Error::HostMemory`] naming `what`.
-pub(crate) fn try_vec<T>(n: usize, what: &str) -> Result<Vec<T>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| no_memory::<T>(n, what))?;
-    Ok(v)
-}
-
-/// Room for `more` elements in `v` (grown geometrically), or [`Error::HostMemory`].
-pub(crate) fn try_grow<T>(v: &mut Vec<T>, more: usize, what: &str) -> Result<()> {
-    v.try_reserve(more).map_err(|_| no_memory::<T>(v.len().saturating_add(more), what))
-}
-
-fn no_memory<T>(n: usize, what: &str) -> Error {
-    let bytes = n as u128 * size_of::<T>() as u128;
-    Error::HostMemory(format!("no memory for {what} ({bytes} bytes)"))
-}
-
-/// A (sum, flags) pair from the reduction as f64.
-pub(crate) fn flagged(sum_bits: u32, flags: u32) -> f64 {
-    let (pos, nan, neg) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0);
-    if nan || (pos && neg) {
-        f64::NAN
-    } else if pos {
-        f64::INFINITY
-    } else if neg {
-        f64::NEG_INFINITY
-    } else {
-        f64::from(f32::from_bits(sum_bits))
-    }
 }
 
 impl Context {
@@ -153,7 +117,7 @@ impl Context {
         let layout = Layout::new(&job, dtype, options);
         let chunk = layout.piece_rows(self, rows)?;
         let chunk = options.chunk_rows.map_or(chunk, |c| chunk.min(c.max(1)));
-        self.scoped(|| Ok(Stream::new(self, &job, layout, rows, chunk, *options)))
+        self.scoped(|| Ok(Stream::new(self, template.op, &job, layout, rows, chunk, *options)))
     }
 }
 

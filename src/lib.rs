@@ -28,6 +28,9 @@ mod stream;
 pub use wgpu;
 
 pub use context::{Context, ContextOptions};
+/// What the host path and `xent bench` add to a record (not part of the API).
+#[doc(hidden)]
+pub use embed::RecordExtras;
 pub use embed::{
     DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, Recorder, Reduced,
 };

@@ -35,10 +35,14 @@ pub struct Window {
 /// `buffer_size` bytes, for elements of `elem` bytes.
 ///
 /// The offset is rounded down to `align` (the adapter's
-/// `min_storage_buffer_offset_alignment`) and the size up to a multiple of 16 (inputs are
+/// `min_storage_buffer_offset_alignment`) and to 32 bytes, so that an element lies in the
+/// same place of its octet (the kernels read rows in runs of eight) as in the buffer, and
+/// a row's sums do not depend on where a window starts; the size is rounded up to a multiple of 16 (inputs are
 /// read as vec4 where the binding allows), clipped to the buffer, which callers allocate
 /// padded to 16 bytes; a window clipped to a size off 16 is read a word at a time.
 pub fn window(start: u64, len: u64, elem: u64, align: u64, buffer_size: u64) -> Window {
+    // alignments are powers of two: the larger is a multiple of both
+    let align = align.max(32);
     let offset = start - start % align;
     let end = (start + len).div_ceil(16) * 16;
     let size = end.min(buffer_size).max(offset + 4) - offset;

@@ -34,7 +34,7 @@ pub fn read(buffer: &wgpu::Buffer, range: std::ops::Range<u64>) -> impl Future<O
             None => return Err(Error::Readback("the map callback was dropped".into())),
         }
         let mapped = buffer.get_mapped_range(range).map_err(|e| Error::Readback(e.to_string()))?;
-        let bytes = crate::host::try_vec(mapped.len(), "a readback").map(|mut v| {
+        let bytes = crate::error::try_vec(mapped.len(), "a readback").map(|mut v| {
             v.extend_from_slice(&mapped);
             v
         });
@@ -66,4 +66,19 @@ pub fn read_blocking(device: &wgpu::Device, buffer: &wgpu::Buffer, range: std::o
     let fut = read(buffer, range);
     device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
     pollster::block_on(fut)
+}
+
+/// A (sum, flags) word pair of the reduction as f64: the flags say NaN, `+inf` or `-inf`
+/// was among the values summed.
+pub(crate) fn flagged(sum_bits: u32, flags: u32) -> f64 {
+    let (pos, nan, neg) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0);
+    if nan || (pos && neg) {
+        f64::NAN
+    } else if pos {
+        f64::INFINITY
+    } else if neg {
+        f64::NEG_INFINITY
+    } else {
+        f64::from(f32::from_bits(sum_bits))
+    }
 }

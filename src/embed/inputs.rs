@@ -194,8 +194,8 @@ impl Reduced {
             .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
         Ok(Reduced {
-            sum: crate::host::flagged(words[0], words[1]),
-            denominator: crate::host::flagged(words[2], words[3]),
+            sum: crate::readback::flagged(words[0], words[1]),
+            denominator: crate::readback::flagged(words[2], words[3]),
         })
     }
 

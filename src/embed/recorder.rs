@@ -13,6 +13,23 @@ use crate::loss::{DType, Reduction};
 use crate::ops::{self, Bound, Dispatch, RowBindings};
 use crate::plan;
 
+/// What the crate's own callers add to a record: the host path ([`crate::Stream`]) and
+/// `xent bench` record through [`Recorder::record_with`] into buffers they own.
+#[doc(hidden)]
+#[derive(Clone, Copy, Default)]
+pub struct RecordExtras<'a> {
+    /// The job row of the record's first row (rows in the status words count from it).
+    pub first_row: u64,
+    /// Per-row (argmax, weight) words from this offset, instead of the recorder's scratch.
+    pub aux: Option<(&'a wgpu::Buffer, u64)>,
+    /// Status words of the caller's own, instead of [`Recorder::status`].
+    pub status: Option<&'a wgpu::Buffer>,
+    /// A change to the row job after the checks: the log base's scale, a baseline kernel.
+    pub adjust: Option<&'a dyn Fn(&mut ops::RowJob)>,
+    /// Timestamps around the passes of each row range: range `i` writes queries `2i` and `2i + 1`.
+    pub timestamps: Option<&'a wgpu::QuerySet>,
+}
+
 /// Records losses into the caller's encoders on one device; holds the compiled kernels
 /// and a few scratch buffers reused from record to record.
 pub struct Recorder {
@@ -84,6 +101,11 @@ impl Recorder {
         &self.status
     }
 
+    /// The compiled kernels (the host path records its reductions with them).
+    pub(crate) fn kernels(&self) -> &Kernels {
+        &self.kernels
+    }
+
     /// Bytes of scratch the recorder holds (it grows to the largest record, then stays).
     pub fn scratch_bytes(&self) -> u64 {
         let s = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
@@ -106,7 +128,20 @@ impl Recorder {
         loss: &DeviceLoss<'a>,
         out: &DeviceOutput<'a>,
     ) -> Result<()> {
-        self.record_into(Sink::Encoder(encoder), loss, out)
+        self.record_into(Sink::Encoder(encoder), loss, out, &RecordExtras::default()).map(|_| ())
+    }
+
+    /// [`Recorder::record`] with the host path's and the benchmark's additions; returns the
+    /// number of row ranges recorded (each timed, with `extras.timestamps`).
+    #[doc(hidden)]
+    pub fn record_with<'a>(
+        &'a self,
+        encoder: &mut wgpu::CommandEncoder,
+        loss: &DeviceLoss<'a>,
+        out: &DeviceOutput<'a>,
+        extras: &RecordExtras<'a>,
+    ) -> Result<u32> {
+        self.record_into(Sink::Encoder(encoder), loss, out, extras)
     }
 
     /// Records the row kernel of `loss` (per-row values and the gradient) into an open
@@ -122,17 +157,29 @@ impl Recorder {
         loss: &DeviceLoss<'a>,
         out: &DeviceOutput<'a>,
     ) -> Result<()> {
-        self.record_into(Sink::Pass(pass), loss, out)
+        self.record_into(Sink::Pass(pass), loss, out, &RecordExtras::default()).map(|_| ())
     }
 
-    fn record_into<'a>(&'a self, mut sink: Sink, loss: &DeviceLoss<'a>, out: &DeviceOutput<'a>) -> Result<()> {
+    fn record_into<'a>(
+        &'a self,
+        mut sink: Sink,
+        loss: &DeviceLoss<'a>,
+        out: &DeviceOutput<'a>,
+        extras: &RecordExtras<'a>,
+    ) -> Result<u32> {
         let device = self.kernels.device();
         let limits = device.limits();
         let align = u64::from(limits.min_storage_buffer_offset_alignment);
         let mut c = validate::check(loss, out, align)?;
+        if let Some(adjust) = extras.adjust {
+            adjust(&mut c.job);
+        }
         let chunk = chunk_rows(&c, &limits)?;
         let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
-        let aux = grow(&mut scratch.aux, device, "xent aux", 8 * c.rows);
+        let aux = match extras.aux {
+            Some((buffer, offset)) => (buffer.clone(), offset),
+            None => (grow(&mut scratch.aux, device, "xent aux", 8 * c.rows), 0),
+        };
         let per_row = match out.per_row {
             Some(buffer) => (buffer.clone(), out.per_row_offset),
             None => (grow(&mut scratch.per_row, device, "xent per-row", 4 * c.rows * c.job.out_per_row), 0),
@@ -146,12 +193,22 @@ impl Recorder {
         if let Sink::Pass(_) = sink {
             validate::check_in_pass(out, denominator_on_device)?;
         }
-        let binder = Binder { c: &c, per_row: (&per_row.0, per_row.1), mode, aux: &aux, align, recorder: self };
+        let status = extras.status.unwrap_or(&self.status);
+        let binder = Binder {
+            c: &c,
+            per_row: (&per_row.0, per_row.1),
+            mode,
+            aux: (&aux.0, aux.1),
+            status,
+            align,
+            recorder: self,
+        };
         if denominator_on_device {
             let Sink::Encoder(encoder) = &mut sink else { return Err(needs_encoder()) };
             self.record_denominator(encoder, &binder, chunk, partials)?;
         }
         let result = &partials[ops::reduce_result_index(c.rows)];
+        let mut ranges = 0u32;
         for (start, n) in plan::chunks(c.rows, chunk) {
             let d = Dispatch {
                 kernel: c.job.kernel,
@@ -159,20 +216,29 @@ impl Recorder {
                 dtype: binder.dtype(),
                 rows: n,
                 cols: c.cols,
-                row_offset: start,
+                row_offset: extras.first_row + start,
                 grad: mode,
                 grad_denominator: denominator_on_device.then_some(result),
             };
+            let ts = extras.timestamps.map(|query_set| wgpu::ComputePassTimestampWrites {
+                query_set,
+                beginning_of_pass_write_index: Some(2 * ranges),
+                end_of_pass_write_index: Some(2 * ranges + 1),
+            });
             match &mut sink {
-                Sink::Encoder(encoder) => ops::encode_rows(&self.kernels, encoder, &d, &binder.rows(start, n))?,
+                Sink::Encoder(encoder) => {
+                    ops::encode_rows_timed(&self.kernels, encoder, &d, &binder.rows(start, n), ts)?;
+                }
                 Sink::Pass(pass) => ops::dispatch_rows(&self.kernels, pass, &d, &binder.rows(start, n))?,
             }
+            ranges += 1;
         }
         if out.reduced.is_none() && out.mean.is_none() {
-            return Ok(());
+            return Ok(ranges);
         }
         let Sink::Encoder(encoder) = sink else { return Err(needs_encoder()) };
-        self.record_reduction(encoder, &c, out, (&per_row.0, per_row.1), &aux, partials)
+        self.record_reduction(encoder, &c, out, (&per_row.0, per_row.1), (&aux.0, aux.1), partials)?;
+        Ok(ranges)
     }
 
     /// Records the per-row weights of cross-entropy and their sum: the denominator of a
@@ -198,7 +264,7 @@ impl Recorder {
             };
             ops::encode_rows(&self.kernels, encoder, &d, &binder.rows(start, n))?;
         }
-        ops::encode_reduce_at(&self.kernels, encoder, binder.aux, 0, c.rows, 2, 1, [p0, p1])
+        ops::encode_reduce_at(&self.kernels, encoder, binder.aux.0, binder.aux.1, c.rows, 2, 1, [p0, p1])
     }
 
     /// Records the reduction over rows into the recorder's result words (the sum of the
@@ -210,7 +276,7 @@ impl Recorder {
         c: &Checked,
         out: &DeviceOutput,
         (per_row, per_row_offset): (&wgpu::Buffer, u64),
-        aux: &wgpu::Buffer,
+        (aux, aux_offset): (&wgpu::Buffer, u64),
         partials: &[wgpu::Buffer; 2],
     ) -> Result<()> {
         let [p0, p1] = partials;
@@ -218,7 +284,7 @@ impl Recorder {
         ops::encode_reduce_at(&self.kernels, encoder, per_row, per_row_offset, c.rows, 1, 0, [p0, p1])?;
         encoder.copy_buffer_to_buffer(result, 0, &self.result, 0, 8);
         if c.job.weighted {
-            ops::encode_reduce_at(&self.kernels, encoder, aux, 0, c.rows, 2, 1, [p0, p1])?;
+            ops::encode_reduce_at(&self.kernels, encoder, aux, aux_offset, c.rows, 2, 1, [p0, p1])?;
             encoder.copy_buffer_to_buffer(result, 0, &self.result, 8, 8);
         } else {
             let denominator = self.kernels.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -274,7 +340,9 @@ struct Binder<'r, 'a> {
     /// The per-row values' buffer (the caller's or the scratch) and offset.
     per_row: (&'r wgpu::Buffer, u64),
     mode: GradMode,
-    aux: &'r wgpu::Buffer,
+    /// The per-row (argmax, weight) words' buffer and offset.
+    aux: (&'r wgpu::Buffer, u64),
+    status: &'r wgpu::Buffer,
     align: u64,
     recorder: &'r Recorder,
 }
@@ -306,7 +374,7 @@ impl<'r, 'a: 'r> Binder<'r, 'a> {
     /// The bindings of rows `start..start + n`.
     fn rows(&self, start: u64, n: u64) -> RowBindings<'r> {
         let (c, cols) = (self.c, self.c.cols);
-        let aux_rows = self.rows_of(self.aux, 0, 8, start, n);
+        let aux_rows = self.rows_of(self.aux.0, self.aux.1, 8, start, n);
         let in_place_input = self.mode.in_place.then(|| self.mode.of as usize - 1);
         let input = |i: usize| match c.inputs.get(i) {
             Some((_, b)) if in_place_input != Some(i) => self.batch(b, start, n),
@@ -327,7 +395,7 @@ impl<'r, 'a: 'r> Binder<'r, 'a> {
             }),
             out: self.rows_of(self.per_row.0, self.per_row.1, 4 * c.job.out_per_row, start, n),
             aux: aux_rows,
-            status: &self.recorder.status,
+            status: self.status,
             grad,
         }
     }

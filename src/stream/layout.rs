@@ -4,8 +4,9 @@
 use half::{bf16, f16};
 
 use crate::context::Context;
+use crate::error::try_vec;
 use crate::error::{Error, Result};
-use crate::host::{RunOptions, try_vec};
+use crate::host::RunOptions;
 use crate::loss::{Batch, DType, Labels};
 use crate::ops::RowJob;
 use crate::plan;

@@ -14,22 +14,21 @@ use layout::{labels_bytes, lead_elements, rows_bytes, words};
 use wgpu::util::DeviceExt;
 
 use crate::context::Context;
+use crate::embed::{DeviceBatch, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, RecordExtras};
+use crate::error::try_grow;
 use crate::error::{Error, Result};
-use crate::host::{Output, RunOptions, USAGE_IN, USAGE_OUT, USAGE_READ, buffer, flagged, try_grow, whole};
+use crate::host::{Output, RunOptions, USAGE_IN, USAGE_OUT, USAGE_READ, buffer};
 use crate::kernels::{Kernel, RowParams};
 use crate::loss::Loss;
-use crate::ops::{self, Bound, RowBindings, RowJob};
+use crate::op::Op;
+use crate::ops::{self, RowJob};
 use crate::plan;
 use crate::readback;
+use crate::readback::flagged;
 use crate::status::Status;
 
 /// Per-row buffers: rows of an incomplete block are copied from one slot to the other.
 const USAGE_ROWS: wgpu::BufferUsages = USAGE_OUT.union(wgpu::BufferUsages::COPY_DST);
-
-/// Rows `first..first + n` of a per-row buffer of `stride` bytes a row.
-fn rows_window(buffer: &wgpu::Buffer, stride: u64, first: u64, n: u64, align: u64) -> Bound<'_> {
-    Bound { buffer, window: plan::window(stride * first, stride * n, 4, align, buffer.size()) }
-}
 
 /// Per-row results of a [`Stream`], read back a piece at a time, in row order.
 #[derive(Clone, Debug, Default)]
@@ -82,6 +81,7 @@ struct Slot {
 /// from [`Stream::push`] and [`Stream::drain`].
 pub struct Stream<'c> {
     ctx: &'c Context,
+    op: Op,
     kernel: Kernel,
     params: RowParams,
     options: RunOptions,
@@ -100,14 +100,14 @@ pub struct Stream<'c> {
     partials: [wgpu::Buffer; 2],
     weight_partials: wgpu::Buffer,
     status: wgpu::Buffer,
-    class_weights: wgpu::Buffer,
-    unused: wgpu::Buffer,
+    class_weights: Option<wgpu::Buffer>,
     pieces: usize,
 }
 
 impl<'c> Stream<'c> {
     pub(crate) fn new(
         ctx: &'c Context,
+        op: Op,
         job: &RowJob,
         layout: Layout,
         rows: u64,
@@ -132,18 +132,18 @@ impl<'c> Stream<'c> {
             }),
             pending: None,
         };
-        let class_weights = match job.class_weights {
-            Some(w) => d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        let class_weights = job.class_weights.map(|w| {
+            d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("xent class weights"),
                 contents: bytemuck::cast_slice(w),
                 usage: USAGE_IN,
-            }),
-            None => buffer(d, "xent unused", 4, USAGE_IN),
-        };
+            })
+        });
         let blocks = if layout.softmax { 1 } else { rows.div_ceil(plan::REDUCE_BLOCK) };
         let partials = |n: u64| buffer(d, "xent partials", 8 * n, USAGE_OUT);
         Stream {
             ctx,
+            op,
             kernel: job.kernel,
             params: job.params,
             options,
@@ -164,7 +164,6 @@ impl<'c> Stream<'c> {
                 usage: USAGE_OUT,
             }),
             class_weights,
-            unused: buffer(d, "xent unused", 4, USAGE_IN),
             pieces: 0,
         }
     }
@@ -213,7 +212,7 @@ impl<'c> Stream<'c> {
         let ctx = self.ctx;
         ctx.scoped(|| {
             for (start, len) in plan::chunks(n, self.chunk) {
-                rows.append(self.piece(&job, start, len)?)?;
+                rows.append(self.piece(chunk, start, len)?)?;
             }
             Ok(())
         })
@@ -249,7 +248,7 @@ impl<'c> Stream<'c> {
 
     /// Uploads and runs rows `start..start + n` of `job` (rows of this push), reduces the
     /// blocks they complete, and returns the rows of the piece run two pieces ago.
-    fn piece(&mut self, job: &RowJob, start: u64, n: u64) -> Result<Rows> {
+    fn piece(&mut self, chunk: &Loss, start: u64, n: u64) -> Result<Rows> {
         let (ctx, d) = (self.ctx, &self.ctx.device);
         let slot = self.pieces % 2;
         self.pieces += 1;
@@ -257,20 +256,21 @@ impl<'c> Stream<'c> {
         let (s, len) = (start as usize, n as usize);
         let [a, b, y] = &self.slots[slot].uploads;
         // where the row lies in the whole job, whatever the pushes
-        let lead = lead_elements(self.next_row as usize, job.a.cols);
+        let lead = lead_elements(self.next_row as usize, self.layout.cols as usize);
         let dtype = self.layout.dtype;
-        ctx.queue.write_buffer(a, 0, &rows_bytes(&job.a, dtype, s, len, lead)?);
-        if let Some(batch) = &job.b {
+        let inputs = &chunk.inputs;
+        ctx.queue.write_buffer(a, 0, &rows_bytes(&inputs.first, dtype, s, len, lead)?);
+        if let Some(batch) = &inputs.second {
             ctx.queue.write_buffer(b, 0, &rows_bytes(batch, dtype, s, len, lead)?);
         }
-        if let Some(labels) = &job.labels {
+        if let Some(labels) = &inputs.labels {
             ctx.queue.write_buffer(y, 0, &labels_bytes(labels, s, len)?);
         }
         let row = self.next_row;
         let mut encoder = d.create_command_encoder(&Default::default());
         // the rows of an incomplete block, which the piece before left at the front of this slot
         let carry = row - self.block_start;
-        self.encode_piece(&mut encoder, slot, job.a.cols, row, carry, n)?;
+        self.encode_piece(&mut encoder, slot, row, carry, n)?;
         self.next_row += n;
         self.encode_blocks(&mut encoder, slot, row - carry)?;
         let layout = self.layout;
@@ -290,45 +290,49 @@ impl<'c> Stream<'c> {
     }
 
     /// Records the row kernel over `n` rows from job row `row`, written after `carry`
-    /// rows in the slot's per-row buffers.
+    /// rows in the slot's per-row buffers: the slot's uploads bound as the operation's
+    /// device inputs, recorded through the context's recorder like any caller's.
     fn encode_piece(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         slot: usize,
-        cols: usize,
         row: u64,
         carry: u64,
         n: u64,
     ) -> Result<()> {
-        let (ctx, here) = (self.ctx, &self.slots[slot]);
-        let align = u64::from(ctx.device.limits().min_storage_buffer_offset_alignment);
+        let here = &self.slots[slot];
         let [a, b, y] = &here.uploads;
-        let lead = lead_elements(row as usize, cols) as u32;
-        let led = |buffer| Bound { buffer, window: plan::Window { base: lead, ..whole(buffer).window } };
-        let per_row = |buffer, stride| rows_window(buffer, stride, carry, n, align);
-        let aux = if self.layout.aux > 0 { per_row(&here.aux, 8) } else { whole(&here.aux) };
-        let bindings = RowBindings {
-            a: led(a),
-            b: if self.has_b { led(b) } else { whole(&self.unused) },
-            labels: whole(if self.has_labels { y } else { &self.unused }),
-            class_weights: whole(&self.class_weights),
-            out: if self.softmax() { whole(&here.out) } else { per_row(&here.out, 4) },
-            aux,
-            status: &self.status,
-            // no gradient: any writable binding will do, and this one fits any limit
-            grad: aux,
+        let (cols, dtype) = (self.layout.cols, self.layout.dtype);
+        let lead = lead_elements(row as usize, cols as usize) as u64;
+        let batch = |buffer| DeviceBatch {
+            buffer,
+            offset: lead * dtype.size() as u64,
+            rows: n as u32,
+            cols: cols as u32,
+            dtype,
         };
-        let dispatch = ops::Dispatch {
-            kernel: self.kernel,
-            template: &self.params,
-            dtype: self.layout.dtype,
-            rows: n,
-            cols: self.layout.cols,
-            row_offset: row,
-            grad: Default::default(),
-            grad_denominator: None,
+        let mut loss = DeviceLoss::new(self.op, batch(a));
+        if self.has_b {
+            loss = loss.with_second(batch(b));
+        }
+        if self.has_labels {
+            loss = loss.with_labels(DeviceLabels { buffer: y, offset: 0 });
+        }
+        if let Some(weights) = &self.class_weights {
+            loss = loss.with_weights(DeviceWeights { buffer: weights, offset: 0 });
+        }
+        let per_row_offset = if self.softmax() { 0 } else { 4 * carry };
+        let out = DeviceOutput { per_row: Some(&here.out), per_row_offset, ..Default::default() };
+        let params = self.params;
+        let extras = RecordExtras {
+            first_row: row,
+            aux: Some((&here.aux, 8 * carry)),
+            status: Some(&self.status),
+            // the log base's scale, as the job was planned
+            adjust: Some(&move |job: &mut RowJob| job.params = params),
+            timestamps: None,
         };
-        ops::encode_rows(&ctx.kernels, encoder, &dispatch, &bindings)
+        self.ctx.recorder.record_with(encoder, &loss, &out, &extras).map(|_| ())
     }
 
     /// Reduces the blocks whose rows are all in (the last block at the end of the job):
@@ -341,7 +345,7 @@ impl<'c> Stream<'c> {
         let end = self.next_row;
         let complete = if end == self.rows { end } else { end - end % plan::REDUCE_BLOCK };
         if complete > self.block_start {
-            let (kernels, here) = (&self.ctx.kernels, &self.slots[slot]);
+            let (kernels, here) = (self.ctx.kernels(), &self.slots[slot]);
             let (n, block) = (complete - first, first / plan::REDUCE_BLOCK);
             let values = ops::Strided { buffer: &here.out, offset: 0, stride: 1, component: 0 };
             ops::encode_reduce_blocks(kernels, encoder, values, n, &self.partials[0], block)?;
@@ -398,12 +402,12 @@ impl<'c> Stream<'c> {
         let result = ops::reduce_result_index(rows);
         if !softmax {
             let scratch = [&self.partials[0], &self.partials[1]];
-            ops::encode_reduce_partials(&ctx.kernels, &mut encoder, blocks, scratch)?;
+            ops::encode_reduce_partials(ctx.kernels(), &mut encoder, blocks, scratch)?;
             encoder.copy_buffer_to_buffer(scratch[result], 0, &rb, 8, 8);
         }
         if self.weighted {
             let scratch = [&self.weight_partials, &self.partials[1]];
-            ops::encode_reduce_partials(&ctx.kernels, &mut encoder, blocks, scratch)?;
+            ops::encode_reduce_partials(ctx.kernels(), &mut encoder, blocks, scratch)?;
             encoder.copy_buffer_to_buffer(scratch[result], 0, &rb, 16, 8);
         }
         ctx.queue.submit([encoder.finish()]);

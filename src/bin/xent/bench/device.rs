@@ -5,9 +5,9 @@ use std::time::Instant;
 
 use wgpu::util::DeviceExt;
 use xent::kernels::{Kernel, RowParams};
-use xent::ops::{self, Bound, Dispatch, RowBindings};
+use xent::ops::{self, RowJob};
 use xent::plan;
-use xent::{Context, DType, LogBase, Loss};
+use xent::{Context, DType, DeviceBatch, DeviceLabels, DeviceLoss, DeviceOutput, LogBase, Loss, Op, RecordExtras};
 
 use crate::Failure;
 
@@ -43,13 +43,9 @@ fn empty(device: &wgpu::Device, label: &str, bytes: u64) -> wgpu::Buffer {
     })
 }
 
-/// The aligned binding of bytes `start..start + len` of `buffer`.
-fn window(buffer: &wgpu::Buffer, start: u64, len: u64, elem: u64, align: u64) -> Bound<'_> {
-    Bound { buffer, window: plan::window(start, len, elem, align, buffer.size()) }
-}
-
 /// One dispatch's inputs as device buffers: what a kernel reads and writes.
 pub(super) struct Job {
+    op: Op,
     pub(super) kernel: Kernel,
     pub(super) params: RowParams,
     dtype: DType,
@@ -60,7 +56,6 @@ pub(super) struct Job {
     a: wgpu::Buffer,
     b: Option<wgpu::Buffer>,
     labels: Option<wgpu::Buffer>,
-    weights: wgpu::Buffer,
     out: wgpu::Buffer,
     aux: wgpu::Buffer,
     status: wgpu::Buffer,
@@ -108,9 +103,10 @@ impl<'c> Bench<'c> {
         let job = ops::job(loss, LogBase::Nats)?;
         let (rows, cols) = (job.a.rows as u64, job.a.cols as u64);
         let elem = dtype.size() as u64;
-        let a = upload(d, "a", job.a.data.bytes(0, job.a.data.len()));
-        let b = job.b.as_ref().map(|b| upload(d, "b", b.data.bytes(0, b.data.len())));
-        let labels = job.labels.as_ref().map(|y| {
+        let inputs = &loss.inputs;
+        let a = upload(d, "a", inputs.first.data.bytes(0, inputs.first.data.len()));
+        let b = inputs.second.as_ref().map(|b| upload(d, "b", b.data.bytes(0, b.data.len())));
+        let labels = inputs.labels.as_ref().map(|y| {
             let v: Vec<i32> = (0..y.len()).map(|i| y.get(i) as i32).collect();
             upload(d, "labels", bytemuck::cast_slice(&v))
         });
@@ -118,6 +114,7 @@ impl<'c> Bench<'c> {
         let in_bytes =
             rows * cols * elem * (1 + u64::from(job.b.is_some())) + if job.labels.is_some() { 4 * rows } else { 0 };
         Ok(Job {
+            op: loss.op,
             kernel: job.kernel,
             params: job.params,
             dtype,
@@ -128,7 +125,6 @@ impl<'c> Bench<'c> {
             a,
             b,
             labels,
-            weights: empty(d, "weights", 4),
             out: empty(d, "out", 4 * out_len),
             aux: empty(d, "aux", 8 * rows),
             status: upload(d, "status", bytemuck::cast_slice(&[u32::MAX; 2])),
@@ -183,50 +179,64 @@ impl<'c> Bench<'c> {
             return Err(Failure::input(format!("{} pieces: too many for one timed run", pieces.len())));
         }
         let scope = d.push_error_scope(wgpu::ErrorFilter::Validation);
-        let times = self.time_pieces(job, kernel, iters, &pieces, unit_bytes, unit_out);
+        let times = self.time_pieces(job, kernel, iters);
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Failure::machine(format!("benchmarking {}: {e}", kernel.entry())));
         }
         times
     }
 
-    fn time_pieces(
-        &self,
-        job: &Job,
-        kernel: Kernel,
-        iters: usize,
-        pieces: &[(u64, u64)],
-        unit_bytes: u64,
-        unit_out: u64,
-    ) -> Result<f64, Failure> {
+    fn time_pieces(&self, job: &Job, kernel: Kernel, iters: usize) -> Result<f64, Failure> {
         let d = self.ctx.device();
-        let align = u64::from(d.limits().min_storage_buffer_offset_alignment);
-        let copy = kernel == Kernel::Copy;
         let mut times = Vec::with_capacity(iters);
         for _ in 0..iters.max(1) {
             let mut encoder = d.create_command_encoder(&Default::default());
-            for (i, &(start, n)) in pieces.iter().enumerate() {
-                let bindings = job.piece(copy, start, n, unit_bytes, unit_out, align);
-                let dispatch = Dispatch {
-                    kernel,
-                    template: &job.params,
-                    dtype: if copy { DType::F32 } else { job.dtype },
-                    rows: n,
-                    cols: if copy { COPY_COLS } else { job.cols },
-                    row_offset: start,
-                    grad: Default::default(),
-                    grad_denominator: None,
-                };
-                let ts = self.queries.as_ref().map(|(set, _, _)| wgpu::ComputePassTimestampWrites {
-                    query_set: set,
-                    beginning_of_pass_write_index: Some(2 * i as u32),
-                    end_of_pass_write_index: Some(2 * i as u32 + 1),
-                });
-                ops::encode_rows_timed(self.ctx.kernels(), &mut encoder, &dispatch, &bindings, ts)?;
-            }
-            times.push(self.submit_timed(encoder, pieces.len())?);
+            let passes = self.record(&mut encoder, job, kernel)?;
+            times.push(self.submit_timed(encoder, passes as usize)?);
         }
         Ok(median(&mut times))
+    }
+
+    /// Records `kernel` over `job` through the context's recorder, as any caller's record,
+    /// each row range between timestamps; returns the number of ranges.
+    fn record(&self, encoder: &mut wgpu::CommandEncoder, job: &Job, kernel: Kernel) -> Result<u32, Failure> {
+        let batch = |buffer, rows: u64, cols: u64, dtype| DeviceBatch {
+            buffer,
+            offset: 0,
+            rows: rows as u32,
+            cols: cols as u32,
+            dtype,
+        };
+        let (loss, out) = if kernel == Kernel::Copy {
+            // the copy moves the first input's words (a tail under one row is left out: at
+            // most 4 KiB), bound as the rows of values a softmax writes
+            let units = (job.rows * job.cols * job.elem / 4 / COPY_COLS).max(1);
+            let op = Op::Softmax { temperature: 1.0, log: false };
+            (DeviceLoss::new(op, batch(&job.a, units, COPY_COLS, DType::F32)), DeviceOutput::rows(&job.copy_out))
+        } else {
+            let mut loss = DeviceLoss::new(job.op, batch(&job.a, job.rows, job.cols, job.dtype));
+            if let Some(b) = &job.b {
+                loss = loss.with_second(batch(b, job.rows, job.cols, job.dtype));
+            }
+            if let Some(buffer) = &job.labels {
+                loss = loss.with_labels(DeviceLabels { buffer, offset: 0 });
+            }
+            (loss, DeviceOutput::rows(&job.out))
+        };
+        // the kernel timed (the op's own, or a baseline on its bindings) and its flags
+        let flags = job.params.flags;
+        let adjust = move |row_job: &mut RowJob| {
+            row_job.kernel = kernel;
+            row_job.params.flags = flags;
+        };
+        let extras = RecordExtras {
+            aux: Some((&job.aux, 0)),
+            status: Some(&job.status),
+            adjust: Some(&adjust),
+            timestamps: self.queries.as_ref().map(|(set, _, _)| set),
+            ..Default::default()
+        };
+        Ok(self.ctx.recorder().record_with(encoder, &loss, &out, &extras)?)
     }
 
     /// Submits `encoder` and returns the device seconds of its `passes` timed passes (the
@@ -249,38 +259,6 @@ impl<'c> Bench<'c> {
             d.poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
                 .map_err(|e| Failure::machine(format!("waiting for the GPU: {e}")))?;
             Ok(started.elapsed().as_secs_f64())
-        }
-    }
-}
-
-impl Job {
-    /// The bindings of units `start..start + n` of a timed run: rows of the job, or for the
-    /// copy kernel rows of [`COPY_COLS`] words of the first input.
-    fn piece(&self, copy: bool, start: u64, n: u64, unit_bytes: u64, unit_out: u64, align: u64) -> RowBindings<'_> {
-        let win = |buf, start, len, e| window(buf, start, len, e, align);
-        let elem = self.elem;
-        let (a, out) = if copy {
-            let b = 4 * COPY_COLS;
-            (win(&self.a, start * b, n * b, 4), win(&self.copy_out, start * b, n * b, 4))
-        } else {
-            let o = 4 * unit_out;
-            (win(&self.a, start * unit_bytes, n * unit_bytes, elem), win(&self.out, start * o, n * o, 4))
-        };
-        RowBindings {
-            a,
-            b: match &self.b {
-                Some(b) if !copy => win(b, start * unit_bytes, n * unit_bytes, elem),
-                _ => win(&self.weights, 0, 4, 4),
-            },
-            labels: match &self.labels {
-                Some(y) if !copy => win(y, 4 * start, 4 * n, 4),
-                _ => win(&self.weights, 0, 4, 4),
-            },
-            class_weights: win(&self.weights, 0, 4, 4),
-            out,
-            aux: if copy { win(&self.aux, 0, 8, 4) } else { win(&self.aux, 8 * start, 8 * n, 4) },
-            status: &self.status,
-            grad: win(&self.aux, 0, 8, 4),
         }
     }
 }
