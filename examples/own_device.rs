@@ -4,7 +4,7 @@
 //! Run: `cargo run --example own_device`
 
 use wgpu::util::DeviceExt;
-use xent::{DType, DeviceBatch, DeviceLabels, DeviceLoss, DeviceOutput, Recorder, Reduced, Status};
+use xent::{DType, DeviceBatch, DeviceLabels, DeviceLoss, DeviceOutput, Op, Recorder, Reduced, Status};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The app's own device (any adapter; a software one on machines without a GPU).
@@ -55,13 +55,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let recorder = Recorder::new(&device);
     let mut encoder = device.create_command_encoder(&Default::default());
     encoder.clear_buffer(&per_row, 0, None);
-    let loss = DeviceLoss::CrossEntropy {
-        logits: DeviceBatch { buffer: &logits_buf, offset, rows, cols, dtype: DType::F32 },
-        labels: DeviceLabels { buffer: &labels_buf, offset: 0 },
-        ignore_index: None,
-        class_weights: None,
-        label_smoothing: 0.0,
-    };
+    let ce = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0 };
+    let loss = DeviceLoss::new(ce, DeviceBatch { buffer: &logits_buf, offset, rows, cols, dtype: DType::F32 })
+        .with_labels(DeviceLabels { buffer: &labels_buf, offset: 0 });
     recorder.record(&mut encoder, &loss, &DeviceOutput::rows(&per_row).with_reduced(&reduced, 0))?;
     encoder.copy_buffer_to_buffer(&reduced, 0, &readback, 0, Reduced::BYTES);
     // the rows at fault, if any (a label out of range gives NaN, not an error, on the device)
@@ -76,11 +72,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let value = Reduced::from_bytes(&bytes)?;
 
     // The same loss on the f64 reference.
-    let host = xent::Loss::CrossEntropy {
-        logits: xent::Batch::new(&logits[..], rows as usize, cols as usize)?,
-        labels: xent::Labels::I32(&labels),
-        options: Default::default(),
-    };
+    let host = xent::Loss::new(ce, xent::Batch::new(&logits[..], rows as usize, cols as usize)?)
+        .with_labels(xent::Labels::I32(&labels));
     let reference = xent::reference::compute(&host, Default::default())?.mean();
     println!("mean cross-entropy: {:.6} (reference {reference:.6})", value.mean());
     if (value.mean() - reference).abs() > 1e-5 {

@@ -10,7 +10,7 @@
 
 use rand::{Rng, SeedableRng};
 use wgpu::util::DeviceExt;
-use xent::{DType, DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, Recorder, Reduced, Status};
+use xent::{DType, DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, Op, Recorder, Reduced, Status};
 
 const SHADER: &str = r#"
 struct Dims { n: u32, d: u32, k: u32, lr: f32 }
@@ -118,19 +118,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (forward_group, update_group) = (group(&forward), group(&update));
 
     let recorder = Recorder::new(&device);
-    let loss = DeviceLoss::CrossEntropy {
-        logits: DeviceBatch {
-            buffer: &z_buf,
-            offset: 0,
-            rows: SAMPLES as u32,
-            cols: CLASSES as u32,
-            dtype: DType::F32,
-        },
-        labels: DeviceLabels { buffer: &y_buf, offset: 0 },
-        ignore_index: None,
-        class_weights: None,
-        label_smoothing: 0.0,
-    };
+    let logits =
+        DeviceBatch { buffer: &z_buf, offset: 0, rows: SAMPLES as u32, cols: CLASSES as u32, dtype: DType::F32 };
+    let loss = DeviceLoss::new(Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0 }, logits)
+        .with_labels(DeviceLabels { buffer: &y_buf, offset: 0 });
     // the loss of the logits, and the gradient of the mean written over them (the per-sample
     // losses are not wanted: the recorder keeps them in its scratch)
     let out = DeviceOutput::reduced(&loss_buf, 0).with_grad(DeviceGrad::of_mean_in_place());

@@ -13,7 +13,7 @@ use half::f16;
 use serde_json::Value;
 use tempfile::TempDir;
 use xent::npy::NpyFile;
-use xent::{Batch, CrossEntropyOptions, Dist, Labels, LogBase, Loss, Reduction};
+use xent::{Batch, Form, Labels, LogBase, Loss, Op, Reduction};
 
 // ---------------------------------------------------------------------------------------
 // .npy files written by hand, so the tests do not depend on the crate's own writer
@@ -212,22 +212,17 @@ fn every_command_matches_the_reference() {
     let ys = Labels::I64(y64);
     let nats = LogBase::Nats;
 
-    check(&f, "lse", &["lse", "--logits", &l], &Loss::LogSumExp { logits: bl }, nats);
-    check(&f, "lse-base2", &["lse", "--logits", &l, "--base", "2"], &Loss::LogSumExp { logits: bl }, nats);
-    let ce = |options| Loss::CrossEntropy { logits: bl, labels: ys, options };
-    check(&f, "ce", &["ce", "--logits", &l, "--labels", &y], &ce(CrossEntropyOptions::default()), nats);
-    check(
-        &f,
-        "ce-bits",
-        &["ce", "--logits", &l, "--labels", &y, "--base", "2"],
-        &ce(Default::default()),
-        LogBase::Bits,
-    );
+    check(&f, "lse", &["lse", "--logits", &l], &Loss::new(Op::LogSumExp, bl), nats);
+    check(&f, "lse-base2", &["lse", "--logits", &l, "--base", "2"], &Loss::new(Op::LogSumExp, bl), nats);
+    let ce = Loss::new(Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0 }, bl).with_labels(ys);
+    check(&f, "ce", &["ce", "--logits", &l, "--labels", &y], &ce, nats);
+    check(&f, "ce-bits", &["ce", "--logits", &l, "--labels", &y, "--base", "2"], &ce, LogBase::Bits);
     let w_static: &'static [f32] = Vec::leak(weights.clone());
     let ignored = labels[3];
     let ignore = ignored.to_string();
-    let options =
-        CrossEntropyOptions { ignore_index: Some(ignored), class_weights: Some(w_static), label_smoothing: 0.1 };
+    let ce_options = Loss::new(Op::CrossEntropy { ignore_index: Some(ignored), label_smoothing: 0.1 }, bl)
+        .with_labels(ys)
+        .with_weights(w_static);
     check(
         &f,
         "ce-options",
@@ -244,49 +239,56 @@ fn every_command_matches_the_reference() {
             "--label-smoothing",
             "0.1",
         ],
-        &ce(options),
+        &ce_options,
         nats,
     );
     check(
         &f,
         "ce-probs",
         &["ce", "--logits", &l, "--target-probs", &pp],
-        &Loss::CrossEntropyProbs { logits: bl, target: bp },
+        &Loss::new(Op::CrossEntropyProbs, bl).with_second(bp),
         nats,
     );
-    for (pf, qf, pd, qd, name) in [
-        ("--p", "--q", Dist::Probs(bp), Dist::Probs(bq), "kl-pp"),
-        ("--p-logits", "--q", Dist::Logits(bl), Dist::Probs(bq), "kl-lp"),
-        ("--p", "--q-logits", Dist::Probs(bp), Dist::Logits(bo), "kl-pl"),
-        ("--p-logits", "--q-logits", Dist::Logits(bl), Dist::Logits(bo), "kl-ll"),
+    for (pf, qf, p, q, name) in [
+        ("--p", "--q", Form::Probs, Form::Probs, "kl-pp"),
+        ("--p-logits", "--q", Form::Logits, Form::Probs, "kl-lp"),
+        ("--p", "--q-logits", Form::Probs, Form::Logits, "kl-pl"),
+        ("--p-logits", "--q-logits", Form::Logits, Form::Logits, "kl-ll"),
     ] {
-        let (pa, qa) = (if pd.is_logits() { &l } else { &pp }, if qd.is_logits() { &o } else { &qq });
-        check(&f, name, &["kl", pf, pa, qf, qa], &Loss::KlDiv { p: pd, q: qd }, nats);
+        let (pa, pb) = if p == Form::Logits { (&l, bl) } else { (&pp, bp) };
+        let (qa, qb) = if q == Form::Logits { (&o, bo) } else { (&qq, bq) };
+        check(&f, name, &["kl", pf, pa, qf, qa], &Loss::new(Op::KlDiv { p, q }, pb).with_second(qb), nats);
     }
-    check(&f, "entropy-p", &["entropy", "--probs", &pp], &Loss::Entropy { p: Dist::Probs(bp) }, nats);
+    check(&f, "entropy-p", &["entropy", "--probs", &pp], &Loss::new(Op::Entropy { p: Form::Probs }, bp), nats);
     check(
         &f,
         "entropy-l",
         &["entropy", "--logits", &l, "--base", "2"],
-        &Loss::Entropy { p: Dist::Logits(bl) },
+        &Loss::new(Op::Entropy { p: Form::Logits }, bl),
         LogBase::Bits,
     );
     check(
         &f,
         "bce-p",
         &["bce", "--probs", &pp, "--labels", &t],
-        &Loss::BinaryCrossEntropy { input: Dist::Probs(bp), target: bt },
+        &Loss::new(Op::BinaryCrossEntropy { input: Form::Probs }, bp).with_second(bt),
         nats,
     );
     check(
         &f,
         "bce-l",
         &["bce", "--logits", &l, "--labels", &t],
-        &Loss::BinaryCrossEntropy { input: Dist::Logits(bl), target: bt },
+        &Loss::new(Op::BinaryCrossEntropy { input: Form::Logits }, bl).with_second(bt),
         nats,
     );
-    check(&f, "gkl", &["gaussian-kl", "--mean", &o, "--logvar", &l], &Loss::GaussianKl { mean: bo, logvar: bl }, nats);
-    let distill = Loss::Distill { student: bl, teacher: bo, labels: ys, temperature: 2.0, alpha: 0.3 };
+    check(
+        &f,
+        "gkl",
+        &["gaussian-kl", "--mean", &o, "--logvar", &l],
+        &Loss::new(Op::GaussianKl, bo).with_second(bl),
+        nats,
+    );
+    let distill = Loss::new(Op::Distill { temperature: 2.0, alpha: 0.3 }, bl).with_second(bo).with_labels(ys);
     check(
         &f,
         "distill",
@@ -294,7 +296,7 @@ fn every_command_matches_the_reference() {
         &distill,
         nats,
     );
-    let distill = Loss::Distill { student: bl, teacher: bo, labels: ys, temperature: 1.0, alpha: 0.5 };
+    let distill = Loss::new(Op::Distill { temperature: 1.0, alpha: 0.5 }, bl).with_second(bo).with_labels(ys);
     check(&f, "distill-defaults", &["distill", "--student", &l, "--teacher", &o, "--labels", &y], &distill, nats);
 }
 
@@ -309,7 +311,8 @@ fn softmax_writes_rows_of_probabilities() {
     let l = f.f32("l.npy", &[rows, cols], &logits);
     let batch = Batch::new(&logits[..], rows, cols).unwrap();
     for (log, temperature) in [(false, 1.0f32), (true, 1.0), (false, 2.5), (true, 0.5)] {
-        let want = xent::reference::compute(&Loss::Softmax { logits: batch, temperature, log }, LogBase::Nats).unwrap();
+        let want =
+            xent::reference::compute(&Loss::new(Op::Softmax { temperature, log }, batch), LogBase::Nats).unwrap();
         for device in devices() {
             let out = f.path(&format!("s-{log}-{temperature}-{device}.npy"));
             let t = temperature.to_string();
@@ -358,7 +361,7 @@ fn softmax_of_one_column_and_of_a_vector() {
     let inputs = [("col", f.f32("col.npy", &[rows, 1], &logits)), ("vec", f.f32("vec.npy", &[rows], &logits))];
     for (name, l) in &inputs {
         for (log, temperature) in [(false, 1.0f32), (true, 1.0), (false, 0.3), (true, 4.0)] {
-            let loss = Loss::Softmax { logits: batch, temperature, log };
+            let loss = Loss::new(Op::Softmax { temperature, log }, batch);
             let want = xent::reference::compute(&loss, LogBase::Nats).unwrap();
             for device in devices() {
                 let out = f.path(&format!("{name}-{log}-{temperature}-{device}.npy"));
@@ -422,10 +425,11 @@ fn extreme_temperatures_match_the_reference() {
     let (bl, bo) = (Batch::new(&logits[..], rows, cols).unwrap(), Batch::new(&other[..], rows, cols).unwrap());
     for t in ["1e30", "3e38", "1e-30", "1e-40"] {
         let temperature: f32 = t.parse().unwrap();
-        let distill = Loss::Distill { student: bl, teacher: bo, labels: Labels::I64(&labels), temperature, alpha: 0.7 };
+        let distill =
+            Loss::new(Op::Distill { temperature, alpha: 0.7 }, bl).with_second(bo).with_labels(Labels::I64(&labels));
         let args = ["distill", "--student", &l, "--teacher", &o, "--labels", &y, "--temperature", t, "--alpha", "0.7"];
         check(&f, &format!("distill-{t}"), &args, &distill, LogBase::Nats);
-        let softmax = Loss::Softmax { logits: bl, temperature, log: false };
+        let softmax = Loss::new(Op::Softmax { temperature, log: false }, bl);
         let want = xent::reference::compute(&softmax, LogBase::Nats).unwrap();
         for device in devices() {
             let out = f.path(&format!("softmax-{t}-{device}.npy"));
@@ -545,7 +549,8 @@ fn dtypes_and_header_versions_are_accepted() {
     let batch32 = Batch::new(&logits[..], rows, cols).unwrap();
     let batch16 = Batch::new(&halves[..], rows, cols).unwrap();
     let want = |b| {
-        let loss = Loss::CrossEntropy { logits: b, labels: Labels::I64(&labels), options: Default::default() };
+        let loss = Loss::new(Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0 }, b)
+            .with_labels(Labels::I64(&labels));
         xent::reference::compute(&loss, LogBase::Nats).unwrap().mean()
     };
     let (want32, want16) = (want(batch32), want(batch16));

@@ -17,42 +17,62 @@ use common::{assert_close, context, rng};
 use half::f16;
 use rand::rngs::StdRng;
 use wgpu::util::DeviceExt;
-use xent::reference::gradient::gradient;
+use xent::reference::gradient;
 use xent::{
-    Batch, CrossEntropyOptions, DType, DeviceBatch, DeviceDist, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput,
-    DeviceWeights, Dist, GradTarget, Labels, Loss, Recorder, Reduced, Reduction,
+    Batch, DType, DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, Domain, Form,
+    GradTarget, Inputs, Labels, Loss, Op, Recorder, Reduced, Reduction, Task,
 };
 
-/// The operations with a gradient, and the options that change it.
+/// One operation of the matrix, and whether class weights are bound to it.
 #[derive(Clone, Copy, Debug)]
-enum Op {
-    CrossEntropy { ignore: bool, weighted: bool, smoothing: f32 },
-    CrossEntropyProbs,
-    Kl { p_logits: bool },
-    Entropy,
-    Bce,
-    Distill { temperature: f32, alpha: f32 },
+struct Case {
+    op: Op,
+    weighted: bool,
 }
 
-const OPS: [Op; 11] = [
-    Op::CrossEntropy { ignore: false, weighted: false, smoothing: 0.0 },
-    Op::CrossEntropy { ignore: true, weighted: false, smoothing: 0.0 },
-    Op::CrossEntropy { ignore: true, weighted: true, smoothing: 0.0 },
-    Op::CrossEntropy { ignore: true, weighted: true, smoothing: 0.2 },
-    Op::CrossEntropyProbs,
-    Op::Kl { p_logits: false },
-    Op::Kl { p_logits: true },
-    Op::Entropy,
-    Op::Bce,
-    Op::Distill { temperature: 2.0, alpha: 0.7 },
-    Op::Distill { temperature: 1.0, alpha: 0.0 },
-];
+impl From<Op> for Case {
+    fn from(op: Op) -> Case {
+        Case { op, weighted: false }
+    }
+}
 
 const IGNORE: i32 = -100;
 
-/// Seeded inputs of one op: `x` is the differentiated input, `other` the second one.
+/// Cross-entropy against labels, without options.
+const CE: Op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0 };
+
+/// The option variants of `op` the matrix runs (the forms of its inputs, ignore index, class
+/// weights, smoothing, temperature and alpha); an operation not named here runs with its
+/// default options.
+fn variants(op: Op) -> Vec<Case> {
+    let forms = [Form::Probs, Form::Logits];
+    let ignore = Some(i64::from(IGNORE));
+    match op {
+        Op::CrossEntropy { .. } => vec![
+            CE.into(),
+            Op::CrossEntropy { ignore_index: ignore, label_smoothing: 0.0 }.into(),
+            Case { op: Op::CrossEntropy { ignore_index: ignore, label_smoothing: 0.0 }, weighted: true },
+            Case { op: Op::CrossEntropy { ignore_index: ignore, label_smoothing: 0.2 }, weighted: true },
+        ],
+        Op::KlDiv { .. } => forms.iter().flat_map(|&p| forms.map(|q| Op::KlDiv { p, q }.into())).collect(),
+        Op::Entropy { .. } => forms.map(|p| Op::Entropy { p }.into()).to_vec(),
+        Op::BinaryCrossEntropy { .. } => forms.map(|input| Op::BinaryCrossEntropy { input }.into()).to_vec(),
+        Op::Distill { .. } => vec![
+            Op::Distill { temperature: 2.0, alpha: 0.7 }.into(),
+            Op::Distill { temperature: 1.0, alpha: 0.0 }.into(),
+        ],
+        _ => vec![op.into()],
+    }
+}
+
+/// Every variant of every operation that has a gradient, in the order of [`Op::ALL`].
+fn cases() -> Vec<Case> {
+    Op::ALL.into_iter().flat_map(variants).filter(|c| c.op.has_gradient()).collect()
+}
+
+/// Seeded inputs of one case: `x` is the differentiated input, `other` the second one.
 struct Data {
-    op: Op,
+    case: Case,
     rows: usize,
     cols: usize,
     x: Vec<f32>,
@@ -61,57 +81,59 @@ struct Data {
     weights: Option<Vec<f32>>,
 }
 
+/// Seeded values of `domain` for a `[rows, cols]` input.
+fn draw(domain: Domain, rows: usize, cols: usize, rng: &mut StdRng) -> Vec<f32> {
+    match domain {
+        Domain::Logits => common::logits(rng, rows * cols, 3.0),
+        Domain::Probs => common::probs(rng, rows, cols, true),
+        Domain::Unit => common::uniform(rng, rows * cols, 0.0, 1.0),
+    }
+}
+
 impl Data {
-    fn new(op: Op, rows: usize, cols: usize, rng: &mut StdRng) -> Data {
-        let x = common::logits(rng, rows * cols, 3.0);
-        let mut labels = common::labels(rng, rows, cols);
-        let (other, weights) = match op {
-            Op::CrossEntropy { ignore, weighted, .. } => {
-                if ignore {
-                    labels.iter_mut().step_by(3).for_each(|y| *y = IGNORE);
-                }
-                (None, weighted.then(|| common::uniform(rng, cols, 0.2, 2.0)))
-            }
-            Op::CrossEntropyProbs | Op::Kl { p_logits: false } => (Some(common::probs(rng, rows, cols, true)), None),
-            Op::Kl { p_logits: true } | Op::Distill { .. } => (Some(common::logits(rng, rows * cols, 3.0)), None),
-            Op::Entropy => (None, None),
-            Op::Bce => (Some(common::uniform(rng, rows * cols, 0.0, 1.0)), None),
+    fn new(case: impl Into<Case>, rows: usize, cols: usize, rng: &mut StdRng) -> Data {
+        let case = case.into();
+        let sig = case.op.signature();
+        let of = case.op.grad_of().expect("an operation with a gradient");
+        let (x_slot, other_slot) = match sig.second {
+            Some(second) if second.name == of => (second, Some(sig.first)),
+            second => (sig.first, second),
         };
-        let labels = matches!(op, Op::CrossEntropy { .. } | Op::Distill { .. }).then_some(labels);
-        Data { op, rows, cols, x, other, labels, weights }
+        assert_eq!(x_slot.name, of, "{case:?}: the differentiated input");
+        let x = draw(x_slot.domain, rows, cols, rng);
+        let mut labels = common::labels(rng, rows, cols);
+        if let Op::CrossEntropy { ignore_index: Some(i), .. } = case.op {
+            let i = i32::try_from(i).expect("an i32 ignore index");
+            labels.iter_mut().step_by(3).for_each(|y| *y = i);
+        }
+        let other = other_slot.map(|s| draw(s.domain, rows, cols, rng));
+        let weights = (case.weighted && sig.weights).then(|| common::uniform(rng, cols, 0.2, 2.0));
+        let labels = sig.labels.then_some(labels);
+        Data { case, rows, cols, x, other, labels, weights }
+    }
+
+    /// Whether `x` is the operation's first input (KL differentiates its second, Q).
+    fn x_is_first(&self) -> bool {
+        self.case.op.grad_of() == Some(self.case.op.signature().first.name)
+    }
+
+    /// The operation over `x` and the other inputs, wherever they live.
+    fn task<B: Copy, L: Copy, W: Copy>(
+        &self,
+        x: B,
+        other: Option<B>,
+        labels: Option<L>,
+        weights: Option<W>,
+    ) -> Task<B, L, W> {
+        let (first, second) = if self.x_is_first() { (x, other) } else { (other.expect("first input"), Some(x)) };
+        Task { op: self.case.op, inputs: Inputs { first, second, labels, weights } }
     }
 
     /// The host operation over `x` (perturbed copies for finite differences).
     fn loss<'a>(&'a self, x: &'a [f32]) -> Loss<'a> {
         let batch = |v: &'a [f32]| Batch::new(v, self.rows, self.cols).expect("shape");
-        let xb = batch(x);
         let other = self.other.as_deref().map(batch);
-        let labels = self.labels.as_deref().map(Labels::I32);
-        match self.op {
-            Op::CrossEntropy { ignore, smoothing, .. } => Loss::CrossEntropy {
-                logits: xb,
-                labels: labels.expect("labels"),
-                options: CrossEntropyOptions {
-                    ignore_index: ignore.then_some(i64::from(IGNORE)),
-                    class_weights: self.weights.as_deref(),
-                    label_smoothing: smoothing,
-                },
-            },
-            Op::CrossEntropyProbs => Loss::CrossEntropyProbs { logits: xb, target: other.expect("target") },
-            Op::Kl { p_logits } => {
-                let p = other.expect("p");
-                Loss::KlDiv { p: if p_logits { Dist::Logits(p) } else { Dist::Probs(p) }, q: Dist::Logits(xb) }
-            }
-            Op::Entropy => Loss::Entropy { p: Dist::Logits(xb) },
-            Op::Bce => Loss::BinaryCrossEntropy { input: Dist::Logits(xb), target: other.expect("target") },
-            Op::Distill { temperature, alpha } => Loss::Distill {
-                student: xb,
-                teacher: other.expect("teacher"),
-                labels: labels.expect("labels"),
-                temperature,
-                alpha,
-            },
-        }
+        self.task(batch(x), other, self.labels.as_deref().map(Labels::I32), self.weights.as_deref())
     }
 }
 
@@ -185,32 +207,8 @@ impl OnDevice {
         let x = batch(&self.x, self.x_offset);
         let other = self.other.as_ref().map(|b| batch(b, 0));
         let labels = self.labels.as_ref().map(|buffer| DeviceLabels { buffer, offset: 0 });
-        match d.op {
-            Op::CrossEntropy { ignore, smoothing, .. } => DeviceLoss::CrossEntropy {
-                logits: x,
-                labels: labels.expect("labels"),
-                ignore_index: ignore.then_some(IGNORE),
-                class_weights: self.weights.as_ref().map(|buffer| DeviceWeights { buffer, offset: 0 }),
-                label_smoothing: smoothing,
-            },
-            Op::CrossEntropyProbs => DeviceLoss::CrossEntropyProbs { logits: x, target: other.expect("target") },
-            Op::Kl { p_logits } => {
-                let p = other.expect("p");
-                DeviceLoss::KlDiv {
-                    p: if p_logits { DeviceDist::Logits(p) } else { DeviceDist::Probs(p) },
-                    q: DeviceDist::Logits(x),
-                }
-            }
-            Op::Entropy => DeviceLoss::Entropy { p: DeviceDist::Logits(x) },
-            Op::Bce => DeviceLoss::BinaryCrossEntropy { input: DeviceDist::Logits(x), target: other.expect("target") },
-            Op::Distill { temperature, alpha } => DeviceLoss::Distill {
-                student: x,
-                teacher: other.expect("teacher"),
-                labels: labels.expect("labels"),
-                temperature,
-                alpha,
-            },
-        }
+        let weights = self.weights.as_ref().map(|buffer| DeviceWeights { buffer, offset: 0 });
+        d.task(x, other, labels, weights)
     }
 }
 
@@ -300,7 +298,7 @@ fn gradients_match_finite_differences_of_the_reference() {
         return;
     }
     let mut rng = rng(41);
-    for op in OPS {
+    for op in cases() {
         for reduction in [Reduction::Mean, Reduction::Sum] {
             let d = Data::new(op, 6, 9, &mut rng);
             let (grad, _, _) = run(&d, DType::F32, false, reduction).expect("context");
@@ -332,7 +330,7 @@ fn cross_entropy_gradient_is_softmax_minus_the_target() {
     let mut rng = rng(42);
     // one column, columns past the lanes, rows past the 65,535-group grid limit
     for (rows, cols) in [(5, 1), (3, 5000), (70_000, 3), (4, 257)] {
-        let d = Data::new(Op::CrossEntropy { ignore: false, weighted: false, smoothing: 0.0 }, rows, cols, &mut rng);
+        let d = Data::new(CE, rows, cols, &mut rng);
         let (grad, values, reduced) = run(&d, DType::F32, false, Reduction::Sum).expect("context");
         let mut want = Vec::with_capacity(rows * cols);
         for (r, x) in d.x.chunks(cols).enumerate() {
@@ -355,7 +353,7 @@ fn gradients_at_the_edges_of_the_numbers() {
         return;
     }
     let mut rng = rng(43);
-    for op in OPS {
+    for op in cases() {
         let mut d = Data::new(op, 6, 40, &mut rng);
         // logits of ±1e4 in row 0, masked classes in row 1 (not the label), NaN in row 2
         for (j, v) in d.x[..40].iter_mut().enumerate() {
@@ -370,7 +368,11 @@ fn gradients_at_the_edges_of_the_numbers() {
         let want = gradient(&d.loss(&d.x), Reduction::Mean).expect("analytic");
         // NaN spreads over the row, except for BCE, whose terms are elementwise
         let nan_row = grad[80..120].iter().filter(|g| g.is_nan()).count();
-        assert_eq!(nan_row, if matches!(op, Op::Bce) { 1 } else { 40 }, "{op:?}: NaN gradients in the NaN row");
+        assert_eq!(
+            nan_row,
+            if matches!(op.op, Op::BinaryCrossEntropy { .. }) { 1 } else { 40 },
+            "{op:?}: NaN gradients in the NaN row"
+        );
         assert_rows_close(&format!("{op:?} edges"), &grad, &want, 40, 1e-4);
     }
 }
@@ -381,7 +383,7 @@ fn in_place_gradients_equal_separate_ones_bit_for_bit() {
         return;
     }
     let mut rng = rng(44);
-    for op in OPS {
+    for op in cases() {
         for (rows, cols) in [(7, 33), (2, 3000)] {
             let d = Data::new(op, rows, cols, &mut rng);
             let (separate, v1, r1) = run(&d, DType::F32, false, Reduction::Mean).expect("context");
@@ -400,7 +402,7 @@ fn half_precision_inputs_give_f32_gradients() {
         return;
     }
     let mut rng = rng(45);
-    for op in OPS {
+    for op in cases() {
         let mut d = Data::new(op, 5, 300, &mut rng);
         // the reference sees the values the device sees
         let round = |v: &mut Vec<f32>| v.iter_mut().for_each(|x| *x = f16::from_f32(*x).to_f32());
@@ -421,7 +423,8 @@ fn gradient_over_the_binding_limit() {
     // logits and gradient both larger than one binding: split into row ranges
     let cols = 1000;
     let rows = (limit / (4 * cols as u64) + 3000) as usize;
-    let d = Data::new(Op::CrossEntropy { ignore: true, weighted: true, smoothing: 0.1 }, rows, cols, &mut rng(46));
+    let ce = Op::CrossEntropy { ignore_index: Some(i64::from(IGNORE)), label_smoothing: 0.1 };
+    let d = Data::new(Case { op: ce, weighted: true }, rows, cols, &mut rng(46));
     let (grad, _, reduced) = run(&d, DType::F32, false, Reduction::Mean).expect("context");
     let want = gradient(&d.loss(&d.x), Reduction::Mean).expect("analytic");
     assert_rows_close(&format!("[{rows}, {cols}]"), &grad, &want, cols, 1e-4);
@@ -438,7 +441,7 @@ fn records_into_a_busy_encoder_at_offsets() {
     let recorder = Recorder::new(device);
     let align = u64::from(device.limits().min_storage_buffer_offset_alignment);
     let mut rng = rng(47);
-    for op in OPS {
+    for op in cases() {
         let (rows, cols) = (9, 70);
         let d = Data::new(op, rows, cols, &mut rng);
         let bufs = OnDevice::new(device, &d, DType::F32, 5 * align);
@@ -473,12 +476,11 @@ fn records_into_a_busy_encoder_at_offsets() {
     let batch = DeviceBatch { buffer: &buf, offset: 0, rows: 4, cols: 50, dtype: DType::F32 };
     let mut encoder = device.create_command_encoder(&Default::default());
     let per_row = DeviceOutput { per_row: Some(&out), per_row_offset: 256, reduced: None, mean: None, grad: None };
-    recorder
-        .record(&mut encoder, &DeviceLoss::Softmax { logits: batch, temperature: 2.0, log: true }, &per_row)
-        .expect("softmax");
+    let log_softmax = Op::Softmax { temperature: 2.0, log: true };
+    recorder.record(&mut encoder, &DeviceLoss::new(log_softmax, batch), &per_row).expect("softmax");
     queue.submit([encoder.finish()]);
     let got = f32s(&read(device, queue, &out, 256, 800));
-    let host = Loss::Softmax { logits: Batch::new(&x[..], 4, 50).expect("shape"), temperature: 2.0, log: true };
+    let host = Loss::new(log_softmax, Batch::new(&x[..], 4, 50).expect("shape"));
     let want = xent::reference::compute(&host, Default::default()).expect("reference");
     assert_close("log-softmax", &got, &want.values, 1e-5, 1e-5);
 }
@@ -517,13 +519,7 @@ fn bad_arguments_are_errors_not_validation_failures() {
         ),
         (
             "class weights off the binding alignment",
-            DeviceLoss::CrossEntropy {
-                logits: batch(big, 0, DType::F32),
-                labels: DeviceLabels { buffer: &labels, offset: 0 },
-                ignore_index: None,
-                class_weights: Some(DeviceWeights { buffer: other, offset: 4 }),
-                label_smoothing: 0.0,
-            },
+            ce(batch(big, 0, DType::F32)).with_weights(DeviceWeights { buffer: other, offset: 4 }),
             rows,
             "is not a multiple of",
         ),
@@ -542,7 +538,7 @@ fn bad_arguments_are_errors_not_validation_failures() {
         ),
         (
             "gradient of log-sum-exp",
-            DeviceLoss::LogSumExp { logits: batch(big, 0, DType::F32) },
+            DeviceLoss::new(Op::LogSumExp, batch(big, 0, DType::F32)),
             rows.with_grad(DeviceGrad::of_mean_in_place()),
             "has no gradient",
         ),
@@ -566,13 +562,13 @@ fn bad_arguments_are_errors_not_validation_failures() {
         ),
         (
             "in place with the target in the logits' buffer",
-            DeviceLoss::CrossEntropyProbs { logits: batch(big, 0, DType::F32), target: batch(big, 1024, DType::F32) },
+            DeviceLoss::new(Op::CrossEntropyProbs, batch(big, 0, DType::F32)).with_second(batch(big, 1024, DType::F32)),
             rows.with_grad(DeviceGrad::of_mean_in_place()),
             "same buffer as target",
         ),
         (
             "softmax with a reduction",
-            DeviceLoss::Softmax { logits: batch(big, 0, DType::F32), temperature: 1.0, log: false },
+            DeviceLoss::new(Op::Softmax { temperature: 1.0, log: false }, batch(big, 0, DType::F32)),
             DeviceOutput {
                 per_row: Some(&out),
                 per_row_offset: 0,
@@ -584,16 +580,28 @@ fn bad_arguments_are_errors_not_validation_failures() {
         ),
         (
             "shapes that differ",
-            DeviceLoss::KlDiv {
-                p: DeviceDist::Probs(batch(big, 0, DType::F32)),
-                q: DeviceDist::Logits(DeviceBatch { cols: 9, ..batch(other, 0, DType::F32) }),
-            },
+            DeviceLoss::new(Op::KlDiv { p: Form::Probs, q: Form::Logits }, batch(big, 0, DType::F32))
+                .with_second(DeviceBatch { cols: 9, ..batch(other, 0, DType::F32) }),
             rows,
             "is [4, 9] F32 but the first input is [4, 8] F32",
         ),
         (
+            "a missing second input",
+            DeviceLoss::new(Op::KlDiv { p: Form::Probs, q: Form::Logits }, batch(big, 0, DType::F32)),
+            rows,
+            "kl needs a second input, q",
+        ),
+        ("cross-entropy without labels", DeviceLoss::new(CE, batch(big, 0, DType::F32)), rows, "ce needs labels"),
+        (
+            "labels bound to an operation that takes none",
+            DeviceLoss::new(Op::LogSumExp, batch(big, 0, DType::F32))
+                .with_labels(DeviceLabels { buffer: &labels, offset: 0 }),
+            rows,
+            "lse takes no labels",
+        ),
+        (
             "temperature 0",
-            DeviceLoss::Softmax { logits: batch(big, 0, DType::F32), temperature: 0.0, log: false },
+            DeviceLoss::new(Op::Softmax { temperature: 0.0, log: false }, batch(big, 0, DType::F32)),
             rows,
             "not a positive finite number",
         ),
@@ -622,13 +630,7 @@ fn bad_arguments_are_errors_not_validation_failures() {
 }
 
 fn cross_entropy<'a>(logits: DeviceBatch<'a>, labels: &'a wgpu::Buffer) -> DeviceLoss<'a> {
-    DeviceLoss::CrossEntropy {
-        logits,
-        labels: DeviceLabels { buffer: labels, offset: 0 },
-        ignore_index: None,
-        class_weights: None,
-        label_smoothing: 0.0,
-    }
+    DeviceLoss::new(CE, logits).with_labels(DeviceLabels { buffer: labels, offset: 0 })
 }
 
 /// The row kernel recorded into an open compute pass between the app's own dispatches
@@ -639,7 +641,15 @@ fn records_into_an_open_compute_pass() {
     let (device, queue) = (ctx.device(), ctx.queue());
     let recorder = Recorder::new(device);
     let mut rng = rng(51);
-    for op in [OPS[0], OPS[4], OPS[6], OPS[7], OPS[8], OPS[9]] {
+    let ops = [
+        CE,
+        Op::CrossEntropyProbs,
+        Op::KlDiv { p: Form::Logits, q: Form::Logits },
+        Op::Entropy { p: Form::Logits },
+        Op::BinaryCrossEntropy { input: Form::Logits },
+        Op::Distill { temperature: 2.0, alpha: 0.7 },
+    ];
+    for op in ops {
         let d = Data::new(op, 11, 77, &mut rng);
         let bufs = OnDevice::new(device, &d, DType::F32, 0);
         let n = (d.rows * d.cols) as u64;
@@ -665,7 +675,8 @@ fn records_into_an_open_compute_pass() {
         assert_eq!(results[0], results[1], "{op:?}: a pass and an encoder give the same bits");
     }
     // a reduction, and cross-entropy's device-side mean denominator, need the encoder
-    let d = Data::new(OPS[2], 4, 8, &mut rng);
+    let weighted = Op::CrossEntropy { ignore_index: Some(i64::from(IGNORE)), label_smoothing: 0.0 };
+    let d = Data::new(Case { op: weighted, weighted: true }, 4, 8, &mut rng);
     let bufs = OnDevice::new(device, &d, DType::F32, 0);
     let (per_row, grad, reduced) = (zeroed(device, 16, USAGE), zeroed(device, 128, USAGE), zeroed(device, 16, USAGE));
     let mut encoder = device.create_command_encoder(&Default::default());
@@ -686,7 +697,7 @@ fn two_devices_in_one_process() {
         return;
     }
     let contexts = [xent::Context::new_blocking().expect("first"), xent::Context::new_blocking().expect("second")];
-    let d = Data::new(Op::CrossEntropy { ignore: false, weighted: false, smoothing: 0.0 }, 33, 100, &mut rng(48));
+    let d = Data::new(CE, 33, 100, &mut rng(48));
     let mut results = Vec::new();
     for ctx in &contexts {
         let (device, queue) = (ctx.device(), ctx.queue());
@@ -709,7 +720,8 @@ fn many_records_before_one_submit() {
     let (device, queue) = (ctx.device(), ctx.queue());
     let recorder = Recorder::new(device);
     let mut rng = rng(49);
-    let sets: Vec<Data> = (0..40).map(|i| Data::new(OPS[i % OPS.len()], 3 + i % 5, 20 + 7 * i, &mut rng)).collect();
+    let cases = cases();
+    let sets: Vec<Data> = (0..40).map(|i| Data::new(cases[i % cases.len()], 3 + i % 5, 20 + 7 * i, &mut rng)).collect();
     let bufs: Vec<OnDevice> = sets.iter().map(|d| OnDevice::new(device, d, DType::F32, 0)).collect();
     let out = zeroed(device, 64 * 40, USAGE);
     let reduced = zeroed(device, 16 * 40, USAGE);
@@ -729,7 +741,7 @@ fn many_records_before_one_submit() {
     for (i, d) in sets.iter().enumerate() {
         let r = Reduced::from_bytes(&all[16 * i..]).expect("reduced");
         let want = xent::reference::compute(&d.loss(&d.x), Default::default()).expect("reference");
-        common::assert_scalar(&format!("record {i} ({:?})", d.op), r.mean(), want.mean(), 1e-5, 1e-5);
+        common::assert_scalar(&format!("record {i} ({:?})", d.case), r.mean(), want.mean(), 1e-5, 1e-5);
     }
 }
 
@@ -745,16 +757,20 @@ fn vector_and_word_loads_give_the_same_bits() {
     let mut rng = rng(53);
     // odd columns: rows start at every position within a vector
     let (rows, cols) = (7usize, 37usize);
-    for op in
-        [Op::Kl { p_logits: true }, Op::Kl { p_logits: false }, Op::Bce, Op::Distill { temperature: 2.0, alpha: 0.5 }]
-    {
+    let ops = [
+        Op::KlDiv { p: Form::Logits, q: Form::Logits },
+        Op::KlDiv { p: Form::Probs, q: Form::Logits },
+        Op::BinaryCrossEntropy { input: Form::Logits },
+        Op::Distill { temperature: 2.0, alpha: 0.5 },
+    ];
+    for op in ops {
         let d = Data::new(op, rows, cols, &mut rng);
         let reference = xent::reference::compute(&d.loss(&d.x), Default::default()).expect("reference");
         let n = rows * cols;
         // (x's buffer padded to whole vectors, elements before input b: the lanes of a row
         // follow input a's alignment, so only b moves)
         let layouts = [("vec4", true, 0usize), ("vec4, b off by 3", true, 3), ("words", false, 0)];
-        let b_is_x = matches!(op, Op::Kl { .. });
+        let b_is_x = !d.x_is_first();
         let mut first: Option<Vec<f32>> = None;
         for (name, padded, shift) in layouts {
             let (x_shift, o_shift) = if b_is_x { (shift, 0) } else { (0, shift) };
@@ -772,18 +788,9 @@ fn vector_and_word_loads_give_the_same_bits() {
             fn at(b: DeviceBatch<'_>, shift: usize) -> DeviceBatch<'_> {
                 DeviceBatch { offset: 4 * shift as u64, ..b }
             }
-            let loss = match bufs.loss(&d) {
-                DeviceLoss::KlDiv { p, q: DeviceDist::Logits(q) } => {
-                    DeviceLoss::KlDiv { p, q: DeviceDist::Logits(at(q, x_shift)) }
-                }
-                DeviceLoss::BinaryCrossEntropy { input, target } => {
-                    DeviceLoss::BinaryCrossEntropy { input, target: at(target, o_shift) }
-                }
-                DeviceLoss::Distill { student, teacher, labels, temperature, alpha } => {
-                    DeviceLoss::Distill { student, teacher: at(teacher, o_shift), labels, temperature, alpha }
-                }
-                other => other,
-            };
+            // input b is the second: x in KL, the other input elsewhere
+            let mut loss = bufs.loss(&d);
+            loss.inputs.second = loss.inputs.second.map(|b| at(b, shift));
             let per_row = zeroed(device, 4 * rows as u64, USAGE);
             let mut encoder = device.create_command_encoder(&Default::default());
             recorder.record(&mut encoder, &loss, &DeviceOutput::rows(&per_row)).expect("record");
@@ -813,8 +820,8 @@ fn softmax_writes_through_vector_and_word_stores() {
     // 40 columns: whole octets; 37: rows start anywhere in a vector
     for (rows, cols) in [(5usize, 40usize), (5, 37)] {
         let x = common::logits(&mut rng, rows * cols, 6.0);
-        let host =
-            Loss::Softmax { logits: Batch::new(&x[..], rows, cols).expect("shape"), temperature: 1.5, log: false };
+        let softmax = Op::Softmax { temperature: 1.5, log: false };
+        let host = Loss::new(softmax, Batch::new(&x[..], rows, cols).expect("shape"));
         let want = xent::reference::compute(&host, Default::default()).expect("reference");
         let logits = upload(device, bytemuck::cast_slice(&x));
         let batch = DeviceBatch { buffer: &logits, offset: 0, rows: rows as u32, cols: cols as u32, dtype: DType::F32 };
@@ -827,9 +834,7 @@ fn softmax_writes_through_vector_and_word_stores() {
             let per_row =
                 DeviceOutput { per_row: Some(&out), per_row_offset: offset, reduced: None, mean: None, grad: None };
             let mut encoder = device.create_command_encoder(&Default::default());
-            recorder
-                .record(&mut encoder, &DeviceLoss::Softmax { logits: batch, temperature: 1.5, log: false }, &per_row)
-                .expect("softmax");
+            recorder.record(&mut encoder, &DeviceLoss::new(softmax, batch), &per_row).expect("softmax");
             queue.submit([encoder.finish()]);
             let got = f32s(&read(device, queue, &out, offset, n));
             assert_close(&format!("softmax [{rows}, {cols}] {name}"), &got, &want.values, 1e-6, 1e-5);

@@ -5,7 +5,10 @@ mod common;
 use approx::assert_relative_eq;
 use std::f64::consts::LN_2;
 use xent::reference::compute;
-use xent::{Batch, CrossEntropyOptions, Dist, Error, Labels, LogBase, Loss};
+use xent::{Batch, Error, Form, Labels, LogBase, Loss, Op};
+
+/// Cross-entropy against labels with its default options.
+const CE: Op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0 };
 
 fn batch(v: &[f32], cols: usize) -> Batch<'_> {
     Batch::new(v, v.len() / cols, cols).unwrap()
@@ -16,27 +19,29 @@ fn uniform_logits_give_ln_k() {
     let k = 10;
     let x = vec![0.3f32; 2 * k];
     let y = [3i32, 7];
-    let ce = compute(
-        &Loss::CrossEntropy { logits: batch(&x, k), labels: Labels::I32(&y), options: Default::default() },
-        LogBase::Nats,
-    )
-    .unwrap();
+    let ce = compute(&Loss::new(CE, batch(&x, k)).with_labels(Labels::I32(&y)), LogBase::Nats).unwrap();
     assert_relative_eq!(ce.mean(), (k as f64).ln(), max_relative = 1e-12);
-    let h = compute(&Loss::Entropy { p: Dist::Logits(batch(&x, k)) }, LogBase::Nats).unwrap();
+    let h = compute(&Loss::new(Op::Entropy { p: Form::Logits }, batch(&x, k)), LogBase::Nats).unwrap();
     assert_relative_eq!(h.values[0], (k as f64).ln(), max_relative = 1e-12);
-    let lse = compute(&Loss::LogSumExp { logits: batch(&x, k) }, LogBase::Nats).unwrap();
+    let lse = compute(&Loss::new(Op::LogSumExp, batch(&x, k)), LogBase::Nats).unwrap();
     assert_relative_eq!(lse.values[1], 0.3f32 as f64 + (k as f64).ln(), max_relative = 1e-12);
 }
 
 #[test]
 fn kl_of_a_distribution_with_itself_is_zero() {
     let p = [0.1f32, 0.2, 0.7, 0.25, 0.25, 0.5];
-    let kl =
-        compute(&Loss::KlDiv { p: Dist::Probs(batch(&p, 3)), q: Dist::Probs(batch(&p, 3)) }, LogBase::Nats).unwrap();
+    let kl = compute(
+        &Loss::new(Op::KlDiv { p: Form::Probs, q: Form::Probs }, batch(&p, 3)).with_second(batch(&p, 3)),
+        LogBase::Nats,
+    )
+    .unwrap();
     assert!(kl.values.iter().all(|v| v.abs() < 1e-15));
     let x = [1.0f32, -2.0, 3.5, 0.0, 0.0, 9.0];
-    let kl =
-        compute(&Loss::KlDiv { p: Dist::Logits(batch(&x, 3)), q: Dist::Logits(batch(&x, 3)) }, LogBase::Nats).unwrap();
+    let kl = compute(
+        &Loss::new(Op::KlDiv { p: Form::Logits, q: Form::Logits }, batch(&x, 3)).with_second(batch(&x, 3)),
+        LogBase::Nats,
+    )
+    .unwrap();
     assert!(kl.values.iter().all(|v| v.abs() < 1e-15));
 }
 
@@ -44,28 +49,32 @@ fn kl_of_a_distribution_with_itself_is_zero() {
 fn bce_at_logit_zero_is_ln_2_per_element() {
     let x = [0.0f32; 4];
     let t = [0.0f32, 1.0, 0.5, 0.25];
-    let r =
-        compute(&Loss::BinaryCrossEntropy { input: Dist::Logits(batch(&x, 4)), target: batch(&t, 4) }, LogBase::Nats)
-            .unwrap();
+    let r = compute(
+        &Loss::new(Op::BinaryCrossEntropy { input: Form::Logits }, batch(&x, 4)).with_second(batch(&t, 4)),
+        LogBase::Nats,
+    )
+    .unwrap();
     assert_relative_eq!(r.values[0], 4.0 * LN_2, max_relative = 1e-12);
     // probabilities: log clamped at −100 (PyTorch)
     let p = [0.0f32, 1.0];
     let t = [1.0f32, 1.0];
-    let r =
-        compute(&Loss::BinaryCrossEntropy { input: Dist::Probs(batch(&p, 2)), target: batch(&t, 2) }, LogBase::Nats)
-            .unwrap();
+    let r = compute(
+        &Loss::new(Op::BinaryCrossEntropy { input: Form::Probs }, batch(&p, 2)).with_second(batch(&t, 2)),
+        LogBase::Nats,
+    )
+    .unwrap();
     assert_relative_eq!(r.values[0], 100.0, max_relative = 1e-12);
 }
 
 #[test]
 fn gaussian_kl_closed_forms() {
     let zeros = [0.0f32; 3];
-    let r = compute(&Loss::GaussianKl { mean: batch(&zeros, 3), logvar: batch(&zeros, 3) }, LogBase::Nats).unwrap();
+    let r = compute(&Loss::new(Op::GaussianKl, batch(&zeros, 3)).with_second(batch(&zeros, 3)), LogBase::Nats).unwrap();
     assert_eq!(r.values[0], 0.0);
     // μ = 1, lv = ln 2: −½ (1 + ln 2 − 1 − 2) = 1 − ½ ln 2
     let mu = [1.0f32];
     let lv = [std::f32::consts::LN_2];
-    let r = compute(&Loss::GaussianKl { mean: batch(&mu, 1), logvar: batch(&lv, 1) }, LogBase::Nats).unwrap();
+    let r = compute(&Loss::new(Op::GaussianKl, batch(&mu, 1)).with_second(batch(&lv, 1)), LogBase::Nats).unwrap();
     let l = f64::from(lv[0]);
     assert_relative_eq!(r.values[0], -0.5 * (1.0 + l - 1.0 - l.exp()), max_relative = 1e-12);
     assert_relative_eq!(r.values[0], 1.0 - 0.5 * LN_2, max_relative = 1e-7);
@@ -75,12 +84,12 @@ fn gaussian_kl_closed_forms() {
 fn bits_are_nats_over_ln_2() {
     let x = [1.0f32, 2.0, 3.0];
     let y = [0i32];
-    let loss = Loss::CrossEntropy { logits: batch(&x, 3), labels: Labels::I32(&y), options: Default::default() };
+    let loss = Loss::new(CE, batch(&x, 3)).with_labels(Labels::I32(&y));
     let nats = compute(&loss, LogBase::Nats).unwrap().values[0];
     let bits = compute(&loss, LogBase::Bits).unwrap().values[0];
     assert_relative_eq!(bits, nats / LN_2, max_relative = 1e-12);
     // lse takes no base
-    let lse = Loss::LogSumExp { logits: batch(&x, 3) };
+    let lse = Loss::new(Op::LogSumExp, batch(&x, 3));
     assert_eq!(compute(&lse, LogBase::Bits).unwrap().values, compute(&lse, LogBase::Nats).unwrap().values);
 }
 
@@ -90,17 +99,14 @@ fn label_smoothing_and_weights_match_pytorch() {
     let x = [1.0f32, 2.0, 3.0];
     let y = [0i32];
     let nll = [2.4076059644443806, 1.4076059644443806, 0.4076059644443806];
-    let options = CrossEntropyOptions { label_smoothing: 0.1, ..Default::default() };
-    let r =
-        compute(&Loss::CrossEntropy { logits: batch(&x, 3), labels: Labels::I32(&y), options }, LogBase::Nats).unwrap();
+    let op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.1 };
+    let r = compute(&Loss::new(op, batch(&x, 3)).with_labels(Labels::I32(&y)), LogBase::Nats).unwrap();
     let s = f64::from(0.1f32);
     let want = (1.0 - s) * nll[0] + s / 3.0 * nll.iter().sum::<f64>();
     assert_relative_eq!(r.values[0], want, max_relative = 1e-12);
     // weighted: (1−s)·W[y]·nll + (s/K)·Σ W[j]·nll_j; mean divides by Σ W[y]
     let w = [0.5f32, 2.0, 1.0];
-    let options = CrossEntropyOptions { label_smoothing: 0.1, class_weights: Some(&w), ..Default::default() };
-    let r =
-        compute(&Loss::CrossEntropy { logits: batch(&x, 3), labels: Labels::I32(&y), options }, LogBase::Nats).unwrap();
+    let r = compute(&Loss::new(op, batch(&x, 3)).with_labels(Labels::I32(&y)).with_weights(&w), LogBase::Nats).unwrap();
     let want = (1.0 - s) * 0.5 * nll[0] + s / 3.0 * (0.5 * nll[0] + 2.0 * nll[1] + nll[2]);
     assert_relative_eq!(r.values[0], want, max_relative = 1e-12);
     assert_relative_eq!(r.mean(), want / 0.5, max_relative = 1e-12);
@@ -110,16 +116,14 @@ fn label_smoothing_and_weights_match_pytorch() {
 fn ignored_rows_leave_the_mean() {
     let x = [1.0f32, 2.0, 3.0, 0.5, 0.5, 0.5];
     let y = [2i32, -100];
-    let options = CrossEntropyOptions { ignore_index: Some(-100), ..Default::default() };
-    let r =
-        compute(&Loss::CrossEntropy { logits: batch(&x, 3), labels: Labels::I32(&y), options }, LogBase::Nats).unwrap();
+    let op = Op::CrossEntropy { ignore_index: Some(-100), label_smoothing: 0.0 };
+    let r = compute(&Loss::new(op, batch(&x, 3)).with_labels(Labels::I32(&y)), LogBase::Nats).unwrap();
     assert_eq!(r.values[1], 0.0);
     assert_eq!(r.denominator(), 1.0);
     assert_relative_eq!(r.mean(), 0.4076059644443806, max_relative = 1e-12);
     // every row ignored: NaN, as in PyTorch
     let y = [-100i32, -100];
-    let r =
-        compute(&Loss::CrossEntropy { logits: batch(&x, 3), labels: Labels::I32(&y), options }, LogBase::Nats).unwrap();
+    let r = compute(&Loss::new(op, batch(&x, 3)).with_labels(Labels::I32(&y)), LogBase::Nats).unwrap();
     assert!(r.mean().is_nan());
 }
 
@@ -128,31 +132,30 @@ fn special_values() {
     let ninf = f32::NEG_INFINITY;
     // masked class: probability 0; label on it: +inf; all masked: lse -inf, CE NaN
     let x = [0.0f32, ninf, ninf, ninf, 1.0, f32::NAN];
-    let lse = compute(&Loss::LogSumExp { logits: batch(&x, 2) }, LogBase::Nats).unwrap();
+    let lse = compute(&Loss::new(Op::LogSumExp, batch(&x, 2)), LogBase::Nats).unwrap();
     assert_eq!(lse.values[0], 0.0);
     assert_eq!(lse.values[1], f64::NEG_INFINITY);
     assert!(lse.values[2].is_nan());
     let y = [1i32, 0, 0];
-    let ce = compute(
-        &Loss::CrossEntropy { logits: batch(&x, 2), labels: Labels::I32(&y), options: Default::default() },
-        LogBase::Nats,
-    )
-    .unwrap();
+    let ce = compute(&Loss::new(CE, batch(&x, 2)).with_labels(Labels::I32(&y)), LogBase::Nats).unwrap();
     assert_eq!(ce.values[0], f64::INFINITY);
     assert!(ce.values[1].is_nan() && ce.values[2].is_nan());
-    let sm = compute(&Loss::Softmax { logits: batch(&x, 2), temperature: 1.0, log: false }, LogBase::Nats).unwrap();
+    let sm = compute(&Loss::new(Op::Softmax { temperature: 1.0, log: false }, batch(&x, 2)), LogBase::Nats).unwrap();
     assert_eq!(&sm.values[..2], &[1.0, 0.0]);
     assert!(sm.values[2..].iter().all(|v| v.is_nan()));
     // KL: p = 0 contributes 0, p > 0 with q = 0 is +inf
     let p = [0.0f32, 1.0, 0.5, 0.5];
     let q = [0.5f32, 0.5, 1.0, 0.0];
-    let kl =
-        compute(&Loss::KlDiv { p: Dist::Probs(batch(&p, 2)), q: Dist::Probs(batch(&q, 2)) }, LogBase::Nats).unwrap();
+    let kl = compute(
+        &Loss::new(Op::KlDiv { p: Form::Probs, q: Form::Probs }, batch(&p, 2)).with_second(batch(&q, 2)),
+        LogBase::Nats,
+    )
+    .unwrap();
     assert_relative_eq!(kl.values[0], 2f64.ln(), max_relative = 1e-12);
     assert_eq!(kl.values[1], f64::INFINITY);
     // row max: NaN wins, then +inf, first index on ties
     let m = [1.0f32, 3.0, 3.0, 2.0, f32::INFINITY, f32::NAN, ninf, ninf];
-    let r = compute(&Loss::RowMax { logits: batch(&m, 4) }, LogBase::Nats).unwrap();
+    let r = compute(&Loss::new(Op::RowMax, batch(&m, 4)), LogBase::Nats).unwrap();
     assert_eq!(r.values[0], 3.0);
     assert!(r.values[1].is_nan());
     assert_eq!(r.argmax, Some(vec![1, 1]));
@@ -164,19 +167,18 @@ fn distill_reduces_to_its_parts() {
     let t = [0.2f32, 1.5, -0.7, 2.0, 0.0, 0.4];
     let y = [2i32, 0];
     let d = |alpha, temperature| {
-        let loss =
-            Loss::Distill { student: batch(&s, 3), teacher: batch(&t, 3), labels: Labels::I32(&y), temperature, alpha };
+        let loss = Loss::new(Op::Distill { temperature, alpha }, batch(&s, 3))
+            .with_second(batch(&t, 3))
+            .with_labels(Labels::I32(&y));
         compute(&loss, LogBase::Nats).unwrap().values
     };
-    let ce = compute(
-        &Loss::CrossEntropy { logits: batch(&s, 3), labels: Labels::I32(&y), options: Default::default() },
+    let ce = compute(&Loss::new(CE, batch(&s, 3)).with_labels(Labels::I32(&y)), LogBase::Nats).unwrap().values;
+    let kl = compute(
+        &Loss::new(Op::KlDiv { p: Form::Logits, q: Form::Logits }, batch(&t, 3)).with_second(batch(&s, 3)),
         LogBase::Nats,
     )
     .unwrap()
     .values;
-    let kl = compute(&Loss::KlDiv { p: Dist::Logits(batch(&t, 3)), q: Dist::Logits(batch(&s, 3)) }, LogBase::Nats)
-        .unwrap()
-        .values;
     for i in 0..2 {
         assert_relative_eq!(d(0.0, 3.0)[i], ce[i], max_relative = 1e-12);
         assert_relative_eq!(d(1.0, 1.0)[i], kl[i], max_relative = 1e-12);
@@ -188,17 +190,16 @@ fn distill_reduces_to_its_parts() {
 fn bad_input_names_the_first_row() {
     let x = [0.0f32; 6];
     let y = [0i32, 3, -1];
-    let r = compute(
-        &Loss::CrossEntropy { logits: batch(&x, 2), labels: Labels::I32(&y), options: Default::default() },
-        LogBase::Nats,
-    );
+    let r = compute(&Loss::new(CE, batch(&x, 2)).with_labels(Labels::I32(&y)), LogBase::Nats);
     assert!(matches!(r, Err(Error::Label { row: 1, .. })), "{r:?}");
     let p = [0.5f32, 0.5, 0.5, -0.5, f32::NAN, 1.0];
-    let r = compute(&Loss::Entropy { p: Dist::Probs(batch(&p, 2)) }, LogBase::Nats);
+    let r = compute(&Loss::new(Op::Entropy { p: Form::Probs }, batch(&p, 2)), LogBase::Nats);
     assert!(matches!(r, Err(Error::Value { row: 1, .. })), "{r:?}");
     let t = [0.5f32, 1.5];
-    let r =
-        compute(&Loss::BinaryCrossEntropy { input: Dist::Logits(batch(&t, 2)), target: batch(&t, 2) }, LogBase::Nats);
+    let r = compute(
+        &Loss::new(Op::BinaryCrossEntropy { input: Form::Logits }, batch(&t, 2)).with_second(batch(&t, 2)),
+        LogBase::Nats,
+    );
     assert!(matches!(r, Err(Error::Value { row: 0, .. })), "{r:?}");
 }
 
@@ -207,36 +208,28 @@ fn bad_input_names_the_first_row() {
 #[test]
 fn huge_equal_logits_split_the_mass() {
     let x = [1e20f32, 1e20, 0.0];
-    let sm = compute(&Loss::Softmax { logits: batch(&x, 3), temperature: 1.0, log: false }, LogBase::Nats).unwrap();
+    let sm = compute(&Loss::new(Op::Softmax { temperature: 1.0, log: false }, batch(&x, 3)), LogBase::Nats).unwrap();
     assert_eq!(sm.values, [0.5, 0.5, 0.0]);
-    let lsm = compute(&Loss::Softmax { logits: batch(&x, 3), temperature: 1.0, log: true }, LogBase::Nats).unwrap();
+    let lsm = compute(&Loss::new(Op::Softmax { temperature: 1.0, log: true }, batch(&x, 3)), LogBase::Nats).unwrap();
     assert_relative_eq!(lsm.values[0], -LN_2, max_relative = 1e-15);
     assert_relative_eq!(lsm.values[1], -LN_2, max_relative = 1e-15);
     assert_relative_eq!(lsm.values[2], -f64::from(x[0]), max_relative = 1e-15);
     let y = [0i32];
-    let ce = compute(
-        &Loss::CrossEntropy { logits: batch(&x, 3), labels: Labels::I32(&y), options: Default::default() },
-        LogBase::Nats,
-    )
-    .unwrap();
+    let ce = compute(&Loss::new(CE, batch(&x, 3)).with_labels(Labels::I32(&y)), LogBase::Nats).unwrap();
     assert_relative_eq!(ce.values[0], LN_2, max_relative = 1e-15);
     let t = [1.0f32, 0.0, 0.0];
-    let ce = compute(&Loss::CrossEntropyProbs { logits: batch(&x, 3), target: batch(&t, 3) }, LogBase::Nats).unwrap();
+    let ce = compute(&Loss::new(Op::CrossEntropyProbs, batch(&x, 3)).with_second(batch(&t, 3)), LogBase::Nats).unwrap();
     assert_relative_eq!(ce.values[0], LN_2, max_relative = 1e-15);
-    let h = compute(&Loss::Entropy { p: Dist::Logits(batch(&x, 3)) }, LogBase::Nats).unwrap();
+    let h = compute(&Loss::new(Op::Entropy { p: Form::Logits }, batch(&x, 3)), LogBase::Nats).unwrap();
     assert_relative_eq!(h.values[0], LN_2, max_relative = 1e-15);
     // a distillation whose teacher is the student: its KL term is 0, its CE term ln 2
-    let d = Loss::Distill {
-        student: batch(&x, 3),
-        teacher: batch(&x, 3),
-        labels: Labels::I32(&y),
-        temperature: 1.0,
-        alpha: 0.5,
-    };
+    let d = Loss::new(Op::Distill { temperature: 1.0, alpha: 0.5 }, batch(&x, 3))
+        .with_second(batch(&x, 3))
+        .with_labels(Labels::I32(&y));
     assert_relative_eq!(compute(&d, LogBase::Nats).unwrap().values[0], 0.5 * LN_2, max_relative = 1e-15);
     // a tiny temperature scales the same way
     let x = [1.0f32, 1.0, 0.0];
-    let sm = compute(&Loss::Softmax { logits: batch(&x, 3), temperature: 1e-30, log: false }, LogBase::Nats).unwrap();
+    let sm = compute(&Loss::new(Op::Softmax { temperature: 1e-30, log: false }, batch(&x, 3)), LogBase::Nats).unwrap();
     assert_eq!(sm.values, [0.5, 0.5, 0.0]);
 }
 
@@ -254,13 +247,9 @@ fn distill_at_huge_temperatures_tends_to_half_the_variance() {
     let limit = [0.5 * var([1.0, 0.0, 0.0]), 0.5 * var([1.5, -1.5, 3.5])];
     assert_relative_eq!(limit[0], 1.0 / 9.0, max_relative = 1e-15);
     for temperature in [1e4f32, 1e8, 1e16, 1e30, f32::MAX] {
-        let d = Loss::Distill {
-            student: batch(&s, 3),
-            teacher: batch(&t, 3),
-            labels: Labels::I32(&y),
-            temperature,
-            alpha: 1.0,
-        };
+        let d = Loss::new(Op::Distill { temperature, alpha: 1.0 }, batch(&s, 3))
+            .with_second(batch(&t, 3))
+            .with_labels(Labels::I32(&y));
         let v = compute(&d, LogBase::Nats).unwrap().values;
         for i in 0..2 {
             // the next term of the expansion is O(1/τ)
@@ -274,13 +263,9 @@ fn distill_at_huge_temperatures_tends_to_half_the_variance() {
         }
     }
     // with a CE term: α/9 + (1 − α)·ln 3 for the first row
-    let d = Loss::Distill {
-        student: batch(&s, 3),
-        teacher: batch(&t, 3),
-        labels: Labels::I32(&y),
-        temperature: 1e30,
-        alpha: 0.25,
-    };
+    let d = Loss::new(Op::Distill { temperature: 1e30, alpha: 0.25 }, batch(&s, 3))
+        .with_second(batch(&t, 3))
+        .with_labels(Labels::I32(&y));
     let v = compute(&d, LogBase::Nats).unwrap().values;
     assert_relative_eq!(v[0], 0.25 / 9.0 + 0.75 * 3f64.ln(), max_relative = 1e-15);
 }
@@ -294,13 +279,9 @@ fn distill_at_a_temperature_is_tau_squared_kl() {
     let t = common::logits(&mut r, rows * cols, 4.0);
     let y = vec![1i32; rows];
     for tau in [0.5f32, 1.0, 4.0] {
-        let d = Loss::Distill {
-            student: batch(&s, cols),
-            teacher: batch(&t, cols),
-            labels: Labels::I32(&y),
-            temperature: tau,
-            alpha: 1.0,
-        };
+        let d = Loss::new(Op::Distill { temperature: tau, alpha: 1.0 }, batch(&s, cols))
+            .with_second(batch(&t, cols))
+            .with_labels(Labels::I32(&y));
         let v = compute(&d, LogBase::Nats).unwrap().values;
         let tau = f64::from(tau);
         for i in 0..rows {
@@ -326,13 +307,13 @@ fn infinite_probabilities_are_bad_input() {
     let bad = [0.25f32, 0.75, f32::INFINITY, 0.5];
     let logits = [0.1f32, 0.2, 0.3, 0.4];
     let cases = [
-        Loss::KlDiv { p: Dist::Probs(batch(&bad, 2)), q: Dist::Probs(batch(&good, 2)) },
-        Loss::KlDiv { p: Dist::Probs(batch(&good, 2)), q: Dist::Probs(batch(&bad, 2)) },
-        Loss::KlDiv { p: Dist::Probs(batch(&bad, 2)), q: Dist::Logits(batch(&logits, 2)) },
-        Loss::Entropy { p: Dist::Probs(batch(&bad, 2)) },
-        Loss::CrossEntropyProbs { logits: batch(&logits, 2), target: batch(&bad, 2) },
-        Loss::BinaryCrossEntropy { input: Dist::Probs(batch(&bad, 2)), target: batch(&good, 2) },
-        Loss::BinaryCrossEntropy { input: Dist::Logits(batch(&logits, 2)), target: batch(&bad, 2) },
+        Loss::new(Op::KlDiv { p: Form::Probs, q: Form::Probs }, batch(&bad, 2)).with_second(batch(&good, 2)),
+        Loss::new(Op::KlDiv { p: Form::Probs, q: Form::Probs }, batch(&good, 2)).with_second(batch(&bad, 2)),
+        Loss::new(Op::KlDiv { p: Form::Probs, q: Form::Logits }, batch(&bad, 2)).with_second(batch(&logits, 2)),
+        Loss::new(Op::Entropy { p: Form::Probs }, batch(&bad, 2)),
+        Loss::new(Op::CrossEntropyProbs, batch(&logits, 2)).with_second(batch(&bad, 2)),
+        Loss::new(Op::BinaryCrossEntropy { input: Form::Probs }, batch(&bad, 2)).with_second(batch(&good, 2)),
+        Loss::new(Op::BinaryCrossEntropy { input: Form::Logits }, batch(&logits, 2)).with_second(batch(&bad, 2)),
     ];
     for loss in &cases {
         match compute(loss, LogBase::Nats) {

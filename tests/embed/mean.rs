@@ -1,8 +1,8 @@
 //! The mean over rows as one f32 word on the device, beside the reduction's four words.
 
-use super::{Data, OPS, OnDevice, Op, USAGE, f32s, read, upload, zeroed};
+use super::{CE, Case, Data, OnDevice, USAGE, cases, f32s, read, upload, zeroed};
 use crate::common::{context, rng};
-use xent::{DType, DeviceOutput, Recorder, Reduced};
+use xent::{DType, DeviceLoss, DeviceOutput, Form, Op, Recorder, Reduced};
 
 /// Whether two f32 are the same NaN-or-not, or finite within `ulps` of each other.
 fn within_ulps(a: f32, b: f32, ulps: u32) -> bool {
@@ -35,7 +35,7 @@ fn the_mean_word_is_the_reductions_quotient() {
     let Some(ctx) = context() else { return };
     let recorder = Recorder::new(ctx.device());
     let mut rng = rng(67);
-    for op in OPS {
+    for op in cases() {
         let d = Data::new(op, 41, 13, &mut rng);
         let (mean, reduced) = mean_and_reduced(&recorder, &d);
         assert!(mean.is_finite(), "{op:?}: mean {mean}");
@@ -44,12 +44,15 @@ fn the_mean_word_is_the_reductions_quotient() {
         crate::common::assert_scalar(&format!("{op:?} mean"), f64::from(mean), reference, 1e-5, 1e-5);
     }
     // every row ignored: 0 / 0; a label out of range: a NaN sum
-    let weighted = Op::CrossEntropy { ignore: true, weighted: true, smoothing: 0.0 };
+    let weighted = Case {
+        op: Op::CrossEntropy { ignore_index: Some(i64::from(super::IGNORE)), label_smoothing: 0.0 },
+        weighted: true,
+    };
     let mut d = Data::new(weighted, 9, 5, &mut rng);
     d.labels.as_mut().expect("labels").fill(super::IGNORE);
     let (mean, reduced) = mean_and_reduced(&recorder, &d);
     assert!(mean.is_nan() && reduced.mean().is_nan(), "all ignored: {mean}, {reduced:?}");
-    let mut d = Data::new(Op::CrossEntropy { ignore: false, weighted: false, smoothing: 0.0 }, 9, 5, &mut rng);
+    let mut d = Data::new(CE, 9, 5, &mut rng);
     d.labels.as_mut().expect("labels")[4] = 5;
     assert!(mean_and_reduced(&recorder, &d).0.is_nan(), "a bad label's NaN did not reach the mean");
 }
@@ -105,12 +108,12 @@ fn bad_mean_targets_are_refused() {
     let Some(ctx) = context() else { return };
     let device = ctx.device();
     let recorder = Recorder::new(device);
-    let d = Data::new(Op::Entropy, 5, 7, &mut rng(71));
+    let d = Data::new(Op::Entropy { p: Form::Logits }, 5, 7, &mut rng(71));
     let bufs = OnDevice::new(device, &d, DType::F32, 0);
     let per_row = zeroed(device, 4 * 35, USAGE);
     let storage_only = zeroed(device, 16, wgpu::BufferUsages::STORAGE);
     let target = zeroed(device, 16, USAGE);
-    let refused = |out: DeviceOutput, loss: &xent::DeviceLoss, want: &str| {
+    let refused = |out: DeviceOutput, loss: &DeviceLoss, want: &str| {
         let mut encoder = device.create_command_encoder(&Default::default());
         match recorder.record(&mut encoder, loss, &out) {
             Err(e @ xent::Error::Binding { .. }) => assert!(e.to_string().contains(want), "{e}"),
@@ -122,7 +125,7 @@ fn bad_mean_targets_are_refused() {
     refused(DeviceOutput::rows(&per_row).with_mean(&target, 2), &loss, "offset 2 is not a multiple of 4");
     refused(DeviceOutput::rows(&per_row).with_mean(&target, 16), &loss, "needs 4 bytes from offset 16");
     let xb = xent::DeviceBatch { buffer: &bufs.x, offset: 0, rows: 5, cols: 7, dtype: DType::F32 };
-    let softmax = xent::DeviceLoss::Softmax { logits: xb, temperature: 1.0, log: false };
+    let softmax = DeviceLoss::new(Op::Softmax { temperature: 1.0, log: false }, xb);
     refused(DeviceOutput::rows(&per_row).with_mean(&target, 0), &softmax, "no mean over rows");
     let mut encoder = device.create_command_encoder(&Default::default());
     let mut pass = encoder.begin_compute_pass(&Default::default());

@@ -1,8 +1,8 @@
 //! Outputs without a per-row buffer, and gradients named for their reduction.
 
-use super::{Data, OPS, OnDevice, USAGE, read, zeroed};
+use super::{Data, OnDevice, USAGE, cases, read, zeroed};
 use crate::common::{context, rng};
-use xent::{DType, DeviceGrad, DeviceOutput, GradTarget, Recorder, Reduced, Reduction};
+use xent::{DType, DeviceGrad, DeviceLoss, DeviceOutput, GradTarget, Op, Recorder, Reduced, Reduction};
 
 /// How a record's outputs are asked for.
 #[derive(Clone, Copy)]
@@ -43,7 +43,7 @@ fn no_per_row_buffer_gives_the_same_bits() {
     let Some(ctx) = context() else { return };
     let recorder = Recorder::new(ctx.device());
     let mut rng = rng(73);
-    for op in OPS {
+    for op in cases() {
         let d = Data::new(op, 53, 19, &mut rng);
         let (want_grad, want_reduced) = record(&recorder, &d, Shape::Explicit(Reduction::Mean));
         let (grad, reduced) = record(&recorder, &d, Shape::ReducedOfMean);
@@ -72,7 +72,7 @@ fn softmax_needs_its_per_row_buffer() {
     let x = crate::common::logits(&mut rng(79), 6 * 5, 3.0);
     let buf = super::upload(device, bytemuck::cast_slice(&x));
     let logits = xent::DeviceBatch { buffer: &buf, offset: 0, rows: 6, cols: 5, dtype: DType::F32 };
-    let loss = xent::DeviceLoss::Softmax { logits, temperature: 1.0, log: false };
+    let loss = DeviceLoss::new(Op::Softmax { temperature: 1.0, log: false }, logits);
     let mut encoder = device.create_command_encoder(&Default::default());
     let e = recorder.record(&mut encoder, &loss, &DeviceOutput::default());
     assert!(matches!(&e, Err(xent::Error::Binding { name, .. }) if name == "per-row output"), "{e:?}");
