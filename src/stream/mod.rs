@@ -326,7 +326,8 @@ impl<'c> Stream<'c> {
         let params = self.params;
         let extras = RecordExtras {
             first_row: row,
-            aux: Some((&here.aux, 8 * carry)),
+            // a job without per-row words binds the slot's small aux buffer from its start
+            aux: Some((&here.aux, self.layout.aux * carry)),
             status: Some(&self.status),
             // the log base's scale, as the job was planned
             adjust: Some(&move |job: &mut RowJob| job.params = params),
