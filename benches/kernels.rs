@@ -4,7 +4,10 @@
 
 use criterion::{Criterion, Throughput, criterion_main};
 use half::f16;
-use xent::{Batch, Context, Labels, Loss, RunOptions};
+use xent::{Batch, Context, Labels, Loss, Op, RunOptions};
+
+/// Cross-entropy against labels with its default options.
+const CE: Op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0 };
 
 fn data(rows: usize, cols: usize) -> (Vec<f32>, Vec<i32>) {
     let mut s = 0x9e37_79b9_7f4a_7c15u64;
@@ -31,41 +34,19 @@ fn bench(c: &mut Criterion) {
         let halves: Vec<f16> = logits.iter().map(|&x| f16::from_f32(x)).collect();
         let y = Labels::I32(&labels);
         let cases = [
-            ("lse", "f32", Loss::LogSumExp { logits: Batch::new(&logits[..], rows, cols).unwrap() }, 4),
-            (
-                "ce",
-                "f32",
-                Loss::CrossEntropy {
-                    logits: Batch::new(&logits[..], rows, cols).unwrap(),
-                    labels: y,
-                    options: Default::default(),
-                },
-                4,
-            ),
-            (
-                "ce",
-                "f16",
-                Loss::CrossEntropy {
-                    logits: Batch::new(&halves[..], rows, cols).unwrap(),
-                    labels: y,
-                    options: Default::default(),
-                },
-                2,
-            ),
+            (Loss::new(Op::LogSumExp, Batch::new(&logits[..], rows, cols).unwrap()), "f32", 4),
+            (Loss::new(CE, Batch::new(&logits[..], rows, cols).unwrap()).with_labels(y), "f32", 4),
+            (Loss::new(CE, Batch::new(&halves[..], rows, cols).unwrap()).with_labels(y), "f16", 2),
         ];
-        for (op, dtype, loss, size) in cases {
+        for (loss, dtype, size) in cases {
             group.throughput(Throughput::Bytes((rows * cols * size) as u64));
-            group.bench_function(format!("{op}/{rows}x{cols}/{dtype}"), |b| {
+            group.bench_function(format!("{}/{rows}x{cols}/{dtype}", loss.op), |b| {
                 b.iter(|| ctx.compute(&loss, &RunOptions::default()).unwrap().sum)
             });
         }
         group.throughput(Throughput::Bytes((rows * cols * 4) as u64));
         group.bench_function(format!("reference_ce/{rows}x{cols}/f32"), |b| {
-            let loss = Loss::CrossEntropy {
-                logits: Batch::new(&logits[..], rows, cols).unwrap(),
-                labels: y,
-                options: Default::default(),
-            };
+            let loss = Loss::new(CE, Batch::new(&logits[..], rows, cols).unwrap()).with_labels(y);
             b.iter(|| xent::reference::compute(&loss, Default::default()).unwrap().sum())
         });
     }

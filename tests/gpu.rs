@@ -7,7 +7,7 @@ use common::{assert_close, assert_scalar, context, rng};
 use half::{bf16, f16};
 use rand::Rng;
 use rand::rngs::StdRng;
-use xent::{Batch, CrossEntropyOptions, DType, Dist, Error, Labels, LogBase, Loss, RunOptions};
+use xent::{Batch, DType, Domain, Error, Form, Labels, LogBase, Loss, Op, RunOptions, Slot};
 
 const COLS: [usize; 8] = [1, 3, 31, 33, 255, 257, 4097, 65537];
 const ROWS: [usize; 2] = [1, 7];
@@ -38,58 +38,79 @@ impl Input {
     }
 }
 
-/// The operations under test, with the option values that matter.
+/// The label of the rows cross-entropy ignores, where a case ignores some.
+const IGNORE: i64 = -100;
+
+/// Cross-entropy against labels with its default options.
+const CE: Op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0 };
+
+/// One case of the matrix: an operation with its options, and whether class weights are
+/// bound (an input its signature allows and does not require).
 #[derive(Clone, Copy, Debug)]
-enum Op {
-    RowMax,
-    Lse,
-    Softmax { log: bool },
-    Ce { ignore: bool, weights: bool, smoothing: f32 },
-    CeProbs,
-    Kl { p_logits: bool, q_logits: bool },
-    Entropy { logits: bool },
-    Bce { logits: bool },
-    GaussianKl,
-    Distill { alpha: f32 },
+struct Case {
+    op: Op,
+    weights: bool,
 }
 
-const ALL_OPS: [Op; 20] = [
-    Op::RowMax,
-    Op::Lse,
-    Op::Softmax { log: false },
-    Op::Softmax { log: true },
-    Op::Ce { ignore: false, weights: false, smoothing: 0.0 },
-    Op::Ce { ignore: true, weights: false, smoothing: 0.0 },
-    Op::Ce { ignore: false, weights: true, smoothing: 0.0 },
-    Op::Ce { ignore: true, weights: true, smoothing: 0.1 },
-    Op::CeProbs,
-    Op::Kl { p_logits: false, q_logits: false },
-    Op::Kl { p_logits: true, q_logits: false },
-    Op::Kl { p_logits: false, q_logits: true },
-    Op::Kl { p_logits: true, q_logits: true },
-    Op::Entropy { logits: false },
-    Op::Entropy { logits: true },
-    Op::Bce { logits: false },
-    Op::Bce { logits: true },
-    Op::GaussianKl,
-    Op::Distill { alpha: 0.5 },
-    Op::Distill { alpha: 1.0 },
-];
+impl Case {
+    fn of(op: Op) -> Self {
+        Case { op, weights: false }
+    }
+}
 
-/// Seeded inputs of one case; `logits` may be edited before the run.
-struct Case {
+/// Cross-entropy ignoring the rows labelled [`IGNORE`] or not, with class weights or not.
+fn ce(ignore: bool, weights: bool, label_smoothing: f32) -> Case {
+    Case { op: Op::CrossEntropy { ignore_index: ignore.then_some(IGNORE), label_smoothing }, weights }
+}
+
+/// The options of `op` that matter, one case each; an operation not named here runs with
+/// its defaults (as [`Op::ALL`] gives it).
+fn variants(op: Op) -> Vec<Case> {
+    use Form::{Logits, Probs};
+    match op {
+        Op::Softmax { .. } => [false, true].map(|log| Case::of(Op::Softmax { temperature: 0.7, log })).to_vec(),
+        Op::CrossEntropy { .. } => {
+            vec![ce(false, false, 0.0), ce(true, false, 0.0), ce(false, true, 0.0), ce(true, true, 0.1)]
+        }
+        Op::KlDiv { .. } => [(Probs, Probs), (Logits, Probs), (Probs, Logits), (Logits, Logits)]
+            .map(|(p, q)| Case::of(Op::KlDiv { p, q }))
+            .to_vec(),
+        Op::Entropy { .. } => [Probs, Logits].map(|p| Case::of(Op::Entropy { p })).to_vec(),
+        Op::BinaryCrossEntropy { .. } => {
+            [Probs, Logits].map(|input| Case::of(Op::BinaryCrossEntropy { input })).to_vec()
+        }
+        Op::Distill { .. } => [0.5, 1.0].map(|alpha| Case::of(Op::Distill { temperature: 2.0, alpha })).to_vec(),
+        _ => vec![Case::of(op)],
+    }
+}
+
+/// The matrix: every operation of [`Op::ALL`], in each of its variants.
+fn cases() -> Vec<Case> {
+    Op::ALL.into_iter().flat_map(variants).collect()
+}
+
+/// Seeded inputs of one case; any may be edited before the run. A float input of the
+/// operation takes its values from its [`Slot`]: its domain and whether it is the second.
+struct Data {
     rows: usize,
     cols: usize,
+    /// The first input holding logits.
     logits: Vec<f32>,
+    /// The second input holding logits.
     second: Vec<f32>,
+    /// The first input holding probabilities, or values in [0, 1]: rows summing to 1, with
+    /// exact zeros.
     probs: Vec<f32>,
+    /// The second input holding probabilities: rows without zeros (a divergence's Q, whose
+    /// zeros where P has mass make it infinite).
     probs2: Vec<f32>,
+    /// The second input holding values in [0, 1] (binary targets): uniform.
     unit: Vec<f32>,
     labels: Vec<i32>,
     weights: Vec<f32>,
 }
 
-impl Case {
+impl Data {
     fn new(seed: u64, rows: usize, cols: usize, scale: f32) -> Self {
         let mut r = rng(seed);
         let n = rows * cols;
@@ -97,10 +118,10 @@ impl Case {
         // a few rows carry the ignore index
         for (i, y) in labels.iter_mut().enumerate() {
             if i % 3 == 1 {
-                *y = -100;
+                *y = IGNORE as i32;
             }
         }
-        Case {
+        Data {
             rows,
             cols,
             logits: common::logits(&mut r, n, scale),
@@ -116,51 +137,45 @@ impl Case {
     fn valid_labels(&self) -> Vec<i32> {
         self.labels.iter().enumerate().map(|(i, &y)| if y < 0 { (i % self.cols) as i32 } else { y }).collect()
     }
+
+    /// The values of a float input: `slot` of the operation, its second input or not.
+    fn slot(&self, slot: Slot, second: bool) -> &[f32] {
+        match (slot.domain, second) {
+            (Domain::Logits, false) => &self.logits,
+            (Domain::Logits, true) => &self.second,
+            (Domain::Probs | Domain::Unit, false) => &self.probs,
+            (Domain::Probs, true) => &self.probs2,
+            (Domain::Unit, true) => &self.unit,
+        }
+    }
 }
 
-/// Runs `op` on the GPU and on the reference; returns the worst relative error.
-fn check(what: &str, op: Op, case: &Case, dtype: DType, abs: f64, rel: f64) -> f64 {
+/// Whether any float input of `op` holds logits.
+fn reads_logits(op: Op) -> bool {
+    let sig = op.signature();
+    std::iter::once(sig.first).chain(sig.second).any(|s| s.domain == Domain::Logits)
+}
+
+/// Runs `case` on the GPU and on the reference; returns the worst relative error.
+fn check(what: &str, case: Case, data: &Data, dtype: DType, abs: f64, rel: f64) -> f64 {
     let Some(ctx) = context() else { return 0.0 };
-    let (rows, cols) = (case.rows, case.cols);
-    let x = Input::new(&case.logits, dtype);
-    let x2 = Input::new(&case.second, dtype);
-    let p = Input::new(&case.probs, dtype);
-    let p2 = Input::new(&case.probs2, dtype);
-    let u = Input::new(&case.unit, dtype);
-    let valid = case.valid_labels();
-    fn b(i: &Input, rows: usize, cols: usize) -> Batch<'_> {
-        i.batch(rows, cols)
+    let (rows, cols, op) = (data.rows, data.cols, case.op);
+    let sig = op.signature();
+    let first = Input::new(data.slot(sig.first, false), dtype);
+    let second = sig.second.map(|s| Input::new(data.slot(s, true), dtype));
+    let valid = data.valid_labels();
+    let labels = if matches!(op, Op::CrossEntropy { ignore_index: Some(IGNORE), .. }) { &data.labels } else { &valid };
+    let mut loss = Loss::new(op, first.batch(rows, cols));
+    if let Some(second) = &second {
+        loss = loss.with_second(second.batch(rows, cols));
     }
-    let b = |i| b(i, rows, cols);
-    let loss = match op {
-        Op::RowMax => Loss::RowMax { logits: b(&x) },
-        Op::Lse => Loss::LogSumExp { logits: b(&x) },
-        Op::Softmax { log } => Loss::Softmax { logits: b(&x), temperature: 0.7, log },
-        Op::Ce { ignore, weights, smoothing } => Loss::CrossEntropy {
-            logits: b(&x),
-            labels: Labels::I32(if ignore { &case.labels } else { &valid }),
-            options: CrossEntropyOptions {
-                ignore_index: ignore.then_some(-100),
-                class_weights: weights.then_some(&case.weights[..]),
-                label_smoothing: smoothing,
-            },
-        },
-        Op::CeProbs => Loss::CrossEntropyProbs { logits: b(&x), target: b(&p) },
-        Op::Kl { p_logits, q_logits } => Loss::KlDiv {
-            p: if p_logits { Dist::Logits(b(&x)) } else { Dist::Probs(b(&p)) },
-            q: if q_logits { Dist::Logits(b(&x2)) } else { Dist::Probs(b(&p2)) },
-        },
-        Op::Entropy { logits } => Loss::Entropy { p: if logits { Dist::Logits(b(&x)) } else { Dist::Probs(b(&p)) } },
-        Op::Bce { logits } => Loss::BinaryCrossEntropy {
-            input: if logits { Dist::Logits(b(&x)) } else { Dist::Probs(b(&p)) },
-            target: b(&u),
-        },
-        Op::GaussianKl => Loss::GaussianKl { mean: b(&x), logvar: b(&x2) },
-        Op::Distill { alpha } => {
-            Loss::Distill { student: b(&x), teacher: b(&x2), labels: Labels::I32(&valid), temperature: 2.0, alpha }
-        }
-    };
-    let what = format!("{what} {op:?} [{rows}, {cols}] {dtype:?}");
+    if sig.labels {
+        loss = loss.with_labels(&labels[..]);
+    }
+    if case.weights {
+        loss = loss.with_weights(&data.weights[..]);
+    }
+    let what = format!("{what} {case:?} [{rows}, {cols}] {dtype:?}");
     let r = xent::reference::compute(&loss, LogBase::Nats).unwrap_or_else(|e| panic!("{what}: reference: {e}"));
     let opts = RunOptions { keep_values: true, keep_argmax: true, ..Default::default() };
     let g = ctx.compute(&loss, &opts).unwrap_or_else(|e| panic!("{what}: gpu: {e}"));
@@ -174,31 +189,46 @@ fn check(what: &str, op: Op, case: &Case, dtype: DType, abs: f64, rel: f64) -> f
     worst
 }
 
-fn report(op: &str, worst: f64) {
-    eprintln!("worst relative error {op}: {worst:.3e}");
+fn report(case: &str, worst: f64) {
+    eprintln!("worst relative error {case}: {worst:.3e}");
+}
+
+/// The variants keep the operation they expand, with valid options, and bind weights only
+/// where the operation takes them.
+#[test]
+fn the_matrix_covers_every_operation() {
+    for op in Op::ALL {
+        let v = variants(op);
+        assert!(!v.is_empty(), "{op}");
+        for case in v {
+            assert_eq!(case.op.name(), op.name(), "{case:?}");
+            case.op.validate().unwrap_or_else(|e| panic!("{case:?}: {e}"));
+            assert!(!case.weights || case.op.signature().weights, "{case:?}");
+        }
+    }
 }
 
 #[test]
 fn every_op_f32_over_the_shape_matrix() {
-    for (k, op) in ALL_OPS.iter().enumerate() {
+    for (k, case) in cases().into_iter().enumerate() {
         let mut worst = 0.0f64;
         for &cols in &COLS {
             for &rows in &ROWS {
-                let case = Case::new(1000 + k as u64 * 17 + cols as u64 + rows as u64, rows, cols, 5.0);
-                worst = worst.max(check("matrix", *op, &case, DType::F32, 2e-5, 2e-5));
+                let data = Data::new(1000 + k as u64 * 17 + cols as u64 + rows as u64, rows, cols, 5.0);
+                worst = worst.max(check("matrix", case, &data, DType::F32, 2e-5, 2e-5));
             }
         }
-        report(&format!("{op:?}"), worst);
+        report(&format!("{case:?}"), worst);
     }
 }
 
 #[test]
 fn every_op_f16_and_bf16() {
     for dtype in [DType::F16, DType::Bf16] {
-        for (k, op) in ALL_OPS.iter().enumerate() {
+        for (k, case) in cases().into_iter().enumerate() {
             for &(rows, cols) in &[(7, 33), (3, 4097)] {
-                let case = Case::new(2000 + k as u64, rows, cols, 4.0);
-                check("half", *op, &case, dtype, 2e-5, 2e-5);
+                let data = Data::new(2000 + k as u64, rows, cols, 4.0);
+                check("half", case, &data, dtype, 2e-5, 2e-5);
             }
         }
     }
@@ -206,39 +236,39 @@ fn every_op_f16_and_bf16() {
 
 #[test]
 fn more_than_65535_rows() {
-    for (k, op) in ALL_OPS.iter().enumerate() {
-        let case = Case::new(3000 + k as u64, 70_000, 3, 5.0);
-        check("many rows", *op, &case, DType::F32, 2e-5, 2e-5);
+    for (k, case) in cases().into_iter().enumerate() {
+        let data = Data::new(3000 + k as u64, 70_000, 3, 5.0);
+        check("many rows", case, &data, DType::F32, 2e-5, 2e-5);
     }
 }
 
 #[test]
 fn logits_of_1e4() {
-    for (k, op) in ALL_OPS.iter().enumerate() {
-        if matches!(op, Op::GaussianKl | Op::Bce { logits: false }) {
+    for (k, case) in cases().into_iter().enumerate() {
+        if matches!(case.op, Op::GaussianKl | Op::BinaryCrossEntropy { input: Form::Probs }) {
             continue; // exp(1e4) overflows f32 by definition, and probabilities are not logits
         }
-        let case = Case::new(4000 + k as u64, 7, 257, 1e4);
+        let data = Data::new(4000 + k as u64, 7, 257, 1e4);
         // one ulp of 1e4 in f32 is 1e-3: the absolute tolerance follows the scale
-        check("±1e4", *op, &case, DType::F32, 4e-3, 2e-5);
+        check("±1e4", case, &data, DType::F32, 4e-3, 2e-5);
     }
 }
 
 /// Masks: scattered -inf, a whole -inf row, a label on a masked class.
 #[test]
 fn neg_inf_masks() {
-    for (k, op) in ALL_OPS.iter().enumerate() {
+    for (k, case) in cases().into_iter().enumerate() {
         for &cols in &[1usize, 33, 300] {
-            let mut case = Case::new(5000 + k as u64 + cols as u64, 7, cols, 5.0);
+            let mut data = Data::new(5000 + k as u64 + cols as u64, 7, cols, 5.0);
             let mut r: StdRng = rng(k as u64);
-            for v in case.logits.iter_mut().chain(case.second.iter_mut()) {
+            for v in data.logits.iter_mut().chain(data.second.iter_mut()) {
                 if r.random_bool(0.3) {
                     *v = f32::NEG_INFINITY;
                 }
             }
-            case.logits[2 * cols..3 * cols].fill(f32::NEG_INFINITY);
-            case.second[4 * cols..5 * cols].fill(f32::NEG_INFINITY);
-            check("-inf", *op, &case, DType::F32, 2e-5, 2e-5);
+            data.logits[2 * cols..3 * cols].fill(f32::NEG_INFINITY);
+            data.second[4 * cols..5 * cols].fill(f32::NEG_INFINITY);
+            check("-inf", case, &data, DType::F32, 2e-5, 2e-5);
         }
     }
 }
@@ -246,64 +276,59 @@ fn neg_inf_masks() {
 /// A NaN (and a +inf) in one row makes that row NaN and leaves the others untouched.
 #[test]
 fn nan_row_leaves_other_rows_alone() {
-    for (k, op) in ALL_OPS.iter().enumerate() {
-        if matches!(op, Op::Kl { p_logits: false, q_logits: false } | Op::Entropy { logits: false } | Op::CeProbs) {
-            continue; // NaN probabilities are bad input, tested in errors.rs
+    for (k, case) in cases().into_iter().enumerate() {
+        if !reads_logits(case.op) {
+            continue; // the NaN goes into logits; NaN probabilities are bad input (see below)
         }
-        if matches!(op, Op::Bce { logits: false }) {
-            continue;
-        }
-        let mut case = Case::new(6000 + k as u64, 7, 65, 5.0);
-        case.logits[3 * 65 + 10] = f32::NAN;
-        case.logits[5 * 65 + 64] = f32::INFINITY;
-        check("NaN row", *op, &case, DType::F32, 2e-5, 2e-5);
+        let mut data = Data::new(6000 + k as u64, 7, 65, 5.0);
+        data.logits[3 * 65 + 10] = f32::NAN;
+        data.logits[5 * 65 + 64] = f32::INFINITY;
+        check("NaN row", case, &data, DType::F32, 2e-5, 2e-5);
     }
 }
 
 /// Probabilities with exact zeros on either side of KL, and BCE at exactly 0 and 1.
 #[test]
 fn zeros_in_probabilities_and_bce_edges() {
-    let mut case = Case::new(7000, 7, 40, 3.0);
-    for i in (0..case.probs2.len()).step_by(7) {
-        case.probs2[i] = 0.0;
+    let mut data = Data::new(7000, 7, 40, 3.0);
+    for i in (0..data.probs2.len()).step_by(7) {
+        data.probs2[i] = 0.0;
     }
-    for (i, v) in case.probs.iter_mut().enumerate() {
+    for (i, v) in data.probs.iter_mut().enumerate() {
         match i % 5 {
             0 => *v = 0.0,
             1 => *v = 1.0,
             _ => {}
         }
     }
-    for (i, v) in case.unit.iter_mut().enumerate() {
+    for (i, v) in data.unit.iter_mut().enumerate() {
         match i % 4 {
             0 => *v = 0.0,
             1 => *v = 1.0,
             _ => {}
         }
     }
+    use Form::{Logits, Probs};
     for op in [
-        Op::Kl { p_logits: false, q_logits: false },
-        Op::Kl { p_logits: true, q_logits: false },
-        Op::Kl { p_logits: false, q_logits: true },
-        Op::Bce { logits: false },
-        Op::Bce { logits: true },
-        Op::Entropy { logits: false },
+        Op::KlDiv { p: Probs, q: Probs },
+        Op::KlDiv { p: Logits, q: Probs },
+        Op::KlDiv { p: Probs, q: Logits },
+        Op::BinaryCrossEntropy { input: Probs },
+        Op::BinaryCrossEntropy { input: Logits },
+        Op::Entropy { p: Probs },
+        Op::CrossEntropyProbs,
     ] {
-        check("zeros", op, &case, DType::F32, 2e-5, 2e-5);
+        check("zeros", Case::of(op), &data, DType::F32, 2e-5, 2e-5);
     }
 }
-
 /// A chunked run (a few rows per chunk) gives the same bits as one chunk.
 #[test]
 fn chunked_run_is_bit_identical() {
     let Some(ctx) = context() else { return };
-    let case = Case::new(8000, 1001, 37, 5.0);
-    let x = Input::new(&case.logits, DType::F32);
-    let loss = Loss::CrossEntropy {
-        logits: x.batch(case.rows, case.cols),
-        labels: Labels::I32(&case.labels),
-        options: CrossEntropyOptions { ignore_index: Some(-100), ..Default::default() },
-    };
+    let data = Data::new(8000, 1001, 37, 5.0);
+    let x = Input::new(&data.logits, DType::F32);
+    let op = Op::CrossEntropy { ignore_index: Some(IGNORE), label_smoothing: 0.0 };
+    let loss = Loss::new(op, x.batch(data.rows, data.cols)).with_labels(&data.labels[..]);
     let whole = ctx.compute(&loss, &RunOptions { keep_values: true, ..Default::default() }).unwrap();
     for chunk in [1, 3, 64, 1000] {
         let opts = RunOptions { keep_values: true, chunk_rows: Some(chunk), ..Default::default() };
@@ -313,7 +338,7 @@ fn chunked_run_is_bit_identical() {
         let (a, b) = (part.values.unwrap(), whole.values.as_ref().unwrap().clone());
         assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "chunk {chunk}: values");
     }
-    let softmax = Loss::Softmax { logits: x.batch(case.rows, case.cols), temperature: 1.5, log: false };
+    let softmax = Loss::new(Op::Softmax { temperature: 1.5, log: false }, x.batch(data.rows, data.cols));
     let one = ctx.compute(&softmax, &RunOptions::default()).unwrap().values.unwrap();
     let many =
         ctx.compute(&softmax, &RunOptions { chunk_rows: Some(5), ..Default::default() }).unwrap().values.unwrap();
@@ -327,11 +352,11 @@ fn chunked_run_is_bit_identical() {
 fn chunks_across_reduction_blocks_are_bit_identical() {
     let Some(ctx) = context() else { return };
     // 263,921 rows: 516 blocks of 512, then 2 partials, then 1
-    let case = Case::new(8100, (1 << 18) + 777, 3, 5.0);
-    let x = Input::new(&case.logits, DType::F32);
-    let options =
-        CrossEntropyOptions { ignore_index: Some(-100), class_weights: Some(&case.weights), ..Default::default() };
-    let loss = Loss::CrossEntropy { logits: x.batch(case.rows, case.cols), labels: Labels::I32(&case.labels), options };
+    let data = Data::new(8100, (1 << 18) + 777, 3, 5.0);
+    let x = Input::new(&data.logits, DType::F32);
+    let op = Op::CrossEntropy { ignore_index: Some(IGNORE), label_smoothing: 0.0 };
+    let loss =
+        Loss::new(op, x.batch(data.rows, data.cols)).with_labels(&data.labels[..]).with_weights(&data.weights[..]);
     let run = |chunk_rows| {
         let opts = RunOptions { keep_values: true, keep_argmax: true, chunk_rows, ..Default::default() };
         ctx.compute(&loss, &opts).unwrap()
@@ -355,9 +380,9 @@ fn chunks_across_reduction_blocks_are_bit_identical() {
 #[test]
 fn deterministic() {
     let Some(ctx) = context() else { return };
-    let case = Case::new(9000, 20_000, 129, 5.0);
-    let x = Input::new(&case.logits, DType::F32);
-    let loss = Loss::LogSumExp { logits: x.batch(case.rows, case.cols) };
+    let data = Data::new(9000, 20_000, 129, 5.0);
+    let x = Input::new(&data.logits, DType::F32);
+    let loss = Loss::new(Op::LogSumExp, x.batch(data.rows, data.cols));
     let opts = RunOptions { keep_values: true, ..Default::default() };
     let a = ctx.compute(&loss, &opts).unwrap();
     let b = ctx.compute(&loss, &opts).unwrap();
@@ -380,11 +405,7 @@ fn over_the_binding_limit_and_the_grid_limit() {
     let labels = common::labels(&mut r, rows, cols);
     for dtype in [DType::F16, DType::F32] {
         let x = Input::new(&logits, dtype);
-        let loss = Loss::CrossEntropy {
-            logits: x.batch(rows, cols),
-            labels: Labels::I32(&labels),
-            options: CrossEntropyOptions::default(),
-        };
+        let loss = Loss::new(CE, x.batch(rows, cols)).with_labels(&labels[..]);
         let reference = xent::reference::compute(&loss, LogBase::Nats).unwrap();
         let g = ctx.compute(&loss, &RunOptions { keep_values: true, ..Default::default() }).unwrap();
         assert_close("big", g.values.as_deref().unwrap(), &reference.values, 2e-5, 2e-5);
@@ -399,7 +420,7 @@ fn ten_million_rows() {
     let rows = 10_000_000;
     let mut r = rng(11_000);
     let logits = common::logits(&mut r, rows, 5.0);
-    let loss = Loss::LogSumExp { logits: Batch::new(&logits[..], rows, 1).unwrap() };
+    let loss = Loss::new(Op::LogSumExp, Batch::new(&logits[..], rows, 1).unwrap());
     let g = ctx.compute(&loss, &RunOptions::default()).unwrap();
     let exact: f64 = logits.iter().map(|&v| f64::from(v)).sum();
     let magnitude: f64 = logits.iter().map(|&v| f64::from(v).abs()).sum();
@@ -412,28 +433,24 @@ fn ten_million_rows() {
 #[test]
 fn label_errors_name_the_row() {
     let Some(ctx) = context() else { return };
-    let case = Case::new(12_000, 9, 5, 2.0);
-    let x = Input::new(&case.logits, DType::F32);
-    let mut labels = case.valid_labels();
+    let data = Data::new(12_000, 9, 5, 2.0);
+    let x = Input::new(&data.logits, DType::F32);
+    let mut labels = data.valid_labels();
     labels[6] = 5;
     labels[8] = -1;
-    let loss = Loss::CrossEntropy {
-        logits: x.batch(9, 5),
-        labels: Labels::I32(&labels),
-        options: CrossEntropyOptions::default(),
-    };
+    let loss = Loss::new(CE, x.batch(9, 5)).with_labels(&labels[..]);
     match ctx.compute(&loss, &RunOptions::default()) {
         Err(Error::Label { row: 6, .. }) => {}
         other => panic!("expected a label error at row 6, got {other:?}"),
     }
     // checked before narrowing: 2^32 + 3 is out of range, not 3
-    let wide: Vec<i64> = case
+    let wide: Vec<i64> = data
         .valid_labels()
         .iter()
         .enumerate()
         .map(|(i, &y)| if i == 4 { (1 << 32) + 3 } else { i64::from(y) })
         .collect();
-    let loss = Loss::CrossEntropy { logits: x.batch(9, 5), labels: Labels::I64(&wide), options: Default::default() };
+    let loss = Loss::new(CE, x.batch(9, 5)).with_labels(&wide[..]);
     match ctx.compute(&loss, &RunOptions::default()) {
         Err(Error::Label { row: 4, detail }) => assert!(detail.contains("4294967299"), "{detail}"),
         other => panic!("expected a label error at row 4, got {other:?}"),
@@ -443,15 +460,15 @@ fn label_errors_name_the_row() {
 #[test]
 fn negative_probability_names_the_row() {
     let Some(ctx) = context() else { return };
-    let mut case = Case::new(13_000, 9, 5, 2.0);
-    case.probs[3 * 5 + 2] = -0.25;
-    case.probs[7 * 5] = f32::NAN;
-    let x = Input::new(&case.logits, DType::F32);
-    let p = Input::new(&case.probs, DType::F32);
+    let mut data = Data::new(13_000, 9, 5, 2.0);
+    data.probs[3 * 5 + 2] = -0.25;
+    data.probs[7 * 5] = f32::NAN;
+    let x = Input::new(&data.logits, DType::F32);
+    let p = Input::new(&data.probs, DType::F32);
     for loss in [
-        Loss::CrossEntropyProbs { logits: x.batch(9, 5), target: p.batch(9, 5) },
-        Loss::KlDiv { p: Dist::Probs(p.batch(9, 5)), q: Dist::Logits(x.batch(9, 5)) },
-        Loss::Entropy { p: Dist::Probs(p.batch(9, 5)) },
+        Loss::new(Op::CrossEntropyProbs, x.batch(9, 5)).with_second(p.batch(9, 5)),
+        Loss::new(Op::KlDiv { p: Form::Probs, q: Form::Logits }, p.batch(9, 5)).with_second(x.batch(9, 5)),
+        Loss::new(Op::Entropy { p: Form::Probs }, p.batch(9, 5)),
     ] {
         match ctx.compute(&loss, &RunOptions::default()) {
             Err(Error::Value { row: 3, detail }) => assert!(detail.contains("-0.25"), "{detail}"),
@@ -465,20 +482,21 @@ fn negative_probability_names_the_row() {
 #[test]
 fn infinite_probability_names_the_row() {
     let Some(ctx) = context() else { return };
-    let mut case = Case::new(13_500, 9, 5, 2.0);
-    case.probs[4 * 5 + 1] = f32::INFINITY;
-    case.unit[4 * 5 + 1] = f32::INFINITY;
-    let x = Input::new(&case.logits, DType::F32);
-    let p = Input::new(&case.probs, DType::F32);
-    let p2 = Input::new(&case.probs2, DType::F32);
-    let u = Input::new(&case.unit, DType::F32);
+    let mut data = Data::new(13_500, 9, 5, 2.0);
+    data.probs[4 * 5 + 1] = f32::INFINITY;
+    data.unit[4 * 5 + 1] = f32::INFINITY;
+    let x = Input::new(&data.logits, DType::F32);
+    let p = Input::new(&data.probs, DType::F32);
+    let p2 = Input::new(&data.probs2, DType::F32);
+    let u = Input::new(&data.unit, DType::F32);
+    use Form::{Logits, Probs};
     for loss in [
-        Loss::CrossEntropyProbs { logits: x.batch(9, 5), target: p.batch(9, 5) },
-        Loss::KlDiv { p: Dist::Probs(p.batch(9, 5)), q: Dist::Logits(x.batch(9, 5)) },
-        Loss::KlDiv { p: Dist::Probs(p2.batch(9, 5)), q: Dist::Probs(p.batch(9, 5)) },
-        Loss::Entropy { p: Dist::Probs(p.batch(9, 5)) },
-        Loss::BinaryCrossEntropy { input: Dist::Probs(p.batch(9, 5)), target: p2.batch(9, 5) },
-        Loss::BinaryCrossEntropy { input: Dist::Logits(x.batch(9, 5)), target: u.batch(9, 5) },
+        Loss::new(Op::CrossEntropyProbs, x.batch(9, 5)).with_second(p.batch(9, 5)),
+        Loss::new(Op::KlDiv { p: Probs, q: Logits }, p.batch(9, 5)).with_second(x.batch(9, 5)),
+        Loss::new(Op::KlDiv { p: Probs, q: Probs }, p2.batch(9, 5)).with_second(p.batch(9, 5)),
+        Loss::new(Op::Entropy { p: Probs }, p.batch(9, 5)),
+        Loss::new(Op::BinaryCrossEntropy { input: Probs }, p.batch(9, 5)).with_second(p2.batch(9, 5)),
+        Loss::new(Op::BinaryCrossEntropy { input: Logits }, x.batch(9, 5)).with_second(u.batch(9, 5)),
     ] {
         match ctx.compute(&loss, &RunOptions::default()) {
             Err(Error::Value { row: 4, detail }) => {
@@ -491,18 +509,18 @@ fn infinite_probability_names_the_row() {
 
 #[test]
 fn every_label_type() {
-    let case = Case::new(14_000, 7, 31, 3.0);
+    let data = Data::new(14_000, 7, 31, 3.0);
     let Some(ctx) = context() else { return };
-    let x = Input::new(&case.logits, DType::F32);
-    let y = case.valid_labels();
+    let x = Input::new(&data.logits, DType::F32);
+    let y = data.valid_labels();
     let y64: Vec<i64> = y.iter().map(|&v| i64::from(v)).collect();
     let y8: Vec<u8> = y.iter().map(|&v| v as u8).collect();
     let y16: Vec<u16> = y.iter().map(|&v| v as u16).collect();
     let y32: Vec<u32> = y.iter().map(|&v| v as u32).collect();
-    let base = Loss::CrossEntropy { logits: x.batch(7, 31), labels: Labels::I32(&y), options: Default::default() };
+    let base = Loss::new(CE, x.batch(7, 31)).with_labels(&y[..]);
     let want = ctx.compute(&base, &RunOptions::default()).unwrap().sum;
     for labels in [Labels::I64(&y64), Labels::U8(&y8), Labels::U16(&y16), Labels::U32(&y32)] {
-        let loss = Loss::CrossEntropy { logits: x.batch(7, 31), labels, options: Default::default() };
+        let loss = Loss::new(CE, x.batch(7, 31)).with_labels(labels);
         assert_eq!(ctx.compute(&loss, &RunOptions::default()).unwrap().sum.to_bits(), want.to_bits());
     }
 }
@@ -510,9 +528,9 @@ fn every_label_type() {
 #[test]
 fn bits_are_nats_over_ln2() {
     let Some(ctx) = context() else { return };
-    let case = Case::new(15_000, 7, 31, 3.0);
-    let x = Input::new(&case.logits, DType::F32);
-    let loss = Loss::Entropy { p: Dist::Logits(x.batch(7, 31)) };
+    let data = Data::new(15_000, 7, 31, 3.0);
+    let x = Input::new(&data.logits, DType::F32);
+    let loss = Loss::new(Op::Entropy { p: Form::Logits }, x.batch(7, 31));
     let nats = ctx.compute(&loss, &RunOptions::default()).unwrap().sum;
     let bits = ctx.compute(&loss, &RunOptions { base: LogBase::Bits, ..Default::default() }).unwrap().sum;
     assert_scalar("bits", bits, nats / std::f64::consts::LN_2, 1e-6, 1e-6);
@@ -523,13 +541,10 @@ fn bits_are_nats_over_ln2() {
 #[test]
 fn a_million_columns() {
     let cols = 1 << 20;
-    for (k, op) in
-        [Op::Lse, Op::Ce { ignore: false, weights: true, smoothing: 0.1 }, Op::Kl { p_logits: true, q_logits: true }]
-            .iter()
-            .enumerate()
-    {
-        let case = Case::new(16_000 + k as u64, 3, cols, 5.0);
-        check("2^20 columns", *op, &case, DType::F32, 2e-5, 2e-5);
+    let kl = Op::KlDiv { p: Form::Logits, q: Form::Logits };
+    for (k, case) in [Case::of(Op::LogSumExp), ce(false, true, 0.1), Case::of(kl)].into_iter().enumerate() {
+        let data = Data::new(16_000 + k as u64, 3, cols, 5.0);
+        check("2^20 columns", case, &data, DType::F32, 2e-5, 2e-5);
     }
 }
 
@@ -540,35 +555,36 @@ fn a_million_columns() {
 /// by part, smoothing, weights and temperature, f16 and f32.
 #[test]
 fn split_rows() {
-    let ops = [
-        Op::RowMax,
-        Op::Lse,
-        Op::Softmax { log: false },
-        Op::Softmax { log: true },
-        Op::Ce { ignore: true, weights: true, smoothing: 0.1 },
-        Op::Ce { ignore: false, weights: false, smoothing: 0.0 },
-        Op::Kl { p_logits: true, q_logits: true },
-        Op::Entropy { logits: true },
-        Op::Bce { logits: true },
-        Op::Bce { logits: false },
-        Op::GaussianKl,
-        Op::Distill { alpha: 0.5 },
-        Op::Distill { alpha: 1.0 },
+    use Form::{Logits, Probs};
+    let cases = [
+        Case::of(Op::RowMax),
+        Case::of(Op::LogSumExp),
+        Case::of(Op::Softmax { temperature: 0.7, log: false }),
+        Case::of(Op::Softmax { temperature: 0.7, log: true }),
+        ce(true, true, 0.1),
+        ce(false, false, 0.0),
+        Case::of(Op::KlDiv { p: Logits, q: Logits }),
+        Case::of(Op::Entropy { p: Logits }),
+        Case::of(Op::BinaryCrossEntropy { input: Logits }),
+        Case::of(Op::BinaryCrossEntropy { input: Probs }),
+        Case::of(Op::GaussianKl),
+        Case::of(Op::Distill { temperature: 2.0, alpha: 0.5 }),
+        Case::of(Op::Distill { temperature: 2.0, alpha: 1.0 }),
     ];
-    for (k, op) in ops.iter().enumerate() {
+    for (k, case) in cases.into_iter().enumerate() {
         for &(rows, cols) in &[(2usize, 65_537usize), (5, 40_000), (1, 8_192)] {
-            let mut case = Case::new(18_000 + k as u64 + cols as u64, rows, cols, 5.0);
+            let mut data = Data::new(18_000 + k as u64 + cols as u64, rows, cols, 5.0);
             // row 0: a part's worth of -inf; row 1: one NaN late in the row; the last
             // row: its max twice, in the first and the last part
-            case.logits[100..100 + 5_000].fill(f32::NEG_INFINITY);
+            data.logits[100..100 + 5_000].fill(f32::NEG_INFINITY);
             if rows > 1 {
-                case.logits[cols + cols - 7] = f32::NAN;
+                data.logits[cols + cols - 7] = f32::NAN;
             }
-            let last = &mut case.logits[(rows - 1) * cols..];
+            let last = &mut data.logits[(rows - 1) * cols..];
             last[3] = 50.0;
             last[cols - 2] = 50.0;
             for dtype in [DType::F32, DType::F16] {
-                check("split", *op, &case, dtype, 2e-5, 2e-5);
+                check("split", case, &data, dtype, 2e-5, 2e-5);
             }
         }
     }
@@ -579,11 +595,14 @@ fn split_rows() {
 #[test]
 fn rows_past_the_software_loop_limit() {
     let cols = (1 << 22) + 3;
-    for (k, op) in
-        [Op::Softmax { log: true }, Op::Distill { alpha: 0.5 }, Op::Entropy { logits: true }].iter().enumerate()
-    {
-        let case = Case::new(17_000 + k as u64, 2, cols, 5.0);
-        check("2^22 + 3 columns", *op, &case, DType::F32, 2e-5, 2e-5);
+    let cases = [
+        Case::of(Op::Softmax { temperature: 0.7, log: true }),
+        Case::of(Op::Distill { temperature: 2.0, alpha: 0.5 }),
+        Case::of(Op::Entropy { p: Form::Logits }),
+    ];
+    for (k, case) in cases.into_iter().enumerate() {
+        let data = Data::new(17_000 + k as u64, 2, cols, 5.0);
+        check("2^22 + 3 columns", case, &data, DType::F32, 2e-5, 2e-5);
     }
 }
 
@@ -619,7 +638,7 @@ fn every_half_and_bfloat16_bit_pattern_decodes_exactly() {
         ("f16 in octets", Batch::new(&halves_spread[..], halves.len(), COLS).unwrap(), &wide_halves),
         ("bf16 in octets", Batch::new(&brains_spread[..], brains.len(), COLS).unwrap(), &wide_brains),
     ] {
-        let out = ctx.compute(&Loss::RowMax { logits: batch }, &opts).unwrap();
+        let out = ctx.compute(&Loss::new(Op::RowMax, batch), &opts).unwrap();
         let values = out.values.unwrap();
         assert_eq!(values.len(), wide.len(), "{name}");
         for (bits, (&g, &w)) in values.iter().zip(wide.iter()).enumerate() {
@@ -663,20 +682,15 @@ fn a_temperature_divides_after_the_max_is_subtracted() {
         let y = common::labels(&mut r, rows, cols);
         let b = |v| Batch::new(v, rows, cols).unwrap();
         for log in [false, true] {
-            let loss = Loss::Softmax { logits: b(&x[..]), temperature: 0.7, log };
+            let loss = Loss::new(Op::Softmax { temperature: 0.7, log }, b(&x[..]));
             // log: values near 0 carry the absolute error of log s (and s that of its sum)
             let abs = if log { 1e-6 } else { 1e-37 };
             let worst = matches_reference(&format!("softmax log={log} [{rows}, {cols}]"), &loss, abs, 2e-5);
             report(&format!("softmax log={log} at T = 0.7 near 1e4, {cols} columns"), worst);
         }
         for alpha in [1.0, 0.5] {
-            let loss = Loss::Distill {
-                student: b(&x[..]),
-                teacher: b(&t[..]),
-                labels: Labels::I32(&y),
-                temperature: 0.7,
-                alpha,
-            };
+            let op = Op::Distill { temperature: 0.7, alpha };
+            let loss = Loss::new(op, b(&x[..])).with_second(b(&t[..])).with_labels(&y[..]);
             let worst = matches_reference(&format!("distill α={alpha} [{rows}, {cols}]"), &loss, 1e-6, 1e-5);
             report(&format!("distill α={alpha} at τ = 0.7 near 1e4, {cols} columns"), worst);
         }
@@ -693,14 +707,14 @@ fn huge_equal_logits_split_the_mass() {
     let target = [1.0f32, 0.0, 0.0, 0.0, 0.5, 0.5];
     let b = |v| Batch::new(v, 2, 3).unwrap();
     let losses = [
-        ("softmax", Loss::Softmax { logits: b(&x[..]), temperature: 1.0, log: false }),
-        ("log-softmax", Loss::Softmax { logits: b(&x[..]), temperature: 1.0, log: true }),
-        ("softmax at T = 1e-30", Loss::Softmax { logits: b(&small[..]), temperature: 1e-30, log: false }),
-        ("log-softmax at T = 3", Loss::Softmax { logits: b(&x[..]), temperature: 3.0, log: true }),
-        ("ce", Loss::CrossEntropy { logits: b(&x[..]), labels: Labels::I32(&y), options: Default::default() }),
-        ("ce probs", Loss::CrossEntropyProbs { logits: b(&x[..]), target: b(&target[..]) }),
-        ("entropy", Loss::Entropy { p: Dist::Logits(b(&x[..])) }),
-        ("lse", Loss::LogSumExp { logits: b(&x[..]) }),
+        ("softmax", Loss::new(Op::Softmax { temperature: 1.0, log: false }, b(&x[..]))),
+        ("log-softmax", Loss::new(Op::Softmax { temperature: 1.0, log: true }, b(&x[..]))),
+        ("softmax at T = 1e-30", Loss::new(Op::Softmax { temperature: 1e-30, log: false }, b(&small[..]))),
+        ("log-softmax at T = 3", Loss::new(Op::Softmax { temperature: 3.0, log: true }, b(&x[..]))),
+        ("ce", Loss::new(CE, b(&x[..])).with_labels(&y[..])),
+        ("ce probs", Loss::new(Op::CrossEntropyProbs, b(&x[..])).with_second(b(&target[..]))),
+        ("entropy", Loss::new(Op::Entropy { p: Form::Logits }, b(&x[..]))),
+        ("lse", Loss::new(Op::LogSumExp, b(&x[..]))),
     ];
     for (what, loss) in &losses {
         matches_reference(what, loss, 1e-30, 1e-6);
@@ -714,20 +728,15 @@ fn huge_equal_logits_split_the_mass() {
 #[test]
 fn distillation_and_softmax_at_extreme_temperatures() {
     for (k, &(rows, cols)) in [(5, 1), (5, 3), (5, 33), (5, 257), (5, 4097), (2, 65_537)].iter().enumerate() {
-        let case = Case::new(22_000 + k as u64, rows, cols, 4.0);
-        let valid = case.valid_labels();
+        let data = Data::new(22_000 + k as u64, rows, cols, 4.0);
+        let valid = data.valid_labels();
         let b = |v| Batch::new(v, rows, cols).unwrap();
         for temperature in [1e-40f32, 1e-30, 30.0, 1e4, 1e8, 1e30, f32::MAX] {
-            let softmax = Loss::Softmax { logits: b(&case.logits[..]), temperature, log: false };
+            let softmax = Loss::new(Op::Softmax { temperature, log: false }, b(&data.logits[..]));
             matches_reference(&format!("softmax T={temperature:e} [{rows}, {cols}]"), &softmax, 1e-30, 2e-5);
             for alpha in [1.0f32, 0.5] {
-                let loss = Loss::Distill {
-                    student: b(&case.logits[..]),
-                    teacher: b(&case.second[..]),
-                    labels: Labels::I32(&valid),
-                    temperature,
-                    alpha,
-                };
+                let op = Op::Distill { temperature, alpha };
+                let loss = Loss::new(op, b(&data.logits[..])).with_second(b(&data.second[..])).with_labels(&valid[..]);
                 let what = format!("distill τ={temperature:e} α={alpha} [{rows}, {cols}]");
                 let worst = matches_reference(&what, &loss, 1e-6, 2e-5);
                 report(&what, worst);

@@ -19,7 +19,10 @@ use rand::Rng;
 use serde_json::Value;
 use tempfile::TempDir;
 use xent::npy::NpyFile;
-use xent::{Batch, CrossEntropyOptions, Labels, LogBase, Loss};
+use xent::{Batch, LogBase, Loss, Op};
+
+/// Cross-entropy against labels with its default options.
+const CE: Op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0 };
 
 /// A sparse `.npy` file of `shape` whose elements are zero except `writes`
 /// (element index, little-endian bytes of consecutive elements).
@@ -139,18 +142,11 @@ fn rows_past_2_pow_24_on_the_gpu() {
     // the reference on the random rows; an all-zero row with label 0 is ln 2, argmax 0
     let batch = Batch::new(&logits[..], special.len(), cols as usize).unwrap();
     let y64: Vec<i64> = labels.iter().map(|&v| i64::from(v)).collect();
-    let ce = Loss::CrossEntropy { logits: batch, labels: Labels::I64(&y64), options: CrossEntropyOptions::default() };
+    let ce = Loss::new(CE, batch).with_labels(&y64[..]);
     let want_ce = xent::reference::compute(&ce, LogBase::Nats).unwrap();
-    let want_lse = xent::reference::compute(&Loss::LogSumExp { logits: batch }, LogBase::Nats).unwrap();
-    let zero = xent::reference::compute(
-        &Loss::CrossEntropy {
-            logits: Batch::new(&[0.0f32; 2][..], 1, 2).unwrap(),
-            labels: Labels::I64(&[0]),
-            options: CrossEntropyOptions::default(),
-        },
-        LogBase::Nats,
-    )
-    .unwrap();
+    let want_lse = xent::reference::compute(&Loss::new(Op::LogSumExp, batch), LogBase::Nats).unwrap();
+    let zero_row = Loss::new(CE, Batch::new(&[0.0f32; 2][..], 1, 2).unwrap()).with_labels(&[0i64][..]);
+    let zero = xent::reference::compute(&zero_row, LogBase::Nats).unwrap();
     let others = (rows - special.len() as u64) as f64;
     let ln2 = std::f64::consts::LN_2;
 
@@ -213,8 +209,8 @@ fn a_row_wider_than_a_binding() {
     std::fs::write(&y, &labels).unwrap();
 
     let batch = Batch::new(&row[..], 1, cols as usize).unwrap();
-    let want_lse = xent::reference::compute(&Loss::LogSumExp { logits: batch }, LogBase::Nats).unwrap().sum();
-    let ce = Loss::CrossEntropy { logits: batch, labels: Labels::I64(&[label]), options: Default::default() };
+    let want_lse = xent::reference::compute(&Loss::new(Op::LogSumExp, batch), LogBase::Nats).unwrap().sum();
+    let ce = Loss::new(CE, batch).with_labels(std::slice::from_ref(&label));
     let want_ce = xent::reference::compute(&ce, LogBase::Nats).unwrap().sum();
 
     for (args, want) in
@@ -293,9 +289,9 @@ fn host_memory_child(room: u64) {
     let rows = 1usize << 26;
     let mut rng = common::rng(26);
     let logits: Vec<f16> = (0..rows).map(|_| f16::from_f32(rng.random_range(-4.0f32..4.0))).collect();
-    let loss = Loss::LogSumExp { logits: Batch::new(&logits[..], rows, 1).unwrap() };
+    let loss = Loss::new(Op::LogSumExp, Batch::new(&logits[..], rows, 1).unwrap());
     // the driver's threads and the pipelines first, so the limit falls on the job's buffers
-    let warm = Loss::LogSumExp { logits: Batch::new(&logits[..4096], 4096, 1).unwrap() };
+    let warm = Loss::new(Op::LogSumExp, Batch::new(&logits[..4096], 4096, 1).unwrap());
     ctx.compute(&warm, &xent::RunOptions { keep_values: true, ..Default::default() }).unwrap();
     let limit = mapped_bytes() + room;
     let rlimit = libc::rlimit { rlim_cur: limit, rlim_max: limit };

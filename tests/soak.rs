@@ -6,7 +6,9 @@ mod common;
 
 use common::{context, rng};
 use wgpu::util::DeviceExt;
-use xent::{DType, DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, Recorder, Reduced};
+use xent::{
+    DType, DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, Op, Recorder, Reduced,
+};
 
 const USAGE: wgpu::BufferUsages =
     wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
@@ -43,13 +45,13 @@ fn soak_ten_thousand_records() {
         })
     };
     let (per_row, reduced, grad) = (zeroed(4 * rows as u64), zeroed(Reduced::BYTES), zeroed(4 * (rows * cols) as u64));
-    let loss = DeviceLoss::CrossEntropy {
-        logits: DeviceBatch { buffer: &x, offset: 0, rows: rows as u32, cols: cols as u32, dtype: DType::F32 },
-        labels: DeviceLabels { buffer: &y, offset: 0 },
-        ignore_index: Some(-100),
-        class_weights: Some(DeviceWeights { buffer: &w, offset: 0 }),
-        label_smoothing: 0.1,
-    };
+    let op = Op::CrossEntropy { ignore_index: Some(-100), label_smoothing: 0.1 };
+    let loss = DeviceLoss::new(
+        op,
+        DeviceBatch { buffer: &x, offset: 0, rows: rows as u32, cols: cols as u32, dtype: DType::F32 },
+    )
+    .with_labels(DeviceLabels { buffer: &y, offset: 0 })
+    .with_weights(DeviceWeights { buffer: &w, offset: 0 });
     let out = DeviceOutput::rows(&per_row).with_reduced(&reduced, 0).with_grad(DeviceGrad::of_mean_into(&grad, 0));
     let recorder = Recorder::new(device);
     let mut marks = Vec::new();
@@ -86,15 +88,9 @@ fn soak_ten_thousand_records() {
     queue.submit([encoder.finish()]);
     let bytes = xent::readback::read_blocking(device, &staging, 0..Reduced::BYTES).expect("readback");
     let r = Reduced::from_bytes(&bytes).expect("reduced");
-    let host = xent::Loss::CrossEntropy {
-        logits: xent::Batch::new(&logits[..], rows, cols).expect("shape"),
-        labels: xent::Labels::I32(&labels),
-        options: xent::CrossEntropyOptions {
-            ignore_index: Some(-100),
-            class_weights: Some(&weights),
-            label_smoothing: 0.1,
-        },
-    };
+    let host = xent::Loss::new(op, xent::Batch::new(&logits[..], rows, cols).expect("shape"))
+        .with_labels(&labels[..])
+        .with_weights(&weights[..]);
     let want = xent::reference::compute(&host, Default::default()).expect("reference");
     common::assert_scalar("mean after the soak", r.mean(), want.mean(), 1e-5, 1e-5);
 }
