@@ -9,12 +9,8 @@
 //               (FLAG_HAS_B). Finite inputs only.
 
 @compute @workgroup_size(WG)
-fn copy_words(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    let slot = row_slot(t, wid, nwg);
+fn copy_words(inv: Invocation) {
+    let slot = row_slot(inv);
     if slot.live {
         // the column loop of the kernels it is the roofline of (octets, with their loads),
         // and vec4 stores: the bench binds whole rows of COPY_COLS words at vector-aligned
@@ -27,15 +23,9 @@ fn copy_words(
 }
 
 @compute @workgroup_size(WG)
-fn naive_xent(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    if !group_live(wid, nwg) {
-        return;
-    }
-    let slot = row_slot(t, wid, nwg);
+fn naive_xent(inv: Invocation) {
+    if !group_live(inv) { return; }
+    let slot = row_slot(inv);
     let base = slot.row * params.cols;
     var m = -3.4e38;
     if slot.live {
@@ -43,15 +33,15 @@ fn naive_xent(
             m = max(m, load_a(base + j));
         }
     }
-    sh_x[t] = m;
+    sh_x[slot.t] = m;
     workgroupBarrier();
     for (var off = LANES / 2u; off > 0u; off = off / 2u) {
         if slot.lane < off {
-            sh_x[t] = max(sh_x[t], sh_x[t + off]);
+            sh_x[slot.t] = max(sh_x[slot.t], sh_x[slot.t + off]);
         }
         workgroupBarrier();
     }
-    m = sh_x[t - slot.lane];
+    m = sh_x[slot.t - slot.lane];
     workgroupBarrier();
     var s = 0.0;
     if slot.live {

@@ -32,30 +32,18 @@ fn clamped_log(v: f32) -> f32 {
 }
 
 @compute @workgroup_size(WG)
-fn binary_xent(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    if !group_live(wid, nwg) {
-        return;
-    }
-    let slot = row_slot(t, wid, nwg);
+fn binary_xent(inv: Invocation) {
+    if !group_live(inv) { return; }
+    let slot = row_slot(inv);
     let acc = bce_scan(slot, slot.row, 0u, params.cols);
     write_row(slot, sum_value(row_sum(slot, acc)));
 }
 
 // Split rows (common/row_reduce.wgsl): one part's sum; sum_merge adds the parts.
 @compute @workgroup_size(WG)
-fn binary_xent_part(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    if !group_live(wid, nwg) {
-        return;
-    }
-    let slot = row_slot(t, wid, nwg);
+fn binary_xent_part(inv: Invocation) {
+    if !group_live(inv) { return; }
+    let slot = row_slot(inv);
     let part = part_of(slot);
     write_part_sum(slot, row_sum(slot, bce_scan(slot, part.row, part.start, part.end)));
 }

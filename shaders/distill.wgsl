@@ -48,15 +48,9 @@ fn write_grad(slot: RowSlot, base: u32, st_t: RowStats, st_s: RowStats, st_ce: R
 }
 
 @compute @workgroup_size(WG)
-fn distill(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    if !group_live(wid, nwg) {
-        return;
-    }
-    let slot = row_slot(t, wid, nwg);
+fn distill(inv: Invocation) {
+    if !group_live(inv) { return; }
+    let slot = row_slot(inv);
     let base = slot.row * params.cols;
     let alpha = params.alpha;
     let scan = distill_scan(slot, base, 0u, params.cols);
@@ -245,15 +239,9 @@ fn distill_terms(slot: RowSlot, scaled_kl: SumFlags, st_ce: RowStats, y: Target)
 // Split rows (common/row_reduce.wgsl): one part's pair stats, and (own_ce) the student's
 // stats at temperature 1 in words 8-10.
 @compute @workgroup_size(WG)
-fn distill_part(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    if !group_live(wid, nwg) {
-        return;
-    }
-    let slot = row_slot(t, wid, nwg);
+fn distill_part(inv: Invocation) {
+    if !group_live(inv) { return; }
+    let slot = row_slot(inv);
     let part = part_of(slot);
     let scan = distill_scan(slot, part.row * params.cols, part.start, part.end);
     write_part_pair(slot, scan.pair, 1.0, 1.0, true);
@@ -265,12 +253,8 @@ fn distill_part(
 
 // Split rows: a row's parts merged in order (one invocation per row), then as distill.
 @compute @workgroup_size(WG)
-fn distill_merge(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    let slot = row_slot(t, wid, nwg);
+fn distill_merge(inv: Invocation) {
+    let slot = row_slot(inv);
     if !slot.live {
         return;
     }
@@ -308,15 +292,9 @@ fn distill_merge(
 // Split rows, refined (distill_merge set word 5 of the row's first record): one part's
 // (G, F) in words 10 and 11 of its record.
 @compute @workgroup_size(WG)
-fn distill_refine_part(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    if !group_live(wid, nwg) {
-        return;
-    }
-    let slot = row_slot(t, wid, nwg);
+fn distill_refine_part(inv: Invocation) {
+    if !group_live(inv) { return; }
+    let slot = row_slot(inv);
     let part = part_of(slot);
     var gf = vec2<f32>(0.0, 0.0);
     if slot.live && part_word(part.row, 0u, 5u) != 0.0 {
@@ -332,12 +310,8 @@ fn distill_refine_part(
 // Split rows, refined: the parts' (G, F) added in order, then the loss (one invocation
 // per row).
 @compute @workgroup_size(WG)
-fn distill_refine_merge(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    let slot = row_slot(t, wid, nwg);
+fn distill_refine_merge(inv: Invocation) {
+    let slot = row_slot(inv);
     if !slot.live || part_word(slot.row, 0u, 5u) == 0.0 {
         return;
     }

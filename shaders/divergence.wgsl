@@ -48,15 +48,9 @@ fn log_prob(x: f32, logits: bool, st: RowStats, row_ok: bool) -> LogProb {
 }
 
 @compute @workgroup_size(WG)
-fn divergence(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    if !group_live(wid, nwg) {
-        return;
-    }
-    let slot = row_slot(t, wid, nwg);
+fn divergence(inv: Invocation) {
+    if !group_live(inv) { return; }
+    let slot = row_slot(inv);
     let base = slot.row * params.cols;
     let p_logits = has_flag(FLAG_P_LOGITS);
     let q_logits = has_flag(FLAG_Q_LOGITS);
@@ -156,15 +150,9 @@ fn divergence_terms() -> vec2<f32> {
 // Split rows (common/row_reduce.wgsl), P as logits (and Q as logits if bound): one part's
 // pair stats.
 @compute @workgroup_size(WG)
-fn divergence_part(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    if !group_live(wid, nwg) {
-        return;
-    }
-    let slot = row_slot(t, wid, nwg);
+fn divergence_part(inv: Invocation) {
+    if !group_live(inv) { return; }
+    let slot = row_slot(inv);
     let part = part_of(slot);
     let has_b = has_flag(FLAG_HAS_B);
     let c = divergence_terms();
@@ -174,12 +162,8 @@ fn divergence_part(
 
 // Split rows: a row's parts merged in order (one invocation per row), then as divergence.
 @compute @workgroup_size(WG)
-fn divergence_merge(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    let slot = row_slot(t, wid, nwg);
+fn divergence_merge(inv: Invocation) {
+    let slot = row_slot(inv);
     if slot.live {
         let c = divergence_terms();
         let r = merged_pair(slot.row, 1.0, c.x, c.y);

@@ -7,29 +7,17 @@
 // Rows split across workgroups take gaussian_kl_part, then sum_merge.
 
 @compute @workgroup_size(WG)
-fn gaussian_kl(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    if !group_live(wid, nwg) {
-        return;
-    }
-    let slot = row_slot(t, wid, nwg);
+fn gaussian_kl(inv: Invocation) {
+    if !group_live(inv) { return; }
+    let slot = row_slot(inv);
     write_row(slot, sum_value(row_sum(slot, gaussian_scan(slot, slot.row * params.cols, 0u, params.cols))));
 }
 
 // Split rows (common/row_reduce.wgsl): one part's sum; sum_merge adds the parts.
 @compute @workgroup_size(WG)
-fn gaussian_kl_part(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    if !group_live(wid, nwg) {
-        return;
-    }
-    let slot = row_slot(t, wid, nwg);
+fn gaussian_kl_part(inv: Invocation) {
+    if !group_live(inv) { return; }
+    let slot = row_slot(inv);
     let part = part_of(slot);
     write_part_sum(slot, row_sum(slot, gaussian_scan(slot, part.row * params.cols, part.start, part.end)));
 }

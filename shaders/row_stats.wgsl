@@ -12,28 +12,16 @@ fn scan_row(slot: RowSlot) -> RowStats {
 }
 
 @compute @workgroup_size(WG)
-fn logsumexp(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    if !group_live(wid, nwg) {
-        return;
-    }
-    let slot = row_slot(t, wid, nwg);
+fn logsumexp(inv: Invocation) {
+    if !group_live(inv) { return; }
+    let slot = row_slot(inv);
     write_row(slot, stats_lse(scan_row(slot)));
 }
 
 @compute @workgroup_size(WG)
-fn row_max(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    if !group_live(wid, nwg) {
-        return;
-    }
-    let slot = row_slot(t, wid, nwg);
+fn row_max(inv: Invocation) {
+    if !group_live(inv) { return; }
+    let slot = row_slot(inv);
     write_max(slot, scan_row(slot));
 }
 
@@ -54,15 +42,9 @@ fn write_max(slot: RowSlot, st: RowStats) {
 
 // Split rows (common/row_reduce.wgsl): the stats of one part of a row.
 @compute @workgroup_size(WG)
-fn row_part(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    if !group_live(wid, nwg) {
-        return;
-    }
-    let slot = row_slot(t, wid, nwg);
+fn row_part(inv: Invocation) {
+    if !group_live(inv) { return; }
+    let slot = row_slot(inv);
     let part = part_of(slot);
     let st = stats_scan_a(slot, part.row * params.cols, part.start, part.end, 1.0);
     write_part_stats(slot, row_stats(slot, st));
@@ -70,12 +52,8 @@ fn row_part(
 
 // Split rows: a row's parts merged (one invocation per row), then as logsumexp.
 @compute @workgroup_size(WG)
-fn logsumexp_merge(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    let slot = row_slot(t, wid, nwg);
+fn logsumexp_merge(inv: Invocation) {
+    let slot = row_slot(inv);
     if slot.live {
         write_row(slot, stats_lse(merged_parts(slot.row, 1.0)));
     }
@@ -83,12 +61,8 @@ fn logsumexp_merge(
 
 // Split rows: a row's parts merged, then as row_max.
 @compute @workgroup_size(WG)
-fn row_max_merge(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    let slot = row_slot(t, wid, nwg);
+fn row_max_merge(inv: Invocation) {
+    let slot = row_slot(inv);
     if slot.live {
         write_max(slot, merged_parts(slot.row, 1.0));
     }

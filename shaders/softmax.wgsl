@@ -13,15 +13,9 @@
 // record) and softmax_write (each part's columns written from the merged stats).
 
 @compute @workgroup_size(WG)
-fn softmax(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    if !group_live(wid, nwg) {
-        return;
-    }
-    let slot = row_slot(t, wid, nwg);
+fn softmax(inv: Invocation) {
+    if !group_live(inv) { return; }
+    let slot = row_slot(inv);
     let base = slot.row * params.cols;
     let st = row_stats(slot, stats_scan_a(slot, base, 0u, params.cols, params.inv_temperature));
     if !slot.live {
@@ -85,15 +79,9 @@ fn softmax_of(st: RowStats, x: f32) -> f32 {
 
 // Split rows: the stats of one part of a row, at temperature.
 @compute @workgroup_size(WG)
-fn softmax_part(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    if !group_live(wid, nwg) {
-        return;
-    }
-    let slot = row_slot(t, wid, nwg);
+fn softmax_part(inv: Invocation) {
+    if !group_live(inv) { return; }
+    let slot = row_slot(inv);
     let part = part_of(slot);
     let st = stats_scan_a(slot, part.row * params.cols, part.start, part.end, params.inv_temperature);
     write_part_stats(slot, row_stats(slot, st));
@@ -102,12 +90,8 @@ fn softmax_part(
 // Split rows: a row's parts merged in order into the record of its first part (one
 // invocation per row).
 @compute @workgroup_size(WG)
-fn softmax_merge(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    let slot = row_slot(t, wid, nwg);
+fn softmax_merge(inv: Invocation) {
+    let slot = row_slot(inv);
     if slot.live {
         let st = merged_parts(slot.row, params.inv_temperature);
         // write_part_stats addresses unit `slot.row`: the row's first part is unit row · parts
@@ -117,12 +101,8 @@ fn softmax_merge(
 
 // Split rows: one part's columns, from the row's merged stats.
 @compute @workgroup_size(WG)
-fn softmax_write(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    let slot = row_slot(t, wid, nwg);
+fn softmax_write(inv: Invocation) {
+    let slot = row_slot(inv);
     if !slot.live {
         return;
     }

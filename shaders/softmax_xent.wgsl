@@ -83,12 +83,8 @@ fn write_grad(slot: RowSlot, base: u32, st: RowStats, ok: bool, label_state: u32
 // Pre-pass for the gradient of the mean: each row's weight into out_aux[2 row + 1], so
 // the denominator (their tree sum) is on the device before the gradient pass needs it.
 @compute @workgroup_size(WG)
-fn ce_row_weights(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    let slot = row_slot(t, wid, nwg);
+fn ce_row_weights(inv: Invocation) {
+    let slot = row_slot(inv);
     if slot.live && slot.lane == 0u {
         let w = label_weight(labels[params.label_base + slot.row]);
         out_aux[params.aux_base + 2u * slot.row + 1u] = bitcast<u32>(w);
@@ -216,15 +212,9 @@ fn write_xent(slot: RowSlot, st: RowStats, smoothing_terms: SumFlags, goal: Targ
 }
 
 @compute @workgroup_size(WG)
-fn softmax_xent(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    if !group_live(wid, nwg) {
-        return;
-    }
-    let slot = row_slot(t, wid, nwg);
+fn softmax_xent(inv: Invocation) {
+    if !group_live(inv) { return; }
+    let slot = row_slot(inv);
     let base = slot.row * params.cols;
     let s = params.smoothing;
     let scan = scan_xent(slot, base, 0u, params.cols);
@@ -254,15 +244,9 @@ fn softmax_xent(
 // Split rows (common/row_reduce.wgsl): one part's stats, and its smoothing sum against
 // the part's max in words 5-7 of the record.
 @compute @workgroup_size(WG)
-fn softmax_xent_part(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    if !group_live(wid, nwg) {
-        return;
-    }
-    let slot = row_slot(t, wid, nwg);
+fn softmax_xent_part(inv: Invocation) {
+    if !group_live(inv) { return; }
+    let slot = row_slot(inv);
     let part = part_of(slot);
     let scan = scan_xent(slot, part.row * params.cols, part.start, part.end);
     let st = row_stats(slot, scan.st);
@@ -275,12 +259,8 @@ fn softmax_xent_part(
 
 // Split rows: a row's parts merged in order (one invocation per row), then as softmax_xent.
 @compute @workgroup_size(WG)
-fn softmax_xent_merge(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    let slot = row_slot(t, wid, nwg);
+fn softmax_xent_merge(inv: Invocation) {
+    let slot = row_slot(inv);
     if !slot.live {
         return;
     }

@@ -248,13 +248,21 @@ fn pair_sum(p: RowStats, q: RowStats, t: SumFlags, c_p: f32, c_q: f32, with_q: b
     return SumFlags(p.k * (t.sum / p.s) - c_p * p.log_s + log_q, t.flags);
 }
 
-// Series for the small arguments where the closed forms cancel (distillation's τ²·KL).
-// ψ(ρ)/ρ² with ψ(ρ) = e^ρ − 1 − ρ: Σ_n ρ^n/(n+2)! to n = 10, for |ρ| ≤ 1 (the rest is
-// under 1e-9 of the sum).
+// Series for the small arguments where the closed forms cancel (distillation's τ²·KL),
+// for |ρ| ≤ 1 (the rest is under 1e-9 of the sum). ψ(ρ)/ρ² with ψ(ρ) = e^ρ − 1 − ρ:
+// Σ_n ρ^n/(n+2)! to n = 10.
 fn psi_over_sq(rho: f32) -> f32 {
-    var g = 1.0 / 479001600.0;
-    g = g * rho + 1.0 / 39916800.0;
-    g = g * rho + 1.0 / 3628800.0;
+    return factorial_horner(1.0 / 479001600.0 * rho + 1.0 / 39916800.0, rho);
+}
+
+// (e^ρ − 1)/ρ: Σ_n ρ^n/(n+1)! to n = 10.
+fn expm1_over(rho: f32) -> f32 {
+    return factorial_horner(1.0 / 39916800.0, rho) * rho + 1.0;
+}
+
+// The Horner steps both series end with: ((g_top·ρ + 1/10!)·ρ + 1/9!)·ρ ... + 1/2!.
+fn factorial_horner(g_top: f32, rho: f32) -> f32 {
+    var g = g_top * rho + 1.0 / 3628800.0;
     g = g * rho + 1.0 / 362880.0;
     g = g * rho + 1.0 / 40320.0;
     g = g * rho + 1.0 / 5040.0;
@@ -263,21 +271,6 @@ fn psi_over_sq(rho: f32) -> f32 {
     g = g * rho + 1.0 / 24.0;
     g = g * rho + 1.0 / 6.0;
     return g * rho + 0.5;
-}
-
-// (e^ρ − 1)/ρ: Σ_n ρ^n/(n+1)! to n = 10, for |ρ| ≤ 1.
-fn expm1_over(rho: f32) -> f32 {
-    var g = 1.0 / 39916800.0;
-    g = g * rho + 1.0 / 3628800.0;
-    g = g * rho + 1.0 / 362880.0;
-    g = g * rho + 1.0 / 40320.0;
-    g = g * rho + 1.0 / 5040.0;
-    g = g * rho + 1.0 / 720.0;
-    g = g * rho + 1.0 / 120.0;
-    g = g * rho + 1.0 / 24.0;
-    g = g * rho + 1.0 / 6.0;
-    g = g * rho + 0.5;
-    return g * rho + 1.0;
 }
 
 // (z − log(1 + z))/z² for z > −1: Σ_n (−z)^n/(n+2) to n = 12 where |z| ≤ 1/4 (the rest

@@ -18,6 +18,21 @@ var<workgroup> sh_y: array<f32, WG>;
 var<workgroup> sh_u: array<u32, WG>;
 var<workgroup> sh_v: array<u32, WG>;
 
+// What every row kernel's entry point is called with, `fn kernel(inv: Invocation)`: where
+// the invocation stands in the dispatch, a 2-D grid of workgroups (rows may exceed 65,535
+// groups). A kernel that holds barriers starts
+//
+//   if !group_live(inv) { return; }
+//   let slot = row_slot(inv);
+//
+// (a uniform return: the whole workgroup takes it, or none of it); one without barriers
+// (the merges, one invocation per row, and the copy baseline) takes row_slot alone.
+struct Invocation {
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+}
+
 struct RowSlot {
     row: u32,     // row index within this dispatch
     lane: u32,
@@ -25,16 +40,20 @@ struct RowSlot {
     live: bool,   // row < params.rows
 }
 
-// Rows handled by workgroup (x, y) of a 2-D grid (rows may exceed 65,535 groups).
-fn row_slot(t: u32, wid: vec3<u32>, nwg: vec3<u32>) -> RowSlot {
-    let group = wid.x + wid.y * nwg.x;
-    let row = group * (WG / LANES) + t / LANES;
-    return RowSlot(row, t % LANES, t, row < params.rows);
+// The first row of the invocation's workgroup: the group's index in the grid times its rows.
+fn first_row(inv: Invocation) -> u32 {
+    return (inv.wid.x + inv.wid.y * inv.nwg.x) * (WG / LANES);
+}
+
+// The invocation's row and lane.
+fn row_slot(inv: Invocation) -> RowSlot {
+    let row = first_row(inv) + inv.t / LANES;
+    return RowSlot(row, inv.t % LANES, inv.t, row < params.rows);
 }
 
 // Whether any row of this workgroup is live (uniform: depends on workgroup_id only).
-fn group_live(wid: vec3<u32>, nwg: vec3<u32>) -> bool {
-    return (wid.x + wid.y * nwg.x) * (WG / LANES) < params.rows;
+fn group_live(inv: Invocation) -> bool {
+    return first_row(inv) < params.rows;
 }
 
 fn row_stats(slot: RowSlot, st: RowStats) -> RowStats {
@@ -316,12 +335,8 @@ fn write_part_words(slot: RowSlot, first: u32, v: vec3<f32>) {
 
 // Split rows of a row sum: the parts added in order (one invocation per row).
 @compute @workgroup_size(WG)
-fn sum_merge(
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    let slot = row_slot(t, wid, nwg);
+fn sum_merge(inv: Invocation) {
+    let slot = row_slot(inv);
     if slot.live {
         var v = SumFlags(0.0, 0u);
         for (var part = 0u; part < params.parts; part++) {
