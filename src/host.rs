@@ -3,62 +3,12 @@
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::loss::{Batch, DType, Dist, LogBase, Loss};
+use crate::loss::{Batch, DType, Dist, Loss};
 use crate::op::Op;
 use crate::ops;
 use crate::reference::{bad_probability, outside_unit};
 use crate::stream::Layout;
-pub use crate::stream::{Rows, Stream};
-
-/// What to compute besides the reductions.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct RunOptions {
-    /// The unit of the values of the operations that take a log base.
-    pub base: LogBase,
-    /// Read back the per-row values (softmax: always).
-    pub keep_values: bool,
-    /// Read back the per-row argmax (row max and cross-entropy with labels).
-    pub keep_argmax: bool,
-    /// Force at most this many rows per piece (tests of the chunked path).
-    pub chunk_rows: Option<u64>,
-}
-
-/// The result of a job.
-#[derive(Clone, Debug)]
-pub struct Output {
-    /// Rows of the job.
-    pub rows: usize,
-    /// Columns of the job.
-    pub cols: usize,
-    /// Sum of the per-row values (a deterministic tree sum on the GPU; softmax: of all values).
-    pub sum: f64,
-    /// The mean's denominator: rows, or `Σ W[y]` over non-ignored rows for cross-entropy.
-    pub denominator: f64,
-    /// Per-row values (softmax: `rows * cols`), if asked for.
-    pub values: Option<Vec<f32>>,
-    /// Per-row argmax, if asked for and the operation has one.
-    pub argmax: Option<Vec<u32>>,
-}
-
-impl Output {
-    /// The value reduced over rows (`None` gives the sum, as the CLI reports it).
-    pub fn reduce(&self, reduction: crate::Reduction) -> f64 {
-        match reduction {
-            crate::Reduction::Mean => self.sum / self.denominator,
-            _ => self.sum,
-        }
-    }
-}
-
-pub(crate) const USAGE_IN: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_DST);
-pub(crate) const USAGE_OUT: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC);
-pub(crate) const USAGE_READ: wgpu::BufferUsages = wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
-
-pub(crate) fn buffer(device: &wgpu::Device, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
-    // whole 16-byte vectors: inputs are bound as vec4 (plan::window)
-    let size = bytes.max(16).div_ceil(16) * 16;
-    device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: false })
-}
+pub use crate::stream::{Output, Rows, RunOptions, Stream};
 
 impl Context {
     /// Runs `f` inside validation and out-of-memory error scopes.

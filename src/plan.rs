@@ -171,6 +171,13 @@ pub fn reduce_pieces(n: u64, stride_bytes: u64, max_binding: u64, align: u64) ->
     chunks(n, per_piece).collect()
 }
 
+/// A device buffer of at least `bytes`, in whole 16-byte vectors: windows bind inputs as
+/// vec4 ([`window`]) and never past a buffer's end.
+pub(crate) fn buffer(device: &wgpu::Device, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+    let size = bytes.max(16).div_ceil(16) * 16;
+    device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: false })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

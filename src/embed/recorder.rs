@@ -11,7 +11,7 @@ use crate::kernels::Kernels;
 use crate::kernels::{GradMode, Kernel, flags};
 use crate::loss::{DType, Reduction};
 use crate::ops::{self, Bound, Dispatch, RowBindings};
-use crate::plan;
+use crate::plan::{self, buffer};
 
 /// What the crate's own callers add to a record: the host path ([`crate::Stream`]) and
 /// `xent bench` record through [`Recorder::record_with`] into buffers they own.
@@ -410,15 +410,6 @@ fn needs_encoder() -> Error {
 enum Sink<'e, 'p> {
     Encoder(&'e mut wgpu::CommandEncoder),
     Pass(&'e mut wgpu::ComputePass<'p>),
-}
-
-fn buffer(device: &wgpu::Device, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
-    device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some(label),
-        size: bytes.max(4).div_ceil(4) * 4,
-        usage,
-        mapped_at_creation: false,
-    })
 }
 
 /// The cached buffer in `slot`, replaced by a larger one when it holds less than `bytes`.

@@ -3,10 +3,10 @@
 
 use half::{bf16, f16};
 
+use super::RunOptions;
 use crate::context::Context;
 use crate::error::try_vec;
 use crate::error::{Error, Result};
-use crate::host::RunOptions;
 use crate::loss::{Batch, DType, Labels};
 use crate::ops::RowJob;
 use crate::plan;

@@ -7,9 +7,11 @@
 //! reduction over all rows, so the result does not depend on how the rows were chunked.
 
 mod layout;
+mod output;
 
 pub(crate) use layout::Layout;
 use layout::{labels_bytes, lead_elements, rows_bytes, words};
+pub use output::{Output, RunOptions};
 
 use wgpu::util::DeviceExt;
 
@@ -17,16 +19,18 @@ use crate::context::Context;
 use crate::embed::{DeviceBatch, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, RecordExtras};
 use crate::error::try_grow;
 use crate::error::{Error, Result};
-use crate::host::{Output, RunOptions, USAGE_IN, USAGE_OUT, USAGE_READ, buffer};
 use crate::kernels::{Kernel, RowParams};
 use crate::loss::Loss;
 use crate::op::Op;
 use crate::ops::{self, RowJob};
-use crate::plan;
+use crate::plan::{self, buffer};
 use crate::readback;
 use crate::readback::flagged;
 use crate::status::Status;
 
+const USAGE_IN: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_DST);
+const USAGE_OUT: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC);
+const USAGE_READ: wgpu::BufferUsages = wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
 /// Per-row buffers: rows of an incomplete block are copied from one slot to the other.
 const USAGE_ROWS: wgpu::BufferUsages = USAGE_OUT.union(wgpu::BufferUsages::COPY_DST);
 
