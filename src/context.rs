@@ -140,8 +140,7 @@ impl Context {
     }
 
     /// The compiled kernels of this device.
-    #[doc(hidden)]
-    pub fn kernels(&self) -> &Kernels {
+    pub(crate) fn kernels(&self) -> &Kernels {
         self.recorder.kernels()
     }
 

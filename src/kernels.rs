@@ -5,6 +5,8 @@
 //! gradient + family`; the workgroup size and lanes per row are `override` constants, so
 //! shapes never enter shader text.
 
+#[cfg(test)]
+mod naga_tests;
 mod table;
 mod wgsl;
 
@@ -14,18 +16,12 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 use crate::loss::DType;
 
-pub use table::{Access, Binding, Cols, Kernel, KernelInfo, Split, Stage, TABLE, binding};
-pub use wgsl::{Family, Module};
+pub(crate) use table::{Access, Binding, Cols, Kernel, Stage, binding};
+pub(crate) use wgsl::Module;
 
 impl Kernel {
-    /// The WGSL of the kernel's module for inputs of `dtype`, viewed as vec4 when `vec4`
-    /// (inputs bound in multiples of 16 bytes) or a word at a time.
-    pub fn source(self, dtype: DType, vec4: bool) -> String {
-        self.module(dtype, vec4).source()
-    }
-
     /// The kernel's module for inputs of `dtype`, viewed as vec4 when `vec4`.
-    pub fn module(self, dtype: DType, vec4: bool) -> Module {
+    pub(crate) fn module(self, dtype: DType, vec4: bool) -> Module {
         self.info().family.module(dtype, vec4)
     }
 }
@@ -33,111 +29,111 @@ impl Kernel {
 /// Uniform parameters of every row kernel (`RowParams` in shaders/common/params.wgsl).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct RowParams {
+pub(crate) struct RowParams {
     /// Rows in this dispatch.
-    pub rows: u32,
+    pub(crate) rows: u32,
     /// Columns of every row.
-    pub cols: u32,
+    pub(crate) cols: u32,
     /// Global index of this dispatch's first row (for error reports).
-    pub row_offset: u32,
+    pub(crate) row_offset: u32,
     /// [`flags`] bits.
-    pub flags: u32,
+    pub(crate) flags: u32,
     /// Element index of input a's first row within its binding.
-    pub a_base: u32,
+    pub(crate) a_base: u32,
     /// Element index of input b's first row within its binding.
-    pub b_base: u32,
+    pub(crate) b_base: u32,
     /// Index of the first label within its binding.
-    pub label_base: u32,
+    pub(crate) label_base: u32,
     /// Index of the first per-row output within its binding.
-    pub out_base: u32,
+    pub(crate) out_base: u32,
     /// Word index of the first auxiliary pair (argmax, weight) within its binding.
-    pub aux_base: u32,
+    pub(crate) aux_base: u32,
     /// The label whose rows are ignored (with [`flags::IGNORE`]).
-    pub ignore_index: i32,
+    pub(crate) ignore_index: i32,
     /// `1 / T` for softmax and distillation.
-    pub inv_temperature: f32,
+    pub(crate) inv_temperature: f32,
     /// `T` for distillation.
-    pub temperature: f32,
+    pub(crate) temperature: f32,
     /// Label smoothing `s`.
-    pub smoothing: f32,
+    pub(crate) smoothing: f32,
     /// Distillation's `α`.
-    pub alpha: f32,
+    pub(crate) alpha: f32,
     /// Factor on the values: 1 for nats, `1 / ln 2` for bits.
-    pub out_scale: f32,
+    pub(crate) out_scale: f32,
     /// Element index of the gradient's first row within its binding.
-    pub grad_base: u32,
+    pub(crate) grad_base: u32,
     /// Factor on the gradient (the caller's upstream gradient).
-    pub grad_scale: f32,
+    pub(crate) grad_scale: f32,
     /// The gradient's divisor: rows, 1, or the device-side Σ w_y copied in.
-    pub grad_denominator: f32,
+    pub(crate) grad_denominator: f32,
     /// Split rows ([`crate::plan::row_parts`]): parts per row, 0 or 1 when not split.
-    pub parts: u32,
+    pub(crate) parts: u32,
     /// Split rows: columns per part (even).
-    pub part_cols: u32,
+    pub(crate) part_cols: u32,
 }
 
 /// Flag bits of [`RowParams::flags`] (`FLAG_*` in params.wgsl).
-pub mod flags {
+pub(crate) mod flags {
     /// `ignore_index` is set.
-    pub const IGNORE: u32 = 1;
+    pub(crate) const IGNORE: u32 = 1;
     /// Class weights are bound.
-    pub const WEIGHTS: u32 = 2;
+    pub(crate) const WEIGHTS: u32 = 2;
     /// Input a holds logits (else probabilities).
-    pub const P_LOGITS: u32 = 4;
+    pub(crate) const P_LOGITS: u32 = 4;
     /// Input b holds logits (else probabilities).
-    pub const Q_LOGITS: u32 = 8;
+    pub(crate) const Q_LOGITS: u32 = 8;
     /// Softmax writes log-softmax.
-    pub const LOG: u32 = 16;
+    pub(crate) const LOG: u32 = 16;
     /// Divergence adds `Σ p log p`.
-    pub const TERM_PLOGP: u32 = 32;
+    pub(crate) const TERM_PLOGP: u32 = 32;
     /// Divergence adds `−Σ p log q`.
-    pub const TERM_PLOGQ: u32 = 64;
+    pub(crate) const TERM_PLOGQ: u32 = 64;
     /// Divergence negates its result (entropy).
-    pub const NEGATE: u32 = 128;
+    pub(crate) const NEGATE: u32 = 128;
     /// Input b is bound.
-    pub const HAS_B: u32 = 256;
+    pub(crate) const HAS_B: u32 = 256;
 }
 
 /// Uniform parameters of the reduction (`ReduceParams` in reduce.wgsl).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct ReduceParams {
+pub(crate) struct ReduceParams {
     /// Values to sum at this level.
-    pub n: u32,
+    pub(crate) n: u32,
     /// Words between consecutive values.
-    pub stride: u32,
+    pub(crate) stride: u32,
     /// Word offset of the value within its stride.
-    pub component: u32,
+    pub(crate) component: u32,
     /// Word index of the first value within the input binding.
-    pub in_base: u32,
+    pub(crate) in_base: u32,
     /// Word index of the first (sum, flags) pair written.
-    pub out_base: u32,
+    pub(crate) out_base: u32,
     /// 1 when the input is (sum, flags) pairs of a previous level.
-    pub partials: u32,
+    pub(crate) partials: u32,
     /// Padding to a multiple of 16 bytes.
-    pub _pad: [u32; 2],
+    pub(crate) _pad: [u32; 2],
 }
 
 /// Which input a row kernel differentiates, and whether the gradient overwrites it
 /// (the `GRAD_OF` and `GRAD_IN_PLACE` overrides of shaders/common/grad.wgsl).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct GradMode {
+pub(crate) struct GradMode {
     /// 0: no gradient, 1: input a, 2: input b.
-    pub of: u32,
+    pub(crate) of: u32,
     /// The gradient overwrites that input.
-    pub in_place: bool,
+    pub(crate) in_place: bool,
 }
 
 /// How a row kernel reads its columns.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Reads {
+pub(crate) struct Reads {
     /// Inputs viewed as vec4 ([`Kernel::source`]): every input binding is whole 16-byte
     /// vectors.
-    pub vec4: bool,
+    pub(crate) vec4: bool,
     /// An element at a time rather than in octets, for rows of fewer than
     /// [`crate::plan::SHORT_COLS`] columns (the `EACH` override of
     /// shaders/common/row_reduce.wgsl).
-    pub each: bool,
+    pub(crate) each: bool,
 }
 
 type PipelineKey = (Kernel, DType, Reads, u32, u32, GradMode);
@@ -152,7 +148,7 @@ struct Layouts {
 /// Bind group layouts, shader modules and compiled pipelines of one device, each created
 /// on first use and cached.
 #[derive(Clone)]
-pub struct Kernels {
+pub(crate) struct Kernels {
     device: wgpu::Device,
     layouts: Arc<Mutex<HashMap<&'static [Binding], Layouts>>>,
     modules: Arc<Mutex<HashMap<Module, wgpu::ShaderModule>>>,
@@ -185,7 +181,7 @@ impl Binding {
 
 impl Kernels {
     /// Caches for `device`; layouts, modules and pipelines are created on first use.
-    pub fn new(device: &wgpu::Device) -> Self {
+    pub(crate) fn new(device: &wgpu::Device) -> Self {
         let info = device.adapter_info();
         let cpu = info.device_type == wgpu::DeviceType::Cpu;
         let cpu_layout = cpu && std::env::var("XENT_ROW_LAYOUT").map_or(true, |v| v != "gpu");
@@ -207,24 +203,24 @@ impl Kernels {
     }
 
     /// The device the kernels compile for.
-    pub fn device(&self) -> &wgpu::Device {
+    pub(crate) fn device(&self) -> &wgpu::Device {
         &self.device
     }
 
     /// Parts each of `rows` rows of `cols` columns is split into ([`crate::plan::row_parts`];
     /// 1: not split).
-    pub fn row_parts(&self, rows: u64, cols: u64) -> u64 {
+    pub(crate) fn row_parts(&self, rows: u64, cols: u64) -> u64 {
         crate::plan::row_parts(rows, cols, self.cpu_layout)
     }
 
     /// Workgroup size and lanes per row of the row kernels for `cols` columns on this device
     /// ([`crate::plan::workgroup_size`], [`crate::plan::row_layout`]).
-    pub fn row_layout_for(&self, cols: u64) -> (u32, u32) {
+    pub(crate) fn row_layout_for(&self, cols: u64) -> (u32, u32) {
         crate::plan::row_layout(cols, self.row_workgroup, self.max_workgroup, self.step_cap, self.cpu_layout)
     }
 
     /// The bind group layout of `kernel`: its bindings of the table, [`KernelInfo::bindings`].
-    pub fn bind_group_layout(&self, kernel: Kernel) -> wgpu::BindGroupLayout {
+    pub(crate) fn bind_group_layout(&self, kernel: Kernel) -> wgpu::BindGroupLayout {
         self.layouts(kernel).group
     }
 
@@ -263,7 +259,7 @@ impl Kernels {
     /// The pipeline of `kernel` for `dtype` with `wg` invocations and `lanes` per row,
     /// reading its columns as `reads` says and writing the gradient `grad` asks for (of a
     /// kernel that writes one, [`KernelInfo::grad`]).
-    pub fn pipeline(
+    pub(crate) fn pipeline(
         &self,
         kernel: Kernel,
         dtype: DType,

@@ -6,18 +6,13 @@ pub mod context;
 mod embed;
 mod error;
 mod host;
-// The kernel table, the row and reduction passes and their arithmetic: reached directly by
-// `xent bench` (which times single passes) and the shader tests, not part of the API.
-#[doc(hidden)]
-pub mod kernels;
+mod kernels;
 mod loss;
 #[cfg(feature = "cli")]
 pub mod npy;
 mod op;
-#[doc(hidden)]
-pub mod ops;
-#[doc(hidden)]
-pub mod plan;
+mod ops;
+mod plan;
 pub mod readback;
 pub mod reference;
 mod status;
@@ -30,7 +25,7 @@ pub use wgpu;
 pub use context::{Context, ContextOptions};
 /// What the host path and `xent bench` add to a record (not part of the API).
 #[doc(hidden)]
-pub use embed::RecordExtras;
+pub use embed::{Baseline, RecordExtras};
 pub use embed::{
     DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, Recorder, Reduced,
 };

@@ -3,13 +3,13 @@
 //! windows, the lanes-per-row layout and the levels of the tree reduction.
 
 /// Values folded by one workgroup of the reduction (`REDUCE_BLOCK` in reduce.wgsl).
-pub const REDUCE_BLOCK: u64 = 512;
+pub(crate) const REDUCE_BLOCK: u64 = 512;
 
 /// A workgroup grid `[x, y, 1]` with `x * y >= groups`, each side within `max_dim`.
 ///
 /// Kernels recover the linear group as `x + y * num_workgroups.x` and skip groups past
 /// the end, so a grid may be slightly larger than `groups`.
-pub fn grid(groups: u64, max_dim: u32) -> [u32; 3] {
+pub(crate) fn grid(groups: u64, max_dim: u32) -> [u32; 3] {
     if groups == 0 {
         return [0, 1, 1];
     }
@@ -22,13 +22,13 @@ pub fn grid(groups: u64, max_dim: u32) -> [u32; 3] {
 
 /// A binding of `size` bytes at `offset` (aligned) whose data starts `base` elements in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Window {
+pub(crate) struct Window {
     /// Byte offset of the binding (a multiple of the storage offset alignment).
-    pub offset: u64,
+    pub(crate) offset: u64,
     /// Bytes bound.
-    pub size: u64,
+    pub(crate) size: u64,
     /// Element index, within the binding, where the data starts.
-    pub base: u32,
+    pub(crate) base: u32,
 }
 
 /// The aligned binding that covers bytes `start .. start + len` of a buffer of
@@ -40,7 +40,7 @@ pub struct Window {
 /// a row's sums do not depend on where a window starts; the size is rounded up to a multiple of 16 (inputs are
 /// read as vec4 where the binding allows), clipped to the buffer, which callers allocate
 /// padded to 16 bytes; a window clipped to a size off 16 is read a word at a time.
-pub fn window(start: u64, len: u64, elem: u64, align: u64, buffer_size: u64) -> Window {
+pub(crate) fn window(start: u64, len: u64, elem: u64, align: u64, buffer_size: u64) -> Window {
     // alignments are powers of two: the larger is a multiple of both
     let align = align.max(32);
     let offset = start - start % align;
@@ -54,7 +54,7 @@ pub fn window(start: u64, len: u64, elem: u64, align: u64, buffer_size: u64) -> 
 ///
 /// `cap_bytes` bounds a chunk's size for memory (the host path uploads chunk by
 /// chunk); `Err` carries the number of bytes one row needs when not even one fits.
-pub fn chunk_rows(rows: u64, row_bytes: u64, max_binding: u64, align: u64, cap_bytes: u64) -> Result<u64, u64> {
+pub(crate) fn chunk_rows(rows: u64, row_bytes: u64, max_binding: u64, align: u64, cap_bytes: u64) -> Result<u64, u64> {
     // (a window's alignment, its rounding to 16 bytes, and the host's lead elements)
     let room = max_binding.saturating_sub(align + 64);
     if row_bytes > room {
@@ -66,7 +66,7 @@ pub fn chunk_rows(rows: u64, row_bytes: u64, max_binding: u64, align: u64, cap_b
 }
 
 /// The split of `[start, end)` into consecutive chunks of at most `chunk` rows.
-pub fn chunks(rows: u64, chunk: u64) -> impl Iterator<Item = (u64, u64)> {
+pub(crate) fn chunks(rows: u64, chunk: u64) -> impl Iterator<Item = (u64, u64)> {
     let chunk = chunk.max(1);
     (0..rows.div_ceil(chunk)).map(move |i| (i * chunk, chunk.min(rows - i * chunk)))
 }
@@ -76,7 +76,7 @@ pub fn chunks(rows: u64, chunk: u64) -> impl Iterator<Item = (u64, u64)> {
 /// CPU adapters (llvmpipe) run a workgroup as SIMD vectors of the subgroup width and pay
 /// for every barrier, so a workgroup there is one subgroup (8 on AVX2): measured on
 /// [20000, 4096] cross-entropy, 64 invocations took 1.6x the time of 8. Elsewhere 64.
-pub fn workgroup_size(device_type: wgpu::DeviceType, subgroup_min: u32, max_invocations: u32) -> u32 {
+pub(crate) fn workgroup_size(device_type: wgpu::DeviceType, subgroup_min: u32, max_invocations: u32) -> u32 {
     let largest_pow2 = 1u32 << (31 - max_invocations.max(1).leading_zeros());
     let wanted = match device_type {
         wgpu::DeviceType::Cpu if subgroup_min > 0 => subgroup_min.next_power_of_two().clamp(4, 64),
@@ -89,15 +89,15 @@ pub fn workgroup_size(device_type: wgpu::DeviceType, subgroup_min: u32, max_invo
 /// The most loop iterations one invocation may run on llvmpipe: it stops a shader's loops
 /// after 65,535 iterations in all, silently (a row of 2^19 columns at 8 lanes came out
 /// as if it had 2^17). A quarter of that leaves room for kernels with several column loops.
-pub const CPU_LOOP_STEPS: u64 = 16_384;
+pub(crate) const CPU_LOOP_STEPS: u64 = 16_384;
 
 /// Rows of fewer columns are read an element at a time: in octets aligned to the binding
 /// (shaders/common/row_reduce.wgsl) up to 14 elements of a row's neighbours ride along,
 /// which would double the work of a 10-column row.
-pub const SHORT_COLS: u64 = 32;
+pub(crate) const SHORT_COLS: u64 = 32;
 
 /// Columns up to which a row is "short": on CPU adapters such rows go 64 to a workgroup.
-pub const FEW_COLS: u64 = 64;
+pub(crate) const FEW_COLS: u64 = 64;
 
 /// Workgroup size and lanes per row for `cols` columns, preferring workgroups of `wg`
 /// (a power of two).
@@ -112,7 +112,7 @@ pub const FEW_COLS: u64 = 64;
 /// needed (up to `max_wg`). Rows of up to [`FEW_COLS`] columns there take workgroups of
 /// 64 rows: a one-lane row has no barrier, and fewer, larger workgroups halve the launch
 /// cost (measured on [1048576, 10] LSE: 36 ms against 45-61 ms with workgroups of 8).
-pub fn row_layout(cols: u64, wg: u32, max_wg: u32, step_cap: Option<u64>, cpu: bool) -> (u32, u32) {
+pub(crate) fn row_layout(cols: u64, wg: u32, max_wg: u32, step_cap: Option<u64>, cpu: bool) -> (u32, u32) {
     let largest = 1u32 << (31 - max_wg.max(1).leading_zeros());
     let wg = match cpu {
         true if cols <= FEW_COLS => wg.max(64).min(largest),
@@ -129,17 +129,17 @@ pub fn row_layout(cols: u64, wg: u32, max_wg: u32, step_cap: Option<u64>, cpu: b
 }
 
 /// Row-kernel workgroups a GPU should have to run at once before rows are split.
-pub const SPLIT_GROUPS: u64 = 1024;
+pub(crate) const SPLIT_GROUPS: u64 = 1024;
 
 /// Columns one part of a split row spans at least.
-pub const PART_MIN_COLS: u64 = 4096;
+pub(crate) const PART_MIN_COLS: u64 = 4096;
 
 /// Parts each row is split into (1: not split) so that few, very long rows still give a
 /// GPU [`SPLIT_GROUPS`] workgroups: [64, 1048576] is 64 rows, one workgroup each
 /// unsplit, which leaves most of a large GPU idle. Each part writes a partial
 /// (max, sum-exp, argmax) that a second dispatch merges in a fixed order. CPU adapters
 /// (`cpu`) run a few workgroups at a time and are never split.
-pub fn row_parts(rows: u64, cols: u64, cpu: bool) -> u64 {
+pub(crate) fn row_parts(rows: u64, cols: u64, cpu: bool) -> u64 {
     if cpu || rows >= SPLIT_GROUPS {
         return 1;
     }
@@ -148,12 +148,12 @@ pub fn row_parts(rows: u64, cols: u64, cpu: bool) -> u64 {
 
 /// Columns per part of a row split into `parts`: even, so that a half-precision pair
 /// never straddles two parts.
-pub fn part_cols(cols: u64, parts: u64) -> u64 {
+pub(crate) fn part_cols(cols: u64, parts: u64) -> u64 {
     cols.div_ceil(parts.max(1)).next_multiple_of(2)
 }
 
 /// Element counts of each level of the tree reduction of `n` values, down to 1.
-pub fn reduce_levels(n: u64) -> Vec<u64> {
+pub(crate) fn reduce_levels(n: u64) -> Vec<u64> {
     let mut levels = vec![n];
     let mut m = n;
     while m > 1 {
@@ -166,7 +166,7 @@ pub fn reduce_levels(n: u64) -> Vec<u64> {
 /// Pieces of a first reduction level whose input (`stride_bytes` per value) must fit
 /// `max_binding`: each piece starts on a block boundary, so the partials it writes are
 /// the ones a single dispatch would write, and the result does not depend on the split.
-pub fn reduce_pieces(n: u64, stride_bytes: u64, max_binding: u64, align: u64) -> Vec<(u64, u64)> {
+pub(crate) fn reduce_pieces(n: u64, stride_bytes: u64, max_binding: u64, align: u64) -> Vec<(u64, u64)> {
     let per_piece = ((max_binding.saturating_sub(align + 4)) / stride_bytes / REDUCE_BLOCK).max(1) * REDUCE_BLOCK;
     chunks(n, per_piece).collect()
 }

@@ -23,4 +23,4 @@ mod recorder;
 mod validate;
 
 pub use inputs::{DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, Reduced};
-pub use recorder::{RecordExtras, Recorder};
+pub use recorder::{Baseline, RecordExtras, Recorder};

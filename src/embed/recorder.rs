@@ -9,7 +9,7 @@ use super::validate::{self, Checked};
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
 use crate::kernels::{GradMode, Kernel, flags};
-use crate::loss::{DType, Reduction};
+use crate::loss::{DType, LogBase, Reduction};
 use crate::ops::{self, Bound, Dispatch, RowBindings};
 use crate::plan::{self, buffer};
 
@@ -24,10 +24,25 @@ pub struct RecordExtras<'a> {
     pub aux: Option<(&'a wgpu::Buffer, u64)>,
     /// Status words of the caller's own, instead of [`Recorder::status`].
     pub status: Option<&'a wgpu::Buffer>,
-    /// A change to the row job after the checks: the log base's scale, a baseline kernel.
-    pub adjust: Option<&'a dyn Fn(&mut ops::RowJob)>,
-    /// Timestamps around the passes of each row range: range `i` writes queries `2i` and `2i + 1`.
-    pub timestamps: Option<&'a wgpu::QuerySet>,
+    /// The unit of the values of the operations that take a log base.
+    pub base: LogBase,
+    /// A baseline kernel run on the operation's bindings instead of its own.
+    pub baseline: Option<Baseline>,
+    /// Timestamps around the passes of each row range, and the queries the set holds:
+    /// range `i` writes queries `2i` and `2i + 1`.
+    pub timestamps: Option<(&'a wgpu::QuerySet, u32)>,
+}
+
+/// The kernels `xent bench` measures an operation against, on its bindings.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Baseline {
+    /// A copy of the first input's words to the per-row output (bind them as a softmax's
+    /// rows of f32 values): the memory roofline.
+    Copy,
+    /// The simplest correct kernel: one workgroup per row, two passes (lse, or
+    /// cross-entropy where labels are bound).
+    Naive,
 }
 
 /// Records losses into the caller's encoders on one device; holds the compiled kernels
@@ -170,11 +185,25 @@ impl Recorder {
         let device = self.kernels.device();
         let limits = device.limits();
         let align = u64::from(limits.min_storage_buffer_offset_alignment);
-        let mut c = validate::check(loss, out, align)?;
-        if let Some(adjust) = extras.adjust {
-            adjust(&mut c.job);
+        let mut c = validate::check(loss, out, align, extras.base)?;
+        match extras.baseline {
+            None => {}
+            Some(Baseline::Copy) => c.job.kernel = Kernel::Copy,
+            Some(Baseline::Naive) => {
+                c.job.kernel = Kernel::NaiveXent;
+                c.job.params.flags = if c.labels.is_some() { flags::HAS_B } else { 0 };
+            }
         }
         let chunk = chunk_rows(&c, &limits)?;
+        if let Some((_, count)) = extras.timestamps {
+            let ranges = plan::chunks(c.rows, chunk).count() as u64;
+            if 2 * ranges > u64::from(count) {
+                return Err(Error::TooLarge(format!(
+                    "{ranges} row ranges need {} timestamp queries; the set holds {count}",
+                    2 * ranges
+                )));
+            }
+        }
         let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
         let aux = match extras.aux {
             Some((buffer, offset)) => (buffer.clone(), offset),
@@ -220,7 +249,7 @@ impl Recorder {
                 grad: mode,
                 grad_denominator: denominator_on_device.then_some(result),
             };
-            let ts = extras.timestamps.map(|query_set| wgpu::ComputePassTimestampWrites {
+            let ts = extras.timestamps.map(|(query_set, _)| wgpu::ComputePassTimestampWrites {
                 query_set,
                 beginning_of_pass_write_index: Some(2 * ranges),
                 end_of_pass_write_index: Some(2 * ranges + 1),

@@ -21,10 +21,15 @@ pub(super) struct Checked<'a> {
     pub(super) cols: u64,
 }
 
-/// Checks `loss` and `out`: the inputs' shapes and ranges, the options, the labels and class
+/// Checks `loss` and `out` (values in `base`): the inputs' shapes and ranges, the options, the labels and class
 /// weights (bound from an offset that is a multiple of `align`), the outputs, the gradient,
 /// and that no written range overlaps another or an input.
-pub(super) fn check<'a>(loss: &DeviceLoss<'a>, out: &DeviceOutput<'a>, align: u64) -> Result<Checked<'a>> {
+pub(super) fn check<'a>(
+    loss: &DeviceLoss<'a>,
+    out: &DeviceOutput<'a>,
+    align: u64,
+    base: LogBase,
+) -> Result<Checked<'a>> {
     loss.check_inputs()?;
     let inputs = loss.kernel_inputs();
     let a = loss.inputs.first;
@@ -32,7 +37,7 @@ pub(super) fn check<'a>(loss: &DeviceLoss<'a>, out: &DeviceOutput<'a>, align: u6
     for (name, b) in &inputs {
         check_input(name, b, &a)?;
     }
-    let job = ops::job(&template(loss), LogBase::Nats)?;
+    let job = ops::job(&template(loss), base)?;
     let labels = loss.inputs.labels;
     if let Some(y) = labels {
         check_range("labels", y.buffer, y.offset, 4 * rows, wgpu::BufferUsages::STORAGE, 4)?;

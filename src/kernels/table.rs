@@ -7,7 +7,7 @@ use super::wgsl::Family;
 
 /// How an entry point accesses a binding, as its WGSL declares it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Access {
+pub(crate) enum Access {
     /// `var<uniform>`.
     Uniform,
     /// `var<storage, read>`.
@@ -18,16 +18,16 @@ pub enum Access {
 
 /// A binding of group 0: its index and access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Binding {
+pub(crate) struct Binding {
     /// `@binding(index)`.
-    pub index: u32,
+    pub(crate) index: u32,
     /// How the WGSL declares it.
-    pub access: Access,
+    pub(crate) access: Access,
 }
 
 /// The bindings of the row kernels (shaders/common/params.wgsl and the loaders) and of the
 /// reduction (shaders/reduce.wgsl).
-pub mod binding {
+pub(crate) mod binding {
     use super::{Access, Binding};
 
     const fn uniform(index: u32) -> Binding {
@@ -43,34 +43,34 @@ pub mod binding {
     }
 
     /// The uniform [`RowParams`](crate::kernels::RowParams).
-    pub const PARAMS: Binding = uniform(0);
+    pub(crate) const PARAMS: Binding = uniform(0);
     /// Input a.
-    pub const IN_A: Binding = read(1);
+    pub(crate) const IN_A: Binding = read(1);
     /// Input b.
-    pub const IN_B: Binding = read(2);
+    pub(crate) const IN_B: Binding = read(2);
     /// i32 labels.
-    pub const LABELS: Binding = read(3);
+    pub(crate) const LABELS: Binding = read(3);
     /// f32 class weights.
-    pub const CLASS_WEIGHTS: Binding = read(4);
+    pub(crate) const CLASS_WEIGHTS: Binding = read(4);
     /// Per-row f32 values, or rows of values (viewed as vec4 by some loader variants).
-    pub const OUT_ROWS: Binding = read_write(5);
+    pub(crate) const OUT_ROWS: Binding = read_write(5);
     /// Per-row (argmax, weight) word pairs.
-    pub const OUT_AUX: Binding = read_write(6);
+    pub(crate) const OUT_AUX: Binding = read_write(6);
     /// First bad label row and first bad value row (atomic minimum).
-    pub const STATUS: Binding = read_write(7);
+    pub(crate) const STATUS: Binding = read_write(7);
     /// The gradient, the input it overwrites in place, or the records of split rows' parts.
-    pub const GRAD: Binding = read_write(8);
+    pub(crate) const GRAD: Binding = read_write(8);
     /// The uniform [`ReduceParams`](crate::kernels::ReduceParams).
-    pub const REDUCE_PARAMS: Binding = uniform(0);
+    pub(crate) const REDUCE_PARAMS: Binding = uniform(0);
     /// The reduction's input words.
-    pub const REDUCE_SRC: Binding = read(1);
+    pub(crate) const REDUCE_SRC: Binding = read(1);
     /// The reduction's (sum, flags) pairs.
-    pub const REDUCE_DST: Binding = read_write(2);
+    pub(crate) const REDUCE_DST: Binding = read_write(2);
 }
 
 /// Where a kernel runs in a job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Stage {
+pub(crate) enum Stage {
     /// Whole rows: the kernel a loss runs (or its pre-pass) when rows are not split.
     Row,
     /// Split rows: one dispatch unit per (row, part), writing the part's record.
@@ -87,7 +87,7 @@ pub enum Stage {
 
 impl Stage {
     /// Whether a dispatch runs one unit per (row, part) rather than per row.
-    pub fn per_part(self) -> bool {
+    pub(crate) fn per_part(self) -> bool {
         matches!(self, Stage::Part | Stage::Write)
     }
 }
@@ -95,7 +95,7 @@ impl Stage {
 /// The columns a kernel reads per unit, which choose its layout (workgroup size and
 /// lanes per row) and its column loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Cols {
+pub(crate) enum Cols {
     /// Every column of its row.
     Row,
     /// The columns of one part of a split row.
@@ -108,7 +108,7 @@ pub enum Cols {
 
 /// When a row kernel is replaced by a plan of split-row dispatches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Split {
+pub(crate) enum Split {
     /// Never: the kernel reads whole rows whatever their length.
     Never,
     /// Always, by these dispatches in order.
@@ -119,7 +119,7 @@ pub enum Split {
 
 impl Split {
     /// The dispatches that replace the kernel on split rows, for a job with `flags`.
-    pub fn plan(self, flags: u32) -> Option<&'static [Kernel]> {
+    pub(crate) fn plan(self, flags: u32) -> Option<&'static [Kernel]> {
         use super::flags::{HAS_B, P_LOGITS, Q_LOGITS};
         match self {
             Split::Never => None,
@@ -134,24 +134,24 @@ impl Split {
 
 /// One row of the kernel table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KernelInfo {
+pub(crate) struct KernelInfo {
     /// The entry point's name in WGSL.
-    pub entry: &'static str,
+    pub(crate) entry: &'static str,
     /// The family file it is in (its module is the family's for a dtype and load width).
-    pub family: Family,
+    pub(crate) family: Family,
     /// Where it runs in a job.
-    pub stage: Stage,
+    pub(crate) stage: Stage,
     /// The columns it reads per unit.
-    pub reads: Cols,
+    pub(crate) reads: Cols,
     /// The bindings of group 0 it uses, in index order: its bind group layout.
-    pub bindings: &'static [Binding],
+    pub(crate) bindings: &'static [Binding],
     /// Whether it writes a gradient (`GRAD_OF` of shaders/common/grad.wgsl may be set).
-    pub grad: bool,
+    pub(crate) grad: bool,
     /// Whether it writes rows of values (`[rows, cols]`, viewed as vec4 with its inputs)
     /// rather than values per row.
-    pub writes_rows: bool,
+    pub(crate) writes_rows: bool,
     /// Its plan on split rows.
-    pub split: Split,
+    pub(crate) split: Split,
 }
 
 const fn row(entry: &'static str, family: Family, bindings: &'static [Binding]) -> KernelInfo {
@@ -210,19 +210,20 @@ macro_rules! kernel_table {
     ($($(#[$doc:meta])* $name:ident => $row:expr,)+) => {
         /// A compute entry point of one of the shader families in `shaders/`: a row of [`TABLE`].
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum Kernel {
+        pub(crate) enum Kernel {
             $($(#[$doc])* $name,)+
         }
 
         impl Kernel {
             /// Every kernel, in the table's order.
-            pub const ALL: [Kernel; COUNT] = [$(Kernel::$name),+];
+            #[cfg(test)]
+            pub(crate) const ALL: [Kernel; COUNT] = [$(Kernel::$name),+];
         }
 
         const COUNT: usize = [$(stringify!($name)),+].len();
 
         /// The kernel table, in [`Kernel`]'s order.
-        pub static TABLE: [KernelInfo; COUNT] = {
+        pub(crate) static TABLE: [KernelInfo; COUNT] = {
             use Kernel::*;
             use binding::*;
             use Family as F;
@@ -328,12 +329,12 @@ kernel_table! {
 
 impl Kernel {
     /// The kernel's row of [`TABLE`].
-    pub fn info(self) -> &'static KernelInfo {
+    pub(crate) fn info(self) -> &'static KernelInfo {
         &TABLE[self as usize]
     }
 
     /// The entry point's name in WGSL.
-    pub fn entry(self) -> &'static str {
+    pub(crate) fn entry(self) -> &'static str {
         self.info().entry
     }
 }

@@ -21,7 +21,7 @@ common! {
 /// A file of `shaders/` with the entry points of one family of kernels: with the common
 /// pieces and a loader variant, one shader module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Family {
+pub(crate) enum Family {
     /// shaders/row_stats.wgsl
     RowStats,
     /// shaders/softmax.wgsl
@@ -44,13 +44,13 @@ pub enum Family {
 
 /// A shader module: a family composed for a dtype, read as vec4 or a word at a time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Module {
+pub(crate) struct Module {
     /// The family file.
-    pub family: Family,
+    pub(crate) family: Family,
     /// Element type of the float inputs.
-    pub dtype: DType,
+    pub(crate) dtype: DType,
     /// Inputs (and rows written) viewed as vec4.
-    pub vec4: bool,
+    pub(crate) vec4: bool,
 }
 
 impl Family {
@@ -71,7 +71,7 @@ impl Family {
 
     /// The module of this family for inputs of `dtype`, viewed as vec4 when `vec4` (the
     /// reduction has one module whatever the two).
-    pub fn module(self, dtype: DType, vec4: bool) -> Module {
+    pub(crate) fn module(self, dtype: DType, vec4: bool) -> Module {
         match self {
             Family::Reduce => Module { family: self, dtype: DType::F32, vec4: false },
             _ => Module { family: self, dtype, vec4 },
@@ -82,7 +82,7 @@ impl Family {
 impl Module {
     /// The files the module is made of, in order: the row parameters, the loader variant,
     /// the numerics, the row reduction, the gradient, then the family's file.
-    pub fn pieces(self) -> Vec<&'static str> {
+    pub(crate) fn pieces(self) -> Vec<&'static str> {
         if self.family == Family::Reduce {
             return vec![NUMERICS, self.family.file()];
         }
@@ -93,7 +93,7 @@ impl Module {
     }
 
     /// The module's WGSL text.
-    pub fn source(self) -> String {
+    pub(crate) fn source(self) -> String {
         self.pieces().concat()
     }
 }

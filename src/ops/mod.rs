@@ -9,6 +9,8 @@ mod gaussian_kl;
 mod row_stats;
 mod softmax;
 mod softmax_xent;
+#[cfg(test)]
+mod tests;
 
 use wgpu::util::DeviceExt;
 
@@ -20,28 +22,28 @@ use crate::plan::{self, Window};
 
 /// One row kernel over one batch: what runs, on which inputs, with which options.
 #[derive(Clone, Copy, Debug)]
-pub struct RowJob<'a> {
+pub(crate) struct RowJob<'a> {
     /// The entry point.
-    pub kernel: Kernel,
+    pub(crate) kernel: Kernel,
     /// Flags and scalar options; shape and bases are filled in per dispatch.
-    pub params: RowParams,
+    pub(crate) params: RowParams,
     /// Input a (the logits, or P).
-    pub a: Batch<'a>,
+    pub(crate) a: Batch<'a>,
     /// Input b, where the operation has a second float input.
-    pub b: Option<Batch<'a>>,
+    pub(crate) b: Option<Batch<'a>>,
     /// Integer labels, where the operation takes them.
-    pub labels: Option<Labels<'a>>,
+    pub(crate) labels: Option<Labels<'a>>,
     /// Class weights of cross-entropy.
-    pub class_weights: Option<&'a [f32]>,
+    pub(crate) class_weights: Option<&'a [f32]>,
     /// Values written per row: 1, or `cols` for softmax.
-    pub out_per_row: u64,
+    pub(crate) out_per_row: u64,
     /// The mean divides by the sum of per-row weights in `aux[2 row + 1]` (else by rows).
-    pub weighted: bool,
+    pub(crate) weighted: bool,
     /// `aux[2 row]` holds the row's argmax.
-    pub argmax: bool,
+    pub(crate) argmax: bool,
     /// The input the kernel can differentiate (1: a, 2: b; 0: none): the logits of
     /// cross-entropy, of Q in KL, of entropy, of BCE and of the distillation student.
-    pub grad_of: u32,
+    pub(crate) grad_of: u32,
 }
 
 impl<'a> RowJob<'a> {
@@ -69,19 +71,19 @@ impl<'a> RowJob<'a> {
 
     /// Whether the kernel writes whole rows of values (softmax, `out_per_row` = cols, which
     /// is 1 for a single column) rather than one value a row.
-    pub fn writes_rows(&self) -> bool {
+    pub(crate) fn writes_rows(&self) -> bool {
         self.kernel.info().writes_rows
     }
 
     /// Whether the kernel writes per-row auxiliary words (argmax, weight).
-    pub fn uses_aux(&self) -> bool {
+    pub(crate) fn uses_aux(&self) -> bool {
         self.weighted || self.argmax
     }
 }
 
 /// The row job of `loss` (validated: [`Loss::validate`]), its values scaled for `base`
 /// where the operation takes one.
-pub fn job<'a>(loss: &Loss<'a>, base: LogBase) -> Result<RowJob<'a>> {
+pub(crate) fn job<'a>(loss: &Loss<'a>, base: LogBase) -> Result<RowJob<'a>> {
     loss.check_inputs()?;
     let a = *loss.primary();
     // present: check_inputs holds the inputs to the operation's signature
@@ -112,11 +114,11 @@ fn missing(what: &'static str) -> Error {
 
 /// A buffer bound through an aligned window (see [`plan::window`]).
 #[derive(Clone, Copy)]
-pub struct Bound<'b> {
+pub(crate) struct Bound<'b> {
     /// The buffer.
-    pub buffer: &'b wgpu::Buffer,
+    pub(crate) buffer: &'b wgpu::Buffer,
     /// The aligned range bound, and where the data starts in it.
-    pub window: Window,
+    pub(crate) window: Window,
 }
 
 impl<'b> Bound<'b> {
@@ -130,55 +132,60 @@ impl<'b> Bound<'b> {
 }
 
 /// The buffers of one row-kernel dispatch.
-pub struct RowBindings<'b> {
+pub(crate) struct RowBindings<'b> {
     /// Input a.
-    pub a: Bound<'b>,
+    pub(crate) a: Bound<'b>,
     /// Input b (any read-only buffer when unused).
-    pub b: Bound<'b>,
+    pub(crate) b: Bound<'b>,
     /// Labels (any read-only buffer when unused).
-    pub labels: Bound<'b>,
+    pub(crate) labels: Bound<'b>,
     /// Class weights, from the binding's start (any read-only buffer when unused).
-    pub class_weights: Bound<'b>,
+    pub(crate) class_weights: Bound<'b>,
     /// Per-row values.
-    pub out: Bound<'b>,
+    pub(crate) out: Bound<'b>,
     /// Per-row (argmax, weight) word pairs.
-    pub aux: Bound<'b>,
+    pub(crate) aux: Bound<'b>,
     /// The two status words.
-    pub status: &'b wgpu::Buffer,
+    pub(crate) status: &'b wgpu::Buffer,
     /// The gradient output (with [`GradMode::in_place`], the differentiated input).
-    pub grad: Bound<'b>,
+    pub(crate) grad: Bound<'b>,
 }
 
 /// One dispatch of a row kernel: rows `row_offset..row_offset + rows` of a job.
 #[derive(Clone, Copy, Debug)]
-pub struct Dispatch<'p> {
+pub(crate) struct Dispatch<'p> {
     /// The entry point.
-    pub kernel: Kernel,
+    pub(crate) kernel: Kernel,
     /// Flags and options; shape and bases are filled in by [`encode_rows`].
-    pub template: &'p RowParams,
+    pub(crate) template: &'p RowParams,
     /// Element type of the float inputs.
-    pub dtype: crate::DType,
+    pub(crate) dtype: crate::DType,
     /// Rows in this dispatch.
-    pub rows: u64,
+    pub(crate) rows: u64,
     /// Columns of every row.
-    pub cols: u64,
+    pub(crate) cols: u64,
     /// Global index of the first row (for error reports).
-    pub row_offset: u64,
+    pub(crate) row_offset: u64,
     /// The gradient, if any, and where it goes.
-    pub grad: GradMode,
+    pub(crate) grad: GradMode,
     /// A buffer whose first word (f32 bits) is copied into `grad_denominator` before the
     /// pass: the device-side sum of row weights for the mean's gradient.
-    pub grad_denominator: Option<&'p wgpu::Buffer>,
+    pub(crate) grad_denominator: Option<&'p wgpu::Buffer>,
 }
 
 /// Records `d` into `encoder`, reading and writing through `b`'s windows.
-pub fn encode_rows(kernels: &Kernels, encoder: &mut wgpu::CommandEncoder, d: &Dispatch, b: &RowBindings) -> Result<()> {
+pub(crate) fn encode_rows(
+    kernels: &Kernels,
+    encoder: &mut wgpu::CommandEncoder,
+    d: &Dispatch,
+    b: &RowBindings,
+) -> Result<()> {
     encode_rows_timed(kernels, encoder, d, b, None)
 }
 
 /// [`encode_rows`] with the pass's start and end written to a timestamp query set
 /// (the adapter must have `TIMESTAMP_QUERY`).
-pub fn encode_rows_timed(
+pub(crate) fn encode_rows_timed(
     kernels: &Kernels,
     encoder: &mut wgpu::CommandEncoder,
     d: &Dispatch,
@@ -209,7 +216,12 @@ pub fn encode_rows_timed(
 
 /// Records `d` into an open compute pass. A pass cannot hold copies, so `d` must not
 /// take its gradient's denominator from the device (`grad_denominator` is `None`).
-pub fn dispatch_rows(kernels: &Kernels, pass: &mut wgpu::ComputePass, d: &Dispatch, b: &RowBindings) -> Result<()> {
+pub(crate) fn dispatch_rows(
+    kernels: &Kernels,
+    pass: &mut wgpu::ComputePass,
+    d: &Dispatch,
+    b: &RowBindings,
+) -> Result<()> {
     if d.grad_denominator.is_some() {
         return Err(crate::Error::Gpu(
             "a device-side denominator needs a copy, which a compute pass cannot hold".into(),
@@ -324,25 +336,9 @@ fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Prep
     Ok(PreparedRows { pipeline, group, uniform, grid })
 }
 
-/// Records the tree sum of `n` f32 values read at word `i * stride + component` of
-/// `src` into `dst[0..2]` = (sum bits, flags). `scratch` holds the partials of every
-/// level (at least `2 * ceil(n / 512)` words plus the same for the next level) and
-/// must not alias `src`. Returns the word offset in `dst` that holds the result.
-pub fn encode_reduce(
-    kernels: &Kernels,
-    encoder: &mut wgpu::CommandEncoder,
-    src: &wgpu::Buffer,
-    n: u64,
-    stride: u32,
-    component: u32,
-    scratch: [&wgpu::Buffer; 2],
-) -> Result<()> {
-    encode_reduce_at(kernels, encoder, src, 0, n, stride, component, scratch)
-}
-
 /// [`encode_reduce`] over values that start `src_offset` bytes (a multiple of 4) into `src`.
 #[allow(clippy::too_many_arguments)]
-pub fn encode_reduce_at(
+pub(crate) fn encode_reduce_at(
     kernels: &Kernels,
     encoder: &mut wgpu::CommandEncoder,
     src: &wgpu::Buffer,
@@ -359,22 +355,22 @@ pub fn encode_reduce_at(
 
 /// f32 values at word `i * stride + component` of a buffer, from byte `offset` on.
 #[derive(Clone, Copy)]
-pub struct Strided<'b> {
+pub(crate) struct Strided<'b> {
     /// The buffer.
-    pub buffer: &'b wgpu::Buffer,
+    pub(crate) buffer: &'b wgpu::Buffer,
     /// Where value 0's group starts (a multiple of 4).
-    pub offset: u64,
+    pub(crate) offset: u64,
     /// Words from one value to the next.
-    pub stride: u32,
+    pub(crate) stride: u32,
     /// The word of each group that holds the value.
-    pub component: u32,
+    pub(crate) component: u32,
 }
 
 /// The first level of the tree sum: the (sum, flags) pair of each block of
 /// [`plan::REDUCE_BLOCK`] of the `n` values, written to `dst` from pair `first_block` on.
 /// A sum of many rows may run block by block this way (each call starting on a block)
 /// and give the bits of one call over all of them.
-pub fn encode_reduce_blocks(
+pub(crate) fn encode_reduce_blocks(
     kernels: &Kernels,
     encoder: &mut wgpu::CommandEncoder,
     values: Strided,
@@ -401,7 +397,7 @@ pub fn encode_reduce_blocks(
 /// The later levels of the tree sum over the `m` first-level pairs in `scratch[0]`, which
 /// they overwrite, ping-ponging with `scratch[1]`; the result is in
 /// `scratch[reduce_result_index(n)]` for the `n` values the pairs came from.
-pub fn encode_reduce_partials(
+pub(crate) fn encode_reduce_partials(
     kernels: &Kernels,
     encoder: &mut wgpu::CommandEncoder,
     m: u64,
@@ -419,7 +415,7 @@ pub fn encode_reduce_partials(
 
 /// The mean of a finished reduction, (sum, flags, denominator, flags) at byte `offset` of
 /// `src`, as one f32 word at byte 0 of `dst` (NaN and infinities by IEEE division's rules).
-pub fn encode_mean(
+pub(crate) fn encode_mean(
     kernels: &Kernels,
     encoder: &mut wgpu::CommandEncoder,
     src: &wgpu::Buffer,
@@ -499,6 +495,6 @@ fn bind_group<'r>(
 }
 
 /// Which scratch buffer holds the final (sum, flags) pair after [`encode_reduce`].
-pub fn reduce_result_index(n: u64) -> usize {
+pub(crate) fn reduce_result_index(n: u64) -> usize {
     (plan::reduce_levels(n).len().saturating_sub(2)) % 2
 }

@@ -19,7 +19,7 @@ use crate::context::Context;
 use crate::embed::{DeviceBatch, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, RecordExtras};
 use crate::error::try_grow;
 use crate::error::{Error, Result};
-use crate::kernels::{Kernel, RowParams};
+use crate::kernels::Kernel;
 use crate::loss::Loss;
 use crate::op::Op;
 use crate::ops::{self, RowJob};
@@ -87,7 +87,6 @@ pub struct Stream<'c> {
     ctx: &'c Context,
     op: Op,
     kernel: Kernel,
-    params: RowParams,
     options: RunOptions,
     layout: Layout,
     rows: u64,
@@ -149,7 +148,6 @@ impl<'c> Stream<'c> {
             ctx,
             op,
             kernel: job.kernel,
-            params: job.params,
             options,
             layout,
             rows,
@@ -327,15 +325,13 @@ impl<'c> Stream<'c> {
         }
         let per_row_offset = if self.softmax() { 0 } else { 4 * carry };
         let out = DeviceOutput { per_row: Some(&here.out), per_row_offset, ..Default::default() };
-        let params = self.params;
         let extras = RecordExtras {
             first_row: row,
             // a job without per-row words binds the slot's small aux buffer from its start
             aux: Some((&here.aux, self.layout.aux * carry)),
             status: Some(&self.status),
-            // the log base's scale, as the job was planned
-            adjust: Some(&move |job: &mut RowJob| job.params = params),
-            timestamps: None,
+            base: self.options.base,
+            ..Default::default()
         };
         self.ctx.recorder.record_with(encoder, &loss, &out, &extras).map(|_| ())
     }

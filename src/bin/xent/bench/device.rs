@@ -4,10 +4,7 @@
 use std::time::Instant;
 
 use wgpu::util::DeviceExt;
-use xent::kernels::{Kernel, RowParams};
-use xent::ops::{self, RowJob};
-use xent::plan;
-use xent::{Context, DType, DeviceBatch, DeviceLabels, DeviceLoss, DeviceOutput, LogBase, Loss, Op, RecordExtras};
+use xent::{Baseline, Context, DType, DeviceBatch, DeviceLabels, DeviceLoss, DeviceOutput, Loss, Op, RecordExtras};
 
 use crate::Failure;
 
@@ -46,8 +43,6 @@ fn empty(device: &wgpu::Device, label: &str, bytes: u64) -> wgpu::Buffer {
 /// One dispatch's inputs as device buffers: what a kernel reads and writes.
 pub(super) struct Job {
     op: Op,
-    pub(super) kernel: Kernel,
-    pub(super) params: RowParams,
     dtype: DType,
     pub(super) rows: u64,
     cols: u64,
@@ -100,8 +95,8 @@ impl<'c> Bench<'c> {
     /// Uploads the inputs of `loss` once.
     pub(super) fn job(&self, loss: &Loss, dtype: DType) -> Result<Job, Failure> {
         let d = self.ctx.device();
-        let job = ops::job(loss, LogBase::Nats)?;
-        let (rows, cols) = (job.a.rows as u64, job.a.cols as u64);
+        loss.validate()?;
+        let (rows, cols) = (loss.primary().rows as u64, loss.primary().cols as u64);
         let elem = dtype.size() as u64;
         let inputs = &loss.inputs;
         let a = upload(d, "a", inputs.first.data.bytes(0, inputs.first.data.len()));
@@ -110,18 +105,16 @@ impl<'c> Bench<'c> {
             let v: Vec<i32> = (0..y.len()).map(|i| y.get(i) as i32).collect();
             upload(d, "labels", bytemuck::cast_slice(&v))
         });
-        let out_len = rows * job.out_per_row;
-        let in_bytes =
-            rows * cols * elem * (1 + u64::from(job.b.is_some())) + if job.labels.is_some() { 4 * rows } else { 0 };
+        let out_per_row = if loss.op.writes_rows() { cols } else { 1 };
+        let out_len = rows * out_per_row;
+        let in_bytes = rows * cols * elem * (1 + u64::from(b.is_some())) + if labels.is_some() { 4 * rows } else { 0 };
         Ok(Job {
             op: loss.op,
-            kernel: job.kernel,
-            params: job.params,
             dtype,
             rows,
             cols,
             elem,
-            out_per_row: job.out_per_row,
+            out_per_row,
             a,
             b,
             labels,
@@ -156,50 +149,37 @@ impl<'c> Bench<'c> {
         Ok(())
     }
 
-    /// Median device seconds of `kernel` over `job`'s rows, dispatched in pieces that fit
-    /// the binding limit.
-    pub(super) fn time(&self, job: &Job, kernel: Kernel, iters: usize) -> Result<f64, Failure> {
+    /// Median device seconds of `job`'s operation, or of a baseline on its bindings, over
+    /// all its rows.
+    pub(super) fn time(&self, job: &Job, baseline: Option<Baseline>, iters: usize) -> Result<f64, Failure> {
         let d = self.ctx.device();
-        let limits = d.limits();
-        let align = u64::from(limits.min_storage_buffer_offset_alignment);
-        let (rows, cols, elem) = (job.rows, job.cols, job.elem);
-        let copy = kernel == Kernel::Copy;
-        // the copy runs over the input words as rows of COPY_COLS words (a tail under one
-        // row is left out: at most 4 KiB)
-        let (units, unit_bytes, unit_out) = if copy {
-            ((rows * cols * elem / 4 / COPY_COLS).max(1), 4 * COPY_COLS, COPY_COLS)
-        } else {
-            (rows, cols * elem, job.out_per_row)
-        };
-        let row_bytes = unit_bytes.max(4 * unit_out);
-        let per_piece = plan::chunk_rows(units, row_bytes, limits.max_storage_buffer_binding_size, align, u64::MAX)
-            .map_err(|need| Failure::input(format!("one row needs {need} bytes, over the binding limit")))?;
-        let pieces: Vec<(u64, u64)> = plan::chunks(units, per_piece).collect();
-        if pieces.len() > self.max_pieces as usize {
-            return Err(Failure::input(format!("{} pieces: too many for one timed run", pieces.len())));
-        }
         let scope = d.push_error_scope(wgpu::ErrorFilter::Validation);
-        let times = self.time_pieces(job, kernel, iters);
+        let times = self.time_scoped(job, baseline, iters);
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Failure::machine(format!("benchmarking {}: {e}", kernel.entry())));
+            return Err(Failure::machine(format!("benchmarking {} ({baseline:?}): {e}", job.op)));
         }
         times
     }
 
-    fn time_pieces(&self, job: &Job, kernel: Kernel, iters: usize) -> Result<f64, Failure> {
+    fn time_scoped(&self, job: &Job, baseline: Option<Baseline>, iters: usize) -> Result<f64, Failure> {
         let d = self.ctx.device();
         let mut times = Vec::with_capacity(iters);
         for _ in 0..iters.max(1) {
             let mut encoder = d.create_command_encoder(&Default::default());
-            let passes = self.record(&mut encoder, job, kernel)?;
+            let passes = self.record(&mut encoder, job, baseline)?;
             times.push(self.submit_timed(encoder, passes as usize)?);
         }
         Ok(median(&mut times))
     }
 
-    /// Records `kernel` over `job` through the context's recorder, as any caller's record,
-    /// each row range between timestamps; returns the number of ranges.
-    fn record(&self, encoder: &mut wgpu::CommandEncoder, job: &Job, kernel: Kernel) -> Result<u32, Failure> {
+    /// Records `job` (or `baseline` on its bindings) through the context's recorder, as
+    /// any caller's record, each row range between timestamps; returns the number of ranges.
+    fn record(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        job: &Job,
+        baseline: Option<Baseline>,
+    ) -> Result<u32, Failure> {
         let batch = |buffer, rows: u64, cols: u64, dtype| DeviceBatch {
             buffer,
             offset: 0,
@@ -207,7 +187,7 @@ impl<'c> Bench<'c> {
             cols: cols as u32,
             dtype,
         };
-        let (loss, out) = if kernel == Kernel::Copy {
+        let (loss, out) = if baseline == Some(Baseline::Copy) {
             // the copy moves the first input's words (a tail under one row is left out: at
             // most 4 KiB), bound as the rows of values a softmax writes
             let units = (job.rows * job.cols * job.elem / 4 / COPY_COLS).max(1);
@@ -223,17 +203,11 @@ impl<'c> Bench<'c> {
             }
             (loss, DeviceOutput::rows(&job.out))
         };
-        // the kernel timed (the op's own, or a baseline on its bindings) and its flags
-        let flags = job.params.flags;
-        let adjust = move |row_job: &mut RowJob| {
-            row_job.kernel = kernel;
-            row_job.params.flags = flags;
-        };
         let extras = RecordExtras {
             aux: Some((&job.aux, 0)),
             status: Some(&job.status),
-            adjust: Some(&adjust),
-            timestamps: self.queries.as_ref().map(|(set, _, _)| set),
+            baseline,
+            timestamps: self.queries.as_ref().map(|(set, _, _)| (set, 2 * self.max_pieces)),
             ..Default::default()
         };
         Ok(self.ctx.recorder().record_with(encoder, &loss, &out, &extras)?)

@@ -13,8 +13,7 @@ mod plot;
 
 use clap::Args;
 use serde_json::{Value, json};
-use xent::kernels::Kernel;
-use xent::{Context, DType, Op};
+use xent::{Baseline, Context, DType, Op};
 
 use crate::Failure;
 use crate::process::emit;
@@ -118,7 +117,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
         for &dtype in &grid.dtypes {
             // the roofline: a copy of the logits' bytes, warmed up first
             let base = bench.job(&data.loss(Op::LogSumExp, dtype), dtype)?;
-            bench.time(&base, Kernel::Copy, 1)?;
+            bench.time(&base, Some(Baseline::Copy), 1)?;
             bench.check_copy(&base)?;
             for &op in &grid.ops {
                 let line = measure(&bench, &data, &base, op, dtype, iters, &adapter)?;
@@ -149,31 +148,26 @@ fn measure(
     iters: usize,
     adapter: &str,
 ) -> Result<Value, Failure> {
-    let naive = |kernel_job: &Job| -> Result<f64, Failure> {
-        bench.time(kernel_job, Kernel::NaiveXent, 1)?;
-        bench.time(kernel_job, Kernel::NaiveXent, iters)
+    let naive = |job: &Job| -> Result<f64, Failure> {
+        bench.time(job, Some(Baseline::Naive), 1)?;
+        bench.time(job, Some(Baseline::Naive), iters)
     };
     let (rows, cols) = (data.rows as u64, data.cols as u64);
     let dname = if dtype == DType::F16 { "f16" } else { "f32" };
     let loss = data.loss(op, dtype);
     let job = bench.job(&loss, dtype)?;
-    bench.time(&job, job.kernel, 1)?; // compile and warm up
+    bench.time(&job, None, 1)?; // compile and warm up
     // the copy and the kernel alternate, run by run, so that the drift of a
     // shared machine falls on both sides of the ratio
     let (mut copies, mut runs) = (Vec::new(), Vec::new());
     for _ in 0..iters.max(1) {
-        copies.push(bench.time(base, Kernel::Copy, 1)?);
-        runs.push(bench.time(&job, job.kernel, 1)?);
+        copies.push(bench.time(base, Some(Baseline::Copy), 1)?);
+        runs.push(bench.time(&job, None, 1)?);
     }
     let (copy, seconds) = (median(&mut copies), median(&mut runs));
-    // two-pass baseline for the ops it computes: lse, and ce with labels bound
+    // the two-pass baseline for the ops it computes: lse, and ce with labels bound
     let naive_seconds = match op {
-        Op::LogSumExp => Some(naive(&job)?),
-        Op::CrossEntropy { .. } => {
-            let mut with_labels = bench.job(&loss, dtype)?;
-            with_labels.params.flags = xent::kernels::flags::HAS_B;
-            Some(naive(&with_labels)?)
-        }
+        Op::LogSumExp | Op::CrossEntropy { .. } => Some(naive(&job)?),
         _ => None,
     };
     // the copy moves the logits' bytes; ops with two float inputs read twice that

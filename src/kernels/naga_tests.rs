@@ -1,14 +1,14 @@
-//! Without a GPU: naga validates every composed shader, translates each to SPIR-V,
+//! Without a GPU (unit tests of the kernel table): naga validates every composed shader, translates each to SPIR-V,
 //! MSL, HLSL and GLSL (so Metal, DX12 and GL users are not the first to meet a
 //! translation error), and the Rust parameter structs match the WGSL ones.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::OnceLock;
 
+use super::{Access, Binding, Kernel, Module, ReduceParams, RowParams, Stage};
+use crate::loss::DType;
 use naga::back::PipelineConstants;
 use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
-use xent::DType;
-use xent::kernels::{Access, Binding, Kernel, Module, ReduceParams, RowParams, Stage};
 
 const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::Bf16];
 
@@ -308,7 +308,7 @@ fn flag_bits_match_the_wgsl_constants() {
             ref e => panic!("{name}: {e:?}"),
         }
     };
-    use xent::kernels::flags::*;
+    use super::flags::*;
     for (name, bit) in [
         ("FLAG_IGNORE", IGNORE),
         ("FLAG_WEIGHTS", WEIGHTS),
