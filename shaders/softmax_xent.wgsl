@@ -90,7 +90,7 @@ fn ce_row_weights(
 ) {
     let slot = row_slot(t, wid, nwg);
     if slot.live && slot.lane == 0u {
-        let w = label_weight(labels[params.label_base + slot.row]);
+        let w = label_weight(label_of(slot.row));
         out_aux[params.aux_base + 2u * slot.row + 1u] = bitcast<u32>(w);
     }
 }

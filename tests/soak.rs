@@ -45,7 +45,7 @@ fn soak_ten_thousand_records() {
     let (per_row, reduced, grad) = (zeroed(4 * rows as u64), zeroed(Reduced::BYTES), zeroed(4 * (rows * cols) as u64));
     let loss = DeviceLoss::CrossEntropy {
         logits: DeviceBatch { buffer: &x, offset: 0, rows: rows as u32, cols: cols as u32, dtype: DType::F32 },
-        labels: DeviceLabels { buffer: &y, offset: 0 },
+        labels: DeviceLabels::i32(&y, 0),
         ignore_index: Some(-100),
         class_weights: Some(DeviceWeights { buffer: &w, offset: 0 }),
         label_smoothing: 0.1,
