@@ -57,7 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     encoder.clear_buffer(&per_row, 0, None);
     let ce = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0 };
     let loss = DeviceLoss::new(ce, DeviceBatch { buffer: &logits_buf, offset, rows, cols, dtype: DType::F32 })
-        .with_labels(DeviceLabels { buffer: &labels_buf, offset: 0 });
+        .with_labels(DeviceLabels::i32(&labels_buf, 0));
     recorder.record(&mut encoder, &loss, &DeviceOutput::rows(&per_row).with_reduced(&reduced, 0))?;
     encoder.copy_buffer_to_buffer(&reduced, 0, &readback, 0, Reduced::BYTES);
     // the rows at fault, if any (a label out of range gives NaN, not an error, on the device)

@@ -52,7 +52,7 @@ fn naive_xent(inv: Invocation) {
     let total = row_sum(slot, SumFlags(s, 0u));
     var v = m + log(total.sum);
     if has_flag(FLAG_HAS_B) && slot.live {
-        v -= load_a(base + u32(labels[params.label_base + slot.row]));
+        v -= load_a(base + u32(label_of(slot.row)));
     }
     write_row(slot, v);
 }

@@ -86,7 +86,7 @@ fn write_grad(slot: RowSlot, base: u32, st: RowStats, ok: bool, label_state: u32
 fn ce_row_weights(inv: Invocation) {
     let slot = row_slot(inv);
     if slot.live && slot.lane == 0u {
-        let w = label_weight(labels[params.label_base + slot.row]);
+        let w = label_weight(label_of(slot.row));
         out_aux[params.aux_base + 2u * slot.row + 1u] = bitcast<u32>(w);
     }
 }

@@ -42,7 +42,8 @@ pub(crate) struct RowParams {
     pub(crate) a_base: u32,
     /// Element index of input b's first row within its binding.
     pub(crate) b_base: u32,
-    /// Index of the first label within its binding.
+    /// Index of the first label within its binding, in labels of their type (the
+    /// [`flags::LABELS_I64`] and [`flags::LABELS_U8`] bits).
     pub(crate) label_base: u32,
     /// Index of the first per-row output within its binding.
     pub(crate) out_base: u32,
@@ -92,6 +93,10 @@ pub(crate) mod flags {
     pub(crate) const NEGATE: u32 = 128;
     /// Input b is bound.
     pub(crate) const HAS_B: u32 = 256;
+    /// Labels are i64: two words each, the low first ([`crate::LabelType::I64`]).
+    pub(crate) const LABELS_I64: u32 = 512;
+    /// Labels are u8: four to a word ([`crate::LabelType::U8`]).
+    pub(crate) const LABELS_U8: u32 = 1024;
 }
 
 /// Uniform parameters of the reduction (`ReduceParams` in reduce.wgsl).

@@ -4,6 +4,8 @@
 //! tests/soak.rs, alone in its process so that its memory figures are its own.
 
 mod common;
+#[path = "embed/labels.rs"]
+mod labels;
 #[path = "embed/mean.rs"]
 mod mean;
 #[path = "embed/options.rs"]
@@ -206,7 +208,7 @@ impl OnDevice {
         };
         let x = batch(&self.x, self.x_offset);
         let other = self.other.as_ref().map(|b| batch(b, 0));
-        let labels = self.labels.as_ref().map(|buffer| DeviceLabels { buffer, offset: 0 });
+        let labels = self.labels.as_ref().map(|buffer| DeviceLabels::i32(buffer, 0));
         let weights = self.weights.as_ref().map(|buffer| DeviceWeights { buffer, offset: 0 });
         d.task(x, other, labels, weights)
     }
@@ -594,8 +596,7 @@ fn bad_arguments_are_errors_not_validation_failures() {
         ("cross-entropy without labels", DeviceLoss::new(CE, batch(big, 0, DType::F32)), rows, "ce needs labels"),
         (
             "labels bound to an operation that takes none",
-            DeviceLoss::new(Op::LogSumExp, batch(big, 0, DType::F32))
-                .with_labels(DeviceLabels { buffer: &labels, offset: 0 }),
+            DeviceLoss::new(Op::LogSumExp, batch(big, 0, DType::F32)).with_labels(DeviceLabels::i32(&labels, 0)),
             rows,
             "lse takes no labels",
         ),
@@ -630,7 +631,7 @@ fn bad_arguments_are_errors_not_validation_failures() {
 }
 
 fn cross_entropy<'a>(logits: DeviceBatch<'a>, labels: &'a wgpu::Buffer) -> DeviceLoss<'a> {
-    DeviceLoss::new(CE, logits).with_labels(DeviceLabels { buffer: labels, offset: 0 })
+    DeviceLoss::new(CE, logits).with_labels(DeviceLabels::i32(labels, 0))
 }
 
 /// The row kernel recorded into an open compute pass between the app's own dispatches

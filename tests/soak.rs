@@ -50,7 +50,7 @@ fn soak_ten_thousand_records() {
         op,
         DeviceBatch { buffer: &x, offset: 0, rows: rows as u32, cols: cols as u32, dtype: DType::F32 },
     )
-    .with_labels(DeviceLabels { buffer: &y, offset: 0 })
+    .with_labels(DeviceLabels::i32(&y, 0))
     .with_weights(DeviceWeights { buffer: &w, offset: 0 });
     let out = DeviceOutput::rows(&per_row).with_reduced(&reduced, 0).with_grad(DeviceGrad::of_mean_into(&grad, 0));
     let recorder = Recorder::new(device);

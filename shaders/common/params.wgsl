@@ -12,7 +12,7 @@ struct RowParams {
     flags: u32,         // FLAG_* bits below
     a_base: u32,
     b_base: u32,
-    label_base: u32,
+    label_base: u32,    // in labels of their type (FLAG_LABELS_*)
     out_base: u32,
     aux_base: u32,      // in u32 words; two words per row
     ignore_index: i32,
@@ -37,13 +37,15 @@ const FLAG_TERM_PLOGP: u32 = 32u;   // divergence: add  Σ p log p
 const FLAG_TERM_PLOGQ: u32 = 64u;   // divergence: add −Σ p log q
 const FLAG_NEGATE: u32 = 128u;      // divergence: negate the result (entropy)
 const FLAG_HAS_B: u32 = 256u;       // divergence: input b is bound
+const FLAG_LABELS_I64: u32 = 512u;  // labels are i64 (two words, low first); neither: i32
+const FLAG_LABELS_U8: u32 = 1024u;  // labels are u8 (four to a word)
 
 // status[0]: first row with a label outside [0, cols); status[1]: first row with a
 // value outside its domain (negative, NaN or +inf probability, target outside [0, 1]).
 const NO_ROW: u32 = 0xffffffffu;
 
 @group(0) @binding(0) var<uniform> params: RowParams;
-@group(0) @binding(3) var<storage, read> labels: array<i32>;
+@group(0) @binding(3) var<storage, read> labels: array<i32>;    // read through label_of
 @group(0) @binding(4) var<storage, read> class_weights: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out_rows: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out_aux: array<u32>;
@@ -51,4 +53,25 @@ const NO_ROW: u32 = 0xffffffffu;
 
 fn has_flag(f: u32) -> bool {
     return (params.flags & f) != 0u;
+}
+
+// The label of `row` of this dispatch, read as its type: i32; i64, whose low word is the
+// label when the high word is its sign extension, and otherwise i32's minimum (never a
+// class, nor an accepted ignore index: the row reports an out-of-range label); u8, byte
+// i of the packed words. `i` counts labels of their type from the binding's start.
+fn label_of(row: u32) -> i32 {
+    let i = params.label_base + row;
+    if has_flag(FLAG_LABELS_I64) {
+        let lo = labels[2u * i];
+        let hi = labels[2u * i + 1u];
+        if hi != (lo >> 31u) {
+            return bitcast<i32>(0x80000000u);
+        }
+        return lo;
+    }
+    if has_flag(FLAG_LABELS_U8) {
+        let word = bitcast<u32>(labels[i / 4u]);
+        return i32((word >> (8u * (i % 4u))) & 0xffu);
+    }
+    return labels[i];
 }

@@ -128,7 +128,7 @@ struct Target {
 fn read_target(slot: RowSlot, base: u32) -> Target {
     var label = 0;
     if slot.live {
-        label = labels[params.label_base + slot.row];
+        label = label_of(slot.row);
     }
     let ignored = has_flag(FLAG_IGNORE) && label == params.ignore_index;
     let in_range = label >= 0 && u32(label) < params.cols;

@@ -22,13 +22,73 @@ pub struct DeviceBatch<'a> {
     pub dtype: DType,
 }
 
-/// `rows` i32 labels starting `offset` bytes into `buffer`.
+/// The element type of [`DeviceLabels`]: what a `.npy` file of labels usually holds, read
+/// on the device as it is (no conversion pass, no copy).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum LabelType {
+    /// 32-bit signed integers, little-endian.
+    #[default]
+    I32,
+    /// 64-bit signed integers, little-endian. A label outside the i32 range is reported as
+    /// an out-of-range label of its row (it is never a valid class, nor an ignore index).
+    I64,
+    /// Bytes, 0 to 255. They are read in 4-byte words, so the buffer must hold the whole
+    /// word that the last label is in.
+    U8,
+}
+
+impl LabelType {
+    /// Bytes per label: 4, 8 or 1.
+    pub fn size(self) -> usize {
+        match self {
+            LabelType::I32 => 4,
+            LabelType::I64 => 8,
+            LabelType::U8 => 1,
+        }
+    }
+
+    /// The type's name as NumPy spells it: `int32`, `int64`, `uint8`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LabelType::I32 => "int32",
+            LabelType::I64 => "int64",
+            LabelType::U8 => "uint8",
+        }
+    }
+}
+
+/// `rows` integer labels of `dtype` starting `offset` bytes into `buffer`: build it with
+/// [`DeviceLabels::i32`], [`DeviceLabels::i64`] or [`DeviceLabels::u8`].
+///
+/// A label must be a class index in `[0, cols)` or the operation's ignore index; any other
+/// value, an i64 beyond the i32 range included, is reported by the record's status as an
+/// out-of-range label of its row ([`Error::Label`](crate::Error::Label)).
 #[derive(Clone, Copy, Debug)]
 pub struct DeviceLabels<'a> {
     /// The caller's buffer; it needs `BufferUsages::STORAGE`.
     pub buffer: &'a wgpu::Buffer,
-    /// Bytes from the buffer's start: a multiple of 4.
+    /// Bytes from the buffer's start: a multiple of the label size ([`LabelType::size`]).
     pub offset: u64,
+    /// The labels' element type.
+    pub dtype: LabelType,
+}
+
+impl<'a> DeviceLabels<'a> {
+    /// i32 labels from `offset` (a multiple of 4) in `buffer`.
+    pub fn i32(buffer: &'a wgpu::Buffer, offset: u64) -> Self {
+        DeviceLabels { buffer, offset, dtype: LabelType::I32 }
+    }
+
+    /// i64 labels from `offset` (a multiple of 8) in `buffer`.
+    pub fn i64(buffer: &'a wgpu::Buffer, offset: u64) -> Self {
+        DeviceLabels { buffer, offset, dtype: LabelType::I64 }
+    }
+
+    /// u8 labels from `offset` (any byte) in `buffer`; the buffer must hold the whole
+    /// 4-byte word that the last label is in.
+    pub fn u8(buffer: &'a wgpu::Buffer, offset: u64) -> Self {
+        DeviceLabels { buffer, offset, dtype: LabelType::U8 }
+    }
 }
 
 /// `cols` f32 class weights starting `offset` bytes into `buffer`.

@@ -22,5 +22,7 @@ mod inputs;
 mod recorder;
 mod validate;
 
-pub use inputs::{DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, Reduced};
+pub use inputs::{
+    DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, LabelType, Reduced,
+};
 pub use recorder::{Baseline, RecordExtras, Recorder};

@@ -4,7 +4,7 @@ use std::sync::Mutex;
 
 use wgpu::util::DeviceExt;
 
-use super::inputs::{DeviceBatch, DeviceGrad, DeviceLoss, DeviceOutput, Reduced};
+use super::inputs::{DeviceBatch, DeviceGrad, DeviceLoss, DeviceOutput, LabelType, Reduced};
 use super::validate::{self, Checked};
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
@@ -194,6 +194,8 @@ impl Recorder {
                 c.job.params.flags = if c.labels.is_some() { flags::HAS_B } else { 0 };
             }
         }
+        // after the baseline, which sets the flags whole: the labels' type is the caller's
+        c.job.params.flags |= c.labels.map_or(0, |y| label_flags(y.dtype));
         let chunk = chunk_rows(&c, &limits)?;
         if let Some((_, count)) = extras.timestamps {
             let ranges = plan::chunks(c.rows, chunk).count() as u64;
@@ -340,13 +342,23 @@ fn chunk_rows(c: &Checked, limits: &wgpu::Limits) -> Result<u64> {
     let elem = c.inputs[0].1.dtype.size() as u64;
     let align = u64::from(limits.min_storage_buffer_offset_alignment);
     let grad_row_bytes = if c.grad.is_some() { 4 * c.cols } else { 0 };
-    let row_bytes = (c.cols * elem).max(4 * c.job.out_per_row).max(grad_row_bytes);
+    let label_bytes = c.labels.map_or(0, |y| y.dtype.size() as u64);
+    let row_bytes = (c.cols * elem).max(4 * c.job.out_per_row).max(grad_row_bytes).max(label_bytes);
     plan::chunk_rows(c.rows, row_bytes, limits.max_storage_buffer_binding_size, align, u64::MAX).map_err(|need| {
         Error::TooLarge(format!(
             "one row needs {need} bytes but the adapter binds at most {}",
             limits.max_storage_buffer_binding_size
         ))
     })
+}
+
+/// The flag bits that tell the kernels how to read labels of `dtype`.
+fn label_flags(dtype: LabelType) -> u32 {
+    match dtype {
+        LabelType::I32 => 0,
+        LabelType::I64 => flags::LABELS_I64,
+        LabelType::U8 => flags::LABELS_U8,
+    }
 }
 
 /// Sets the gradient's scale and denominator in the job's parameters. Returns whether the
@@ -390,9 +402,14 @@ impl<'r, 'a: 'r> Binder<'r, 'a> {
         }
     }
 
-    /// A window on rows `start..start + n` of `stride` bytes each, from `offset` in `buffer`.
-    fn rows_of(&self, buffer: &'r wgpu::Buffer, offset: u64, stride: u64, start: u64, n: u64) -> Bound<'r> {
-        Bound { buffer, window: plan::window(offset + start * stride, n * stride, 4, self.align, buffer.size()) }
+    /// A window on rows `start..start + n` of `stride` bytes each, from `offset` in `buffer`,
+    /// whose `base` counts elements of `elem` bytes.
+    ///
+    /// The window ends on a whole word (a storage binding's size is a multiple of 4): a
+    /// buffer whose size is not stops at its last whole word.
+    fn rows_of(&self, buffer: &'r wgpu::Buffer, offset: u64, stride: u64, elem: u64, start: u64, n: u64) -> Bound<'r> {
+        let words = buffer.size() / 4 * 4;
+        Bound { buffer, window: plan::window(offset + start * stride, n * stride, elem, self.align, words) }
     }
 
     /// An unused binding: one whole vector, so it never forces word loads.
@@ -403,7 +420,7 @@ impl<'r, 'a: 'r> Binder<'r, 'a> {
     /// The bindings of rows `start..start + n`.
     fn rows(&self, start: u64, n: u64) -> RowBindings<'r> {
         let (c, cols) = (self.c, self.c.cols);
-        let aux_rows = self.rows_of(self.aux.0, self.aux.1, 8, start, n);
+        let aux_rows = self.rows_of(self.aux.0, self.aux.1, 8, 4, start, n);
         let in_place_input = self.mode.in_place.then(|| self.mode.of as usize - 1);
         let input = |i: usize| match c.inputs.get(i) {
             Some((_, b)) if in_place_input != Some(i) => self.batch(b, start, n),
@@ -412,17 +429,21 @@ impl<'r, 'a: 'r> Binder<'r, 'a> {
         let grad = match &c.grad {
             None => aux_rows,
             Some(g) if g.in_place => self.batch(&c.inputs[self.mode.of as usize - 1].1, start, n),
-            Some(g) => self.rows_of(g.buffer.unwrap_or(&self.recorder.unused_in), g.offset, 4 * cols, start, n),
+            Some(g) => self.rows_of(g.buffer.unwrap_or(&self.recorder.unused_in), g.offset, 4 * cols, 4, start, n),
         };
         RowBindings {
             a: input(0),
             b: input(1),
-            labels: c.labels.map_or(self.unused(), |y| self.rows_of(y.buffer, y.offset, 4, start, n)),
+            // one label a row: `base` counts labels of their type (shaders/common/params.wgsl's label_of)
+            labels: c.labels.map_or(self.unused(), |y| {
+                let elem = y.dtype.size() as u64;
+                self.rows_of(y.buffer, y.offset, elem, elem, start, n)
+            }),
             class_weights: c.weights.map_or(self.unused(), |w| Bound {
                 buffer: w.buffer,
                 window: plan::window(w.offset, 4 * cols, 4, self.align, w.buffer.size()),
             }),
-            out: self.rows_of(self.per_row.0, self.per_row.1, 4 * c.job.out_per_row, start, n),
+            out: self.rows_of(self.per_row.0, self.per_row.1, 4 * c.job.out_per_row, 4, start, n),
             aux: aux_rows,
             status: self.status,
             grad,

@@ -2,7 +2,7 @@
 //! checked before anything is recorded, and a refusal names the buffer and the fix.
 
 use super::inputs::{
-    DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, Reduced,
+    DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, LabelType, Reduced,
 };
 use crate::error::{Error, Result};
 use crate::loss::{Batch, DType, Floats, Labels, LogBase, Loss};
@@ -40,7 +40,7 @@ pub(super) fn check<'a>(
     let job = ops::job(&template(loss), base)?;
     let labels = loss.inputs.labels;
     if let Some(y) = labels {
-        check_range("labels", y.buffer, y.offset, 4 * rows, wgpu::BufferUsages::STORAGE, 4)?;
+        check_labels(&y, rows)?;
     }
     let weights = loss.inputs.weights;
     if let Some(w) = weights {
@@ -54,6 +54,32 @@ pub(super) fn check<'a>(
     };
     check_aliasing(&inputs, labels, weights, &written, grad.as_ref())?;
     Ok(Checked { inputs, labels, weights, grad, job, rows, cols })
+}
+
+/// Checks the labels' range: `rows` labels of their type from an offset that is a multiple of
+/// its size, and for u8 labels (read in 4-byte words) the whole word the last is in.
+fn check_labels(y: &DeviceLabels, rows: u64) -> Result<()> {
+    let binding = |detail: String| Error::Binding { name: "labels".into(), detail };
+    let (elem, name) = (y.dtype.size() as u64, y.dtype.name());
+    if !y.offset.is_multiple_of(elem) {
+        let below = y.offset - y.offset % elem;
+        return Err(binding(format!(
+            "offset {} is not a multiple of {elem}, the size of an {name} label; use {below} or {}",
+            y.offset,
+            below + elem
+        )));
+    }
+    check_range("labels", y.buffer, y.offset, elem * rows, wgpu::BufferUsages::STORAGE, elem)?;
+    let end = y.offset + elem * rows;
+    let word_end = end.div_ceil(4) * 4;
+    if y.dtype == LabelType::U8 && word_end > y.buffer.size() {
+        return Err(binding(format!(
+            "the {rows} uint8 labels end at byte {end}, inside the buffer's last 4-byte word ({} bytes in all); \
+             the kernel reads whole words: make the buffer at least {word_end} bytes",
+            y.buffer.size()
+        )));
+    }
+    Ok(())
 }
 
 /// Checks the per-row output and the reduction target; returns the ranges they write.

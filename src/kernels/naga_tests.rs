@@ -319,6 +319,8 @@ fn flag_bits_match_the_wgsl_constants() {
         ("FLAG_TERM_PLOGQ", TERM_PLOGQ),
         ("FLAG_NEGATE", NEGATE),
         ("FLAG_HAS_B", HAS_B),
+        ("FLAG_LABELS_I64", LABELS_I64),
+        ("FLAG_LABELS_U8", LABELS_U8),
     ] {
         assert_eq!(value(name), bit, "{name}");
     }

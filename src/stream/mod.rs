@@ -318,7 +318,7 @@ impl<'c> Stream<'c> {
             loss = loss.with_second(batch(b));
         }
         if self.has_labels {
-            loss = loss.with_labels(DeviceLabels { buffer: y, offset: 0 });
+            loss = loss.with_labels(DeviceLabels::i32(y, 0));
         }
         if let Some(weights) = &self.class_weights {
             loss = loss.with_weights(DeviceWeights { buffer: weights, offset: 0 });

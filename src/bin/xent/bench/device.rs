@@ -199,7 +199,7 @@ impl<'c> Bench<'c> {
                 loss = loss.with_second(batch(b, job.rows, job.cols, job.dtype));
             }
             if let Some(buffer) = &job.labels {
-                loss = loss.with_labels(DeviceLabels { buffer, offset: 0 });
+                loss = loss.with_labels(DeviceLabels::i32(buffer, 0));
             }
             (loss, DeviceOutput::rows(&job.out))
         };
