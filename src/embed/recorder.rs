@@ -186,16 +186,7 @@ impl Recorder {
         let limits = device.limits();
         let align = u64::from(limits.min_storage_buffer_offset_alignment);
         let mut c = validate::check(loss, out, align, extras.base)?;
-        match extras.baseline {
-            None => {}
-            Some(Baseline::Copy) => c.job.kernel = Kernel::Copy,
-            Some(Baseline::Naive) => {
-                c.job.kernel = Kernel::NaiveXent;
-                c.job.params.flags = if c.labels.is_some() { flags::HAS_B } else { 0 };
-            }
-        }
-        // after the baseline, which sets the flags whole: the labels' type is the caller's
-        c.job.params.flags |= c.labels.map_or(0, |y| label_flags(y.dtype));
+        set_kernel(&mut c, extras.baseline);
         let chunk = chunk_rows(&c, &limits)?;
         if let Some((_, count)) = extras.timestamps {
             let ranges = plan::chunks(c.rows, chunk).count() as u64;
@@ -238,7 +229,26 @@ impl Recorder {
             let Sink::Encoder(encoder) = &mut sink else { return Err(needs_encoder()) };
             self.record_denominator(encoder, &binder, chunk, partials)?;
         }
-        let result = &partials[ops::reduce_result_index(c.rows)];
+        let denominator = denominator_on_device.then(|| &partials[ops::reduce_result_index(c.rows)]);
+        let ranges = self.record_ranges(&mut sink, &binder, chunk, extras, denominator)?;
+        if out.reduced.is_none() && out.mean.is_none() {
+            return Ok(ranges);
+        }
+        let Sink::Encoder(encoder) = sink else { return Err(needs_encoder()) };
+        self.record_reduction(encoder, &c, out, (&per_row.0, per_row.1), (&aux.0, aux.1), partials)?;
+        Ok(ranges)
+    }
+
+    /// Records the row kernel over each range of `chunk` rows; returns how many ranges.
+    fn record_ranges(
+        &self,
+        sink: &mut Sink,
+        binder: &Binder,
+        chunk: u64,
+        extras: &RecordExtras,
+        grad_denominator: Option<&wgpu::Buffer>,
+    ) -> Result<u32> {
+        let c = binder.c;
         let mut ranges = 0u32;
         for (start, n) in plan::chunks(c.rows, chunk) {
             let d = Dispatch {
@@ -248,15 +258,15 @@ impl Recorder {
                 rows: n,
                 cols: c.cols,
                 row_offset: extras.first_row + start,
-                grad: mode,
-                grad_denominator: denominator_on_device.then_some(result),
+                grad: binder.mode,
+                grad_denominator,
             };
             let ts = extras.timestamps.map(|(query_set, _)| wgpu::ComputePassTimestampWrites {
                 query_set,
                 beginning_of_pass_write_index: Some(2 * ranges),
                 end_of_pass_write_index: Some(2 * ranges + 1),
             });
-            match &mut sink {
+            match sink {
                 Sink::Encoder(encoder) => {
                     ops::encode_rows_timed(&self.kernels, encoder, &d, &binder.rows(start, n), ts)?;
                 }
@@ -264,11 +274,6 @@ impl Recorder {
             }
             ranges += 1;
         }
-        if out.reduced.is_none() && out.mean.is_none() {
-            return Ok(ranges);
-        }
-        let Sink::Encoder(encoder) = sink else { return Err(needs_encoder()) };
-        self.record_reduction(encoder, &c, out, (&per_row.0, per_row.1), (&aux.0, aux.1), partials)?;
         Ok(ranges)
     }
 
@@ -350,6 +355,21 @@ fn chunk_rows(c: &Checked, limits: &wgpu::Limits) -> Result<u64> {
             limits.max_storage_buffer_binding_size
         ))
     })
+}
+
+/// The kernel a record runs (the operation's, or a baseline on its bindings) and the flag
+/// bits of the labels' type.
+fn set_kernel(c: &mut Checked, baseline: Option<Baseline>) {
+    match baseline {
+        None => {}
+        Some(Baseline::Copy) => c.job.kernel = Kernel::Copy,
+        Some(Baseline::Naive) => {
+            c.job.kernel = Kernel::NaiveXent;
+            c.job.params.flags = if c.labels.is_some() { flags::HAS_B } else { 0 };
+        }
+    }
+    // after the baseline, which sets the flags whole: the labels' type is the caller's
+    c.job.params.flags |= c.labels.map_or(0, |y| label_flags(y.dtype));
 }
 
 /// The flag bits that tell the kernels how to read labels of `dtype`.
