@@ -440,7 +440,12 @@ impl<'r, 'a: 'r> Binder<'r, 'a> {
     /// The bindings of rows `start..start + n`.
     fn rows(&self, start: u64, n: u64) -> RowBindings<'r> {
         let (c, cols) = (self.c, self.c.cols);
-        let aux_rows = self.rows_of(self.aux.0, self.aux.1, 8, 4, start, n);
+        // a kernel that writes no per-row words (nor a gradient) is bound their first pair only
+        let aux_rows = if c.job.uses_aux() {
+            self.rows_of(self.aux.0, self.aux.1, 8, 4, start, n)
+        } else {
+            self.rows_of(self.aux.0, self.aux.1, 8, 4, 0, 1)
+        };
         let in_place_input = self.mode.in_place.then(|| self.mode.of as usize - 1);
         let input = |i: usize| match c.inputs.get(i) {
             Some((_, b)) if in_place_input != Some(i) => self.batch(b, start, n),
