@@ -1,7 +1,9 @@
 // Softmax cross-entropy from logits and integer labels (PyTorch's F.cross_entropy).
 //
 //   nll_i  = lse_i − x_i,y          (never log(softmax)[y])
-//   loss_i = (1−s)·w_y·nll_i + (s/K)·Σ_j w_j·(lse_i − x_ij)      w ≡ 1 without weights
+//   loss_i = (1−s)·w_y·nll_i + (s/K)·Σ_j w_j·(lse_i − x_ij) + λ·lse_i²    w ≡ 1 without weights
+//
+// (λ·lse² is PaLM's z-loss, not weighted, 0 on ignored rows.)
 //
 // One online pass gives lse, the argmax and (s > 0 only) the smoothing sum, kept
 // against the lane's running max. A term whose coefficient is 0 contributes 0. Rows
@@ -13,7 +15,7 @@
 //
 // Gradient (GRAD_OF = 1), one more pass over the row, p = softmax(x), W = Σ_k w_k:
 //
-//   d loss_i / d x_ij = (1−s)·w_y·(p_j − [j = y]) + (s/K)·(W·p_j − w_j)
+//   d loss_i / d x_ij = (1−s)·w_y·(p_j − [j = y]) + (s/K)·(W·p_j − w_j) + 2λ·lse_i·p_j
 //
 // p_y − 1 is formed in f32 from p_y, so the target class keeps its precision.
 
@@ -22,6 +24,11 @@ fn class_weight(c: u32) -> f32 {
         return class_weights[c];
     }
     return 1.0;
+}
+
+// The row's log-sum-exp from its merged stats.
+fn row_lse(st: RowStats) -> f32 {
+    return st.m * st.k + st.log_s;
 }
 
 // The row's weight in the mean: w_y, 0 for an ignored row or a label out of range.
@@ -59,6 +66,7 @@ fn write_grad(slot: RowSlot, base: u32, st: RowStats, ok: bool, label_state: u32
     let c = grad_scale();
     let c_target = c * (1.0 - s) * class_weight(y);
     let c_smooth = c * s / f32(params.cols);
+    let c_z = c * 2.0 * params.z_loss * row_lse(st);
     for (var j = slot.lane; j < params.cols; j += LANES) {
         let x = load_a(base + j);
         var p = exp(log_softmax_of(st, x));
@@ -66,6 +74,9 @@ fn write_grad(slot: RowSlot, base: u32, st: RowStats, ok: bool, label_state: u32
             p = 0.0;
         }
         var g = c_smooth * (w_total * p - class_weight(j));
+        if params.z_loss > 0.0 {
+            g += c_z * p;
+        }
         if j == y {
             g += c_target * (p - 1.0);
         } else {
@@ -202,6 +213,10 @@ fn write_xent(slot: RowSlot, st: RowStats, smoothing_terms: SumFlags, goal: Targ
             if s > 0.0 {
                 terms.sum += s / f32(params.cols) * smoothing_terms.sum;
                 terms.flags |= smoothing_terms.flags;
+            }
+            if params.z_loss > 0.0 {
+                let lse = row_lse(st);
+                terms.sum += params.z_loss * lse * lse;
             }
         }
         loss = sum_value(terms);

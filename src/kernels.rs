@@ -71,6 +71,12 @@ pub(crate) struct RowParams {
     pub(crate) parts: u32,
     /// Split rows: columns per part (even).
     pub(crate) part_cols: u32,
+    /// Cross-entropy's z-loss factor `λ` (0: none).
+    pub(crate) z_loss: f32,
+    /// Padding to a whole 16 bytes (WGSL's uniform arrays would need a 16-byte stride).
+    pub(crate) pad0: u32,
+    pub(crate) pad1: u32,
+    pub(crate) pad2: u32,
 }
 
 /// Flag bits of [`RowParams::flags`] (`FLAG_*` in params.wgsl).

@@ -240,6 +240,7 @@ pub(crate) struct CrossEntropyOptions<'a> {
     pub(crate) ignore_index: Option<i64>,
     pub(crate) class_weights: Option<&'a [f32]>,
     pub(crate) label_smoothing: f32,
+    pub(crate) z_loss: f32,
 }
 
 /// An operation over host slices: `Loss::new(op, logits).with_labels(&labels[..])`.
@@ -279,8 +280,8 @@ impl<'a> Loss<'a> {
     /// Cross-entropy's options with the class weights bound.
     pub(crate) fn ce_options(&self) -> CrossEntropyOptions<'a> {
         match self.op {
-            Op::CrossEntropy { ignore_index, label_smoothing } => {
-                CrossEntropyOptions { ignore_index, class_weights: self.inputs.weights, label_smoothing }
+            Op::CrossEntropy { ignore_index, label_smoothing, z_loss } => {
+                CrossEntropyOptions { ignore_index, class_weights: self.inputs.weights, label_smoothing, z_loss }
             }
             _ => CrossEntropyOptions::default(),
         }

@@ -45,6 +45,9 @@ pub enum Op {
         ignore_index: Option<i64>,
         /// `s` in `(1−s)·nll + (s/K)·Σ_j −log_softmax_j`, in `[0, 1]`.
         label_smoothing: f32,
+        /// `λ ≥ 0`: adds `λ·lse(x_i)²` to each row not ignored (PaLM's z-loss; not scaled
+        /// by the class weight, as Liger-Kernel's `lse_square_scale`).
+        z_loss: f32,
     },
     /// `−Σ_j P_ij · log_softmax(x_i)_j` against target probabilities `P` (the second input).
     CrossEntropyProbs,
@@ -116,7 +119,7 @@ impl Op {
         Op::RowMax,
         Op::LogSumExp,
         Op::Softmax { temperature: 1.0, log: false },
-        Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0 },
+        Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 },
         Op::CrossEntropyProbs,
         Op::KlDiv { p: Form::Logits, q: Form::Logits },
         Op::Entropy { p: Form::Logits },
@@ -211,6 +214,9 @@ impl Op {
             }
             Op::CrossEntropy { label_smoothing: s, .. } if !(0.0..=1.0).contains(&s) => {
                 option("label_smoothing", format!("{s} is not in [0, 1]"))
+            }
+            Op::CrossEntropy { z_loss, .. } if !(z_loss.is_finite() && z_loss >= 0.0) => {
+                option("z_loss", format!("{z_loss} is not a non-negative finite number"))
             }
             Op::CrossEntropy { ignore_index: Some(i), .. } if i32::try_from(i).is_err() || i == i64::from(i32::MIN) => {
                 option("ignore_index", format!("{i} is outside the supported range ({}..={})", i32::MIN + 1, i32::MAX))
@@ -347,8 +353,13 @@ mod tests {
         let bad = [
             (Op::Softmax { temperature: 0.0, log: false }, "temperature"),
             (Op::Distill { temperature: 1.0, alpha: 1.5 }, "alpha"),
-            (Op::CrossEntropy { ignore_index: None, label_smoothing: -0.1 }, "label_smoothing"),
-            (Op::CrossEntropy { ignore_index: Some(i64::from(i32::MIN)), label_smoothing: 0.0 }, "ignore_index"),
+            (Op::CrossEntropy { ignore_index: None, label_smoothing: -0.1, z_loss: 0.0 }, "label_smoothing"),
+            (
+                Op::CrossEntropy { ignore_index: Some(i64::from(i32::MIN)), label_smoothing: 0.0, z_loss: 0.0 },
+                "ignore_index",
+            ),
+            (Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: -1e-4 }, "z_loss"),
+            (Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: f32::INFINITY }, "z_loss"),
         ];
         for (op, want) in bad {
             match op.validate() {

@@ -214,13 +214,13 @@ fn every_command_matches_the_reference() {
 
     check(&f, "lse", &["lse", "--logits", &l], &Loss::new(Op::LogSumExp, bl), nats);
     check(&f, "lse-base2", &["lse", "--logits", &l, "--base", "2"], &Loss::new(Op::LogSumExp, bl), nats);
-    let ce = Loss::new(Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0 }, bl).with_labels(ys);
+    let ce = Loss::new(Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 }, bl).with_labels(ys);
     check(&f, "ce", &["ce", "--logits", &l, "--labels", &y], &ce, nats);
     check(&f, "ce-bits", &["ce", "--logits", &l, "--labels", &y, "--base", "2"], &ce, LogBase::Bits);
     let w_static: &'static [f32] = Vec::leak(weights.clone());
     let ignored = labels[3];
     let ignore = ignored.to_string();
-    let ce_options = Loss::new(Op::CrossEntropy { ignore_index: Some(ignored), label_smoothing: 0.1 }, bl)
+    let ce_options = Loss::new(Op::CrossEntropy { ignore_index: Some(ignored), label_smoothing: 0.1, z_loss: 0.0 }, bl)
         .with_labels(ys)
         .with_weights(w_static);
     check(
@@ -242,6 +242,11 @@ fn every_command_matches_the_reference() {
         &ce_options,
         nats,
     );
+    let ce_z = Loss::new(Op::CrossEntropy { ignore_index: Some(ignored), label_smoothing: 0.0, z_loss: 0.01 }, bl)
+        .with_labels(ys)
+        .with_weights(w_static);
+    let z_args = ["ce", "--logits", &l, "--labels", &y, "--ignore-index", &ignore, "--class-weights", &w];
+    check(&f, "ce-z-loss", &[&z_args[..], &["--z-loss", "0.01"]].concat(), &ce_z, nats);
     check(
         &f,
         "ce-probs",
@@ -549,7 +554,7 @@ fn dtypes_and_header_versions_are_accepted() {
     let batch32 = Batch::new(&logits[..], rows, cols).unwrap();
     let batch16 = Batch::new(&halves[..], rows, cols).unwrap();
     let want = |b| {
-        let loss = Loss::new(Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0 }, b)
+        let loss = Loss::new(Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 }, b)
             .with_labels(Labels::I64(&labels));
         xent::reference::compute(&loss, LogBase::Nats).unwrap().mean()
     };
@@ -708,6 +713,9 @@ fn bad_input_exits_2_with_one_line_and_no_output_file() {
         (vec!["ce", "--logits", &l, "--labels", &y, "--reduction", "avg"], "--reduction"),
         (vec!["ce", "--logits", &l, "--labels", &y, "--device", "tpu"], "--device"),
         (vec!["ce", "--logits", &l, "--labels", &y, "--label-smoothing", "1.5"], "--label-smoothing"),
+        (vec!["ce", "--logits", &l, "--labels", &y, "--z-loss", "-0.5"], "--z-loss"),
+        (vec!["ce", "--logits", &l, "--labels", &y, "--z-loss", "inf"], "--z-loss"),
+        (vec!["ce", "--logits", &l, "--target-probs", &good_p, "--z-loss", "0.1"], "--z-loss"),
         (vec!["distill", "--student", &l, "--teacher", &l, "--labels", &y, "--temperature", "0"], "--temperature"),
         (vec!["distill", "--student", &l, "--teacher", &l, "--labels", &y, "--alpha", "2"], "--alpha"),
         (vec!["ce", "--logits", &l, "--labels", &y, "--target-probs", &good_p], "--target-probs"),

@@ -41,7 +41,7 @@ impl From<Op> for Case {
 const IGNORE: i32 = -100;
 
 /// Cross-entropy against labels, without options.
-const CE: Op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0 };
+const CE: Op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 };
 
 /// The option variants of `op` the matrix runs (the forms of its inputs, ignore index, class
 /// weights, smoothing, temperature and alpha); an operation not named here runs with its
@@ -52,9 +52,11 @@ fn variants(op: Op) -> Vec<Case> {
     match op {
         Op::CrossEntropy { .. } => vec![
             CE.into(),
-            Op::CrossEntropy { ignore_index: ignore, label_smoothing: 0.0 }.into(),
-            Case { op: Op::CrossEntropy { ignore_index: ignore, label_smoothing: 0.0 }, weighted: true },
-            Case { op: Op::CrossEntropy { ignore_index: ignore, label_smoothing: 0.2 }, weighted: true },
+            Op::CrossEntropy { ignore_index: ignore, label_smoothing: 0.0, z_loss: 0.0 }.into(),
+            Case { op: Op::CrossEntropy { ignore_index: ignore, label_smoothing: 0.0, z_loss: 0.0 }, weighted: true },
+            Case { op: Op::CrossEntropy { ignore_index: ignore, label_smoothing: 0.2, z_loss: 0.0 }, weighted: true },
+            Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.05 }.into(),
+            Case { op: Op::CrossEntropy { ignore_index: ignore, label_smoothing: 0.2, z_loss: 0.01 }, weighted: true },
         ],
         Op::KlDiv { .. } => forms.iter().flat_map(|&p| forms.map(|q| Op::KlDiv { p, q }.into())).collect(),
         Op::Entropy { .. } => forms.map(|p| Op::Entropy { p }.into()).to_vec(),
@@ -425,7 +427,7 @@ fn gradient_over_the_binding_limit() {
     // logits and gradient both larger than one binding: split into row ranges
     let cols = 1000;
     let rows = (limit / (4 * cols as u64) + 3000) as usize;
-    let ce = Op::CrossEntropy { ignore_index: Some(i64::from(IGNORE)), label_smoothing: 0.1 };
+    let ce = Op::CrossEntropy { ignore_index: Some(i64::from(IGNORE)), label_smoothing: 0.1, z_loss: 0.0 };
     let d = Data::new(Case { op: ce, weighted: true }, rows, cols, &mut rng(46));
     let (grad, _, reduced) = run(&d, DType::F32, false, Reduction::Mean).expect("context");
     let want = gradient(&d.loss(&d.x), Reduction::Mean).expect("analytic");
@@ -676,7 +678,7 @@ fn records_into_an_open_compute_pass() {
         assert_eq!(results[0], results[1], "{op:?}: a pass and an encoder give the same bits");
     }
     // a reduction, and cross-entropy's device-side mean denominator, need the encoder
-    let weighted = Op::CrossEntropy { ignore_index: Some(i64::from(IGNORE)), label_smoothing: 0.0 };
+    let weighted = Op::CrossEntropy { ignore_index: Some(i64::from(IGNORE)), label_smoothing: 0.0, z_loss: 0.0 };
     let d = Data::new(Case { op: weighted, weighted: true }, 4, 8, &mut rng);
     let bufs = OnDevice::new(device, &d, DType::F32, 0);
     let (per_row, grad, reduced) = (zeroed(device, 16, USAGE), zeroed(device, 128, USAGE), zeroed(device, 16, USAGE));

@@ -42,7 +42,7 @@ impl Input {
 const IGNORE: i64 = -100;
 
 /// Cross-entropy against labels with its default options.
-const CE: Op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0 };
+const CE: Op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 };
 
 /// One case of the matrix: an operation with its options, and whether class weights are
 /// bound (an input its signature allows and does not require).
@@ -58,9 +58,10 @@ impl Case {
     }
 }
 
-/// Cross-entropy ignoring the rows labelled [`IGNORE`] or not, with class weights or not.
-fn ce(ignore: bool, weights: bool, label_smoothing: f32) -> Case {
-    Case { op: Op::CrossEntropy { ignore_index: ignore.then_some(IGNORE), label_smoothing }, weights }
+/// Cross-entropy ignoring the rows labelled [`IGNORE`] or not, with class weights or not,
+/// label smoothing and a z-loss.
+fn ce(ignore: bool, weights: bool, label_smoothing: f32, z_loss: f32) -> Case {
+    Case { op: Op::CrossEntropy { ignore_index: ignore.then_some(IGNORE), label_smoothing, z_loss }, weights }
 }
 
 /// The options of `op` that matter, one case each; an operation not named here runs with
@@ -70,7 +71,9 @@ fn variants(op: Op) -> Vec<Case> {
     match op {
         Op::Softmax { .. } => [false, true].map(|log| Case::of(Op::Softmax { temperature: 0.7, log })).to_vec(),
         Op::CrossEntropy { .. } => {
-            vec![ce(false, false, 0.0), ce(true, false, 0.0), ce(false, true, 0.0), ce(true, true, 0.1)]
+            let mut cases = vec![ce(false, false, 0.0, 0.0), ce(true, false, 0.0, 0.0), ce(false, true, 0.0, 0.0)];
+            cases.extend([ce(true, true, 0.1, 0.0), ce(false, false, 0.0, 0.01), ce(true, true, 0.1, 1e-4)]);
+            cases
         }
         Op::KlDiv { .. } => [(Probs, Probs), (Logits, Probs), (Probs, Logits), (Logits, Logits)]
             .map(|(p, q)| Case::of(Op::KlDiv { p, q }))
@@ -327,7 +330,7 @@ fn chunked_run_is_bit_identical() {
     let Some(ctx) = context() else { return };
     let data = Data::new(8000, 1001, 37, 5.0);
     let x = Input::new(&data.logits, DType::F32);
-    let op = Op::CrossEntropy { ignore_index: Some(IGNORE), label_smoothing: 0.0 };
+    let op = Op::CrossEntropy { ignore_index: Some(IGNORE), label_smoothing: 0.0, z_loss: 0.0 };
     let loss = Loss::new(op, x.batch(data.rows, data.cols)).with_labels(&data.labels[..]);
     let whole = ctx.compute(&loss, &RunOptions { keep_values: true, ..Default::default() }).unwrap();
     for chunk in [1, 3, 64, 1000] {
@@ -354,7 +357,7 @@ fn chunks_across_reduction_blocks_are_bit_identical() {
     // 263,921 rows: 516 blocks of 512, then 2 partials, then 1
     let data = Data::new(8100, (1 << 18) + 777, 3, 5.0);
     let x = Input::new(&data.logits, DType::F32);
-    let op = Op::CrossEntropy { ignore_index: Some(IGNORE), label_smoothing: 0.0 };
+    let op = Op::CrossEntropy { ignore_index: Some(IGNORE), label_smoothing: 0.0, z_loss: 0.0 };
     let loss =
         Loss::new(op, x.batch(data.rows, data.cols)).with_labels(&data.labels[..]).with_weights(&data.weights[..]);
     let run = |chunk_rows| {
@@ -542,7 +545,7 @@ fn bits_are_nats_over_ln2() {
 fn a_million_columns() {
     let cols = 1 << 20;
     let kl = Op::KlDiv { p: Form::Logits, q: Form::Logits };
-    for (k, case) in [Case::of(Op::LogSumExp), ce(false, true, 0.1), Case::of(kl)].into_iter().enumerate() {
+    for (k, case) in [Case::of(Op::LogSumExp), ce(false, true, 0.1, 0.0), Case::of(kl)].into_iter().enumerate() {
         let data = Data::new(16_000 + k as u64, 3, cols, 5.0);
         check("2^20 columns", case, &data, DType::F32, 2e-5, 2e-5);
     }
@@ -561,8 +564,8 @@ fn split_rows() {
         Case::of(Op::LogSumExp),
         Case::of(Op::Softmax { temperature: 0.7, log: false }),
         Case::of(Op::Softmax { temperature: 0.7, log: true }),
-        ce(true, true, 0.1),
-        ce(false, false, 0.0),
+        ce(true, true, 0.1, 0.0),
+        ce(false, false, 0.0, 0.0),
         Case::of(Op::KlDiv { p: Logits, q: Logits }),
         Case::of(Op::Entropy { p: Logits }),
         Case::of(Op::BinaryCrossEntropy { input: Logits }),

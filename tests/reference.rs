@@ -8,7 +8,7 @@ use xent::reference::compute;
 use xent::{Batch, Error, Form, Labels, LogBase, Loss, Op};
 
 /// Cross-entropy against labels with its default options.
-const CE: Op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0 };
+const CE: Op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 };
 
 fn batch(v: &[f32], cols: usize) -> Batch<'_> {
     Batch::new(v, v.len() / cols, cols).unwrap()
@@ -99,7 +99,7 @@ fn label_smoothing_and_weights_match_pytorch() {
     let x = [1.0f32, 2.0, 3.0];
     let y = [0i32];
     let nll = [2.4076059644443806, 1.4076059644443806, 0.4076059644443806];
-    let op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.1 };
+    let op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.1, z_loss: 0.0 };
     let r = compute(&Loss::new(op, batch(&x, 3)).with_labels(Labels::I32(&y)), LogBase::Nats).unwrap();
     let s = f64::from(0.1f32);
     let want = (1.0 - s) * nll[0] + s / 3.0 * nll.iter().sum::<f64>();
@@ -113,10 +113,34 @@ fn label_smoothing_and_weights_match_pytorch() {
 }
 
 #[test]
+fn z_loss_matches_palm() {
+    // PaLM (Chowdhery et al. 2022, section 5): z_loss = 1e-4 · log²Z, log Z the softmax
+    // normaliser, added to the cross-entropy; Liger-Kernel's `lse_square_scale`, unweighted.
+    // Values from Python's math: lse([1, 2, 3, -1.5]) = 3.4149689504858607.
+    let x = [1.0f32, 2.0, 3.0, -1.5, 0.5, -2.0, 4.0, f32::NEG_INFINITY];
+    let y = [2i32, -100];
+    let op = Op::CrossEntropy { ignore_index: Some(-100), label_smoothing: 0.0, z_loss: 1e-4 };
+    let lambda = f64::from(1e-4f32);
+    let r = compute(&Loss::new(op, batch(&x, 4)).with_labels(Labels::I32(&y)), LogBase::Nats).unwrap();
+    let lse = 3.4149689504858607;
+    assert_relative_eq!(r.values[0], 0.4149689504858607 + lambda * lse * lse, max_relative = 1e-12);
+    assert_eq!(r.values[1], 0.0, "an ignored row has no z term");
+    // class weights scale the cross-entropy, not the z term
+    let w = [0.5f32, 2.0, 3.0, 1.0];
+    let y = [2i32, 0];
+    let r = compute(&Loss::new(op, batch(&x, 4)).with_labels(Labels::I32(&y)).with_weights(&w), LogBase::Nats).unwrap();
+    assert_relative_eq!(r.values[0], 3.0 * 0.4149689504858607 + lambda * lse * lse, max_relative = 1e-12);
+    // lse([0.5, -2, 4, -inf]) = 4.0321536226831585: the masked class adds nothing
+    let lse1 = 4.0321536226831585;
+    assert_relative_eq!(r.values[1], 0.5 * (lse1 - 0.5) + lambda * lse1 * lse1, max_relative = 1e-12);
+    assert_relative_eq!(r.denominator(), 3.5, max_relative = 1e-15);
+}
+
+#[test]
 fn ignored_rows_leave_the_mean() {
     let x = [1.0f32, 2.0, 3.0, 0.5, 0.5, 0.5];
     let y = [2i32, -100];
-    let op = Op::CrossEntropy { ignore_index: Some(-100), label_smoothing: 0.0 };
+    let op = Op::CrossEntropy { ignore_index: Some(-100), label_smoothing: 0.0, z_loss: 0.0 };
     let r = compute(&Loss::new(op, batch(&x, 3)).with_labels(Labels::I32(&y)), LogBase::Nats).unwrap();
     assert_eq!(r.values[1], 0.0);
     assert_eq!(r.denominator(), 1.0);

@@ -26,6 +26,10 @@ struct RowParams {
     grad_denominator: f32,
     parts: u32,         // split rows (common/row_reduce.wgsl): parts per row
     part_cols: u32,     // and columns per part (even)
+    z_loss: f32,        // cross-entropy: λ of λ·lse² (0: none)
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 const FLAG_IGNORE: u32 = 1u;        // ignore_index is set

@@ -281,6 +281,10 @@ fn row_params_match_the_wgsl_struct() {
         ("grad_denominator", std::mem::offset_of!(RowParams, grad_denominator)),
         ("parts", std::mem::offset_of!(RowParams, parts)),
         ("part_cols", std::mem::offset_of!(RowParams, part_cols)),
+        ("z_loss", std::mem::offset_of!(RowParams, z_loss)),
+        ("pad0", std::mem::offset_of!(RowParams, pad0)),
+        ("pad1", std::mem::offset_of!(RowParams, pad1)),
+        ("pad2", std::mem::offset_of!(RowParams, pad2)),
     ];
     let rust: Vec<(String, u32)> = rust.iter().map(|&(n, o)| (n.to_string(), o as u32)).collect();
     assert_eq!(fields, rust);

@@ -14,6 +14,7 @@ pub(super) fn job<'a>(logits: Batch<'a>, labels: Labels<'a>, options: CrossEntro
     job.argmax = true;
     job.grad_of = 1;
     job.params.smoothing = options.label_smoothing;
+    job.params.z_loss = options.z_loss;
     if let Some(i) = options.ignore_index {
         job.params.flags |= flags::IGNORE;
         // validated to fit i32 by Loss::validate

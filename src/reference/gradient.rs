@@ -128,11 +128,14 @@ fn cross_entropy(logits: &Batch, labels: &Labels, options: &CrossEntropyOptions,
             g.extend(std::iter::repeat_n(0.0, k));
             continue;
         }
-        let p = probs(&row(logits, i));
+        let x = row(logits, i);
+        let p = probs(&x);
         let wy = w(y as usize);
+        // d(λ·lse²)/dx_j = 2λ·lse·p_j
+        let z = 2.0 * f64::from(options.z_loss) * if options.z_loss > 0.0 { super::lse(&x) } else { 0.0 };
         g.extend((0..k).map(|j| {
             let onehot = if j as i64 == y { 1.0 } else { 0.0 };
-            (1.0 - s) * wy * (p[j] - onehot) + s / k as f64 * (total * p[j] - w(j))
+            (1.0 - s) * wy * (p[j] - onehot) + s / k as f64 * (total * p[j] - w(j)) + z * p[j]
         }));
     }
 }

@@ -1,6 +1,7 @@
 //! Softmax cross-entropy, PyTorch's `F.cross_entropy(reduction='none')`:
 //!
-//! labels: `(1−s)·w_y·(lse − x_y) + (s/K)·Σ_j w_j·(lse − x_j)`, weight `w_y`, 0 if ignored;
+//! labels: `(1−s)·w_y·(lse − x_y) + (s/K)·Σ_j w_j·(lse − x_j) + λ·lse²` (the z-loss, not
+//! weighted), weight `w_y`, 0 if ignored;
 //! probability targets: `−Σ_j P_j·(x_j − lse)`.
 //!
 //! A term with a zero coefficient contributes 0; a positive one on a `-inf` logit is `+inf`.
@@ -8,7 +9,7 @@
 //! `reference::log_softmax`).
 
 use super::row_max::max_arg;
-use super::{Reference, check_labels, check_probs, log_softmax, ones, row};
+use super::{Reference, check_labels, check_probs, log_softmax, lse, ones, row};
 use crate::error::Result;
 use crate::loss::{Batch, CrossEntropyOptions, Labels};
 
@@ -42,6 +43,9 @@ pub(super) fn softmax_xent(logits: &Batch, labels: &Labels, options: &CrossEntro
         let mut loss = term((1.0 - s) * w(y), lp[y]);
         if s > 0.0 {
             loss += s / k as f64 * (0..k).map(|j| term(w(j), lp[j])).sum::<f64>();
+        }
+        if options.z_loss > 0.0 {
+            loss += f64::from(options.z_loss) * lse(&x).powi(2);
         }
         r.values[i] = loss;
     }

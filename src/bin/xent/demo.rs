@@ -148,7 +148,7 @@ pub fn generate(a: &GenerateArgs) -> Result<(), Failure> {
 
 fn ce(logits: &Path, labels: &Path, device: Device) -> Result<Value, Failure> {
     let common = Common { reduction: Reduction::Mean, device, base: Base::E, chunk_rows: None, quiet: false };
-    let op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0 };
+    let op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 };
     let (l, y) = (Input::floats("--logits", logits.to_path_buf())?, Input::labels("--labels", labels.to_path_buf())?);
     Job::new(op.into(), l, None, Some(y), None, common)?.run()
 }

@@ -79,6 +79,9 @@ enum Command {
         /// Label smoothing s in [0, 1].
         #[arg(long, value_name = "S", default_value_t = 0.0, allow_negative_numbers = true)]
         label_smoothing: f32,
+        /// Adds λ·lse² to each row not ignored (PaLM's z-loss), λ ≥ 0.
+        #[arg(long, value_name = "λ", default_value_t = 0.0, allow_negative_numbers = true)]
+        z_loss: f32,
         #[command(flatten)]
         out: OutArg,
         #[command(flatten)]
@@ -413,18 +416,33 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let op = Op::Softmax { temperature, log };
             Job::new(op.into(), Input::floats("--logits", logits)?, None, None, Some(out), common)
         }
-        Command::Ce { logits, labels, target_probs, ignore_index, class_weights, label_smoothing, out, common } => {
+        Command::Ce {
+            logits,
+            labels,
+            target_probs,
+            ignore_index,
+            class_weights,
+            label_smoothing,
+            z_loss,
+            out,
+            common,
+        } => {
             let logits = Input::floats("--logits", logits)?;
             let class_weights = class_weights.map(|p| eval::read_class_weights(&p, logits.cols())).transpose()?;
             match (labels, target_probs) {
                 (Some(y), _) => {
-                    let op = Op::CrossEntropy { ignore_index, label_smoothing };
+                    let op = Op::CrossEntropy { ignore_index, label_smoothing, z_loss };
                     let spec = Spec { class_weights, ..op.into() };
                     Job::new(spec, logits, None, Some(Input::labels("--labels", y)?), out.out, common)
                 }
                 (None, Some(p)) => {
                     if ignore_index.is_some() {
                         return Err(Failure::input("--ignore-index applies to --labels, not --target-probs"));
+                    }
+                    if z_loss != 0.0 {
+                        return Err(Failure::input(
+                            "--z-loss applies to --labels; with --target-probs it is not built yet",
+                        ));
                     }
                     let spec = Spec { op: Op::CrossEntropyProbs, class_weights, target_smoothing: label_smoothing };
                     Job::new(spec, logits, Some(Input::floats("--target-probs", p)?), None, out.out, common)
