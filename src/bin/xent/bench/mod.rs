@@ -38,6 +38,9 @@ pub struct BenchArgs {
     /// A quick pass for CI: shapes divided by 64 in rows, one repetition.
     #[arg(long)]
     quick: bool,
+    /// Also time `ce` with this z-loss λ (rows `ce+z-loss`), beside `ce` without it.
+    #[arg(long, value_name = "λ")]
+    z_loss: Option<f32>,
     /// One JSON object per line and per measurement instead of a table.
     #[arg(long)]
     json: bool,
@@ -47,6 +50,14 @@ pub struct BenchArgs {
 }
 
 const DEFAULT_SHAPES: [(u64, u64); 5] = [(8192, 4096), (65536, 1000), (512, 65536), (1_048_576, 10), (64, 1_048_576)];
+
+/// The name of a line: the operation's, with the options timed beside its defaults.
+fn label(op: Op) -> String {
+    match op {
+        Op::CrossEntropy { z_loss, .. } if z_loss > 0.0 => format!("{op}+z-loss"),
+        op => op.to_string(),
+    }
+}
 
 fn parse_shape(s: &str) -> Result<(u64, u64), Failure> {
     let bad = || Failure::input(format!("--shapes: {s:?} is not ROWSxCOLS (e.g. 8192x4096)"));
@@ -82,6 +93,17 @@ impl Grid {
             let parse = |s: &String| s.parse::<Op>().map_err(|e| Failure::input(format!("--ops: {e}")));
             args.ops.iter().map(parse).collect::<Result<_, _>>()?
         };
+        let mut ops = ops;
+        if let Some(z_loss) = args.z_loss {
+            let with_z = |op: &Op| match *op {
+                Op::CrossEntropy { ignore_index, label_smoothing, .. } => {
+                    Some(Op::CrossEntropy { ignore_index, label_smoothing, z_loss })
+                }
+                _ => None,
+            };
+            let extra: Vec<Op> = ops.iter().filter_map(with_z).collect();
+            ops.extend(extra);
+        }
         let dtypes: Vec<DType> = match &args.dtypes[..] {
             [] => vec![DType::F32, DType::F16],
             list => list
@@ -175,7 +197,7 @@ fn measure(
         copy * (job.bytes - 4 * job.rows * job.out_per_row) as f64 / (rows * cols * dtype.size() as u64) as f64;
     let cpu = reference_seconds(data, op, dtype);
     Ok(json!({
-        "op": op.name(),
+        "op": label(op),
         "rows": rows,
         "cols": cols,
         "dtype": dname,
