@@ -2,7 +2,7 @@
 // chosen by flag bits.
 //
 //   KL(P‖Q)  =  Σ_j p_j log p_j − Σ_j p_j log q_j      (FLAG_TERM_PLOGP | FLAG_TERM_PLOGQ)
-//   H(P, Q)  = −Σ_j p_j log q_j                         (FLAG_TERM_PLOGQ)
+//   H(P, Q)  = −Σ_j p_j log q_j  [+ λ·lse_q²]           (FLAG_TERM_PLOGQ; z-loss λ)
 //   H(P)     = −Σ_j p_j log p_j                         (FLAG_TERM_PLOGP | FLAG_NEGATE)
 //
 // P (input a) and Q (input b) are each probabilities or logits (FLAG_P_LOGITS,
@@ -17,6 +17,7 @@
 //
 // Gradients, one more pass over the row, with respect to logits:
 //   GRAD_OF = 2 (Q's logits, KL and cross-entropy): d/d x_qj = q_j·Σ_k p_k − p_j
+//     (cross-entropy's z-loss λ·lse_q² adds 2λ·lse_q·q_j)
 //   GRAD_OF = 1 (P's logits, entropy):              d/d x_pj = −p_j·(log p_j + H)
 
 struct LogProb {
@@ -244,7 +245,13 @@ fn divergence_of_probs(slot: RowSlot, base: u32, c_pp: f32, c_pq: f32) {
     let mass = row_sum(slot, SumFlags(acc.mass, 0u)).sum;
     var value = nan();
     if stats_ok(q) {
-        value = sum_value(SumFlags(sum.sum + c_pq * mass * q.log_s, sum.flags));
+        var terms = SumFlags(sum.sum + c_pq * mass * q.log_s, sum.flags);
+        // cross-entropy's z-loss (params.z_loss is 0 for KL)
+        if params.z_loss > 0.0 {
+            let lse = q.m * q.k + q.log_s;
+            terms.sum += params.z_loss * lse * lse;
+        }
+        value = sum_value(terms);
     }
     write_row(slot, value);
     if GRAD_OF == 2u {
@@ -259,10 +266,12 @@ fn grad_q(slot: RowSlot, base: u32, sp: RowStats, p_ok: bool, sq: RowStats, q_ok
     }
     let c = grad_scale();
     let p_logits = has_flag(FLAG_P_LOGITS);
+    // the z-loss's 2λ·lse·q_j (cross-entropy with probability targets; λ is 0 for KL)
+    let z = select(0.0, 2.0 * params.z_loss * (sq.m * sq.k + sq.log_s), params.z_loss > 0.0 && q_ok);
     for (var j = slot.lane; j < params.cols; j += LANES) {
         let p = log_prob(load_a(base + j), p_logits, sp, p_ok);
         let q = log_prob(load_b(base + j), true, sq, q_ok);
-        var g = c * (q.p * total - p.p);
+        var g = c * (q.p * (total + z) - p.p);
         if p.bad || q.bad {
             g = nan();
         }

@@ -50,7 +50,10 @@ pub enum Op {
         z_loss: f32,
     },
     /// `−Σ_j P_ij · log_softmax(x_i)_j` against target probabilities `P` (the second input).
-    CrossEntropyProbs,
+    CrossEntropyProbs {
+        /// `λ ≥ 0`: adds `λ·lse(x_i)²` to each row (PaLM's z-loss).
+        z_loss: f32,
+    },
     /// `KL(P‖Q) = Σ_j P_ij log(P_ij / Q_ij)`; reverse KL is the caller swapping the inputs.
     KlDiv {
         /// How P (the first input) is given.
@@ -120,7 +123,7 @@ impl Op {
         Op::LogSumExp,
         Op::Softmax { temperature: 1.0, log: false },
         Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 },
-        Op::CrossEntropyProbs,
+        Op::CrossEntropyProbs { z_loss: 0.0 },
         Op::KlDiv { p: Form::Logits, q: Form::Logits },
         Op::Entropy { p: Form::Logits },
         Op::BinaryCrossEntropy { input: Form::Logits },
@@ -136,7 +139,7 @@ impl Op {
             Op::LogSumExp => "lse",
             Op::Softmax { .. } => "softmax",
             Op::CrossEntropy { .. } => "ce",
-            Op::CrossEntropyProbs => "ce-probs",
+            Op::CrossEntropyProbs { .. } => "ce-probs",
             Op::KlDiv { .. } => "kl",
             Op::Entropy { .. } => "entropy",
             Op::BinaryCrossEntropy { .. } => "bce",
@@ -155,7 +158,7 @@ impl Op {
         match *self {
             Op::RowMax | Op::LogSumExp | Op::Softmax { .. } => one(slot("logits", Logits)),
             Op::CrossEntropy { .. } => Signature { labels: true, weights: true, ..one(slot("logits", Logits)) },
-            Op::CrossEntropyProbs => two(slot("logits", Logits), slot("target", Probs)),
+            Op::CrossEntropyProbs { .. } => two(slot("logits", Logits), slot("target", Probs)),
             Op::KlDiv { p, q } => two(form("p", p), form("q", q)),
             Op::Entropy { p } => one(form("p", p)),
             Op::BinaryCrossEntropy { input } => {
@@ -191,7 +194,7 @@ impl Op {
     /// The name of the input whose gradient the operation writes, where it has one.
     pub fn grad_of(&self) -> Option<&'static str> {
         match self {
-            Op::CrossEntropy { .. } | Op::CrossEntropyProbs => Some("logits"),
+            Op::CrossEntropy { .. } | Op::CrossEntropyProbs { .. } => Some("logits"),
             Op::KlDiv { q: Form::Logits, .. } => Some("q"),
             Op::Entropy { p: Form::Logits } => Some("p"),
             Op::BinaryCrossEntropy { input: Form::Logits } => Some("input"),
@@ -215,7 +218,9 @@ impl Op {
             Op::CrossEntropy { label_smoothing: s, .. } if !(0.0..=1.0).contains(&s) => {
                 option("label_smoothing", format!("{s} is not in [0, 1]"))
             }
-            Op::CrossEntropy { z_loss, .. } if !(z_loss.is_finite() && z_loss >= 0.0) => {
+            Op::CrossEntropy { z_loss, .. } | Op::CrossEntropyProbs { z_loss }
+                if !(z_loss.is_finite() && z_loss >= 0.0) =>
+            {
                 option("z_loss", format!("{z_loss} is not a non-negative finite number"))
             }
             Op::CrossEntropy { ignore_index: Some(i), .. } if i32::try_from(i).is_err() || i == i64::from(i32::MIN) => {
@@ -328,7 +333,7 @@ impl<B: Copy, L: Copy, W: Copy> Task<B, L, W> {
         let sig = self.op.signature();
         let mut v = vec![(sig.first.name, self.inputs.first)];
         v.extend(sig.second.map(|s| s.name).zip(self.inputs.second));
-        if self.op == Op::CrossEntropyProbs {
+        if matches!(self.op, Op::CrossEntropyProbs { .. }) {
             v.reverse();
         }
         v
@@ -379,7 +384,7 @@ mod tests {
         assert!(ce.check_inputs().unwrap_err().to_string().contains("labels"));
         assert!(ce.with_labels(1).with_weights(2).check_inputs().is_ok());
         assert!(Task::<u8, u8, u8>::new(Op::LogSumExp, 0).with_labels(1).check_inputs().is_err());
-        let probs: Task<u8, u8, u8> = Task::new(Op::CrossEntropyProbs, 0).with_second(1);
+        let probs: Task<u8, u8, u8> = Task::new(Op::CrossEntropyProbs { z_loss: 0.0 }, 0).with_second(1);
         assert_eq!(probs.kernel_inputs(), vec![("target", 1), ("logits", 0)]);
     }
 }

@@ -251,7 +251,14 @@ fn every_command_matches_the_reference() {
         &f,
         "ce-probs",
         &["ce", "--logits", &l, "--target-probs", &pp],
-        &Loss::new(Op::CrossEntropyProbs, bl).with_second(bp),
+        &Loss::new(Op::CrossEntropyProbs { z_loss: 0.0 }, bl).with_second(bp),
+        nats,
+    );
+    check(
+        &f,
+        "ce-probs-z-loss",
+        &["ce", "--logits", &l, "--target-probs", &pp, "--z-loss", "0.02"],
+        &Loss::new(Op::CrossEntropyProbs { z_loss: 0.02 }, bl).with_second(bp),
         nats,
     );
     for (pf, qf, p, q, name) in [
@@ -715,7 +722,6 @@ fn bad_input_exits_2_with_one_line_and_no_output_file() {
         (vec!["ce", "--logits", &l, "--labels", &y, "--label-smoothing", "1.5"], "--label-smoothing"),
         (vec!["ce", "--logits", &l, "--labels", &y, "--z-loss", "-0.5"], "--z-loss"),
         (vec!["ce", "--logits", &l, "--labels", &y, "--z-loss", "inf"], "--z-loss"),
-        (vec!["ce", "--logits", &l, "--target-probs", &good_p, "--z-loss", "0.1"], "--z-loss"),
         (vec!["distill", "--student", &l, "--teacher", &l, "--labels", &y, "--temperature", "0"], "--temperature"),
         (vec!["distill", "--student", &l, "--teacher", &l, "--labels", &y, "--alpha", "2"], "--alpha"),
         (vec!["ce", "--logits", &l, "--labels", &y, "--target-probs", &good_p], "--target-probs"),

@@ -58,6 +58,7 @@ fn variants(op: Op) -> Vec<Case> {
             Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.05 }.into(),
             Case { op: Op::CrossEntropy { ignore_index: ignore, label_smoothing: 0.2, z_loss: 0.01 }, weighted: true },
         ],
+        Op::CrossEntropyProbs { .. } => [0.0, 0.03].map(|z_loss| Op::CrossEntropyProbs { z_loss }.into()).to_vec(),
         Op::KlDiv { .. } => forms.iter().flat_map(|&p| forms.map(|q| Op::KlDiv { p, q }.into())).collect(),
         Op::Entropy { .. } => forms.map(|p| Op::Entropy { p }.into()).to_vec(),
         Op::BinaryCrossEntropy { .. } => forms.map(|input| Op::BinaryCrossEntropy { input }.into()).to_vec(),
@@ -566,7 +567,11 @@ fn bad_arguments_are_errors_not_validation_failures() {
         ),
         (
             "in place with the target in the logits' buffer",
-            DeviceLoss::new(Op::CrossEntropyProbs, batch(big, 0, DType::F32)).with_second(batch(big, 1024, DType::F32)),
+            DeviceLoss::new(Op::CrossEntropyProbs { z_loss: 0.0 }, batch(big, 0, DType::F32)).with_second(batch(
+                big,
+                1024,
+                DType::F32,
+            )),
             rows.with_grad(DeviceGrad::of_mean_in_place()),
             "same buffer as target",
         ),
@@ -646,7 +651,7 @@ fn records_into_an_open_compute_pass() {
     let mut rng = rng(51);
     let ops = [
         CE,
-        Op::CrossEntropyProbs,
+        Op::CrossEntropyProbs { z_loss: 0.0 },
         Op::KlDiv { p: Form::Logits, q: Form::Logits },
         Op::Entropy { p: Form::Logits },
         Op::BinaryCrossEntropy { input: Form::Logits },

@@ -75,6 +75,7 @@ fn variants(op: Op) -> Vec<Case> {
             cases.extend([ce(true, true, 0.1, 0.0), ce(false, false, 0.0, 0.01), ce(true, true, 0.1, 1e-4)]);
             cases
         }
+        Op::CrossEntropyProbs { .. } => [0.0, 0.01].map(|z_loss| Case::of(Op::CrossEntropyProbs { z_loss })).to_vec(),
         Op::KlDiv { .. } => [(Probs, Probs), (Logits, Probs), (Probs, Logits), (Logits, Logits)]
             .map(|(p, q)| Case::of(Op::KlDiv { p, q }))
             .to_vec(),
@@ -319,7 +320,7 @@ fn zeros_in_probabilities_and_bce_edges() {
         Op::BinaryCrossEntropy { input: Probs },
         Op::BinaryCrossEntropy { input: Logits },
         Op::Entropy { p: Probs },
-        Op::CrossEntropyProbs,
+        Op::CrossEntropyProbs { z_loss: 0.0 },
     ] {
         check("zeros", Case::of(op), &data, DType::F32, 2e-5, 2e-5);
     }
@@ -469,7 +470,7 @@ fn negative_probability_names_the_row() {
     let x = Input::new(&data.logits, DType::F32);
     let p = Input::new(&data.probs, DType::F32);
     for loss in [
-        Loss::new(Op::CrossEntropyProbs, x.batch(9, 5)).with_second(p.batch(9, 5)),
+        Loss::new(Op::CrossEntropyProbs { z_loss: 0.0 }, x.batch(9, 5)).with_second(p.batch(9, 5)),
         Loss::new(Op::KlDiv { p: Form::Probs, q: Form::Logits }, p.batch(9, 5)).with_second(x.batch(9, 5)),
         Loss::new(Op::Entropy { p: Form::Probs }, p.batch(9, 5)),
     ] {
@@ -494,7 +495,7 @@ fn infinite_probability_names_the_row() {
     let u = Input::new(&data.unit, DType::F32);
     use Form::{Logits, Probs};
     for loss in [
-        Loss::new(Op::CrossEntropyProbs, x.batch(9, 5)).with_second(p.batch(9, 5)),
+        Loss::new(Op::CrossEntropyProbs { z_loss: 0.0 }, x.batch(9, 5)).with_second(p.batch(9, 5)),
         Loss::new(Op::KlDiv { p: Probs, q: Logits }, p.batch(9, 5)).with_second(x.batch(9, 5)),
         Loss::new(Op::KlDiv { p: Probs, q: Probs }, p2.batch(9, 5)).with_second(p.batch(9, 5)),
         Loss::new(Op::Entropy { p: Probs }, p.batch(9, 5)),
@@ -715,7 +716,7 @@ fn huge_equal_logits_split_the_mass() {
         ("softmax at T = 1e-30", Loss::new(Op::Softmax { temperature: 1e-30, log: false }, b(&small[..]))),
         ("log-softmax at T = 3", Loss::new(Op::Softmax { temperature: 3.0, log: true }, b(&x[..]))),
         ("ce", Loss::new(CE, b(&x[..])).with_labels(&y[..])),
-        ("ce probs", Loss::new(Op::CrossEntropyProbs, b(&x[..])).with_second(b(&target[..]))),
+        ("ce probs", Loss::new(Op::CrossEntropyProbs { z_loss: 0.0 }, b(&x[..])).with_second(b(&target[..]))),
         ("entropy", Loss::new(Op::Entropy { p: Form::Logits }, b(&x[..]))),
         ("lse", Loss::new(Op::LogSumExp, b(&x[..]))),
     ];

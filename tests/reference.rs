@@ -134,6 +134,11 @@ fn z_loss_matches_palm() {
     let lse1 = 4.0321536226831585;
     assert_relative_eq!(r.values[1], 0.5 * (lse1 - 0.5) + lambda * lse1 * lse1, max_relative = 1e-12);
     assert_relative_eq!(r.denominator(), 3.5, max_relative = 1e-15);
+    // probability targets: −Σ_j P_j·log_softmax_j + λ·lse²; a one-hot target is the label's row
+    let p = [0.0f32, 0.0, 1.0, 0.0];
+    let probs = Op::CrossEntropyProbs { z_loss: 1e-4 };
+    let r = compute(&Loss::new(probs, batch(&x[..4], 4)).with_second(batch(&p, 4)), LogBase::Nats).unwrap();
+    assert_relative_eq!(r.values[0], 0.4149689504858607 + lambda * lse * lse, max_relative = 1e-12);
 }
 
 #[test]
@@ -242,7 +247,11 @@ fn huge_equal_logits_split_the_mass() {
     let ce = compute(&Loss::new(CE, batch(&x, 3)).with_labels(Labels::I32(&y)), LogBase::Nats).unwrap();
     assert_relative_eq!(ce.values[0], LN_2, max_relative = 1e-15);
     let t = [1.0f32, 0.0, 0.0];
-    let ce = compute(&Loss::new(Op::CrossEntropyProbs, batch(&x, 3)).with_second(batch(&t, 3)), LogBase::Nats).unwrap();
+    let ce = compute(
+        &Loss::new(Op::CrossEntropyProbs { z_loss: 0.0 }, batch(&x, 3)).with_second(batch(&t, 3)),
+        LogBase::Nats,
+    )
+    .unwrap();
     assert_relative_eq!(ce.values[0], LN_2, max_relative = 1e-15);
     let h = compute(&Loss::new(Op::Entropy { p: Form::Logits }, batch(&x, 3)), LogBase::Nats).unwrap();
     assert_relative_eq!(h.values[0], LN_2, max_relative = 1e-15);
@@ -335,7 +344,7 @@ fn infinite_probabilities_are_bad_input() {
         Loss::new(Op::KlDiv { p: Form::Probs, q: Form::Probs }, batch(&good, 2)).with_second(batch(&bad, 2)),
         Loss::new(Op::KlDiv { p: Form::Probs, q: Form::Logits }, batch(&bad, 2)).with_second(batch(&logits, 2)),
         Loss::new(Op::Entropy { p: Form::Probs }, batch(&bad, 2)),
-        Loss::new(Op::CrossEntropyProbs, batch(&logits, 2)).with_second(batch(&bad, 2)),
+        Loss::new(Op::CrossEntropyProbs { z_loss: 0.0 }, batch(&logits, 2)).with_second(batch(&bad, 2)),
         Loss::new(Op::BinaryCrossEntropy { input: Form::Probs }, batch(&bad, 2)).with_second(batch(&good, 2)),
         Loss::new(Op::BinaryCrossEntropy { input: Form::Logits }, batch(&logits, 2)).with_second(batch(&bad, 2)),
     ];

@@ -95,7 +95,11 @@ pub(crate) fn job<'a>(loss: &Loss<'a>, base: LogBase) -> Result<RowJob<'a>> {
         Op::LogSumExp => row_stats::logsumexp(a),
         Op::Softmax { temperature, log } => softmax::job(a, temperature, log),
         Op::CrossEntropy { .. } => softmax_xent::job(a, labels()?, loss.ce_options()),
-        Op::CrossEntropyProbs => divergence::cross_entropy(b()?, a),
+        Op::CrossEntropyProbs { z_loss } => {
+            let mut job = divergence::cross_entropy(b()?, a);
+            job.params.z_loss = z_loss;
+            job
+        }
         Op::KlDiv { .. } => divergence::kl_div(p, q.ok_or_else(|| missing("q"))?),
         Op::Entropy { .. } => divergence::entropy(p),
         Op::BinaryCrossEntropy { .. } => binary_xent::job(p, b()?),

@@ -55,11 +55,14 @@ pub fn gradient(loss: &Loss, reduction: Reduction) -> Result<Vec<f64>> {
             let labels = loss.labels().copied().unwrap_or(Labels::I32(&[]));
             cross_entropy(&x, &labels, &loss.ce_options(), &mut g)
         }
-        Op::CrossEntropyProbs => {
+        Op::CrossEntropyProbs { z_loss } => {
             for i in 0..x.rows {
-                let (q, t) = (probs(&row(&x, i)), row(&b, i));
+                let (xr, t) = (row(&x, i), row(&b, i));
+                let q = probs(&xr);
+                // d(λ·lse²)/dx_j = 2λ·lse·q_j
+                let z = if z_loss > 0.0 { 2.0 * f64::from(z_loss) * super::lse(&xr) } else { 0.0 };
                 let mass: f64 = t.iter().sum();
-                g.extend(q.iter().zip(&t).map(|(q, t)| q * mass - t));
+                g.extend(q.iter().zip(&t).map(|(q, t)| q * (mass + z) - t));
             }
         }
         Op::KlDiv { q: Form::Logits, .. } => {

@@ -84,7 +84,7 @@ pub fn compute(loss: &Loss, base: LogBase) -> Result<Reference> {
         Op::LogSumExp => logsumexp::logsumexp(a),
         Op::Softmax { temperature, log } => softmax::softmax(a, temperature, log),
         Op::CrossEntropy { .. } => softmax_xent::softmax_xent(a, &labels, &loss.ce_options())?,
-        Op::CrossEntropyProbs => softmax_xent::softmax_xent_probs(a, b)?,
+        Op::CrossEntropyProbs { z_loss } => softmax_xent::softmax_xent_probs(a, b, z_loss)?,
         Op::KlDiv { .. } => divergence::kl_div(&p, &q.unwrap_or(p))?,
         Op::Entropy { .. } => divergence::entropy(&p)?,
         Op::BinaryCrossEntropy { .. } => binary_xent::binary_xent(&p, b)?,

@@ -2,7 +2,7 @@
 //!
 //! labels: `(1−s)·w_y·(lse − x_y) + (s/K)·Σ_j w_j·(lse − x_j) + λ·lse²` (the z-loss, not
 //! weighted), weight `w_y`, 0 if ignored;
-//! probability targets: `−Σ_j P_j·(x_j − lse)`.
+//! probability targets: `−Σ_j P_j·(x_j − lse) + λ·lse²`.
 //!
 //! A term with a zero coefficient contributes 0; a positive one on a `-inf` logit is `+inf`.
 //! `lse − x_j` is taken as `−log_softmax(x)_j`, the max subtracted first (see
@@ -53,12 +53,18 @@ pub(super) fn softmax_xent(logits: &Batch, labels: &Labels, options: &CrossEntro
 }
 
 /// Cross-entropy with probability targets per row; negative, NaN or infinite targets are errors.
-pub(super) fn softmax_xent_probs(logits: &Batch, target: &Batch) -> Result<Reference> {
+pub(super) fn softmax_xent_probs(logits: &Batch, target: &Batch, z_loss: f32) -> Result<Reference> {
     check_probs(target)?;
     let values = (0..logits.rows)
-        .map(|i| match log_softmax(&row(logits, i)) {
-            Some(lp) => (0..logits.cols).map(|j| term(target.get(i, j), lp[j])).sum(),
-            None => f64::NAN,
+        .map(|i| {
+            let x = row(logits, i);
+            match log_softmax(&x) {
+                Some(lp) => {
+                    let ce: f64 = (0..logits.cols).map(|j| term(target.get(i, j), lp[j])).sum();
+                    ce + if z_loss > 0.0 { f64::from(z_loss) * lse(&x).powi(2) } else { 0.0 }
+                }
+                None => f64::NAN,
+            }
         })
         .collect();
     Ok(Reference { values, weights: ones(logits.rows), argmax: None })

@@ -439,12 +439,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     if ignore_index.is_some() {
                         return Err(Failure::input("--ignore-index applies to --labels, not --target-probs"));
                     }
-                    if z_loss != 0.0 {
-                        return Err(Failure::input(
-                            "--z-loss applies to --labels; with --target-probs it is not built yet",
-                        ));
-                    }
-                    let spec = Spec { op: Op::CrossEntropyProbs, class_weights, target_smoothing: label_smoothing };
+                    let spec =
+                        Spec { op: Op::CrossEntropyProbs { z_loss }, class_weights, target_smoothing: label_smoothing };
                     Job::new(spec, logits, Some(Input::floats("--target-probs", p)?), None, out.out, common)
                 }
                 (None, None) => return Err(Failure::input("one of --labels and --target-probs is required")),

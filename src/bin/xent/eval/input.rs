@@ -165,7 +165,7 @@ impl Job {
     /// Probability targets with label smoothing and class weights folded in.
     fn transform_targets(&self, data: Data, input: &Input, start: u64) -> Result<Data, Failure> {
         let (class_weights, smoothing) = (&self.class_weights, self.target_smoothing);
-        if self.op != Op::CrossEntropyProbs || (class_weights.is_none() && smoothing == 0.0) {
+        if !matches!(self.op, Op::CrossEntropyProbs { .. }) || (class_weights.is_none() && smoothing == 0.0) {
             return Ok(data);
         }
         let Data::F32(mut v) = data else { return Err(Failure::machine("targets read as half precision")) };

@@ -112,7 +112,8 @@ impl Job {
         if !(0.0..=1.0).contains(&target_smoothing) {
             return Err(Failure::input(format!("--label-smoothing: {target_smoothing} is not in [0, 1]")));
         }
-        let transforms_b = op == Op::CrossEntropyProbs && (class_weights.is_some() || target_smoothing > 0.0);
+        let transforms_b =
+            matches!(op, Op::CrossEntropyProbs { .. }) && (class_weights.is_some() || target_smoothing > 0.0);
         let half = [Some(&a), b.as_ref()].into_iter().flatten().all(|i| i.file.dtype() == xent::npy::NpyDType::F16)
             && !transforms_b;
         let values_per_row = if op.writes_rows() { cols } else { 1 };
@@ -144,7 +145,7 @@ impl Job {
     /// The command's name (`ce --target-probs` is the library's `ce-probs`).
     fn command(&self) -> &'static str {
         match self.op {
-            Op::CrossEntropyProbs => "ce",
+            Op::CrossEntropyProbs { .. } => "ce",
             op => op.name(),
         }
     }
