@@ -13,7 +13,8 @@
 // workgroups (P as logits, Q as logits or absent) take divergence_part, then
 // divergence_merge (no gradient).
 // p_j = 0 contributes 0; p_j > 0 with q_j = 0 is +inf. Negative, NaN or +inf
-// probabilities are reported in status[1]. Bindings: a, b; out_rows[row] = value.
+// probabilities are reported in status[1]. Bindings: a, b; out_rows[row] = value; with a
+// z-loss, the row's z term in word 2 of its aux record.
 //
 // Gradients, one more pass over the row, with respect to logits:
 //   GRAD_OF = 2 (Q's logits, KL and cross-entropy): d/d x_qj = q_j·Σ_k p_k − p_j
@@ -244,16 +245,22 @@ fn divergence_of_probs(slot: RowSlot, base: u32, c_pp: f32, c_pq: f32) {
     let sum = row_sum(slot, SumFlags(v, acc.flags));
     let mass = row_sum(slot, SumFlags(acc.mass, 0u)).sum;
     var value = nan();
+    var z = select(0.0, nan(), params.z_loss > 0.0);
     if stats_ok(q) {
         var terms = SumFlags(sum.sum + c_pq * mass * q.log_s, sum.flags);
         // cross-entropy's z-loss (params.z_loss is 0 for KL)
         if params.z_loss > 0.0 {
             let lse = q.m * q.k + q.log_s;
-            terms.sum += params.z_loss * lse * lse;
+            z = params.z_loss * lse * lse;
+            terms.sum += z;
         }
         value = sum_value(terms);
     }
     write_row(slot, value);
+    if params.z_loss > 0.0 && slot.live && slot.lane == 0u {
+        // the row's z term, its share of the loss, for the report
+        out_aux[params.aux_base + AUX_WORDS * slot.row + 2u] = bitcast<u32>(scaled(z));
+    }
     if GRAD_OF == 2u {
         let total = row_sum(slot, SumFlags(acc.total, 0u)).sum;
         grad_q(slot, base, stats_empty(), true, q, stats_ok(q), total);

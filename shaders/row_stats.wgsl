@@ -4,7 +4,7 @@
 //
 // Online (m, s) pairs per lane, merged in a fixed tree (common/row_reduce.wgsl).
 // Bindings: a = logits [rows, cols]; out_rows[row] = max or lse; row_max also writes
-// the argmax to out_aux[2 row]. Rows split across workgroups take row_part, then
+// the argmax to out_aux[AUX_WORDS row]. Rows split across workgroups take row_part, then
 // logsumexp_merge or row_max_merge. Dispatch: a 2-D grid of ceil(rows / (WG / LANES)) groups.
 
 fn scan_row(slot: RowSlot) -> RowStats {
@@ -36,7 +36,7 @@ fn write_max(slot: RowSlot, st: RowStats) {
     }
     write_row(slot, v);
     if slot.live && slot.lane == 0u {
-        out_aux[params.aux_base + 2u * slot.row] = st.arg;
+        out_aux[params.aux_base + AUX_WORDS * slot.row] = st.arg;
     }
 }
 

@@ -11,7 +11,8 @@
 // reported in status[0]. Rows split across workgroups take softmax_xent_part, then
 // softmax_xent_merge (no gradient).
 // Bindings: a = logits, labels, class_weights (FLAG_WEIGHTS); out_rows[row] = loss;
-// out_aux[2 row] = argmax, out_aux[2 row + 1] = bits of w_y (the mean's denominator).
+// out_aux[AUX_WORDS row] = argmax, + 1 = bits of w_y (the mean's denominator), + 2 = bits
+// of the row's z-loss term (its share of the loss, for the report).
 //
 // Gradient (GRAD_OF = 1), one more pass over the row, p = softmax(x), W = Σ_k w_k:
 //
@@ -91,14 +92,14 @@ fn write_grad(slot: RowSlot, base: u32, st: RowStats, ok: bool, label_state: u32
     }
 }
 
-// Pre-pass for the gradient of the mean: each row's weight into out_aux[2 row + 1], so
+// Pre-pass for the gradient of the mean: each row's weight into its aux record, so
 // the denominator (their tree sum) is on the device before the gradient pass needs it.
 @compute @workgroup_size(WG)
 fn ce_row_weights(inv: Invocation) {
     let slot = row_slot(inv);
     if slot.live && slot.lane == 0u {
         let w = label_weight(label_of(slot.row));
-        out_aux[params.aux_base + 2u * slot.row + 1u] = bitcast<u32>(w);
+        out_aux[params.aux_base + AUX_WORDS * slot.row + 1u] = bitcast<u32>(w);
     }
 }
 
@@ -193,6 +194,7 @@ fn write_xent(slot: RowSlot, st: RowStats, smoothing_terms: SumFlags, goal: Targ
     let s = params.smoothing;
     var loss = 0.0;
     var weight = 0.0;
+    var z = 0.0;
     if !goal.ignored && !goal.in_range {
         report_bad_label(slot.row);
         loss = nan();
@@ -201,6 +203,7 @@ fn write_xent(slot: RowSlot, st: RowStats, smoothing_terms: SumFlags, goal: Targ
         var terms = SumFlags(0.0, 0u);
         if !stats_ok(st) {
             terms.flags = SUM_NAN;
+            z = select(0.0, nan(), params.z_loss > 0.0);
         } else {
             let c = (1.0 - s) * weight;
             if c != 0.0 {
@@ -216,14 +219,17 @@ fn write_xent(slot: RowSlot, st: RowStats, smoothing_terms: SumFlags, goal: Targ
             }
             if params.z_loss > 0.0 {
                 let lse = row_lse(st);
-                terms.sum += params.z_loss * lse * lse;
+                z = params.z_loss * lse * lse;
+                terms.sum += z;
             }
         }
         loss = sum_value(terms);
     }
     write_row(slot, loss);
-    out_aux[params.aux_base + 2u * slot.row] = st.arg;
-    out_aux[params.aux_base + 2u * slot.row + 1u] = bitcast<u32>(weight);
+    let aux = params.aux_base + AUX_WORDS * slot.row;
+    out_aux[aux] = st.arg;
+    out_aux[aux + 1u] = bitcast<u32>(weight);
+    out_aux[aux + 2u] = bitcast<u32>(scaled(z));
 }
 
 @compute @workgroup_size(WG)

@@ -79,6 +79,10 @@ pub(crate) struct RowParams {
     pub(crate) pad2: u32,
 }
 
+/// Words of each row's auxiliary record (`AUX_WORDS` in params.wgsl): the argmax, the
+/// bits of the row's weight in the mean, the bits of its z-loss term, one unused.
+pub(crate) const AUX_WORDS: u32 = 4;
+
 /// Flag bits of [`RowParams::flags`] (`FLAG_*` in params.wgsl).
 pub(crate) mod flags {
     /// `ignore_index` is set.

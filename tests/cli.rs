@@ -177,6 +177,15 @@ fn check(files: &Files, what: &str, args: &[&str], loss: &Loss, base: LogBase) {
             assert!(line["adapter"].is_string() && line["seconds"].is_number(), "{label}: {line}");
             let (got, expected) = (num(&line["value"]), want.reduce(r));
             assert!(close(got, expected, 1e-5, 2e-5), "{label}: value {got}, reference {expected}");
+            // with a z-loss, its share of the mean (and nothing without one)
+            match xent::reference::z_terms(loss, base).unwrap() {
+                Some(z) => {
+                    let expected = z.iter().sum::<f64>() / want.denominator();
+                    let got = num(&line["z_loss"]);
+                    assert!(close(got, expected, 1e-5, 2e-5), "{label}: z_loss {got}, reference {expected}");
+                }
+                None => assert!(line.get("z_loss").is_none(), "{label}: z_loss without a z-loss: {line}"),
+            }
             let values = read_out(&out);
             assert_eq!(values.len(), want.values.len(), "{label}");
             for (i, (&g, &w)) in values.iter().zip(&want.values).enumerate() {

@@ -190,6 +190,12 @@ fn check(what: &str, case: Case, data: &Data, dtype: DType, abs: f64, rel: f64) 
     if let (Some(ga), Some(ra)) = (&g.argmax, &r.argmax) {
         assert_eq!(ga, ra, "{what}: argmax");
     }
+    let z = xent::reference::z_terms(&loss, LogBase::Nats).unwrap_or_else(|e| panic!("{what}: z terms: {e}"));
+    assert_eq!(g.z_sum.is_some(), z.is_some(), "{what}: z_sum given exactly with a z-loss");
+    if let (Some(gz), Some(z)) = (g.z_sum, z) {
+        let magnitude: f64 = z.iter().filter(|v| v.is_finite()).sum();
+        assert_scalar(&format!("{what} z_sum"), gz, z.iter().sum(), abs + 1e-6 * magnitude, rel);
+    }
     worst
 }
 
@@ -351,14 +357,14 @@ fn chunked_run_is_bit_identical() {
 
 /// Pieces that end inside a block of the tree sum carry its rows over to the next piece:
 /// any chunking gives the bits of one chunk, over rows enough for three levels of the
-/// tree, with per-row weights (class weights, ignored rows) and argmax.
+/// tree, with per-row weights (class weights, ignored rows), z-loss terms and argmax.
 #[test]
 fn chunks_across_reduction_blocks_are_bit_identical() {
     let Some(ctx) = context() else { return };
     // 263,921 rows: 516 blocks of 512, then 2 partials, then 1
     let data = Data::new(8100, (1 << 18) + 777, 3, 5.0);
     let x = Input::new(&data.logits, DType::F32);
-    let op = Op::CrossEntropy { ignore_index: Some(IGNORE), label_smoothing: 0.0, z_loss: 0.0 };
+    let op = Op::CrossEntropy { ignore_index: Some(IGNORE), label_smoothing: 0.0, z_loss: 1e-3 };
     let loss =
         Loss::new(op, x.batch(data.rows, data.cols)).with_labels(&data.labels[..]).with_weights(&data.weights[..]);
     let run = |chunk_rows| {
@@ -373,6 +379,7 @@ fn chunks_across_reduction_blocks_are_bit_identical() {
         let part = run(Some(chunk));
         assert_eq!(part.sum.to_bits(), whole.sum.to_bits(), "chunk {chunk}: sum");
         assert_eq!(part.denominator.to_bits(), whole.denominator.to_bits(), "chunk {chunk}: denominator");
+        assert_eq!(part.z_sum.map(f64::to_bits), whole.z_sum.map(f64::to_bits), "chunk {chunk}: z_sum");
         let (a, b) = (part.values.unwrap(), whole.values.as_ref().unwrap());
         assert!(a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "chunk {chunk}");
         assert_eq!(part.argmax, whole.argmax, "chunk {chunk}: argmax");

@@ -14,7 +14,7 @@ struct RowParams {
     b_base: u32,
     label_base: u32,    // in labels of their type (FLAG_LABELS_*)
     out_base: u32,
-    aux_base: u32,      // in u32 words; two words per row
+    aux_base: u32,      // in u32 words; AUX_WORDS a row
     ignore_index: i32,
     inv_temperature: f32,
     temperature: f32,
@@ -47,6 +47,10 @@ const FLAG_LABELS_U8: u32 = 1024u;  // labels are u8 (four to a word)
 // status[0]: first row with a label outside [0, cols); status[1]: first row with a
 // value outside its domain (negative, NaN or +inf probability, target outside [0, 1]).
 const NO_ROW: u32 = 0xffffffffu;
+
+// The per-row auxiliary record in out_aux: the argmax, the bits of the row's weight in the
+// mean (w_y), the bits of its z-loss term (cross-entropy), one word unused.
+const AUX_WORDS: u32 = 4u;
 
 @group(0) @binding(0) var<uniform> params: RowParams;
 @group(0) @binding(3) var<storage, read> labels: array<i32>;    // read through label_of

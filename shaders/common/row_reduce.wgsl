@@ -234,12 +234,13 @@ fn stats_scan_a(slot: RowSlot, base: u32, start: u32, end: u32, k: f32) -> RowSt
 // Writes a row's value, scaled to the chosen log base (specials pass through).
 fn write_row(slot: RowSlot, v: f32) {
     if slot.live && slot.lane == 0u {
-        var x = v;
-        if classify(v) == CLASS_FINITE {
-            x = v * params.out_scale;
-        }
-        out_rows[params.out_base + slot.row] = x;
+        out_rows[params.out_base + slot.row] = scaled(v);
     }
+}
+
+// A value in the unit of the output (`out_scale`: nats or bits); non-finite ones as they are.
+fn scaled(v: f32) -> f32 {
+    return select(v, v * params.out_scale, classify(v) == CLASS_FINITE);
 }
 
 // A row's PairStats (common/numerics.wgsl) over its lanes: each side merged, then every

@@ -8,7 +8,7 @@ use super::inputs::{DeviceBatch, DeviceGrad, DeviceLoss, DeviceOutput, LabelType
 use super::validate::{self, Checked};
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
-use crate::kernels::{GradMode, Kernel, flags};
+use crate::kernels::{AUX_WORDS, GradMode, Kernel, flags};
 use crate::loss::{DType, LogBase, Reduction};
 use crate::ops::{self, Bound, Dispatch, RowBindings};
 use crate::plan::{self, buffer};
@@ -81,6 +81,9 @@ impl Scratch {
         })
     }
 }
+
+/// Bytes of a row's auxiliary record.
+const AUX_BYTES: u64 = 4 * AUX_WORDS as u64;
 
 const STORAGE_RW: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC);
 
@@ -200,7 +203,7 @@ impl Recorder {
         let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
         let aux = match extras.aux {
             Some((buffer, offset)) => (buffer.clone(), offset),
-            None => (grow(&mut scratch.aux, device, "xent aux", 8 * c.rows), 0),
+            None => (grow(&mut scratch.aux, device, "xent aux", AUX_BYTES * c.rows), 0),
         };
         let per_row = match out.per_row {
             Some(buffer) => (buffer.clone(), out.per_row_offset),
@@ -300,7 +303,7 @@ impl Recorder {
             };
             ops::encode_rows(&self.kernels, encoder, &d, &binder.rows(start, n))?;
         }
-        ops::encode_reduce_at(&self.kernels, encoder, binder.aux.0, binder.aux.1, c.rows, 2, 1, [p0, p1])
+        ops::encode_reduce_at(&self.kernels, encoder, binder.aux.0, binder.aux.1, c.rows, AUX_WORDS, 1, [p0, p1])
     }
 
     /// Records the reduction over rows into the recorder's result words (the sum of the
@@ -320,7 +323,7 @@ impl Recorder {
         ops::encode_reduce_at(&self.kernels, encoder, per_row, per_row_offset, c.rows, 1, 0, [p0, p1])?;
         encoder.copy_buffer_to_buffer(result, 0, &self.result, 0, 8);
         if c.job.weighted {
-            ops::encode_reduce_at(&self.kernels, encoder, aux, aux_offset, c.rows, 2, 1, [p0, p1])?;
+            ops::encode_reduce_at(&self.kernels, encoder, aux, aux_offset, c.rows, AUX_WORDS, 1, [p0, p1])?;
             encoder.copy_buffer_to_buffer(result, 0, &self.result, 8, 8);
         } else {
             let denominator = self.kernels.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -442,9 +445,9 @@ impl<'r, 'a: 'r> Binder<'r, 'a> {
         let (c, cols) = (self.c, self.c.cols);
         // a kernel that writes no per-row words (nor a gradient) is bound their first pair only
         let aux_rows = if c.job.uses_aux() {
-            self.rows_of(self.aux.0, self.aux.1, 8, 4, start, n)
+            self.rows_of(self.aux.0, self.aux.1, AUX_BYTES, 4, start, n)
         } else {
-            self.rows_of(self.aux.0, self.aux.1, 8, 4, 0, 1)
+            self.rows_of(self.aux.0, self.aux.1, AUX_BYTES, 4, 0, 1)
         };
         let in_place_input = self.mode.in_place.then(|| self.mode.of as usize - 1);
         let input = |i: usize| match c.inputs.get(i) {

@@ -54,7 +54,7 @@ pub(crate) mod binding {
     pub(crate) const CLASS_WEIGHTS: Binding = read(4);
     /// Per-row f32 values, or rows of values (viewed as vec4 by some loader variants).
     pub(crate) const OUT_ROWS: Binding = read_write(5);
-    /// Per-row (argmax, weight) word pairs.
+    /// Per-row auxiliary records of [`AUX_WORDS`](crate::kernels::AUX_WORDS) words: argmax, weight, z term.
     pub(crate) const OUT_AUX: Binding = read_write(6);
     /// First bad label row and first bad value row (atomic minimum).
     pub(crate) const STATUS: Binding = read_write(7);
@@ -255,7 +255,7 @@ kernel_table! {
     CeRowWeights => row("ce_row_weights", F::SoftmaxXent, &[PARAMS, LABELS, CLASS_WEIGHTS, OUT_AUX])
         .reading(Cols::Record),
     /// KL, cross-entropy with probability targets and entropy (shaders/divergence.wgsl).
-    Divergence => row("divergence", F::Divergence, &[PARAMS, IN_A, IN_B, OUT_ROWS, STATUS, GRAD])
+    Divergence => row("divergence", F::Divergence, &[PARAMS, IN_A, IN_B, OUT_ROWS, OUT_AUX, STATUS, GRAD])
         .with_grad()
         .split_logits_into(&[DivergencePart, DivergenceMerge]),
     /// Binary cross-entropy (shaders/binary_xent.wgsl).

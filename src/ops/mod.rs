@@ -37,10 +37,12 @@ pub(crate) struct RowJob<'a> {
     pub(crate) class_weights: Option<&'a [f32]>,
     /// Values written per row: 1, or `cols` for softmax.
     pub(crate) out_per_row: u64,
-    /// The mean divides by the sum of per-row weights in `aux[2 row + 1]` (else by rows).
+    /// The mean divides by the sum of per-row weights, word 1 of each aux record (else by rows).
     pub(crate) weighted: bool,
-    /// `aux[2 row]` holds the row's argmax.
+    /// Word 0 of each aux record holds the row's argmax.
     pub(crate) argmax: bool,
+    /// Word 2 of each aux record holds the row's z-loss term (cross-entropy with a z-loss).
+    pub(crate) z_terms: bool,
     /// The input the kernel can differentiate (1: a, 2: b; 0: none): the logits of
     /// cross-entropy, of Q in KL, of entropy, of BCE and of the distillation student.
     pub(crate) grad_of: u32,
@@ -65,6 +67,7 @@ impl<'a> RowJob<'a> {
             out_per_row: 1,
             weighted: false,
             argmax: false,
+            z_terms: false,
             grad_of: 0,
         }
     }
@@ -75,9 +78,9 @@ impl<'a> RowJob<'a> {
         self.kernel.info().writes_rows
     }
 
-    /// Whether the kernel writes per-row auxiliary words (argmax, weight).
+    /// Whether the kernel writes per-row auxiliary records (argmax, weight, z term).
     pub(crate) fn uses_aux(&self) -> bool {
-        self.weighted || self.argmax
+        self.weighted || self.argmax || self.z_terms
     }
 }
 
@@ -109,6 +112,7 @@ pub(crate) fn job<'a>(loss: &Loss<'a>, base: LogBase) -> Result<RowJob<'a>> {
     if loss.op.takes_base() {
         job.params.out_scale = base.scale() as f32;
     }
+    job.z_terms = job.params.z_loss > 0.0;
     Ok(job)
 }
 

@@ -98,6 +98,32 @@ pub fn compute(loss: &Loss, base: LogBase) -> Result<Reference> {
     Ok(r)
 }
 
+/// The rows' z-loss terms `λ·lse(x_i)²` of cross-entropy with a z-loss (0 on ignored rows,
+/// NaN where the row's log-softmax is not defined), scaled for `base`: their sum over the
+/// mean's denominator is the z-loss's share of the mean. `None` for every other operation.
+pub fn z_terms(loss: &Loss, base: LogBase) -> Result<Option<Vec<f64>>> {
+    loss.validate()?;
+    let (z_loss, ignore) = match loss.op {
+        Op::CrossEntropy { z_loss, ignore_index, .. } if z_loss > 0.0 => (z_loss, ignore_index),
+        Op::CrossEntropyProbs { z_loss } if z_loss > 0.0 => (z_loss, None),
+        _ => return Ok(None),
+    };
+    let a = loss.primary();
+    let terms = (0..a.rows)
+        .map(|i| {
+            if ignore.is_some() && loss.labels().map(|y| y.get(i)) == ignore {
+                return 0.0;
+            }
+            let x = row(a, i);
+            match log_softmax(&x) {
+                Some(_) => softmax_xent::z_term(&x, z_loss) * base.scale(),
+                None => f64::NAN,
+            }
+        })
+        .collect();
+    Ok(Some(terms))
+}
+
 /// Row `r` of `batch` widened to f64.
 pub(crate) fn row(batch: &Batch, r: usize) -> Vec<f64> {
     (0..batch.cols).map(|c| batch.get(r, c)).collect()

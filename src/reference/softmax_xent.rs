@@ -18,6 +18,11 @@ fn term(c: f64, log_softmax: f64) -> f64 {
     if c == 0.0 { 0.0 } else { -c * log_softmax }
 }
 
+/// The z-loss term `λ·lse(x)²` of a row whose log-softmax is defined (0 without a z-loss).
+pub(super) fn z_term(x: &[f64], z_loss: f32) -> f64 {
+    if z_loss > 0.0 { f64::from(z_loss) * lse(x).powi(2) } else { 0.0 }
+}
+
 /// Cross-entropy with labels per row; labels outside `[0, cols)` that are not ignored are errors.
 pub(super) fn softmax_xent(logits: &Batch, labels: &Labels, options: &CrossEntropyOptions) -> Result<Reference> {
     let (rows, k) = (logits.rows, logits.cols);
@@ -44,10 +49,7 @@ pub(super) fn softmax_xent(logits: &Batch, labels: &Labels, options: &CrossEntro
         if s > 0.0 {
             loss += s / k as f64 * (0..k).map(|j| term(w(j), lp[j])).sum::<f64>();
         }
-        if options.z_loss > 0.0 {
-            loss += f64::from(options.z_loss) * lse(&x).powi(2);
-        }
-        r.values[i] = loss;
+        r.values[i] = loss + z_term(&x, options.z_loss);
     }
     Ok(r)
 }
@@ -59,10 +61,7 @@ pub(super) fn softmax_xent_probs(logits: &Batch, target: &Batch, z_loss: f32) ->
         .map(|i| {
             let x = row(logits, i);
             match log_softmax(&x) {
-                Some(lp) => {
-                    let ce: f64 = (0..logits.cols).map(|j| term(target.get(i, j), lp[j])).sum();
-                    ce + if z_loss > 0.0 { f64::from(z_loss) * lse(&x).powi(2) } else { 0.0 }
-                }
+                Some(lp) => (0..logits.cols).map(|j| term(target.get(i, j), lp[j])).sum::<f64>() + z_term(&x, z_loss),
                 None => f64::NAN,
             }
         })

@@ -7,6 +7,7 @@ use super::RunOptions;
 use crate::context::Context;
 use crate::error::try_vec;
 use crate::error::{Error, Result};
+use crate::kernels::AUX_WORDS;
 use crate::loss::{Batch, DType, Labels};
 use crate::ops::RowJob;
 use crate::plan;
@@ -55,6 +56,9 @@ pub(super) fn words<T>(bytes: &[u8], step: usize, what: &str, f: impl Fn(u32) ->
     Ok(v)
 }
 
+/// Bytes of a row's auxiliary record.
+pub(super) const AUX_BYTES: u64 = 4 * AUX_WORDS as u64;
+
 /// Bytes a row of a job takes in each buffer of a piece.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Layout {
@@ -66,9 +70,9 @@ pub(crate) struct Layout {
     pub(super) labels: u64,
     /// Per-row values (softmax: a row of them).
     pub(super) out: u64,
-    /// (argmax, weight) pairs.
+    /// Auxiliary records (argmax, weight, z term).
     pub(super) aux: u64,
-    /// Values read back, then argmax pairs.
+    /// Values read back, then aux records (for their argmax).
     pub(super) values_back: u64,
     pub(super) argmax_back: u64,
     pub(super) softmax: bool,
@@ -80,7 +84,7 @@ impl Layout {
         let input = cols * dtype.size() as u64;
         let softmax = job.writes_rows();
         let out = 4 * job.out_per_row;
-        let aux = if job.uses_aux() { 8 } else { 0 };
+        let aux = if job.uses_aux() { AUX_BYTES } else { 0 };
         Layout {
             cols,
             dtype,
@@ -90,7 +94,8 @@ impl Layout {
             out,
             aux,
             values_back: if softmax || options.keep_values { out } else { 0 },
-            argmax_back: if options.keep_argmax && job.argmax { 8 } else { 0 },
+            // whole aux records are copied back, and their first words kept
+            argmax_back: if options.keep_argmax && job.argmax { AUX_BYTES } else { 0 },
             softmax,
         }
     }

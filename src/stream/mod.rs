@@ -19,7 +19,7 @@ use crate::context::Context;
 use crate::embed::{DeviceBatch, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, RecordExtras};
 use crate::error::try_grow;
 use crate::error::{Error, Result};
-use crate::kernels::Kernel;
+use crate::kernels::{AUX_WORDS, Kernel};
 use crate::loss::Loss;
 use crate::op::Op;
 use crate::ops::{self, RowJob};
@@ -102,6 +102,8 @@ pub struct Stream<'c> {
     /// First-level pairs of the values (and the next level), and of the weights.
     partials: [wgpu::Buffer; 2],
     weight_partials: wgpu::Buffer,
+    /// First-level pairs of the rows' z-loss terms, where the job has them.
+    z_partials: Option<wgpu::Buffer>,
     status: wgpu::Buffer,
     class_weights: Option<wgpu::Buffer>,
     pieces: usize,
@@ -160,6 +162,7 @@ impl<'c> Stream<'c> {
             slots: [slot(0), slot(1)],
             partials: [partials(blocks), partials(blocks.div_ceil(plan::REDUCE_BLOCK))],
             weight_partials: partials(if job.weighted { blocks } else { 1 }),
+            z_partials: job.z_terms.then(|| partials(blocks)),
             status: d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("xent status"),
                 contents: bytemuck::cast_slice(&[u32::MAX; 2]),
@@ -244,7 +247,7 @@ impl<'c> Stream<'c> {
         let (values_bytes, argmax_at) = (self.layout.values_back * n, self.layout.argmax_at(n));
         let bytes = readback::read_blocking(d, rb, 0..argmax_at + self.layout.argmax_back * n)?;
         rows.values = words(&bytes[..values_bytes as usize], 1, "per-row values", f32::from_bits)?;
-        rows.argmax = words(&bytes[argmax_at as usize..], 2, "per-row argmax", |w| w)?;
+        rows.argmax = words(&bytes[argmax_at as usize..], AUX_WORDS as usize, "per-row argmax", |w| w)?;
         Ok(rows)
     }
 
@@ -350,9 +353,12 @@ impl<'c> Stream<'c> {
             let (n, block) = (complete - first, first / plan::REDUCE_BLOCK);
             let values = ops::Strided { buffer: &here.out, offset: 0, stride: 1, component: 0 };
             ops::encode_reduce_blocks(kernels, encoder, values, n, &self.partials[0], block)?;
+            let aux = |component| ops::Strided { buffer: &here.aux, offset: 0, stride: AUX_WORDS, component };
             if self.weighted {
-                let weights = ops::Strided { buffer: &here.aux, offset: 0, stride: 2, component: 1 };
-                ops::encode_reduce_blocks(kernels, encoder, weights, n, &self.weight_partials, block)?;
+                ops::encode_reduce_blocks(kernels, encoder, aux(1), n, &self.weight_partials, block)?;
+            }
+            if let Some(z_partials) = &self.z_partials {
+                ops::encode_reduce_blocks(kernels, encoder, aux(2), n, z_partials, block)?;
             }
         }
         // what is left of an incomplete block moves to the front of the next piece's slot
@@ -395,8 +401,8 @@ impl<'c> Stream<'c> {
         let (ctx, d) = (self.ctx, &self.ctx.device);
         let rows = self.rows;
         let softmax = self.softmax();
-        // readback: status (2 words), value pair, weight pair
-        let rb = buffer(d, "xent readback", 24, USAGE_READ);
+        // readback: status (2 words), value pair, weight pair, z-term pair
+        let rb = buffer(d, "xent readback", 32, USAGE_READ);
         let mut encoder = d.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(&self.status, 0, &rb, 0, 8);
         let blocks = rows.div_ceil(plan::REDUCE_BLOCK);
@@ -411,6 +417,11 @@ impl<'c> Stream<'c> {
             ops::encode_reduce_partials(ctx.kernels(), &mut encoder, blocks, scratch)?;
             encoder.copy_buffer_to_buffer(scratch[result], 0, &rb, 16, 8);
         }
+        if let Some(z_partials) = &self.z_partials {
+            let scratch = [z_partials, &self.partials[1]];
+            ops::encode_reduce_partials(ctx.kernels(), &mut encoder, blocks, scratch)?;
+            encoder.copy_buffer_to_buffer(scratch[result], 0, &rb, 24, 8);
+        }
         ctx.queue.submit([encoder.finish()]);
         let bytes = readback::read_blocking(d, &rb, 0..rb.size())?;
         ctx.health()?;
@@ -421,6 +432,7 @@ impl<'c> Stream<'c> {
             cols: self.layout.cols as usize,
             sum: if softmax { f64::NAN } else { flagged(words[2], words[3]) },
             denominator: if self.weighted { flagged(words[4], words[5]) } else { rows as f64 },
+            z_sum: self.z_partials.as_ref().map(|_| flagged(words[6], words[7])),
             values: (self.layout.values_back > 0).then(Vec::new),
             argmax: (self.layout.argmax_back > 0).then(Vec::new),
         })

@@ -26,6 +26,9 @@ pub struct Output {
     pub sum: f64,
     /// The mean's denominator: rows, or `Σ W[y]` over non-ignored rows for cross-entropy.
     pub denominator: f64,
+    /// Of cross-entropy with a z-loss: the sum of the rows' `λ·lse²` terms (part of `sum`;
+    /// `z_sum / denominator` is the z-loss's share of the mean).
+    pub z_sum: Option<f64>,
     /// Per-row values (softmax: `rows * cols`), if asked for.
     pub values: Option<Vec<f32>>,
     /// Per-row argmax, if asked for and the operation has one.

@@ -52,7 +52,6 @@ pub(super) struct Job {
     b: Option<wgpu::Buffer>,
     labels: Option<wgpu::Buffer>,
     out: wgpu::Buffer,
-    aux: wgpu::Buffer,
     status: wgpu::Buffer,
     /// Where the copy kernel writes: the size of `a`.
     copy_out: wgpu::Buffer,
@@ -119,7 +118,6 @@ impl<'c> Bench<'c> {
             b,
             labels,
             out: empty(d, "out", 4 * out_len),
-            aux: empty(d, "aux", 8 * rows),
             status: upload(d, "status", bytemuck::cast_slice(&[u32::MAX; 2])),
             copy_out: empty(d, "copy", rows * cols * elem),
             bytes: in_bytes + 4 * out_len,
@@ -204,7 +202,6 @@ impl<'c> Bench<'c> {
             (loss, DeviceOutput::rows(&job.out))
         };
         let extras = RecordExtras {
-            aux: Some((&job.aux, 0)),
             status: Some(&job.status),
             baseline,
             timestamps: self.queries.as_ref().map(|(set, _, _)| (set, 2 * self.max_pieces)),

@@ -180,6 +180,11 @@ impl Job {
         Ok(loss)
     }
 
+    /// Cross-entropy with a z-loss reports its share of the mean.
+    fn has_z_loss(&self) -> bool {
+        matches!(self.op, Op::CrossEntropy { z_loss, .. } | Op::CrossEntropyProbs { z_loss } if z_loss > 0.0)
+    }
+
     fn ignore_index(&self) -> Option<i64> {
         match self.op {
             Op::CrossEntropy { ignore_index, .. } => ignore_index,

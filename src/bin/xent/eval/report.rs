@@ -42,6 +42,10 @@ impl Job {
         if self.op.takes_base() {
             fields.insert("base".into(), json!(if self.base() == LogBase::Bits { "bits" } else { "nats" }));
         }
+        if let Some(z_sum) = t.z_sum {
+            // the z-loss's share of the mean: mean = (cross-entropy's share) + z_loss
+            fields.insert("z_loss".into(), number(z_sum / t.denominator));
+        }
         if let Some((hit, counted)) = t.hits {
             fields.insert("accuracy".into(), number(hit as f64 / counted as f64));
             // exp of the mean loss in nats, whatever --base says

@@ -16,6 +16,8 @@ use crate::{Device, Failure};
 pub(super) struct Totals {
     pub(super) sum: f64,
     pub(super) denominator: f64,
+    /// The sum of the rows' z-loss terms, where the job has a z-loss.
+    pub(super) z_sum: Option<f64>,
     /// Rows whose argmax is the label, of the rows counted (not ignored).
     pub(super) hits: Option<(u64, u64)>,
     pub(super) adapter: String,
@@ -92,7 +94,7 @@ impl Job {
             w.finish()?;
         }
         let sum = if self.softmax() { seen.softmax_sum } else { out.sum };
-        Ok(Totals { sum, denominator: out.denominator, hits: seen.hits, adapter })
+        Ok(Totals { sum, denominator: out.denominator, z_sum: out.z_sum, hits: seen.hits, adapter })
     }
 
     /// Writes the per-row results the device sent back and counts their top-1 hits.
@@ -114,7 +116,7 @@ impl Job {
 
     pub(super) fn run_cpu(&self, rx: Receiver<Result<Chunk, Failure>>, progress: &Progress) -> Result<Totals, Failure> {
         let mut writer = self.writer()?;
-        let (mut sum, mut denominator) = (Sum::default(), Sum::default());
+        let (mut sum, mut denominator, mut z_sum) = (Sum::default(), Sum::default(), None::<Sum>);
         let mut hits = self.scores().then_some((0u64, 0u64));
         for chunk in rx {
             let chunk = chunk?;
@@ -122,6 +124,11 @@ impl Job {
             let r = xent::reference::compute(&loss, self.base()).map_err(|e| self.row_failure(e, chunk.start))?;
             r.values.iter().for_each(|&v| sum.add(v));
             r.weights.iter().for_each(|&w| denominator.add(w));
+            let z_terms = xent::reference::z_terms(&loss, self.base()).map_err(|e| self.row_failure(e, chunk.start))?;
+            if let Some(terms) = z_terms {
+                let z = z_sum.get_or_insert_with(Sum::default);
+                terms.iter().for_each(|&v| z.add(v));
+            }
             if let Some(w) = &mut writer {
                 w.write(&r.values.iter().map(|&v| v as f32).collect::<Vec<f32>>())?;
             }
@@ -140,14 +147,16 @@ impl Job {
             w.finish()?;
         }
         let denominator = if self.softmax() { self.rows as f64 } else { denominator.value() };
-        Ok(Totals { sum: sum.value(), denominator, hits, adapter: "cpu (f64 reference)".into() })
+        let z_sum = z_sum.map(|z| z.value());
+        Ok(Totals { sum: sum.value(), denominator, z_sum, hits, adapter: "cpu (f64 reference)".into() })
     }
 
     fn finish_empty(&self, writer: Option<NpyWriter>, adapter: String) -> Result<Totals, Failure> {
         if let Some(w) = writer {
             w.finish()?;
         }
-        Ok(Totals { sum: 0.0, denominator: 0.0, hits: self.scores().then_some((0, 0)), adapter })
+        let z_sum = self.has_z_loss().then_some(0.0);
+        Ok(Totals { sum: 0.0, denominator: 0.0, z_sum, hits: self.scores().then_some((0, 0)), adapter })
     }
 
     /// Top-1 hits of the device's argmax of rows `first..` against the labels, read again
