@@ -42,3 +42,40 @@ fn bench_into_a_closed_pipe_is_one_line_not_a_panic() {
     assert!(!stderr.contains("panicked") && !stderr.contains("internal error"), "{stderr}");
     assert!(stderr.lines().count() <= 1, "{stderr}");
 }
+
+/// `--e2e` times `ce` from a file against its kernel alone at every shape, removes the files
+/// it wrote, and `--shapes lm` names today's vocabularies; `--z-loss` adds `ce+z-loss` rows.
+#[test]
+fn bench_end_to_end_and_the_lm_shapes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xent"))
+        .args(["bench", "--json", "--iters", "1", "--shapes", "300x77", "--dtypes", "f32,f16", "--ops", "ce"])
+        .args(["--e2e", "--z-loss", "1e-4"])
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("no adapter") && std::env::var("XENT_REQUIRE_GPU").is_err() {
+        return;
+    }
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let e2e: Vec<_> = lines.iter().filter(|v| v["mode"] == "e2e").collect();
+    assert_eq!(e2e.len(), 2, "one end-to-end line per dtype: {lines:?}");
+    for v in e2e {
+        assert_eq!((v["rows"].as_u64(), v["cols"].as_u64()), (Some(300), Some(77)), "{v}");
+        let data = 300 * 77 * if v["dtype"] == "f16" { 2 } else { 4 } + 300 * 8;
+        let bytes = v["file_bytes"].as_u64().unwrap();
+        assert!(bytes > data && bytes < data + 1024, "{v}: two .npy headers over {data} bytes of data");
+        let (seconds, kernel) = (v["seconds"].as_f64().unwrap(), v["kernel_seconds"].as_f64().unwrap());
+        assert!(seconds > 0.0 && kernel > 0.0, "{v}");
+        assert!((v["e2e_ratio"].as_f64().unwrap() - kernel / seconds).abs() < 1e-9, "{v}");
+    }
+    assert!(lines.iter().any(|v| v["op"] == "ce+z-loss"), "{lines:?}");
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "the end-to-end files were left behind");
+    // the preset parses (and an unknown name is one clear line)
+    let bad = Command::new(env!("CARGO_BIN_EXE_xent")).args(["bench", "--shapes", "llm"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--shapes"), "{bad:?}");
+}

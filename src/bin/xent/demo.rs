@@ -86,7 +86,14 @@ impl Rng {
 
 /// Writes `rows` predictions over `cols` classes: logits uniform in [-3, 3) plus 4 on the
 /// label, so the loss is well below ln(cols) and top-1 accuracy is high but not 1.
-fn write_set(rows: u64, cols: u64, seed: u64, dtype: Precision, logits: &Path, labels: &Path) -> Result<(), Failure> {
+pub(crate) fn write_set(
+    rows: u64,
+    cols: u64,
+    seed: u64,
+    dtype: Precision,
+    logits: &Path,
+    labels: &Path,
+) -> Result<(), Failure> {
     if rows == 0 || cols == 0 || cols > i32::MAX as u64 {
         return Err(Failure::input(format!("--rows and --cols must be positive (got {rows} x {cols})")));
     }
@@ -147,7 +154,16 @@ pub fn generate(a: &GenerateArgs) -> Result<(), Failure> {
 }
 
 fn ce(logits: &Path, labels: &Path, device: Device) -> Result<Value, Failure> {
-    let common = Common { reduction: Reduction::Mean, device, base: Base::E, chunk_rows: None, quiet: false };
+    ce_with(logits, labels, device, false)
+}
+
+/// `ce` of a file set on the GPU with no progress bar (`xent bench --e2e`).
+pub(crate) fn ce_quietly(logits: &Path, labels: &Path) -> Result<Value, Failure> {
+    ce_with(logits, labels, Device::Gpu, true)
+}
+
+fn ce_with(logits: &Path, labels: &Path, device: Device, quiet: bool) -> Result<Value, Failure> {
+    let common = Common { reduction: Reduction::Mean, device, base: Base::E, chunk_rows: None, quiet };
     let op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 };
     let (l, y) = (Input::floats("--logits", logits.to_path_buf())?, Input::labels("--labels", labels.to_path_buf())?);
     Job::new(op.into(), l, None, Some(y), None, common)?.run()

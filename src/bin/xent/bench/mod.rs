@@ -9,6 +9,7 @@
 
 mod data;
 mod device;
+mod e2e;
 mod plot;
 
 use clap::Args;
@@ -22,7 +23,8 @@ use device::{Bench, Job, median};
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Shapes as ROWSxCOLS, comma-separated (default: the grid in README's performance section).
+    /// Shapes as ROWSxCOLS, comma-separated, or `lm` for today's language-model vocabularies
+    /// (8192x32768, 4096x131072, 1024x262144) (default: the grid in README's performance section).
     #[arg(long, value_delimiter = ',', value_name = "RxC")]
     shapes: Vec<String>,
     /// Operations by name (`xent::Op`'s: the commands, and `row-max`, `ce-probs`),
@@ -38,6 +40,10 @@ pub struct BenchArgs {
     /// A quick pass for CI: shapes divided by 64 in rows, one repetition.
     #[arg(long)]
     quick: bool,
+    /// Also time `ce` from a file end to end (read, upload, kernel, reduction; page cache
+    /// warm) against its kernel alone, at every shape and dtype (rows `ce e2e`).
+    #[arg(long)]
+    e2e: bool,
     /// Also time `ce` with this z-loss λ (rows `ce+z-loss`), beside `ce` without it.
     #[arg(long, value_name = "λ")]
     z_loss: Option<f32>,
@@ -49,6 +55,8 @@ pub struct BenchArgs {
     plot: Option<std::path::PathBuf>,
 }
 
+/// `--shapes lm`: tokens by vocabulary of today's language models.
+const LM_SHAPES: [(u64, u64); 3] = [(8192, 32768), (4096, 131_072), (1024, 262_144)];
 const DEFAULT_SHAPES: [(u64, u64); 5] = [(8192, 4096), (65536, 1000), (512, 65536), (1_048_576, 10), (64, 1_048_576)];
 
 /// The name of a line: the operation's, with the options timed beside its defaults.
@@ -82,7 +90,14 @@ impl Grid {
         let mut shapes = if args.shapes.is_empty() {
             DEFAULT_SHAPES.to_vec()
         } else {
-            args.shapes.iter().map(|s| parse_shape(s)).collect::<Result<_, _>>()?
+            let mut shapes = Vec::new();
+            for s in &args.shapes {
+                match s.trim() {
+                    "lm" => shapes.extend(LM_SHAPES),
+                    s => shapes.push(parse_shape(s)?),
+                }
+            }
+            shapes
         };
         if args.quick {
             shapes.iter_mut().for_each(|(r, _)| *r = r.div_ceil(64));
@@ -149,6 +164,14 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
                     emit(plot::table_row(&line))?;
                 }
                 lines.push(line);
+            }
+            if args.e2e {
+                let ce = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 };
+                let job = bench.job(&data.loss(ce, dtype), dtype)?;
+                bench.time(&job, None, 1)?; // compile and warm up
+                let kernel = bench.time(&job, None, iters)?;
+                let line = e2e::e2e(rows, cols, dtype, kernel, iters)?;
+                emit(if args.json { line.to_string() } else { e2e::table_row(&line) })?;
             }
         }
     }
