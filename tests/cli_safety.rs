@@ -185,6 +185,48 @@ fn a_signal_during_softmax_out_leaves_no_temporary_file() {
     }
 }
 
+/// `demo` without `--dir` and `bench --e2e` write their files in a temporary directory: a
+/// signal that ends them (SIGINT, SIGTERM) removes it, as their normal end does.
+#[test]
+#[allow(unsafe_code)]
+fn a_signal_during_demo_or_bench_e2e_leaves_no_temporary_directory() {
+    let runs: [&[&str]; 2] = [
+        &["demo", "--rows", "100000", "--cols", "1000"],
+        &["bench", "--shapes", "60000x1000", "--dtypes", "f32", "--ops", "lse", "--iters", "1", "--e2e"],
+    ];
+    for args in runs {
+        for signal in [libc::SIGINT, libc::SIGTERM] {
+            let tmp = tempfile::tempdir().unwrap();
+            let child = cli_support::command(args)
+                .env("TMPDIR", tmp.path())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let pid = child.id();
+            let started = std::time::Instant::now();
+            // the temporary directory and its logits file exist: the run is writing them
+            let writing = || {
+                std::fs::read_dir(tmp.path())
+                    .unwrap()
+                    .filter_map(|e| e.ok())
+                    .any(|d| d.path().join("logits.npy").exists())
+            };
+            while !writing() {
+                assert!(started.elapsed() < Duration::from_secs(120), "{args:?}: no temporary directory was made");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            // SAFETY: a signal to our own child, which has not been waited for.
+            assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0);
+            let run = finish_within(child, Duration::from_secs(60), "a run after a signal");
+            assert_ne!(run.code, 0, "{args:?}, signal {signal}: the run was not stopped: {}", run.stdout);
+            let left: Vec<_> =
+                std::fs::read_dir(tmp.path()).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).collect();
+            assert!(left.is_empty(), "{args:?}, signal {signal} left {left:?}");
+        }
+    }
+}
+
 #[test]
 fn generate_refuses_one_path_for_logits_and_labels() {
     let f = Files::new();

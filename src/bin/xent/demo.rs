@@ -174,8 +174,7 @@ pub fn demo(a: &DemoArgs) -> Result<(), Failure> {
     let dir = match &a.dir {
         Some(d) => d.as_path(),
         None => {
-            temp = tempfile::tempdir()
-                .map_err(|e| Failure::machine(format!("cannot create a temporary directory: {e}")))?;
+            temp = crate::process::TempDir::new()?;
             temp.path()
         }
     };

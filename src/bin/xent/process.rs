@@ -2,7 +2,9 @@
 //! ends it leaves no temporary file behind.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use crate::Failure;
 
@@ -36,8 +38,38 @@ pub fn emit(text: impl std::fmt::Display) -> Result<(), Failure> {
     writeln!(out, "{text}").and_then(|()| out.flush()).map_err(|e| failed(e.to_string()))
 }
 
+/// The temporary directories of this run (`demo` without `--dir`, `bench --e2e`).
+static TEMP_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn temp_dirs() -> MutexGuard<'static, Vec<PathBuf>> {
+    TEMP_DIRS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A temporary directory removed when dropped, and by a signal that ends the run.
+pub(crate) struct TempDir(tempfile::TempDir);
+
+impl TempDir {
+    pub(crate) fn new() -> Result<TempDir, Failure> {
+        let dir =
+            tempfile::tempdir().map_err(|e| Failure::machine(format!("cannot create a temporary directory: {e}")))?;
+        temp_dirs().push(dir.path().to_path_buf());
+        Ok(TempDir(dir))
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        temp_dirs().retain(|p| p != self.0.path());
+    }
+}
+
 /// On SIGINT, SIGTERM or SIGHUP: removes the named temporary files of the writers still
-/// open (unnamed ones vanish by themselves), then ends the process as the signal would have.
+/// open (unnamed ones vanish by themselves) and the temporary directories, then ends the
+/// process as the signal would have.
 #[cfg(unix)]
 pub fn clean_up_on_signals() {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -45,10 +77,28 @@ pub fn clean_up_on_signals() {
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
             xent::npy::remove_temporary_files();
+            for dir in temp_dirs().iter() {
+                remove_while_written(dir);
+            }
             let _ = signal_hook::low_level::emulate_default_handler(signal);
             std::process::exit(128 + signal);
         }
     });
+}
+
+/// Removes `dir`, which the run may still be writing into: renamed first, so that no file
+/// the run creates by its path lands in it any more, then removed (again, should a file
+/// created just before the rename have appeared).
+#[cfg(unix)]
+fn remove_while_written(dir: &Path) {
+    let gone = dir.with_extension("removing");
+    let dir = if std::fs::rename(dir, &gone).is_ok() { gone.as_path() } else { dir };
+    for _ in 0..100 {
+        if std::fs::remove_dir_all(dir).is_ok() || !dir.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 /// Without POSIX signals a named temporary file may be left by Ctrl-C.

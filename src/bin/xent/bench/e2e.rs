@@ -12,7 +12,7 @@ use crate::demo::{Precision, ce_quietly, write_set};
 /// (written to a temporary directory, removed after), against `kernel_seconds`, the kernel's
 /// median time alone. The page cache is warm: one untimed run reads the files first.
 pub(super) fn e2e(rows: u64, cols: u64, dtype: DType, kernel_seconds: f64, iters: usize) -> Result<Value, Failure> {
-    let dir = tempfile::tempdir().map_err(|e| Failure::machine(format!("a temporary directory: {e}")))?;
+    let dir = crate::process::TempDir::new()?;
     let (logits, labels) = (dir.path().join("logits.npy"), dir.path().join("labels.npy"));
     let precision = if dtype == DType::F16 { Precision::F16 } else { Precision::F32 };
     write_set(rows, cols, rows ^ cols, precision, &logits, &labels)?;
