@@ -114,7 +114,7 @@ impl Context {
                 uncaptured.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| e.to_string());
             }));
         }
-        let recorder = Recorder::new(&device);
+        let recorder = Recorder::checking(&device);
         Ok(Context { adapter, device, queue, recorder, lost, uncaptured, chunk_bytes: 64 << 20 })
     }
 

@@ -175,6 +175,9 @@ pub(crate) struct Kernels {
     /// The CPU layout (one invocation per row); `XENT_ROW_LAYOUT=gpu` turns it off, so the
     /// GPU layouts can be tested and measured on a CPU adapter.
     cpu_layout: bool,
+    /// Wait for the driver's verdict on each new pipeline (the host path, which blocks
+    /// anyway); a recorder of an app's never waits (see [`crate::Recorder::prepare`]).
+    wait_for_compiles: bool,
 }
 
 impl Binding {
@@ -195,8 +198,9 @@ impl Binding {
 }
 
 impl Kernels {
-    /// Caches for `device`; layouts, modules and pipelines are created on first use.
-    pub(crate) fn new(device: &wgpu::Device) -> Self {
+    /// Caches for `device`; layouts, modules and pipelines are created on first use, and with
+    /// `wait_for_compiles` each new pipeline's validation is waited for (blocking).
+    pub(crate) fn new(device: &wgpu::Device, wait_for_compiles: bool) -> Self {
         let info = device.adapter_info();
         let cpu = info.device_type == wgpu::DeviceType::Cpu;
         let cpu_layout = cpu && std::env::var("XENT_ROW_LAYOUT").map_or(true, |v| v != "gpu");
@@ -210,6 +214,7 @@ impl Kernels {
             max_workgroup: device.limits().max_compute_invocations_per_workgroup,
             step_cap: cpu.then_some(crate::plan::CPU_LOOP_STEPS),
             cpu_layout,
+            wait_for_compiles,
             device: device.clone(),
             layouts: Arc::default(),
             modules: Arc::default(),
@@ -291,7 +296,7 @@ impl Kernels {
         if let Some(p) = lock(&self.pipelines).get(&key) {
             return Ok(p.clone());
         }
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let scope = self.wait_for_compiles.then(|| self.device.push_error_scope(wgpu::ErrorFilter::Validation));
         let module_key = kernel.module(dtype, reads.vec4);
         let module = self.module(module_key);
         let layout = self.layouts(kernel).pipeline;
@@ -315,7 +320,7 @@ impl Kernels {
             },
             cache: None,
         });
-        if let Some(e) = pollster::block_on(scope.pop()) {
+        if let Some(e) = scope.and_then(|scope| pollster::block_on(scope.pop())) {
             lock(&self.modules).remove(&module_key);
             return Err(Error::Gpu(format!("compiling {}: {e}", info.entry)));
         }

@@ -88,8 +88,19 @@ const AUX_BYTES: u64 = 4 * AUX_WORDS as u64;
 const STORAGE_RW: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC);
 
 impl Recorder {
-    /// A recorder for `device` (pipelines compile on first use, cached).
+    /// A recorder for `device`. Pipelines are built on first use and cached; recording
+    /// never blocks (it does not wait for the driver's verdict on a new pipeline:
+    /// [`Recorder::prepare`] builds them ahead and reports it).
     pub fn new(device: &wgpu::Device) -> Recorder {
+        Self::with_kernels(device, Kernels::new(device, false))
+    }
+
+    /// A recorder whose new pipelines are checked as they are built, blocking: the host path's.
+    pub(crate) fn checking(device: &wgpu::Device) -> Recorder {
+        Self::with_kernels(device, Kernels::new(device, true))
+    }
+
+    fn with_kernels(device: &wgpu::Device, kernels: Kernels) -> Recorder {
         let status = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("xent status"),
             contents: bytemuck::cast_slice(&[u32::MAX; 2]),
@@ -107,7 +118,7 @@ impl Recorder {
             usage: wgpu::BufferUsages::COPY_SRC,
         });
         let result = buffer(device, "xent result", Reduced::BYTES, STORAGE_RW | wgpu::BufferUsages::COPY_DST);
-        Recorder { kernels: Kernels::new(device), status, no_status, result, unused_in, scratch: Mutex::default() }
+        Recorder { kernels, status, no_status, result, unused_in, scratch: Mutex::default() }
     }
 
     /// Two u32 words: the first row with a label outside `[0, cols)` and the first row
@@ -147,6 +158,33 @@ impl Recorder {
         out: &DeviceOutput<'a>,
     ) -> Result<()> {
         self.record_into(Sink::Encoder(encoder), loss, out, &RecordExtras::default()).map(|_| ())
+    }
+
+    /// Builds the pipelines that [`Recorder::record`] would use for `loss` and `out`, ahead
+    /// of recording, and resolves (once the app polls its device) to the driver's verdict
+    /// on them: a shader or pipeline error is [`Error::Gpu`]. An argument error is the one
+    /// `record` gives. Nothing is recorded into any encoder of the app's, and the future
+    /// borrows nothing, so it can be awaited anywhere (a browser's event loop included).
+    pub fn prepare<'a>(
+        &'a self,
+        loss: &DeviceLoss<'a>,
+        out: &DeviceOutput<'a>,
+    ) -> impl std::future::Future<Output = Result<()>> + use<> {
+        let device = self.kernels.device();
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        // the pipelines are built and cached by a record into an encoder never submitted
+        let mut encoder =
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("xent prepare") });
+        let recorded = self.record(&mut encoder, loss, out);
+        drop(encoder);
+        let verdict = scope.pop();
+        async move {
+            recorded?;
+            match verdict.await {
+                Some(e) => Err(Error::Gpu(format!("preparing the pipelines: {e}"))),
+                None => Ok(()),
+            }
+        }
     }
 
     /// [`Recorder::record`] with the host path's and the benchmark's additions; returns the

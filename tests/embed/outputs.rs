@@ -77,3 +77,32 @@ fn softmax_needs_its_per_row_buffer() {
     let e = recorder.record(&mut encoder, &loss, &DeviceOutput::default());
     assert!(matches!(&e, Err(xent::Error::Binding { name, .. }) if name == "per-row output"), "{e:?}");
 }
+
+/// `prepare` builds a record's pipelines ahead and resolves once the device is polled; it
+/// records nothing, gives a bad argument's error as `record` does, and a record after it
+/// gives the bits of a record without it.
+#[test]
+fn prepare_builds_ahead_and_records_nothing() {
+    let Some(ctx) = context() else { return };
+    let device = ctx.device();
+    let mut rng = rng(83);
+    for op in cases() {
+        let d = Data::new(op, 37, 23, &mut rng);
+        let want = record(&Recorder::new(device), &d, Shape::ReducedOfMean);
+        let recorder = Recorder::new(device);
+        let bufs = OnDevice::new(device, &d, DType::F32, 0);
+        let (g, r) = (zeroed(device, 4 * (d.rows * d.cols) as u64, USAGE), zeroed(device, Reduced::BYTES, USAGE));
+        let out = DeviceOutput::reduced(&r, 0).with_grad(DeviceGrad::of_mean_into(&g, 0));
+        let prepared = recorder.prepare(&bufs.loss(&d), &out);
+        device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+        pollster::block_on(prepared).unwrap_or_else(|e| panic!("{op:?}: {e}"));
+        let zeros = vec![0u8; Reduced::BYTES as usize];
+        assert_eq!(read(device, ctx.queue(), &r, 0, Reduced::BYTES), zeros, "{op:?}: prepare wrote the outputs");
+        assert_eq!(record(&recorder, &d, Shape::ReducedOfMean), want, "{op:?}: a record after prepare differs");
+        // a reduction target too small: the argument error of record, before anything else
+        let small = zeroed(device, 8, USAGE);
+        let bad = recorder.prepare(&bufs.loss(&d), &DeviceOutput::reduced(&small, 0));
+        let e = pollster::block_on(bad).unwrap_err();
+        assert!(matches!(&e, xent::Error::Binding { name, .. } if name == "reduction target"), "{op:?}: {e}");
+    }
+}
