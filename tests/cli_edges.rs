@@ -170,3 +170,45 @@ fn a_bad_probability_names_its_file_and_row() {
         }
     }
 }
+
+/// Stdout a terminal: a summary for people instead of the JSON line (the value, the shape,
+/// the adapter, aligned); `--json` keeps the line. Piped, as everywhere else in these tests,
+/// the line is unchanged.
+#[test]
+#[allow(unsafe_code)]
+fn a_terminal_gets_a_summary_and_json_keeps_the_line() {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    let f = Files::new();
+    let (rows, cols) = (5, 7);
+    let l = f.f32("L.npy", &[rows, cols], &uniform(91, rows * cols, -3.0, 3.0));
+    let on_a_terminal = |extra: &[&str]| -> String {
+        let (mut master, mut slave) = (0, 0);
+        // SAFETY: openpty writes two descriptors into the integers given.
+        let made =
+            unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+        assert_eq!(made, 0, "openpty");
+        // SAFETY: both descriptors were just opened and are owned here alone.
+        let (mut master, slave) = unsafe { (std::fs::File::from_raw_fd(master), std::fs::File::from_raw_fd(slave)) };
+        let mut args = vec!["lse", "--logits", &l, "--quiet"];
+        args.extend(extra);
+        let mut command = cli_support::command(&args);
+        command.stdout(slave).stderr(std::process::Stdio::piped());
+        let child = command.spawn().unwrap();
+        drop(command);
+        let run = finish_within(child, Duration::from_secs(60), "lse on a terminal");
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let mut out = Vec::new();
+        // the slave is closed: the read ends with EIO once the output is drained
+        let _ = master.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).replace('\r', "")
+    };
+    let people = on_a_terminal(&[]);
+    assert!(people.lines().next().is_some_and(|first| first.starts_with("lse ")), "{people}");
+    assert!(people.contains(&format!("rows     {rows} x {cols}, <f4")), "{people}");
+    assert!(people.lines().any(|line| line.starts_with("adapter ")), "{people}");
+    assert!(!people.contains('{'), "a JSON line on a terminal: {people}");
+    let line = on_a_terminal(&["--json"]);
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["command"], "lse");
+}

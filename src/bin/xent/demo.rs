@@ -55,6 +55,9 @@ pub struct DemoArgs {
     /// Keep the generated files in this directory (default: a temporary one, removed).
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// The JSON line even when stdout is a terminal (else a summary for people there).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -163,7 +166,7 @@ pub(crate) fn ce_quietly(logits: &Path, labels: &Path) -> Result<Value, Failure>
 }
 
 fn ce_with(logits: &Path, labels: &Path, device: Device, quiet: bool) -> Result<Value, Failure> {
-    let common = Common { reduction: Reduction::Mean, device, base: Base::E, chunk_rows: None, quiet };
+    let common = Common { reduction: Reduction::Mean, device, base: Base::E, chunk_rows: None, quiet, json: true };
     let op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 };
     let (l, y) = (Input::floats("--logits", logits.to_path_buf())?, Input::labels("--labels", labels.to_path_buf())?);
     Job::new(op.into(), l, None, Some(y), None, common)?.run()
@@ -201,7 +204,11 @@ pub fn demo(a: &DemoArgs) -> Result<(), Failure> {
         "relative_error": crate::eval::number(rel),
         "files": a.dir.as_ref().map(|_| json!([logits, labels])),
     });
-    crate::process::emit(line)?;
+    if crate::summary::for_people(a.json) {
+        crate::process::emit(crate::summary::summary(&line))?;
+    } else {
+        crate::process::emit(line)?;
+    }
     if rel.is_nan() || rel > 1e-5 {
         return Err(Failure::machine(format!("the GPU mean {g} differs from the reference {c} by {rel:.2e}")));
     }

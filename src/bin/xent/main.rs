@@ -11,6 +11,7 @@ mod eval;
 mod info;
 mod paths;
 mod process;
+mod summary;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -264,6 +265,9 @@ pub(crate) struct Common {
     /// Never draw a progress bar.
     #[arg(long)]
     pub(crate) quiet: bool,
+    /// The JSON line even when stdout is a terminal (else a summary for people there).
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -470,7 +474,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Job::new(Op::Distill { temperature, alpha }.into(), s, Some(t), Some(y), out.out, common)
         }
     }?;
-    process::emit(job.run()?)
+    let json = job.wants_json();
+    let line = job.run()?;
+    if summary::for_people(json) { process::emit(summary::summary(&line)) } else { process::emit(line) }
 }
 
 /// The one input given of two exclusive flags (clap checks that exactly one is), opened,

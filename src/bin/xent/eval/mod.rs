@@ -180,6 +180,11 @@ impl Job {
         Ok(loss)
     }
 
+    /// Whether `--json` asks for the JSON line on a terminal too.
+    pub fn wants_json(&self) -> bool {
+        self.common.json
+    }
+
     /// Cross-entropy with a z-loss reports its share of the mean.
     fn has_z_loss(&self) -> bool {
         matches!(self.op, Op::CrossEntropy { z_loss, .. } | Op::CrossEntropyProbs { z_loss } if z_loss > 0.0)
