@@ -212,3 +212,59 @@ fn a_terminal_gets_a_summary_and_json_keeps_the_line() {
     let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{e}: {line}"));
     assert_eq!(v["command"], "lse");
 }
+
+/// A set evaluated as shards and merged is the set evaluated whole: row, hit and count
+/// totals exactly; sums and denominators to 1e-12 on the f64 reference (the CPU path),
+/// to f32 accumulation on the GPU; the mean, accuracy, perplexity and z-loss follow.
+/// Shards of different operations, and files that are not results, are bad input.
+#[test]
+fn shards_merge_into_the_whole() {
+    let f = Files::new();
+    let (rows, cols) = (3001, 37);
+    let x = uniform(97, rows * cols, -4.0, 4.0);
+    let mut y = labels(98, rows, cols);
+    y.iter_mut().step_by(7).for_each(|l| *l = -100);
+    let w: Vec<f32> = uniform(99, cols, 0.5, 2.0);
+    let weights = f.f32("W.npy", &[cols], &w);
+    // uneven shards: rows [0, 1000), [1000, 1001), [1001, 3001)
+    let bounds = [0, 1000, 1001, rows];
+    let options = ["--ignore-index", "-100", "--class-weights", &weights, "--z-loss", "1e-3", "--base", "2"];
+    for device in devices() {
+        let run = |l: &str, yy: &str| {
+            let mut args = vec!["ce", "--logits", l, "--labels", yy, "--device", device];
+            args.extend(options);
+            xent(&args)
+        };
+        let whole = run(&f.f32("L.npy", &[rows, cols], &x), &f.i64("Y.npy", &y)).json();
+        let mut results = Vec::new();
+        for (k, pair) in bounds.windows(2).enumerate() {
+            let (a, b) = (pair[0], pair[1]);
+            let l = f.f32(&format!("L{k}.npy"), &[b - a, cols], &x[a * cols..b * cols]);
+            let yy = f.i64(&format!("Y{k}.npy"), &y[a..b]);
+            let out = f.dir.path().join(format!("r{k}-{device}.json"));
+            std::fs::write(&out, run(&l, &yy).stdout).unwrap();
+            results.push(out.to_str().unwrap().to_string());
+        }
+        let mut args = vec!["merge"];
+        args.extend(results.iter().map(String::as_str));
+        let merged = xent(&args).json();
+        assert_eq!(merged["shards"], 3);
+        for key in ["rows", "correct", "counted", "command", "cols", "reduction", "base", "dtype"] {
+            assert_eq!(merged[key], whole[key], "{device}: {key}");
+        }
+        let tolerance = if device == "cpu" { 1e-12 } else { 1e-6 };
+        for key in ["sum", "denominator", "mean", "value", "z_sum", "z_loss", "accuracy", "perplexity"] {
+            let (m, w) = (merged[key].as_f64().unwrap(), whole[key].as_f64().unwrap());
+            assert!((m - w).abs() <= tolerance * w.abs(), "{device}: {key}: merged {m}, whole {w}");
+        }
+    }
+    // shards of different operations, and a file that is no result
+    // rows 1..4: no ignored label among them
+    let (l, yy) = (f.f32("S.npy", &[3, cols], &x[cols..4 * cols]), f.i64("T.npy", &y[1..4]));
+    let ce = f.dir.path().join("ce.json");
+    std::fs::write(&ce, xent(&["ce", "--logits", &l, "--labels", &yy]).stdout).unwrap();
+    let lse = f.dir.path().join("lse.json");
+    std::fs::write(&lse, xent(&["lse", "--logits", &l]).stdout).unwrap();
+    xent(&["merge", ce.to_str().unwrap(), lse.to_str().unwrap()]).bad_input(&["command", "lse.json"]);
+    xent(&["merge", ce.to_str().unwrap(), &l]).bad_input(&["S.npy"]);
+}

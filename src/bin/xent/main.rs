@@ -9,6 +9,7 @@ mod bench;
 mod demo;
 mod eval;
 mod info;
+mod merge;
 mod paths;
 mod process;
 mod summary;
@@ -181,6 +182,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Write a synthetic prediction set (logits and labels) of any size.
     Generate(demo::GenerateArgs),
+    /// The result of a whole set from the JSON results of its shards (sums and counts add).
+    Merge(merge::MergeArgs),
     /// List the adapters wgpu finds, the one `auto` picks, its limits and features.
     Info {
         /// One JSON object instead of text.
@@ -232,7 +235,7 @@ impl Command {
                 out(o)
             }
             Command::Generate(args) => args.outputs().to_vec(),
-            Command::Demo(_) | Command::Bench(_) | Command::Info { .. } => Vec::new(),
+            Command::Demo(_) | Command::Bench(_) | Command::Info { .. } | Command::Merge(_) => Vec::new(),
         };
         let inputs = inputs.into_iter().filter_map(|(flag, p)| Some((flag, p?.as_path()))).collect();
         (inputs, outputs)
@@ -413,6 +416,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Bench(args) => return bench::bench(&args),
         Command::Generate(args) => return demo::generate(&args),
         Command::Info { json } => return info::info(json),
+        Command::Merge(args) => return merge::merge(&args),
         Command::Lse { logits, out, common } => {
             Job::new(Op::LogSumExp.into(), Input::floats("--logits", logits)?, None, None, out.out, common)
         }

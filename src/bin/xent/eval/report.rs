@@ -33,6 +33,8 @@ impl Job {
             "device": if gpu { "gpu" } else { "cpu" },
             "dtype": self.a.file.dtype().descr(),
             "sum": number(t.sum),
+            // what an exact merge of shards needs (xent merge): sums and counts, not only means
+            "denominator": number(t.denominator),
             "mean": number(mean),
             "bytes": bytes,
             "gbps": bytes as f64 / seconds.max(1e-9) / 1e9,
@@ -45,9 +47,12 @@ impl Job {
         if let Some(z_sum) = t.z_sum {
             // the z-loss's share of the mean: mean = (cross-entropy's share) + z_loss
             fields.insert("z_loss".into(), number(z_sum / t.denominator));
+            fields.insert("z_sum".into(), number(z_sum));
         }
         if let Some((hit, counted)) = t.hits {
             fields.insert("accuracy".into(), number(hit as f64 / counted as f64));
+            fields.insert("correct".into(), json!(hit));
+            fields.insert("counted".into(), json!(counted));
             // exp of the mean loss in nats, whatever --base says
             fields.insert("perplexity".into(), number((mean / self.base().scale()).exp()));
         }
