@@ -33,5 +33,5 @@ pub use embed::{
 pub use error::{Error, Result};
 pub use host::{Output, Rows, RunOptions, Stream};
 pub use loss::{Batch, DType, Floats, Labels, LogBase, Loss, Reduction};
-pub use op::{Domain, Form, Inputs, Op, Signature, Slot, Task};
+pub use op::{Domain, Form, Inputs, Op, OptionInfo, OptionValue, Signature, Slot, Task};
 pub use status::Status;

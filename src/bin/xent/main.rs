@@ -1,11 +1,14 @@
 //! The `xent` command line: a thin layer over the library.
 //!
-//! Every file command (`lse`, `softmax`, `ce`, `kl`, `entropy`, `bce`, `gaussian-kl`,
-//! `distill`) streams its `.npy` inputs through [`eval`]; `demo` generates a prediction set
-//! and checks the GPU against the f64 reference; `info` lists the adapters. One JSON line
-//! goes to stdout. Errors print one line on stderr: status 2 for bad input, 1 otherwise.
+//! The file commands (`lse`, `softmax`, `ce`, `kl`, `entropy`, `bce`, `gaussian-kl`,
+//! `distill`: one per `xent::Op`, made in [`commands`]) stream their `.npy` inputs through
+//! [`eval`]; `demo` generates a prediction set and checks the GPU against the f64 reference;
+//! `merge` adds up the results of shards; `info` lists the adapters. One JSON line goes to
+//! stdout (a summary for people on a terminal). Errors print one line on stderr: status 2
+//! for bad input, 1 otherwise.
 
 mod bench;
+mod commands;
 mod demo;
 mod eval;
 mod info;
@@ -18,7 +21,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{ArgGroup, Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(
@@ -33,149 +36,6 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Row-wise log-sum-exp: log Σ_j exp(L_ij).
-    Lse {
-        /// Logits, [rows, cols].
-        #[arg(long, value_name = "L.npy")]
-        logits: PathBuf,
-        #[command(flatten)]
-        out: OutArg,
-        #[command(flatten)]
-        common: Common,
-    },
-    /// Softmax (or log-softmax) of each row, written to --out as [rows, cols] f32.
-    Softmax {
-        /// Logits, [rows, cols].
-        #[arg(long, value_name = "L.npy")]
-        logits: PathBuf,
-        /// Divide the logits by T first.
-        #[arg(long, value_name = "T", default_value_t = 1.0, allow_negative_numbers = true)]
-        temperature: f32,
-        /// Write log-softmax instead.
-        #[arg(long)]
-        log: bool,
-        /// Where to write the [rows, cols] output.
-        #[arg(long, value_name = "PATH.npy")]
-        out: PathBuf,
-        #[command(flatten)]
-        common: Common,
-    },
-    /// Softmax cross-entropy against integer labels or target probabilities.
-    #[command(group(ArgGroup::new("target").required(true).args(["labels", "target_probs"])))]
-    Ce {
-        /// Logits, [rows, cols].
-        #[arg(long, value_name = "L.npy")]
-        logits: PathBuf,
-        /// Integer class labels, [rows].
-        #[arg(long, value_name = "Y.npy")]
-        labels: Option<PathBuf>,
-        /// Target probabilities, [rows, cols].
-        #[arg(long, value_name = "P.npy")]
-        target_probs: Option<PathBuf>,
-        /// Rows whose label is I count 0 and leave the mean's denominator.
-        #[arg(long, value_name = "I", allow_negative_numbers = true)]
-        ignore_index: Option<i64>,
-        /// Per-class weights, [cols].
-        #[arg(long, value_name = "W.npy")]
-        class_weights: Option<PathBuf>,
-        /// Label smoothing s in [0, 1].
-        #[arg(long, value_name = "S", default_value_t = 0.0, allow_negative_numbers = true)]
-        label_smoothing: f32,
-        /// Adds λ·lse² to each row not ignored (PaLM's z-loss), λ ≥ 0.
-        #[arg(long, value_name = "λ", default_value_t = 0.0, allow_negative_numbers = true)]
-        z_loss: f32,
-        #[command(flatten)]
-        out: OutArg,
-        #[command(flatten)]
-        common: Common,
-    },
-    /// KL(P‖Q) = Σ_j P_ij log(P_ij / Q_ij) per row.
-    #[command(group(ArgGroup::new("p_input").required(true).args(["p", "p_logits"])))]
-    #[command(group(ArgGroup::new("q_input").required(true).args(["q", "q_logits"])))]
-    Kl {
-        /// P as probabilities.
-        #[arg(long, value_name = "PROBS.npy")]
-        p: Option<PathBuf>,
-        /// P as logits.
-        #[arg(long, value_name = "LOGITS.npy")]
-        p_logits: Option<PathBuf>,
-        /// Q as probabilities.
-        #[arg(long, value_name = "PROBS.npy")]
-        q: Option<PathBuf>,
-        /// Q as logits.
-        #[arg(long, value_name = "LOGITS.npy")]
-        q_logits: Option<PathBuf>,
-        #[command(flatten)]
-        out: OutArg,
-        #[command(flatten)]
-        common: Common,
-    },
-    /// Entropy −Σ_j p_ij log p_ij per row.
-    #[command(group(ArgGroup::new("input").required(true).args(["probs", "logits"])))]
-    Entropy {
-        /// Probabilities.
-        #[arg(long, value_name = "P.npy")]
-        probs: Option<PathBuf>,
-        /// Logits.
-        #[arg(long, value_name = "L.npy")]
-        logits: Option<PathBuf>,
-        #[command(flatten)]
-        out: OutArg,
-        #[command(flatten)]
-        common: Common,
-    },
-    /// Binary cross-entropy, summed over each row's columns.
-    #[command(group(ArgGroup::new("input").required(true).args(["logits", "probs"])))]
-    Bce {
-        /// Logits.
-        #[arg(long, value_name = "X.npy")]
-        logits: Option<PathBuf>,
-        /// Probabilities.
-        #[arg(long, value_name = "X.npy")]
-        probs: Option<PathBuf>,
-        /// Float targets in [0, 1], the same shape as the input.
-        #[arg(long, value_name = "T.npy")]
-        labels: PathBuf,
-        #[command(flatten)]
-        out: OutArg,
-        #[command(flatten)]
-        common: Common,
-    },
-    /// Gaussian (VAE) KL against N(0, 1): −½ Σ_j (1 + LV − MU² − exp(LV)).
-    GaussianKl {
-        /// Means.
-        #[arg(long, value_name = "MU.npy")]
-        mean: PathBuf,
-        /// Log-variances.
-        #[arg(long, value_name = "LV.npy")]
-        logvar: PathBuf,
-        #[command(flatten)]
-        out: OutArg,
-        #[command(flatten)]
-        common: Common,
-    },
-    /// Distillation: α·τ²·KL(softmax(T/τ) ‖ softmax(S/τ)) + (1−α)·CE(S, y).
-    Distill {
-        /// Student logits.
-        #[arg(long, value_name = "S.npy")]
-        student: PathBuf,
-        /// Teacher logits.
-        #[arg(long, value_name = "T.npy")]
-        teacher: PathBuf,
-        /// Integer class labels, [rows].
-        #[arg(long, value_name = "Y.npy")]
-        labels: PathBuf,
-        /// Temperature τ.
-        #[arg(long, value_name = "TAU", default_value_t = 1.0, allow_negative_numbers = true)]
-        temperature: f32,
-        /// Weight α of the KL term.
-        #[arg(long, value_name = "ALPHA", default_value_t = 0.5, allow_negative_numbers = true)]
-        alpha: f32,
-        #[command(flatten)]
-        out: OutArg,
-        #[command(flatten)]
-        common: Common,
-    },
     /// Write a synthetic prediction set, evaluate it on the GPU and on the f64 reference.
     Demo(demo::DemoArgs),
     /// Device time of every kernel on a grid of shapes, against a copy of the same bytes.
@@ -193,61 +53,14 @@ enum Command {
 }
 
 impl Command {
-    /// The files the command reads and those it writes, each with its flag.
-    fn files(&self) -> (Vec<paths::Flagged<'_>>, Vec<paths::Flagged<'_>>) {
-        let mut inputs: Vec<(&'static str, Option<&PathBuf>)> = Vec::new();
-        fn out(o: &OutArg) -> Vec<paths::Flagged<'_>> {
-            o.out.iter().map(|p| ("--out", p.as_path())).collect()
-        }
-        let outputs = match self {
-            Command::Lse { logits, out: o, .. } => {
-                inputs.push(("--logits", Some(logits)));
-                out(o)
-            }
-            Command::Softmax { logits, out, .. } => {
-                inputs.push(("--logits", Some(logits)));
-                vec![("--out", out.as_path())]
-            }
-            Command::Ce { logits, labels, target_probs, class_weights, out: o, .. } => {
-                inputs.extend([("--logits", Some(logits)), ("--labels", labels.as_ref())]);
-                inputs.extend([("--target-probs", target_probs.as_ref()), ("--class-weights", class_weights.as_ref())]);
-                out(o)
-            }
-            Command::Kl { p, p_logits, q, q_logits, out: o, .. } => {
-                inputs.extend([("--p", p.as_ref()), ("--p-logits", p_logits.as_ref())]);
-                inputs.extend([("--q", q.as_ref()), ("--q-logits", q_logits.as_ref())]);
-                out(o)
-            }
-            Command::Entropy { probs, logits, out: o, .. } => {
-                inputs.extend([("--probs", probs.as_ref()), ("--logits", logits.as_ref())]);
-                out(o)
-            }
-            Command::Bce { logits, probs, labels, out: o, .. } => {
-                inputs.extend([("--logits", logits.as_ref()), ("--probs", probs.as_ref()), ("--labels", Some(labels))]);
-                out(o)
-            }
-            Command::GaussianKl { mean, logvar, out: o, .. } => {
-                inputs.extend([("--mean", Some(mean)), ("--logvar", Some(logvar))]);
-                out(o)
-            }
-            Command::Distill { student, teacher, labels, out: o, .. } => {
-                inputs.extend([("--student", Some(student)), ("--teacher", Some(teacher)), ("--labels", Some(labels))]);
-                out(o)
-            }
+    /// The files the command writes, each with its flag (the file commands' are in
+    /// [`commands::files`]).
+    fn outputs(&self) -> Vec<paths::Flagged<'_>> {
+        match self {
             Command::Generate(args) => args.outputs().to_vec(),
             Command::Demo(_) | Command::Bench(_) | Command::Info { .. } | Command::Merge(_) => Vec::new(),
-        };
-        let inputs = inputs.into_iter().filter_map(|(flag, p)| Some((flag, p?.as_path()))).collect();
-        (inputs, outputs)
+        }
     }
-}
-
-/// `--out` for the commands whose per-row output is optional.
-#[derive(Args)]
-struct OutArg {
-    /// Also write the per-row values, [rows] f32.
-    #[arg(long, value_name = "PATH.npy")]
-    out: Option<PathBuf>,
 }
 
 /// Options every file command takes.
@@ -353,8 +166,8 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         let _ = writeln!(std::io::stderr(), "xent: internal error: {}", one_line(&info.to_string()));
     }));
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let matches = match cli_command().try_get_matches() {
+        Ok(matches) => matches,
         Err(e) if !e.use_stderr() => {
             // --help and --version
             let _ = e.print();
@@ -365,7 +178,8 @@ fn main() -> ExitCode {
         }
         Err(e) => return fail(&Failure::input(clap_message(&e))),
     };
-    let result = std::panic::catch_unwind(|| run(cli)).unwrap_or_else(|_| Err(Failure::machine("the run stopped")));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&matches)))
+        .unwrap_or_else(|_| Err(Failure::machine("the run stopped")));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => fail(&f),
@@ -384,7 +198,7 @@ fn one_line(s: &str) -> String {
 
 /// What `xent` alone says: a command is required, and which there are.
 fn command_required() -> String {
-    let cli = Cli::command();
+    let cli = cli_command();
     let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).filter(|&n| n != "help").collect();
     format!("a command is required: {} (xent --help describes them)", names.join(", "))
 }
@@ -406,95 +220,35 @@ fn clap_message(e: &clap::Error) -> String {
     one_line(&kept.join(" "))
 }
 
-fn run(cli: Cli) -> Result<(), Failure> {
-    use eval::{Input, Job, Spec};
-    use xent::Op;
-    let (inputs, outputs) = cli.command.files();
-    paths::check(&inputs, &outputs)?;
-    let job = match cli.command {
-        Command::Demo(args) => return demo::demo(&args),
-        Command::Bench(args) => return bench::bench(&args),
-        Command::Generate(args) => return demo::generate(&args),
-        Command::Info { json } => return info::info(json),
-        Command::Merge(args) => return merge::merge(&args),
-        Command::Lse { logits, out, common } => {
-            Job::new(Op::LogSumExp.into(), Input::floats("--logits", logits)?, None, None, out.out, common)
-        }
-        Command::Softmax { logits, temperature, log, out, common } => {
-            let op = Op::Softmax { temperature, log };
-            Job::new(op.into(), Input::floats("--logits", logits)?, None, None, Some(out), common)
-        }
-        Command::Ce {
-            logits,
-            labels,
-            target_probs,
-            ignore_index,
-            class_weights,
-            label_smoothing,
-            z_loss,
-            out,
-            common,
-        } => {
-            let logits = Input::floats("--logits", logits)?;
-            let class_weights = class_weights.map(|p| eval::read_class_weights(&p, logits.cols())).transpose()?;
-            match (labels, target_probs) {
-                (Some(y), _) => {
-                    let op = Op::CrossEntropy { ignore_index, label_smoothing, z_loss };
-                    let spec = Spec { class_weights, ..op.into() };
-                    Job::new(spec, logits, None, Some(Input::labels("--labels", y)?), out.out, common)
-                }
-                (None, Some(p)) => {
-                    if ignore_index.is_some() {
-                        return Err(Failure::input("--ignore-index applies to --labels, not --target-probs"));
-                    }
-                    let spec =
-                        Spec { op: Op::CrossEntropyProbs { z_loss }, class_weights, target_smoothing: label_smoothing };
-                    Job::new(spec, logits, Some(Input::floats("--target-probs", p)?), None, out.out, common)
-                }
-                (None, None) => return Err(Failure::input("one of --labels and --target-probs is required")),
-            }
-        }
-        Command::Kl { p, p_logits, q, q_logits, out, common } => {
-            let (p_form, p) = pick("--p", p, "--p-logits", p_logits)?;
-            let (q_form, q) = pick("--q", q, "--q-logits", q_logits)?;
-            Job::new(Op::KlDiv { p: p_form, q: q_form }.into(), p, Some(q), None, out.out, common)
-        }
-        Command::Entropy { probs, logits, out, common } => {
-            let (form, p) = pick("--probs", probs, "--logits", logits)?;
-            Job::new(Op::Entropy { p: form }.into(), p, None, None, out.out, common)
-        }
-        Command::Bce { logits, probs, labels, out, common } => {
-            let (form, x) = pick("--probs", probs, "--logits", logits)?;
-            let t = Input::floats("--labels", labels)?;
-            Job::new(Op::BinaryCrossEntropy { input: form }.into(), x, Some(t), None, out.out, common)
-        }
-        Command::GaussianKl { mean, logvar, out, common } => {
-            let (mu, lv) = (Input::floats("--mean", mean)?, Input::floats("--logvar", logvar)?);
-            Job::new(Op::GaussianKl.into(), mu, Some(lv), None, out.out, common)
-        }
-        Command::Distill { student, teacher, labels, temperature, alpha, out, common } => {
-            let (s, t) = (Input::floats("--student", student)?, Input::floats("--teacher", teacher)?);
-            let y = Input::labels("--labels", labels)?;
-            Job::new(Op::Distill { temperature, alpha }.into(), s, Some(t), Some(y), out.out, common)
-        }
-    }?;
-    let json = job.wants_json();
-    let line = job.run()?;
-    if summary::for_people(json) { process::emit(summary::summary(&line)) } else { process::emit(line) }
+/// Paths with their flags, as the path checks take them.
+fn flagged<'a>(v: &'a [(&'static str, PathBuf)]) -> Vec<paths::Flagged<'a>> {
+    v.iter().map(|(flag, path)| (*flag, path.as_path())).collect()
 }
 
-/// The one input given of two exclusive flags (clap checks that exactly one is), opened,
-/// with its form: the first flag gives probabilities, the second logits.
-fn pick(
-    first: &'static str,
-    a: Option<PathBuf>,
-    second: &'static str,
-    b: Option<PathBuf>,
-) -> Result<(xent::Form, eval::Input), Failure> {
-    match (a, b) {
-        (Some(path), _) => Ok((xent::Form::Probs, eval::Input::floats(first, path)?)),
-        (None, Some(path)) => Ok((xent::Form::Logits, eval::Input::floats(second, path)?)),
-        (None, None) => Err(Failure::input(format!("one of {first} and {second} is required"))),
+/// The command line: the commands of [`Command`] and the file commands made from `Op::ALL`.
+fn cli_command() -> clap::Command {
+    Cli::command().subcommands(commands::subcommands())
+}
+
+fn run(matches: &clap::ArgMatches) -> Result<(), Failure> {
+    if let Some((name, m)) = matches.subcommand()
+        && commands::file_command(name).is_some()
+    {
+        let (inputs, outputs) = commands::files(name, m);
+        paths::check(&flagged(&inputs), &flagged(&outputs))?;
+        let job = commands::job(name, m)?;
+        let json = job.wants_json();
+        let line = job.run()?;
+        return if summary::for_people(json) { process::emit(summary::summary(&line)) } else { process::emit(line) };
+    }
+    let cli = Cli::from_arg_matches(matches).map_err(|e| Failure::input(clap_message(&e)))?;
+    paths::check(&[], &cli.command.outputs())?;
+    match cli.command {
+        Command::Demo(args) => demo::demo(&args),
+        Command::Bench(args) => bench::bench(&args),
+        Command::Generate(args) => demo::generate(&args),
+        Command::Info { json } => info::info(json),
+        Command::Merge(args) => merge::merge(&args),
     }
 }
 
