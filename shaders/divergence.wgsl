@@ -277,8 +277,9 @@ fn grad_q(slot: RowSlot, base: u32, sp: RowStats, p_ok: bool, sq: RowStats, q_ok
     let z = select(0.0, 2.0 * params.z_loss * (sq.m * sq.k + sq.log_s), params.z_loss > 0.0 && q_ok);
     for (var j = slot.lane; j < params.cols; j += LANES) {
         let p = log_prob(load_a(base + j), p_logits, sp, p_ok);
-        let q = log_prob(load_b(base + j), true, sq, q_ok);
-        var g = c * (q.p * (total + z) - p.p);
+        let yq = load_b(base + j);
+        let q = log_prob(yq, true, sq, q_ok);
+        var g = c * (q.p * (total + z) - p.p) * cap_chain(yq, FLAG_CAP_B);
         if p.bad || q.bad {
             g = nan();
         }
@@ -292,8 +293,9 @@ fn grad_p(slot: RowSlot, base: u32, sp: RowStats, p_ok: bool, h: f32) {
     }
     let c = grad_scale();
     for (var j = slot.lane; j < params.cols; j += LANES) {
-        let p = log_prob(load_a(base + j), true, sp, p_ok);
-        var g = -c * p.p * (p.logp + h);
+        let x = load_a(base + j);
+        let p = log_prob(x, true, sp, p_ok);
+        var g = -c * p.p * (p.logp + h) * cap_chain(x, FLAG_CAP_A);
         if p.zero {
             g = 0.0;
         }

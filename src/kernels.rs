@@ -73,8 +73,10 @@ pub(crate) struct RowParams {
     pub(crate) part_cols: u32,
     /// Cross-entropy's z-loss factor `λ` (0: none).
     pub(crate) z_loss: f32,
+    /// `c` of the soft-capping `c·tanh(x/c)` of the inputs [`flags::CAP_A`] and
+    /// [`flags::CAP_B`] name.
+    pub(crate) softcap: f32,
     /// Padding to a whole 16 bytes (WGSL's uniform arrays would need a 16-byte stride).
-    pub(crate) pad0: u32,
     pub(crate) pad1: u32,
     pub(crate) pad2: u32,
 }
@@ -107,6 +109,10 @@ pub(crate) mod flags {
     pub(crate) const LABELS_I64: u32 = 512;
     /// Labels are u8: four to a word ([`crate::LabelType::U8`]).
     pub(crate) const LABELS_U8: u32 = 1024;
+    /// Input a is soft-capped logits ([`RowParams::softcap`](super::RowParams::softcap)).
+    pub(crate) const CAP_A: u32 = 2048;
+    /// Input b is soft-capped logits.
+    pub(crate) const CAP_B: u32 = 4096;
 }
 
 /// Uniform parameters of the reduction (`ReduceParams` in reduce.wgsl).

@@ -200,6 +200,17 @@ impl Op {
         !matches!(self, Op::RowMax | Op::LogSumExp | Op::Softmax { .. })
     }
 
+    /// Whether soft-capping ([`Task::softcap`]) applies: the operation reads logits, and
+    /// they are logits of a distribution (not BCE's elementwise ones, nor Gaussian KL's).
+    pub fn takes_softcap(&self) -> bool {
+        match *self {
+            Op::BinaryCrossEntropy { .. } | Op::GaussianKl => false,
+            Op::KlDiv { p, q } => p == Form::Logits || q == Form::Logits,
+            Op::Entropy { p } => p == Form::Logits,
+            _ => true,
+        }
+    }
+
     /// Whether the operation writes a row of values per row (softmax) instead of one value.
     pub fn writes_rows(&self) -> bool {
         matches!(self, Op::Softmax { .. })
@@ -371,13 +382,17 @@ pub struct Task<B, L, W> {
     pub op: Op,
     /// Over what.
     pub inputs: Inputs<B, L, W>,
+    /// `c` of Gemma 2's soft-capping: the logits inputs are read as `c·tanh(x/c)` (before
+    /// any temperature), and a gradient is of the logits as stored (chained through
+    /// `1 − tanh²`). `None`: read as they are. See [`Op::takes_softcap`].
+    pub softcap: Option<f32>,
 }
 
 impl<B: Copy, L: Copy, W: Copy> Task<B, L, W> {
     /// `op` over `first` alone; add the other inputs its [`Op::signature`] names with the
     /// `with_` methods.
     pub fn new(op: Op, first: B) -> Self {
-        Task { op, inputs: Inputs { first, second: None, labels: None, weights: None } }
+        Task { op, inputs: Inputs { first, second: None, labels: None, weights: None }, softcap: None }
     }
 
     /// Binds the second float input (target, Q, log-variances, the teacher's logits).
@@ -398,6 +413,25 @@ impl<B: Copy, L: Copy, W: Copy> Task<B, L, W> {
         self
     }
 
+    /// Soft-caps the logits inputs at `c` (see [`Task::softcap`]).
+    pub fn with_softcap(mut self, c: f32) -> Self {
+        self.softcap = Some(c);
+        self
+    }
+
+    /// The float inputs the soft-capping applies to, in the order [`Task::kernel_inputs`]
+    /// gives them: the logits of an operation that takes it.
+    pub(crate) fn capped(&self) -> Vec<bool> {
+        let sig = self.op.signature();
+        let capped = |s: Slot| self.softcap.is_some() && s.domain == Domain::Logits;
+        let mut v = vec![capped(sig.first)];
+        v.extend(sig.second.map(capped).filter(|_| self.inputs.second.is_some()));
+        if matches!(self.op, Op::CrossEntropyProbs { .. }) {
+            v.reverse();
+        }
+        v
+    }
+
     /// The first float input: it sets `rows`, `cols` and the dtype.
     pub fn first(&self) -> &B {
         &self.inputs.first
@@ -406,6 +440,21 @@ impl<B: Copy, L: Copy, W: Copy> Task<B, L, W> {
     /// Checks the options, and that the inputs bound are those the operation takes.
     pub fn check_inputs(&self) -> Result<()> {
         self.op.validate()?;
+        if let Some(c) = self.softcap {
+            if !(c.is_finite() && c > 0.0) {
+                return Err(Error::Option { name: "softcap", detail: format!("{c} is not a positive finite number") });
+            }
+            if !self.op.takes_softcap() {
+                return Err(Error::Option {
+                    name: "softcap",
+                    detail: format!(
+                        "{} reads no logits to cap; soft-capping applies to lse, softmax, ce, kl, entropy and \
+                         distill from logits",
+                        self.op
+                    ),
+                });
+            }
+        }
         let sig = self.op.signature();
         let (op, i) = (self.op.name(), &self.inputs);
         let shape = |detail: String| Err(Error::Shape { what: "inputs", detail });

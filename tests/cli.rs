@@ -263,6 +263,8 @@ fn every_command_matches_the_reference() {
         &Loss::new(Op::CrossEntropyProbs { z_loss: 0.0 }, bl).with_second(bp),
         nats,
     );
+    let capped = ce_z.with_softcap(2.5);
+    check(&f, "ce-softcap", &[&z_args[..], &["--z-loss", "0.01", "--softcap", "2.5"]].concat(), &capped, nats);
     check(
         &f,
         "ce-probs-z-loss",
@@ -730,6 +732,10 @@ fn bad_input_exits_2_with_one_line_and_no_output_file() {
         (vec!["ce", "--logits", &l, "--labels", &y, "--device", "tpu"], "--device"),
         (vec!["ce", "--logits", &l, "--labels", &y, "--label-smoothing", "1.5"], "--label-smoothing"),
         (vec!["ce", "--logits", &l, "--labels", &y, "--z-loss", "-0.5"], "--z-loss"),
+        (vec!["ce", "--logits", &l, "--labels", &y, "--softcap", "0"], "--softcap"),
+        (vec!["lse", "--logits", &l, "--softcap", "-3"], "--softcap"),
+        (vec!["bce", "--logits", &l, "--labels", &good_p, "--softcap", "3"], "--softcap"),
+        (vec!["kl", "--p", &good_p, "--q", &good_p, "--softcap", "3"], "--softcap"),
         (vec!["ce", "--logits", &l, "--labels", &y, "--z-loss", "inf"], "--z-loss"),
         (vec!["distill", "--student", &l, "--teacher", &l, "--labels", &y, "--temperature", "0"], "--temperature"),
         (vec!["distill", "--student", &l, "--teacher", &l, "--labels", &y, "--alpha", "2"], "--alpha"),

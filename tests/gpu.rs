@@ -50,40 +50,69 @@ const CE: Op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_lo
 struct Case {
     op: Op,
     weights: bool,
+    /// Soft-capping of the logits (`Task::softcap`).
+    softcap: Option<f32>,
 }
 
 impl Case {
     fn of(op: Op) -> Self {
-        Case { op, weights: false }
+        Case { op, weights: false, softcap: None }
+    }
+
+    /// This case with its logits soft-capped at `c`.
+    fn capped(self, c: f32) -> Self {
+        Case { softcap: Some(c), ..self }
     }
 }
 
 /// Cross-entropy ignoring the rows labelled [`IGNORE`] or not, with class weights or not,
 /// label smoothing and a z-loss.
 fn ce(ignore: bool, weights: bool, label_smoothing: f32, z_loss: f32) -> Case {
-    Case { op: Op::CrossEntropy { ignore_index: ignore.then_some(IGNORE), label_smoothing, z_loss }, weights }
+    Case {
+        op: Op::CrossEntropy { ignore_index: ignore.then_some(IGNORE), label_smoothing, z_loss },
+        weights,
+        softcap: None,
+    }
 }
 
 /// The options of `op` that matter, one case each; an operation not named here runs with
 /// its defaults (as [`Op::ALL`] gives it).
 fn variants(op: Op) -> Vec<Case> {
     use Form::{Logits, Probs};
+    // soft-capping: at 3 (well inside the logits' range) and at Gemma 2's 30
     match op {
-        Op::Softmax { .. } => [false, true].map(|log| Case::of(Op::Softmax { temperature: 0.7, log })).to_vec(),
+        Op::LogSumExp => vec![Case::of(op), Case::of(op).capped(3.0)],
+        Op::Softmax { .. } => {
+            let cases = [false, true].map(|log| Case::of(Op::Softmax { temperature: 0.7, log }));
+            vec![cases[0], cases[1], cases[1].capped(3.0)]
+        }
         Op::CrossEntropy { .. } => {
             let mut cases = vec![ce(false, false, 0.0, 0.0), ce(true, false, 0.0, 0.0), ce(false, true, 0.0, 0.0)];
             cases.extend([ce(true, true, 0.1, 0.0), ce(false, false, 0.0, 0.01), ce(true, true, 0.1, 1e-4)]);
+            cases.extend([ce(false, false, 0.0, 0.0).capped(3.0), ce(true, true, 0.1, 1e-4).capped(30.0)]);
             cases
         }
-        Op::CrossEntropyProbs { .. } => [0.0, 0.01].map(|z_loss| Case::of(Op::CrossEntropyProbs { z_loss })).to_vec(),
-        Op::KlDiv { .. } => [(Probs, Probs), (Logits, Probs), (Probs, Logits), (Logits, Logits)]
-            .map(|(p, q)| Case::of(Op::KlDiv { p, q }))
-            .to_vec(),
-        Op::Entropy { .. } => [Probs, Logits].map(|p| Case::of(Op::Entropy { p })).to_vec(),
+        Op::CrossEntropyProbs { .. } => {
+            let cases = [0.0, 0.01].map(|z_loss| Case::of(Op::CrossEntropyProbs { z_loss }));
+            vec![cases[0], cases[1], cases[1].capped(3.0)]
+        }
+        Op::KlDiv { .. } => {
+            let forms = [(Probs, Probs), (Logits, Probs), (Probs, Logits), (Logits, Logits)];
+            let mut cases = forms.map(|(p, q)| Case::of(Op::KlDiv { p, q })).to_vec();
+            cases.extend([cases[3].capped(30.0), cases[1].capped(3.0)]);
+            cases
+        }
+        Op::Entropy { .. } => {
+            let cases = [Probs, Logits].map(|p| Case::of(Op::Entropy { p }));
+            vec![cases[0], cases[1], cases[1].capped(3.0)]
+        }
         Op::BinaryCrossEntropy { .. } => {
             [Probs, Logits].map(|input| Case::of(Op::BinaryCrossEntropy { input })).to_vec()
         }
-        Op::Distill { .. } => [0.5, 1.0].map(|alpha| Case::of(Op::Distill { temperature: 2.0, alpha })).to_vec(),
+        Op::Distill { .. } => {
+            let cases = [0.5, 1.0].map(|alpha| Case::of(Op::Distill { temperature: 2.0, alpha }));
+            vec![cases[0], cases[1], cases[0].capped(3.0)]
+        }
         _ => vec![Case::of(op)],
     }
 }
@@ -179,6 +208,7 @@ fn check(what: &str, case: Case, data: &Data, dtype: DType, abs: f64, rel: f64) 
     if case.weights {
         loss = loss.with_weights(&data.weights[..]);
     }
+    loss.softcap = case.softcap;
     let what = format!("{what} {case:?} [{rows}, {cols}] {dtype:?}");
     let r = xent::reference::compute(&loss, LogBase::Nats).unwrap_or_else(|e| panic!("{what}: reference: {e}"));
     let opts = RunOptions { keep_values: true, keep_argmax: true, ..Default::default() };

@@ -142,6 +142,36 @@ fn z_loss_matches_palm() {
 }
 
 #[test]
+fn softcap_matches_gemma_2() {
+    // Gemma 2 (Gemma Team 2024, section 2): final logits capped as 30·tanh(x/30) before the
+    // softmax. Values from Python's math: the capped row of [60, 0, −60, 15] is
+    // [28.920827402274508, 0, −28.920827402274508, 13.863514717800292], its lse
+    // 28.920827691137923; cross-entropy at label 3 is 15.05731297333763, and its gradient
+    // (p − onehot)·(1 − tanh²(x/30)) is [0.07065080444472883, 2.75e-13, 5.4e-27, −0.7864475057901995].
+    let x = [60.0f32, 0.0, -60.0, 15.0];
+    let y = [3i32];
+    let loss = Loss::new(CE, batch(&x, 4)).with_labels(Labels::I32(&y)).with_softcap(30.0);
+    let r = compute(&loss, LogBase::Nats).unwrap();
+    assert_relative_eq!(r.values[0], 15.05731297333763, max_relative = 1e-7);
+    let lse = compute(&Loss::new(Op::LogSumExp, batch(&x, 4)).with_softcap(30.0), LogBase::Nats).unwrap();
+    assert_relative_eq!(lse.values[0], 28.920827691137923, max_relative = 1e-7);
+    let g = xent::reference::gradient(&loss, xent::Reduction::Sum).unwrap();
+    assert_relative_eq!(g[0], 0.07065080444472883, max_relative = 1e-6);
+    assert_relative_eq!(g[3], -0.7864475057901995, max_relative = 1e-6);
+    assert!(g[1].abs() < 1e-12 && g[2].abs() < 1e-20, "{g:?}");
+    // ±inf become ±c (the mask is capped too, as c·tanh does); NaN stays NaN
+    let masked = [f32::NEG_INFINITY, 0.0, f32::INFINITY];
+    let r = compute(&Loss::new(Op::LogSumExp, batch(&masked, 3)).with_softcap(2.0), LogBase::Nats).unwrap();
+    let want = (2.0f64.exp() + 1.0 + (-2.0f64).exp()).ln();
+    assert_relative_eq!(r.values[0], want, max_relative = 1e-12);
+    // an operation without logits to cap, and a cap that is not positive, are option errors
+    let bce = Loss::new(Op::BinaryCrossEntropy { input: Form::Logits }, batch(&x, 4)).with_second(batch(&x, 4));
+    assert!(matches!(compute(&bce.with_softcap(3.0), LogBase::Nats), Err(xent::Error::Option { name: "softcap", .. })));
+    let zero = Loss::new(Op::LogSumExp, batch(&x, 4)).with_softcap(0.0);
+    assert!(matches!(compute(&zero, LogBase::Nats), Err(xent::Error::Option { name: "softcap", .. })));
+}
+
+#[test]
 fn ignored_rows_leave_the_mean() {
     let x = [1.0f32, 2.0, 3.0, 0.5, 0.5, 0.5];
     let y = [2i32, -100];

@@ -5,21 +5,21 @@
 @group(0) @binding(1) var<storage, read> in_a: array<u32>;
 @group(0) @binding(2) var<storage, read> in_b: array<u32>;
 
-fn load_a(i: u32) -> f32 {
+fn raw_a(i: u32) -> f32 {
     let e = params.a_base + i;
     return widen(in_a[e >> 1u], e);
 }
 
-fn load_b(i: u32) -> f32 {
+fn raw_b(i: u32) -> f32 {
     let e = params.b_base + i;
     return widen(in_b[e >> 1u], e);
 }
 
 // Octets of the column loops (common/row_reduce.wgsl), an element at a time.
-fn load_a8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
+fn raw_a8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
     return load8_each(false, e, lo, hi);
 }
 
-fn load_b8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
+fn raw_b8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
     return load8_each(true, e, lo, hi);
 }

@@ -6,12 +6,12 @@
 @group(0) @binding(1) var<storage, read> in_a: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> in_b: array<vec4<u32>>;
 
-fn load_a(i: u32) -> f32 {
+fn raw_a(i: u32) -> f32 {
     let e = params.a_base + i;
     return widen(in_a[e >> 3u][(e >> 1u) & 3u], e);
 }
 
-fn load_b(i: u32) -> f32 {
+fn raw_b(i: u32) -> f32 {
     let e = params.b_base + i;
     return widen(in_b[e >> 3u][(e >> 1u) & 3u], e);
 }
@@ -25,13 +25,13 @@ fn widen8(v: vec4<u32>) -> array<f32, 8> {
 
 // Elements e .. e + 8 of a's binding (e a multiple of 8; see octet_a in
 // common/row_reduce.wgsl); those outside [lo, hi) are unspecified.
-fn load_a8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
+fn raw_a8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
     return widen8(in_a[e >> 3u]);
 }
 
 // The same columns of b: one load when b lies as a does modulo a vector (uniform),
 // else one per element.
-fn load_b8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
+fn raw_b8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
     let eb = e - params.a_base + params.b_base;
     if (eb & 7u) == 0u {
         return widen8(in_b[eb >> 3u]);

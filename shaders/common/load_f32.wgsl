@@ -5,14 +5,14 @@
 @group(0) @binding(1) var<storage, read> in_a: array<f32>;
 @group(0) @binding(2) var<storage, read> in_b: array<f32>;
 
-fn load_a(i: u32) -> f32 {
+fn raw_a(i: u32) -> f32 {
     if GRAD_IN_PLACE && GRAD_OF == 1u {
         return load_in_place(i);
     }
     return in_a[params.a_base + i];
 }
 
-fn load_b(i: u32) -> f32 {
+fn raw_b(i: u32) -> f32 {
     if GRAD_IN_PLACE && GRAD_OF == 2u {
         return load_in_place(i);
     }
@@ -20,10 +20,10 @@ fn load_b(i: u32) -> f32 {
 }
 
 // Octets of the column loops (common/row_reduce.wgsl), an element at a time.
-fn load_a8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
+fn raw_a8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
     return load8_each(false, e, lo, hi);
 }
 
-fn load_b8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
+fn raw_b8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
     return load8_each(true, e, lo, hi);
 }

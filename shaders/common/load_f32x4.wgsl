@@ -5,7 +5,7 @@
 @group(0) @binding(1) var<storage, read> in_a: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> in_b: array<vec4<f32>>;
 
-fn load_a(i: u32) -> f32 {
+fn raw_a(i: u32) -> f32 {
     if GRAD_IN_PLACE && GRAD_OF == 1u {
         return load_in_place(i);
     }
@@ -13,7 +13,7 @@ fn load_a(i: u32) -> f32 {
     return in_a[e >> 2u][e & 3u];
 }
 
-fn load_b(i: u32) -> f32 {
+fn raw_b(i: u32) -> f32 {
     if GRAD_IN_PLACE && GRAD_OF == 2u {
         return load_in_place(i);
     }
@@ -27,7 +27,7 @@ fn octet_of(v: vec4<f32>, w: vec4<f32>) -> array<f32, 8> {
 
 // Elements e .. e + 8 of a's binding (e a multiple of 8; see octet_a in
 // common/row_reduce.wgsl); those outside [lo, hi) are unspecified.
-fn load_a8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
+fn raw_a8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
     if GRAD_IN_PLACE && GRAD_OF == 1u {
         return load8_each(false, e, lo, hi);   // from `grad`, within the row
     }
@@ -37,7 +37,7 @@ fn load_a8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
 
 // The same columns of b (e, lo, hi as for a): two loads when b lies as a does modulo a
 // vector, which is uniform (the bases are the dispatch's), else one per element.
-fn load_b8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
+fn raw_b8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
     if GRAD_IN_PLACE && GRAD_OF == 2u {
         return load8_each(true, e, lo, hi);
     }

@@ -263,6 +263,7 @@ fn template(loss: &DeviceLoss) -> Loss<'static> {
     host.inputs.second = i.second.map(|_| batch);
     host.inputs.labels = i.labels.map(|_| Labels::I32(&[]));
     host.inputs.weights = i.weights.map(|_| &[][..]);
+    host.softcap = loss.softcap;
     host
 }
 

@@ -282,7 +282,7 @@ fn row_params_match_the_wgsl_struct() {
         ("parts", std::mem::offset_of!(RowParams, parts)),
         ("part_cols", std::mem::offset_of!(RowParams, part_cols)),
         ("z_loss", std::mem::offset_of!(RowParams, z_loss)),
-        ("pad0", std::mem::offset_of!(RowParams, pad0)),
+        ("softcap", std::mem::offset_of!(RowParams, softcap)),
         ("pad1", std::mem::offset_of!(RowParams, pad1)),
         ("pad2", std::mem::offset_of!(RowParams, pad2)),
     ];
@@ -325,6 +325,8 @@ fn flag_bits_match_the_wgsl_constants() {
         ("FLAG_HAS_B", HAS_B),
         ("FLAG_LABELS_I64", LABELS_I64),
         ("FLAG_LABELS_U8", LABELS_U8),
+        ("FLAG_CAP_A", CAP_A),
+        ("FLAG_CAP_B", CAP_B),
         ("AUX_WORDS", super::AUX_WORDS),
     ] {
         assert_eq!(value(name), bit, "{name}");

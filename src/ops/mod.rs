@@ -15,7 +15,7 @@ mod tests;
 use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
-use crate::kernels::{Binding, Cols, GradMode, Kernel, Kernels, Reads, ReduceParams, RowParams, binding};
+use crate::kernels::{Binding, Cols, GradMode, Kernel, Kernels, Reads, ReduceParams, RowParams, binding, flags};
 use crate::loss::{Batch, Labels, LogBase, Loss};
 use crate::op::Op;
 use crate::plan::{self, Window};
@@ -113,6 +113,15 @@ pub(crate) fn job<'a>(loss: &Loss<'a>, base: LogBase) -> Result<RowJob<'a>> {
         job.params.out_scale = base.scale() as f32;
     }
     job.z_terms = job.params.z_loss > 0.0;
+    if let Some(c) = loss.softcap {
+        job.params.softcap = c;
+        let capped = loss.capped();
+        for (i, flag) in [flags::CAP_A, flags::CAP_B].into_iter().enumerate() {
+            if capped.get(i).copied().unwrap_or(false) {
+                job.params.flags |= flag;
+            }
+        }
+    }
     Ok(job)
 }
 

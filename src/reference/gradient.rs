@@ -41,6 +41,14 @@ fn sigmoid(x: f64) -> f64 {
 /// The gradient of `loss` reduced by `reduction`, or an error for an operation (or input
 /// form) without one.
 pub fn gradient(loss: &Loss, reduction: Reduction) -> Result<Vec<f64>> {
+    loss.validate()?;
+    if let Some(capped) = super::softcap::capped(loss) {
+        // of the logits as stored: the capped logits' gradient times d cap / dx
+        let g = gradient(&capped.loss(loss), reduction)?;
+        let of_second = loss.op.grad_of().is_some_and(|name| Some(name) != Some(loss.op.signature().first.name));
+        let chain = super::softcap::chain(loss, of_second);
+        return Ok(g.iter().zip(chain).map(|(g, d)| g * d).collect());
+    }
     let reference = super::compute(loss, Default::default())?;
     let scale = match reduction {
         Reduction::Mean => 1.0 / reference.denominator(),

@@ -12,6 +12,7 @@ mod gaussian_kl;
 mod gradient;
 mod logsumexp;
 mod row_max;
+mod softcap;
 mod softmax;
 mod softmax_xent;
 
@@ -74,6 +75,9 @@ fn compensated_sum(v: &[f64]) -> f64 {
 /// Computes `loss` per row in f64; values of operations that take a base are scaled.
 pub fn compute(loss: &Loss, base: LogBase) -> Result<Reference> {
     loss.validate()?;
+    if let Some(capped) = softcap::capped(loss) {
+        return compute(&capped.loss(loss), base);
+    }
     let a = loss.primary();
     // present: validate holds the inputs to the operation's signature
     let b = loss.secondary().unwrap_or(a);
@@ -103,6 +107,9 @@ pub fn compute(loss: &Loss, base: LogBase) -> Result<Reference> {
 /// mean's denominator is the z-loss's share of the mean. `None` for every other operation.
 pub fn z_terms(loss: &Loss, base: LogBase) -> Result<Option<Vec<f64>>> {
     loss.validate()?;
+    if let Some(capped) = softcap::capped(loss) {
+        return z_terms(&capped.loss(loss), base);
+    }
     let (z_loss, ignore) = match loss.op {
         Op::CrossEntropy { z_loss, ignore_index, .. } if z_loss > 0.0 => (z_loss, ignore_index),
         Op::CrossEntropyProbs { z_loss } if z_loss > 0.0 => (z_loss, None),

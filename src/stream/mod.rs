@@ -86,6 +86,7 @@ struct Slot {
 pub struct Stream<'c> {
     ctx: &'c Context,
     op: Op,
+    softcap: Option<f32>,
     kernel: Kernel,
     options: RunOptions,
     layout: Layout,
@@ -112,7 +113,7 @@ pub struct Stream<'c> {
 impl<'c> Stream<'c> {
     pub(crate) fn new(
         ctx: &'c Context,
-        op: Op,
+        (op, softcap): (Op, Option<f32>),
         job: &RowJob,
         layout: Layout,
         rows: u64,
@@ -149,6 +150,7 @@ impl<'c> Stream<'c> {
         Stream {
             ctx,
             op,
+            softcap,
             kernel: job.kernel,
             options,
             layout,
@@ -317,6 +319,7 @@ impl<'c> Stream<'c> {
             dtype,
         };
         let mut loss = DeviceLoss::new(self.op, batch(a));
+        loss.softcap = self.softcap;
         if self.has_b {
             loss = loss.with_second(batch(b));
         }

@@ -128,7 +128,7 @@ fn label_cases(dtype: LabelType) -> Vec<Case> {
     vec![
         CE.into(),
         ce_ignore.into(),
-        Case { op: ce_ignore, weighted: true },
+        Case { op: ce_ignore, weighted: true, softcap: None },
         Op::Distill { temperature: 2.0, alpha: 0.7 }.into(),
     ]
 }

@@ -47,6 +47,7 @@ fn the_mean_word_is_the_reductions_quotient() {
     let weighted = Case {
         op: Op::CrossEntropy { ignore_index: Some(i64::from(super::IGNORE)), label_smoothing: 0.0, z_loss: 0.0 },
         weighted: true,
+        softcap: None,
     };
     let mut d = Data::new(weighted, 9, 5, &mut rng);
     d.labels.as_mut().expect("labels").fill(super::IGNORE);

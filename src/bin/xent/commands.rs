@@ -7,6 +7,7 @@
 //! - labels are `--labels`, class weights `--class-weights`;
 //! - an option is `--OPTION-NAME` (`label_smoothing` is `--label-smoothing`), with the
 //!   operation's default in `Op::ALL`;
+//! - `--softcap C` where the operation reads logits of a distribution;
 //! - `--out` (required where the operation writes rows: softmax) and the common options.
 //!
 //! The contract's older spellings are the exceptions in [`spelled`]; `ce --target-probs` is
@@ -128,6 +129,16 @@ fn subcommand(name: &'static str, op: Op) -> clap::Command {
             OptionValue::Form(_) => cmd,
         };
     }
+    if op.takes_softcap() {
+        cmd = cmd.arg(
+            Arg::new("softcap")
+                .long("softcap")
+                .value_name("C")
+                .value_parser(clap::value_parser!(f32))
+                .allow_negative_numbers(true)
+                .help("Read the logits as C·tanh(x/C) (Gemma 2's soft-capping), C > 0, before any temperature."),
+        );
+    }
     let out = Arg::new("out").long("out").value_name("PATH.npy").value_parser(clap::value_parser!(PathBuf));
     cmd = cmd.arg(if op.writes_rows() {
         out.required(true).help("Where to write the [rows, cols] output.")
@@ -209,6 +220,7 @@ pub fn job(name: &str, m: &ArgMatches) -> Result<Job, Failure> {
         }
     }
     let out = path(m, "out").cloned();
+    let softcap = m.try_get_one::<f32>("softcap").ok().flatten().copied();
     let first = inputs.remove(0);
     let class_weights = path(m, "class-weights").map(|p| read_class_weights(p, first.cols())).transpose()?;
     if let (Op::CrossEntropy { ignore_index, label_smoothing, z_loss }, Some(p)) = (op, path(m, "target-probs")) {
@@ -216,12 +228,13 @@ pub fn job(name: &str, m: &ArgMatches) -> Result<Job, Failure> {
             return Err(Failure::input("--ignore-index applies to --labels, not --target-probs"));
         }
         // weights and smoothing act on the targets as read, as PyTorch's
-        let spec = Spec { op: Op::CrossEntropyProbs { z_loss }, class_weights, target_smoothing: label_smoothing };
+        let spec =
+            Spec { op: Op::CrossEntropyProbs { z_loss }, class_weights, target_smoothing: label_smoothing, softcap };
         return Job::new(spec, first, Some(Input::floats("--target-probs", p.clone())?), None, out, common);
     }
     let labels = path(m, "labels").filter(|_| sig.labels);
     let labels = labels.map(|p| Input::labels("--labels", p.clone())).transpose()?;
-    let spec = Spec { class_weights, ..op.into() };
+    let spec = Spec { class_weights, softcap, ..op.into() };
     Job::new(spec, first, inputs.pop(), labels, out, common)
 }
 

@@ -59,7 +59,7 @@ impl Data {
 }
 
 /// Seconds of the f64 reference over all rows, timed on at most about 4M elements and scaled.
-pub(super) fn reference_seconds(data: &Data, op: Op, dtype: DType) -> f64 {
+pub(super) fn reference_seconds(data: &Data, op: Op, softcap: Option<f32>, dtype: DType) -> f64 {
     let sample_rows = ((1usize << 22) / data.cols).clamp(1, data.rows);
     let sample = Data {
         rows: sample_rows,
@@ -72,7 +72,8 @@ pub(super) fn reference_seconds(data: &Data, op: Op, dtype: DType) -> f64 {
         targets16: data.targets16[..sample_rows * data.cols].to_vec(),
         labels: data.labels[..sample_rows].to_vec(),
     };
-    let loss = sample.loss(op, dtype);
+    let mut loss = sample.loss(op, dtype);
+    loss.softcap = softcap;
     let t = Instant::now();
     let _ = xent::reference::compute(&loss, LogBase::Nats);
     t.elapsed().as_secs_f64() * data.rows as f64 / sample_rows as f64

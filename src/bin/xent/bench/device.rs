@@ -43,6 +43,7 @@ fn empty(device: &wgpu::Device, label: &str, bytes: u64) -> wgpu::Buffer {
 /// One dispatch's inputs as device buffers: what a kernel reads and writes.
 pub(super) struct Job {
     op: Op,
+    softcap: Option<f32>,
     dtype: DType,
     pub(super) rows: u64,
     cols: u64,
@@ -109,6 +110,7 @@ impl<'c> Bench<'c> {
         let in_bytes = rows * cols * elem * (1 + u64::from(b.is_some())) + if labels.is_some() { 4 * rows } else { 0 };
         Ok(Job {
             op: loss.op,
+            softcap: loss.softcap,
             dtype,
             rows,
             cols,
@@ -193,6 +195,7 @@ impl<'c> Bench<'c> {
             (DeviceLoss::new(op, batch(&job.a, units, COPY_COLS, DType::F32)), DeviceOutput::rows(&job.copy_out))
         } else {
             let mut loss = DeviceLoss::new(job.op, batch(&job.a, job.rows, job.cols, job.dtype));
+            loss.softcap = job.softcap;
             if let Some(b) = &job.b {
                 loss = loss.with_second(batch(b, job.rows, job.cols, job.dtype));
             }

@@ -44,6 +44,10 @@ pub struct BenchArgs {
     /// warm) against its kernel alone, at every shape and dtype (rows `ce e2e`).
     #[arg(long)]
     e2e: bool,
+    /// Also time every operation that reads logits with them soft-capped at C (rows
+    /// `OP+softcap`), beside the operation without it.
+    #[arg(long, value_name = "C")]
+    softcap: Option<f32>,
     /// Also time `ce` with this z-loss λ (rows `ce+z-loss`), beside `ce` without it.
     #[arg(long, value_name = "λ")]
     z_loss: Option<f32>,
@@ -59,12 +63,17 @@ pub struct BenchArgs {
 const LM_SHAPES: [(u64, u64); 3] = [(8192, 32768), (4096, 131_072), (1024, 262_144)];
 const DEFAULT_SHAPES: [(u64, u64); 5] = [(8192, 4096), (65536, 1000), (512, 65536), (1_048_576, 10), (64, 1_048_576)];
 
+/// One line's operation, and the soft-capping of its logits where it is timed with one.
+#[derive(Clone, Copy)]
+struct Variant {
+    op: Op,
+    softcap: Option<f32>,
+}
+
 /// The name of a line: the operation's, with the options timed beside its defaults.
-fn label(op: Op) -> String {
-    match op {
-        Op::CrossEntropy { z_loss, .. } if z_loss > 0.0 => format!("{op}+z-loss"),
-        op => op.to_string(),
-    }
+fn label(v: Variant) -> String {
+    let z = matches!(v.op, Op::CrossEntropy { z_loss, .. } if z_loss > 0.0);
+    format!("{}{}{}", v.op, if z { "+z-loss" } else { "" }, if v.softcap.is_some() { "+softcap" } else { "" })
 }
 
 fn parse_shape(s: &str) -> Result<(u64, u64), Failure> {
@@ -80,7 +89,7 @@ fn parse_shape(s: &str) -> Result<(u64, u64), Failure> {
 /// What to measure: the arguments parsed and checked.
 struct Grid {
     shapes: Vec<(u64, u64)>,
-    ops: Vec<Op>,
+    ops: Vec<Variant>,
     dtypes: Vec<DType>,
     iters: usize,
 }
@@ -119,6 +128,12 @@ impl Grid {
             let extra: Vec<Op> = ops.iter().filter_map(with_z).collect();
             ops.extend(extra);
         }
+        let mut ops: Vec<Variant> = ops.into_iter().map(|op| Variant { op, softcap: None }).collect();
+        if let Some(c) = args.softcap {
+            let capped: Vec<Variant> =
+                ops.iter().filter(|v| v.op.takes_softcap()).map(|v| Variant { softcap: Some(c), ..*v }).collect();
+            ops.extend(capped);
+        }
         let dtypes: Vec<DType> = match &args.dtypes[..] {
             [] => vec![DType::F32, DType::F16],
             list => list
@@ -156,8 +171,8 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
             let base = bench.job(&data.loss(Op::LogSumExp, dtype), dtype)?;
             bench.time(&base, Some(Baseline::Copy), 1)?;
             bench.check_copy(&base)?;
-            for &op in &grid.ops {
-                let line = measure(&bench, &data, &base, op, dtype, iters, &adapter)?;
+            for &variant in &grid.ops {
+                let line = measure(&bench, &data, &base, variant, dtype, iters, &adapter)?;
                 if args.json {
                     emit(&line)?;
                 } else {
@@ -188,18 +203,20 @@ fn measure(
     bench: &Bench,
     data: &Data,
     base: &Job,
-    op: Op,
+    variant: Variant,
     dtype: DType,
     iters: usize,
     adapter: &str,
 ) -> Result<Value, Failure> {
+    let op = variant.op;
     let naive = |job: &Job| -> Result<f64, Failure> {
         bench.time(job, Some(Baseline::Naive), 1)?;
         bench.time(job, Some(Baseline::Naive), iters)
     };
     let (rows, cols) = (data.rows as u64, data.cols as u64);
     let dname = if dtype == DType::F16 { "f16" } else { "f32" };
-    let loss = data.loss(op, dtype);
+    let mut loss = data.loss(op, dtype);
+    loss.softcap = variant.softcap;
     let job = bench.job(&loss, dtype)?;
     bench.time(&job, None, 1)?; // compile and warm up
     // the copy and the kernel alternate, run by run, so that the drift of a
@@ -218,9 +235,9 @@ fn measure(
     // the copy moves the logits' bytes; ops with two float inputs read twice that
     let copy_seconds =
         copy * (job.bytes - 4 * job.rows * job.out_per_row) as f64 / (rows * cols * dtype.size() as u64) as f64;
-    let cpu = reference_seconds(data, op, dtype);
+    let cpu = reference_seconds(data, op, variant.softcap, dtype);
     Ok(json!({
-        "op": label(op),
+        "op": label(variant),
         "rows": rows,
         "cols": cols,
         "dtype": dname,

@@ -39,11 +39,13 @@ pub struct Spec {
     pub class_weights: Option<Vec<f32>>,
     /// Label smoothing applied to probability targets as they are read.
     pub target_smoothing: f32,
+    /// `--softcap c`: the logits read as `c·tanh(x/c)`.
+    pub softcap: Option<f32>,
 }
 
 impl From<Op> for Spec {
     fn from(op: Op) -> Spec {
-        Spec { op, class_weights: None, target_smoothing: 0.0 }
+        Spec { op, class_weights: None, target_smoothing: 0.0, softcap: None }
     }
 }
 
@@ -52,6 +54,7 @@ pub struct Job {
     op: Op,
     class_weights: Option<Vec<f32>>,
     target_smoothing: f32,
+    softcap: Option<f32>,
     a: Input,
     b: Option<Input>,
     labels: Option<Input>,
@@ -108,7 +111,7 @@ impl Job {
                 a.name()
             )));
         }
-        let Spec { op, class_weights, target_smoothing } = spec;
+        let Spec { op, class_weights, target_smoothing, softcap } = spec;
         if !(0.0..=1.0).contains(&target_smoothing) {
             return Err(Failure::input(format!("--label-smoothing: {target_smoothing} is not in [0, 1]")));
         }
@@ -119,7 +122,21 @@ impl Job {
         let values_per_row = if op.writes_rows() { cols } else { 1 };
         let row_bytes = memory_row_bytes(&[Some(&a), b.as_ref()], labels.is_some(), half, values_per_row);
         let chunk_rows = common.chunk_rows.unwrap_or((CHUNK_BYTES / row_bytes).max(1));
-        let job = Job { op, class_weights, target_smoothing, a, b, labels, out, common, rows, cols, half, chunk_rows };
+        let job = Job {
+            op,
+            class_weights,
+            target_smoothing,
+            softcap,
+            a,
+            b,
+            labels,
+            out,
+            common,
+            rows,
+            cols,
+            half,
+            chunk_rows,
+        };
         // The scalar options (temperature, alpha, ignore index, weights' length), checked on no rows.
         let empty = Chunk {
             start: 0,
@@ -168,6 +185,7 @@ impl Job {
             c.labels.as_deref().map(Labels::I64).ok_or_else(|| Failure::machine("labels missing"))
         };
         let mut loss = Loss::new(self.op, a);
+        loss.softcap = self.softcap;
         if self.op.signature().second.is_some() {
             loss = loss.with_second(second()?);
         }
