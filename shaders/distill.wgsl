@@ -43,7 +43,7 @@ fn write_grad(slot: RowSlot, base: u32, st_t: RowStats, st_s: RowStats, st_ce: R
         if !ok {
             g = nan();
         }
-        store_grad(base + j, g * cap_chain(sj, FLAG_CAP_A));
+        store_grad(base + j, g * cap_chain(sj, CAP_A));
     }
 }
 

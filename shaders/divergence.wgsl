@@ -279,7 +279,7 @@ fn grad_q(slot: RowSlot, base: u32, sp: RowStats, p_ok: bool, sq: RowStats, q_ok
         let p = log_prob(load_a(base + j), p_logits, sp, p_ok);
         let yq = load_b(base + j);
         let q = log_prob(yq, true, sq, q_ok);
-        var g = c * (q.p * (total + z) - p.p) * cap_chain(yq, FLAG_CAP_B);
+        var g = c * (q.p * (total + z) - p.p) * cap_chain(yq, CAP_B);
         if p.bad || q.bad {
             g = nan();
         }
@@ -295,7 +295,7 @@ fn grad_p(slot: RowSlot, base: u32, sp: RowStats, p_ok: bool, h: f32) {
     for (var j = slot.lane; j < params.cols; j += LANES) {
         let x = load_a(base + j);
         let p = log_prob(x, true, sp, p_ok);
-        var g = -c * p.p * (p.logp + h) * cap_chain(x, FLAG_CAP_A);
+        var g = -c * p.p * (p.logp + h) * cap_chain(x, CAP_A);
         if p.zero {
             g = 0.0;
         }

@@ -88,7 +88,7 @@ fn write_grad(slot: RowSlot, base: u32, st: RowStats, ok: bool, label_state: u32
         } else if label_state == 2u || !ok {
             g = nan();
         }
-        store_grad(base + j, g * cap_chain(x, FLAG_CAP_A));
+        store_grad(base + j, g * cap_chain(x, CAP_A));
     }
 }
 

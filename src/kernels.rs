@@ -109,9 +109,10 @@ pub(crate) mod flags {
     pub(crate) const LABELS_I64: u32 = 512;
     /// Labels are u8: four to a word ([`crate::LabelType::U8`]).
     pub(crate) const LABELS_U8: u32 = 1024;
-    /// Input a is soft-capped logits ([`RowParams::softcap`](super::RowParams::softcap)).
+    /// Input a is soft-capped logits ([`RowParams::softcap`](super::RowParams::softcap)): the
+    /// host picks the pipeline with the `CAP_A` override by it.
     pub(crate) const CAP_A: u32 = 2048;
-    /// Input b is soft-capped logits.
+    /// Input b is soft-capped logits (the `CAP_B` override).
     pub(crate) const CAP_B: u32 = 4096;
 }
 
@@ -155,6 +156,9 @@ pub(crate) struct Reads {
     /// [`crate::plan::SHORT_COLS`] columns (the `EACH` override of
     /// shaders/common/row_reduce.wgsl).
     pub(crate) each: bool,
+    /// Inputs a and b soft-capped ([`flags::CAP_A`], [`flags::CAP_B`]; the `CAP_A` and `CAP_B`
+    /// overrides of shaders/common/load_each.wgsl): a kernel without compiles to the loads alone.
+    pub(crate) caps: (bool, bool),
 }
 
 type PipelineKey = (Kernel, DType, Reads, u32, u32, GradMode);
@@ -312,6 +316,8 @@ impl Kernels {
             ("GRAD_OF", f64::from(grad.of)),
             ("GRAD_IN_PLACE", f64::from(u8::from(grad.in_place))),
             ("EACH", f64::from(u8::from(reads.each))),
+            ("CAP_A", f64::from(u8::from(reads.caps.0))),
+            ("CAP_B", f64::from(u8::from(reads.caps.1))),
         ];
         // the reduction's workgroup size is a constant of its shader
         let constants: &[(&str, f64)] = if info.stage == Stage::Reduce { &[] } else { &row_constants };

@@ -17,35 +17,43 @@ fn load_input(of_b: bool, i: u32) -> f32 {
     return raw_a(i);
 }
 
-// The inputs as the kernels read them: soft-capped where the operation caps that input
-// (FLAG_CAP_A, FLAG_CAP_B: logits under `softcap`), else as the loader's raw_* read them.
+// Whether input a (b) is soft-capped logits (params.softcap): pipeline constants, so that
+// a kernel without soft-capping compiles to the loads alone.
+override CAP_A: bool = false;
+override CAP_B: bool = false;
+
+// The inputs as the kernels read them: soft-capped where the operation caps that input,
+// else as the loader's raw_* read them.
 fn load_a(i: u32) -> f32 {
-    return cap_if(raw_a(i), FLAG_CAP_A);
+    return cap_if(raw_a(i), CAP_A);
 }
 
 fn load_b(i: u32) -> f32 {
-    return cap_if(raw_b(i), FLAG_CAP_B);
+    return cap_if(raw_b(i), CAP_B);
 }
 
 fn load_a8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
-    return cap8_if(raw_a8(e, lo, hi), FLAG_CAP_A);
+    if CAP_A {
+        return cap8(raw_a8(e, lo, hi));
+    }
+    return raw_a8(e, lo, hi);
 }
 
 fn load_b8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
-    return cap8_if(raw_b8(e, lo, hi), FLAG_CAP_B);
+    if CAP_B {
+        return cap8(raw_b8(e, lo, hi));
+    }
+    return raw_b8(e, lo, hi);
 }
 
-fn cap_if(x: f32, flag: u32) -> f32 {
-    if has_flag(flag) {
+fn cap_if(x: f32, capped: bool) -> f32 {
+    if capped {
         return softcap(x);
     }
     return x;
 }
 
-fn cap8_if(x: array<f32, 8>, flag: u32) -> array<f32, 8> {
-    if !has_flag(flag) {
-        return x;
-    }
+fn cap8(x: array<f32, 8>) -> array<f32, 8> {
     return array<f32, 8>(
         softcap(x[0]), softcap(x[1]), softcap(x[2]), softcap(x[3]),
         softcap(x[4]), softcap(x[5]), softcap(x[6]), softcap(x[7]),
@@ -73,10 +81,10 @@ fn softcap(x: f32) -> f32 {
     return select(c * th, -c * th, x < 0.0);
 }
 
-// d softcap(x) / dx = 1 − tanh²(x/c) = 1 − (z/c)² of the capped value z, where `flag`
-// caps the input (the gradients are taken of the logits as stored).
-fn cap_chain(z: f32, flag: u32) -> f32 {
-    if !has_flag(flag) {
+// d softcap(x) / dx = 1 − tanh²(x/c) = 1 − (z/c)² of the capped value z, where the input
+// is capped (the gradients are taken of the logits as stored).
+fn cap_chain(z: f32, capped: bool) -> f32 {
+    if !capped {
         return 1.0;
     }
     let r = z / params.softcap;

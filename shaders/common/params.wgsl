@@ -27,7 +27,7 @@ struct RowParams {
     parts: u32,         // split rows (common/row_reduce.wgsl): parts per row
     part_cols: u32,     // and columns per part (even)
     z_loss: f32,        // cross-entropy: λ of λ·lse² (0: none)
-    softcap: f32,       // c of c·tanh(x/c) on the inputs FLAG_CAP_A / FLAG_CAP_B name
+    softcap: f32,       // c of c·tanh(x/c) on the inputs CAP_A / CAP_B name (common/load_each.wgsl)
     pad1: u32,
     pad2: u32,
 }
@@ -43,8 +43,6 @@ const FLAG_NEGATE: u32 = 128u;      // divergence: negate the result (entropy)
 const FLAG_HAS_B: u32 = 256u;       // divergence: input b is bound
 const FLAG_LABELS_I64: u32 = 512u;  // labels are i64 (two words, low first); neither: i32
 const FLAG_LABELS_U8: u32 = 1024u;  // labels are u8 (four to a word)
-const FLAG_CAP_A: u32 = 2048u;      // input a is soft-capped logits (params.softcap)
-const FLAG_CAP_B: u32 = 4096u;      // input b is soft-capped logits
 
 // status[0]: first row with a label outside [0, cols); status[1]: first row with a
 // value outside its domain (negative, NaN or +inf probability, target outside [0, 1]).

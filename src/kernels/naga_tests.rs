@@ -325,8 +325,6 @@ fn flag_bits_match_the_wgsl_constants() {
         ("FLAG_HAS_B", HAS_B),
         ("FLAG_LABELS_I64", LABELS_I64),
         ("FLAG_LABELS_U8", LABELS_U8),
-        ("FLAG_CAP_A", CAP_A),
-        ("FLAG_CAP_B", CAP_B),
         ("AUX_WORDS", super::AUX_WORDS),
     ] {
         assert_eq!(value(name), bit, "{name}");

@@ -315,8 +315,11 @@ fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Prep
     // a caller's buffer that ends inside the last vector of its data is read by words)
     // (kernels that write [rows, cols] view their output as vec4 too)
     let viewed = [Some(b.a.window.size), Some(b.b.window.size), info.writes_rows.then_some(b.out.window.size)];
-    let reads =
-        Reads { vec4: viewed.iter().flatten().all(|&s| s >= 16 && s % 16 == 0), each: read_cols < plan::SHORT_COLS };
+    let reads = Reads {
+        vec4: viewed.iter().flatten().all(|&s| s >= 16 && s % 16 == 0),
+        each: read_cols < plan::SHORT_COLS,
+        caps: (template.flags & flags::CAP_A != 0, template.flags & flags::CAP_B != 0),
+    };
     let pipeline = kernels.pipeline(kernel, dtype, reads, wg, lanes, grad)?;
     let params = RowParams {
         rows: rows as u32,
