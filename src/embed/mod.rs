@@ -18,11 +18,13 @@
 //! wgpu orders the passes of one encoder and of successive submissions, so many records
 //! may be queued before one submit.
 
+mod extras;
 mod inputs;
 mod recorder;
 mod validate;
 
+pub use extras::{Baseline, RecordExtras};
 pub use inputs::{
     DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, LabelType, Reduced,
 };
-pub use recorder::{Baseline, RecordExtras, Recorder};
+pub use recorder::Recorder;

@@ -45,9 +45,7 @@ pub fn gradient(loss: &Loss, reduction: Reduction) -> Result<Vec<f64>> {
     if let Some(capped) = super::softcap::capped(loss) {
         // of the logits as stored: the capped logits' gradient times d cap / dx
         let g = gradient(&capped.loss(loss), reduction)?;
-        let of_second = loss.op.grad_of().is_some_and(|name| Some(name) != Some(loss.op.signature().first.name));
-        let chain = super::softcap::chain(loss, of_second);
-        return Ok(g.iter().zip(chain).map(|(g, d)| g * d).collect());
+        return Ok(g.iter().zip(super::softcap::chain(loss)).map(|(g, d)| g * d).collect());
     }
     let reference = super::compute(loss, Default::default())?;
     let scale = match reduction {

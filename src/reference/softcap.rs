@@ -45,7 +45,8 @@ impl Capped {
 
 /// `d c·tanh(x/c) / dx` for each element of the input the gradient is of (all 1 where that
 /// input is not capped).
-pub(super) fn chain(loss: &Loss, of_second: bool) -> Vec<f64> {
+pub(super) fn chain(loss: &Loss) -> Vec<f64> {
+    let of_second = loss.op.grad_of().is_some_and(|name| name != loss.op.signature().first.name);
     let batch = if of_second { loss.inputs.second.as_ref() } else { Some(&loss.inputs.first) };
     let sig = loss.op.signature();
     let slot = if of_second { sig.second } else { Some(sig.first) };

@@ -11,6 +11,10 @@ use std::str::FromStr;
 
 use crate::error::{Error, Result};
 
+mod options;
+
+pub use options::{OptionInfo, OptionValue};
+
 /// How a distribution is given: as probabilities, or as logits whose softmax it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Form {
@@ -116,31 +120,6 @@ pub enum Domain {
     Unit,
 }
 
-/// The value of one option of an operation.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum OptionValue {
-    /// A number (a temperature, a weight, a factor).
-    Number(f32),
-    /// On or off.
-    Switch(bool),
-    /// A class index, or none.
-    Index(Option<i64>),
-    /// How the input of the same name is given.
-    Form(Form),
-}
-
-/// One option of an operation, as [`Op::options`] lists it: the command line makes its flag
-/// from the name (`label_smoothing` is `--label-smoothing`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct OptionInfo {
-    /// The library's name of the option.
-    pub name: &'static str,
-    /// Its value in this operation.
-    pub value: OptionValue,
-    /// What it does, in a line.
-    pub help: &'static str,
-}
-
 impl Op {
     /// Every operation, with its default options (the command line's defaults).
     pub const ALL: [Op; 10] = [
@@ -237,81 +216,6 @@ impl Op {
             Op::Distill { .. } => Some("student"),
             _ => None,
         }
-    }
-
-    /// What the operation computes, in a line (the command line's help).
-    pub fn summary(&self) -> &'static str {
-        match self {
-            Op::RowMax => "Row max and argmax.",
-            Op::LogSumExp => "Row-wise log-sum-exp: log Σ_j exp(L_ij).",
-            Op::Softmax { .. } => "Softmax (or log-softmax) of each row, written to --out as [rows, cols] f32.",
-            Op::CrossEntropy { .. } => "Softmax cross-entropy against integer labels or target probabilities.",
-            Op::CrossEntropyProbs { .. } => "Softmax cross-entropy against target probabilities.",
-            Op::KlDiv { .. } => "KL(P‖Q) = Σ_j P_ij log(P_ij / Q_ij) per row.",
-            Op::Entropy { .. } => "Entropy −Σ_j p_ij log p_ij per row.",
-            Op::BinaryCrossEntropy { .. } => "Binary cross-entropy, summed over each row's columns.",
-            Op::GaussianKl => "Gaussian (VAE) KL against N(0, 1): −½ Σ_j (1 + LV − MU² − exp(LV)).",
-            Op::Distill { .. } => "Distillation: α·τ²·KL(softmax(T/τ) ‖ softmax(S/τ)) + (1−α)·CE(S, y).",
-        }
-    }
-
-    /// The operation's options with their values here, in a fixed order.
-    pub fn options(&self) -> Vec<OptionInfo> {
-        use OptionValue::{Form as F, Index, Number, Switch};
-        let o = |name, value, help| OptionInfo { name, value, help };
-        match *self {
-            Op::RowMax | Op::LogSumExp | Op::GaussianKl => vec![],
-            Op::Softmax { temperature, log } => vec![
-                o("temperature", Number(temperature), "Divide the logits by T first."),
-                o("log", Switch(log), "Write log-softmax instead."),
-            ],
-            Op::CrossEntropy { ignore_index, label_smoothing, z_loss } => vec![
-                o(
-                    "ignore_index",
-                    Index(ignore_index),
-                    "Rows whose label is I count 0 and leave the mean's denominator.",
-                ),
-                o("label_smoothing", Number(label_smoothing), "Label smoothing s in [0, 1]."),
-                o("z_loss", Number(z_loss), "Adds λ·lse² to each row not ignored (PaLM's z-loss), λ ≥ 0."),
-            ],
-            Op::CrossEntropyProbs { z_loss } => {
-                vec![o("z_loss", Number(z_loss), "Adds λ·lse² to each row (PaLM's z-loss), λ ≥ 0.")]
-            }
-            Op::KlDiv { p, q } => vec![o("p", F(p), "How P is given."), o("q", F(q), "How Q is given.")],
-            Op::Entropy { p } => vec![o("p", F(p), "How P is given.")],
-            Op::BinaryCrossEntropy { input } => vec![o("input", F(input), "How the input is given.")],
-            Op::Distill { temperature, alpha } => vec![
-                o("temperature", Number(temperature), "Temperature τ."),
-                o("alpha", Number(alpha), "Weight α of the KL term."),
-            ],
-        }
-    }
-
-    /// Sets option `name` (one of [`Op::options`]) to `value`; the new value is checked as
-    /// [`Op::validate`] checks it.
-    pub fn set(&mut self, name: &str, value: OptionValue) -> Result<()> {
-        use OptionValue::{Form as F, Index, Number, Switch};
-        let op = self.name();
-        match (&mut *self, name, value) {
-            (Op::Softmax { temperature: t, .. } | Op::Distill { temperature: t, .. }, "temperature", Number(v)) => {
-                *t = v
-            }
-            (Op::Softmax { log, .. }, "log", Switch(v)) => *log = v,
-            (Op::CrossEntropy { ignore_index, .. }, "ignore_index", Index(v)) => *ignore_index = v,
-            (Op::CrossEntropy { label_smoothing, .. }, "label_smoothing", Number(v)) => *label_smoothing = v,
-            (Op::CrossEntropy { z_loss, .. } | Op::CrossEntropyProbs { z_loss }, "z_loss", Number(v)) => *z_loss = v,
-            (Op::KlDiv { p, .. } | Op::Entropy { p }, "p", F(v)) => *p = v,
-            (Op::KlDiv { q, .. }, "q", F(v)) => *q = v,
-            (Op::BinaryCrossEntropy { input }, "input", F(v)) => *input = v,
-            (Op::Distill { alpha, .. }, "alpha", Number(v)) => *alpha = v,
-            (_, name, value) => {
-                return Err(Error::Option {
-                    name: "option",
-                    detail: format!("{op} has no option {name} taking {value:?}"),
-                });
-            }
-        }
-        self.validate()
     }
 
     /// Checks the options, naming the one that is wrong.
@@ -490,67 +394,4 @@ impl<B: Copy, L: Copy, W: Copy> Task<B, L, W> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_name_parses_back_to_its_operation() {
-        for op in Op::ALL {
-            assert_eq!(op.to_string().parse::<Op>().unwrap(), op);
-        }
-        let e = "cross-entropy".parse::<Op>().unwrap_err().to_string();
-        assert!(e.contains("ce, ce-probs"), "{e}");
-    }
-
-    #[test]
-    fn every_option_sets_back_what_it_lists() {
-        for op in Op::ALL {
-            for info in op.options() {
-                let mut again = op;
-                again.set(info.name, info.value).unwrap();
-                assert_eq!(again, op, "{op}: {}", info.name);
-            }
-            let mut other = op;
-            assert!(other.set("frobnicate", OptionValue::Switch(true)).is_err());
-        }
-        let mut ce = Op::ALL[3];
-        ce.set("z_loss", OptionValue::Number(0.5)).unwrap();
-        assert!(matches!(ce, Op::CrossEntropy { z_loss: 0.5, .. }));
-        assert!(ce.set("z_loss", OptionValue::Switch(true)).is_err(), "a value of the wrong kind");
-    }
-
-    #[test]
-    fn options_are_checked_by_name() {
-        let bad = [
-            (Op::Softmax { temperature: 0.0, log: false }, "temperature"),
-            (Op::Distill { temperature: 1.0, alpha: 1.5 }, "alpha"),
-            (Op::CrossEntropy { ignore_index: None, label_smoothing: -0.1, z_loss: 0.0 }, "label_smoothing"),
-            (
-                Op::CrossEntropy { ignore_index: Some(i64::from(i32::MIN)), label_smoothing: 0.0, z_loss: 0.0 },
-                "ignore_index",
-            ),
-            (Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: -1e-4 }, "z_loss"),
-            (Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: f32::INFINITY }, "z_loss"),
-        ];
-        for (op, want) in bad {
-            match op.validate() {
-                Err(Error::Option { name, .. }) => assert_eq!(name, want),
-                other => panic!("{op:?}: {other:?}"),
-            }
-        }
-        assert!(Op::ALL.iter().all(|op| op.validate().is_ok()));
-    }
-
-    #[test]
-    fn missing_and_extra_inputs_are_named() {
-        let t: Task<u8, u8, u8> = Task::new(Op::GaussianKl, 0);
-        assert!(t.check_inputs().unwrap_err().to_string().contains("logvar"));
-        assert!(t.with_second(1).check_inputs().is_ok());
-        let ce: Task<u8, u8, u8> = Task::new(Op::ALL[3], 0);
-        assert!(ce.check_inputs().unwrap_err().to_string().contains("labels"));
-        assert!(ce.with_labels(1).with_weights(2).check_inputs().is_ok());
-        assert!(Task::<u8, u8, u8>::new(Op::LogSumExp, 0).with_labels(1).check_inputs().is_err());
-        let probs: Task<u8, u8, u8> = Task::new(Op::CrossEntropyProbs { z_loss: 0.0 }, 0).with_second(1);
-        assert_eq!(probs.kernel_inputs(), vec![("target", 1), ("logits", 0)]);
-    }
-}
+mod tests;
