@@ -3,7 +3,7 @@
 //! It picks an adapter (honouring `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`), opens a
 //! device with the adapter's own limits, installs the device-lost and uncaptured-error
 //! handlers (only on this device, which it created), and runs jobs on host slices in
-//! row chunks that fit the binding limit, recorded through its [`Recorder`](crate::Recorder).
+//! row chunks that fit the binding limit, recorded through its [`Recorder`].
 //! It may submit and block; the recorder itself never does.
 
 use std::sync::{Arc, Mutex};
