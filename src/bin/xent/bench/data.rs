@@ -22,15 +22,17 @@ pub(super) struct Data {
 }
 
 impl Data {
-    pub(super) fn new(rows: usize, cols: usize, seed: u64) -> Data {
+    /// Seeded inputs of `[rows, cols]`, and their f16 copies where `half` asks for them (an
+    /// f32-only grid holds half the memory at large shapes).
+    pub(super) fn new(rows: usize, cols: usize, seed: u64, half: bool) -> Data {
         let mut rng = Rng::new(seed);
         let n = rows * cols;
         let a: Vec<f32> = (0..n).map(|_| 4.0 * rng.unit()).collect();
         let b: Vec<f32> = (0..n).map(|_| 4.0 * rng.unit()).collect();
         let targets: Vec<f32> = (0..n).map(|_| 0.5 + 0.5 * rng.unit()).collect();
         let labels = (0..rows).map(|_| (rng.next() % cols as u64) as i32).collect();
-        let half = |v: &[f32]| v.iter().map(|&x| f16::from_f32(x)).collect();
-        Data { rows, cols, a16: half(&a), b16: half(&b), targets16: half(&targets), a, b, targets, labels }
+        let to_half = |v: &[f32]| if half { v.iter().map(|&x| f16::from_f32(x)).collect() } else { Vec::new() };
+        Data { rows, cols, a16: to_half(&a), b16: to_half(&b), targets16: to_half(&targets), a, b, targets, labels }
     }
 
     fn batch<'a>(&self, v32: &'a [f32], v16: &'a [f16], dtype: DType) -> Batch<'a> {
@@ -61,15 +63,18 @@ impl Data {
 /// Seconds of the f64 reference over all rows, timed on at most about 4M elements and scaled.
 pub(super) fn reference_seconds(data: &Data, op: Op, softcap: Option<f32>, dtype: DType) -> f64 {
     let sample_rows = ((1usize << 22) / data.cols).clamp(1, data.rows);
+    // the first rows (of the f16 copies too, where there are any)
+    let head = |v: &[f32]| v[..sample_rows * data.cols].to_vec();
+    let head16 = |v: &[f16]| v[..(sample_rows * data.cols).min(v.len())].to_vec();
     let sample = Data {
         rows: sample_rows,
         cols: data.cols,
-        a: data.a[..sample_rows * data.cols].to_vec(),
-        b: data.b[..sample_rows * data.cols].to_vec(),
-        a16: data.a16[..sample_rows * data.cols].to_vec(),
-        b16: data.b16[..sample_rows * data.cols].to_vec(),
-        targets: data.targets[..sample_rows * data.cols].to_vec(),
-        targets16: data.targets16[..sample_rows * data.cols].to_vec(),
+        a: head(&data.a),
+        b: head(&data.b),
+        a16: head16(&data.a16),
+        b16: head16(&data.b16),
+        targets: head(&data.targets),
+        targets16: head16(&data.targets16),
         labels: data.labels[..sample_rows].to_vec(),
     };
     let mut loss = sample.loss(op, dtype);

@@ -165,7 +165,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
     }
     let mut lines = Vec::new();
     for &(rows, cols) in &grid.shapes {
-        let data = Data::new(rows as usize, cols as usize, rows ^ cols);
+        let data = Data::new(rows as usize, cols as usize, rows ^ cols, grid.dtypes.contains(&DType::F16));
         for &dtype in &grid.dtypes {
             // the roofline: a copy of the logits' bytes, warmed up first
             let base = bench.job(&data.loss(Op::LogSumExp, dtype), dtype)?;
