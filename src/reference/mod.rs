@@ -107,14 +107,15 @@ pub fn compute(loss: &Loss, base: LogBase) -> Result<Reference> {
 /// mean's denominator is the z-loss's share of the mean. `None` for every other operation.
 pub fn z_terms(loss: &Loss, base: LogBase) -> Result<Option<Vec<f64>>> {
     loss.validate()?;
-    if let Some(capped) = softcap::capped(loss) {
-        return z_terms(&capped.loss(loss), base);
-    }
+    // decided before any capped copy is made: the command line asks for every chunk
     let (z_loss, ignore) = match loss.op {
         Op::CrossEntropy { z_loss, ignore_index, .. } if z_loss > 0.0 => (z_loss, ignore_index),
         Op::CrossEntropyProbs { z_loss } if z_loss > 0.0 => (z_loss, None),
         _ => return Ok(None),
     };
+    if let Some(capped) = softcap::capped(loss) {
+        return z_terms(&capped.loss(loss), base);
+    }
     let a = loss.primary();
     let terms = (0..a.rows)
         .map(|i| {
