@@ -1,21 +1,30 @@
 //! `xent bench` end to end: device timings over every pass of a kernel, split rows included.
 
+use std::process::Output;
+
 use assert_cmd::Command;
+
+/// Runs `xent bench` as `command` sets it up; `None` where there is no adapter and none is
+/// required (`XENT_REQUIRE_GPU` unset), so the test has nothing to check.
+fn bench(command: &mut Command) -> Option<Output> {
+    let out = command.output().unwrap();
+    let no_adapter = String::from_utf8_lossy(&out.stderr).contains("no adapter");
+    (!no_adapter || std::env::var("XENT_REQUIRE_GPU").is_ok()).then_some(out)
+}
 
 /// Under the GPU row layout, rows this long and this few are split into parts and merged
 /// (plan::row_parts): softmax records three passes, and only the first and last carry
 /// timestamp writes. Every operation must time, and each line is one JSON object.
 #[test]
 fn bench_times_split_rows() {
-    let out = Command::new(env!("CARGO_BIN_EXE_xent"))
-        .args(["bench", "--json", "--iters", "1", "--shapes", "8x16384", "--dtypes", "f32"])
-        .env("XENT_ROW_LAYOUT", "gpu")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if stderr.contains("no adapter") && std::env::var("XENT_REQUIRE_GPU").is_err() {
+    let Some(out) = bench(
+        Command::new(env!("CARGO_BIN_EXE_xent"))
+            .args(["bench", "--json", "--iters", "1", "--shapes", "8x16384", "--dtypes", "f32"])
+            .env("XENT_ROW_LAYOUT", "gpu"),
+    ) else {
         return;
-    }
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let ops: Vec<String> = stdout
@@ -34,11 +43,8 @@ fn bench_times_split_rows() {
 fn bench_into_a_closed_pipe_is_one_line_not_a_panic() {
     let bin = env!("CARGO_BIN_EXE_xent");
     let script = format!("'{bin}' bench --iters 1 --shapes 64x64,64x128 --dtypes f32 | head -n 1 > /dev/null");
-    let out = Command::new("sh").args(["-c", &script]).env("RUST_BACKTRACE", "1").output().unwrap();
+    let Some(out) = bench(Command::new("sh").args(["-c", &script]).env("RUST_BACKTRACE", "1")) else { return };
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if stderr.contains("no adapter") && std::env::var("XENT_REQUIRE_GPU").is_err() {
-        return;
-    }
     assert!(!stderr.contains("panicked") && !stderr.contains("internal error"), "{stderr}");
     assert!(stderr.lines().count() <= 1, "{stderr}");
 }
@@ -48,16 +54,15 @@ fn bench_into_a_closed_pipe_is_one_line_not_a_panic() {
 #[test]
 fn bench_end_to_end_and_the_lm_shapes() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_xent"))
-        .args(["bench", "--json", "--iters", "1", "--shapes", "300x77", "--dtypes", "f32,f16", "--ops", "ce"])
-        .args(["--e2e", "--z-loss", "1e-4"])
-        .env("TMPDIR", tmp.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if stderr.contains("no adapter") && std::env::var("XENT_REQUIRE_GPU").is_err() {
+    let Some(out) = bench(
+        Command::new(env!("CARGO_BIN_EXE_xent"))
+            .args(["bench", "--json", "--iters", "1", "--shapes", "300x77", "--dtypes", "f32,f16", "--ops", "ce"])
+            .args(["--e2e", "--z-loss", "1e-4"])
+            .env("TMPDIR", tmp.path()),
+    ) else {
         return;
-    }
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let lines: Vec<serde_json::Value> =
         String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
