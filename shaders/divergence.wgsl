@@ -21,34 +21,6 @@
 //     (cross-entropy's z-loss λ·lse_q² adds 2λ·lse_q·q_j)
 //   GRAD_OF = 1 (P's logits, entropy):              d/d x_pj = −p_j·(log p_j + H)
 
-struct LogProb {
-    p: f32,        // the probability (may underflow to 0 for logits)
-    logp: f32,     // its log, valid unless `zero`
-    zero: bool,    // exactly zero: a 0 probability or a -inf logit
-    bad: bool,     // NaN/+inf logits row, or an invalid probability
-}
-
-fn log_prob(x: f32, logits: bool, st: RowStats, row_ok: bool) -> LogProb {
-    let c = classify(x);
-    if logits {
-        if !row_ok {
-            return LogProb(0.0, 0.0, false, true);
-        }
-        if c == CLASS_NEG_INF {
-            return LogProb(0.0, 0.0, true, false);
-        }
-        let lp = log_softmax_of(st, x);
-        return LogProb(exp(lp), lp, false, false);
-    }
-    if c == CLASS_NAN || c == CLASS_POS_INF || x < 0.0 {
-        return LogProb(0.0, 0.0, false, true);
-    }
-    if x == 0.0 {
-        return LogProb(0.0, 0.0, true, false);
-    }
-    return LogProb(x, log(x), false, false);
-}
-
 @compute @workgroup_size(WG)
 fn divergence(inv: Invocation) {
     if !group_live(inv) { return; }

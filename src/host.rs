@@ -91,7 +91,9 @@ fn first_bad_value<'a>(loss: &Loss<'a>, row: usize) -> Option<String> {
     let given_probs = |d: Option<Dist<'a>>| d.filter(|d| !d.is_logits()).map(|d| *d.batch());
     let (probs, targets): (Vec<Batch>, Option<&Batch>) = match loss.op {
         Op::CrossEntropyProbs { .. } => (loss.secondary().copied().into_iter().collect(), None),
-        Op::KlDiv { .. } => ([given_probs(Some(p)), given_probs(q)].into_iter().flatten().collect(), None),
+        Op::KlDiv { .. } | Op::Jsd { .. } => {
+            ([given_probs(Some(p)), given_probs(q)].into_iter().flatten().collect(), None)
+        }
         Op::Entropy { .. } => (given_probs(Some(p)).into_iter().collect(), None),
         Op::BinaryCrossEntropy { .. } => (given_probs(Some(p)).into_iter().collect(), loss.secondary()),
         _ => return None,

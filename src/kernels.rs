@@ -57,7 +57,7 @@ pub(crate) struct RowParams {
     pub(crate) temperature: f32,
     /// Label smoothing `s`.
     pub(crate) smoothing: f32,
-    /// Distillation's `α`.
+    /// Distillation's `α`; the Jensen-Shannon divergence's `β`.
     pub(crate) alpha: f32,
     /// Factor on the values: 1 for nats, `1 / ln 2` for bits.
     pub(crate) out_scale: f32,

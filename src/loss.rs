@@ -270,7 +270,7 @@ impl<'a> Loss<'a> {
     pub(crate) fn dists(&self) -> (Dist<'a>, Option<Dist<'a>>) {
         let (a, b) = (self.inputs.first, self.inputs.second);
         match self.op {
-            Op::KlDiv { p, q } => (Dist::new(p, a), b.map(|b| Dist::new(q, b))),
+            Op::KlDiv { p, q } | Op::Jsd { p, q, .. } => (Dist::new(p, a), b.map(|b| Dist::new(q, b))),
             Op::Entropy { p } => (Dist::new(p, a), None),
             Op::BinaryCrossEntropy { input } => (Dist::new(input, a), None),
             _ => (Dist::Logits(a), None),

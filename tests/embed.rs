@@ -81,6 +81,15 @@ fn variants(op: Op) -> Vec<Case> {
             cases.push(Case::from(Op::KlDiv { p: Form::Probs, q: Form::Logits }).capped(2.0));
             cases
         }
+        Op::Jsd { .. } => {
+            let jsd = |p, beta, temperature| Case::from(Op::Jsd { p, q: Form::Logits, beta, temperature });
+            // P's probabilities hold exact zeros: the reverse KL (β = 1) of those rows is +inf
+            let mut cases = vec![jsd(Form::Probs, 0.0, 1.0), jsd(Form::Probs, 0.5, 1.0)];
+            cases.extend([0.0, 0.5, 1.0].map(|beta| jsd(Form::Logits, beta, 1.0)));
+            cases.extend([jsd(Form::Logits, 0.3, 2.0), jsd(Form::Logits, 0.3, 2.0).capped(2.0)]);
+            cases.extend([jsd(Form::Probs, 0.7, 0.5), jsd(Form::Probs, 0.7, 1.0).capped(2.0)]);
+            cases
+        }
         Op::Entropy { .. } => {
             let mut cases: Vec<Case> = forms.map(|p| Op::Entropy { p }.into()).to_vec();
             cases.push(Case::from(Op::Entropy { p: Form::Logits }).capped(2.0));

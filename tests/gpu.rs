@@ -102,6 +102,16 @@ fn variants(op: Op) -> Vec<Case> {
             cases.extend([cases[3].capped(30.0), cases[1].capped(3.0)]);
             cases
         }
+        Op::Jsd { .. } => {
+            // Liger-Kernel's ends (β = 0: forward KL, β = 1: reverse KL) and a mixture
+            let jsd = |p, q, beta, temperature| Case::of(Op::Jsd { p, q, beta, temperature });
+            let forms = [(Probs, Probs), (Logits, Probs), (Probs, Logits), (Logits, Logits)];
+            let mut cases = forms.map(|(p, q)| jsd(p, q, 0.5, 1.0)).to_vec();
+            cases.extend([0.0, 0.3, 1.0].map(|beta| jsd(Logits, Logits, beta, 2.0)));
+            cases.extend([jsd(Probs, Logits, 0.0, 1.0), jsd(Logits, Probs, 1.0, 0.5)]);
+            cases.extend([jsd(Logits, Logits, 0.3, 2.0).capped(30.0), jsd(Probs, Logits, 0.5, 1.0).capped(3.0)]);
+            cases
+        }
         Op::Entropy { .. } => {
             let cases = [Probs, Logits].map(|p| Case::of(Op::Entropy { p }));
             vec![cases[0], cases[1], cases[1].capped(3.0)]

@@ -172,6 +172,72 @@ fn softcap_matches_gemma_2() {
 }
 
 #[test]
+fn jsd_matches_liger_kernel() {
+    // Liger-Kernel's `LigerJSD(beta)` (src/liger_kernel/ops/jsd.py, `_jsd_kernel`) on the
+    // log-probabilities X = log_softmax(student), Y = log_softmax(teacher): per element
+    // β = 0: e^Y·(Y − X); β = 1: e^X·(X − Y); else β·P·Y + (1−β)·Q·X − M·log M with
+    // M = β·P + (1−β)·Q; its dX chained through log_softmax for the student's logits.
+    // Values from Python's math on those formulas, over the inputs rounded to f32.
+    let teacher = [1.0f32, 2.0, 0.5, -1.0];
+    let student = [0.3f32, -0.7, 2.2, 0.0];
+    let want = [
+        (0.0, 1.519918311298221, [-0.11050158108168905, -0.5676298506859291, 0.6242390091812562, 0.05389242258636183]),
+        (
+            0.5,
+            0.28370985366261764,
+            [-0.039766973675373345, -0.04926827204391136, 0.08557908050091871, 0.003456165218365991],
+        ),
+        (
+            1.0,
+            1.2051321521875464,
+            [-0.21423247463942954, -0.1624720968770247, 0.39221128435548325, -0.015506712839029269],
+        ),
+    ];
+    for (beta, value, grad) in want {
+        let op = Op::Jsd { p: Form::Logits, q: Form::Logits, beta, temperature: 1.0 };
+        let loss = Loss::new(op, batch(&teacher, 4)).with_second(batch(&student, 4));
+        assert_relative_eq!(compute(&loss, LogBase::Nats).unwrap().values[0], value, max_relative = 1e-12);
+        let g = xent::reference::gradient(&loss, xent::Reduction::Sum).unwrap();
+        for (g, w) in g.iter().zip(grad) {
+            assert_relative_eq!(*g, w, max_relative = 1e-10);
+        }
+    }
+    // at a temperature τ the logits are read as x/τ, and the gradient carries 1/τ
+    let halve = |v: &[f32]| v.iter().map(|x| x / 2.0).collect::<Vec<f32>>();
+    let (t2, s2) = (halve(&teacher), halve(&student));
+    let at = |temperature, t: &[f32], s: &[f32]| {
+        let op = Op::Jsd { p: Form::Logits, q: Form::Logits, beta: 0.3, temperature };
+        let loss = Loss::new(op, batch(t, 4)).with_second(batch(s, 4));
+        (
+            compute(&loss, LogBase::Nats).unwrap().values[0],
+            xent::reference::gradient(&loss, xent::Reduction::Sum).unwrap(),
+        )
+    };
+    let ((v2, g2), (v1, g1)) = (at(2.0, &teacher, &student), at(1.0, &t2, &s2));
+    assert_relative_eq!(v2, v1, max_relative = 1e-12);
+    for (a, b) in g2.iter().zip(&g1) {
+        assert_relative_eq!(*a, b / 2.0, max_relative = 1e-10);
+    }
+    // the mixture is symmetric under swapping P, Q and β, 1 − β; β outside [0, 1] is an option error
+    let p = [0.5f32, 0.25, 0.25, 0.0];
+    let q = [0.1f32, 0.2, 0.3, 0.4];
+    let probs = |beta, a: &[f32], b: &[f32]| {
+        let op = Op::Jsd { p: Form::Probs, q: Form::Probs, beta, temperature: 1.0 };
+        compute(&Loss::new(op, batch(a, 4)).with_second(batch(b, 4)), LogBase::Nats)
+    };
+    assert_relative_eq!(
+        probs(0.3, &p, &q).unwrap().values[0],
+        probs(0.7, &q, &p).unwrap().values[0],
+        max_relative = 1e-12
+    );
+    // KL(P‖Q) at β = 0 with a zero in P; KL(Q‖P) at β = 1 is +inf where P is 0 and Q is not
+    let kl: f64 = [(0.5, 0.1), (0.25, 0.2), (0.25, 0.3)].iter().map(|&(a, b): &(f64, f64)| a * (a / b).ln()).sum();
+    assert_relative_eq!(probs(0.0, &p, &q).unwrap().values[0], kl, max_relative = 1e-6);
+    assert_eq!(probs(1.0, &p, &q).unwrap().values[0], f64::INFINITY);
+    assert!(matches!(probs(1.5, &p, &q), Err(Error::Option { name: "beta", .. })));
+}
+
+#[test]
 fn ignored_rows_leave_the_mean() {
     let x = [1.0f32, 2.0, 3.0, 0.5, 0.5, 0.5];
     let y = [2i32, -100];

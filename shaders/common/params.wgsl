@@ -19,7 +19,7 @@ struct RowParams {
     inv_temperature: f32,
     temperature: f32,
     smoothing: f32,
-    alpha: f32,
+    alpha: f32,         // distillation: α; jsd: β
     out_scale: f32,     // 1 for nats, 1/ln 2 for bits
     grad_base: u32,     // gradient output (common/grad.wgsl)
     grad_scale: f32,

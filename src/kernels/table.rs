@@ -258,6 +258,8 @@ kernel_table! {
     Divergence => row("divergence", F::Divergence, &[PARAMS, IN_A, IN_B, OUT_ROWS, OUT_AUX, STATUS, GRAD])
         .with_grad()
         .split_logits_into(&[DivergencePart, DivergenceMerge]),
+    /// The generalized Jensen-Shannon divergence (shaders/jsd.wgsl): whole rows, never split.
+    Jsd => row("jsd", F::Jsd, &[PARAMS, IN_A, IN_B, OUT_ROWS, STATUS, GRAD]).with_grad(),
     /// Binary cross-entropy (shaders/binary_xent.wgsl).
     BinaryXent => row("binary_xent", F::BinaryXent, &[PARAMS, IN_A, IN_B, OUT_ROWS, STATUS, GRAD])
         .with_grad()

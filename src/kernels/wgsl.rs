@@ -30,6 +30,8 @@ pub(crate) enum Family {
     SoftmaxXent,
     /// shaders/divergence.wgsl
     Divergence,
+    /// shaders/jsd.wgsl
+    Jsd,
     /// shaders/binary_xent.wgsl
     BinaryXent,
     /// shaders/gaussian_kl.wgsl
@@ -61,6 +63,7 @@ impl Family {
             Family::Softmax => include_str!("../../shaders/softmax.wgsl"),
             Family::SoftmaxXent => include_str!("../../shaders/softmax_xent.wgsl"),
             Family::Divergence => include_str!("../../shaders/divergence.wgsl"),
+            Family::Jsd => include_str!("../../shaders/jsd.wgsl"),
             Family::BinaryXent => include_str!("../../shaders/binary_xent.wgsl"),
             Family::GaussianKl => include_str!("../../shaders/gaussian_kl.wgsl"),
             Family::Distill => include_str!("../../shaders/distill.wgsl"),

@@ -65,6 +65,20 @@ pub enum Op {
         /// How Q (the second input, the one with a gradient) is given.
         q: Form,
     },
+    /// The generalized Jensen-Shannon divergence `JSD_β(P‖Q) = β·KL(P‖M) + (1−β)·KL(Q‖M)`,
+    /// `M = β·P + (1−β)·Q`, with Liger-Kernel's conventions at the ends: `β = 0` is the
+    /// forward `KL(P‖Q)`, `β = 1` the reverse `KL(Q‖P)`. P is the teacher, Q the student
+    /// (the input with a gradient).
+    Jsd {
+        /// How P (the first input) is given.
+        p: Form,
+        /// How Q (the second input) is given.
+        q: Form,
+        /// `β` in [0, 1]: the weight of P in the mixture.
+        beta: f32,
+        /// `τ > 0`: inputs given as logits are read as `softmax(x/τ)`.
+        temperature: f32,
+    },
     /// `H(P) = −Σ_j p_ij log p_ij`.
     Entropy {
         /// How P is given.
@@ -122,13 +136,14 @@ pub enum Domain {
 
 impl Op {
     /// Every operation, with its default options (the command line's defaults).
-    pub const ALL: [Op; 10] = [
+    pub const ALL: [Op; 11] = [
         Op::RowMax,
         Op::LogSumExp,
         Op::Softmax { temperature: 1.0, log: false },
         Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 },
         Op::CrossEntropyProbs { z_loss: 0.0 },
         Op::KlDiv { p: Form::Logits, q: Form::Logits },
+        Op::Jsd { p: Form::Logits, q: Form::Logits, beta: 0.5, temperature: 1.0 },
         Op::Entropy { p: Form::Logits },
         Op::BinaryCrossEntropy { input: Form::Logits },
         Op::GaussianKl,
@@ -145,6 +160,7 @@ impl Op {
             Op::CrossEntropy { .. } => "ce",
             Op::CrossEntropyProbs { .. } => "ce-probs",
             Op::KlDiv { .. } => "kl",
+            Op::Jsd { .. } => "jsd",
             Op::Entropy { .. } => "entropy",
             Op::BinaryCrossEntropy { .. } => "bce",
             Op::GaussianKl => "gaussian-kl",
@@ -163,7 +179,7 @@ impl Op {
             Op::RowMax | Op::LogSumExp | Op::Softmax { .. } => one(slot("logits", Logits)),
             Op::CrossEntropy { .. } => Signature { labels: true, weights: true, ..one(slot("logits", Logits)) },
             Op::CrossEntropyProbs { .. } => two(slot("logits", Logits), slot("target", Probs)),
-            Op::KlDiv { p, q } => two(form("p", p), form("q", q)),
+            Op::KlDiv { p, q } | Op::Jsd { p, q, .. } => two(form("p", p), form("q", q)),
             Op::Entropy { p } => one(form("p", p)),
             Op::BinaryCrossEntropy { input } => {
                 let first = if input == Form::Logits { slot("input", Logits) } else { slot("input", Unit) };
@@ -184,7 +200,7 @@ impl Op {
     pub fn takes_softcap(&self) -> bool {
         match *self {
             Op::BinaryCrossEntropy { .. } | Op::GaussianKl => false,
-            Op::KlDiv { p, q } => p == Form::Logits || q == Form::Logits,
+            Op::KlDiv { p, q } | Op::Jsd { p, q, .. } => p == Form::Logits || q == Form::Logits,
             Op::Entropy { p } => p == Form::Logits,
             _ => true,
         }
@@ -210,7 +226,7 @@ impl Op {
     pub fn grad_of(&self) -> Option<&'static str> {
         match self {
             Op::CrossEntropy { .. } | Op::CrossEntropyProbs { .. } => Some("logits"),
-            Op::KlDiv { q: Form::Logits, .. } => Some("q"),
+            Op::KlDiv { q: Form::Logits, .. } | Op::Jsd { q: Form::Logits, .. } => Some("q"),
             Op::Entropy { p: Form::Logits } => Some("p"),
             Op::BinaryCrossEntropy { input: Form::Logits } => Some("input"),
             Op::Distill { .. } => Some("student"),
@@ -222,7 +238,7 @@ impl Op {
     pub fn validate(&self) -> Result<()> {
         let option = |name, detail| Err(Error::Option { name, detail });
         match *self {
-            Op::Softmax { temperature, .. } | Op::Distill { temperature, .. }
+            Op::Softmax { temperature, .. } | Op::Distill { temperature, .. } | Op::Jsd { temperature, .. }
                 if !(temperature.is_finite() && temperature > 0.0) =>
             {
                 option("temperature", format!("{temperature} is not a positive finite number"))
@@ -230,6 +246,7 @@ impl Op {
             Op::Distill { alpha, .. } if !(0.0..=1.0).contains(&alpha) => {
                 option("alpha", format!("{alpha} is not in [0, 1]"))
             }
+            Op::Jsd { beta, .. } if !(0.0..=1.0).contains(&beta) => option("beta", format!("{beta} is not in [0, 1]")),
             Op::CrossEntropy { label_smoothing: s, .. } if !(0.0..=1.0).contains(&s) => {
                 option("label_smoothing", format!("{s} is not in [0, 1]"))
             }

@@ -39,6 +39,9 @@ impl Op {
             Op::CrossEntropy { .. } => "Softmax cross-entropy against integer labels or target probabilities.",
             Op::CrossEntropyProbs { .. } => "Softmax cross-entropy against target probabilities.",
             Op::KlDiv { .. } => "KL(P‖Q) = Σ_j P_ij log(P_ij / Q_ij) per row.",
+            Op::Jsd { .. } => {
+                "Generalized Jensen-Shannon divergence β·KL(P‖M) + (1−β)·KL(Q‖M), M = β·P + (1−β)·Q, per row."
+            }
             Op::Entropy { .. } => "Entropy −Σ_j p_ij log p_ij per row.",
             Op::BinaryCrossEntropy { .. } => "Binary cross-entropy, summed over each row's columns.",
             Op::GaussianKl => "Gaussian (VAE) KL against N(0, 1): −½ Σ_j (1 + LV − MU² − exp(LV)).",
@@ -69,6 +72,12 @@ impl Op {
                 vec![o("z_loss", Number(z_loss), "Adds λ·lse² to each row (PaLM's z-loss), λ ≥ 0.")]
             }
             Op::KlDiv { p, q } => vec![o("p", F(p), "How P is given."), o("q", F(q), "How Q is given.")],
+            Op::Jsd { p, q, beta, temperature } => vec![
+                o("p", F(p), "How P is given."),
+                o("q", F(q), "How Q is given."),
+                o("beta", Number(beta), "Weight β of P in M, in [0, 1] (0: KL(P‖Q), 1: KL(Q‖P))."),
+                o("temperature", Number(temperature), "Read logits as softmax(x/τ)."),
+            ],
             Op::Entropy { p } => vec![o("p", F(p), "How P is given.")],
             Op::BinaryCrossEntropy { input } => vec![o("input", F(input), "How the input is given.")],
             Op::Distill { temperature, alpha } => vec![
@@ -84,15 +93,20 @@ impl Op {
         use OptionValue::{Form as F, Index, Number, Switch};
         let op = self.name();
         match (&mut *self, name, value) {
-            (Op::Softmax { temperature: t, .. } | Op::Distill { temperature: t, .. }, "temperature", Number(v)) => {
-                *t = v
-            }
+            (
+                Op::Softmax { temperature: t, .. }
+                | Op::Distill { temperature: t, .. }
+                | Op::Jsd { temperature: t, .. },
+                "temperature",
+                Number(v),
+            ) => *t = v,
             (Op::Softmax { log, .. }, "log", Switch(v)) => *log = v,
             (Op::CrossEntropy { ignore_index, .. }, "ignore_index", Index(v)) => *ignore_index = v,
             (Op::CrossEntropy { label_smoothing, .. }, "label_smoothing", Number(v)) => *label_smoothing = v,
             (Op::CrossEntropy { z_loss, .. } | Op::CrossEntropyProbs { z_loss }, "z_loss", Number(v)) => *z_loss = v,
-            (Op::KlDiv { p, .. } | Op::Entropy { p }, "p", F(v)) => *p = v,
-            (Op::KlDiv { q, .. }, "q", F(v)) => *q = v,
+            (Op::KlDiv { p, .. } | Op::Jsd { p, .. } | Op::Entropy { p }, "p", F(v)) => *p = v,
+            (Op::KlDiv { q, .. } | Op::Jsd { q, .. }, "q", F(v)) => *q = v,
+            (Op::Jsd { beta, .. }, "beta", Number(v)) => *beta = v,
             (Op::BinaryCrossEntropy { input }, "input", F(v)) => *input = v,
             (Op::Distill { alpha, .. }, "alpha", Number(v)) => *alpha = v,
             (_, name, value) => {

@@ -6,7 +6,7 @@ use super::RowJob;
 use crate::kernels::{Kernel, flags};
 use crate::loss::{Batch, Dist};
 
-fn side_flags(p: &Dist, q: Option<&Dist>) -> u32 {
+pub(super) fn side_flags(p: &Dist, q: Option<&Dist>) -> u32 {
     let mut f = if p.is_logits() { flags::P_LOGITS } else { 0 };
     if let Some(q) = q {
         f |= flags::HAS_B;

@@ -6,6 +6,7 @@ mod binary_xent;
 mod distill;
 mod divergence;
 mod gaussian_kl;
+mod jsd;
 mod row_stats;
 mod softmax;
 mod softmax_xent;
@@ -104,6 +105,7 @@ pub(crate) fn job<'a>(loss: &Loss<'a>, base: LogBase) -> Result<RowJob<'a>> {
             job
         }
         Op::KlDiv { .. } => divergence::kl_div(p, q.ok_or_else(|| missing("q"))?),
+        Op::Jsd { beta, temperature, .. } => jsd::job(p, q.ok_or_else(|| missing("q"))?, beta, temperature),
         Op::Entropy { .. } => divergence::entropy(p),
         Op::BinaryCrossEntropy { .. } => binary_xent::job(p, b()?),
         Op::GaussianKl => gaussian_kl::job(a, b()?),

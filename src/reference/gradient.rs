@@ -5,6 +5,7 @@
 //! - cross-entropy, labels: `(1−s)·w_y·(p − onehot(y)) + (s/K)·(W·p − w)`, `W = Σ_k w_k`,
 //!   0 on ignored rows;
 //! - cross-entropy with probability targets and KL(P‖Q) with Q as logits: `q·Σ_k P_k − P`;
+//! - the Jensen-Shannon divergence with Q as logits: see `jsd::gradient`;
 //! - entropy from logits: `−p·(log p + H)`;
 //! - BCE from logits: `σ(x) − t`;
 //! - distillation (student): `α·τ·(q − p) + (1−α)·(softmax(s) − onehot(y))`, with
@@ -78,6 +79,10 @@ pub fn gradient(loss: &Loss, reduction: Reduction) -> Result<Vec<f64>> {
                 g.extend(qr.iter().zip(&pr).map(|(q, p)| q * mass - p));
             }
         }
+        Op::Jsd { q: Form::Logits, beta, temperature, .. } => {
+            let (p, q) = loss.dists();
+            super::jsd::gradient(&p, &q.unwrap_or(p), beta, temperature, &mut g)?
+        }
         Op::Entropy { p: Form::Logits } => {
             for i in 0..x.rows {
                 let h = reference.values[i];
@@ -114,7 +119,7 @@ pub fn gradient(loss: &Loss, reduction: Reduction) -> Result<Vec<f64>> {
         _ => {
             return Err(Error::Option {
                 name: "grad",
-                detail: "this operation has no gradient here: cross-entropy, KL with Q as logits, entropy, \
+                detail: "this operation has no gradient here: cross-entropy, KL and JSD with Q as logits, entropy, \
                          BCE and distillation from logits have one"
                     .into(),
             });

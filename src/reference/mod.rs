@@ -10,6 +10,7 @@ mod distill;
 mod divergence;
 mod gaussian_kl;
 mod gradient;
+mod jsd;
 mod logsumexp;
 mod row_max;
 mod softcap;
@@ -90,6 +91,7 @@ pub fn compute(loss: &Loss, base: LogBase) -> Result<Reference> {
         Op::CrossEntropy { .. } => softmax_xent::softmax_xent(a, &labels, &loss.ce_options())?,
         Op::CrossEntropyProbs { z_loss } => softmax_xent::softmax_xent_probs(a, b, z_loss)?,
         Op::KlDiv { .. } => divergence::kl_div(&p, &q.unwrap_or(p))?,
+        Op::Jsd { beta, temperature, .. } => jsd::jsd(&p, &q.unwrap_or(p), beta, temperature)?,
         Op::Entropy { .. } => divergence::entropy(&p)?,
         Op::BinaryCrossEntropy { .. } => binary_xent::binary_xent(&p, b)?,
         Op::GaussianKl => gaussian_kl::gaussian_kl(a, b),
