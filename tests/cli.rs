@@ -282,6 +282,22 @@ fn every_command_matches_the_reference() {
         let (qa, qb) = if q == Form::Logits { (&o, bo) } else { (&qq, bq) };
         check(&f, name, &["kl", pf, pa, qf, qa], &Loss::new(Op::KlDiv { p, q }, pb).with_second(qb), nats);
     }
+    for (pf, qf, p, q, beta, name) in [
+        ("--p", "--q", Form::Probs, Form::Probs, "0.5", "jsd-pp"),
+        ("--p-logits", "--q", Form::Logits, Form::Probs, "1", "jsd-lp"),
+        ("--p", "--q-logits", Form::Probs, Form::Logits, "0", "jsd-pl"),
+        ("--p-logits", "--q-logits", Form::Logits, Form::Logits, "0.3", "jsd-ll"),
+    ] {
+        let (pa, pb) = if p == Form::Logits { (&l, bl) } else { (&pp, bp) };
+        let (qa, qb) = if q == Form::Logits { (&o, bo) } else { (&qq, bq) };
+        let op = Op::Jsd { p, q, beta: beta.parse().unwrap(), temperature: 1.5 };
+        let args = ["jsd", pf, pa, qf, qa, "--beta", beta, "--temperature", "1.5"];
+        check(&f, name, &args, &Loss::new(op, pb).with_second(qb), nats);
+    }
+    let jsd = Loss::new(Op::Jsd { p: Form::Logits, q: Form::Logits, beta: 0.5, temperature: 1.0 }, bl).with_second(bo);
+    check(&f, "jsd-defaults", &["jsd", "--p-logits", &l, "--q-logits", &o], &jsd, nats);
+    let capped = &["jsd", "--p-logits", &l, "--q-logits", &o, "--softcap", "2", "--base", "2"];
+    check(&f, "jsd-softcap-bits", capped, &jsd.with_softcap(2.0), LogBase::Bits);
     check(&f, "entropy-p", &["entropy", "--probs", &pp], &Loss::new(Op::Entropy { p: Form::Probs }, bp), nats);
     check(
         &f,
@@ -646,9 +662,10 @@ fn one_dimensional_logits_are_one_column() {
 fn chunked_runs_are_bit_identical_to_one_chunk() {
     let f = Files::new();
     let Pair { l, o, y, .. } = pair(&f, 15, 1001, 37, 8.0);
-    let jobs: [Vec<&str>; 3] = [
+    let jobs: [Vec<&str>; 4] = [
         vec!["ce", "--logits", &l, "--labels", &y],
         vec!["kl", "--p-logits", &l, "--q-logits", &o],
+        vec!["jsd", "--p-logits", &l, "--q-logits", &o, "--beta", "0.3"],
         vec!["softmax", "--logits", &l, "--log"],
     ];
     for device in devices() {
@@ -723,6 +740,10 @@ fn bad_input_exits_2_with_one_line_and_no_output_file() {
         (vec!["kl", "--p", &neg_p, "--q", &good_p], "row 2"),
         (vec!["kl", "--p", &good_p, "--q", &neg_p], "row 2"),
         (vec!["entropy", "--probs", &neg_p], "row 2"),
+        (vec!["jsd", "--p", &good_p, "--q", &neg_p], "row 2"),
+        (vec!["jsd", "--p", &good_p, "--q", &good_p, "--beta", "1.5"], "--beta"),
+        (vec!["jsd", "--p-logits", &l, "--q-logits", &l, "--temperature", "-1"], "--temperature"),
+        (vec!["jsd", "--p", &good_p, "--q", &good_p, "--softcap", "3"], "--softcap"),
         (vec!["bce", "--probs", &neg_p, "--labels", &good_p], "row 2"),
         (vec!["ce", "--logits", &l, "--labels", &y, "--frobnicate"], "--frobnicate"),
         (vec!["ce", "--logits", &l], "--labels"),

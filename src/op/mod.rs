@@ -369,7 +369,7 @@ impl<B: Copy, L: Copy, W: Copy> Task<B, L, W> {
                 return Err(Error::Option {
                     name: "softcap",
                     detail: format!(
-                        "{} reads no logits to cap; soft-capping applies to lse, softmax, ce, kl, entropy and \
+                        "{} reads no logits to cap; soft-capping applies to lse, softmax, ce, kl, jsd, entropy and \
                          distill from logits",
                         self.op
                     ),
