@@ -8,6 +8,7 @@ mod error;
 mod host;
 mod kernels;
 mod loss;
+pub mod metrics;
 #[cfg(feature = "cli")]
 pub mod npy;
 mod op;

@@ -12,6 +12,7 @@ mod gaussian_kl;
 mod gradient;
 mod jsd;
 mod logsumexp;
+mod metrics;
 mod row_max;
 mod softcap;
 mod softmax;
@@ -22,6 +23,7 @@ use crate::loss::{Batch, Labels, LogBase, Loss, Reduction};
 use crate::op::Op;
 
 pub use gradient::gradient;
+pub use metrics::row_evals;
 
 /// Per-row results of the reference.
 #[derive(Clone, Debug, Default)]

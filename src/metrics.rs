@@ -1,0 +1,226 @@
+//! The evaluation report of cross-entropy with labels: top-k accuracy, calibration (the
+//! expected and maximum calibration errors over equal-width bins of the top-1 confidence),
+//! the multiclass Brier score and per-class support and recall.
+//!
+//! The kernels (or the reference) give what each row contributes, a [`RowEval`]; a
+//! [`Metrics`] adds rows up in counts and sums, in row order, so the result does not
+//! depend on how rows were chunked, and two results of disjoint shards merge exactly
+//! ([`Metrics::merge`]: counts add, sums add in f64).
+
+use crate::error::{Error, Result};
+
+/// What one row (not ignored) contributes to the report.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RowEval {
+    /// The row's label, a class in `[0, cols)`.
+    pub label: u32,
+    /// Classes ranked above the label: those with a greater logit, and those with an
+    /// equal one at a lower index (the tie rule of the argmax). `u32::MAX` on a NaN row,
+    /// which counts as wrong for every k.
+    pub rank: u32,
+    /// The argmax (the predicted class).
+    pub prediction: u32,
+    /// The top-1 confidence `max_j p_j = exp(max − lse)`; NaN on a NaN row.
+    pub confidence: f32,
+    /// `Σ_j (p_j − [j = y])²`; NaN on a NaN row.
+    pub brier: f32,
+}
+
+/// What to report: the k of top-k accuracy, the calibration bins, and whether per class.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsSpec {
+    /// Each k of top-k accuracy (at least 1).
+    pub top_k: Vec<u32>,
+    /// Equal-width bins of the confidence, `[k/B, (k+1)/B)` with 1.0 in the last.
+    pub bins: u32,
+    /// Count support, hits and predictions per class (`classes` long).
+    pub per_class: bool,
+    /// Classes (the logits' columns).
+    pub classes: u32,
+}
+
+/// One confidence bin: its rows, those whose top-1 prediction was right, and the sum of
+/// their confidences.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Bin {
+    /// Rows whose confidence falls in the bin.
+    pub count: u64,
+    /// Those whose top-1 prediction is the label.
+    pub correct: u64,
+    /// The sum of their confidences.
+    pub confidence_sum: f64,
+}
+
+/// One class's counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ClassCounts {
+    /// Rows labelled with the class.
+    pub support: u64,
+    /// Those predicted right (top-1).
+    pub correct: u64,
+    /// Rows predicted as the class.
+    pub predicted: u64,
+    /// The sum of the confidences of those predictions.
+    pub predicted_confidence_sum: f64,
+}
+
+/// The report's counts and sums over the rows added so far.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Metrics {
+    /// What is reported.
+    pub spec: MetricsSpec,
+    /// Rows added (rows not ignored).
+    pub rows: u64,
+    /// Per k of [`MetricsSpec::top_k`], the rows whose rank is under k.
+    pub hits: Vec<u64>,
+    /// The calibration bins.
+    pub bins: Vec<Bin>,
+    /// Rows whose confidence is NaN (NaN rows): in no bin; they make ECE and MCE NaN.
+    pub nan_rows: u64,
+    /// The sum of the rows' Brier terms.
+    pub brier_sum: f64,
+    /// Per-class counts, where asked for.
+    pub classes: Option<Vec<ClassCounts>>,
+}
+
+impl Metrics {
+    /// An empty report of `spec`; the per-class arrays are allocated here, and a failure
+    /// to allocate them is an error, not an abort.
+    pub fn new(spec: MetricsSpec) -> Result<Metrics> {
+        if spec.bins == 0 || spec.top_k.contains(&0) {
+            return Err(Error::Option { name: "metrics", detail: "top-k needs k ≥ 1 and calibration a bin".into() });
+        }
+        let classes = match spec.per_class {
+            true => {
+                let mut v = Vec::new();
+                v.try_reserve_exact(spec.classes as usize).map_err(|_| {
+                    Error::TooLarge(format!("per-class counts of {} classes do not fit in memory", spec.classes))
+                })?;
+                v.resize(spec.classes as usize, ClassCounts::default());
+                Some(v)
+            }
+            false => None,
+        };
+        let (hits, bins) = (vec![0; spec.top_k.len()], vec![Bin::default(); spec.bins as usize]);
+        Ok(Metrics { spec, rows: 0, hits, bins, nan_rows: 0, brier_sum: 0.0, classes })
+    }
+
+    /// The bin of a (non-NaN) confidence.
+    pub fn bin_of(&self, confidence: f32) -> usize {
+        let b = self.spec.bins as usize;
+        ((f64::from(confidence) * b as f64).floor().max(0.0) as usize).min(b - 1)
+    }
+
+    /// Adds one row.
+    pub fn push(&mut self, r: &RowEval) {
+        self.rows += 1;
+        for (hit, &k) in self.hits.iter_mut().zip(&self.spec.top_k) {
+            *hit += u64::from(r.rank < k);
+        }
+        self.brier_sum += f64::from(r.brier);
+        let correct = r.rank == 0;
+        if r.confidence.is_nan() {
+            self.nan_rows += 1;
+        } else {
+            let at = self.bin_of(r.confidence);
+            let bin = &mut self.bins[at];
+            bin.count += 1;
+            bin.correct += u64::from(correct);
+            bin.confidence_sum += f64::from(r.confidence);
+        }
+        if let Some(classes) = &mut self.classes {
+            if let Some(c) = classes.get_mut(r.label as usize) {
+                c.support += 1;
+                c.correct += u64::from(correct);
+            }
+            if let Some(c) = classes.get_mut(r.prediction as usize).filter(|_| !r.confidence.is_nan()) {
+                c.predicted += 1;
+                c.predicted_confidence_sum += f64::from(r.confidence);
+            }
+        }
+    }
+
+    /// Adds the rows of `other`, a report of the same spec over other rows.
+    pub fn merge(&mut self, other: &Metrics) -> Result<()> {
+        if other.spec != self.spec {
+            return Err(Error::Option {
+                name: "metrics",
+                detail: "the reports to merge were made with different --top-k, --bins or classes".into(),
+            });
+        }
+        self.rows += other.rows;
+        self.hits.iter_mut().zip(&other.hits).for_each(|(a, b)| *a += b);
+        for (a, b) in self.bins.iter_mut().zip(&other.bins) {
+            a.count += b.count;
+            a.correct += b.correct;
+            a.confidence_sum += b.confidence_sum;
+        }
+        self.nan_rows += other.nan_rows;
+        self.brier_sum += other.brier_sum;
+        if let (Some(a), Some(b)) = (&mut self.classes, &other.classes) {
+            for (a, b) in a.iter_mut().zip(b) {
+                a.support += b.support;
+                a.correct += b.correct;
+                a.predicted += b.predicted;
+                a.predicted_confidence_sum += b.predicted_confidence_sum;
+            }
+        }
+        Ok(())
+    }
+
+    /// `(k, accuracy)` per k: the share of rows whose rank is under k (NaN with no rows).
+    pub fn top_k_accuracy(&self) -> Vec<(u32, f64)> {
+        self.spec.top_k.iter().zip(&self.hits).map(|(&k, &h)| (k, h as f64 / self.rows as f64)).collect()
+    }
+
+    /// The expected calibration error `Σ_b (n_b / n)·|acc_b − conf_b|` (L1, as torchmetrics'
+    /// `MulticlassCalibrationError`); NaN with a NaN row or no rows.
+    pub fn ece(&self) -> f64 {
+        let n: u64 = self.bins.iter().map(|b| b.count).sum();
+        if self.nan_rows > 0 || n == 0 {
+            return f64::NAN;
+        }
+        self.bins.iter().filter(|b| b.count > 0).map(|b| b.count as f64 / n as f64 * b.gap()).sum()
+    }
+
+    /// The maximum calibration error `max_b |acc_b − conf_b|` over the bins holding rows.
+    pub fn mce(&self) -> f64 {
+        if self.nan_rows > 0 || self.bins.iter().all(|b| b.count == 0) {
+            return f64::NAN;
+        }
+        self.bins.iter().filter(|b| b.count > 0).map(Bin::gap).fold(0.0, f64::max)
+    }
+
+    /// The mean over rows of `Σ_j (p_j − [j = y])²`.
+    pub fn brier(&self) -> f64 {
+        self.brier_sum / self.rows as f64
+    }
+
+    /// The mean recall over the classes present (support > 0), as scikit-learn's
+    /// `balanced_accuracy_score`; `None` without per-class counts.
+    pub fn balanced_accuracy(&self) -> Option<f64> {
+        let classes = self.classes.as_ref()?;
+        let present: Vec<f64> =
+            classes.iter().filter(|c| c.support > 0).map(|c| c.correct as f64 / c.support as f64).collect();
+        Some(present.iter().sum::<f64>() / present.len() as f64)
+    }
+}
+
+impl Bin {
+    /// The bin's accuracy (NaN when empty).
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.count as f64
+    }
+
+    /// The bin's mean confidence (NaN when empty).
+    pub fn confidence(&self) -> f64 {
+        self.confidence_sum / self.count as f64
+    }
+
+    fn gap(&self) -> f64 {
+        (self.accuracy() - self.confidence()).abs()
+    }
+}
+
+#[cfg(test)]
+mod tests;
