@@ -71,6 +71,8 @@ pub struct Metrics {
     pub spec: MetricsSpec,
     /// Rows added (rows not ignored).
     pub rows: u64,
+    /// Rows whose label ranks first (top-1 hits: the accuracy's numerator).
+    pub correct: u64,
     /// Per k of [`MetricsSpec::top_k`], the rows whose rank is under k.
     pub hits: Vec<u64>,
     /// The calibration bins.
@@ -102,7 +104,7 @@ impl Metrics {
             false => None,
         };
         let (hits, bins) = (vec![0; spec.top_k.len()], vec![Bin::default(); spec.bins as usize]);
-        Ok(Metrics { spec, rows: 0, hits, bins, nan_rows: 0, brier_sum: 0.0, classes })
+        Ok(Metrics { spec, rows: 0, correct: 0, hits, bins, nan_rows: 0, brier_sum: 0.0, classes })
     }
 
     /// The bin of a (non-NaN) confidence.
@@ -119,6 +121,7 @@ impl Metrics {
         }
         self.brier_sum += f64::from(r.brier);
         let correct = r.rank == 0;
+        self.correct += u64::from(correct);
         if r.confidence.is_nan() {
             self.nan_rows += 1;
         } else {
@@ -149,6 +152,7 @@ impl Metrics {
             });
         }
         self.rows += other.rows;
+        self.correct += other.correct;
         self.hits.iter_mut().zip(&other.hits).for_each(|(a, b)| *a += b);
         for (a, b) in self.bins.iter_mut().zip(&other.bins) {
             a.count += b.count;
@@ -166,6 +170,11 @@ impl Metrics {
             }
         }
         Ok(())
+    }
+
+    /// The share of rows whose label ranks first (NaN with no rows).
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.rows as f64
     }
 
     /// `(k, accuracy)` per k: the share of rows whose rank is under k (NaN with no rows).

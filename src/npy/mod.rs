@@ -45,4 +45,4 @@ pub use error::NpyError;
 pub use header::{MAX_DIMS, MAX_HEADER_LEN, NpyHeader};
 pub use reader::NpyFile;
 pub use sink::remove_temporary_files;
-pub use writer::NpyWriter;
+pub use writer::{NpyWriter, write_whole};

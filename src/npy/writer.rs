@@ -103,6 +103,19 @@ impl NpyWriter {
     }
 }
 
+/// Writes `bytes` to `path` whole or not at all, as [`NpyWriter`] writes its file (a
+/// temporary file renamed onto the target, a special file in place, a directory refused):
+/// for a command's outputs that are not arrays (a CSV table, an SVG plot).
+pub fn write_whole(path: impl AsRef<Path>, bytes: &[u8]) -> Result<(), NpyError> {
+    let path = path.as_ref();
+    if std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+        return Err(NpyError::Target { file: file_label(path), detail: "it is a directory".into() });
+    }
+    let (mut file, finish) = sink::Finish::open(path).map_err(|(action, e)| NpyError::io(path, action, e))?;
+    file.write_all(bytes).map_err(|e| NpyError::io(path, "write", e))?;
+    finish.complete(&file, path).map_err(|(action, e)| NpyError::io(path, action, e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +186,18 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o600, 0o600);
         }
+    }
+
+    #[test]
+    fn whole_files_replace_their_target_or_nothing() {
+        let dir = TempDir::new().unwrap();
+        let target = dir.path().join("table.csv");
+        std::fs::write(&target, b"old").unwrap();
+        write_whole(&target, b"class,support\n").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"class,support\n");
+        assert!(write_whole(dir.path(), b"x").is_err(), "a directory");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["table.csv"]);
     }
 
     #[test]

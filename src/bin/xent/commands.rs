@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use clap::{Arg, ArgAction, ArgGroup, ArgMatches, Args, FromArgMatches};
 use xent::{Domain, Form, Op, OptionValue, Slot};
 
-use crate::eval::{Input, Job, Spec, read_class_weights};
+use crate::eval::{Input, Job, ReportSpec, Spec, read_class_weights};
 use crate::{Common, Failure};
 
 /// The subcommand of `op`, or `None` for an operation without one.
@@ -113,6 +113,9 @@ fn subcommand(name: &'static str, op: Op) -> clap::Command {
     if sig.weights {
         cmd = cmd.arg(file_arg("--class-weights", "Per-class weights, [cols].".into()));
     }
+    if matches!(op, Op::CrossEntropy { .. }) {
+        cmd = report_args(cmd);
+    }
     for info in op.options() {
         let arg = Arg::new(info.name).long(leak(info.name.replace('_', "-"))).help(info.help);
         cmd = match info.value {
@@ -149,6 +152,47 @@ fn subcommand(name: &'static str, op: Op) -> clap::Command {
     Common::augment_args(cmd).about(op.summary().trim_end_matches('.'))
 }
 
+/// The evaluation report's flags (`ce --labels`).
+fn report_args(cmd: clap::Command) -> clap::Command {
+    let file = |id: &'static str, value, help| {
+        Arg::new(id).long(id).value_name(value).value_parser(clap::value_parser!(PathBuf)).help(help)
+    };
+    cmd.arg(
+        Arg::new("top-k")
+            .long("top-k")
+            .value_name("K,K")
+            .value_delimiter(',')
+            .value_parser(clap::value_parser!(u32).range(1..))
+            .default_value("1,5")
+            .help("Report top-k accuracy (JSON topK) for each k (with --labels)."),
+    )
+    .arg(
+        Arg::new("bins")
+            .long("bins")
+            .value_name("B")
+            .value_parser(clap::value_parser!(u32).range(1..=1_000_000))
+            .default_value("15")
+            .help("Equal-width confidence bins of the calibration errors (ECE, MCE) (with --labels)."),
+    )
+    .arg(file("per-class", "PATH.csv", "Write per-class support, correct, recall, predictions (with --labels)."))
+    .arg(file("plot", "PATH.svg", "Draw the reliability diagram (with --labels)."))
+}
+
+/// The report of `ce --labels` as its flags ask; `--target-probs` takes none of them.
+fn report_spec(m: &ArgMatches) -> Result<Option<ReportSpec>, Failure> {
+    use clap::parser::ValueSource::CommandLine;
+    let Ok(Some(top_k)) = m.try_get_many::<u32>("top-k") else { return Ok(None) };
+    let given = ["top-k", "bins", "per-class", "plot"].into_iter().find(|id| m.value_source(id) == Some(CommandLine));
+    if let (Some(id), Some(_)) = (given, path(m, "target-probs")) {
+        return Err(Failure::input(format!("--{id} applies to --labels, not --target-probs")));
+    }
+    let mut top_k: Vec<u32> = top_k.copied().collect();
+    top_k.sort_unstable();
+    top_k.dedup();
+    let bins = m.get_one::<u32>("bins").copied().unwrap_or(15);
+    Ok(Some(ReportSpec { top_k, bins, per_class: path(m, "per-class").cloned(), plot: path(m, "plot").cloned() }))
+}
+
 /// The files a file command names, each with its flag: its inputs and its output.
 pub type Files = (Vec<(&'static str, PathBuf)>, Vec<(&'static str, PathBuf)>);
 
@@ -162,7 +206,7 @@ pub fn files(name: &str, m: &ArgMatches) -> Files {
     let flags = file_command(name).map(file_flags).unwrap_or_default();
     let given = |flag: &'static str| path(m, &flag[2..]).map(|p| (flag, p.clone()));
     let inputs = flags.into_iter().filter_map(given).collect();
-    (inputs, given("--out").into_iter().collect())
+    (inputs, ["--out", "--per-class", "--plot"].into_iter().filter_map(given).collect())
 }
 
 /// Every file flag an operation's command takes.
@@ -228,13 +272,14 @@ pub fn job(name: &str, m: &ArgMatches) -> Result<Job, Failure> {
             return Err(Failure::input("--ignore-index applies to --labels, not --target-probs"));
         }
         // weights and smoothing act on the targets as read, as PyTorch's
-        let spec =
-            Spec { op: Op::CrossEntropyProbs { z_loss }, class_weights, target_smoothing: label_smoothing, softcap };
+        report_spec(m)?;
+        let op = Op::CrossEntropyProbs { z_loss };
+        let spec = Spec { op, class_weights, target_smoothing: label_smoothing, softcap, report: None };
         return Job::new(spec, first, Some(Input::floats("--target-probs", p.clone())?), None, out, common);
     }
     let labels = path(m, "labels").filter(|_| sig.labels);
     let labels = labels.map(|p| Input::labels("--labels", p.clone())).transpose()?;
-    let spec = Spec { class_weights, softcap, ..op.into() };
+    let spec = Spec { class_weights, softcap, report: report_spec(m)?, ..op.into() };
     Job::new(spec, first, inputs.pop(), labels, out, common)
 }
 

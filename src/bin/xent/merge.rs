@@ -8,7 +8,7 @@ use clap::Args;
 use serde_json::{Map, Value, json};
 
 use crate::Failure;
-use crate::eval::number;
+use crate::eval::{calibration, number};
 
 #[derive(Args)]
 pub struct MergeArgs {
@@ -58,6 +58,29 @@ fn value(shard: &Map<String, Value>, key: &str) -> Option<f64> {
     }
 }
 
+/// The evaluation report of the whole set, where every shard carries one (per-class counts
+/// only where every shard has them).
+fn merged_report(shards: &[Map<String, Value>]) -> Result<Option<Map<String, Value>>, Failure> {
+    let Some(reports) = shards.iter().map(calibration::from_fields).collect::<Option<Vec<_>>>() else {
+        return Ok(None);
+    };
+    let per_class = reports.iter().all(|r| r.spec.per_class);
+    let mut whole = reports[0].clone();
+    if !per_class {
+        whole.spec.per_class = false;
+        whole.classes = None;
+    }
+    for r in &reports[1..] {
+        let mut r = r.clone();
+        if !per_class {
+            r.spec.per_class = false;
+            r.classes = None;
+        }
+        whole.merge(&r)?;
+    }
+    Ok(Some(calibration::fields(&whole, per_class)))
+}
+
 fn merged(shards: &[Map<String, Value>], paths: &[PathBuf]) -> Result<Value, Failure> {
     let first = &shards[0];
     for (shard, path) in shards.iter().zip(paths) {
@@ -104,6 +127,9 @@ fn merged(shards: &[Map<String, Value>], paths: &[PathBuf]) -> Result<Value, Fai
         // exp of the mean in nats: bits are scaled back
         let nats = if first.get("base").and_then(Value::as_str) == Some("bits") { std::f64::consts::LN_2 } else { 1.0 };
         line.insert("perplexity".into(), number((mean * nats).exp()));
+    }
+    if let Some(report) = merged_report(shards)? {
+        line.extend(report);
     }
     if let Some(z_sum) = total("z_sum") {
         line.insert("z_loss".into(), number(z_sum / denominator));

@@ -7,6 +7,7 @@
 //! time. Outputs go through [`NpyWriter`]: a temporary file renamed onto `--out` only when
 //! the run succeeded.
 
+pub mod calibration;
 mod input;
 mod report;
 mod run;
@@ -16,6 +17,7 @@ use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
 use serde_json::Value;
+use xent::metrics::{Metrics, MetricsSpec};
 use xent::npy::NpyWriter;
 use xent::{Batch, Context, Labels, LogBase, Loss, Op, RunOptions};
 
@@ -41,12 +43,25 @@ pub struct Spec {
     pub target_smoothing: f32,
     /// `--softcap c`: the logits read as `c·tanh(x/c)`.
     pub softcap: Option<f32>,
+    /// The evaluation report of `ce` with labels.
+    pub report: Option<ReportSpec>,
 }
 
 impl From<Op> for Spec {
     fn from(op: Op) -> Spec {
-        Spec { op, class_weights: None, target_smoothing: 0.0, softcap: None }
+        Spec { op, class_weights: None, target_smoothing: 0.0, softcap: None, report: None }
     }
+}
+
+/// What `ce --labels` reports besides the loss: top-k accuracy for each k, calibration over
+/// equal-width confidence bins, and the files of the per-class table and the reliability
+/// diagram.
+#[derive(Clone, Debug)]
+pub struct ReportSpec {
+    pub top_k: Vec<u32>,
+    pub bins: u32,
+    pub per_class: Option<PathBuf>,
+    pub plot: Option<PathBuf>,
 }
 
 /// A file command ready to run.
@@ -55,6 +70,7 @@ pub struct Job {
     class_weights: Option<Vec<f32>>,
     target_smoothing: f32,
     softcap: Option<f32>,
+    report: Option<ReportSpec>,
     a: Input,
     b: Option<Input>,
     labels: Option<Input>,
@@ -111,7 +127,7 @@ impl Job {
                 a.name()
             )));
         }
-        let Spec { op, class_weights, target_smoothing, softcap } = spec;
+        let Spec { op, class_weights, target_smoothing, softcap, report } = spec;
         if !(0.0..=1.0).contains(&target_smoothing) {
             return Err(Failure::input(format!("--label-smoothing: {target_smoothing} is not in [0, 1]")));
         }
@@ -127,6 +143,7 @@ impl Job {
             class_weights,
             target_smoothing,
             softcap,
+            report,
             a,
             b,
             labels,
@@ -266,6 +283,7 @@ impl Job {
         progress.finish();
         let totals = totals?;
         let seconds = t.elapsed().as_secs_f64();
+        self.write_report_files(&totals)?;
         Ok(self.report(&totals, total_bytes, seconds, setup_seconds, gpu))
     }
 
@@ -276,6 +294,28 @@ impl Job {
             keep_argmax: self.scores(),
             chunk_rows: self.common.chunk_rows,
         }
+    }
+
+    /// An empty evaluation report, where the job makes one.
+    fn metrics(&self) -> Result<Option<Metrics>, Failure> {
+        let Some(r) = self.report.as_ref().filter(|_| self.scores()) else { return Ok(None) };
+        let spec = MetricsSpec { top_k: r.top_k.clone(), bins: r.bins, per_class: true, classes: self.cols as u32 };
+        Ok(Some(Metrics::new(spec)?))
+    }
+
+    /// `--per-class` and `--plot`, each written whole.
+    fn write_report_files(&self, t: &run::Totals) -> Result<(), Failure> {
+        let (Some(r), Some(m)) = (&self.report, &t.metrics) else { return Ok(()) };
+        if let Some(path) = &r.per_class {
+            calibration::write(path, &calibration::per_class_csv(m))?;
+        }
+        if let Some(path) = &r.plot {
+            let title = self.a.name();
+            let svg = calibration::reliability_svg(m, &title)
+                .map_err(|e| Failure::machine(format!("--plot {}: {e}", path.display())))?;
+            calibration::write(path, &svg)?;
+        }
+        Ok(())
     }
 
     /// The `--out` writer, opened before the work so a bad path fails first.

@@ -49,7 +49,13 @@ impl Job {
             fields.insert("z_loss".into(), number(z_sum / t.denominator));
             fields.insert("z_sum".into(), number(z_sum));
         }
-        if let Some((hit, counted)) = t.hits {
+        if let Some(m) = &t.metrics {
+            let per_class = self.report.as_ref().is_some_and(|r| r.per_class.is_some());
+            fields.extend(super::calibration::fields(m, per_class));
+        }
+        // top-1 from the report where there is one (a NaN row counts as wrong)
+        let hits = t.metrics.as_ref().map(|m| (m.correct, m.rows)).or(t.hits);
+        if let Some((hit, counted)) = hits {
             fields.insert("accuracy".into(), number(hit as f64 / counted as f64));
             fields.insert("correct".into(), json!(hit));
             fields.insert("counted".into(), json!(counted));
@@ -58,6 +64,11 @@ impl Job {
         }
         if let Some(out) = &self.out {
             fields.insert("out".into(), json!(out.display().to_string()));
+        }
+        for (key, path) in self.report.iter().flat_map(|r| [("per_class_out", &r.per_class), ("plot", &r.plot)]) {
+            if let Some(path) = path {
+                fields.insert(key.into(), json!(path.display().to_string()));
+            }
         }
         line
     }

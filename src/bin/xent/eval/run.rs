@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::sync::mpsc::Receiver;
 
+use xent::metrics::Metrics;
 use xent::npy::NpyWriter;
 use xent::{Context, Rows, Stream};
 
@@ -20,6 +21,8 @@ pub(super) struct Totals {
     pub(super) z_sum: Option<f64>,
     /// Rows whose argmax is the label, of the rows counted (not ignored).
     pub(super) hits: Option<(u64, u64)>,
+    /// The evaluation report of `ce` with labels.
+    pub(super) metrics: Option<Metrics>,
     pub(super) adapter: String,
 }
 
@@ -94,7 +97,7 @@ impl Job {
             w.finish()?;
         }
         let sum = if self.softmax() { seen.softmax_sum } else { out.sum };
-        Ok(Totals { sum, denominator: out.denominator, z_sum: out.z_sum, hits: seen.hits, adapter })
+        Ok(Totals { sum, denominator: out.denominator, z_sum: out.z_sum, hits: seen.hits, metrics: None, adapter })
     }
 
     /// Writes the per-row results the device sent back and counts their top-1 hits.
@@ -118,10 +121,15 @@ impl Job {
         let mut writer = self.writer()?;
         let (mut sum, mut denominator, mut z_sum) = (Sum::default(), Sum::default(), None::<Sum>);
         let mut hits = self.scores().then_some((0u64, 0u64));
+        let mut metrics = self.metrics()?;
         for chunk in rx {
             let chunk = chunk?;
             let loss = self.loss(&chunk)?;
             let r = xent::reference::compute(&loss, self.base()).map_err(|e| self.row_failure(e, chunk.start))?;
+            if let Some(m) = &mut metrics {
+                let evals = xent::reference::row_evals(&loss).map_err(|e| self.row_failure(e, chunk.start))?;
+                evals.iter().flatten().flatten().for_each(|r| m.push(r));
+            }
             r.values.iter().for_each(|&v| sum.add(v));
             r.weights.iter().for_each(|&w| denominator.add(w));
             let z_terms = xent::reference::z_terms(&loss, self.base()).map_err(|e| self.row_failure(e, chunk.start))?;
@@ -148,7 +156,8 @@ impl Job {
         }
         let denominator = if self.softmax() { self.rows as f64 } else { denominator.value() };
         let z_sum = z_sum.map(|z| z.value());
-        Ok(Totals { sum: sum.value(), denominator, z_sum, hits, adapter: "cpu (f64 reference)".into() })
+        let adapter = "cpu (f64 reference)".into();
+        Ok(Totals { sum: sum.value(), denominator, z_sum, hits, metrics, adapter })
     }
 
     fn finish_empty(&self, writer: Option<NpyWriter>, adapter: String) -> Result<Totals, Failure> {
@@ -156,7 +165,8 @@ impl Job {
             w.finish()?;
         }
         let z_sum = self.has_z_loss().then_some(0.0);
-        Ok(Totals { sum: 0.0, denominator: 0.0, z_sum, hits: self.scores().then_some((0, 0)), adapter })
+        let (hits, metrics) = (self.scores().then_some((0, 0)), self.metrics()?);
+        Ok(Totals { sum: 0.0, denominator: 0.0, z_sum, hits, metrics, adapter })
     }
 
     /// Top-1 hits of the device's argmax of rows `first..` against the labels, read again
