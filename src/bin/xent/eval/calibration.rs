@@ -69,7 +69,13 @@ pub fn reliability_svg(m: &Metrics, title: &str) -> Result<String, Box<dyn std::
             .x_label_area_size(32)
             .y_label_area_size(48)
             .build_cartesian_2d(0.0..1.0, 0.0..most * 1.1)?;
-        counts.configure_mesh().x_desc("confidence").y_desc("rows").y_labels(4).draw()?;
+        counts
+            .configure_mesh()
+            .x_desc("confidence")
+            .y_desc("rows")
+            .y_labels(4)
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .draw()?;
         counts.draw_series(bins.map(|(i, b)| {
             let x = i as f64 * width;
             Rectangle::new([(x, 0.0), (x + width, b.count as f64)], RGBColor(127, 127, 127).filled())
