@@ -223,15 +223,19 @@ fn every_command_matches_the_reference() {
 
     check(&f, "lse", &["lse", "--logits", &l], &Loss::new(Op::LogSumExp, bl), nats);
     check(&f, "lse-base2", &["lse", "--logits", &l, "--base", "2"], &Loss::new(Op::LogSumExp, bl), nats);
-    let ce = Loss::new(Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 }, bl).with_labels(ys);
+    let ce = Loss::new(Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0, entropy: false }, bl)
+        .with_labels(ys);
     check(&f, "ce", &["ce", "--logits", &l, "--labels", &y], &ce, nats);
     check(&f, "ce-bits", &["ce", "--logits", &l, "--labels", &y, "--base", "2"], &ce, LogBase::Bits);
     let w_static: &'static [f32] = Vec::leak(weights.clone());
     let ignored = labels[3];
     let ignore = ignored.to_string();
-    let ce_options = Loss::new(Op::CrossEntropy { ignore_index: Some(ignored), label_smoothing: 0.1, z_loss: 0.0 }, bl)
-        .with_labels(ys)
-        .with_weights(w_static);
+    let ce_options = Loss::new(
+        Op::CrossEntropy { ignore_index: Some(ignored), label_smoothing: 0.1, z_loss: 0.0, entropy: false },
+        bl,
+    )
+    .with_labels(ys)
+    .with_weights(w_static);
     check(
         &f,
         "ce-options",
@@ -251,16 +255,19 @@ fn every_command_matches_the_reference() {
         &ce_options,
         nats,
     );
-    let ce_z = Loss::new(Op::CrossEntropy { ignore_index: Some(ignored), label_smoothing: 0.0, z_loss: 0.01 }, bl)
-        .with_labels(ys)
-        .with_weights(w_static);
+    let ce_z = Loss::new(
+        Op::CrossEntropy { ignore_index: Some(ignored), label_smoothing: 0.0, z_loss: 0.01, entropy: false },
+        bl,
+    )
+    .with_labels(ys)
+    .with_weights(w_static);
     let z_args = ["ce", "--logits", &l, "--labels", &y, "--ignore-index", &ignore, "--class-weights", &w];
     check(&f, "ce-z-loss", &[&z_args[..], &["--z-loss", "0.01"]].concat(), &ce_z, nats);
     check(
         &f,
         "ce-probs",
         &["ce", "--logits", &l, "--target-probs", &pp],
-        &Loss::new(Op::CrossEntropyProbs { z_loss: 0.0 }, bl).with_second(bp),
+        &Loss::new(Op::CrossEntropyProbs { z_loss: 0.0, entropy: false }, bl).with_second(bp),
         nats,
     );
     let capped = ce_z.with_softcap(2.5);
@@ -269,7 +276,7 @@ fn every_command_matches_the_reference() {
         &f,
         "ce-probs-z-loss",
         &["ce", "--logits", &l, "--target-probs", &pp, "--z-loss", "0.02"],
-        &Loss::new(Op::CrossEntropyProbs { z_loss: 0.02 }, bl).with_second(bp),
+        &Loss::new(Op::CrossEntropyProbs { z_loss: 0.02, entropy: false }, bl).with_second(bp),
         nats,
     );
     for (pf, qf, p, q, name) in [
@@ -572,8 +579,9 @@ fn dtypes_and_header_versions_are_accepted() {
     let batch32 = Batch::new(&logits[..], rows, cols).unwrap();
     let batch16 = Batch::new(&halves[..], rows, cols).unwrap();
     let want = |b| {
-        let loss = Loss::new(Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 }, b)
-            .with_labels(Labels::I64(&labels));
+        let loss =
+            Loss::new(Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0, entropy: false }, b)
+                .with_labels(Labels::I64(&labels));
         xent::reference::compute(&loss, LogBase::Nats).unwrap().mean()
     };
     let (want32, want16) = (want(batch32), want(batch16));

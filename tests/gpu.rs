@@ -42,7 +42,7 @@ impl Input {
 const IGNORE: i64 = -100;
 
 /// Cross-entropy against labels with its default options.
-const CE: Op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 };
+const CE: Op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0, entropy: false };
 
 /// One case of the matrix: an operation with its options, and whether class weights are
 /// bound (an input its signature allows and does not require).
@@ -69,7 +69,7 @@ impl Case {
 /// label smoothing and a z-loss.
 fn ce(ignore: bool, weights: bool, label_smoothing: f32, z_loss: f32) -> Case {
     Case {
-        op: Op::CrossEntropy { ignore_index: ignore.then_some(IGNORE), label_smoothing, z_loss },
+        op: Op::CrossEntropy { ignore_index: ignore.then_some(IGNORE), label_smoothing, z_loss, entropy: false },
         weights,
         softcap: None,
     }
@@ -93,7 +93,7 @@ fn variants(op: Op) -> Vec<Case> {
             cases
         }
         Op::CrossEntropyProbs { .. } => {
-            let cases = [0.0, 0.01].map(|z_loss| Case::of(Op::CrossEntropyProbs { z_loss }));
+            let cases = [0.0, 0.01].map(|z_loss| Case::of(Op::CrossEntropyProbs { z_loss, entropy: false }));
             vec![cases[0], cases[1], cases[1].capped(3.0)]
         }
         Op::KlDiv { .. } => {
@@ -356,7 +356,7 @@ fn zeros_in_probabilities_and_bce_edges() {
         Op::BinaryCrossEntropy { input: Probs },
         Op::BinaryCrossEntropy { input: Logits },
         Op::Entropy { p: Probs },
-        Op::CrossEntropyProbs { z_loss: 0.0 },
+        Op::CrossEntropyProbs { z_loss: 0.0, entropy: false },
     ] {
         check("zeros", Case::of(op), &data, DType::F32, 2e-5, 2e-5);
     }
@@ -367,7 +367,7 @@ fn chunked_run_is_bit_identical() {
     let Some(ctx) = context() else { return };
     let data = Data::new(8000, 1001, 37, 5.0);
     let x = Input::new(&data.logits, DType::F32);
-    let op = Op::CrossEntropy { ignore_index: Some(IGNORE), label_smoothing: 0.0, z_loss: 0.0 };
+    let op = Op::CrossEntropy { ignore_index: Some(IGNORE), label_smoothing: 0.0, z_loss: 0.0, entropy: false };
     let loss = Loss::new(op, x.batch(data.rows, data.cols)).with_labels(&data.labels[..]);
     let whole = ctx.compute(&loss, &RunOptions { keep_values: true, ..Default::default() }).unwrap();
     for chunk in [1, 3, 64, 1000] {
@@ -394,7 +394,7 @@ fn chunks_across_reduction_blocks_are_bit_identical() {
     // 263,921 rows: 516 blocks of 512, then 2 partials, then 1
     let data = Data::new(8100, (1 << 18) + 777, 3, 5.0);
     let x = Input::new(&data.logits, DType::F32);
-    let op = Op::CrossEntropy { ignore_index: Some(IGNORE), label_smoothing: 0.0, z_loss: 1e-3 };
+    let op = Op::CrossEntropy { ignore_index: Some(IGNORE), label_smoothing: 0.0, z_loss: 1e-3, entropy: false };
     let loss =
         Loss::new(op, x.batch(data.rows, data.cols)).with_labels(&data.labels[..]).with_weights(&data.weights[..]);
     let run = |chunk_rows| {
@@ -507,7 +507,7 @@ fn negative_probability_names_the_row() {
     let x = Input::new(&data.logits, DType::F32);
     let p = Input::new(&data.probs, DType::F32);
     for loss in [
-        Loss::new(Op::CrossEntropyProbs { z_loss: 0.0 }, x.batch(9, 5)).with_second(p.batch(9, 5)),
+        Loss::new(Op::CrossEntropyProbs { z_loss: 0.0, entropy: false }, x.batch(9, 5)).with_second(p.batch(9, 5)),
         Loss::new(Op::KlDiv { p: Form::Probs, q: Form::Logits }, p.batch(9, 5)).with_second(x.batch(9, 5)),
         Loss::new(Op::Entropy { p: Form::Probs }, p.batch(9, 5)),
     ] {
@@ -532,7 +532,7 @@ fn infinite_probability_names_the_row() {
     let u = Input::new(&data.unit, DType::F32);
     use Form::{Logits, Probs};
     for loss in [
-        Loss::new(Op::CrossEntropyProbs { z_loss: 0.0 }, x.batch(9, 5)).with_second(p.batch(9, 5)),
+        Loss::new(Op::CrossEntropyProbs { z_loss: 0.0, entropy: false }, x.batch(9, 5)).with_second(p.batch(9, 5)),
         Loss::new(Op::KlDiv { p: Probs, q: Logits }, p.batch(9, 5)).with_second(x.batch(9, 5)),
         Loss::new(Op::KlDiv { p: Probs, q: Probs }, p2.batch(9, 5)).with_second(p.batch(9, 5)),
         Loss::new(Op::Entropy { p: Probs }, p.batch(9, 5)),
@@ -753,7 +753,10 @@ fn huge_equal_logits_split_the_mass() {
         ("softmax at T = 1e-30", Loss::new(Op::Softmax { temperature: 1e-30, log: false }, b(&small[..]))),
         ("log-softmax at T = 3", Loss::new(Op::Softmax { temperature: 3.0, log: true }, b(&x[..]))),
         ("ce", Loss::new(CE, b(&x[..])).with_labels(&y[..])),
-        ("ce probs", Loss::new(Op::CrossEntropyProbs { z_loss: 0.0 }, b(&x[..])).with_second(b(&target[..]))),
+        (
+            "ce probs",
+            Loss::new(Op::CrossEntropyProbs { z_loss: 0.0, entropy: false }, b(&x[..])).with_second(b(&target[..])),
+        ),
         ("entropy", Loss::new(Op::Entropy { p: Form::Logits }, b(&x[..]))),
         ("lse", Loss::new(Op::LogSumExp, b(&x[..]))),
     ];

@@ -98,7 +98,7 @@ pub(crate) fn job<'a>(loss: &Loss<'a>, base: LogBase) -> Result<RowJob<'a>> {
         Op::LogSumExp => row_stats::logsumexp(a),
         Op::Softmax { temperature, log } => softmax::job(a, temperature, log),
         Op::CrossEntropy { .. } => softmax_xent::job(a, labels()?, loss.ce_options()),
-        Op::CrossEntropyProbs { z_loss } => {
+        Op::CrossEntropyProbs { z_loss, .. } => {
             let mut job = divergence::cross_entropy(b()?, a);
             job.params.z_loss = z_loss;
             job

@@ -88,7 +88,7 @@ pub fn compute(loss: &Loss, base: LogBase) -> Result<Reference> {
         Op::LogSumExp => logsumexp::logsumexp(a),
         Op::Softmax { temperature, log } => softmax::softmax(a, temperature, log),
         Op::CrossEntropy { .. } => softmax_xent::softmax_xent(a, &labels, &loss.ce_options())?,
-        Op::CrossEntropyProbs { z_loss } => softmax_xent::softmax_xent_probs(a, b, z_loss)?,
+        Op::CrossEntropyProbs { z_loss, .. } => softmax_xent::softmax_xent_probs(a, b, z_loss)?,
         Op::KlDiv { .. } => divergence::kl_div(&p, &q.unwrap_or(p))?,
         Op::Entropy { .. } => divergence::entropy(&p)?,
         Op::BinaryCrossEntropy { .. } => binary_xent::binary_xent(&p, b)?,
@@ -110,7 +110,7 @@ pub fn z_terms(loss: &Loss, base: LogBase) -> Result<Option<Vec<f64>>> {
     // decided before any capped copy is made: the command line asks for every chunk
     let (z_loss, ignore) = match loss.op {
         Op::CrossEntropy { z_loss, ignore_index, .. } if z_loss > 0.0 => (z_loss, ignore_index),
-        Op::CrossEntropyProbs { z_loss } if z_loss > 0.0 => (z_loss, None),
+        Op::CrossEntropyProbs { z_loss, .. } if z_loss > 0.0 => (z_loss, None),
         _ => return Ok(None),
     };
     if let Some(capped) = softcap::capped(loss) {

@@ -223,13 +223,19 @@ pub fn job(name: &str, m: &ArgMatches) -> Result<Job, Failure> {
     let softcap = m.try_get_one::<f32>("softcap").ok().flatten().copied();
     let first = inputs.remove(0);
     let class_weights = path(m, "class-weights").map(|p| read_class_weights(p, first.cols())).transpose()?;
-    if let (Op::CrossEntropy { ignore_index, label_smoothing, z_loss }, Some(p)) = (op, path(m, "target-probs")) {
+    if let (Op::CrossEntropy { ignore_index, label_smoothing, z_loss, entropy }, Some(p)) =
+        (op, path(m, "target-probs"))
+    {
         if ignore_index.is_some() {
             return Err(Failure::input("--ignore-index applies to --labels, not --target-probs"));
         }
         // weights and smoothing act on the targets as read, as PyTorch's
-        let spec =
-            Spec { op: Op::CrossEntropyProbs { z_loss }, class_weights, target_smoothing: label_smoothing, softcap };
+        let spec = Spec {
+            op: Op::CrossEntropyProbs { z_loss, entropy },
+            class_weights,
+            target_smoothing: label_smoothing,
+            softcap,
+        };
         return Job::new(spec, first, Some(Input::floats("--target-probs", p.clone())?), None, out, common);
     }
     let labels = path(m, "labels").filter(|_| sig.labels);

@@ -121,7 +121,7 @@ impl Grid {
         if let Some(z_loss) = args.z_loss {
             let with_z = |op: &Op| match *op {
                 Op::CrossEntropy { ignore_index, label_smoothing, .. } => {
-                    Some(Op::CrossEntropy { ignore_index, label_smoothing, z_loss })
+                    Some(Op::CrossEntropy { ignore_index, label_smoothing, z_loss, entropy: false })
                 }
                 _ => None,
             };
@@ -181,7 +181,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
                 lines.push(line);
             }
             if args.e2e {
-                let ce = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 };
+                let ce = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0, entropy: false };
                 let job = bench.job(&data.loss(ce, dtype), dtype)?;
                 bench.time(&job, None, 1)?; // compile and warm up
                 let kernel = bench.time(&job, None, iters)?;

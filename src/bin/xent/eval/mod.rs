@@ -205,7 +205,7 @@ impl Job {
 
     /// Cross-entropy with a z-loss reports its share of the mean.
     fn has_z_loss(&self) -> bool {
-        matches!(self.op, Op::CrossEntropy { z_loss, .. } | Op::CrossEntropyProbs { z_loss } if z_loss > 0.0)
+        matches!(self.op, Op::CrossEntropy { z_loss, .. } | Op::CrossEntropyProbs { z_loss, .. } if z_loss > 0.0)
     }
 
     fn ignore_index(&self) -> Option<i64> {
