@@ -87,6 +87,15 @@ fn row_stats(slot: RowSlot, st: RowStats) -> RowStats {
     return r;
 }
 
+// The entropy sum t (EntropyStats) of the row's lanes, each at its lane's stats, moved to
+// the row's max and added in the fixed tree order.
+fn row_entropy_t(slot: RowSlot, t: f32, lane: RowStats, row: RowStats) -> f32 {
+    if LANES == 1u {
+        return t;
+    }
+    return row_sum(slot, SumFlags(entropy_moved(t, lane.s, lane.m, row.m, row.k), 0u)).sum;
+}
+
 // A sum and an OR of flag bits over the row's lanes.
 fn row_sum(slot: RowSlot, v: SumFlags) -> SumFlags {
     if LANES == 1u {

@@ -132,6 +132,22 @@ pub fn z_terms(loss: &Loss, base: LogBase) -> Result<Option<Vec<f64>>> {
     Ok(Some(terms))
 }
 
+/// The rows' entropies `H(softmax(x_i))` of cross-entropy with the `entropy` option, every
+/// row (ignored ones too: it is a property of the logits), soft-capped logits where the job
+/// caps them, scaled for `base`. `None` for every other operation.
+pub fn entropies(loss: &Loss, base: LogBase) -> Result<Option<Vec<f64>>> {
+    loss.validate()?;
+    // decided before any capped copy is made: the command line asks for every chunk
+    if !loss.op.has_entropy() {
+        return Ok(None);
+    }
+    if let Some(capped) = softcap::capped(loss) {
+        return entropies(&capped.loss(loss), base);
+    }
+    let a = loss.primary();
+    Ok(Some((0..a.rows).map(|i| softmax_xent::entropy(&row(a, i)) * base.scale()).collect()))
+}
+
 /// Row `r` of `batch` widened to f64.
 pub(crate) fn row(batch: &Batch, r: usize) -> Vec<f64> {
     (0..batch.cols).map(|c| batch.get(r, c)).collect()

@@ -274,6 +274,7 @@ impl Job {
             base: self.base(),
             keep_values: self.out.is_some() && !self.softmax(),
             keep_argmax: self.scores(),
+            keep_entropy: false,
             chunk_rows: self.common.chunk_rows,
         }
     }
