@@ -49,6 +49,12 @@ impl Job {
             fields.insert("z_loss".into(), number(z_sum / t.denominator));
             fields.insert("z_sum".into(), number(z_sum));
         }
+        if let Some(entropy_sum) = t.entropy_sum {
+            // unweighted, over the rows not ignored (counted, or every row without labels)
+            let rows = t.hits.map_or(self.rows, |(_, counted)| counted);
+            fields.insert("entropy".into(), number(entropy_sum / rows as f64));
+            fields.insert("entropy_sum".into(), number(entropy_sum));
+        }
         if let Some((hit, counted)) = t.hits {
             fields.insert("accuracy".into(), number(hit as f64 / counted as f64));
             fields.insert("correct".into(), json!(hit));
@@ -58,6 +64,9 @@ impl Job {
         }
         if let Some(out) = &self.out {
             fields.insert("out".into(), json!(out.display().to_string()));
+        }
+        if let Some(out) = &self.entropy_out {
+            fields.insert("entropy_out".into(), json!(out.display().to_string()));
         }
         line
     }
