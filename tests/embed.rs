@@ -4,6 +4,8 @@
 //! tests/soak.rs, alone in its process so that its memory figures are its own.
 
 mod common;
+#[path = "embed/entropy.rs"]
+mod entropy;
 #[path = "embed/labels.rs"]
 mod labels;
 #[path = "embed/mean.rs"]
