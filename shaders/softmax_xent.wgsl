@@ -153,8 +153,12 @@ struct XentScan {
 fn scan_xent(slot: RowSlot, base: u32, start: u32, end: u32) -> XentScan {
     var acc = XentScan(stats_empty(), Smoothing(0.0, 0.0, 0u), 0.0);
     if slot.live {
-        // two loops, so that the one without smoothing or entropy carries none of their state
-        if ENTROPY || params.smoothing > 0.0 {
+        // separate loops, so that each carries only the state it needs
+        if ENTROPY && params.smoothing == 0.0 {
+            let es = entropy_scan_a(slot, base, start, end);
+            acc.st = es.st;
+            acc.t = es.t;
+        } else if ENTROPY || params.smoothing > 0.0 {
             let oc = octets(slot, base, start, end);
             for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
                 let x = load_a8(e, oc.lo, oc.hi);
