@@ -120,10 +120,10 @@ fn stats_merge(a: RowStats, b: RowStats) -> RowStats {
     return r;
 }
 
-// stats_push plus the entropy sum t = Σ_j e^(k·(x_j − m))·(x_j − m) over the finite x_j,
-// sharing its exp. When m rises by δ every term is scaled by e^(−k·δ) and shifted by −δ
-// times its weight (the weights add up to s): t becomes e^(−k·δ)·(t − δ·s). Every term is
-// ≤ 0 and s ≥ 1, so H = log s − k·t/s (entropy_of) adds two non-negative parts.
+// stats_push at scale k = 1 plus the entropy sum t = Σ_j e^(x_j − m)·(x_j − m) over the
+// finite x_j, sharing its exp. When m rises by δ every term is scaled by e^(−δ) and shifted
+// by −δ times its weight (the weights add up to s): t becomes e^(−δ)·t − e^(−δ)·δ·s. Every
+// term is ≤ 0 and s ≥ 1, so H = log s − t/s (entropy_of) adds two non-negative parts.
 struct EntropyStats {
     st: RowStats,
     t: f32,
@@ -136,9 +136,12 @@ fn entropy_push(acc: EntropyStats, x: f32, j: u32) -> EntropyStats {
     if c == CLASS_FINITE {
         let d = x - r.m;
         let up = d > 0.0;
-        let e = exp(-min(abs(d) * r.k, 126.0));
-        // s == 0: no terms yet (m is the sentinel); e == 0: the old terms vanish
-        t = select(t + e * d, select(e * (t - d * r.s), 0.0, r.s == 0.0 || e == 0.0), up);
+        let ad = min(abs(d) * r.k, 126.0);
+        let e = exp(-ad);
+        // e·(x − m) (or e·δ) with |d| clamped where e is 0 anyway, so never inf·0 (against
+        // the sentinel); no branch, as in stats_push
+        let u = e * select(-ad, ad, up);
+        t = select(t + u, e * t - u * r.s, up);
         r.s = select(r.s + e, r.s * e + 1.0, up);
         r.m = max(r.m, x);
         if r.cls < CLASS_FINITE || (r.cls == CLASS_FINITE && up) {
