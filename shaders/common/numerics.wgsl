@@ -136,11 +136,11 @@ fn entropy_push(acc: EntropyStats, x: f32, j: u32) -> EntropyStats {
     if c == CLASS_FINITE {
         let d = x - r.m;
         let up = d > 0.0;
-        let ad = min(abs(d) * r.k, 126.0);
+        let ad = min(abs(d), 126.0);
         let e = exp(-ad);
-        // e·(x − m) (or e·δ) with |d| clamped where e is 0 anyway, so never inf·0 (against
-        // the sentinel); no branch, as in stats_push
-        let u = e * select(-ad, ad, up);
+        // e·(x − m), or e·δ when the max rises, with d clamped where e is 0 anyway: never
+        // inf·0 (a first element against the sentinel); no branch, as in stats_push
+        let u = e * clamp(d, -126.0, 126.0);
         t = select(t + u, e * t - u * r.s, up);
         r.s = select(r.s + e, r.s * e + 1.0, up);
         r.m = max(r.m, x);
