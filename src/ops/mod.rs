@@ -168,7 +168,7 @@ pub(crate) struct RowBindings<'b> {
     pub(crate) class_weights: Bound<'b>,
     /// Per-row values.
     pub(crate) out: Bound<'b>,
-    /// Per-row (argmax, weight) word pairs.
+    /// Per-row aux records (argmax, weight, z term, entropy).
     pub(crate) aux: Bound<'b>,
     /// The two status words.
     pub(crate) status: &'b wgpu::Buffer,

@@ -75,7 +75,7 @@ struct Slot {
     uploads: [wgpu::Buffer; 3],
     /// Per-row values, from the first row of an unreduced block on.
     out: wgpu::Buffer,
-    /// Per-row (argmax, weight) pairs, likewise.
+    /// Per-row aux records (argmax, weight, z term, entropy), likewise.
     aux: wgpu::Buffer,
     readback: Option<wgpu::Buffer>,
     /// The piece last run here: its submission, first row and rows.
