@@ -7,7 +7,7 @@ use half::f16;
 use xent::{Batch, Context, Labels, Loss, Op, RunOptions};
 
 /// Cross-entropy against labels with its default options.
-const CE: Op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 };
+const CE: Op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0, entropy: false };
 
 fn data(rows: usize, cols: usize) -> (Vec<f32>, Vec<i32>) {
     let mut s = 0x9e37_79b9_7f4a_7c15u64;

@@ -55,7 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let recorder = Recorder::new(&device);
     let mut encoder = device.create_command_encoder(&Default::default());
     encoder.clear_buffer(&per_row, 0, None);
-    let ce = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 };
+    let ce = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0, entropy: false };
     let loss = DeviceLoss::new(ce, DeviceBatch { buffer: &logits_buf, offset, rows, cols, dtype: DType::F32 })
         .with_labels(DeviceLabels::i32(&labels_buf, 0));
     recorder.record(&mut encoder, &loss, &DeviceOutput::rows(&per_row).with_reduced(&reduced, 0))?;

@@ -120,8 +120,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let recorder = Recorder::new(&device);
     let logits =
         DeviceBatch { buffer: &z_buf, offset: 0, rows: SAMPLES as u32, cols: CLASSES as u32, dtype: DType::F32 };
-    let loss = DeviceLoss::new(Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 }, logits)
-        .with_labels(DeviceLabels::i32(&y_buf, 0));
+    let loss = DeviceLoss::new(
+        Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0, entropy: false },
+        logits,
+    )
+    .with_labels(DeviceLabels::i32(&y_buf, 0));
     // the loss of the logits, and the gradient of the mean written over them (the per-sample
     // losses are not wanted: the recorder keeps them in its scratch)
     let out = DeviceOutput::reduced(&loss_buf, 0).with_grad(DeviceGrad::of_mean_in_place());

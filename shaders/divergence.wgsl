@@ -14,7 +14,8 @@
 // divergence_merge (no gradient).
 // p_j = 0 contributes 0; p_j > 0 with q_j = 0 is +inf. Negative, NaN or +inf
 // probabilities are reported in status[1]. Bindings: a, b; out_rows[row] = value; with a
-// z-loss, the row's z term in word 2 of its aux record.
+// z-loss (or ENTROPY), the row's z term in word 2 of its aux record; with ENTROPY (cross-
+// entropy), the entropy of softmax(y) in word 3.
 //
 // Gradients, one more pass over the row, with respect to logits:
 //   GRAD_OF = 2 (Q's logits, KL and cross-entropy): d/d x_qj = q_j·Σ_k p_k − p_j
@@ -151,6 +152,7 @@ fn divergence_merge(inv: Invocation) {
 // The sum is v + c_q·mass·log s.
 struct ProbsOverLogits {
     q: RowStats,
+    t: f32,        // ENTROPY: the entropy sum of y against q.m (EntropyStats)
     v: f32,
     mass: f32,     // Σ p_j over the terms of v
     total: f32,    // Σ p_j over the valid p_j (the gradient's Σ_k p_k)
@@ -161,7 +163,13 @@ struct ProbsOverLogits {
 fn probs_push(acc: ProbsOverLogits, p: f32, y: f32, c_p: f32, c_q: f32) -> ProbsOverLogits {
     var r = acc;
     let m = r.q.m;
-    r.q = stats_push(r.q, y, 0u);
+    if ENTROPY {
+        let es = entropy_push(EntropyStats(r.q, r.t), y, 0u);
+        r.q = es.st;
+        r.t = es.t;
+    } else {
+        r.q = stats_push(r.q, y, 0u);
+    }
     // mass == 0: no terms yet, and m may still be the sentinel
     r.v = select(r.v, r.v + c_q * (r.q.m - m) * r.mass, r.mass != 0.0);
     let cp = classify(p);
@@ -189,7 +197,7 @@ fn probs_push_at(acc: ProbsOverLogits, p: f32, y: f32, oc: Octets, e: u32, k: u3
 }
 
 fn divergence_of_probs(slot: RowSlot, base: u32, c_pp: f32, c_pq: f32) {
-    var acc = ProbsOverLogits(stats_empty(), 0.0, 0.0, 0.0, 0u, false);
+    var acc = ProbsOverLogits(stats_empty(), 0.0, 0.0, 0.0, 0.0, 0u, false);
     if slot.live {
         let oc = octets(slot, base, 0u, params.cols);
         for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
@@ -216,6 +224,10 @@ fn divergence_of_probs(slot: RowSlot, base: u32, c_pp: f32, c_pq: f32) {
     let v = select(acc.v, acc.v + c_pq * (q.m - acc.q.m) * acc.mass, acc.mass != 0.0);
     let sum = row_sum(slot, SumFlags(v, acc.flags));
     let mass = row_sum(slot, SumFlags(acc.mass, 0u)).sum;
+    var h = 0.0;
+    if ENTROPY {
+        h = entropy_of(q, row_entropy_t(slot, acc.t, acc.q, q));
+    }
     var value = nan();
     var z = select(0.0, nan(), params.z_loss > 0.0);
     if stats_ok(q) {
@@ -229,9 +241,13 @@ fn divergence_of_probs(slot: RowSlot, base: u32, c_pp: f32, c_pq: f32) {
         value = sum_value(terms);
     }
     write_row(slot, value);
-    if params.z_loss > 0.0 && slot.live && slot.lane == 0u {
+    let aux = params.aux_base + AUX_WORDS * slot.row;
+    if (params.z_loss > 0.0 || ENTROPY) && slot.live && slot.lane == 0u {
         // the row's z term, its share of the loss, for the report
-        out_aux[params.aux_base + AUX_WORDS * slot.row + 2u] = bitcast<u32>(scaled(z));
+        out_aux[aux + 2u] = bitcast<u32>(scaled(z));
+    }
+    if ENTROPY && slot.live && slot.lane == 0u {
+        out_aux[aux + 3u] = bitcast<u32>(scaled(h));
     }
     if GRAD_OF == 2u {
         let total = row_sum(slot, SumFlags(acc.total, 0u)).sum;

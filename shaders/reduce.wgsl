@@ -5,7 +5,9 @@
 // left. The tree depends only on n, so the same input gives the same bits on every
 // run, and the error grows like a pairwise sum's (log2 n), not like n.
 // The first level reads f32 values (bit patterns, classified here: NaN/±inf become flags) at
-// src[in_base + i·stride + component]; later levels read partial pairs.
+// src[in_base + i·stride + component], leaving out (with skip_marked) a value whose group
+// holds MARK_SKIP at word `mark` (the entropy of an ignored row: its z word is AUX_IGNORED
+// of common/params.wgsl); later levels read partial pairs.
 // Bindings: src (u32 words), dst[out_base + 2g .. +2] = (sum bits, flags).
 
 struct ReduceParams {
@@ -15,9 +17,11 @@ struct ReduceParams {
     in_base: u32,
     out_base: u32,
     partials: u32,      // 1: src holds (sum, flags) pairs from an earlier level
-    _pad0: u32,
-    _pad1: u32,
+    skip_marked: u32,   // 1: a value whose group holds MARK_SKIP at word `mark` counts 0
+    mark: u32,
 }
+
+const MARK_SKIP: u32 = 0x80000000u;
 
 const REDUCE_WG: u32 = 256u;
 const REDUCE_BLOCK: u32 = 512u;
@@ -36,7 +40,11 @@ fn fetch(i: u32) -> SumFlags {
     if rp.partials != 0u {
         return SumFlags(bitcast<f32>(src[rp.in_base + 2u * i]), src[rp.in_base + 2u * i + 1u]);
     }
-    let x = bitcast<f32>(src[rp.in_base + i * rp.stride + rp.component]);
+    let at = rp.in_base + i * rp.stride;
+    if rp.skip_marked != 0u && src[at + rp.mark] == MARK_SKIP {
+        return SumFlags(0.0, 0u);
+    }
+    let x = bitcast<f32>(src[at + rp.component]);
     switch classify(x) {
         case CLASS_NAN: {
             return SumFlags(0.0, SUM_NAN);

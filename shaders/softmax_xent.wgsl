@@ -12,7 +12,9 @@
 // softmax_xent_merge (no gradient).
 // Bindings: a = logits, labels, class_weights (FLAG_WEIGHTS); out_rows[row] = loss;
 // out_aux[AUX_WORDS row] = argmax, + 1 = bits of w_y (the mean's denominator), + 2 = bits
-// of the row's z-loss term (its share of the loss, for the report).
+// of the row's z-loss term (its share of the loss, for the report; AUX_IGNORED on an ignored
+// row with ENTROPY), + 3 = bits of the row's entropy H(softmax(x)) = log s − Σ_j p_j·(x_j − m)
+// (ENTROPY only; every row, ignored ones too; reported, not part of the loss).
 //
 // Gradient (GRAD_OF = 1), one more pass over the row, p = softmax(x), W = Σ_k w_k:
 //
@@ -140,22 +142,26 @@ fn smoothing_terms_of(sm: Smoothing, st: RowStats) -> SumFlags {
     return SumFlags(sm.w * st.log_s - sm.v, sm.flags);
 }
 
-// One lane's online pass over columns [start, end) of the row at `base`.
+// One lane's online pass over columns [start, end) of the row at `base`: the stats, the
+// smoothing sum (s > 0) and the entropy sum t (ENTROPY, see EntropyStats).
 struct XentScan {
     st: RowStats,
     sm: Smoothing,
+    t: f32,
 }
 
 fn scan_xent(slot: RowSlot, base: u32, start: u32, end: u32) -> XentScan {
-    var st = stats_empty();
-    var sm = Smoothing(0.0, 0.0, 0u);
+    var acc = XentScan(stats_empty(), Smoothing(0.0, 0.0, 0u), 0.0);
     if slot.live {
-        // two loops, so that the one without smoothing carries none of its state
-        if params.smoothing > 0.0 {
+        // separate loops, so that each carries only the state it needs
+        if ENTROPY && params.smoothing == 0.0 {
+            let es = entropy_scan_a(slot, base, start, end);
+            acc.st = es.st;
+            acc.t = es.t;
+        } else if ENTROPY || params.smoothing > 0.0 {
             let oc = octets(slot, base, start, end);
             for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
                 let x = load_a8(e, oc.lo, oc.hi);
-                var acc = XentScan(st, sm);
                 acc = xent_push_at(acc, x[0], oc, e, 0u);
                 acc = xent_push_at(acc, x[1], oc, e, 1u);
                 acc = xent_push_at(acc, x[2], oc, e, 2u);
@@ -164,33 +170,39 @@ fn scan_xent(slot: RowSlot, base: u32, start: u32, end: u32) -> XentScan {
                 acc = xent_push_at(acc, x[5], oc, e, 5u);
                 acc = xent_push_at(acc, x[6], oc, e, 6u);
                 acc = xent_push_at(acc, x[7], oc, e, 7u);
-                st = acc.st;
-                sm = acc.sm;
             }
             for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
-                let acc = xent_push_at(XentScan(st, sm), load_a(e - params.a_base), oc, e, 0u);
-                st = acc.st;
-                sm = acc.sm;
+                acc = xent_push_at(acc, load_a(e - params.a_base), oc, e, 0u);
             }
         } else {
-            st = stats_scan_a(slot, base, start, end, 1.0);
+            acc.st = stats_scan_a(slot, base, start, end, 1.0);
         }
     }
-    return XentScan(st, sm);
+    return acc;
 }
 
-// Element k of an octet into the stats and the smoothing sum.
+// Element k of an octet into the stats, the smoothing sum and the entropy sum.
 fn xent_push_at(acc: XentScan, x: f32, oc: Octets, e: u32, k: u32) -> XentScan {
     if !in_octet(oc, e, k) {
         return acc;
     }
     let j = octet_col(oc, e, k);
-    let st = stats_push(acc.st, x, j);
-    return XentScan(st, smoothing_push(acc.sm, x, acc.st.m, st.m, j));
+    var r = acc;
+    if ENTROPY {
+        let es = entropy_push(EntropyStats(acc.st, acc.t), x, j);
+        r.st = es.st;
+        r.t = es.t;
+    } else {
+        r.st = stats_push(acc.st, x, j);
+    }
+    if params.smoothing > 0.0 {
+        r.sm = smoothing_push(acc.sm, x, acc.st.m, r.st.m, j);
+    }
+    return r;
 }
 
-// The row's loss, argmax and weight (lane 0 of a live row).
-fn write_xent(slot: RowSlot, st: RowStats, smoothing_terms: SumFlags, goal: Target) {
+// The row's loss, argmax, weight, z term and (ENTROPY) entropy `h` (lane 0 of a live row).
+fn write_xent(slot: RowSlot, st: RowStats, smoothing_terms: SumFlags, goal: Target, h: f32) {
     let s = params.smoothing;
     var loss = 0.0;
     var weight = 0.0;
@@ -230,6 +242,12 @@ fn write_xent(slot: RowSlot, st: RowStats, smoothing_terms: SumFlags, goal: Targ
     out_aux[aux] = st.arg;
     out_aux[aux + 1u] = bitcast<u32>(weight);
     out_aux[aux + 2u] = bitcast<u32>(scaled(z));
+    if ENTROPY {
+        out_aux[aux + 3u] = bitcast<u32>(scaled(h));
+        if goal.ignored {
+            out_aux[aux + 2u] = AUX_IGNORED;
+        }
+    }
 }
 
 @compute @workgroup_size(WG)
@@ -245,6 +263,10 @@ fn softmax_xent(inv: Invocation) {
     if s > 0.0 {
         smoothing_terms = smoothing_terms_of(smoothing_lanes(slot, scan.sm, scan.st.m, st.m), st);
     }
+    var h = 0.0;
+    if ENTROPY {
+        h = entropy_of(st, row_entropy_t(slot, scan.t, scan.st, st));
+    }
     let goal = read_target(slot, base);
     if GRAD_OF != 0u {
         var w_total = 0.0;
@@ -258,12 +280,12 @@ fn softmax_xent(inv: Invocation) {
         write_grad(slot, base, st, ok, label_state, goal.y, w_total);
     }
     if slot.live && slot.lane == 0u {
-        write_xent(slot, st, smoothing_terms, goal);
+        write_xent(slot, st, smoothing_terms, goal, h);
     }
 }
 
-// Split rows (common/row_reduce.wgsl): one part's stats, and its smoothing sum against
-// the part's max in words 5-7 of the record.
+// Split rows (common/row_reduce.wgsl): one part's stats, its smoothing sum against the
+// part's max in words 5-7 of the record, and its entropy sum t against that max in word 8.
 @compute @workgroup_size(WG)
 fn softmax_xent_part(inv: Invocation) {
     if !group_live(inv) { return; }
@@ -275,6 +297,9 @@ fn softmax_xent_part(inv: Invocation) {
     if params.smoothing > 0.0 {
         let sm = smoothing_lanes(slot, scan.sm, scan.st.m, st.m);
         write_part_words(slot, 5u, vec3<f32>(sm.v, sm.w, f32(sm.flags)));
+    }
+    if ENTROPY {
+        write_part_words(slot, 8u, vec3<f32>(row_entropy_t(slot, scan.t, scan.st, st), 0.0, 0.0));
     }
 }
 
@@ -298,5 +323,15 @@ fn softmax_xent_merge(inv: Invocation) {
         }
         smoothing_terms = smoothing_terms_of(sm, st);
     }
-    write_xent(slot, st, smoothing_terms, read_target(slot, slot.row * params.cols));
+    var h = 0.0;
+    if ENTROPY {
+        // the parts' sums moved to the row's max, added in part order
+        var t = 0.0;
+        for (var part = 0u; part < params.parts; part++) {
+            let s = part_word(slot.row, part, 1u);
+            t += entropy_moved(part_word(slot.row, part, 8u), s, part_word(slot.row, part, 0u), st.m, 1.0);
+        }
+        h = entropy_of(st, t);
+    }
+    write_xent(slot, st, smoothing_terms, read_target(slot, slot.row * params.cols), h);
 }

@@ -42,6 +42,9 @@ impl Context {
         if out.argmax.is_some() {
             out.argmax = Some(rows.argmax);
         }
+        if out.entropy.is_some() {
+            out.entropy = Some(rows.entropy);
+        }
         Ok(out)
     }
 

@@ -82,8 +82,15 @@ pub(crate) struct RowParams {
 }
 
 /// Words of each row's auxiliary record (`AUX_WORDS` in params.wgsl): the argmax, the
-/// bits of the row's weight in the mean, the bits of its z-loss term, one unused.
+/// bits of the row's weight in the mean, the bits of its z-loss term, the bits of its
+/// entropy (cross-entropy with the `entropy` option).
 pub(crate) const AUX_WORDS: u32 = 4;
+
+/// The z word of an ignored row when the entropy is computed (`AUX_IGNORED` in
+/// params.wgsl, `MARK_SKIP` in reduce.wgsl): −0.0, whose sign bit leaves the row out of the
+/// entropy's sum.
+#[cfg_attr(not(test), allow(dead_code))] // the shaders' constant, checked against them in the tests
+pub(crate) const AUX_IGNORED: u32 = 0x8000_0000;
 
 /// Flag bits of [`RowParams::flags`] (`FLAG_*` in params.wgsl).
 pub(crate) mod flags {
@@ -114,6 +121,9 @@ pub(crate) mod flags {
     pub(crate) const CAP_A: u32 = 2048;
     /// Input b is soft-capped logits (the `CAP_B` override).
     pub(crate) const CAP_B: u32 = 4096;
+    /// Cross-entropy writes each row's entropy too: the host picks the pipeline with the
+    /// `ENTROPY` override by it.
+    pub(crate) const ENTROPY: u32 = 8192;
 }
 
 /// Uniform parameters of the reduction (`ReduceParams` in reduce.wgsl).
@@ -132,8 +142,10 @@ pub(crate) struct ReduceParams {
     pub(crate) out_base: u32,
     /// 1 when the input is (sum, flags) pairs of a previous level.
     pub(crate) partials: u32,
-    /// Padding to a multiple of 16 bytes.
-    pub(crate) _pad: [u32; 2],
+    /// 1: a value whose group holds [`AUX_IGNORED`] at word `mark` counts 0 (first level).
+    pub(crate) skip_marked: u32,
+    /// The word of each group that may mark it.
+    pub(crate) mark: u32,
 }
 
 /// Which input a row kernel differentiates, and whether the gradient overwrites it
@@ -159,6 +171,9 @@ pub(crate) struct Reads {
     /// Inputs a and b soft-capped ([`flags::CAP_A`], [`flags::CAP_B`]; the `CAP_A` and `CAP_B`
     /// overrides of shaders/common/load_each.wgsl): a kernel without compiles to the loads alone.
     pub(crate) caps: (bool, bool),
+    /// Each row's entropy computed on the way ([`flags::ENTROPY`], the `ENTROPY` override of
+    /// shaders/common/params.wgsl).
+    pub(crate) entropy: bool,
 }
 
 type PipelineKey = (Kernel, DType, Reads, u32, u32, GradMode);
@@ -318,6 +333,7 @@ impl Kernels {
             ("EACH", f64::from(u8::from(reads.each))),
             ("CAP_A", f64::from(u8::from(reads.caps.0))),
             ("CAP_B", f64::from(u8::from(reads.caps.1))),
+            ("ENTROPY", f64::from(u8::from(reads.entropy))),
         ];
         // the reduction's workgroup size is a constant of its shader
         let constants: &[(&str, f64)] = if info.stage == Stage::Reduce { &[] } else { &row_constants };

@@ -280,7 +280,7 @@ impl<'a> Loss<'a> {
     /// Cross-entropy's options with the class weights bound.
     pub(crate) fn ce_options(&self) -> CrossEntropyOptions<'a> {
         match self.op {
-            Op::CrossEntropy { ignore_index, label_smoothing, z_loss } => {
+            Op::CrossEntropy { ignore_index, label_smoothing, z_loss, .. } => {
                 CrossEntropyOptions { ignore_index, class_weights: self.inputs.weights, label_smoothing, z_loss }
             }
             _ => CrossEntropyOptions::default(),

@@ -223,15 +223,19 @@ fn every_command_matches_the_reference() {
 
     check(&f, "lse", &["lse", "--logits", &l], &Loss::new(Op::LogSumExp, bl), nats);
     check(&f, "lse-base2", &["lse", "--logits", &l, "--base", "2"], &Loss::new(Op::LogSumExp, bl), nats);
-    let ce = Loss::new(Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 }, bl).with_labels(ys);
+    let ce = Loss::new(Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0, entropy: false }, bl)
+        .with_labels(ys);
     check(&f, "ce", &["ce", "--logits", &l, "--labels", &y], &ce, nats);
     check(&f, "ce-bits", &["ce", "--logits", &l, "--labels", &y, "--base", "2"], &ce, LogBase::Bits);
     let w_static: &'static [f32] = Vec::leak(weights.clone());
     let ignored = labels[3];
     let ignore = ignored.to_string();
-    let ce_options = Loss::new(Op::CrossEntropy { ignore_index: Some(ignored), label_smoothing: 0.1, z_loss: 0.0 }, bl)
-        .with_labels(ys)
-        .with_weights(w_static);
+    let ce_options = Loss::new(
+        Op::CrossEntropy { ignore_index: Some(ignored), label_smoothing: 0.1, z_loss: 0.0, entropy: false },
+        bl,
+    )
+    .with_labels(ys)
+    .with_weights(w_static);
     check(
         &f,
         "ce-options",
@@ -251,16 +255,19 @@ fn every_command_matches_the_reference() {
         &ce_options,
         nats,
     );
-    let ce_z = Loss::new(Op::CrossEntropy { ignore_index: Some(ignored), label_smoothing: 0.0, z_loss: 0.01 }, bl)
-        .with_labels(ys)
-        .with_weights(w_static);
+    let ce_z = Loss::new(
+        Op::CrossEntropy { ignore_index: Some(ignored), label_smoothing: 0.0, z_loss: 0.01, entropy: false },
+        bl,
+    )
+    .with_labels(ys)
+    .with_weights(w_static);
     let z_args = ["ce", "--logits", &l, "--labels", &y, "--ignore-index", &ignore, "--class-weights", &w];
     check(&f, "ce-z-loss", &[&z_args[..], &["--z-loss", "0.01"]].concat(), &ce_z, nats);
     check(
         &f,
         "ce-probs",
         &["ce", "--logits", &l, "--target-probs", &pp],
-        &Loss::new(Op::CrossEntropyProbs { z_loss: 0.0 }, bl).with_second(bp),
+        &Loss::new(Op::CrossEntropyProbs { z_loss: 0.0, entropy: false }, bl).with_second(bp),
         nats,
     );
     let capped = ce_z.with_softcap(2.5);
@@ -269,7 +276,7 @@ fn every_command_matches_the_reference() {
         &f,
         "ce-probs-z-loss",
         &["ce", "--logits", &l, "--target-probs", &pp, "--z-loss", "0.02"],
-        &Loss::new(Op::CrossEntropyProbs { z_loss: 0.02 }, bl).with_second(bp),
+        &Loss::new(Op::CrossEntropyProbs { z_loss: 0.02, entropy: false }, bl).with_second(bp),
         nats,
     );
     for (pf, qf, p, q, name) in [
@@ -588,8 +595,9 @@ fn dtypes_and_header_versions_are_accepted() {
     let batch32 = Batch::new(&logits[..], rows, cols).unwrap();
     let batch16 = Batch::new(&halves[..], rows, cols).unwrap();
     let want = |b| {
-        let loss = Loss::new(Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 }, b)
-            .with_labels(Labels::I64(&labels));
+        let loss =
+            Loss::new(Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0, entropy: false }, b)
+                .with_labels(Labels::I64(&labels));
         xent::reference::compute(&loss, LogBase::Nats).unwrap().mean()
     };
     let (want32, want16) = (want(batch32), want(batch16));
@@ -652,6 +660,69 @@ fn one_dimensional_logits_are_one_column() {
         let line = xent(&["lse", "--logits", &l, "--device", device, "--reduction", "sum"]).json();
         assert_eq!(line["cols"], 1);
         assert!(close(num(&line["value"]), 9.5, 1e-6, 1e-6), "{line}");
+    }
+}
+
+/// `ce --entropy` reports the mean entropy of softmax(logits) over the rows not ignored
+/// (unweighted, whatever the class weights) and its sum; `--entropy-out` (which implies
+/// `--entropy`) writes every row's, ignored ones too; in bits with `--base 2`; the same bits
+/// whatever the chunk size; `--target-probs` likewise; without the flag, no key.
+#[test]
+fn ce_entropy_reports_the_mean_over_rows_not_ignored() {
+    let f = Files::new();
+    let (rows, cols) = (1001, 37);
+    let Pair { logits, mut labels, l, .. } = pair(&f, 41, rows, cols, 6.0);
+    labels.iter_mut().step_by(5).for_each(|y| *y = -100);
+    let y = f.i64("ignored.npy", &labels);
+    let mut rng = common::rng(42);
+    let (w, p) = (common::uniform(&mut rng, cols, 0.1, 3.0), common::probs(&mut rng, rows, cols, true));
+    let (weights, target) = (f.f32("w.npy", &[cols], &w), f.f32("p.npy", &[rows, cols], &p));
+    let batch = Batch::new(&logits[..], rows, cols).unwrap();
+    let op = Op::CrossEntropy { ignore_index: Some(-100), label_smoothing: 0.0, z_loss: 0.0, entropy: true };
+    let loss = Loss::new(op, batch).with_labels(&labels[..]);
+    let counted: Vec<usize> = (0..rows).filter(|&i| labels[i] != -100).collect();
+    for device in devices() {
+        for (base, flag) in [(LogBase::Nats, "e"), (LogBase::Bits, "2")] {
+            let h = xent::reference::entropies(&loss, base).unwrap().unwrap();
+            let sum: f64 = counted.iter().map(|&i| h[i]).sum();
+            let mut results = Vec::new();
+            for chunk in ["1", "7", "500", "100000"] {
+                let out = f.path(&format!("h-{device}-{flag}-{chunk}.npy"));
+                let args =
+                    ["ce", "--logits", &l, "--labels", &y, "--ignore-index", "-100", "--class-weights", &weights];
+                let mut a = args.to_vec();
+                a.extend(["--device", device, "--base", flag, "--chunk-rows", chunk]);
+                a.extend(["--entropy-out", out.to_str().unwrap()]);
+                let line = xent(&a).json();
+                let label = format!("{device} base {flag} chunk {chunk}");
+                assert_eq!(line["counted"], counted.len() as u64, "{label}");
+                let (got, got_sum) = (num(&line["entropy"]), num(&line["entropy_sum"]));
+                assert!(close(got, sum / counted.len() as f64, 1e-6, 2e-6), "{label}: entropy {got}");
+                assert!(close(got_sum, sum, 1e-4, 2e-6), "{label}: entropy_sum {got_sum} vs {sum}");
+                let written = read_out(&out);
+                assert_eq!(written.len(), rows, "{label}: every row written");
+                for (i, (&g, &r)) in written.iter().zip(&h).enumerate() {
+                    assert!(close(f64::from(g), r, 2e-6, 2e-6), "{label}: row {i}: {g} vs {r}");
+                }
+                results.push((
+                    line["entropy"].to_string(),
+                    line["entropy_sum"].to_string(),
+                    std::fs::read(&out).unwrap(),
+                ));
+            }
+            for r in &results[1..] {
+                assert!(r == &results[0], "{device} base {flag}: the chunk size changed the entropy");
+            }
+        }
+        let plain = xent(&["ce", "--logits", &l, "--labels", &y, "--ignore-index", "-100", "--device", device]).json();
+        assert!(plain.get("entropy").is_none() && plain.get("entropy_sum").is_none(), "{plain}");
+        // probability targets: every row counts
+        let probs = Loss::new(Op::CrossEntropyProbs { z_loss: 0.0, entropy: true }, batch)
+            .with_second(Batch::new(&p[..], rows, cols).unwrap());
+        let h = xent::reference::entropies(&probs, LogBase::Nats).unwrap().unwrap();
+        let line = xent(&["ce", "--logits", &l, "--target-probs", &target, "--entropy", "--device", device]).json();
+        let want = h.iter().sum::<f64>() / rows as f64;
+        assert!(close(num(&line["entropy"]), want, 1e-6, 2e-6), "{device}: target probs: {line}");
     }
 }
 

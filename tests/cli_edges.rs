@@ -215,7 +215,7 @@ fn a_terminal_gets_a_summary_and_json_keeps_the_line() {
 
 /// A set evaluated as shards and merged is the set evaluated whole: row, hit and count
 /// totals exactly; sums and denominators to 1e-12 on the f64 reference (the CPU path),
-/// to f32 accumulation on the GPU; the mean, accuracy, perplexity and z-loss follow.
+/// to f32 accumulation on the GPU; the mean, accuracy, perplexity, z-loss and entropy follow.
 /// Shards of different operations, and files that are not results, are bad input.
 #[test]
 fn shards_merge_into_the_whole() {
@@ -228,7 +228,8 @@ fn shards_merge_into_the_whole() {
     let weights = f.f32("W.npy", &[cols], &w);
     // uneven shards: rows [0, 1000), [1000, 1001), [1001, 3001)
     let bounds = [0, 1000, 1001, rows];
-    let options = ["--ignore-index", "-100", "--class-weights", &weights, "--z-loss", "1e-3", "--base", "2"];
+    let options =
+        ["--ignore-index", "-100", "--class-weights", &weights, "--z-loss", "1e-3", "--base", "2", "--entropy"];
     for device in devices() {
         let run = |l: &str, yy: &str| {
             let mut args = vec!["ce", "--logits", l, "--labels", yy, "--device", device];
@@ -253,7 +254,8 @@ fn shards_merge_into_the_whole() {
             assert_eq!(merged[key], whole[key], "{device}: {key}");
         }
         let tolerance = if device == "cpu" { 1e-12 } else { 1e-6 };
-        for key in ["sum", "denominator", "mean", "value", "z_sum", "z_loss", "accuracy", "perplexity"] {
+        let keys = ["sum", "denominator", "mean", "value", "z_sum", "z_loss", "accuracy", "perplexity"];
+        for key in keys.into_iter().chain(["entropy_sum", "entropy"]) {
             let (m, w) = (merged[key].as_f64().unwrap(), whole[key].as_f64().unwrap());
             assert!((m - w).abs() <= tolerance * w.abs(), "{device}: {key}: merged {m}, whole {w}");
         }

@@ -22,7 +22,7 @@ fn data(rows: usize, cols: usize) -> (Vec<f32>, Vec<i64>) {
 
 /// The reference's report of the rows, as the library builds it.
 fn reference(x: &[f32], y: &[i64], cols: usize, top_k: &[u32], bins: u32) -> Metrics {
-    let op = Op::CrossEntropy { ignore_index: Some(IGNORE), label_smoothing: 0.0, z_loss: 0.0 };
+    let op = Op::CrossEntropy { ignore_index: Some(IGNORE), label_smoothing: 0.0, z_loss: 0.0, entropy: false };
     let loss = Loss::new(op, Batch::new(x, y.len(), cols).unwrap()).with_labels(Labels::I64(y));
     let spec = MetricsSpec { top_k: top_k.to_vec(), bins, per_class: true, classes: cols as u32 };
     let mut m = Metrics::new(spec).unwrap();
@@ -54,7 +54,11 @@ fn assert_report(what: &str, line: &Value, want: &Metrics, rel: f64) {
     let bins = line["calibration"]["bins"].as_array().unwrap();
     assert_eq!(bins.len(), want.bins.len(), "{what}");
     for (i, (got, w)) in bins.iter().zip(&want.bins).enumerate() {
-        assert_eq!((got["count"].as_u64(), got["correct"].as_u64()), (Some(w.count), Some(w.correct)), "{what}: bin {i}");
+        assert_eq!(
+            (got["count"].as_u64(), got["correct"].as_u64()),
+            (Some(w.count), Some(w.correct)),
+            "{what}: bin {i}"
+        );
         close(&format!("bin {i}"), num(&got["confidence_sum"]), w.confidence_sum);
     }
     close("ece", num(&line["ece"]), want.ece());
@@ -136,7 +140,12 @@ fn shards_merge_into_the_whole_report() {
                 assert_eq!(merged[key], whole[key], "{device}: {key}");
             }
         }
-        for (m, w) in merged["calibration"]["bins"].as_array().unwrap().iter().zip(whole["calibration"]["bins"].as_array().unwrap()) {
+        for (m, w) in merged["calibration"]["bins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(whole["calibration"]["bins"].as_array().unwrap())
+        {
             assert_eq!((&m["count"], &m["correct"]), (&w["count"], &w["correct"]), "{device}");
         }
         for key in ["top1", "top3", "ece", "mce", "brier", "brier_sum", "balanced_accuracy"] {
@@ -154,7 +163,8 @@ fn the_per_class_table_and_the_plot_are_written_whole() {
     let (l, yy) = (f.f32("L.npy", &[rows, cols], &x), f.i64("Y.npy", &y));
     let want = reference(&x, &y, cols, &[1], 15);
     let (table, plot) = (f.arg("classes.csv"), f.arg("reliability.svg"));
-    let args = ["ce", "--logits", &l, "--labels", &yy, "--ignore-index", "-100", "--per-class", &table, "--plot", &plot];
+    let args =
+        ["ce", "--logits", &l, "--labels", &yy, "--ignore-index", "-100", "--per-class", &table, "--plot", &plot];
     let line = xent(&args).json();
     assert_eq!((line["per_class_out"].as_str(), line["plot"].as_str()), (Some(table.as_str()), Some(plot.as_str())));
     let csv = std::fs::read_to_string(&table).unwrap();

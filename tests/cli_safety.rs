@@ -74,6 +74,22 @@ fn out_naming_an_input_is_refused_before_reading() {
         run.bad_input(&["--out", flag]);
         assert!(contents(&f) == before, "{a:?} changed a file");
     }
+    // --entropy-out is held to the same rules, and to being another file than --out
+    let ce: Vec<(Vec<&str>, &str, &str)> = vec![
+        (vec!["ce", "--logits", &l, "--labels", &y], &lhard, "--logits"),
+        (vec!["ce", "--logits", &l, "--labels", &y, "--entropy"], &y, "--labels"),
+        (vec!["ce", "--logits", &l, "--target-probs", &p], &p, "--target-probs"),
+        (vec!["ce", "--logits", &l, "--labels", &y, "--out", "h.npy"], "./h.npy", "--out"),
+    ];
+    for (args, out, flag) in &ce {
+        let mut a = args.clone();
+        a.extend(["--entropy-out", out]);
+        let run = xent_in(f.dir.path(), &a);
+        run.bad_input(&["--entropy-out", flag]);
+        assert!(contents(&f) == before, "{a:?} changed a file");
+    }
+    let dir = xent_in(f.dir.path(), &["ce", "--logits", &l, "--labels", &y, "--entropy-out", "."]);
+    dir.bad_input(&["--entropy-out", "directory"]);
 }
 
 #[test]

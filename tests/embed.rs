@@ -4,6 +4,8 @@
 //! tests/soak.rs, alone in its process so that its memory figures are its own.
 
 mod common;
+#[path = "embed/entropy.rs"]
+mod entropy;
 #[path = "embed/labels.rs"]
 mod labels;
 #[path = "embed/mean.rs"]
@@ -50,7 +52,7 @@ impl Case {
 const IGNORE: i32 = -100;
 
 /// Cross-entropy against labels, without options.
-const CE: Op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 };
+const CE: Op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0, entropy: false };
 
 /// The option variants of `op` the matrix runs (the forms of its inputs, ignore index, class
 /// weights, smoothing, temperature and alpha); an operation not named here runs with its
@@ -62,17 +64,29 @@ fn variants(op: Op) -> Vec<Case> {
     match op {
         Op::CrossEntropy { .. } => vec![
             CE.into(),
-            Op::CrossEntropy { ignore_index: ignore, label_smoothing: 0.0, z_loss: 0.0 }.into(),
-            Case { op: Op::CrossEntropy { ignore_index: ignore, label_smoothing: 0.0, z_loss: 0.0 }, ..weighted },
-            Case { op: Op::CrossEntropy { ignore_index: ignore, label_smoothing: 0.2, z_loss: 0.0 }, ..weighted },
-            Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.05 }.into(),
-            Case { op: Op::CrossEntropy { ignore_index: ignore, label_smoothing: 0.2, z_loss: 0.01 }, ..weighted },
+            Op::CrossEntropy { ignore_index: ignore, label_smoothing: 0.0, z_loss: 0.0, entropy: false }.into(),
+            Case {
+                op: Op::CrossEntropy { ignore_index: ignore, label_smoothing: 0.0, z_loss: 0.0, entropy: false },
+                ..weighted
+            },
+            Case {
+                op: Op::CrossEntropy { ignore_index: ignore, label_smoothing: 0.2, z_loss: 0.0, entropy: false },
+                ..weighted
+            },
+            Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.05, entropy: false }.into(),
+            Case {
+                op: Op::CrossEntropy { ignore_index: ignore, label_smoothing: 0.2, z_loss: 0.01, entropy: false },
+                ..weighted
+            },
             Case::from(CE).capped(1.5),
-            Case { op: Op::CrossEntropy { ignore_index: ignore, label_smoothing: 0.2, z_loss: 0.01 }, ..weighted }
-                .capped(30.0),
+            Case {
+                op: Op::CrossEntropy { ignore_index: ignore, label_smoothing: 0.2, z_loss: 0.01, entropy: false },
+                ..weighted
+            }
+            .capped(30.0),
         ],
         Op::CrossEntropyProbs { .. } => {
-            let cases = [0.0, 0.03].map(|z_loss| Case::from(Op::CrossEntropyProbs { z_loss }));
+            let cases = [0.0, 0.03].map(|z_loss| Case::from(Op::CrossEntropyProbs { z_loss, entropy: false }));
             [cases[0], cases[1], cases[1].capped(2.0)].to_vec()
         }
         Op::KlDiv { .. } => {
@@ -469,7 +483,8 @@ fn gradient_over_the_binding_limit() {
     // logits and gradient both larger than one binding: split into row ranges
     let cols = 1000;
     let rows = (limit / (4 * cols as u64) + 3000) as usize;
-    let ce = Op::CrossEntropy { ignore_index: Some(i64::from(IGNORE)), label_smoothing: 0.1, z_loss: 0.0 };
+    let ce =
+        Op::CrossEntropy { ignore_index: Some(i64::from(IGNORE)), label_smoothing: 0.1, z_loss: 0.0, entropy: false };
     let d = Data::new(Case { op: ce, weighted: true, softcap: None }, rows, cols, &mut rng(46));
     let (grad, _, reduced) = run(&d, DType::F32, false, Reduction::Mean).expect("context");
     let want = gradient(&d.loss(&d.x), Reduction::Mean).expect("analytic");
@@ -608,11 +623,8 @@ fn bad_arguments_are_errors_not_validation_failures() {
         ),
         (
             "in place with the target in the logits' buffer",
-            DeviceLoss::new(Op::CrossEntropyProbs { z_loss: 0.0 }, batch(big, 0, DType::F32)).with_second(batch(
-                big,
-                1024,
-                DType::F32,
-            )),
+            DeviceLoss::new(Op::CrossEntropyProbs { z_loss: 0.0, entropy: false }, batch(big, 0, DType::F32))
+                .with_second(batch(big, 1024, DType::F32)),
             rows.with_grad(DeviceGrad::of_mean_in_place()),
             "same buffer as target",
         ),
@@ -692,7 +704,7 @@ fn records_into_an_open_compute_pass() {
     let mut rng = rng(51);
     let ops = [
         CE,
-        Op::CrossEntropyProbs { z_loss: 0.0 },
+        Op::CrossEntropyProbs { z_loss: 0.0, entropy: false },
         Op::KlDiv { p: Form::Logits, q: Form::Logits },
         Op::Entropy { p: Form::Logits },
         Op::BinaryCrossEntropy { input: Form::Logits },
@@ -724,7 +736,8 @@ fn records_into_an_open_compute_pass() {
         assert_eq!(results[0], results[1], "{op:?}: a pass and an encoder give the same bits");
     }
     // a reduction, and cross-entropy's device-side mean denominator, need the encoder
-    let weighted = Op::CrossEntropy { ignore_index: Some(i64::from(IGNORE)), label_smoothing: 0.0, z_loss: 0.0 };
+    let weighted =
+        Op::CrossEntropy { ignore_index: Some(i64::from(IGNORE)), label_smoothing: 0.0, z_loss: 0.0, entropy: false };
     let d = Data::new(Case { op: weighted, weighted: true, softcap: None }, 4, 8, &mut rng);
     let bufs = OnDevice::new(device, &d, DType::F32, 0);
     let (per_row, grad, reduced) = (zeroed(device, 16, USAGE), zeroed(device, 128, USAGE), zeroed(device, 16, USAGE));

@@ -42,7 +42,7 @@ impl Input {
 const IGNORE: i64 = -100;
 
 /// Cross-entropy against labels with its default options.
-const CE: Op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 };
+const CE: Op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0, entropy: false };
 
 /// One case of the matrix: an operation with its options, and whether class weights are
 /// bound (an input its signature allows and does not require).
@@ -63,13 +63,20 @@ impl Case {
     fn capped(self, c: f32) -> Self {
         Case { softcap: Some(c), ..self }
     }
+
+    /// This case computing each row's entropy too (cross-entropy's `entropy`).
+    fn with_entropy(self) -> Self {
+        let mut op = self.op;
+        op.set("entropy", xent::OptionValue::Switch(true)).expect("a cross-entropy case");
+        Case { op, ..self }
+    }
 }
 
 /// Cross-entropy ignoring the rows labelled [`IGNORE`] or not, with class weights or not,
 /// label smoothing and a z-loss.
 fn ce(ignore: bool, weights: bool, label_smoothing: f32, z_loss: f32) -> Case {
     Case {
-        op: Op::CrossEntropy { ignore_index: ignore.then_some(IGNORE), label_smoothing, z_loss },
+        op: Op::CrossEntropy { ignore_index: ignore.then_some(IGNORE), label_smoothing, z_loss, entropy: false },
         weights,
         softcap: None,
     }
@@ -90,11 +97,13 @@ fn variants(op: Op) -> Vec<Case> {
             let mut cases = vec![ce(false, false, 0.0, 0.0), ce(true, false, 0.0, 0.0), ce(false, true, 0.0, 0.0)];
             cases.extend([ce(true, true, 0.1, 0.0), ce(false, false, 0.0, 0.01), ce(true, true, 0.1, 1e-4)]);
             cases.extend([ce(false, false, 0.0, 0.0).capped(3.0), ce(true, true, 0.1, 1e-4).capped(30.0)]);
+            cases.extend([ce(false, false, 0.0, 0.0).with_entropy(), ce(true, true, 0.1, 1e-4).with_entropy()]);
+            cases.extend([ce(true, false, 0.0, 0.0).with_entropy().capped(3.0)]);
             cases
         }
         Op::CrossEntropyProbs { .. } => {
-            let cases = [0.0, 0.01].map(|z_loss| Case::of(Op::CrossEntropyProbs { z_loss }));
-            vec![cases[0], cases[1], cases[1].capped(3.0)]
+            let cases = [0.0, 0.01].map(|z_loss| Case::of(Op::CrossEntropyProbs { z_loss, entropy: false }));
+            vec![cases[0], cases[1], cases[1].capped(3.0), cases[0].with_entropy(), cases[1].with_entropy().capped(3.0)]
         }
         Op::KlDiv { .. } => {
             let forms = [(Probs, Probs), (Logits, Probs), (Probs, Logits), (Logits, Logits)];
@@ -221,8 +230,9 @@ fn check(what: &str, case: Case, data: &Data, dtype: DType, abs: f64, rel: f64) 
     loss.softcap = case.softcap;
     let what = format!("{what} {case:?} [{rows}, {cols}] {dtype:?}");
     let r = xent::reference::compute(&loss, LogBase::Nats).unwrap_or_else(|e| panic!("{what}: reference: {e}"));
-    let opts = RunOptions { keep_values: true, keep_argmax: true, ..Default::default() };
+    let opts = RunOptions { keep_values: true, keep_argmax: true, keep_entropy: true, ..Default::default() };
     let g = ctx.compute(&loss, &opts).unwrap_or_else(|e| panic!("{what}: gpu: {e}"));
+    check_entropy(&what, ctx, &loss, &g, abs, rel);
     let worst = assert_close(&what, g.values.as_deref().unwrap_or_default(), &r.values, abs, rel);
     let magnitude: f64 = r.values.iter().filter(|v| v.is_finite()).map(|v| v.abs()).sum();
     assert_scalar(&format!("{what} sum"), g.sum, r.sum(), abs + 1e-6 * magnitude, rel);
@@ -237,6 +247,39 @@ fn check(what: &str, case: Case, data: &Data, dtype: DType, abs: f64, rel: f64) 
         assert_scalar(&format!("{what} z_sum"), gz, z.iter().sum(), abs + 1e-6 * magnitude, rel);
     }
     worst
+}
+
+/// The entropies of a case with the `entropy` option against the reference, per row and
+/// summed over the rows not ignored; the loss's values are the bits of the same case
+/// without it. A case without the option gives none.
+fn check_entropy(what: &str, ctx: &xent::Context, loss: &Loss, g: &xent::Output, abs: f64, rel: f64) {
+    let r = xent::reference::entropies(loss, LogBase::Nats).unwrap_or_else(|e| panic!("{what}: entropies: {e}"));
+    assert_eq!(g.entropy_sum.is_some(), r.is_some(), "{what}: entropy_sum given exactly with entropy");
+    assert_eq!(g.entropy.is_some(), r.is_some(), "{what}: per-row entropy given exactly with entropy");
+    let (Some(gh), Some(r)) = (&g.entropy, r) else { return };
+    // H ≤ log K: the error of a row follows log K as a loss's follows its size
+    let scale = (loss.primary().cols as f64).ln().max(1.0);
+    assert_close(&format!("{what} entropy"), gh, &r, abs * scale, rel);
+    let ignore = match loss.op {
+        Op::CrossEntropy { ignore_index, .. } => ignore_index,
+        _ => None,
+    };
+    let counted: Vec<f64> = r
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| ignore.is_none() || loss.inputs.labels.map(|y| y.get(i)) != ignore)
+        .map(|(_, &h)| h)
+        .collect();
+    let magnitude: f64 = counted.iter().filter(|v| v.is_finite()).sum();
+    let sum = g.entropy_sum.unwrap_or(f64::NAN);
+    assert_scalar(&format!("{what} entropy_sum"), sum, counted.iter().sum(), abs * scale + 1e-6 * magnitude, rel);
+    let mut plain = *loss;
+    plain.op.set("entropy", xent::OptionValue::Switch(false)).expect("cross-entropy");
+    let opts = RunOptions { keep_values: true, ..Default::default() };
+    let without = ctx.compute(&plain, &opts).unwrap_or_else(|e| panic!("{what}: gpu without entropy: {e}"));
+    let (a, b) = (g.values.as_deref().unwrap_or_default(), without.values.unwrap_or_default());
+    assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "{what}: the loss changed with entropy");
+    assert_eq!(g.sum.to_bits(), without.sum.to_bits(), "{what}: the sum changed with entropy");
 }
 
 fn report(case: &str, worst: f64) {
@@ -366,7 +409,7 @@ fn zeros_in_probabilities_and_bce_edges() {
         Op::BinaryCrossEntropy { input: Probs },
         Op::BinaryCrossEntropy { input: Logits },
         Op::Entropy { p: Probs },
-        Op::CrossEntropyProbs { z_loss: 0.0 },
+        Op::CrossEntropyProbs { z_loss: 0.0, entropy: false },
     ] {
         check("zeros", Case::of(op), &data, DType::F32, 2e-5, 2e-5);
     }
@@ -377,7 +420,7 @@ fn chunked_run_is_bit_identical() {
     let Some(ctx) = context() else { return };
     let data = Data::new(8000, 1001, 37, 5.0);
     let x = Input::new(&data.logits, DType::F32);
-    let op = Op::CrossEntropy { ignore_index: Some(IGNORE), label_smoothing: 0.0, z_loss: 0.0 };
+    let op = Op::CrossEntropy { ignore_index: Some(IGNORE), label_smoothing: 0.0, z_loss: 0.0, entropy: false };
     let loss = Loss::new(op, x.batch(data.rows, data.cols)).with_labels(&data.labels[..]);
     let whole = ctx.compute(&loss, &RunOptions { keep_values: true, ..Default::default() }).unwrap();
     for chunk in [1, 3, 64, 1000] {
@@ -397,18 +440,20 @@ fn chunked_run_is_bit_identical() {
 
 /// Pieces that end inside a block of the tree sum carry its rows over to the next piece:
 /// any chunking gives the bits of one chunk, over rows enough for three levels of the
-/// tree, with per-row weights (class weights, ignored rows), z-loss terms and argmax.
+/// tree, with per-row weights (class weights, ignored rows), z-loss terms, entropies (of
+/// the rows not ignored) and argmax.
 #[test]
 fn chunks_across_reduction_blocks_are_bit_identical() {
     let Some(ctx) = context() else { return };
     // 263,921 rows: 516 blocks of 512, then 2 partials, then 1
     let data = Data::new(8100, (1 << 18) + 777, 3, 5.0);
     let x = Input::new(&data.logits, DType::F32);
-    let op = Op::CrossEntropy { ignore_index: Some(IGNORE), label_smoothing: 0.0, z_loss: 1e-3 };
+    let op = Op::CrossEntropy { ignore_index: Some(IGNORE), label_smoothing: 0.0, z_loss: 1e-3, entropy: true };
     let loss =
         Loss::new(op, x.batch(data.rows, data.cols)).with_labels(&data.labels[..]).with_weights(&data.weights[..]);
     let run = |chunk_rows| {
-        let opts = RunOptions { keep_values: true, keep_argmax: true, chunk_rows, ..Default::default() };
+        let opts =
+            RunOptions { keep_values: true, keep_argmax: true, keep_entropy: true, chunk_rows, ..Default::default() };
         ctx.compute(&loss, &opts).unwrap()
     };
     let whole = run(None);
@@ -420,11 +465,64 @@ fn chunks_across_reduction_blocks_are_bit_identical() {
         assert_eq!(part.sum.to_bits(), whole.sum.to_bits(), "chunk {chunk}: sum");
         assert_eq!(part.denominator.to_bits(), whole.denominator.to_bits(), "chunk {chunk}: denominator");
         assert_eq!(part.z_sum.map(f64::to_bits), whole.z_sum.map(f64::to_bits), "chunk {chunk}: z_sum");
+        let entropy_sum = part.entropy_sum.map(f64::to_bits);
+        assert_eq!(entropy_sum, whole.entropy_sum.map(f64::to_bits), "chunk {chunk}: entropy_sum");
+        assert_eq!(part.entropy, whole.entropy, "chunk {chunk}: entropies");
         let (a, b) = (part.values.unwrap(), whole.values.as_ref().unwrap());
         assert!(a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "chunk {chunk}");
         assert_eq!(part.argmax, whole.argmax, "chunk {chunk}: argmax");
     }
     assert_eq!(whole.argmax.unwrap(), reference.argmax.unwrap());
+    let h = xent::reference::entropies(&loss, LogBase::Nats).unwrap().unwrap();
+    let counted: f64 = h.iter().zip(&data.labels).filter(|&(_, &y)| i64::from(y) != IGNORE).map(|(h, _)| h).sum();
+    assert_scalar("entropy_sum", whole.entropy_sum.unwrap(), counted, 0.0, 1e-5);
+}
+
+/// Entropies worked out by hand: uniform logits over K classes give log K; logits
+/// [0, ln 2, ln 3] give p = [1/6, 1/3, 1/2] and H = ln 6/6 + ln 3/3 + ln 2/2; a row
+/// [c, c + 1, c] gives ln(2 + e) − e/(2 + e) whatever c; a masked
+/// class (`-inf`) adds nothing; NaN or `+inf` in a row, or a row of `-inf`, give NaN; in bits
+/// each is over ln 2. The sum leaves out the ignored row, and the loss is unchanged.
+#[test]
+fn entropy_of_rows_worked_out_by_hand() {
+    let Some(ctx) = context() else { return };
+    let (l2, l3, ninf) = (2f32.ln(), 3f32.ln(), f32::NEG_INFINITY);
+    #[rustfmt::skip]
+    let x = [
+        1.5, 1.5, 1.5,          // uniform: ln 3
+        0.0, l2, l3,            // ln 6/6 + ln 3/3 + ln 2/2
+        -7.0, ninf, -7.0,       // one class masked: ln 2
+        1e4, 1e4 + 1.0, 1e4,    // p = [1, e, 1]/(2 + e): ln(2 + e) − e/(2 + e) (the max subtracted first)
+        0.0, l2, l3,            // ignored: left out of the sum, still written
+        0.0, f32::NAN, 1.0,     // NaN
+        ninf, ninf, ninf,       // every class masked: NaN
+    ];
+    let labels = [0i32, 2, 0, 1, -100, 0, 0];
+    let h1 = (6f64.ln() / 6.0) + (3f64.ln() / 3.0) + (2f64.ln() / 2.0);
+    let e = std::f64::consts::E;
+    let h3 = (2.0 + e).ln() - e / (2.0 + e);
+    let want = [3f64.ln(), h1, 2f64.ln(), h3, h1, f64::NAN, f64::NAN];
+    let op = Op::CrossEntropy { ignore_index: Some(-100), label_smoothing: 0.0, z_loss: 0.0, entropy: true };
+    let loss = Loss::new(op, Batch::new(&x[..], 7, 3).unwrap()).with_labels(&labels[..]);
+    for (base, scale) in [(LogBase::Nats, 1.0), (LogBase::Bits, 1.0 / std::f64::consts::LN_2)] {
+        let opts = RunOptions { base, keep_entropy: true, ..Default::default() };
+        let g = ctx.compute(&loss, &opts).unwrap();
+        let want: Vec<f64> = want.iter().map(|h| h * scale).collect();
+        assert_close(&format!("{base:?}"), g.entropy.as_deref().unwrap(), &want, 1e-6, 1e-6);
+        let r = xent::reference::entropies(&loss, base).unwrap().unwrap();
+        assert_close(
+            &format!("{base:?} reference"),
+            &r.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+            &want,
+            1e-6,
+            1e-6,
+        );
+        // the NaN rows make the sum NaN; the rows before them add up without the ignored one
+        assert!(g.entropy_sum.unwrap().is_nan(), "{base:?}: a NaN row makes the sum NaN");
+    }
+    let finite = Loss::new(op, Batch::new(&x[..15], 5, 3).unwrap()).with_labels(&labels[..5]);
+    let g = ctx.compute(&finite, &RunOptions::default()).unwrap();
+    assert_scalar("sum without the ignored row", g.entropy_sum.unwrap(), 3f64.ln() + h1 + 2f64.ln() + h3, 1e-6, 1e-6);
 }
 
 /// The same input twice gives bit-identical output.
@@ -517,7 +615,7 @@ fn negative_probability_names_the_row() {
     let x = Input::new(&data.logits, DType::F32);
     let p = Input::new(&data.probs, DType::F32);
     for loss in [
-        Loss::new(Op::CrossEntropyProbs { z_loss: 0.0 }, x.batch(9, 5)).with_second(p.batch(9, 5)),
+        Loss::new(Op::CrossEntropyProbs { z_loss: 0.0, entropy: false }, x.batch(9, 5)).with_second(p.batch(9, 5)),
         Loss::new(Op::KlDiv { p: Form::Probs, q: Form::Logits }, p.batch(9, 5)).with_second(x.batch(9, 5)),
         Loss::new(Op::Entropy { p: Form::Probs }, p.batch(9, 5)),
     ] {
@@ -542,7 +640,7 @@ fn infinite_probability_names_the_row() {
     let u = Input::new(&data.unit, DType::F32);
     use Form::{Logits, Probs};
     for loss in [
-        Loss::new(Op::CrossEntropyProbs { z_loss: 0.0 }, x.batch(9, 5)).with_second(p.batch(9, 5)),
+        Loss::new(Op::CrossEntropyProbs { z_loss: 0.0, entropy: false }, x.batch(9, 5)).with_second(p.batch(9, 5)),
         Loss::new(Op::KlDiv { p: Probs, q: Logits }, p.batch(9, 5)).with_second(x.batch(9, 5)),
         Loss::new(Op::KlDiv { p: Probs, q: Probs }, p2.batch(9, 5)).with_second(p.batch(9, 5)),
         Loss::new(Op::Entropy { p: Probs }, p.batch(9, 5)),
@@ -614,6 +712,8 @@ fn split_rows() {
         Case::of(Op::Softmax { temperature: 0.7, log: true }),
         ce(true, true, 0.1, 0.0),
         ce(false, false, 0.0, 0.0),
+        ce(true, true, 0.1, 0.0).with_entropy(),
+        ce(false, false, 0.0, 0.0).with_entropy().capped(3.0),
         Case::of(Op::KlDiv { p: Logits, q: Logits }),
         Case::of(Op::Entropy { p: Logits }),
         Case::of(Op::BinaryCrossEntropy { input: Logits }),
@@ -763,7 +863,10 @@ fn huge_equal_logits_split_the_mass() {
         ("softmax at T = 1e-30", Loss::new(Op::Softmax { temperature: 1e-30, log: false }, b(&small[..]))),
         ("log-softmax at T = 3", Loss::new(Op::Softmax { temperature: 3.0, log: true }, b(&x[..]))),
         ("ce", Loss::new(CE, b(&x[..])).with_labels(&y[..])),
-        ("ce probs", Loss::new(Op::CrossEntropyProbs { z_loss: 0.0 }, b(&x[..])).with_second(b(&target[..]))),
+        (
+            "ce probs",
+            Loss::new(Op::CrossEntropyProbs { z_loss: 0.0, entropy: false }, b(&x[..])).with_second(b(&target[..])),
+        ),
         ("entropy", Loss::new(Op::Entropy { p: Form::Logits }, b(&x[..]))),
         ("lse", Loss::new(Op::LogSumExp, b(&x[..]))),
     ];

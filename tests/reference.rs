@@ -8,7 +8,7 @@ use xent::reference::compute;
 use xent::{Batch, Error, Form, Labels, LogBase, Loss, Op};
 
 /// Cross-entropy against labels with its default options.
-const CE: Op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 };
+const CE: Op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0, entropy: false };
 
 fn batch(v: &[f32], cols: usize) -> Batch<'_> {
     Batch::new(v, v.len() / cols, cols).unwrap()
@@ -99,7 +99,7 @@ fn label_smoothing_and_weights_match_pytorch() {
     let x = [1.0f32, 2.0, 3.0];
     let y = [0i32];
     let nll = [2.4076059644443806, 1.4076059644443806, 0.4076059644443806];
-    let op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.1, z_loss: 0.0 };
+    let op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.1, z_loss: 0.0, entropy: false };
     let r = compute(&Loss::new(op, batch(&x, 3)).with_labels(Labels::I32(&y)), LogBase::Nats).unwrap();
     let s = f64::from(0.1f32);
     let want = (1.0 - s) * nll[0] + s / 3.0 * nll.iter().sum::<f64>();
@@ -119,7 +119,7 @@ fn z_loss_matches_palm() {
     // Values from Python's math: lse([1, 2, 3, -1.5]) = 3.4149689504858607.
     let x = [1.0f32, 2.0, 3.0, -1.5, 0.5, -2.0, 4.0, f32::NEG_INFINITY];
     let y = [2i32, -100];
-    let op = Op::CrossEntropy { ignore_index: Some(-100), label_smoothing: 0.0, z_loss: 1e-4 };
+    let op = Op::CrossEntropy { ignore_index: Some(-100), label_smoothing: 0.0, z_loss: 1e-4, entropy: false };
     let lambda = f64::from(1e-4f32);
     let r = compute(&Loss::new(op, batch(&x, 4)).with_labels(Labels::I32(&y)), LogBase::Nats).unwrap();
     let lse = 3.4149689504858607;
@@ -136,7 +136,7 @@ fn z_loss_matches_palm() {
     assert_relative_eq!(r.denominator(), 3.5, max_relative = 1e-15);
     // probability targets: −Σ_j P_j·log_softmax_j + λ·lse²; a one-hot target is the label's row
     let p = [0.0f32, 0.0, 1.0, 0.0];
-    let probs = Op::CrossEntropyProbs { z_loss: 1e-4 };
+    let probs = Op::CrossEntropyProbs { z_loss: 1e-4, entropy: false };
     let r = compute(&Loss::new(probs, batch(&x[..4], 4)).with_second(batch(&p, 4)), LogBase::Nats).unwrap();
     assert_relative_eq!(r.values[0], 0.4149689504858607 + lambda * lse * lse, max_relative = 1e-12);
 }
@@ -241,7 +241,7 @@ fn jsd_matches_liger_kernel() {
 fn ignored_rows_leave_the_mean() {
     let x = [1.0f32, 2.0, 3.0, 0.5, 0.5, 0.5];
     let y = [2i32, -100];
-    let op = Op::CrossEntropy { ignore_index: Some(-100), label_smoothing: 0.0, z_loss: 0.0 };
+    let op = Op::CrossEntropy { ignore_index: Some(-100), label_smoothing: 0.0, z_loss: 0.0, entropy: false };
     let r = compute(&Loss::new(op, batch(&x, 3)).with_labels(Labels::I32(&y)), LogBase::Nats).unwrap();
     assert_eq!(r.values[1], 0.0);
     assert_eq!(r.denominator(), 1.0);
@@ -344,7 +344,7 @@ fn huge_equal_logits_split_the_mass() {
     assert_relative_eq!(ce.values[0], LN_2, max_relative = 1e-15);
     let t = [1.0f32, 0.0, 0.0];
     let ce = compute(
-        &Loss::new(Op::CrossEntropyProbs { z_loss: 0.0 }, batch(&x, 3)).with_second(batch(&t, 3)),
+        &Loss::new(Op::CrossEntropyProbs { z_loss: 0.0, entropy: false }, batch(&x, 3)).with_second(batch(&t, 3)),
         LogBase::Nats,
     )
     .unwrap();
@@ -440,7 +440,7 @@ fn infinite_probabilities_are_bad_input() {
         Loss::new(Op::KlDiv { p: Form::Probs, q: Form::Probs }, batch(&good, 2)).with_second(batch(&bad, 2)),
         Loss::new(Op::KlDiv { p: Form::Probs, q: Form::Logits }, batch(&bad, 2)).with_second(batch(&logits, 2)),
         Loss::new(Op::Entropy { p: Form::Probs }, batch(&bad, 2)),
-        Loss::new(Op::CrossEntropyProbs { z_loss: 0.0 }, batch(&logits, 2)).with_second(batch(&bad, 2)),
+        Loss::new(Op::CrossEntropyProbs { z_loss: 0.0, entropy: false }, batch(&logits, 2)).with_second(batch(&bad, 2)),
         Loss::new(Op::BinaryCrossEntropy { input: Form::Probs }, batch(&bad, 2)).with_second(batch(&good, 2)),
         Loss::new(Op::BinaryCrossEntropy { input: Form::Logits }, batch(&logits, 2)).with_second(batch(&bad, 2)),
     ];

@@ -22,7 +22,7 @@ use xent::npy::NpyFile;
 use xent::{Batch, LogBase, Loss, Op};
 
 /// Cross-entropy against labels with its default options.
-const CE: Op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 };
+const CE: Op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0, entropy: false };
 
 /// A sparse `.npy` file of `shape` whose elements are zero except `writes`
 /// (element index, little-endian bytes of consecutive elements).

@@ -45,7 +45,7 @@ fn soak_ten_thousand_records() {
         })
     };
     let (per_row, reduced, grad) = (zeroed(4 * rows as u64), zeroed(Reduced::BYTES), zeroed(4 * (rows * cols) as u64));
-    let op = Op::CrossEntropy { ignore_index: Some(-100), label_smoothing: 0.1, z_loss: 0.0 };
+    let op = Op::CrossEntropy { ignore_index: Some(-100), label_smoothing: 0.1, z_loss: 0.0, entropy: false };
     let loss = DeviceLoss::new(
         op,
         DeviceBatch { buffer: &x, offset: 0, rows: rows as u32, cols: cols as u32, dtype: DType::F32 },

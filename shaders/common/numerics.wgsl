@@ -120,6 +120,57 @@ fn stats_merge(a: RowStats, b: RowStats) -> RowStats {
     return r;
 }
 
+// stats_push at scale k = 1 plus the entropy sum t = Σ_j e^(x_j − m)·(x_j − m) over the
+// finite x_j, sharing its exp. When m rises by δ every term is scaled by e^(−δ) and shifted
+// by −δ times its weight (the weights add up to s): t becomes e^(−δ)·t − e^(−δ)·δ·s. Every
+// term is ≤ 0 and s ≥ 1, so H = log s − t/s (entropy_of) adds two non-negative parts.
+struct EntropyStats {
+    st: RowStats,
+    t: f32,
+}
+
+fn entropy_push(acc: EntropyStats, x: f32, j: u32) -> EntropyStats {
+    var r = acc.st;
+    var t = acc.t;
+    let c = classify(x);
+    if c == CLASS_FINITE {
+        let d = x - r.m;
+        let up = d > 0.0;
+        let ad = min(abs(d), 126.0);
+        let e = exp(-ad);
+        // e·(x − m), or e·δ when the max rises, with d clamped where e is 0 anyway: never
+        // inf·0 (a first element against the sentinel); no branch, as in stats_push
+        let u = e * clamp(d, -126.0, 126.0);
+        t = select(t + u, e * t - u * r.s, up);
+        r.s = select(r.s + e, r.s * e + 1.0, up);
+        r.m = max(r.m, x);
+        if r.cls < CLASS_FINITE || (r.cls == CLASS_FINITE && up) {
+            r.arg = j;
+            r.cls = CLASS_FINITE;
+        }
+    } else if c > r.cls || (c == r.cls && j < r.arg) {
+        r.cls = c;
+        r.arg = j;
+    }
+    return EntropyStats(r, t);
+}
+
+// t of stats with max m_from and sum s moved to a larger max m (a lane's to its row's).
+fn entropy_moved(t: f32, s: f32, m_from: f32, m: f32, k: f32) -> f32 {
+    let d = m - m_from;
+    let e = exp(-min(d * k, 126.0));
+    return select(e * (t - d * s), 0.0, s == 0.0 || e == 0.0);
+}
+
+// The entropy of softmax(k·x) from the row's merged stats and t: NaN where its
+// log-softmax is not defined (NaN or +inf in the row, or every element -inf).
+fn entropy_of(st: RowStats, t: f32) -> f32 {
+    if !stats_ok(st) {
+        return nan();
+    }
+    return st.log_s - st.k * (t / st.s);
+}
+
 // The row's log-sum-exp (of k·x): NaN if it holds NaN or +inf, -inf if every element is -inf.
 fn stats_lse(st: RowStats) -> f32 {
     if st.cls >= CLASS_POS_INF {

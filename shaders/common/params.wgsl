@@ -49,8 +49,17 @@ const FLAG_LABELS_U8: u32 = 1024u;  // labels are u8 (four to a word)
 const NO_ROW: u32 = 0xffffffffu;
 
 // The per-row auxiliary record in out_aux: the argmax, the bits of the row's weight in the
-// mean (w_y), the bits of its z-loss term (cross-entropy), one word unused.
+// mean (w_y), the bits of its z-loss term (cross-entropy), the bits of its entropy
+// (cross-entropy with ENTROPY).
 const AUX_WORDS: u32 = 4u;
+
+// Cross-entropy: each row's entropy of softmax(logits) into word 3 of its aux record, from
+// the loss's own pass. A pipeline constant, so that a kernel without it carries none of it.
+override ENTROPY: bool = false;
+
+// With ENTROPY, the z word of an ignored row: −0.0, a zero term whose sign bit tells the
+// entropy's sum over rows (shaders/reduce.wgsl) to leave the row out.
+const AUX_IGNORED: u32 = 0x80000000u;
 
 @group(0) @binding(0) var<uniform> params: RowParams;
 @group(0) @binding(3) var<storage, read> labels: array<i32>;    // read through label_of

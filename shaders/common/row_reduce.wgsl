@@ -87,6 +87,15 @@ fn row_stats(slot: RowSlot, st: RowStats) -> RowStats {
     return r;
 }
 
+// The entropy sum t (EntropyStats) of the row's lanes, each at its lane's stats, moved to
+// the row's max and added in the fixed tree order.
+fn row_entropy_t(slot: RowSlot, t: f32, lane: RowStats, row: RowStats) -> f32 {
+    if LANES == 1u {
+        return t;
+    }
+    return row_sum(slot, SumFlags(entropy_moved(t, lane.s, lane.m, row.m, row.k), 0u)).sum;
+}
+
 // A sum and an OR of flag bits over the row's lanes.
 fn row_sum(slot: RowSlot, v: SumFlags) -> SumFlags {
     if LANES == 1u {
@@ -213,6 +222,36 @@ fn pair_push8(acc: PairStats, x: array<f32, 8>, y: array<f32, 8>, oc: Octets, e:
     r = pair_push_at(r, x[5], y[5], oc, e, 5u, c_p, c_q, with_q);
     r = pair_push_at(r, x[6], y[6], oc, e, 6u, c_p, c_q, with_q);
     return pair_push_at(r, x[7], y[7], oc, e, 7u, c_p, c_q, with_q);
+}
+
+// entropy_push of element k of an octet, an element outside the row pushed as -inf (as
+// stats_push_at: no branch, so the octet's eight steps stay straight-line code).
+fn entropy_push_at(acc: EntropyStats, x: f32, oc: Octets, e: u32, k: u32) -> EntropyStats {
+    let mine = in_octet(oc, e, k);
+    return entropy_push(acc, select(neg_inf(), x, mine), select(NO_COL, octet_col(oc, e, k), mine));
+}
+
+// stats_scan_a at scale 1 with the entropy sum (EntropyStats).
+fn entropy_scan_a(slot: RowSlot, base: u32, start: u32, end: u32) -> EntropyStats {
+    var acc = EntropyStats(stats_empty(), 0.0);
+    if slot.live {
+        let oc = octets(slot, base, start, end);
+        for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
+            let x = load_a8(e, oc.lo, oc.hi);
+            acc = entropy_push_at(acc, x[0], oc, e, 0u);
+            acc = entropy_push_at(acc, x[1], oc, e, 1u);
+            acc = entropy_push_at(acc, x[2], oc, e, 2u);
+            acc = entropy_push_at(acc, x[3], oc, e, 3u);
+            acc = entropy_push_at(acc, x[4], oc, e, 4u);
+            acc = entropy_push_at(acc, x[5], oc, e, 5u);
+            acc = entropy_push_at(acc, x[6], oc, e, 6u);
+            acc = entropy_push_at(acc, x[7], oc, e, 7u);
+        }
+        for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
+            acc = entropy_push(acc, load_a(e - params.a_base), e - oc.col0);
+        }
+    }
+    return acc;
 }
 
 // One lane's online (m, s) and argmax over columns [start, end) of input a from `base`,

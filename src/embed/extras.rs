@@ -10,7 +10,13 @@ use crate::loss::LogBase;
 pub struct RecordExtras<'a> {
     /// The job row of the record's first row (rows in the status words count from it).
     pub first_row: u64,
-    /// Per-row (argmax, weight) words from this offset, instead of the recorder's scratch.
+    /// Per-row auxiliary records from this offset, instead of the recorder's scratch: four
+    /// u32 words a row, `[argmax, weight bits, z-term bits, entropy bits]` (the weight of the
+    /// row in the mean; cross-entropy's z-loss term; with cross-entropy's `entropy` option,
+    /// the row's entropy of `softmax(logits)` as f32 bits, for every row, ignored ones too,
+    /// in the unit of the values, NaN where the row holds NaN or `+inf` or is all `-inf`).
+    /// With that option the z word of an ignored row is `-0.0`, which marks it out of the
+    /// host path's sum of entropies.
     pub aux: Option<(&'a wgpu::Buffer, u64)>,
     /// Status words of the caller's own, instead of [`Recorder::status`].
     pub status: Option<&'a wgpu::Buffer>,

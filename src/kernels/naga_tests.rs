@@ -53,6 +53,8 @@ fn specialised(kernel: Kernel, dtype: DType, wg: u32, lanes: u32, grad: (u32, bo
         constants.insert("GRAD_OF".to_string(), f64::from(grad.0));
         constants.insert("GRAD_IN_PLACE".to_string(), f64::from(u8::from(grad.1)));
         constants.insert("EACH".to_string(), f64::from(u8::from(short)));
+        // the entropy's code in the one-lane and the 8-lane layouts (and the gradients')
+        constants.insert("ENTROPY".to_string(), f64::from(u8::from(lanes == 1 || lanes == 8)));
     }
     let stage = Some((naga::ShaderStage::Compute, kernel.entry()));
     let (m, i) = naga::back::pipeline_constants::process_overrides(module, info, stage, &constants)
@@ -296,10 +298,15 @@ fn reduce_params_match_the_wgsl_struct() {
     let (fields, size) = wgsl_layout(module, "ReduceParams");
     assert_eq!(size as usize, size_of::<ReduceParams>());
     let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["n", "stride", "component", "in_base", "out_base", "partials", "_pad0", "_pad1"]);
+    assert_eq!(names, ["n", "stride", "component", "in_base", "out_base", "partials", "skip_marked", "mark"]);
     let offsets: Vec<u32> = fields.iter().map(|f| f.1).collect();
     assert_eq!(offsets, [0, 4, 8, 12, 16, 20, 24, 28]);
     assert_eq!(std::mem::offset_of!(ReduceParams, partials), 20);
+    assert_eq!(std::mem::offset_of!(ReduceParams, mark), 28);
+    // the mark the reduction skips is the one the row kernels write
+    let (_, c) = module.constants.iter().find(|(_, c)| c.name.as_deref() == Some("MARK_SKIP")).expect("MARK_SKIP");
+    let skip = matches!(module.global_expressions[c.init], naga::Expression::Literal(naga::Literal::U32(v)) if v == super::AUX_IGNORED);
+    assert!(skip, "MARK_SKIP is AUX_IGNORED");
 }
 
 #[test]
@@ -326,6 +333,7 @@ fn flag_bits_match_the_wgsl_constants() {
         ("FLAG_LABELS_I64", LABELS_I64),
         ("FLAG_LABELS_U8", LABELS_U8),
         ("AUX_WORDS", super::AUX_WORDS),
+        ("AUX_IGNORED", super::AUX_IGNORED),
     ] {
         assert_eq!(value(name), bit, "{name}");
     }

@@ -54,7 +54,7 @@ pub(crate) mod binding {
     pub(crate) const CLASS_WEIGHTS: Binding = read(4);
     /// Per-row f32 values, or rows of values (viewed as vec4 by some loader variants).
     pub(crate) const OUT_ROWS: Binding = read_write(5);
-    /// Per-row auxiliary records of [`AUX_WORDS`](crate::kernels::AUX_WORDS) words: argmax, weight, z term.
+    /// Per-row auxiliary records of [`AUX_WORDS`](crate::kernels::AUX_WORDS) words: argmax, weight, z term, entropy.
     pub(crate) const OUT_AUX: Binding = read_write(6);
     /// First bad label row and first bad value row (atomic minimum).
     pub(crate) const STATUS: Binding = read_write(7);

@@ -5,7 +5,7 @@ use crate::loss::{Batch, Labels, Loss};
 use crate::op::Op;
 use crate::reference::row_evals;
 
-const CE: Op = Op::CrossEntropy { ignore_index: Some(-100), label_smoothing: 0.0, z_loss: 0.0 };
+const CE: Op = Op::CrossEntropy { ignore_index: Some(-100), label_smoothing: 0.0, z_loss: 0.0, entropy: false };
 
 fn report(logits: &[f32], labels: &[i64], cols: usize, spec: MetricsSpec) -> Metrics {
     let batch = Batch::new(logits, labels.len(), cols).unwrap();

@@ -52,11 +52,21 @@ pub enum Op {
         /// `λ ≥ 0`: adds `λ·lse(x_i)²` to each row not ignored (PaLM's z-loss; not scaled
         /// by the class weight, as Liger-Kernel's `lse_square_scale`).
         z_loss: f32,
+        /// Also compute each row's entropy `H(softmax(x_i)) = lse(x_i) − Σ_j p_ij·x_ij` in
+        /// the same pass (policy-entropy logging): reported, never added to the loss. It is
+        /// written for every row (ignored ones too) to word 3 of the row's aux record; the
+        /// host path's [`Output::entropy_sum`](crate::Output::entropy_sum) sums the rows
+        /// not ignored. `-inf` logits contribute 0; a row with NaN or `+inf`, or all `-inf`,
+        /// is NaN.
+        entropy: bool,
     },
     /// `−Σ_j P_ij · log_softmax(x_i)_j` against target probabilities `P` (the second input).
     CrossEntropyProbs {
         /// `λ ≥ 0`: adds `λ·lse(x_i)²` to each row (PaLM's z-loss).
         z_loss: f32,
+        /// Also compute each row's entropy of `softmax(x_i)` in the same pass, as
+        /// [`Op::CrossEntropy`]'s `entropy`.
+        entropy: bool,
     },
     /// `KL(P‖Q) = Σ_j P_ij log(P_ij / Q_ij)`; reverse KL is the caller swapping the inputs.
     KlDiv {
@@ -140,8 +150,8 @@ impl Op {
         Op::RowMax,
         Op::LogSumExp,
         Op::Softmax { temperature: 1.0, log: false },
-        Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 },
-        Op::CrossEntropyProbs { z_loss: 0.0 },
+        Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0, entropy: false },
+        Op::CrossEntropyProbs { z_loss: 0.0, entropy: false },
         Op::KlDiv { p: Form::Logits, q: Form::Logits },
         Op::Jsd { p: Form::Logits, q: Form::Logits, beta: 0.5, temperature: 1.0 },
         Op::Entropy { p: Form::Logits },
@@ -206,6 +216,12 @@ impl Op {
         }
     }
 
+    /// Whether the operation computes each row's entropy besides its loss (cross-entropy's
+    /// `entropy` option).
+    pub fn has_entropy(&self) -> bool {
+        matches!(self, Op::CrossEntropy { entropy: true, .. } | Op::CrossEntropyProbs { entropy: true, .. })
+    }
+
     /// Whether the operation writes a row of values per row (softmax) instead of one value.
     pub fn writes_rows(&self) -> bool {
         matches!(self, Op::Softmax { .. })
@@ -250,7 +266,7 @@ impl Op {
             Op::CrossEntropy { label_smoothing: s, .. } if !(0.0..=1.0).contains(&s) => {
                 option("label_smoothing", format!("{s} is not in [0, 1]"))
             }
-            Op::CrossEntropy { z_loss, .. } | Op::CrossEntropyProbs { z_loss }
+            Op::CrossEntropy { z_loss, .. } | Op::CrossEntropyProbs { z_loss, .. }
                 if !(z_loss.is_finite() && z_loss >= 0.0) =>
             {
                 option("z_loss", format!("{z_loss} is not a non-negative finite number"))

@@ -29,6 +29,9 @@ pub struct OptionInfo {
     pub help: &'static str,
 }
 
+/// The help of cross-entropy's `entropy` switch.
+const ENTROPY_HELP: &str = "Also report the mean entropy of softmax(logits) over the rows not ignored (computed in the same pass; not part of the loss).";
+
 impl Op {
     /// What the operation computes, in a line (the command line's help).
     pub fn summary(&self) -> &'static str {
@@ -59,7 +62,7 @@ impl Op {
                 o("temperature", Number(temperature), "Divide the logits by T first."),
                 o("log", Switch(log), "Write log-softmax instead."),
             ],
-            Op::CrossEntropy { ignore_index, label_smoothing, z_loss } => vec![
+            Op::CrossEntropy { ignore_index, label_smoothing, z_loss, entropy } => vec![
                 o(
                     "ignore_index",
                     Index(ignore_index),
@@ -67,10 +70,12 @@ impl Op {
                 ),
                 o("label_smoothing", Number(label_smoothing), "Label smoothing s in [0, 1]."),
                 o("z_loss", Number(z_loss), "Adds λ·lse² to each row not ignored (PaLM's z-loss), λ ≥ 0."),
+                o("entropy", Switch(entropy), ENTROPY_HELP),
             ],
-            Op::CrossEntropyProbs { z_loss } => {
-                vec![o("z_loss", Number(z_loss), "Adds λ·lse² to each row (PaLM's z-loss), λ ≥ 0.")]
-            }
+            Op::CrossEntropyProbs { z_loss, entropy } => vec![
+                o("z_loss", Number(z_loss), "Adds λ·lse² to each row (PaLM's z-loss), λ ≥ 0."),
+                o("entropy", Switch(entropy), ENTROPY_HELP),
+            ],
             Op::KlDiv { p, q } => vec![o("p", F(p), "How P is given."), o("q", F(q), "How Q is given.")],
             Op::Jsd { p, q, beta, temperature } => vec![
                 o("p", F(p), "How P is given."),
@@ -103,7 +108,12 @@ impl Op {
             (Op::Softmax { log, .. }, "log", Switch(v)) => *log = v,
             (Op::CrossEntropy { ignore_index, .. }, "ignore_index", Index(v)) => *ignore_index = v,
             (Op::CrossEntropy { label_smoothing, .. }, "label_smoothing", Number(v)) => *label_smoothing = v,
-            (Op::CrossEntropy { z_loss, .. } | Op::CrossEntropyProbs { z_loss }, "z_loss", Number(v)) => *z_loss = v,
+            (Op::CrossEntropy { z_loss, .. } | Op::CrossEntropyProbs { z_loss, .. }, "z_loss", Number(v)) => {
+                *z_loss = v
+            }
+            (Op::CrossEntropy { entropy, .. } | Op::CrossEntropyProbs { entropy, .. }, "entropy", Switch(v)) => {
+                *entropy = v
+            }
             (Op::KlDiv { p, .. } | Op::Jsd { p, .. } | Op::Entropy { p }, "p", F(v)) => *p = v,
             (Op::KlDiv { q, .. } | Op::Jsd { q, .. }, "q", F(v)) => *q = v,
             (Op::Jsd { beta, .. }, "beta", Number(v)) => *beta = v,

@@ -33,13 +33,24 @@ fn options_are_checked_by_name() {
     let bad = [
         (Op::Softmax { temperature: 0.0, log: false }, "temperature"),
         (Op::Distill { temperature: 1.0, alpha: 1.5 }, "alpha"),
-        (Op::CrossEntropy { ignore_index: None, label_smoothing: -0.1, z_loss: 0.0 }, "label_smoothing"),
         (
-            Op::CrossEntropy { ignore_index: Some(i64::from(i32::MIN)), label_smoothing: 0.0, z_loss: 0.0 },
+            Op::CrossEntropy { ignore_index: None, label_smoothing: -0.1, z_loss: 0.0, entropy: false },
+            "label_smoothing",
+        ),
+        (
+            Op::CrossEntropy {
+                ignore_index: Some(i64::from(i32::MIN)),
+                label_smoothing: 0.0,
+                z_loss: 0.0,
+                entropy: false,
+            },
             "ignore_index",
         ),
-        (Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: -1e-4 }, "z_loss"),
-        (Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: f32::INFINITY }, "z_loss"),
+        (Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: -1e-4, entropy: false }, "z_loss"),
+        (
+            Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: f32::INFINITY, entropy: false },
+            "z_loss",
+        ),
     ];
     for (op, want) in bad {
         match op.validate() {
@@ -59,6 +70,6 @@ fn missing_and_extra_inputs_are_named() {
     assert!(ce.check_inputs().unwrap_err().to_string().contains("labels"));
     assert!(ce.with_labels(1).with_weights(2).check_inputs().is_ok());
     assert!(Task::<u8, u8, u8>::new(Op::LogSumExp, 0).with_labels(1).check_inputs().is_err());
-    let probs: Task<u8, u8, u8> = Task::new(Op::CrossEntropyProbs { z_loss: 0.0 }, 0).with_second(1);
+    let probs: Task<u8, u8, u8> = Task::new(Op::CrossEntropyProbs { z_loss: 0.0, entropy: false }, 0).with_second(1);
     assert_eq!(probs.kernel_inputs(), vec![("target", 1), ("logits", 0)]);
 }

@@ -44,6 +44,9 @@ pub(crate) struct RowJob<'a> {
     pub(crate) argmax: bool,
     /// Word 2 of each aux record holds the row's z-loss term (cross-entropy with a z-loss).
     pub(crate) z_terms: bool,
+    /// Word 3 of each aux record holds the row's entropy (cross-entropy with `entropy`),
+    /// and word 2 of an ignored row is [`crate::kernels::AUX_IGNORED`].
+    pub(crate) entropy: bool,
     /// The input the kernel can differentiate (1: a, 2: b; 0: none): the logits of
     /// cross-entropy, of Q in KL, of entropy, of BCE and of the distillation student.
     pub(crate) grad_of: u32,
@@ -69,6 +72,7 @@ impl<'a> RowJob<'a> {
             weighted: false,
             argmax: false,
             z_terms: false,
+            entropy: false,
             grad_of: 0,
         }
     }
@@ -79,9 +83,9 @@ impl<'a> RowJob<'a> {
         self.kernel.info().writes_rows
     }
 
-    /// Whether the kernel writes per-row auxiliary records (argmax, weight, z term).
+    /// Whether the kernel writes per-row auxiliary records (argmax, weight, z term, entropy).
     pub(crate) fn uses_aux(&self) -> bool {
-        self.weighted || self.argmax || self.z_terms
+        self.weighted || self.argmax || self.z_terms || self.entropy
     }
 }
 
@@ -99,7 +103,7 @@ pub(crate) fn job<'a>(loss: &Loss<'a>, base: LogBase) -> Result<RowJob<'a>> {
         Op::LogSumExp => row_stats::logsumexp(a),
         Op::Softmax { temperature, log } => softmax::job(a, temperature, log),
         Op::CrossEntropy { .. } => softmax_xent::job(a, labels()?, loss.ce_options()),
-        Op::CrossEntropyProbs { z_loss } => {
+        Op::CrossEntropyProbs { z_loss, .. } => {
             let mut job = divergence::cross_entropy(b()?, a);
             job.params.z_loss = z_loss;
             job
@@ -115,6 +119,10 @@ pub(crate) fn job<'a>(loss: &Loss<'a>, base: LogBase) -> Result<RowJob<'a>> {
         job.params.out_scale = base.scale() as f32;
     }
     job.z_terms = job.params.z_loss > 0.0;
+    if loss.op.has_entropy() {
+        job.entropy = true;
+        job.params.flags |= flags::ENTROPY;
+    }
     if let Some(c) = loss.softcap {
         job.params.softcap = c;
         let capped = loss.capped();
@@ -162,7 +170,7 @@ pub(crate) struct RowBindings<'b> {
     pub(crate) class_weights: Bound<'b>,
     /// Per-row values.
     pub(crate) out: Bound<'b>,
-    /// Per-row (argmax, weight) word pairs.
+    /// Per-row aux records (argmax, weight, z term, entropy).
     pub(crate) aux: Bound<'b>,
     /// The two status words.
     pub(crate) status: &'b wgpu::Buffer,
@@ -321,6 +329,7 @@ fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Prep
         vec4: viewed.iter().flatten().all(|&s| s >= 16 && s % 16 == 0),
         each: read_cols < plan::SHORT_COLS,
         caps: (template.flags & flags::CAP_A != 0, template.flags & flags::CAP_B != 0),
+        entropy: template.flags & flags::ENTROPY != 0,
     };
     let pipeline = kernels.pipeline(kernel, dtype, reads, wg, lanes, grad)?;
     let params = RowParams {
@@ -370,7 +379,7 @@ pub(crate) fn encode_reduce_at(
     component: u32,
     scratch: [&wgpu::Buffer; 2],
 ) -> Result<()> {
-    let values = Strided { buffer: src, offset: src_offset, stride, component };
+    let values = Strided { buffer: src, offset: src_offset, stride, component, mark: None };
     encode_reduce_blocks(kernels, encoder, values, n, scratch[0], 0)?;
     encode_reduce_partials(kernels, encoder, n.div_ceil(plan::REDUCE_BLOCK), scratch)
 }
@@ -386,6 +395,8 @@ pub(crate) struct Strided<'b> {
     pub(crate) stride: u32,
     /// The word of each group that holds the value.
     pub(crate) component: u32,
+    /// The word of each group whose [`crate::kernels::AUX_IGNORED`] leaves its value out.
+    pub(crate) mark: Option<u32>,
 }
 
 /// The first level of the tree sum: the (sum, flags) pair of each block of
@@ -410,7 +421,7 @@ pub(crate) fn encode_reduce_blocks(
         // the window's base is in words; the value of element i is at base + i*stride + component
         let input = Bound { buffer: values.buffer, window };
         let pair = 2 * (first_block + start / plan::REDUCE_BLOCK);
-        let layout = [values.stride, values.component];
+        let layout = ReduceLayout { stride: values.stride, component: values.component, mark: values.mark };
         reduce_dispatch(kernels, encoder, Kernel::Reduce, input, dst, len, pair, layout, false)?;
     }
     Ok(())
@@ -430,7 +441,7 @@ pub(crate) fn encode_reduce_partials(
     for (i, &count) in levels.iter().enumerate().take(levels.len() - 1) {
         let (from, to) = (scratch[i % 2], scratch[(i + 1) % 2]);
         let input = Bound { buffer: from, window: plan::window(0, 8 * count, 4, align, from.size()) };
-        reduce_dispatch(kernels, encoder, Kernel::Reduce, input, to, count, 0, [1, 0], true)?;
+        reduce_dispatch(kernels, encoder, Kernel::Reduce, input, to, count, 0, ReduceLayout::PAIRS, true)?;
     }
     Ok(())
 }
@@ -446,7 +457,21 @@ pub(crate) fn encode_mean(
 ) -> Result<()> {
     let align = u64::from(kernels.device().limits().min_storage_buffer_offset_alignment);
     let input = Bound { buffer: src, window: plan::window(offset, 16, 4, align, src.size()) };
-    reduce_dispatch(kernels, encoder, Kernel::ReduceMean, input, dst, 1, 0, [1, 0], true)
+    reduce_dispatch(kernels, encoder, Kernel::ReduceMean, input, dst, 1, 0, ReduceLayout::PAIRS, true)
+}
+
+/// Where a reduction's first level finds value `i`: word `i * stride + component`, left out
+/// where word `i * stride + mark` is [`crate::kernels::AUX_IGNORED`].
+#[derive(Clone, Copy)]
+struct ReduceLayout {
+    stride: u32,
+    component: u32,
+    mark: Option<u32>,
+}
+
+impl ReduceLayout {
+    /// The later levels' (sum, flags) pairs.
+    const PAIRS: ReduceLayout = ReduceLayout { stride: 1, component: 0, mark: None };
 }
 
 /// One dispatch of the reduction kernel: `n` inputs (values, or pairs with `partials`)
@@ -460,19 +485,20 @@ fn reduce_dispatch(
     dst: &wgpu::Buffer,
     n: u64,
     out_base: u64,
-    [stride, component]: [u32; 2],
+    layout: ReduceLayout,
     partials: bool,
 ) -> Result<()> {
     let device = kernels.device();
     let pipeline = kernels.pipeline(kernel, crate::DType::F32, Reads::default(), 256, 1, GradMode::default())?;
     let params = ReduceParams {
         n: n as u32,
-        stride,
-        component,
+        stride: layout.stride,
+        component: layout.component,
         in_base: input.window.base,
         out_base: out_base as u32,
         partials: u32::from(partials),
-        _pad: [0; 2],
+        skip_marked: u32::from(layout.mark.is_some()),
+        mark: layout.mark.unwrap_or(0),
     };
     let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some("xent reduce params"),

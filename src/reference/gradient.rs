@@ -62,7 +62,7 @@ pub fn gradient(loss: &Loss, reduction: Reduction) -> Result<Vec<f64>> {
             let labels = loss.labels().copied().unwrap_or(Labels::I32(&[]));
             cross_entropy(&x, &labels, &loss.ce_options(), &mut g)
         }
-        Op::CrossEntropyProbs { z_loss } => {
+        Op::CrossEntropyProbs { z_loss, .. } => {
             for i in 0..x.rows {
                 let (xr, t) = (row(&x, i), row(&b, i));
                 let q = probs(&xr);

@@ -91,7 +91,7 @@ pub fn compute(loss: &Loss, base: LogBase) -> Result<Reference> {
         Op::LogSumExp => logsumexp::logsumexp(a),
         Op::Softmax { temperature, log } => softmax::softmax(a, temperature, log),
         Op::CrossEntropy { .. } => softmax_xent::softmax_xent(a, &labels, &loss.ce_options())?,
-        Op::CrossEntropyProbs { z_loss } => softmax_xent::softmax_xent_probs(a, b, z_loss)?,
+        Op::CrossEntropyProbs { z_loss, .. } => softmax_xent::softmax_xent_probs(a, b, z_loss)?,
         Op::KlDiv { .. } => divergence::kl_div(&p, &q.unwrap_or(p))?,
         Op::Jsd { beta, temperature, .. } => jsd::jsd(&p, &q.unwrap_or(p), beta, temperature)?,
         Op::Entropy { .. } => divergence::entropy(&p)?,
@@ -114,7 +114,7 @@ pub fn z_terms(loss: &Loss, base: LogBase) -> Result<Option<Vec<f64>>> {
     // decided before any capped copy is made: the command line asks for every chunk
     let (z_loss, ignore) = match loss.op {
         Op::CrossEntropy { z_loss, ignore_index, .. } if z_loss > 0.0 => (z_loss, ignore_index),
-        Op::CrossEntropyProbs { z_loss } if z_loss > 0.0 => (z_loss, None),
+        Op::CrossEntropyProbs { z_loss, .. } if z_loss > 0.0 => (z_loss, None),
         _ => return Ok(None),
     };
     if let Some(capped) = softcap::capped(loss) {
@@ -134,6 +134,22 @@ pub fn z_terms(loss: &Loss, base: LogBase) -> Result<Option<Vec<f64>>> {
         })
         .collect();
     Ok(Some(terms))
+}
+
+/// The rows' entropies `H(softmax(x_i))` of cross-entropy with the `entropy` option, every
+/// row (ignored ones too: it is a property of the logits), soft-capped logits where the job
+/// caps them, scaled for `base`. `None` for every other operation.
+pub fn entropies(loss: &Loss, base: LogBase) -> Result<Option<Vec<f64>>> {
+    loss.validate()?;
+    // decided before any capped copy is made: the command line asks for every chunk
+    if !loss.op.has_entropy() {
+        return Ok(None);
+    }
+    if let Some(capped) = softcap::capped(loss) {
+        return entropies(&capped.loss(loss), base);
+    }
+    let a = loss.primary();
+    Ok(Some((0..a.rows).map(|i| softmax_xent::entropy(&row(a, i)) * base.scale()).collect()))
 }
 
 /// Row `r` of `batch` widened to f64.

@@ -23,6 +23,14 @@ pub(super) fn z_term(x: &[f64], z_loss: f32) -> f64 {
     if z_loss > 0.0 { f64::from(z_loss) * lse(x).powi(2) } else { 0.0 }
 }
 
+/// The entropy `−Σ_j p_j·log p_j` of `p = softmax(x)` (`torch.special.entr(p).sum()`): a
+/// `-inf` logit (`p_j = 0`) contributes 0; NaN where the log-softmax is not defined (NaN or
+/// `+inf` in the row, or every entry `-inf`).
+pub(super) fn entropy(x: &[f64]) -> f64 {
+    let Some(lp) = log_softmax(x) else { return f64::NAN };
+    -lp.iter().filter(|v| **v > f64::NEG_INFINITY).map(|&v| v.exp() * v).sum::<f64>()
+}
+
 /// Cross-entropy with labels per row; labels outside `[0, cols)` that are not ignored are errors.
 pub(super) fn softmax_xent(logits: &Batch, labels: &Labels, options: &CrossEntropyOptions) -> Result<Reference> {
     let (rows, k) = (logits.rows, logits.cols);

@@ -70,11 +70,14 @@ pub(crate) struct Layout {
     pub(super) labels: u64,
     /// Per-row values (softmax: a row of them).
     pub(super) out: u64,
-    /// Auxiliary records (argmax, weight, z term).
+    /// Auxiliary records (argmax, weight, z term, entropy).
     pub(super) aux: u64,
-    /// Values read back, then aux records (for their argmax).
+    /// Values read back, then aux records (for their argmax and entropy).
     pub(super) values_back: u64,
-    pub(super) argmax_back: u64,
+    pub(super) aux_back: u64,
+    /// Which words of the aux records read back are kept.
+    pub(super) argmax_kept: bool,
+    pub(super) entropy_kept: bool,
     pub(super) softmax: bool,
 }
 
@@ -85,6 +88,7 @@ impl Layout {
         let softmax = job.writes_rows();
         let out = 4 * job.out_per_row;
         let aux = if job.uses_aux() { AUX_BYTES } else { 0 };
+        let (argmax_kept, entropy_kept) = (options.keep_argmax && job.argmax, options.keep_entropy && job.entropy);
         Layout {
             cols,
             dtype,
@@ -94,8 +98,10 @@ impl Layout {
             out,
             aux,
             values_back: if softmax || options.keep_values { out } else { 0 },
-            // whole aux records are copied back, and their first words kept
-            argmax_back: if options.keep_argmax && job.argmax { AUX_BYTES } else { 0 },
+            // whole aux records are copied back, and the words asked for kept
+            aux_back: if argmax_kept || entropy_kept { AUX_BYTES } else { 0 },
+            argmax_kept,
+            entropy_kept,
             softmax,
         }
     }
@@ -129,11 +135,11 @@ impl Layout {
 
     /// The bytes of a row on the device in one piece's buffers.
     pub(super) fn device_row_bytes(&self) -> u64 {
-        (self.inputs * self.input + self.labels + self.out + self.aux + self.values_back + self.argmax_back).max(1)
+        (self.inputs * self.input + self.labels + self.out + self.aux + self.values_back + self.aux_back).max(1)
     }
 
-    /// Where the argmax pairs of a piece of `n` rows start in its readback.
-    pub(super) fn argmax_at(&self, n: u64) -> u64 {
+    /// Where the aux records of a piece of `n` rows start in its readback.
+    pub(super) fn aux_at(&self, n: u64) -> u64 {
         (self.values_back * n).next_multiple_of(8)
     }
 }

@@ -45,6 +45,8 @@ pub struct Rows {
     pub values: Vec<f32>,
     /// Per-row argmax, where the run keeps it; else empty.
     pub argmax: Vec<u32>,
+    /// Per-row entropy, where the run keeps it; else empty.
+    pub entropy: Vec<f32>,
 }
 
 impl Rows {
@@ -58,8 +60,10 @@ impl Rows {
         }
         try_grow(&mut self.values, next.values.len(), "per-row values")?;
         try_grow(&mut self.argmax, next.argmax.len(), "per-row argmax")?;
+        try_grow(&mut self.entropy, next.entropy.len(), "per-row entropy")?;
         self.values.extend(next.values);
         self.argmax.extend(next.argmax);
+        self.entropy.extend(next.entropy);
         self.rows += next.rows;
         Ok(())
     }
@@ -71,7 +75,7 @@ struct Slot {
     uploads: [wgpu::Buffer; 3],
     /// Per-row values, from the first row of an unreduced block on.
     out: wgpu::Buffer,
-    /// Per-row (argmax, weight) pairs, likewise.
+    /// Per-row aux records (argmax, weight, z term, entropy), likewise.
     aux: wgpu::Buffer,
     readback: Option<wgpu::Buffer>,
     /// The piece last run here: its submission, first row and rows.
@@ -105,6 +109,8 @@ pub struct Stream<'c> {
     weight_partials: wgpu::Buffer,
     /// First-level pairs of the rows' z-loss terms, where the job has them.
     z_partials: Option<wgpu::Buffer>,
+    /// First-level pairs of the entropies of the rows not ignored, where the job has them.
+    entropy_partials: Option<wgpu::Buffer>,
     status: wgpu::Buffer,
     class_weights: Option<wgpu::Buffer>,
     pieces: usize,
@@ -132,8 +138,8 @@ impl<'c> Stream<'c> {
             ],
             out: buffer(d, "xent rows", layout.out * held, USAGE_ROWS),
             aux: buffer(d, "xent aux", layout.aux * held, USAGE_ROWS),
-            readback: (layout.values_back + layout.argmax_back > 0).then(|| {
-                let bytes = layout.argmax_at(chunk) + layout.argmax_back * chunk;
+            readback: (layout.values_back + layout.aux_back > 0).then(|| {
+                let bytes = layout.aux_at(chunk) + layout.aux_back * chunk;
                 buffer(d, "xent readback", bytes, USAGE_READ)
             }),
             pending: None,
@@ -165,6 +171,7 @@ impl<'c> Stream<'c> {
             partials: [partials(blocks), partials(blocks.div_ceil(plan::REDUCE_BLOCK))],
             weight_partials: partials(if job.weighted { blocks } else { 1 }),
             z_partials: job.z_terms.then(|| partials(blocks)),
+            entropy_partials: job.entropy.then(|| partials(blocks)),
             status: d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("xent status"),
                 contents: bytemuck::cast_slice(&[u32::MAX; 2]),
@@ -184,7 +191,12 @@ impl<'c> Stream<'c> {
     pub(crate) fn rows_with_room(&self, n: usize) -> Result<Rows> {
         let mut rows = Rows::default();
         try_grow(&mut rows.values, n * (self.layout.values_back / 4) as usize, "per-row values")?;
-        try_grow(&mut rows.argmax, n * (self.layout.argmax_back / 8) as usize, "per-row argmax")?;
+        if self.layout.argmax_kept {
+            try_grow(&mut rows.argmax, n, "per-row argmax")?;
+        }
+        if self.layout.entropy_kept {
+            try_grow(&mut rows.entropy, n, "per-row entropy")?;
+        }
         Ok(rows)
     }
 
@@ -246,10 +258,18 @@ impl<'c> Stream<'c> {
         ctx.health()?;
         let mut rows = Rows { start, rows: n, ..Default::default() };
         let Some(rb) = &self.slots[slot].readback else { return Ok(rows) };
-        let (values_bytes, argmax_at) = (self.layout.values_back * n, self.layout.argmax_at(n));
-        let bytes = readback::read_blocking(d, rb, 0..argmax_at + self.layout.argmax_back * n)?;
+        let layout = &self.layout;
+        let (values_bytes, aux_at) = (layout.values_back * n, layout.aux_at(n) as usize);
+        let bytes = readback::read_blocking(d, rb, 0..aux_at as u64 + layout.aux_back * n)?;
         rows.values = words(&bytes[..values_bytes as usize], 1, "per-row values", f32::from_bits)?;
-        rows.argmax = words(&bytes[argmax_at as usize..], AUX_WORDS as usize, "per-row argmax", |w| w)?;
+        let step = AUX_WORDS as usize;
+        if layout.argmax_kept {
+            rows.argmax = words(&bytes[aux_at..], step, "per-row argmax", |w| w)?;
+        }
+        if layout.entropy_kept {
+            // word 3 of each record
+            rows.entropy = words(&bytes[aux_at + 12..], step, "per-row entropy", f32::from_bits)?;
+        }
         Ok(rows)
     }
 
@@ -286,9 +306,9 @@ impl<'c> Stream<'c> {
             if layout.values_back > 0 {
                 encoder.copy_buffer_to_buffer(&here.out, layout.out * carry, rb, 0, layout.values_back * n);
             }
-            if layout.argmax_back > 0 {
-                let (from, at) = (layout.aux * carry, layout.argmax_at(n));
-                encoder.copy_buffer_to_buffer(&here.aux, from, rb, at, layout.argmax_back * n);
+            if layout.aux_back > 0 {
+                let (from, at) = (layout.aux * carry, layout.aux_at(n));
+                encoder.copy_buffer_to_buffer(&here.aux, from, rb, at, layout.aux_back * n);
             }
         }
         let index = ctx.queue.submit([encoder.finish()]);
@@ -354,14 +374,20 @@ impl<'c> Stream<'c> {
         if complete > self.block_start {
             let (kernels, here) = (self.ctx.kernels(), &self.slots[slot]);
             let (n, block) = (complete - first, first / plan::REDUCE_BLOCK);
-            let values = ops::Strided { buffer: &here.out, offset: 0, stride: 1, component: 0 };
+            let values = ops::Strided { buffer: &here.out, offset: 0, stride: 1, component: 0, mark: None };
             ops::encode_reduce_blocks(kernels, encoder, values, n, &self.partials[0], block)?;
-            let aux = |component| ops::Strided { buffer: &here.aux, offset: 0, stride: AUX_WORDS, component };
+            let aux =
+                |component| ops::Strided { buffer: &here.aux, offset: 0, stride: AUX_WORDS, component, mark: None };
             if self.weighted {
                 ops::encode_reduce_blocks(kernels, encoder, aux(1), n, &self.weight_partials, block)?;
             }
             if let Some(z_partials) = &self.z_partials {
                 ops::encode_reduce_blocks(kernels, encoder, aux(2), n, z_partials, block)?;
+            }
+            if let Some(entropy_partials) = &self.entropy_partials {
+                // an ignored row's z word marks it out of the sum
+                let entropies = ops::Strided { mark: Some(2), ..aux(3) };
+                ops::encode_reduce_blocks(kernels, encoder, entropies, n, entropy_partials, block)?;
             }
         }
         // what is left of an incomplete block moves to the front of the next piece's slot
@@ -397,6 +423,9 @@ impl<'c> Stream<'c> {
         if out.argmax.is_some() {
             out.argmax = Some(rest.argmax);
         }
+        if out.entropy.is_some() {
+            out.entropy = Some(rest.entropy);
+        }
         Ok(out)
     }
 
@@ -404,8 +433,8 @@ impl<'c> Stream<'c> {
         let (ctx, d) = (self.ctx, &self.ctx.device);
         let rows = self.rows;
         let softmax = self.softmax();
-        // readback: status (2 words), value pair, weight pair, z-term pair
-        let rb = buffer(d, "xent readback", 32, USAGE_READ);
+        // readback: status (2 words), value pair, weight pair, z-term pair, entropy pair
+        let rb = buffer(d, "xent readback", 40, USAGE_READ);
         let mut encoder = d.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(&self.status, 0, &rb, 0, 8);
         let blocks = rows.div_ceil(plan::REDUCE_BLOCK);
@@ -425,6 +454,11 @@ impl<'c> Stream<'c> {
             ops::encode_reduce_partials(ctx.kernels(), &mut encoder, blocks, scratch)?;
             encoder.copy_buffer_to_buffer(scratch[result], 0, &rb, 24, 8);
         }
+        if let Some(entropy_partials) = &self.entropy_partials {
+            let scratch = [entropy_partials, &self.partials[1]];
+            ops::encode_reduce_partials(ctx.kernels(), &mut encoder, blocks, scratch)?;
+            encoder.copy_buffer_to_buffer(scratch[result], 0, &rb, 32, 8);
+        }
         ctx.queue.submit([encoder.finish()]);
         let bytes = readback::read_blocking(d, &rb, 0..rb.size())?;
         ctx.health()?;
@@ -436,8 +470,10 @@ impl<'c> Stream<'c> {
             sum: if softmax { f64::NAN } else { flagged(words[2], words[3]) },
             denominator: if self.weighted { flagged(words[4], words[5]) } else { rows as f64 },
             z_sum: self.z_partials.as_ref().map(|_| flagged(words[6], words[7])),
+            entropy_sum: self.entropy_partials.as_ref().map(|_| flagged(words[8], words[9])),
             values: (self.layout.values_back > 0).then(Vec::new),
-            argmax: (self.layout.argmax_back > 0).then(Vec::new),
+            argmax: self.layout.argmax_kept.then(Vec::new),
+            entropy: self.layout.entropy_kept.then(Vec::new),
         })
     }
 }

@@ -11,6 +11,8 @@ pub struct RunOptions {
     pub keep_values: bool,
     /// Read back the per-row argmax (row max and cross-entropy with labels).
     pub keep_argmax: bool,
+    /// Read back the per-row entropy (cross-entropy with the `entropy` option).
+    pub keep_entropy: bool,
     /// Force at most this many rows per piece (tests of the chunked path).
     pub chunk_rows: Option<u64>,
 }
@@ -29,10 +31,17 @@ pub struct Output {
     /// Of cross-entropy with a z-loss: the sum of the rows' `λ·lse²` terms (part of `sum`;
     /// `z_sum / denominator` is the z-loss's share of the mean).
     pub z_sum: Option<f64>,
+    /// Of cross-entropy with the `entropy` option: the sum of the rows' entropies of
+    /// `softmax(logits)` over the rows not ignored (a tree sum like `sum`, so chunking does
+    /// not change it), in the unit of the values. Not part of `sum`.
+    pub entropy_sum: Option<f64>,
     /// Per-row values (softmax: `rows * cols`), if asked for.
     pub values: Option<Vec<f32>>,
     /// Per-row argmax, if asked for and the operation has one.
     pub argmax: Option<Vec<u32>>,
+    /// Per-row entropy of every row (ignored ones too), if asked for and the operation
+    /// computes it.
+    pub entropy: Option<Vec<f32>>,
 }
 
 impl Output {

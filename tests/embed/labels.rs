@@ -124,7 +124,7 @@ fn record(recorder: &Recorder, d: &Data, labels: &Host, offset: u64, grad: bool)
 /// u8 labels cannot hold -100: their ignore index is 255, past every class here.
 fn label_cases(dtype: LabelType) -> Vec<Case> {
     let ignore = Some(if dtype == LabelType::U8 { 255 } else { i64::from(IGNORE) });
-    let ce_ignore = Op::CrossEntropy { ignore_index: ignore, label_smoothing: 0.0, z_loss: 0.0 };
+    let ce_ignore = Op::CrossEntropy { ignore_index: ignore, label_smoothing: 0.0, z_loss: 0.0, entropy: false };
     vec![
         CE.into(),
         ce_ignore.into(),
@@ -186,9 +186,10 @@ fn out_of_range_typed_labels_name_their_row() {
     let align = u64::from(ctx.device().limits().min_storage_buffer_offset_alignment);
     let mut rng = rng(97);
     let (rows, cols) = (41, 11);
-    let ce_ignore = Op::CrossEntropy { ignore_index: Some(i64::from(IGNORE)), label_smoothing: 0.0, z_loss: 0.0 };
+    let ce_ignore =
+        Op::CrossEntropy { ignore_index: Some(i64::from(IGNORE)), label_smoothing: 0.0, z_loss: 0.0, entropy: false };
     let distill = Op::Distill { temperature: 2.0, alpha: 0.5 };
-    let u8_ignore = Op::CrossEntropy { ignore_index: Some(255), label_smoothing: 0.0, z_loss: 0.0 };
+    let u8_ignore = Op::CrossEntropy { ignore_index: Some(255), label_smoothing: 0.0, z_loss: 0.0, entropy: false };
     // (operation, label type, (row, label) set, the row reported)
     type BadLabels<'a> = &'a [(usize, i64)];
     let cases: &[(Op, LabelType, BadLabels<'_>, u64)] = &[

@@ -45,7 +45,12 @@ fn the_mean_word_is_the_reductions_quotient() {
     }
     // every row ignored: 0 / 0; a label out of range: a NaN sum
     let weighted = Case {
-        op: Op::CrossEntropy { ignore_index: Some(i64::from(super::IGNORE)), label_smoothing: 0.0, z_loss: 0.0 },
+        op: Op::CrossEntropy {
+            ignore_index: Some(i64::from(super::IGNORE)),
+            label_smoothing: 0.0,
+            z_loss: 0.0,
+            entropy: false,
+        },
         weighted: true,
         softcap: None,
     };

@@ -13,7 +13,7 @@ fn option_errors_name_the_library_option() {
     let bufs = OnDevice::new(device, &d, DType::F32, 0);
     let per_row = zeroed(device, 4 * 6, USAGE);
     let with = |label_smoothing: f32, ignore_index: Option<i64>| DeviceLoss {
-        op: Op::CrossEntropy { ignore_index, label_smoothing, z_loss: 0.0 },
+        op: Op::CrossEntropy { ignore_index, label_smoothing, z_loss: 0.0, entropy: false },
         ..bufs.loss(&d)
     };
     let cases = [

@@ -8,7 +8,8 @@
 //! - an option is `--OPTION-NAME` (`label_smoothing` is `--label-smoothing`), with the
 //!   operation's default in `Op::ALL`;
 //! - `--softcap C` where the operation reads logits of a distribution;
-//! - `--out` (required where the operation writes rows: softmax) and the common options.
+//! - `--out` (required where the operation writes rows: softmax), `--entropy-out` where the
+//!   operation has an `entropy` option (it implies it), and the common options.
 //!
 //! The contract's older spellings are the exceptions in [`spelled`]; `ce --target-probs` is
 //! the operation `ce-probs`.
@@ -18,7 +19,7 @@ use std::path::PathBuf;
 use clap::{Arg, ArgAction, ArgGroup, ArgMatches, Args, FromArgMatches};
 use xent::{Domain, Form, Op, OptionValue, Slot};
 
-use crate::eval::{Input, Job, ReportSpec, Spec, read_class_weights};
+use crate::eval::{Input, Job, Outputs, ReportSpec, Spec, read_class_weights};
 use crate::{Common, Failure};
 
 /// The subcommand of `op`, or `None` for an operation without one.
@@ -142,6 +143,15 @@ fn subcommand(name: &'static str, op: Op) -> clap::Command {
                 .help("Read the logits as C·tanh(x/C) (Gemma 2's soft-capping), C > 0, before any temperature."),
         );
     }
+    if op.options().iter().any(|o| o.name == "entropy") {
+        cmd = cmd.arg(
+            Arg::new("entropy-out")
+                .long("entropy-out")
+                .value_name("PATH.npy")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("Also write each row's entropy (every row, ignored ones too), [rows] f32; implies --entropy."),
+        );
+    }
     let out = Arg::new("out").long("out").value_name("PATH.npy").value_parser(clap::value_parser!(PathBuf));
     cmd = cmd.arg(if op.writes_rows() {
         out.required(true).help("Where to write the [rows, cols] output.")
@@ -206,7 +216,7 @@ pub fn files(name: &str, m: &ArgMatches) -> Files {
     let flags = file_command(name).map(file_flags).unwrap_or_default();
     let given = |flag: &'static str| path(m, &flag[2..]).map(|p| (flag, p.clone()));
     let inputs = flags.into_iter().filter_map(given).collect();
-    (inputs, ["--out", "--per-class", "--plot"].into_iter().filter_map(given).collect())
+    (inputs, ["--out", "--entropy-out", "--per-class", "--plot"].into_iter().filter_map(given).collect())
 }
 
 /// Every file flag an operation's command takes.
@@ -263,24 +273,31 @@ pub fn job(name: &str, m: &ArgMatches) -> Result<Job, Failure> {
             let _ = op.set(info.name, value);
         }
     }
-    let out = path(m, "out").cloned();
+    let entropy = path(m, "entropy-out").cloned();
+    if entropy.is_some() {
+        // --entropy-out implies --entropy
+        op.set("entropy", OptionValue::Switch(true))?;
+    }
+    let outputs = Outputs { values: path(m, "out").cloned(), entropy };
     let softcap = m.try_get_one::<f32>("softcap").ok().flatten().copied();
     let first = inputs.remove(0);
     let class_weights = path(m, "class-weights").map(|p| read_class_weights(p, first.cols())).transpose()?;
-    if let (Op::CrossEntropy { ignore_index, label_smoothing, z_loss }, Some(p)) = (op, path(m, "target-probs")) {
+    if let (Op::CrossEntropy { ignore_index, label_smoothing, z_loss, entropy }, Some(p)) =
+        (op, path(m, "target-probs"))
+    {
         if ignore_index.is_some() {
             return Err(Failure::input("--ignore-index applies to --labels, not --target-probs"));
         }
         // weights and smoothing act on the targets as read, as PyTorch's
         report_spec(m)?;
-        let op = Op::CrossEntropyProbs { z_loss };
+        let op = Op::CrossEntropyProbs { z_loss, entropy };
         let spec = Spec { op, class_weights, target_smoothing: label_smoothing, softcap, report: None };
-        return Job::new(spec, first, Some(Input::floats("--target-probs", p.clone())?), None, out, common);
+        return Job::new(spec, first, Some(Input::floats("--target-probs", p.clone())?), None, outputs, common);
     }
     let labels = path(m, "labels").filter(|_| sig.labels);
     let labels = labels.map(|p| Input::labels("--labels", p.clone())).transpose()?;
     let spec = Spec { class_weights, softcap, report: report_spec(m)?, ..op.into() };
-    Job::new(spec, first, inputs.pop(), labels, out, common)
+    Job::new(spec, first, inputs.pop(), labels, outputs, common)
 }
 
 #[cfg(test)]

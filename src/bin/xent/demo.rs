@@ -167,9 +167,9 @@ pub(crate) fn ce_quietly(logits: &Path, labels: &Path) -> Result<Value, Failure>
 
 fn ce_with(logits: &Path, labels: &Path, device: Device, quiet: bool) -> Result<Value, Failure> {
     let common = Common { reduction: Reduction::Mean, device, base: Base::E, chunk_rows: None, quiet, json: true };
-    let op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 };
+    let op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0, entropy: false };
     let (l, y) = (Input::floats("--logits", logits.to_path_buf())?, Input::labels("--labels", labels.to_path_buf())?);
-    Job::new(op.into(), l, None, Some(y), None, common)?.run()
+    Job::new(op.into(), l, None, Some(y), Default::default(), common)?.run()
 }
 
 pub fn demo(a: &DemoArgs) -> Result<(), Failure> {

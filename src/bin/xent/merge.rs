@@ -135,6 +135,12 @@ fn merged(shards: &[Map<String, Value>], paths: &[PathBuf]) -> Result<Value, Fai
         line.insert("z_loss".into(), number(z_sum / denominator));
         line.insert("z_sum".into(), number(z_sum));
     }
+    if let Some(entropy_sum) = total("entropy_sum") {
+        // over the rows not ignored: counted with labels, else every row
+        let rows = count("counted").or_else(|| count("rows")).unwrap_or(0);
+        line.insert("entropy".into(), number(entropy_sum / rows as f64));
+        line.insert("entropy_sum".into(), number(entropy_sum));
+    }
     for key in ["seconds", "bytes"] {
         if let Some(t) = total(key) {
             line.insert(key.into(), json!(t));

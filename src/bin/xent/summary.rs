@@ -29,10 +29,13 @@ pub fn summary(v: &Value) -> String {
         ("perplexity", "perplexity"),
         ("accuracy", "accuracy"),
         ("z_loss", "z-loss share"),
+        ("entropy", "entropy"),
         ("reference", "f64 reference"),
         ("relative_error", "relative error"),
     ] {
         if let Some(x) = num(key) {
+            // the entropy is in the loss's unit, a mean over the rows not ignored
+            let x = if key == "entropy" { format!("{x}{unit} (mean over rows)") } else { x };
             lines.push((label.into(), x));
         }
     }
@@ -65,12 +68,13 @@ mod tests {
     fn a_summary_aligns_what_the_line_says() {
         let line = json!({"command": "ce", "rows": 1000, "cols": 10, "reduction": "mean", "value": 2.5,
             "base": "nats", "perplexity": 12.18, "accuracy": 0.25, "dtype": "<f4", "seconds": 0.5,
-            "gbps": 0.1, "adapter": "llvmpipe (Vulkan)", "device": "gpu", "z_loss": "nan"});
+            "gbps": 0.1, "adapter": "llvmpipe (Vulkan)", "device": "gpu", "z_loss": "nan", "entropy": 1.25});
         let s = summary(&line);
         let lines: Vec<&str> = s.lines().collect();
         assert_eq!(lines[0], "ce            2.500000 nats (mean over rows)");
         assert!(lines.contains(&"perplexity    12.180000"), "{s}");
         assert!(lines.contains(&"z-loss share  nan"), "{s}");
+        assert!(lines.contains(&"entropy       1.250000 nats (mean over rows)"), "{s}");
         assert!(lines.contains(&"rows          1000 x 10, <f4"), "{s}");
         assert!(lines.contains(&"time          0.500 s (0.10 GB/s)"), "{s}");
         assert!(lines.contains(&"adapter       llvmpipe (Vulkan) [gpu]"), "{s}");

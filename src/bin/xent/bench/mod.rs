@@ -51,6 +51,10 @@ pub struct BenchArgs {
     /// Also time `ce` with this z-loss λ (rows `ce+z-loss`), beside `ce` without it.
     #[arg(long, value_name = "λ")]
     z_loss: Option<f32>,
+    /// Also time `ce` and `ce-probs` computing each row's entropy in the same pass (rows
+    /// `ce+entropy`), beside them without it.
+    #[arg(long)]
+    entropy: bool,
     /// One JSON object per line and per measurement instead of a table.
     #[arg(long)]
     json: bool,
@@ -73,7 +77,8 @@ struct Variant {
 /// The name of a line: the operation's, with the options timed beside its defaults.
 fn label(v: Variant) -> String {
     let z = matches!(v.op, Op::CrossEntropy { z_loss, .. } if z_loss > 0.0);
-    format!("{}{}{}", v.op, if z { "+z-loss" } else { "" }, if v.softcap.is_some() { "+softcap" } else { "" })
+    let (z, h) = (if z { "+z-loss" } else { "" }, if v.op.has_entropy() { "+entropy" } else { "" });
+    format!("{}{z}{h}{}", v.op, if v.softcap.is_some() { "+softcap" } else { "" })
 }
 
 fn parse_shape(s: &str) -> Result<(u64, u64), Failure> {
@@ -121,11 +126,19 @@ impl Grid {
         if let Some(z_loss) = args.z_loss {
             let with_z = |op: &Op| match *op {
                 Op::CrossEntropy { ignore_index, label_smoothing, .. } => {
-                    Some(Op::CrossEntropy { ignore_index, label_smoothing, z_loss })
+                    Some(Op::CrossEntropy { ignore_index, label_smoothing, z_loss, entropy: false })
                 }
                 _ => None,
             };
             let extra: Vec<Op> = ops.iter().filter_map(with_z).collect();
+            ops.extend(extra);
+        }
+        if args.entropy {
+            let with_entropy = |op: &Op| {
+                let mut op = *op;
+                op.set("entropy", xent::OptionValue::Switch(true)).ok().map(|_| op)
+            };
+            let extra: Vec<Op> = ops.iter().filter_map(with_entropy).collect();
             ops.extend(extra);
         }
         let mut ops: Vec<Variant> = ops.into_iter().map(|op| Variant { op, softcap: None }).collect();
@@ -181,7 +194,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
                 lines.push(line);
             }
             if args.e2e {
-                let ce = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 };
+                let ce = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0, entropy: false };
                 let job = bench.job(&data.loss(ce, dtype), dtype)?;
                 bench.time(&job, None, 1)?; // compile and warm up
                 let kernel = bench.time(&job, None, iters)?;

@@ -4,8 +4,8 @@
 //! chunks whatever the file size) while the main thread uploads and runs chunk i; the GPU
 //! path reduces rows in fixed 512-row blocks on the device as they come, so the value does
 //! not depend on the chunk size, and sends per-row values and argmax back a piece at a
-//! time. Outputs go through [`NpyWriter`]: a temporary file renamed onto `--out` only when
-//! the run succeeded.
+//! time. Outputs go through [`NpyWriter`]: a temporary file renamed onto `--out` (and
+//! `--entropy-out`) only when the run succeeded.
 
 pub mod calibration;
 mod input;
@@ -64,6 +64,15 @@ pub struct ReportSpec {
     pub plot: Option<PathBuf>,
 }
 
+/// The files a file command writes besides its JSON line.
+#[derive(Default)]
+pub struct Outputs {
+    /// `--out`: the per-row values (softmax: its rows).
+    pub values: Option<PathBuf>,
+    /// `--entropy-out`: cross-entropy's per-row entropies, [rows] f32.
+    pub entropy: Option<PathBuf>,
+}
+
 /// A file command ready to run.
 pub struct Job {
     op: Op,
@@ -75,6 +84,7 @@ pub struct Job {
     b: Option<Input>,
     labels: Option<Input>,
     out: Option<PathBuf>,
+    entropy_out: Option<PathBuf>,
     common: Common,
     rows: u64,
     cols: u64,
@@ -90,7 +100,7 @@ impl Job {
         a: Input,
         b: Option<Input>,
         labels: Option<Input>,
-        out: Option<PathBuf>,
+        outputs: Outputs,
         common: Common,
     ) -> Result<Job, Failure> {
         let (rows, cols) = (a.file.rows(), a.file.cols());
@@ -147,7 +157,8 @@ impl Job {
             a,
             b,
             labels,
-            out,
+            out: outputs.values,
+            entropy_out: outputs.entropy,
             common,
             rows,
             cols,
@@ -222,7 +233,12 @@ impl Job {
 
     /// Cross-entropy with a z-loss reports its share of the mean.
     fn has_z_loss(&self) -> bool {
-        matches!(self.op, Op::CrossEntropy { z_loss, .. } | Op::CrossEntropyProbs { z_loss } if z_loss > 0.0)
+        matches!(self.op, Op::CrossEntropy { z_loss, .. } | Op::CrossEntropyProbs { z_loss, .. } if z_loss > 0.0)
+    }
+
+    /// Cross-entropy with `--entropy` reports the mean entropy of the rows not ignored.
+    fn has_entropy(&self) -> bool {
+        self.op.has_entropy()
     }
 
     fn ignore_index(&self) -> Option<i64> {
@@ -292,6 +308,7 @@ impl Job {
             base: self.base(),
             keep_values: self.out.is_some() && !self.softmax(),
             keep_argmax: self.scores(),
+            keep_entropy: self.entropy_out.is_some(),
             chunk_rows: self.common.chunk_rows,
         }
     }
@@ -322,6 +339,11 @@ impl Job {
     fn writer(&self) -> Result<Option<NpyWriter>, Failure> {
         let shape = if self.softmax() { vec![self.rows, self.cols] } else { vec![self.rows] };
         Ok(self.out.as_ref().map(|p| NpyWriter::create(p, &shape)).transpose()?)
+    }
+
+    /// The `--entropy-out` writer, likewise.
+    fn entropy_writer(&self) -> Result<Option<NpyWriter>, Failure> {
+        Ok(self.entropy_out.as_ref().map(|p| NpyWriter::create(p, &[self.rows])).transpose()?)
     }
 }
 

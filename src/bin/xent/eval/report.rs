@@ -55,6 +55,12 @@ impl Job {
         }
         // top-1 from the report where there is one (a NaN row counts as wrong)
         let hits = t.metrics.as_ref().map(|m| (m.correct, m.rows)).or(t.hits);
+        if let Some(entropy_sum) = t.entropy_sum {
+            // unweighted, over the rows not ignored (counted, or every row without labels)
+            let rows = hits.map_or(self.rows, |(_, counted)| counted);
+            fields.insert("entropy".into(), number(entropy_sum / rows as f64));
+            fields.insert("entropy_sum".into(), number(entropy_sum));
+        }
         if let Some((hit, counted)) = hits {
             fields.insert("accuracy".into(), number(hit as f64 / counted as f64));
             fields.insert("correct".into(), json!(hit));
@@ -64,6 +70,9 @@ impl Job {
         }
         if let Some(out) = &self.out {
             fields.insert("out".into(), json!(out.display().to_string()));
+        }
+        if let Some(out) = &self.entropy_out {
+            fields.insert("entropy_out".into(), json!(out.display().to_string()));
         }
         for (key, path) in self.report.iter().flat_map(|r| [("per_class_out", &r.per_class), ("plot", &r.plot)]) {
             if let Some(path) = path {

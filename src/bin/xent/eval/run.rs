@@ -19,6 +19,8 @@ pub(super) struct Totals {
     pub(super) denominator: f64,
     /// The sum of the rows' z-loss terms, where the job has a z-loss.
     pub(super) z_sum: Option<f64>,
+    /// The sum of the entropies of the rows not ignored, where the job has `--entropy`.
+    pub(super) entropy_sum: Option<f64>,
     /// Rows whose argmax is the label, of the rows counted (not ignored).
     pub(super) hits: Option<(u64, u64)>,
     /// The evaluation report of `ce` with labels.
@@ -36,6 +38,21 @@ pub(super) enum Engine<'c> {
 struct Seen {
     softmax_sum: f64,
     hits: Option<(u64, u64)>,
+}
+
+/// The files a run writes: `--out` and `--entropy-out`, opened before the work.
+struct Writers {
+    values: Option<NpyWriter>,
+    entropy: Option<NpyWriter>,
+}
+
+impl Writers {
+    fn finish(self) -> Result<(), Failure> {
+        for w in [self.values, self.entropy].into_iter().flatten() {
+            w.finish()?;
+        }
+        Ok(())
+    }
 }
 
 impl Job {
@@ -76,7 +93,7 @@ impl Job {
         rx: Receiver<Result<Chunk, Failure>>,
         progress: &Progress,
     ) -> Result<Totals, Failure> {
-        let mut writer = self.writer()?;
+        let mut writer = Writers { values: self.writer()?, entropy: self.entropy_writer()? };
         let adapter = ctx.adapter_label();
         let Some(mut stream) = stream else {
             // no rows: PyTorch's empty mean is NaN, the sum 0
@@ -93,21 +110,24 @@ impl Job {
         let rows = stream.drain().map_err(|e| self.describe(e))?;
         self.take(rows, &mut writer, &mut seen)?;
         let out = stream.finish().map_err(|e| self.describe(e))?;
-        if let Some(w) = writer {
-            w.finish()?;
-        }
+        writer.finish()?;
         let sum = if self.softmax() { seen.softmax_sum } else { out.sum };
-        Ok(Totals { sum, denominator: out.denominator, z_sum: out.z_sum, hits: seen.hits, metrics: None, adapter })
+        let (z_sum, entropy_sum) = (out.z_sum, out.entropy_sum);
+        let hits = seen.hits;
+        Ok(Totals { sum, denominator: out.denominator, z_sum, entropy_sum, hits, metrics: None, adapter })
     }
 
     /// Writes the per-row results the device sent back and counts their top-1 hits.
-    fn take(&self, rows: Rows, writer: &mut Option<NpyWriter>, seen: &mut Seen) -> Result<(), Failure> {
+    fn take(&self, rows: Rows, writer: &mut Writers, seen: &mut Seen) -> Result<(), Failure> {
         if self.softmax() {
             // one value after another, so the sum does not depend on the chunking
             seen.softmax_sum = rows.values.iter().fold(seen.softmax_sum, |s, &v| s + f64::from(v));
         }
-        if let Some(w) = writer.as_mut().filter(|_| !rows.values.is_empty()) {
+        if let Some(w) = writer.values.as_mut().filter(|_| !rows.values.is_empty()) {
             w.write(&rows.values)?;
+        }
+        if let Some(w) = writer.entropy.as_mut().filter(|_| !rows.entropy.is_empty()) {
+            w.write(&rows.entropy)?;
         }
         if let Some((hit, counted)) = &mut seen.hits {
             let (h, c) = self.count_hits(rows.start, &rows.argmax)?;
@@ -118,8 +138,9 @@ impl Job {
     }
 
     pub(super) fn run_cpu(&self, rx: Receiver<Result<Chunk, Failure>>, progress: &Progress) -> Result<Totals, Failure> {
-        let mut writer = self.writer()?;
+        let mut writer = Writers { values: self.writer()?, entropy: self.entropy_writer()? };
         let (mut sum, mut denominator, mut z_sum) = (Sum::default(), Sum::default(), None::<Sum>);
+        let mut entropy_sum = self.has_entropy().then(Sum::default);
         let mut hits = self.scores().then_some((0u64, 0u64));
         let mut metrics = self.metrics()?;
         for chunk in rx {
@@ -137,8 +158,13 @@ impl Job {
                 let z = z_sum.get_or_insert_with(Sum::default);
                 terms.iter().for_each(|&v| z.add(v));
             }
-            if let Some(w) = &mut writer {
+            if let Some(w) = &mut writer.values {
                 w.write(&r.values.iter().map(|&v| v as f32).collect::<Vec<f32>>())?;
+            }
+            let entropies =
+                xent::reference::entropies(&loss, self.base()).map_err(|e| self.row_failure(e, chunk.start))?;
+            if let (Some(h), Some(total)) = (entropies, &mut entropy_sum) {
+                self.add_entropies(&h, chunk.labels.as_deref(), total, &mut writer)?;
             }
             if let (Some((hit, counted)), Some(argmax), Some(labels)) = (&mut hits, &r.argmax, &chunk.labels) {
                 let ignore = self.ignore_index();
@@ -151,22 +177,39 @@ impl Job {
             }
             progress.advance(chunk.bytes);
         }
-        if let Some(w) = writer {
-            w.finish()?;
-        }
+        writer.finish()?;
         let denominator = if self.softmax() { self.rows as f64 } else { denominator.value() };
-        let z_sum = z_sum.map(|z| z.value());
+        let (z_sum, entropy_sum) = (z_sum.map(|z| z.value()), entropy_sum.map(|h| h.value()));
         let adapter = "cpu (f64 reference)".into();
-        Ok(Totals { sum: sum.value(), denominator, z_sum, hits, metrics, adapter })
+        Ok(Totals { sum: sum.value(), denominator, z_sum, entropy_sum, hits, metrics, adapter })
     }
 
-    fn finish_empty(&self, writer: Option<NpyWriter>, adapter: String) -> Result<Totals, Failure> {
-        if let Some(w) = writer {
-            w.finish()?;
+    /// A chunk's entropies from the reference: every row to `--entropy-out`, the rows not
+    /// ignored into the sum.
+    fn add_entropies(
+        &self,
+        h: &[f64],
+        labels: Option<&[i64]>,
+        total: &mut Sum,
+        w: &mut Writers,
+    ) -> Result<(), Failure> {
+        let ignore = self.ignore_index();
+        for (i, &v) in h.iter().enumerate() {
+            if ignore.is_none() || labels.map(|y| y[i]) != ignore {
+                total.add(v);
+            }
         }
-        let z_sum = self.has_z_loss().then_some(0.0);
+        if let Some(w) = &mut w.entropy {
+            w.write(&h.iter().map(|&v| v as f32).collect::<Vec<f32>>())?;
+        }
+        Ok(())
+    }
+
+    fn finish_empty(&self, writer: Writers, adapter: String) -> Result<Totals, Failure> {
+        writer.finish()?;
+        let (z_sum, entropy_sum) = (self.has_z_loss().then_some(0.0), self.has_entropy().then_some(0.0));
         let (hits, metrics) = (self.scores().then_some((0, 0)), self.metrics()?);
-        Ok(Totals { sum: 0.0, denominator: 0.0, z_sum, hits, metrics, adapter })
+        Ok(Totals { sum: 0.0, denominator: 0.0, z_sum, entropy_sum, hits, metrics, adapter })
     }
 
     /// Top-1 hits of the device's argmax of rows `first..` against the labels, read again
