@@ -14,7 +14,12 @@
 // out_aux[AUX_WORDS row] = argmax, + 1 = bits of w_y (the mean's denominator), + 2 = bits
 // of the row's z-loss term (its share of the loss, for the report; AUX_IGNORED on an ignored
 // row with ENTROPY), + 3 = bits of the row's entropy H(softmax(x)) = log s − Σ_j p_j·(x_j − m)
-// (ENTROPY only; every row, ignored ones too; reported, not part of the loss).
+// (ENTROPY only; every row, ignored ones too; reported, not part of the loss). With REPORT,
+// + 4 = the label's rank (classes with a greater logit, or an equal one at a lower index:
+// counted in the same pass against x_y, read first), + 5 = bits of the top-1 confidence
+// p_max = exp(m − lse) = 1/s, + 6 = bits of Σ_j (p_j − [j = y])² = Σ_j p_j² − 2·p_y + 1
+// with Σ_j p_j² = s2/s², s2 = Σ_j e^(2(x_j − m)) from the exps of the pass, + 7 = the
+// label; a NaN row's rank is NO_RANK and its confidence and Brier term NaN.
 //
 // Gradient (GRAD_OF = 1), one more pass over the row, p = softmax(x), W = Σ_k w_k:
 //
@@ -148,31 +153,33 @@ struct XentScan {
     st: RowStats,
     sm: Smoothing,
     t: f32,
+    s2: f32,       // REPORT: Σ e^(2(x − m)) against the lane's running max
+    above: u32,    // REPORT: classes ranked above the label
 }
 
-fn scan_xent(slot: RowSlot, base: u32, start: u32, end: u32) -> XentScan {
-    var acc = XentScan(stats_empty(), Smoothing(0.0, 0.0, 0u), 0.0);
+fn scan_xent(slot: RowSlot, base: u32, start: u32, end: u32, goal: Target) -> XentScan {
+    var acc = XentScan(stats_empty(), Smoothing(0.0, 0.0, 0u), 0.0, 0.0, 0u);
     if slot.live {
         // separate loops, so that each carries only the state it needs
-        if ENTROPY && params.smoothing == 0.0 {
+        if ENTROPY && !REPORT && params.smoothing == 0.0 {
             let es = entropy_scan_a(slot, base, start, end);
             acc.st = es.st;
             acc.t = es.t;
-        } else if ENTROPY || params.smoothing > 0.0 {
+        } else if ENTROPY || REPORT || params.smoothing > 0.0 {
             let oc = octets(slot, base, start, end);
             for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
                 let x = load_a8(e, oc.lo, oc.hi);
-                acc = xent_push_at(acc, x[0], oc, e, 0u);
-                acc = xent_push_at(acc, x[1], oc, e, 1u);
-                acc = xent_push_at(acc, x[2], oc, e, 2u);
-                acc = xent_push_at(acc, x[3], oc, e, 3u);
-                acc = xent_push_at(acc, x[4], oc, e, 4u);
-                acc = xent_push_at(acc, x[5], oc, e, 5u);
-                acc = xent_push_at(acc, x[6], oc, e, 6u);
-                acc = xent_push_at(acc, x[7], oc, e, 7u);
+                acc = xent_push_at(acc, x[0], oc, e, 0u, goal);
+                acc = xent_push_at(acc, x[1], oc, e, 1u, goal);
+                acc = xent_push_at(acc, x[2], oc, e, 2u, goal);
+                acc = xent_push_at(acc, x[3], oc, e, 3u, goal);
+                acc = xent_push_at(acc, x[4], oc, e, 4u, goal);
+                acc = xent_push_at(acc, x[5], oc, e, 5u, goal);
+                acc = xent_push_at(acc, x[6], oc, e, 6u, goal);
+                acc = xent_push_at(acc, x[7], oc, e, 7u, goal);
             }
             for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
-                acc = xent_push_at(acc, load_a(e - params.a_base), oc, e, 0u);
+                acc = xent_push_at(acc, load_a(e - params.a_base), oc, e, 0u, goal);
             }
         } else {
             acc.st = stats_scan_a(slot, base, start, end, 1.0);
@@ -181,14 +188,16 @@ fn scan_xent(slot: RowSlot, base: u32, start: u32, end: u32) -> XentScan {
     return acc;
 }
 
-// Element k of an octet into the stats, the smoothing sum and the entropy sum.
-fn xent_push_at(acc: XentScan, x: f32, oc: Octets, e: u32, k: u32) -> XentScan {
+// Element k of an octet into the stats, the smoothing sum, the entropy sum and the report.
+fn xent_push_at(acc: XentScan, x: f32, oc: Octets, e: u32, k: u32, goal: Target) -> XentScan {
     if !in_octet(oc, e, k) {
         return acc;
     }
     let j = octet_col(oc, e, k);
     var r = acc;
-    if ENTROPY {
+    if REPORT {
+        r = report_push(acc, x, j, goal);
+    } else if ENTROPY {
         let es = entropy_push(EntropyStats(acc.st, acc.t), x, j);
         r.st = es.st;
         r.t = es.t;
@@ -199,6 +208,65 @@ fn xent_push_at(acc: XentScan, x: f32, oc: Octets, e: u32, k: u32) -> XentScan {
         r.sm = smoothing_push(acc.sm, x, acc.st.m, r.st.m, j);
     }
     return r;
+}
+
+// stats_push with the report's sums (and ENTROPY's t) from the same exp: s2 = Σ e^(2(x − m))
+// against the running max (a rise scales it by e²), and the rank count against the label.
+fn report_push(acc: XentScan, x: f32, j: u32, goal: Target) -> XentScan {
+    var r = acc;
+    let c = classify(x);
+    if c == CLASS_FINITE {
+        let d = x - r.st.m;
+        let up = d > 0.0;
+        let e = exp(-min(abs(d), 126.0));
+        if ENTROPY {
+            // entropy_push's step (common/numerics.wgsl)
+            let u = e * clamp(d, -126.0, 126.0);
+            r.t = select(r.t + u, e * r.t - u * r.st.s, up);
+        }
+        r.s2 = select(r.s2 + e * e, r.s2 * (e * e) + 1.0, up);
+        r.st.s = select(r.st.s + e, r.st.s * e + 1.0, up);
+        r.st.m = max(r.st.m, x);
+        if r.st.cls < CLASS_FINITE || (r.st.cls == CLASS_FINITE && up) {
+            r.st.arg = j;
+            r.st.cls = CLASS_FINITE;
+        }
+    } else if c > r.st.cls || (c == r.st.cls && j < r.st.arg) {
+        r.st.cls = c;
+        r.st.arg = j;
+    }
+    // (an element outside the row never counts: it is pushed as -inf at NO_COL)
+    r.above += u32(x > goal.xy || (x == goal.xy && j < goal.y));
+    return r;
+}
+
+// The row's s2 from its lanes': each moved to the row's max, summed in the tree's order.
+fn row_squares(slot: RowSlot, s2: f32, lane: RowStats, row: RowStats) -> f32 {
+    if LANES == 1u {
+        return s2;
+    }
+    let moved = select(s2 * exp(-min(2.0 * (row.m - lane.m), 126.0)), 0.0, lane.s == 0.0);
+    return row_sum(slot, SumFlags(moved, 0u)).sum;
+}
+
+const NO_RANK: u32 = 0xffffffffu;
+
+// The report's words of a row (see the header).
+fn write_report(row: u32, st: RowStats, goal: Target, s2: f32, above: u32) {
+    var rank = NO_RANK;
+    var confidence = nan();
+    var brier = nan();
+    if stats_ok(st) {
+        rank = above;
+        confidence = 1.0 / st.s;
+        let p_y = select(exp(log_softmax_of(st, goal.xy)), 0.0, classify(goal.xy) == CLASS_NEG_INF);
+        brier = s2 / (st.s * st.s) - 2.0 * p_y + 1.0;
+    }
+    let aux = params.aux_base + AUX_WORDS * row;
+    out_aux[aux + 4u] = rank;
+    out_aux[aux + 5u] = bitcast<u32>(confidence);
+    out_aux[aux + 6u] = bitcast<u32>(brier);
+    out_aux[aux + 7u] = bitcast<u32>(goal.label);
 }
 
 // The row's loss, argmax, weight, z term and (ENTROPY) entropy `h` (lane 0 of a live row).
@@ -256,7 +324,8 @@ fn softmax_xent(inv: Invocation) {
     let slot = row_slot(inv);
     let base = slot.row * params.cols;
     let s = params.smoothing;
-    let scan = scan_xent(slot, base, 0u, params.cols);
+    let goal = read_target(slot, base);
+    let scan = scan_xent(slot, base, 0u, params.cols, goal);
     let st = row_stats(slot, scan.st);
     let ok = stats_ok(st);
     var smoothing_terms = SumFlags(0.0, 0u);
@@ -267,7 +336,12 @@ fn softmax_xent(inv: Invocation) {
     if ENTROPY {
         h = entropy_of(st, row_entropy_t(slot, scan.t, scan.st, st));
     }
-    let goal = read_target(slot, base);
+    var s2 = 0.0;
+    var above = 0u;
+    if REPORT {
+        s2 = row_squares(slot, scan.s2, scan.st, st);
+        above = row_count(slot, scan.above);
+    }
     if GRAD_OF != 0u {
         var w_total = 0.0;
         if s > 0.0 {
@@ -281,17 +355,25 @@ fn softmax_xent(inv: Invocation) {
     }
     if slot.live && slot.lane == 0u {
         write_xent(slot, st, smoothing_terms, goal, h);
+        if REPORT {
+            write_report(slot.row, st, goal, s2, above);
+        }
     }
 }
 
 // Split rows (common/row_reduce.wgsl): one part's stats, its smoothing sum against the
-// part's max in words 5-7 of the record, and its entropy sum t against that max in word 8.
+// part's max in words 5-7 of the record, its entropy sum t against that max in word 8,
+// and (REPORT) its s2 against that max and its rank count in words 9 and 10.
 @compute @workgroup_size(WG)
 fn softmax_xent_part(inv: Invocation) {
     if !group_live(inv) { return; }
     let slot = row_slot(inv);
     let part = part_of(slot);
-    let scan = scan_xent(slot, part.row * params.cols, part.start, part.end);
+    var goal = Target(0, true, false, 0u, 0.0);
+    if REPORT {
+        goal = target_at(part.row, slot.live, part.row * params.cols);
+    }
+    let scan = scan_xent(slot, part.row * params.cols, part.start, part.end, goal);
     let st = row_stats(slot, scan.st);
     write_part_stats(slot, st);
     if params.smoothing > 0.0 {
@@ -300,6 +382,11 @@ fn softmax_xent_part(inv: Invocation) {
     }
     if ENTROPY {
         write_part_words(slot, 8u, vec3<f32>(row_entropy_t(slot, scan.t, scan.st, st), 0.0, 0.0));
+    }
+    if REPORT {
+        // (a count of at most part_cols columns is an exact f32)
+        let above = f32(row_count(slot, scan.above));
+        write_part_words(slot, 9u, vec3<f32>(row_squares(slot, scan.s2, scan.st, st), above, 0.0));
     }
 }
 
@@ -333,5 +420,18 @@ fn softmax_xent_merge(inv: Invocation) {
         }
         h = entropy_of(st, t);
     }
-    write_xent(slot, st, smoothing_terms, read_target(slot, slot.row * params.cols), h);
+    let goal = read_target(slot, slot.row * params.cols);
+    write_xent(slot, st, smoothing_terms, goal, h);
+    if REPORT {
+        // the parts' s2 moved to the row's max and their counts, added in part order
+        var s2 = 0.0;
+        var above = 0u;
+        for (var part = 0u; part < params.parts; part++) {
+            let m = part_word(slot.row, part, 0u);
+            let moved = part_word(slot.row, part, 9u) * exp(-min(2.0 * (st.m - m), 126.0));
+            s2 += select(moved, 0.0, part_word(slot.row, part, 1u) == 0.0);
+            above += u32(part_word(slot.row, part, 10u));
+        }
+        write_report(slot.row, st, goal, s2, above);
+    }
 }

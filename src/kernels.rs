@@ -83,8 +83,10 @@ pub(crate) struct RowParams {
 
 /// Words of each row's auxiliary record (`AUX_WORDS` in params.wgsl): the argmax, the
 /// bits of the row's weight in the mean, the bits of its z-loss term, the bits of its
-/// entropy (cross-entropy with the `entropy` option).
-pub(crate) const AUX_WORDS: u32 = 4;
+/// entropy (cross-entropy with the `entropy` option); with the evaluation report
+/// ([`flags::REPORT`]), the label's rank, the bits of the top-1 confidence and of the
+/// row's Brier term, and the label.
+pub(crate) const AUX_WORDS: u32 = 8;
 
 /// The z word of an ignored row when the entropy is computed (`AUX_IGNORED` in
 /// params.wgsl, `MARK_SKIP` in reduce.wgsl): −0.0, whose sign bit leaves the row out of the
@@ -124,6 +126,8 @@ pub(crate) mod flags {
     /// Cross-entropy writes each row's entropy too: the host picks the pipeline with the
     /// `ENTROPY` override by it.
     pub(crate) const ENTROPY: u32 = 8192;
+    /// Cross-entropy with labels writes each row's evaluation report (the `REPORT` override).
+    pub(crate) const REPORT: u32 = 16384;
 }
 
 /// Uniform parameters of the reduction (`ReduceParams` in reduce.wgsl).
@@ -174,6 +178,9 @@ pub(crate) struct Reads {
     /// Each row's entropy computed on the way ([`flags::ENTROPY`], the `ENTROPY` override of
     /// shaders/common/params.wgsl).
     pub(crate) entropy: bool,
+    /// Each row's evaluation report ([`flags::REPORT`], the `REPORT` override of
+    /// shaders/common/params.wgsl).
+    pub(crate) report: bool,
 }
 
 type PipelineKey = (Kernel, DType, Reads, u32, u32, GradMode);
@@ -334,6 +341,7 @@ impl Kernels {
             ("CAP_A", f64::from(u8::from(reads.caps.0))),
             ("CAP_B", f64::from(u8::from(reads.caps.1))),
             ("ENTROPY", f64::from(u8::from(reads.entropy))),
+            ("REPORT", f64::from(u8::from(reads.report))),
         ];
         // the reduction's workgroup size is a constant of its shader
         let constants: &[(&str, f64)] = if info.stage == Stage::Reduce { &[] } else { &row_constants };

@@ -50,8 +50,14 @@ const NO_ROW: u32 = 0xffffffffu;
 
 // The per-row auxiliary record in out_aux: the argmax, the bits of the row's weight in the
 // mean (w_y), the bits of its z-loss term (cross-entropy), the bits of its entropy
-// (cross-entropy with ENTROPY).
-const AUX_WORDS: u32 = 4u;
+// (cross-entropy with ENTROPY); with REPORT, the label's rank, the bits of the top-1
+// confidence and of the row's Brier term, and the label.
+const AUX_WORDS: u32 = 8u;
+
+// Cross-entropy with labels: each row's evaluation report (the label's rank among the
+// classes, the top-1 confidence, Σ_j (p_j − [j = y])²) into words 4-7 of its aux record,
+// from the loss's own pass. A pipeline constant, so that a kernel without it carries none.
+override REPORT: bool = false;
 
 // Cross-entropy: each row's entropy of softmax(logits) into word 3 of its aux record, from
 // the loss's own pass. A pipeline constant, so that a kernel without it carries none of it.

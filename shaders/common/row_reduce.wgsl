@@ -117,6 +117,24 @@ fn row_sum(slot: RowSlot, v: SumFlags) -> SumFlags {
     return r;
 }
 
+// A count over the row's lanes.
+fn row_count(slot: RowSlot, n: u32) -> u32 {
+    if LANES == 1u {
+        return n;
+    }
+    sh_u[slot.t] = n;
+    workgroupBarrier();
+    for (var off = LANES / 2u; off > 0u; off = off / 2u) {
+        if slot.lane < off {
+            sh_u[slot.t] = sh_u[slot.t] + sh_u[slot.t + off];
+        }
+        workgroupBarrier();
+    }
+    let r = sh_u[slot.t - slot.lane];
+    workgroupBarrier();
+    return r;
+}
+
 fn report_bad_label(row: u32) {
     atomicMin(&status[0], params.row_offset + row);
 }
@@ -135,15 +153,20 @@ struct Target {
 }
 
 fn read_target(slot: RowSlot, base: u32) -> Target {
+    return target_at(slot.row, slot.live, base);
+}
+
+// The target of `row` (of this dispatch's labels), whose logits start at `base`.
+fn target_at(row: u32, live: bool, base: u32) -> Target {
     var label = 0;
-    if slot.live {
-        label = label_of(slot.row);
+    if live {
+        label = label_of(row);
     }
     let ignored = has_flag(FLAG_IGNORE) && label == params.ignore_index;
     let in_range = label >= 0 && u32(label) < params.cols;
     let y = select(0u, u32(label), in_range);
     var xy = 0.0;
-    if slot.live && in_range && !ignored {
+    if live && in_range && !ignored {
         xy = load_a(base + y);
     }
     return Target(label, ignored, in_range, y, xy);

@@ -10,14 +10,19 @@ use crate::loss::LogBase;
 pub struct RecordExtras<'a> {
     /// The job row of the record's first row (rows in the status words count from it).
     pub first_row: u64,
-    /// Per-row auxiliary records from this offset, instead of the recorder's scratch: four
-    /// u32 words a row, `[argmax, weight bits, z-term bits, entropy bits]` (the weight of the
+    /// Per-row auxiliary records from this offset, instead of the recorder's scratch: eight
+    /// u32 words a row, `[argmax, weight bits, z-term bits, entropy bits]` and the report's
+    /// (see `report`) (the weight of the
     /// row in the mean; cross-entropy's z-loss term; with cross-entropy's `entropy` option,
     /// the row's entropy of `softmax(logits)` as f32 bits, for every row, ignored ones too,
     /// in the unit of the values, NaN where the row holds NaN or `+inf` or is all `-inf`).
     /// With that option the z word of an ignored row is `-0.0`, which marks it out of the
     /// host path's sum of entropies.
     pub aux: Option<(&'a wgpu::Buffer, u64)>,
+    /// Cross-entropy with labels: each row's evaluation report into words 4-7 of its aux
+    /// record (the label's rank among the classes, `u32::MAX` on a NaN row; the bits of the
+    /// top-1 confidence and of `Σ_j (p_j − [j = y])²`; the label), from the loss's own pass.
+    pub report: bool,
     /// Status words of the caller's own, instead of [`Recorder::status`].
     pub status: Option<&'a wgpu::Buffer>,
     /// The unit of the values of the operations that take a log base.

@@ -196,6 +196,14 @@ impl Recorder {
         let limits = device.limits();
         let align = u64::from(limits.min_storage_buffer_offset_alignment);
         let mut c = validate::check(loss, out, align, extras.base)?;
+        if extras.report {
+            if c.job.kernel != Kernel::SoftmaxXent {
+                let detail = "the evaluation report is of cross-entropy with labels".into();
+                return Err(Error::Option { name: "report", detail });
+            }
+            c.job.report = true;
+            c.job.params.flags |= flags::REPORT;
+        }
         set_kernel(&mut c, extras.baseline);
         let chunk = chunk_rows(&c, &limits)?;
         if let Some((_, count)) = extras.timestamps {

@@ -55,6 +55,8 @@ fn specialised(kernel: Kernel, dtype: DType, wg: u32, lanes: u32, grad: (u32, bo
         constants.insert("EACH".to_string(), f64::from(u8::from(short)));
         // the entropy's code in the one-lane and the 8-lane layouts (and the gradients')
         constants.insert("ENTROPY".to_string(), f64::from(u8::from(lanes == 1 || lanes == 8)));
+        // and the report's in the one-lane and the 64-lane layouts
+        constants.insert("REPORT".to_string(), f64::from(u8::from(lanes == 1 || lanes == 64)));
     }
     let stage = Some((naga::ShaderStage::Compute, kernel.entry()));
     let (m, i) = naga::back::pipeline_constants::process_overrides(module, info, stage, &constants)

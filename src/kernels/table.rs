@@ -54,7 +54,8 @@ pub(crate) mod binding {
     pub(crate) const CLASS_WEIGHTS: Binding = read(4);
     /// Per-row f32 values, or rows of values (viewed as vec4 by some loader variants).
     pub(crate) const OUT_ROWS: Binding = read_write(5);
-    /// Per-row auxiliary records of [`AUX_WORDS`](crate::kernels::AUX_WORDS) words: argmax, weight, z term, entropy.
+    /// Per-row auxiliary records of [`AUX_WORDS`](crate::kernels::AUX_WORDS) words: argmax, weight, z term,
+    /// entropy, and the evaluation report's rank, confidence, Brier term and label.
     pub(crate) const OUT_AUX: Binding = read_write(6);
     /// First bad label row and first bad value row (atomic minimum).
     pub(crate) const STATUS: Binding = read_write(7);
@@ -316,7 +317,7 @@ kernel_table! {
     /// shaders/common/row_reduce.wgsl, in every family).
     SumMerge => merge("sum_merge", F::GaussianKl, &[PARAMS, OUT_ROWS, GRAD]),
     /// Split rows, first dispatch of cross-entropy: stats and smoothing sum of each part.
-    SoftmaxXentPart => part("softmax_xent_part", F::SoftmaxXent, &[PARAMS, IN_A, IN_B, CLASS_WEIGHTS, GRAD]),
+    SoftmaxXentPart => part("softmax_xent_part", F::SoftmaxXent, &[PARAMS, IN_A, IN_B, LABELS, CLASS_WEIGHTS, GRAD]),
     /// Split rows, second dispatch of cross-entropy: the parts merged into the loss.
     SoftmaxXentMerge => merge(
         "softmax_xent_merge",

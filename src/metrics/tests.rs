@@ -57,6 +57,9 @@ fn ties_rank_the_lower_index_first() {
         let want: Vec<u64> = (1..=5).map(|k| u64::from(rank < k)).collect();
         assert_eq!(m.hits, want, "label {label}");
     }
+    // −0 equals +0 (IEEE), so the −0 before the label ranks above it
+    let m = report(&[-0.0, -3.0, 0.0], &[2], 3, spec(&[1, 2], 10, 3));
+    assert_eq!(m.hits, [0, 1]);
 }
 
 #[test]

@@ -47,6 +47,9 @@ pub(crate) struct RowJob<'a> {
     /// Word 3 of each aux record holds the row's entropy (cross-entropy with `entropy`),
     /// and word 2 of an ignored row is [`crate::kernels::AUX_IGNORED`].
     pub(crate) entropy: bool,
+    /// Words 4-7 of each aux record hold the row's evaluation report (cross-entropy with
+    /// labels, [`flags::REPORT`]).
+    pub(crate) report: bool,
     /// The input the kernel can differentiate (1: a, 2: b; 0: none): the logits of
     /// cross-entropy, of Q in KL, of entropy, of BCE and of the distillation student.
     pub(crate) grad_of: u32,
@@ -73,6 +76,7 @@ impl<'a> RowJob<'a> {
             argmax: false,
             z_terms: false,
             entropy: false,
+            report: false,
             grad_of: 0,
         }
     }
@@ -85,7 +89,7 @@ impl<'a> RowJob<'a> {
 
     /// Whether the kernel writes per-row auxiliary records (argmax, weight, z term, entropy).
     pub(crate) fn uses_aux(&self) -> bool {
-        self.weighted || self.argmax || self.z_terms || self.entropy
+        self.weighted || self.argmax || self.z_terms || self.entropy || self.report
     }
 }
 
@@ -330,6 +334,7 @@ fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Prep
         each: read_cols < plan::SHORT_COLS,
         caps: (template.flags & flags::CAP_A != 0, template.flags & flags::CAP_B != 0),
         entropy: template.flags & flags::ENTROPY != 0,
+        report: template.flags & flags::REPORT != 0,
     };
     let pipeline = kernels.pipeline(kernel, dtype, reads, wg, lanes, grad)?;
     let params = RowParams {

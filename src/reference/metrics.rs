@@ -35,7 +35,8 @@ fn row_eval(x: &[f64], y: usize) -> RowEval {
         return RowEval { label: y as u32, rank: u32::MAX, prediction, confidence: f32::NAN, brier: f32::NAN };
     };
     let mut order: Vec<usize> = (0..x.len()).collect();
-    order.sort_by(|&a, &b| x[b].total_cmp(&x[a]).then(a.cmp(&b)));
+    // IEEE order (−0 equals +0; no NaN here), ties by index
+    order.sort_by(|&a, &b| x[b].partial_cmp(&x[a]).unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(&b)));
     let rank = order.iter().position(|&j| j == y).unwrap_or(usize::MAX) as u32;
     let p: Vec<f64> = lp.iter().map(|v| v.exp()).collect();
     let confidence = p.iter().copied().fold(0.0, f64::max);

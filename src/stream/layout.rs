@@ -7,7 +7,7 @@ use super::RunOptions;
 use crate::context::Context;
 use crate::error::try_vec;
 use crate::error::{Error, Result};
-use crate::kernels::AUX_WORDS;
+use crate::kernels::{AUX_WORDS, Kernel};
 use crate::loss::{Batch, DType, Labels};
 use crate::ops::RowJob;
 use crate::plan;
@@ -78,6 +78,8 @@ pub(crate) struct Layout {
     /// Which words of the aux records read back are kept.
     pub(super) argmax_kept: bool,
     pub(super) entropy_kept: bool,
+    /// The evaluation report's words (cross-entropy with labels).
+    pub(super) report_kept: bool,
     pub(super) softmax: bool,
 }
 
@@ -87,8 +89,9 @@ impl Layout {
         let input = cols * dtype.size() as u64;
         let softmax = job.writes_rows();
         let out = 4 * job.out_per_row;
-        let aux = if job.uses_aux() { AUX_BYTES } else { 0 };
         let (argmax_kept, entropy_kept) = (options.keep_argmax && job.argmax, options.keep_entropy && job.entropy);
+        let report_kept = options.report && job.kernel == Kernel::SoftmaxXent;
+        let aux = if job.uses_aux() || report_kept { AUX_BYTES } else { 0 };
         Layout {
             cols,
             dtype,
@@ -99,9 +102,10 @@ impl Layout {
             aux,
             values_back: if softmax || options.keep_values { out } else { 0 },
             // whole aux records are copied back, and the words asked for kept
-            aux_back: if argmax_kept || entropy_kept { AUX_BYTES } else { 0 },
+            aux_back: if argmax_kept || entropy_kept || report_kept { AUX_BYTES } else { 0 },
             argmax_kept,
             entropy_kept,
+            report_kept,
             softmax,
         }
     }

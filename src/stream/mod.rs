@@ -21,6 +21,7 @@ use crate::error::try_grow;
 use crate::error::{Error, Result};
 use crate::kernels::{AUX_WORDS, Kernel};
 use crate::loss::Loss;
+use crate::metrics::RowEval;
 use crate::op::Op;
 use crate::ops::{self, RowJob};
 use crate::plan::{self, buffer};
@@ -47,6 +48,9 @@ pub struct Rows {
     pub argmax: Vec<u32>,
     /// Per-row entropy, where the run keeps it; else empty.
     pub entropy: Vec<f32>,
+    /// What each row not ignored contributes to the evaluation report
+    /// ([`RunOptions::report`]), in row order; else empty.
+    pub evals: Vec<RowEval>,
 }
 
 impl Rows {
@@ -61,9 +65,11 @@ impl Rows {
         try_grow(&mut self.values, next.values.len(), "per-row values")?;
         try_grow(&mut self.argmax, next.argmax.len(), "per-row argmax")?;
         try_grow(&mut self.entropy, next.entropy.len(), "per-row entropy")?;
+        try_grow(&mut self.evals, next.evals.len(), "per-row report")?;
         self.values.extend(next.values);
         self.argmax.extend(next.argmax);
         self.entropy.extend(next.entropy);
+        self.evals.extend(next.evals);
         self.rows += next.rows;
         Ok(())
     }
@@ -270,7 +276,30 @@ impl<'c> Stream<'c> {
             // word 3 of each record
             rows.entropy = words(&bytes[aux_at + 12..], step, "per-row entropy", f32::from_bits)?;
         }
+        if layout.report_kept {
+            rows.evals = self.evals(&bytes[aux_at..aux_at + (layout.aux_back * n) as usize])?;
+        }
         Ok(rows)
+    }
+
+    /// The report's words of the aux records in `bytes`, of the rows not ignored.
+    fn evals(&self, bytes: &[u8]) -> Result<Vec<RowEval>> {
+        let ignore = match self.op {
+            Op::CrossEntropy { ignore_index, .. } => ignore_index,
+            _ => None,
+        };
+        let records = bytes.chunks_exact(4 * AUX_WORDS as usize);
+        let mut evals = Vec::new();
+        try_grow(&mut evals, records.len(), "per-row report")?;
+        for r in records {
+            let w = |i: usize| u32::from_le_bytes([r[4 * i], r[4 * i + 1], r[4 * i + 2], r[4 * i + 3]]);
+            let label = w(7) as i32;
+            if Some(i64::from(label)) != ignore {
+                let (confidence, brier) = (f32::from_bits(w(5)), f32::from_bits(w(6)));
+                evals.push(RowEval { label: label as u32, rank: w(4), prediction: w(0), confidence, brier });
+            }
+        }
+        Ok(evals)
     }
 
     /// Uploads and runs rows `start..start + n` of `job` (rows of this push), reduces the
@@ -357,6 +386,7 @@ impl<'c> Stream<'c> {
             aux: Some((&here.aux, self.layout.aux * carry)),
             status: Some(&self.status),
             base: self.options.base,
+            report: self.layout.report_kept,
             ..Default::default()
         };
         self.ctx.recorder.record_with(encoder, &loss, &out, &extras).map(|_| ())

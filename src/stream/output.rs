@@ -13,6 +13,9 @@ pub struct RunOptions {
     pub keep_argmax: bool,
     /// Read back the per-row entropy (cross-entropy with the `entropy` option).
     pub keep_entropy: bool,
+    /// Cross-entropy with labels: each row's evaluation report, read back as
+    /// [`Rows::evals`](crate::Rows::evals) (add them up with [`crate::metrics::Metrics`]).
+    pub report: bool,
     /// Force at most this many rows per piece (tests of the chunked path).
     pub chunk_rows: Option<u64>,
 }

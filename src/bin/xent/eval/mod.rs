@@ -307,10 +307,17 @@ impl Job {
         RunOptions {
             base: self.base(),
             keep_values: self.out.is_some() && !self.softmax(),
-            keep_argmax: self.scores(),
+            // top-1 hits come with the report where there is one
+            keep_argmax: self.scores() && !self.reports(),
             keep_entropy: self.entropy_out.is_some(),
+            report: self.reports(),
             chunk_rows: self.common.chunk_rows,
         }
+    }
+
+    /// Whether the job makes the evaluation report (`ce --labels`).
+    fn reports(&self) -> bool {
+        self.scores() && self.report.is_some()
     }
 
     /// An empty evaluation report, where the job makes one.

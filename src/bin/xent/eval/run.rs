@@ -38,6 +38,7 @@ pub(super) enum Engine<'c> {
 struct Seen {
     softmax_sum: f64,
     hits: Option<(u64, u64)>,
+    metrics: Option<Metrics>,
 }
 
 /// The files a run writes: `--out` and `--entropy-out`, opened before the work.
@@ -99,7 +100,9 @@ impl Job {
             // no rows: PyTorch's empty mean is NaN, the sum 0
             return self.finish_empty(writer, adapter);
         };
-        let mut seen = Seen { softmax_sum: 0.0, hits: self.scores().then_some((0, 0)) };
+        // (top-1 hits come with the report where there is one: no labels read again)
+        let hits = (self.scores() && !self.reports()).then_some((0, 0));
+        let mut seen = Seen { softmax_sum: 0.0, hits, metrics: self.metrics()? };
         for chunk in rx {
             let chunk = chunk?;
             let loss = self.loss(&chunk)?;
@@ -113,8 +116,8 @@ impl Job {
         writer.finish()?;
         let sum = if self.softmax() { seen.softmax_sum } else { out.sum };
         let (z_sum, entropy_sum) = (out.z_sum, out.entropy_sum);
-        let hits = seen.hits;
-        Ok(Totals { sum, denominator: out.denominator, z_sum, entropy_sum, hits, metrics: None, adapter })
+        let (hits, metrics) = (seen.hits, seen.metrics);
+        Ok(Totals { sum, denominator: out.denominator, z_sum, entropy_sum, hits, metrics, adapter })
     }
 
     /// Writes the per-row results the device sent back and counts their top-1 hits.
@@ -128,6 +131,9 @@ impl Job {
         }
         if let Some(w) = writer.entropy.as_mut().filter(|_| !rows.entropy.is_empty()) {
             w.write(&rows.entropy)?;
+        }
+        if let Some(m) = &mut seen.metrics {
+            rows.evals.iter().for_each(|r| m.push(r));
         }
         if let Some((hit, counted)) = &mut seen.hits {
             let (h, c) = self.count_hits(rows.start, &rows.argmax)?;
