@@ -161,7 +161,9 @@ fn scan_xent(slot: RowSlot, base: u32, start: u32, end: u32, goal: Target) -> Xe
     var acc = XentScan(stats_empty(), Smoothing(0.0, 0.0, 0u), 0.0, 0.0, 0u);
     if slot.live {
         // separate loops, so that each carries only the state it needs
-        if ENTROPY && !REPORT && params.smoothing == 0.0 {
+        if REPORT && params.smoothing == 0.0 {
+            acc = report_scan(slot, base, start, end, goal);
+        } else if ENTROPY && !REPORT && params.smoothing == 0.0 {
             let es = entropy_scan_a(slot, base, start, end);
             acc.st = es.st;
             acc.t = es.t;
@@ -238,6 +240,35 @@ fn report_push(acc: XentScan, x: f32, j: u32, goal: Target) -> XentScan {
     // (an element outside the row never counts: it is pushed as -inf at NO_COL)
     r.above += u32(x > goal.xy || (x == goal.xy && j < goal.y));
     return r;
+}
+
+// report_push of element k of an octet; an element outside the row is pushed as -inf at
+// NO_COL, which changes nothing: straight-line code (an early return per element costs
+// llvmpipe's SIMD lanes both sides).
+fn report_push_at(acc: XentScan, x: f32, oc: Octets, e: u32, k: u32, goal: Target) -> XentScan {
+    let mine = in_octet(oc, e, k);
+    return report_push(acc, select(neg_inf(), x, mine), select(NO_COL, octet_col(oc, e, k), mine), goal);
+}
+
+// One lane's pass with the report (and ENTROPY's t), without smoothing.
+fn report_scan(slot: RowSlot, base: u32, start: u32, end: u32, goal: Target) -> XentScan {
+    var acc = XentScan(stats_empty(), Smoothing(0.0, 0.0, 0u), 0.0, 0.0, 0u);
+    let oc = octets(slot, base, start, end);
+    for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
+        let x = load_a8(e, oc.lo, oc.hi);
+        acc = report_push_at(acc, x[0], oc, e, 0u, goal);
+        acc = report_push_at(acc, x[1], oc, e, 1u, goal);
+        acc = report_push_at(acc, x[2], oc, e, 2u, goal);
+        acc = report_push_at(acc, x[3], oc, e, 3u, goal);
+        acc = report_push_at(acc, x[4], oc, e, 4u, goal);
+        acc = report_push_at(acc, x[5], oc, e, 5u, goal);
+        acc = report_push_at(acc, x[6], oc, e, 6u, goal);
+        acc = report_push_at(acc, x[7], oc, e, 7u, goal);
+    }
+    for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
+        acc = report_push(acc, load_a(e - params.a_base), e - oc.col0, goal);
+    }
+    return acc;
 }
 
 // The row's s2 from its lanes': each moved to the row's max, summed in the tree's order.

@@ -44,6 +44,8 @@ fn empty(device: &wgpu::Device, label: &str, bytes: u64) -> wgpu::Buffer {
 pub(super) struct Job {
     op: Op,
     softcap: Option<f32>,
+    /// Cross-entropy's evaluation report computed on the way (`RecordExtras::report`).
+    pub(super) report: bool,
     dtype: DType,
     pub(super) rows: u64,
     cols: u64,
@@ -111,6 +113,7 @@ impl<'c> Bench<'c> {
         Ok(Job {
             op: loss.op,
             softcap: loss.softcap,
+            report: false,
             dtype,
             rows,
             cols,
@@ -206,6 +209,7 @@ impl<'c> Bench<'c> {
         };
         let extras = RecordExtras {
             status: Some(&job.status),
+            report: job.report && baseline.is_none(),
             baseline,
             timestamps: self.queries.as_ref().map(|(set, _, _)| (set, 2 * self.max_pieces)),
             ..Default::default()

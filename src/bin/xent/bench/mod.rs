@@ -55,6 +55,10 @@ pub struct BenchArgs {
     /// `ce+entropy`), beside them without it.
     #[arg(long)]
     entropy: bool,
+    /// Also time `ce` computing the evaluation report (top-k rank, confidence, Brier term)
+    /// in the same pass (rows `ce+report`), beside `ce` without it.
+    #[arg(long)]
+    report: bool,
     /// One JSON object per line and per measurement instead of a table.
     #[arg(long)]
     json: bool,
@@ -72,13 +76,16 @@ const DEFAULT_SHAPES: [(u64, u64); 5] = [(8192, 4096), (65536, 1000), (512, 6553
 struct Variant {
     op: Op,
     softcap: Option<f32>,
+    /// Cross-entropy with labels computing the evaluation report on the way.
+    report: bool,
 }
 
 /// The name of a line: the operation's, with the options timed beside its defaults.
 fn label(v: Variant) -> String {
     let z = matches!(v.op, Op::CrossEntropy { z_loss, .. } if z_loss > 0.0);
     let (z, h) = (if z { "+z-loss" } else { "" }, if v.op.has_entropy() { "+entropy" } else { "" });
-    format!("{}{z}{h}{}", v.op, if v.softcap.is_some() { "+softcap" } else { "" })
+    let (c, r) = (if v.softcap.is_some() { "+softcap" } else { "" }, if v.report { "+report" } else { "" });
+    format!("{}{z}{h}{c}{r}", v.op)
 }
 
 fn parse_shape(s: &str) -> Result<(u64, u64), Failure> {
@@ -141,7 +148,12 @@ impl Grid {
             let extra: Vec<Op> = ops.iter().filter_map(with_entropy).collect();
             ops.extend(extra);
         }
-        let mut ops: Vec<Variant> = ops.into_iter().map(|op| Variant { op, softcap: None }).collect();
+        let mut ops: Vec<Variant> = ops.into_iter().map(|op| Variant { op, softcap: None, report: false }).collect();
+        if args.report {
+            let ce = |v: &&Variant| matches!(v.op, Op::CrossEntropy { .. });
+            let reporting: Vec<Variant> = ops.iter().filter(ce).map(|v| Variant { report: true, ..*v }).collect();
+            ops.extend(reporting);
+        }
         if let Some(c) = args.softcap {
             let capped: Vec<Variant> =
                 ops.iter().filter(|v| v.op.takes_softcap()).map(|v| Variant { softcap: Some(c), ..*v }).collect();
@@ -230,7 +242,8 @@ fn measure(
     let dname = if dtype == DType::F16 { "f16" } else { "f32" };
     let mut loss = data.loss(op, dtype);
     loss.softcap = variant.softcap;
-    let job = bench.job(&loss, dtype)?;
+    let mut job = bench.job(&loss, dtype)?;
+    job.report = variant.report;
     bench.time(&job, None, 1)?; // compile and warm up
     // the copy and the kernel alternate, run by run, so that the drift of a
     // shared machine falls on both sides of the ratio
