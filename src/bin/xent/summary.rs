@@ -39,6 +39,20 @@ pub fn summary(v: &Value) -> String {
             lines.push((label.into(), x));
         }
     }
+    // the evaluation report: top-k in k's order, then calibration and the Brier score
+    let mut top: Vec<(u64, String)> = v
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, _)| Some((k.strip_prefix("top")?.parse().ok()?, k.clone())))
+        .collect();
+    top.sort();
+    for (k, key) in top {
+        lines.extend(num(&key).map(|x| (format!("top-{k}"), x)));
+    }
+    for (key, label) in [("ece", "ECE"), ("mce", "MCE"), ("brier", "Brier"), ("balanced_accuracy", "balanced acc.")] {
+        lines.extend(num(key).map(|x| (label.to_string(), x)));
+    }
     if let (Some(rows), Some(cols)) = (v["rows"].as_u64(), v["cols"].as_u64()) {
         let dtype = text("dtype").map(|d| format!(", {d}")).unwrap_or_default();
         lines.push(("rows".into(), format!("{rows} x {cols}{dtype}")));
@@ -68,7 +82,8 @@ mod tests {
     fn a_summary_aligns_what_the_line_says() {
         let line = json!({"command": "ce", "rows": 1000, "cols": 10, "reduction": "mean", "value": 2.5,
             "base": "nats", "perplexity": 12.18, "accuracy": 0.25, "dtype": "<f4", "seconds": 0.5,
-            "gbps": 0.1, "adapter": "llvmpipe (Vulkan)", "device": "gpu", "z_loss": "nan", "entropy": 1.25});
+            "gbps": 0.1, "adapter": "llvmpipe (Vulkan)", "device": "gpu", "z_loss": "nan", "entropy": 1.25,
+            "top5": 0.75, "top1": 0.25, "top_correct": {"1": 250, "5": 750}, "ece": 0.125, "brier": 0.5});
         let s = summary(&line);
         let lines: Vec<&str> = s.lines().collect();
         assert_eq!(lines[0], "ce            2.500000 nats (mean over rows)");
@@ -76,6 +91,9 @@ mod tests {
         assert!(lines.contains(&"z-loss share  nan"), "{s}");
         assert!(lines.contains(&"entropy       1.250000 nats (mean over rows)"), "{s}");
         assert!(lines.contains(&"rows          1000 x 10, <f4"), "{s}");
+        let top1 = lines.iter().position(|l| *l == "top-1         0.250000");
+        assert!(top1.is_some() && lines[top1.unwrap() + 1] == "top-5         0.750000", "{s}");
+        assert!(lines.contains(&"ECE           0.125000") && lines.contains(&"Brier         0.500000"), "{s}");
         assert!(lines.contains(&"time          0.500 s (0.10 GB/s)"), "{s}");
         assert!(lines.contains(&"adapter       llvmpipe (Vulkan) [gpu]"), "{s}");
     }
