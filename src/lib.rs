@@ -28,8 +28,8 @@ pub use context::{Context, ContextOptions};
 #[doc(hidden)]
 pub use embed::{Baseline, RecordExtras};
 pub use embed::{
-    DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, LabelType, Recorder,
-    Reduced,
+    DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, LabelType,
+    REPORT_BYTES, Recorder, Reduced,
 };
 pub use error::{Error, Result};
 pub use host::{Output, Rows, RunOptions, Stream};

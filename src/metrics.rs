@@ -26,6 +26,22 @@ pub struct RowEval {
     pub brier: f32,
 }
 
+impl RowEval {
+    /// The row's evaluation from its record ([`crate::DeviceOutput::report`], 8 u32 words:
+    /// the argmax, three words of the loss, the rank, the bits of the confidence and of the
+    /// Brier term, the label); `None` for a row whose label is `ignore_index`.
+    pub fn from_record(words: [u32; 8], ignore_index: Option<i64>) -> Option<RowEval> {
+        let label = words[7] as i32;
+        (Some(i64::from(label)) != ignore_index).then(|| RowEval {
+            label: label as u32,
+            rank: words[4],
+            prediction: words[0],
+            confidence: f32::from_bits(words[5]),
+            brier: f32::from_bits(words[6]),
+        })
+    }
+}
+
 /// What to report: the k of top-k accuracy, the calibration bins, and whether per class.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MetricsSpec {

@@ -14,6 +14,8 @@ mod mean;
 mod options;
 #[path = "embed/outputs.rs"]
 mod outputs;
+#[path = "embed/report.rs"]
+mod report;
 #[path = "embed/status.rs"]
 mod status;
 
@@ -518,6 +520,7 @@ fn records_into_a_busy_encoder_at_offsets() {
             reduced: Some((&outputs, 16)),
             mean: None,
             grad: None,
+            report: None,
         };
         recorder.record(&mut encoder, &bufs.loss(&d), &out).expect("record");
         queue.submit([encoder.finish()]);
@@ -536,7 +539,8 @@ fn records_into_a_busy_encoder_at_offsets() {
     let out = zeroed(device, 4 * 200 + 256, USAGE);
     let batch = DeviceBatch { buffer: &buf, offset: 0, rows: 4, cols: 50, dtype: DType::F32 };
     let mut encoder = device.create_command_encoder(&Default::default());
-    let per_row = DeviceOutput { per_row: Some(&out), per_row_offset: 256, reduced: None, mean: None, grad: None };
+    let per_row =
+        DeviceOutput { per_row: Some(&out), per_row_offset: 256, reduced: None, mean: None, grad: None, report: None };
     let log_softmax = Op::Softmax { temperature: 2.0, log: true };
     recorder.record(&mut encoder, &DeviceLoss::new(log_softmax, batch), &per_row).expect("softmax");
     queue.submit([encoder.finish()]);
@@ -637,6 +641,7 @@ fn bad_arguments_are_errors_not_validation_failures() {
                 reduced: Some((&out, 2048)),
                 mean: None,
                 grad: None,
+                report: None,
             },
             "has no reduction",
         ),
@@ -795,6 +800,7 @@ fn many_records_before_one_submit() {
             reduced: Some((&reduced, 16 * i as u64)),
             mean: None,
             grad: None,
+            report: None,
         };
         recorder.record(&mut encoder, &b.loss(d), &o).expect("record");
     }
@@ -893,8 +899,14 @@ fn softmax_writes_through_vector_and_word_stores() {
         // one element in (a window that cannot be viewed as vec4)
         for (name, size, offset) in [("vec4", n.div_ceil(16) * 16, 0), ("words", 4 + n, 4)] {
             let out = zeroed(device, size, USAGE);
-            let per_row =
-                DeviceOutput { per_row: Some(&out), per_row_offset: offset, reduced: None, mean: None, grad: None };
+            let per_row = DeviceOutput {
+                per_row: Some(&out),
+                per_row_offset: offset,
+                reduced: None,
+                mean: None,
+                grad: None,
+                report: None,
+            };
             let mut encoder = device.create_command_encoder(&Default::default());
             recorder.record(&mut encoder, &DeviceLoss::new(softmax, batch), &per_row).expect("softmax");
             queue.submit([encoder.finish()]);

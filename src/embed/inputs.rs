@@ -124,7 +124,15 @@ pub struct DeviceOutput<'a> {
     pub mean: Option<(&'a wgpu::Buffer, u64)>,
     /// The gradient with respect to the logits, written in the same pass.
     pub grad: Option<DeviceGrad<'a>>,
+    /// Cross-entropy with labels: each row's evaluation record, [`REPORT_BYTES`] a row from
+    /// this offset (a multiple of 4; `STORAGE` usage), written in the same pass; decode a
+    /// record with [`RowEval::from_record`](crate::metrics::RowEval::from_record) and add
+    /// them up with [`Metrics`](crate::metrics::Metrics).
+    pub report: Option<(&'a wgpu::Buffer, u64)>,
 }
+
+/// Bytes of a row's evaluation record ([`DeviceOutput::report`]).
+pub const REPORT_BYTES: u64 = 32;
 
 impl<'a> DeviceOutput<'a> {
     /// Per-row values from the start of `per_row`; no reduction, no gradient.
@@ -146,6 +154,12 @@ impl<'a> DeviceOutput<'a> {
     /// Also writes the reduction over rows at `offset` in `buffer`.
     pub fn with_reduced(self, buffer: &'a wgpu::Buffer, offset: u64) -> Self {
         DeviceOutput { reduced: Some((buffer, offset)), ..self }
+    }
+
+    /// Also writes each row's evaluation record from `offset` in `buffer` (see
+    /// [`DeviceOutput::report`]).
+    pub fn with_report(self, buffer: &'a wgpu::Buffer, offset: u64) -> Self {
+        DeviceOutput { report: Some((buffer, offset)), ..self }
     }
 
     /// Also writes the mean over rows as one f32 word at `offset` (a multiple of 4) in `buffer`.

@@ -25,6 +25,7 @@ mod validate;
 
 pub use extras::{Baseline, RecordExtras};
 pub use inputs::{
-    DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, LabelType, Reduced,
+    DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, LabelType,
+    REPORT_BYTES, Reduced,
 };
 pub use recorder::Recorder;

@@ -196,7 +196,7 @@ impl Recorder {
         let limits = device.limits();
         let align = u64::from(limits.min_storage_buffer_offset_alignment);
         let mut c = validate::check(loss, out, align, extras.base)?;
-        if extras.report {
+        if extras.report || out.report.is_some() {
             if c.job.kernel != Kernel::SoftmaxXent {
                 let detail = "the evaluation report is of cross-entropy with labels".into();
                 return Err(Error::Option { name: "report", detail });
@@ -216,7 +216,8 @@ impl Recorder {
             }
         }
         let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
-        let aux = match extras.aux {
+        // the app's report buffer holds the whole aux records
+        let aux = match out.report.or(extras.aux) {
             Some((buffer, offset)) => (buffer.clone(), offset),
             None => (grow(&mut scratch.aux, device, "xent aux", AUX_BYTES * c.rows), 0),
         };

@@ -2,7 +2,8 @@
 //! checked before anything is recorded, and a refusal names the buffer and the fix.
 
 use super::inputs::{
-    DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, LabelType, Reduced,
+    DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, LabelType,
+    REPORT_BYTES, Reduced,
 };
 use crate::error::{Error, Result};
 use crate::loss::{Batch, DType, Floats, Labels, LogBase, Loss};
@@ -115,6 +116,17 @@ fn check_outputs<'a>(out: &DeviceOutput<'a>, job: &ops::RowJob, rows: u64) -> Re
         }
         check_range("mean target", buffer, offset, 4, wgpu::BufferUsages::COPY_DST, 4)?;
         written.push(Range { name: "mean target", buffer, start: offset, len: 4 });
+    }
+    if let Some((buffer, offset)) = out.report {
+        if job.kernel != crate::kernels::Kernel::SoftmaxXent {
+            return Err(Error::Binding {
+                name: "report".into(),
+                detail: "the evaluation report is of cross-entropy with labels: pass None".into(),
+            });
+        }
+        let len = REPORT_BYTES * rows;
+        check_range("report", buffer, offset, len, wgpu::BufferUsages::STORAGE, 4)?;
+        written.push(Range { name: "report", buffer, start: offset, len });
     }
     Ok(written)
 }

@@ -292,12 +292,9 @@ impl<'c> Stream<'c> {
         let mut evals = Vec::new();
         try_grow(&mut evals, records.len(), "per-row report")?;
         for r in records {
-            let w = |i: usize| u32::from_le_bytes([r[4 * i], r[4 * i + 1], r[4 * i + 2], r[4 * i + 3]]);
-            let label = w(7) as i32;
-            if Some(i64::from(label)) != ignore {
-                let (confidence, brier) = (f32::from_bits(w(5)), f32::from_bits(w(6)));
-                evals.push(RowEval { label: label as u32, rank: w(4), prediction: w(0), confidence, brier });
-            }
+            let words =
+                std::array::from_fn(|i| u32::from_le_bytes([r[4 * i], r[4 * i + 1], r[4 * i + 2], r[4 * i + 3]]));
+            evals.extend(RowEval::from_record(words, ignore));
         }
         Ok(evals)
     }

@@ -5,8 +5,8 @@ use super::{Case, Data, IGNORE, OnDevice, USAGE, read, zeroed};
 use crate::common::{assert_close, context, rng};
 use xent::{DType, DeviceGrad, DeviceOutput, LogBase, Op, OptionValue, RecordExtras, Recorder};
 
-/// Words of a row's aux record (argmax, weight, z term, entropy).
-const AUX_WORDS: usize = 4;
+/// Words of a row's aux record (argmax, weight, z term, entropy, and the report's four).
+const AUX_WORDS: usize = 8;
 
 /// The per-row values, the gradient of the mean (with `grad`; rows split across workgroups
 /// take none) and the aux records of `d`, recorded with the records at `aux_offset` bytes of
