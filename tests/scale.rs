@@ -274,6 +274,32 @@ fn cpu_peak_memory_does_not_grow_with_rows() {
     assert!(big <= 128, "peak RSS {big} MiB over 2^24 rows of one column");
 }
 
+/// Peak RSS of `ce` with its evaluation report (per-class table included) over 2^22 and
+/// 2^24 rows of four columns on the GPU: the report adds up each piece's rows as they come
+/// back (no labels read again) and its per-class counts are as many as the classes, so
+/// memory stays flat in rows.
+#[test]
+fn the_report_keeps_memory_flat_in_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let [small, big] = [(1u64 << 22, 3), (1 << 24, 4)].map(|(rows, seed)| {
+        let mut rng = common::rng(seed);
+        let (l, y) = (path(&dir, &format!("l-{rows}.npy")), path(&dir, &format!("y-{rows}.npy")));
+        let logits: Vec<(u64, Vec<u8>)> = special_rows(&mut rng, rows)
+            .into_iter()
+            .map(|r| (4 * r + 1, rng.random_range(-5.0f32..5.0).to_le_bytes().to_vec()))
+            .collect();
+        sparse(&l, "<f4", 4, &[rows, 4], &logits);
+        sparse(&y, "<i8", 8, &[rows], &[(rows - 1, 3i64.to_le_bytes().to_vec())]);
+        let table = path(&dir, "classes.csv");
+        let run = xent(&["ce", "--logits", s(&l), "--labels", s(&y), "--per-class", s(&table), "--device", gpu()]);
+        let line = run.json();
+        assert_eq!(line["counted"].as_u64(), Some(rows), "{line}");
+        eprintln!("ce with the report: peak RSS {} MiB over {rows} rows", run.peak_rss_kib / 1024);
+        run.peak_rss_kib / 1024
+    });
+    assert!(big - small <= 32, "peak RSS grew from {small} MiB to {big} MiB with four times the rows");
+}
+
 /// Virtual memory mapped by this process, in bytes.
 fn mapped_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
