@@ -1,4 +1,5 @@
-//! The evaluation report of cross-entropy with labels: top-k accuracy, calibration (the
+//! The evaluation report of cross-entropy with labels ([`Metrics`]) and of binary
+//! cross-entropy ([`BinaryMetrics`]). Of cross-entropy: top-k accuracy, calibration (the
 //! expected and maximum calibration errors over equal-width bins of the top-1 confidence),
 //! the multiclass Brier score and per-class support and recall.
 //!
@@ -8,6 +9,10 @@
 //! ([`Metrics::merge`]: counts add, sums add in f64).
 
 use crate::error::{Error, Result};
+
+mod binary;
+
+pub use binary::{BinaryBin, BinaryMetrics};
 
 /// What one row (not ignored) contributes to the report.
 #[derive(Clone, Copy, Debug, PartialEq)]

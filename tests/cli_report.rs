@@ -6,8 +6,8 @@ mod cli_support;
 
 use cli_support::{Files, devices, labels, uniform, xent};
 use serde_json::Value;
-use xent::metrics::{Metrics, MetricsSpec};
-use xent::{Batch, Labels, Loss, Op};
+use xent::metrics::{BinaryMetrics, Metrics, MetricsSpec};
+use xent::{Batch, Form, Labels, Loss, Op};
 
 const IGNORE: i64 = -100;
 
@@ -193,4 +193,77 @@ fn the_per_class_table_and_the_plot_are_written_whole() {
     let mut after = f.listing();
     after.retain(|n| n != "P.npy");
     assert_eq!(after, before, "files left behind");
+}
+
+/// `bce` reports accuracy at 0.5, calibration over `--bins` and the Brier score over its
+/// elements, as the library's binary report (tested against scikit-learn) adds them up,
+/// on both devices, chunked, from probabilities and logits, and merged from shards.
+#[test]
+fn binary_cross_entropy_reports_accuracy_calibration_and_brier() {
+    let f = Files::new();
+    let (rows, cols) = (400, 6);
+    let x = uniform(51, rows * cols, -4.0, 4.0);
+    let t: Vec<f32> = uniform(52, rows * cols, 0.0, 1.0).iter().map(|v| v.round()).collect();
+    let p: Vec<f32> = x.iter().map(|&v| (1.0 / (1.0 + (-f64::from(v)).exp())) as f32).collect();
+    let (l, pp, tt) =
+        (f.f32("X.npy", &[rows, cols], &x), f.f32("P.npy", &[rows, cols], &p), f.f32("T.npy", &[rows, cols], &t));
+    for (flag, file, input, values) in [("--logits", &l, Form::Logits, &x), ("--probs", &pp, Form::Probs, &p)] {
+        let op = Op::BinaryCrossEntropy { input };
+        let loss = Loss::new(op, Batch::new(&values[..], rows, cols).unwrap())
+            .with_second(Batch::new(&t[..], rows, cols).unwrap());
+        let mut want = BinaryMetrics::new(7).unwrap();
+        want.add(&loss).unwrap();
+        for device in devices() {
+            for chunk in ["1000", "7"] {
+                let args =
+                    ["bce", flag, file, "--labels", &tt, "--bins", "7", "--chunk-rows", chunk, "--device", device];
+                let line = xent(&args).json();
+                let what = format!("{flag} {device} {chunk}");
+                assert_eq!(
+                    (line["correct"].as_u64(), line["counted"].as_u64()),
+                    (Some(want.correct), Some(want.elements)),
+                    "{what}"
+                );
+                for (key, w) in
+                    [("accuracy", want.accuracy()), ("ece", want.ece()), ("mce", want.mce()), ("brier", want.brier())]
+                {
+                    assert!(
+                        (num(&line[key]) - w).abs() <= 1e-12 * w.abs().max(1.0),
+                        "{what}: {key} {} against {w}",
+                        line[key]
+                    );
+                }
+                let counts: Vec<u64> = line["calibration"]["bins"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|b| b["count"].as_u64().unwrap())
+                    .collect();
+                assert_eq!(counts, want.bins.iter().map(|b| b.count).collect::<Vec<_>>(), "{what}");
+            }
+        }
+    }
+    // two shards merge into the whole
+    let half = rows / 2 * cols;
+    let shards: Vec<String> = (0..2)
+        .map(|k| {
+            let (a, b) = (k * half, (k + 1) * half);
+            let xs = f.f32(&format!("X{k}.npy"), &[rows / 2, cols], &x[a..b]);
+            let ts = f.f32(&format!("T{k}.npy"), &[rows / 2, cols], &t[a..b]);
+            let out = f.path(&format!("b{k}.json"));
+            std::fs::write(&out, xent(&["bce", "--logits", &xs, "--labels", &ts, "--bins", "7"]).stdout).unwrap();
+            out.to_str().unwrap().to_string()
+        })
+        .collect();
+    let whole = xent(&["bce", "--logits", &l, "--labels", &tt, "--bins", "7"]).json();
+    let merged = xent(&["merge", &shards[0], &shards[1]]).json();
+    for key in ["correct", "counted"] {
+        assert_eq!(merged[key], whole[key], "{key}");
+    }
+    for key in ["accuracy", "ece", "mce", "brier"] {
+        let (m, w) = (num(&merged[key]), num(&whole[key]));
+        assert!((m - w).abs() <= 1e-12 * w.abs().max(1.0), "{key}: merged {m}, whole {w}");
+    }
+    assert!(merged.get("perplexity").is_none(), "bce has no perplexity");
+    xent(&["bce", "--logits", &l, "--labels", &tt, "--bins", "0"]).bad_input(&["--bins"]);
 }

@@ -98,3 +98,42 @@ fn confidence_bins_are_half_open_with_one_in_the_last() {
     let m = Metrics::new(spec(&[1], 10, 2)).unwrap();
     assert_eq!([0.0, 0.05, 0.1, 0.3, 0.999, 1.0].map(|c| m.bin_of(c)), [0, 0, 1, 3, 9, 9]);
 }
+
+#[test]
+fn binary_report_matches_scikit_learn() {
+    // scikit-learn 1.9.1 with p = σ(x) in f64 of these logits (as f32), targets 0/1:
+    // accuracy_score(t, p > 0.5), brier_score_loss(t, p); ECE and MCE: torchmetrics'
+    // BinaryCalibrationError (L1) formula over 4 bins, in NumPy.
+    let x = [2.0f32, -1.0, 0.5, -3.0, 0.1, 1.5, -0.2, 4.0, -2.5, 0.0, 0.7, -0.6];
+    let t = [1.0f32, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0];
+    let op = Op::BinaryCrossEntropy { input: crate::op::Form::Logits };
+    let loss = Loss::new(op, Batch::new(&x[..], 2, 6).unwrap()).with_second(Batch::new(&t[..], 2, 6).unwrap());
+    let mut m = BinaryMetrics::new(4).unwrap();
+    m.add(&loss).unwrap();
+    assert_eq!((m.elements, m.correct), (12, 8), "accuracy 0.6666666666666666");
+    assert!((m.brier() - 0.13921974596951614).abs() < 1e-15, "{}", m.brier());
+    assert_eq!(
+        m.bins.iter().map(|b| (b.count, b.target_sum)).collect::<Vec<_>>(),
+        [(2, 0.0), (3, 1.0), (4, 2.0), (3, 3.0)]
+    );
+    assert!((m.ece() - 0.06933134243386131).abs() < 1e-15 && (m.mce() - 0.1065382185968552).abs() < 1e-15);
+    // probabilities are read as they are; halves merge into the whole
+    let p: Vec<f32> = x.iter().map(|&v| (1.0 / (1.0 + (-f64::from(v)).exp())) as f32).collect();
+    let probs = Op::BinaryCrossEntropy { input: crate::op::Form::Probs };
+    let mut halves = BinaryMetrics::new(4).unwrap();
+    for r in 0..2 {
+        let (pr, tr) =
+            (Batch::new(&p[6 * r..6 * r + 6], 1, 6).unwrap(), Batch::new(&t[6 * r..6 * r + 6], 1, 6).unwrap());
+        let mut one = BinaryMetrics::new(4).unwrap();
+        one.add(&Loss::new(probs, pr).with_second(tr)).unwrap();
+        halves.merge(&one).unwrap();
+    }
+    assert_eq!((halves.elements, halves.correct), (12, 8));
+    assert!((halves.brier() - m.brier()).abs() < 1e-7);
+    // a NaN logit is a wrong prediction and makes calibration and Brier NaN
+    let mut nan = BinaryMetrics::new(4).unwrap();
+    nan.push(f64::NAN, 1.0);
+    nan.push(0.9, 1.0);
+    assert_eq!((nan.correct, nan.nan_elements), (1, 1));
+    assert!(nan.ece().is_nan() && nan.brier().is_nan());
+}

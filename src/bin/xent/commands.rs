@@ -117,6 +117,9 @@ fn subcommand(name: &'static str, op: Op) -> clap::Command {
     if matches!(op, Op::CrossEntropy { .. }) {
         cmd = report_args(cmd);
     }
+    if matches!(op, Op::BinaryCrossEntropy { .. }) {
+        cmd = cmd.arg(bins_arg("Equal-width bins of p for the calibration errors (ECE, MCE)."));
+    }
     for info in op.options() {
         let arg = Arg::new(info.name).long(leak(info.name.replace('_', "-"))).help(info.help);
         cmd = match info.value {
@@ -176,22 +179,30 @@ fn report_args(cmd: clap::Command) -> clap::Command {
             .default_value("1,5")
             .help("Report top-k accuracy (JSON topK) for each k (with --labels)."),
     )
-    .arg(
-        Arg::new("bins")
-            .long("bins")
-            .value_name("B")
-            .value_parser(clap::value_parser!(u32).range(1..=1_000_000))
-            .default_value("15")
-            .help("Equal-width confidence bins of the calibration errors (ECE, MCE) (with --labels)."),
-    )
+    .arg(bins_arg("Equal-width confidence bins of the calibration errors (ECE, MCE) (with --labels)."))
     .arg(file("per-class", "PATH.csv", "Write per-class support, correct, recall, predictions (with --labels)."))
     .arg(file("plot", "PATH.svg", "Draw the reliability diagram (with --labels)."))
+}
+
+/// `--bins B`: the calibration bins of the report.
+fn bins_arg(help: &'static str) -> Arg {
+    Arg::new("bins")
+        .long("bins")
+        .value_name("B")
+        .value_parser(clap::value_parser!(u32).range(1..=1_000_000))
+        .default_value("15")
+        .help(help)
 }
 
 /// The report of `ce --labels` as its flags ask; `--target-probs` takes none of them.
 fn report_spec(m: &ArgMatches) -> Result<Option<ReportSpec>, Failure> {
     use clap::parser::ValueSource::CommandLine;
-    let Ok(Some(top_k)) = m.try_get_many::<u32>("top-k") else { return Ok(None) };
+    let bins = m.try_get_one::<u32>("bins").ok().flatten().copied().unwrap_or(15);
+    let Ok(Some(top_k)) = m.try_get_many::<u32>("top-k") else {
+        // binary cross-entropy: the calibration bins alone
+        let binary = m.try_get_one::<u32>("bins").is_ok_and(|b| b.is_some());
+        return Ok(binary.then(|| ReportSpec { top_k: Vec::new(), bins, per_class: None, plot: None }));
+    };
     let given = ["top-k", "bins", "per-class", "plot"].into_iter().find(|id| m.value_source(id) == Some(CommandLine));
     if let (Some(id), Some(_)) = (given, path(m, "target-probs")) {
         return Err(Failure::input(format!("--{id} applies to --labels, not --target-probs")));
@@ -199,7 +210,6 @@ fn report_spec(m: &ArgMatches) -> Result<Option<ReportSpec>, Failure> {
     let mut top_k: Vec<u32> = top_k.copied().collect();
     top_k.sort_unstable();
     top_k.dedup();
-    let bins = m.get_one::<u32>("bins").copied().unwrap_or(15);
     Ok(Some(ReportSpec { top_k, bins, per_class: path(m, "per-class").cloned(), plot: path(m, "plot").cloned() }))
 }
 

@@ -81,6 +81,18 @@ fn merged_report(shards: &[Map<String, Value>]) -> Result<Option<Map<String, Val
     Ok(Some(calibration::fields(&whole, per_class)))
 }
 
+/// The binary report (`bce`) of the whole set, where every shard carries one.
+fn merged_binary(shards: &[Map<String, Value>]) -> Result<Option<Map<String, Value>>, Failure> {
+    let Some(reports) = shards.iter().map(calibration::binary_from_fields).collect::<Option<Vec<_>>>() else {
+        return Ok(None);
+    };
+    let mut whole = reports[0].clone();
+    for r in &reports[1..] {
+        whole.merge(r)?;
+    }
+    Ok(Some(calibration::binary_fields(&whole)))
+}
+
 fn merged(shards: &[Map<String, Value>], paths: &[PathBuf]) -> Result<Value, Failure> {
     let first = &shards[0];
     for (shard, path) in shards.iter().zip(paths) {
@@ -124,11 +136,15 @@ fn merged(shards: &[Map<String, Value>], paths: &[PathBuf]) -> Result<Value, Fai
         line.insert("accuracy".into(), number(correct as f64 / counted as f64));
         line.insert("correct".into(), json!(correct));
         line.insert("counted".into(), json!(counted));
-        // exp of the mean in nats: bits are scaled back
+        // exp of the mean in nats: bits are scaled back (cross-entropy's, not bce's)
         let nats = if first.get("base").and_then(Value::as_str) == Some("bits") { std::f64::consts::LN_2 } else { 1.0 };
-        line.insert("perplexity".into(), number((mean * nats).exp()));
+        if first.get("command").and_then(Value::as_str) == Some("ce") {
+            line.insert("perplexity".into(), number((mean * nats).exp()));
+        }
     }
-    if let Some(report) = merged_report(shards)? {
+    if first.get("command").and_then(Value::as_str) == Some("bce") {
+        line.extend(merged_binary(shards)?.unwrap_or_default());
+    } else if let Some(report) = merged_report(shards)? {
         line.extend(report);
     }
     if let Some(z_sum) = total("z_sum") {

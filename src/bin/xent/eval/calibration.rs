@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use serde_json::{Map, Value, json};
-use xent::metrics::{Bin, ClassCounts, Metrics, MetricsSpec};
+use xent::metrics::{Bin, BinaryBin, BinaryMetrics, ClassCounts, Metrics, MetricsSpec};
 
 use super::number;
 use crate::Failure;
@@ -173,6 +173,48 @@ pub fn from_fields(line: &Map<String, Value>) -> Option<Metrics> {
                 predicted_confidence_sum: float(&sum[i])?,
             };
         }
+    }
+    Some(m)
+}
+
+/// The binary report's fields (`bce`): accuracy at 0.5 over the elements, calibration and
+/// the Brier score, with the counts and sums a merge needs.
+pub fn binary_fields(m: &BinaryMetrics) -> Map<String, Value> {
+    let bins: Vec<Value> = m
+        .bins
+        .iter()
+        .map(|b| {
+            json!({"count": b.count, "target_sum": number(b.target_sum), "probability_sum": number(b.probability_sum),
+                   "accuracy": number(b.target_mean()), "confidence": number(b.probability_mean())})
+        })
+        .collect();
+    let mut f = Map::new();
+    f.insert("accuracy".into(), number(m.accuracy()));
+    f.insert("correct".into(), json!(m.correct));
+    f.insert("counted".into(), json!(m.elements));
+    f.insert("ece".into(), number(m.ece()));
+    f.insert("mce".into(), number(m.mce()));
+    f.insert("brier".into(), number(m.brier()));
+    f.insert("brier_sum".into(), number(m.brier_sum));
+    f.insert("calibration".into(), json!({"bins": bins, "nan_elements": m.nan_elements}));
+    f
+}
+
+/// The binary report of a `bce` line's fields (see [`binary_fields`]).
+pub fn binary_from_fields(line: &Map<String, Value>) -> Option<BinaryMetrics> {
+    let calibration = line.get("calibration")?;
+    let bins = calibration.get("bins")?.as_array()?;
+    let mut m = BinaryMetrics::new(bins.len() as u32).ok()?;
+    m.elements = line.get("counted")?.as_u64()?;
+    m.correct = line.get("correct")?.as_u64()?;
+    m.nan_elements = calibration.get("nan_elements")?.as_u64()?;
+    m.brier_sum = float(line.get("brier_sum")?)?;
+    for (bin, v) in m.bins.iter_mut().zip(bins) {
+        *bin = BinaryBin {
+            count: v.get("count")?.as_u64()?,
+            target_sum: float(v.get("target_sum")?)?,
+            probability_sum: float(v.get("probability_sum")?)?,
+        };
     }
     Some(m)
 }

@@ -17,7 +17,7 @@ use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
 use serde_json::Value;
-use xent::metrics::{Metrics, MetricsSpec};
+use xent::metrics::{BinaryMetrics, Metrics, MetricsSpec};
 use xent::npy::NpyWriter;
 use xent::{Batch, Context, Labels, LogBase, Loss, Op, RunOptions};
 
@@ -318,6 +318,14 @@ impl Job {
     /// Whether the job makes the evaluation report (`ce --labels`).
     fn reports(&self) -> bool {
         self.scores() && self.report.is_some()
+    }
+
+    /// An empty binary report, where the job makes one (`bce`).
+    fn binary_metrics(&self) -> Result<Option<BinaryMetrics>, Failure> {
+        let Some(r) = self.report.as_ref().filter(|_| matches!(self.op, Op::BinaryCrossEntropy { .. })) else {
+            return Ok(None);
+        };
+        Ok(Some(BinaryMetrics::new(r.bins)?))
     }
 
     /// An empty evaluation report, where the job makes one.

@@ -49,6 +49,9 @@ impl Job {
             fields.insert("z_loss".into(), number(z_sum / t.denominator));
             fields.insert("z_sum".into(), number(z_sum));
         }
+        if let Some(b) = &t.binary {
+            fields.extend(super::calibration::binary_fields(b));
+        }
         if let Some(m) = &t.metrics {
             let per_class = self.report.as_ref().is_some_and(|r| r.per_class.is_some());
             fields.extend(super::calibration::fields(m, per_class));

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::sync::mpsc::Receiver;
 
-use xent::metrics::Metrics;
+use xent::metrics::{BinaryMetrics, Metrics};
 use xent::npy::NpyWriter;
 use xent::{Context, Rows, Stream};
 
@@ -25,6 +25,8 @@ pub(super) struct Totals {
     pub(super) hits: Option<(u64, u64)>,
     /// The evaluation report of `ce` with labels.
     pub(super) metrics: Option<Metrics>,
+    /// The binary report of `bce`.
+    pub(super) binary: Option<BinaryMetrics>,
     pub(super) adapter: String,
 }
 
@@ -103,9 +105,14 @@ impl Job {
         // (top-1 hits come with the report where there is one: no labels read again)
         let hits = (self.scores() && !self.reports()).then_some((0, 0));
         let mut seen = Seen { softmax_sum: 0.0, hits, metrics: self.metrics()? };
+        let mut binary = self.binary_metrics()?;
         for chunk in rx {
             let chunk = chunk?;
             let loss = self.loss(&chunk)?;
+            if let Some(b) = &mut binary {
+                // from the chunk in memory, while the device works on it
+                b.add(&loss)?;
+            }
             let rows = stream.push(&loss).map_err(|e| self.describe(e))?;
             self.take(rows, &mut writer, &mut seen)?;
             progress.advance(chunk.bytes);
@@ -117,7 +124,7 @@ impl Job {
         let sum = if self.softmax() { seen.softmax_sum } else { out.sum };
         let (z_sum, entropy_sum) = (out.z_sum, out.entropy_sum);
         let (hits, metrics) = (seen.hits, seen.metrics);
-        Ok(Totals { sum, denominator: out.denominator, z_sum, entropy_sum, hits, metrics, adapter })
+        Ok(Totals { sum, denominator: out.denominator, z_sum, entropy_sum, hits, metrics, binary, adapter })
     }
 
     /// Writes the per-row results the device sent back and counts their top-1 hits.
@@ -148,7 +155,7 @@ impl Job {
         let (mut sum, mut denominator, mut z_sum) = (Sum::default(), Sum::default(), None::<Sum>);
         let mut entropy_sum = self.has_entropy().then(Sum::default);
         let mut hits = self.scores().then_some((0u64, 0u64));
-        let mut metrics = self.metrics()?;
+        let (mut metrics, mut binary) = (self.metrics()?, self.binary_metrics()?);
         for chunk in rx {
             let chunk = chunk?;
             let loss = self.loss(&chunk)?;
@@ -156,6 +163,9 @@ impl Job {
             if let Some(m) = &mut metrics {
                 let evals = xent::reference::row_evals(&loss).map_err(|e| self.row_failure(e, chunk.start))?;
                 evals.iter().flatten().flatten().for_each(|r| m.push(r));
+            }
+            if let Some(b) = &mut binary {
+                b.add(&loss)?;
             }
             r.values.iter().for_each(|&v| sum.add(v));
             r.weights.iter().for_each(|&w| denominator.add(w));
@@ -187,7 +197,7 @@ impl Job {
         let denominator = if self.softmax() { self.rows as f64 } else { denominator.value() };
         let (z_sum, entropy_sum) = (z_sum.map(|z| z.value()), entropy_sum.map(|h| h.value()));
         let adapter = "cpu (f64 reference)".into();
-        Ok(Totals { sum: sum.value(), denominator, z_sum, entropy_sum, hits, metrics, adapter })
+        Ok(Totals { sum: sum.value(), denominator, z_sum, entropy_sum, hits, metrics, binary, adapter })
     }
 
     /// A chunk's entropies from the reference: every row to `--entropy-out`, the rows not
@@ -214,8 +224,8 @@ impl Job {
     fn finish_empty(&self, writer: Writers, adapter: String) -> Result<Totals, Failure> {
         writer.finish()?;
         let (z_sum, entropy_sum) = (self.has_z_loss().then_some(0.0), self.has_entropy().then_some(0.0));
-        let (hits, metrics) = (self.scores().then_some((0, 0)), self.metrics()?);
-        Ok(Totals { sum: 0.0, denominator: 0.0, z_sum, entropy_sum, hits, metrics, adapter })
+        let (hits, metrics, binary) = (self.scores().then_some((0, 0)), self.metrics()?, self.binary_metrics()?);
+        Ok(Totals { sum: 0.0, denominator: 0.0, z_sum, entropy_sum, hits, metrics, binary, adapter })
     }
 
     /// Top-1 hits of the device's argmax of rows `first..` against the labels, read again
