@@ -41,6 +41,34 @@ pub(super) fn rows_bytes(batch: &Batch, dtype: DType, start: usize, n: usize, le
     Ok(bytes)
 }
 
+/// Rows `start..start + n` of `batch` into `buffer` from its start, as [`rows_bytes`] lays
+/// them out. Where the batch already holds `dtype` they are copied once, straight into the
+/// queue's staging memory (`write_buffer_with`), not first into a vector of their own.
+pub(super) fn upload_rows(
+    queue: &wgpu::Queue,
+    buffer: &wgpu::Buffer,
+    batch: &Batch,
+    (dtype, start, n, lead): (DType, usize, usize, usize),
+) -> Result<()> {
+    if batch.data.dtype() != dtype {
+        queue.write_buffer(buffer, 0, &rows_bytes(batch, dtype, start, n, lead)?);
+        return Ok(());
+    }
+    let data = batch.data.bytes(start * batch.cols, (start + n) * batch.cols);
+    let head = lead * dtype.size();
+    let len = (head + data.len()).div_ceil(4) * 4;
+    let Some(size) = wgpu::BufferSize::new(len as u64) else { return Ok(()) };
+    let mut view = queue
+        .write_buffer_with(buffer, 0, size)
+        .ok_or_else(|| Error::Gpu(format!("no staging memory for an upload of {len} bytes")))?;
+    // at most 7 lead elements and 3 bytes of padding
+    let zeros = [0u8; 32];
+    view.slice(..head).copy_from_slice(&zeros[..head]);
+    view.slice(head..head + data.len()).copy_from_slice(data);
+    view.slice(head + data.len()..).copy_from_slice(&zeros[..len - head - data.len()]);
+    Ok(())
+}
+
 /// Labels narrowed to i32; values that do not fit become `i32::MIN`, which is never in
 /// range nor the ignore index, so the kernel reports the row.
 pub(super) fn labels_bytes(labels: &Labels, start: usize, n: usize) -> Result<Vec<u8>> {

@@ -10,7 +10,7 @@ mod layout;
 mod output;
 
 pub(crate) use layout::Layout;
-use layout::{labels_bytes, lead_elements, rows_bytes, words};
+use layout::{labels_bytes, lead_elements, upload_rows, words};
 pub use output::{Output, RunOptions};
 
 use wgpu::util::DeviceExt;
@@ -312,9 +312,9 @@ impl<'c> Stream<'c> {
         let lead = lead_elements(self.next_row as usize, self.layout.cols as usize);
         let dtype = self.layout.dtype;
         let inputs = &chunk.inputs;
-        ctx.queue.write_buffer(a, 0, &rows_bytes(&inputs.first, dtype, s, len, lead)?);
+        upload_rows(&ctx.queue, a, &inputs.first, (dtype, s, len, lead))?;
         if let Some(batch) = &inputs.second {
-            ctx.queue.write_buffer(b, 0, &rows_bytes(batch, dtype, s, len, lead)?);
+            upload_rows(&ctx.queue, b, batch, (dtype, s, len, lead))?;
         }
         if let Some(labels) = &inputs.labels {
             ctx.queue.write_buffer(y, 0, &labels_bytes(labels, s, len)?);
