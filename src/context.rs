@@ -95,7 +95,13 @@ impl Context {
 
     /// Opens `adapter` with its own limits and the optional features xent can use.
     pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Self> {
-        let wanted = wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP;
+        let mut wanted = wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP;
+        // storage the host can map, where it costs the kernels nothing: the device's memory
+        // is the host's (a CPU or integrated adapter); the stream reads rows straight into it
+        let unified = matches!(adapter.get_info().device_type, wgpu::DeviceType::Cpu | wgpu::DeviceType::IntegratedGpu);
+        if unified {
+            wanted |= wgpu::Features::MAPPABLE_PRIMARY_BUFFERS;
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("xent"),
             required_features: adapter.features() & wanted,

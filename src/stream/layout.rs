@@ -42,31 +42,60 @@ pub(super) fn rows_bytes(batch: &Batch, dtype: DType, start: usize, n: usize, le
 }
 
 /// Rows `start..start + n` of `batch` into `buffer` from its start, as [`rows_bytes`] lays
-/// them out. Where the batch already holds `dtype` they are copied once, straight into the
-/// queue's staging memory (`write_buffer_with`), not first into a vector of their own.
+/// them out. Where the batch already holds `dtype` they are copied once: into the buffer
+/// itself where it is mapped for writing (`MAP_WRITE` storage, on adapters whose memory
+/// is the host's), else straight into the queue's staging memory (`write_buffer_with`),
+/// never first into a vector of their own.
 pub(super) fn upload_rows(
+    device: &wgpu::Device,
     queue: &wgpu::Queue,
     buffer: &wgpu::Buffer,
     batch: &Batch,
     (dtype, start, n, lead): (DType, usize, usize, usize),
 ) -> Result<()> {
-    if batch.data.dtype() != dtype {
-        queue.write_buffer(buffer, 0, &rows_bytes(batch, dtype, start, n, lead)?);
-        return Ok(());
-    }
-    let data = batch.data.bytes(start * batch.cols, (start + n) * batch.cols);
-    let head = lead * dtype.size();
+    let converted = (batch.data.dtype() != dtype).then(|| rows_bytes(batch, dtype, start, n, lead)).transpose()?;
+    let data = match &converted {
+        Some(bytes) => &bytes[..],
+        None => batch.data.bytes(start * batch.cols, (start + n) * batch.cols),
+    };
+    let head = if converted.is_some() { 0 } else { lead * dtype.size() };
     let len = (head + data.len()).div_ceil(4) * 4;
     let Some(size) = wgpu::BufferSize::new(len as u64) else { return Ok(()) };
+    if buffer.usage().contains(wgpu::BufferUsages::MAP_WRITE) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        buffer.map_async(wgpu::MapMode::Write, ..size.get(), move |r| {
+            let _ = tx.send(r);
+        });
+        // the slot's last piece is done (the stream waited for it), so the mapping needs no
+        // wait for the piece still running in the other slot: poll without blocking
+        let mapped = loop {
+            device.poll(wgpu::PollType::Poll).map_err(|e| Error::Gpu(format!("mapping an upload: {e}")))?;
+            match rx.try_recv() {
+                Ok(r) => break r.map_err(|e| Error::Gpu(e.to_string())),
+                Err(std::sync::mpsc::TryRecvError::Empty) => std::thread::yield_now(),
+                Err(e) => return Err(Error::Gpu(e.to_string())),
+            }
+        };
+        let mut view = mapped.and_then(|()| buffer.get_mapped_range_mut(..size.get()).map_err(|e| Error::Gpu(e.to_string())))?;
+        fill(view.slice(..), head, data);
+        drop(view);
+        buffer.unmap();
+        return Ok(());
+    }
     let mut view = queue
         .write_buffer_with(buffer, 0, size)
         .ok_or_else(|| Error::Gpu(format!("no staging memory for an upload of {len} bytes")))?;
-    // at most 7 lead elements and 3 bytes of padding
-    let zeros = [0u8; 32];
-    view.slice(..head).copy_from_slice(&zeros[..head]);
-    view.slice(head..head + data.len()).copy_from_slice(data);
-    view.slice(head + data.len()..).copy_from_slice(&zeros[..len - head - data.len()]);
+    fill(view.slice(..), head, data);
     Ok(())
+}
+
+/// `head` zero bytes, `data`, then zeros to the end (at most 28 and 3 bytes).
+fn fill(mut w: wgpu::WriteOnly<[u8]>, head: usize, data: &[u8]) {
+    let zeros = [0u8; 32];
+    let tail = w.len() - head - data.len();
+    w.slice(..head).copy_from_slice(&zeros[..head]);
+    w.slice(head..head + data.len()).copy_from_slice(data);
+    w.slice(head + data.len()..).copy_from_slice(&zeros[..tail]);
 }
 
 /// Labels narrowed to i32; values that do not fit become `i32::MIN`, which is never in

@@ -30,6 +30,8 @@ use crate::readback::flagged;
 use crate::status::Status;
 
 const USAGE_IN: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_DST);
+/// Input rows on a device with unified memory: written through a mapping of the storage.
+const USAGE_MAPPED: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::MAP_WRITE);
 const USAGE_OUT: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC);
 const USAGE_READ: wgpu::BufferUsages = wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
 /// Per-row buffers: rows of an incomplete block are copied from one slot to the other.
@@ -136,10 +138,13 @@ impl<'c> Stream<'c> {
         // (and up to 7 lead elements: lead_elements)
         let in_bytes = (chunk * layout.cols + 7) * layout.dtype.size() as u64;
         let held = chunk + layout.carry_rows();
+        // where the device's memory is the host's, rows are read into the storage itself
+        let mapped = d.features().contains(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS);
+        let usage_rows = if mapped { USAGE_MAPPED } else { USAGE_IN };
         let slot = |_| Slot {
             uploads: [
-                buffer(d, "xent input a", in_bytes, USAGE_IN),
-                buffer(d, "xent input b", if job.b.is_some() { in_bytes } else { 4 }, USAGE_IN),
+                buffer(d, "xent input a", in_bytes, usage_rows),
+                buffer(d, "xent input b", if job.b.is_some() { in_bytes } else { 4 }, usage_rows),
                 buffer(d, "xent labels", layout.labels * chunk, USAGE_IN),
             ],
             out: buffer(d, "xent rows", layout.out * held, USAGE_ROWS),
@@ -312,9 +317,9 @@ impl<'c> Stream<'c> {
         let lead = lead_elements(self.next_row as usize, self.layout.cols as usize);
         let dtype = self.layout.dtype;
         let inputs = &chunk.inputs;
-        upload_rows(&ctx.queue, a, &inputs.first, (dtype, s, len, lead))?;
+        upload_rows(d, &ctx.queue, a, &inputs.first, (dtype, s, len, lead))?;
         if let Some(batch) = &inputs.second {
-            upload_rows(&ctx.queue, b, batch, (dtype, s, len, lead))?;
+            upload_rows(d, &ctx.queue, b, batch, (dtype, s, len, lead))?;
         }
         if let Some(labels) = &inputs.labels {
             ctx.queue.write_buffer(y, 0, &labels_bytes(labels, s, len)?);

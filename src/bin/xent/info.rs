@@ -27,6 +27,7 @@ pub fn info(as_json: bool) -> Result<(), Failure> {
         "subgroups": f.contains(wgpu::Features::SUBGROUP),
         "subgroup_sizes": [i.subgroup_min_size, i.subgroup_max_size],
         "timestamp_query": f.contains(wgpu::Features::TIMESTAMP_QUERY),
+        "mappable_storage": f.contains(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS),
     });
     if as_json {
         return crate::process::emit(json!({"command": "info", "adapters": adapters, "auto": picked}));
