@@ -76,7 +76,8 @@ pub(super) fn upload_rows(
                 Err(e) => return Err(Error::Gpu(e.to_string())),
             }
         };
-        let mut view = mapped.and_then(|()| buffer.get_mapped_range_mut(..size.get()).map_err(|e| Error::Gpu(e.to_string())))?;
+        let mut view =
+            mapped.and_then(|()| buffer.get_mapped_range_mut(..size.get()).map_err(|e| Error::Gpu(e.to_string())))?;
         fill(view.slice(..), head, data);
         drop(view);
         buffer.unmap();

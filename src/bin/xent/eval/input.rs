@@ -2,6 +2,7 @@
 //! and naming the file that holds a bad row.
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
 
 use half::f16;
 use xent::Floats;
@@ -118,10 +119,13 @@ pub(super) struct Chunk {
 
 impl Job {
     /// Reads rows `start..start + rows` of every input, checking labels as they come.
-    pub(super) fn read(&self, start: u64, rows: usize) -> Result<Chunk, Failure> {
-        let a = self.read_floats(&self.a, start, rows)?;
+    /// The float inputs are read into `spares`' vectors where it has any (the chunks done
+    /// with), so that a run allocates and faults in a few chunks' memory, not one per chunk.
+    pub(super) fn read(&self, start: u64, rows: usize, spares: Option<&Receiver<Data>>) -> Result<Chunk, Failure> {
+        let spare = || spares.and_then(|s| s.try_recv().ok());
+        let a = self.read_floats(&self.a, start, rows, spare())?;
         let b = match &self.b {
-            Some(b) => Some(self.transform_targets(self.read_floats(b, start, rows)?, b, start)?),
+            Some(b) => Some(self.transform_targets(self.read_floats(b, start, rows, spare())?, b, start)?),
             None => None,
         };
         let labels = match &self.labels {
@@ -150,13 +154,19 @@ impl Job {
         Ok(Chunk { start, rows, a, b, labels, bytes })
     }
 
-    fn read_floats(&self, input: &Input, start: u64, rows: usize) -> Result<Data, Failure> {
+    fn read_floats(&self, input: &Input, start: u64, rows: usize, spare: Option<Data>) -> Result<Data, Failure> {
         if self.half {
-            let mut v = Vec::new();
+            let mut v = match spare {
+                Some(Data::F16(v)) => v,
+                _ => Vec::new(),
+            };
             input.file.read_f16_raw(start, rows, &mut v)?;
             Ok(Data::F16(v))
         } else {
-            let mut v = Vec::new();
+            let mut v = match spare {
+                Some(Data::F32(v)) => v,
+                _ => Vec::new(),
+            };
             input.file.read_f32(start, rows, &mut v)?;
             Ok(Data::F32(v))
         }
@@ -197,7 +207,7 @@ impl Job {
     /// reference on that row alone.
     pub(super) fn describe(&self, e: xent::Error) -> Failure {
         if let xent::Error::Value { row, .. } = &e
-            && let Ok(chunk) = self.read(*row, 1)
+            && let Ok(chunk) = self.read(*row, 1, None)
             && let Ok(loss) = self.loss(&chunk)
             && let Err(e @ xent::Error::Value { .. }) = xent::reference::compute(&loss, self.base())
         {
@@ -223,7 +233,7 @@ impl Job {
     /// (valid as probabilities, targets and logits alike).
     fn holder(&self, row: u64, detail: &str) -> &Input {
         let Some(b) = &self.b else { return &self.a };
-        let Ok(mut chunk) = self.read(row, 1) else { return b };
+        let Ok(mut chunk) = self.read(row, 1, None) else { return b };
         let (k, uniform) = (self.cols as usize, 1.0 / self.cols as f32);
         chunk.b = match chunk.b {
             Some(Data::F16(_)) => Some(Data::F16(vec![f16::from_f32(uniform); k])),

@@ -281,10 +281,12 @@ impl Job {
             .collect();
         let totals = std::thread::scope(|scope| {
             let (tx, rx) = sync_channel(1);
+            // the float vectors of chunks done with, back to the reader
+            let (spare_tx, spare_rx) = std::sync::mpsc::channel();
             let job = &self;
             scope.spawn(move || {
                 for &(start, n) in &chunks {
-                    let chunk = job.read(start, n);
+                    let chunk = job.read(start, n, Some(&spare_rx));
                     let failed = chunk.is_err();
                     if tx.send(chunk).is_err() || failed {
                         break;
@@ -292,8 +294,8 @@ impl Job {
                 }
             });
             match engine {
-                Engine::Gpu(ctx, stream) => self.run_gpu(ctx, stream, rx, &progress),
-                Engine::Cpu => self.run_cpu(rx, &progress),
+                Engine::Gpu(ctx, stream) => self.run_gpu(ctx, stream, (rx, spare_tx), &progress),
+                Engine::Cpu => self.run_cpu((rx, spare_tx), &progress),
             }
         });
         progress.finish();

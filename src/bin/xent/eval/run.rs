@@ -2,7 +2,7 @@
 //! reference on the CPU.
 
 use std::io::Write;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, Sender};
 
 use xent::metrics::{BinaryMetrics, Metrics};
 use xent::npy::NpyWriter;
@@ -93,7 +93,7 @@ impl Job {
         &self,
         ctx: &Context,
         stream: Option<Box<Stream>>,
-        rx: Receiver<Result<Chunk, Failure>>,
+        (rx, spares): Chunks,
         progress: &Progress,
     ) -> Result<Totals, Failure> {
         let mut writer = Writers { values: self.writer()?, entropy: self.entropy_writer()? };
@@ -108,14 +108,17 @@ impl Job {
         let mut binary = self.binary_metrics()?;
         for chunk in rx {
             let chunk = chunk?;
-            let loss = self.loss(&chunk)?;
-            if let Some(b) = &mut binary {
-                // from the chunk in memory, while the device works on it
-                b.add(&loss)?;
+            {
+                let loss = self.loss(&chunk)?;
+                if let Some(b) = &mut binary {
+                    // from the chunk in memory, while the device works on it
+                    b.add(&loss)?;
+                }
+                let rows = stream.push(&loss).map_err(|e| self.describe(e))?;
+                self.take(rows, &mut writer, &mut seen)?;
             }
-            let rows = stream.push(&loss).map_err(|e| self.describe(e))?;
-            self.take(rows, &mut writer, &mut seen)?;
             progress.advance(chunk.bytes);
+            give_back(&spares, chunk);
         }
         let rows = stream.drain().map_err(|e| self.describe(e))?;
         self.take(rows, &mut writer, &mut seen)?;
@@ -150,7 +153,7 @@ impl Job {
         Ok(())
     }
 
-    pub(super) fn run_cpu(&self, rx: Receiver<Result<Chunk, Failure>>, progress: &Progress) -> Result<Totals, Failure> {
+    pub(super) fn run_cpu(&self, (rx, spares): Chunks, progress: &Progress) -> Result<Totals, Failure> {
         let mut writer = Writers { values: self.writer()?, entropy: self.entropy_writer()? };
         let (mut sum, mut denominator, mut z_sum) = (Sum::default(), Sum::default(), None::<Sum>);
         let mut entropy_sum = self.has_entropy().then(Sum::default);
@@ -192,6 +195,8 @@ impl Job {
                 }
             }
             progress.advance(chunk.bytes);
+            drop((loss, r));
+            give_back(&spares, chunk);
         }
         writer.finish()?;
         let denominator = if self.softmax() { self.rows as f64 } else { denominator.value() };
@@ -247,6 +252,18 @@ impl Job {
             }
         }
         Ok((hit, counted))
+    }
+}
+
+/// The reader's chunks, and where their float vectors go back to it once done with.
+pub(super) type Chunks = (Receiver<Result<Chunk, Failure>>, Sender<Data>);
+
+/// Hands a chunk's float vectors back to the reader (which may have finished: then they
+/// are freed).
+fn give_back(spares: &Sender<Data>, chunk: Chunk) {
+    let _ = spares.send(chunk.a);
+    if let Some(b) = chunk.b {
+        let _ = spares.send(b);
     }
 }
 
