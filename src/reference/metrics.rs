@@ -1,8 +1,10 @@
-//! The evaluation report's per-row quantities, plainly: the row's classes sorted by logit
-//! (descending, then by index) for the label's rank, the softmax in f64 for the top-1
-//! confidence and `Σ_j (p_j − [j = y])²`. Independent of the kernels' one-pass counting.
+//! The evaluation report's per-row quantities, plainly, in f64: the label's rank by its
+//! definition (the classes with a greater logit, or an equal one at a lower index), the
+//! softmax formed as the textbook does (`e^(x_j − m)` over their sum) for the top-1
+//! confidence and `Σ_j (p_j − [j = y])²`. Independent of the kernels' online sums, and linear in the
+//! columns, so that the CPU path (`--device cpu`) reports at its own speed.
 
-use super::{check_labels, log_softmax, row, row_max::max_arg, softcap};
+use super::{check_labels, finite_max, row, row_max::max_arg, softcap};
 use crate::error::Result;
 use crate::loss::Loss;
 use crate::metrics::RowEval;
@@ -30,16 +32,16 @@ pub fn row_evals(loss: &Loss) -> Result<Option<Vec<Option<RowEval>>>> {
 
 fn row_eval(x: &[f64], y: usize) -> RowEval {
     let prediction = max_arg(x).1 as u32;
-    let Some(lp) = log_softmax(x) else {
+    let Some(m) = finite_max(x) else {
         // NaN or +inf logits, or every class masked: the row's loss is NaN, and it is wrong
         return RowEval { label: y as u32, rank: u32::MAX, prediction, confidence: f32::NAN, brier: f32::NAN };
     };
-    let mut order: Vec<usize> = (0..x.len()).collect();
-    // IEEE order (−0 equals +0; no NaN here), ties by index
-    order.sort_by(|&a, &b| x[b].partial_cmp(&x[a]).unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(&b)));
-    let rank = order.iter().position(|&j| j == y).unwrap_or(usize::MAX) as u32;
-    let p: Vec<f64> = lp.iter().map(|v| v.exp()).collect();
-    let confidence = p.iter().copied().fold(0.0, f64::max);
-    let brier = p.iter().enumerate().map(|(j, pj)| (pj - if j == y { 1.0 } else { 0.0 }).powi(2)).sum::<f64>();
+    // the softmax as the textbook forms it: p_j = e^(x_j − m) / Σ_k e^(x_k − m)
+    let e: Vec<f64> = x.iter().map(|v| (v - m).exp()).collect();
+    let s: f64 = e.iter().sum();
+    // the classes above the label, by the definition (IEEE order: −0 equals +0)
+    let rank = (0..x.len()).filter(|&j| x[j] > x[y] || (x[j] == x[y] && j < y)).count() as u32;
+    let brier: f64 = e.iter().enumerate().map(|(j, e)| (e / s - if j == y { 1.0 } else { 0.0 }).powi(2)).sum();
+    let confidence = e.iter().copied().fold(0.0, f64::max) / s;
     RowEval { label: y as u32, rank, prediction, confidence: confidence as f32, brier: brier as f32 }
 }
