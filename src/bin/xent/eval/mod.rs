@@ -309,17 +309,12 @@ impl Job {
         RunOptions {
             base: self.base(),
             keep_values: self.out.is_some() && !self.softmax(),
-            // top-1 hits come with the report where there is one
-            keep_argmax: self.scores() && !self.reports(),
+            // top-1 hits come with the report: no argmax to read back, no labels read again
+            keep_argmax: false,
             keep_entropy: self.entropy_out.is_some(),
-            report: self.reports(),
+            report: self.scores(),
             chunk_rows: self.common.chunk_rows,
         }
-    }
-
-    /// Whether the job makes the evaluation report (`ce --labels`).
-    fn reports(&self) -> bool {
-        self.scores() && self.report.is_some()
     }
 
     /// An empty binary report, where the job makes one (`bce`).
@@ -330,10 +325,14 @@ impl Job {
         Ok(Some(BinaryMetrics::new(r.bins)?))
     }
 
-    /// An empty evaluation report, where the job makes one.
+    /// An empty evaluation report of `ce --labels` (its accuracy too), as the flags ask or
+    /// with their defaults.
     fn metrics(&self) -> Result<Option<Metrics>, Failure> {
-        let Some(r) = self.report.as_ref().filter(|_| self.scores()) else { return Ok(None) };
-        let spec = MetricsSpec { top_k: r.top_k.clone(), bins: r.bins, per_class: true, classes: self.cols as u32 };
+        if !self.scores() {
+            return Ok(None);
+        }
+        let (top_k, bins) = self.report.as_ref().map_or((vec![1, 5], 15), |r| (r.top_k.clone(), r.bins));
+        let spec = MetricsSpec { top_k, bins, per_class: true, classes: self.cols as u32 };
         Ok(Some(Metrics::new(spec)?))
     }
 

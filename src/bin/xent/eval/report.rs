@@ -56,8 +56,8 @@ impl Job {
             let per_class = self.report.as_ref().is_some_and(|r| r.per_class.is_some());
             fields.extend(super::calibration::fields(m, per_class));
         }
-        // top-1 from the report where there is one (a NaN row counts as wrong)
-        let hits = t.metrics.as_ref().map(|m| (m.correct, m.rows)).or(t.hits);
+        // top-1 from the report (a NaN row counts as wrong)
+        let hits = t.metrics.as_ref().map(|m| (m.correct, m.rows));
         if let Some(entropy_sum) = t.entropy_sum {
             // unweighted, over the rows not ignored (counted, or every row without labels)
             let rows = hits.map_or(self.rows, |(_, counted)| counted);

@@ -21,8 +21,6 @@ pub(super) struct Totals {
     pub(super) z_sum: Option<f64>,
     /// The sum of the entropies of the rows not ignored, where the job has `--entropy`.
     pub(super) entropy_sum: Option<f64>,
-    /// Rows whose argmax is the label, of the rows counted (not ignored).
-    pub(super) hits: Option<(u64, u64)>,
     /// The evaluation report of `ce` with labels.
     pub(super) metrics: Option<Metrics>,
     /// The binary report of `bce`.
@@ -39,7 +37,6 @@ pub(super) enum Engine<'c> {
 /// What the GPU path adds up from the per-row results as they come back.
 struct Seen {
     softmax_sum: f64,
-    hits: Option<(u64, u64)>,
     metrics: Option<Metrics>,
 }
 
@@ -102,9 +99,7 @@ impl Job {
             // no rows: PyTorch's empty mean is NaN, the sum 0
             return self.finish_empty(writer, adapter);
         };
-        // (top-1 hits come with the report where there is one: no labels read again)
-        let hits = (self.scores() && !self.reports()).then_some((0, 0));
-        let mut seen = Seen { softmax_sum: 0.0, hits, metrics: self.metrics()? };
+        let mut seen = Seen { softmax_sum: 0.0, metrics: self.metrics()? };
         let mut binary = self.binary_metrics()?;
         for chunk in rx {
             let chunk = chunk?;
@@ -126,11 +121,11 @@ impl Job {
         writer.finish()?;
         let sum = if self.softmax() { seen.softmax_sum } else { out.sum };
         let (z_sum, entropy_sum) = (out.z_sum, out.entropy_sum);
-        let (hits, metrics) = (seen.hits, seen.metrics);
-        Ok(Totals { sum, denominator: out.denominator, z_sum, entropy_sum, hits, metrics, binary, adapter })
+        let metrics = seen.metrics;
+        Ok(Totals { sum, denominator: out.denominator, z_sum, entropy_sum, metrics, binary, adapter })
     }
 
-    /// Writes the per-row results the device sent back and counts their top-1 hits.
+    /// Writes the per-row results the device sent back and adds up their report.
     fn take(&self, rows: Rows, writer: &mut Writers, seen: &mut Seen) -> Result<(), Failure> {
         if self.softmax() {
             // one value after another, so the sum does not depend on the chunking
@@ -145,11 +140,6 @@ impl Job {
         if let Some(m) = &mut seen.metrics {
             rows.evals.iter().for_each(|r| m.push(r));
         }
-        if let Some((hit, counted)) = &mut seen.hits {
-            let (h, c) = self.count_hits(rows.start, &rows.argmax)?;
-            *hit += h;
-            *counted += c;
-        }
         Ok(())
     }
 
@@ -157,7 +147,6 @@ impl Job {
         let mut writer = Writers { values: self.writer()?, entropy: self.entropy_writer()? };
         let (mut sum, mut denominator, mut z_sum) = (Sum::default(), Sum::default(), None::<Sum>);
         let mut entropy_sum = self.has_entropy().then(Sum::default);
-        let mut hits = self.scores().then_some((0u64, 0u64));
         let (mut metrics, mut binary) = (self.metrics()?, self.binary_metrics()?);
         for chunk in rx {
             let chunk = chunk?;
@@ -185,15 +174,6 @@ impl Job {
             if let (Some(h), Some(total)) = (entropies, &mut entropy_sum) {
                 self.add_entropies(&h, chunk.labels.as_deref(), total, &mut writer)?;
             }
-            if let (Some((hit, counted)), Some(argmax), Some(labels)) = (&mut hits, &r.argmax, &chunk.labels) {
-                let ignore = self.ignore_index();
-                for (&a, &y) in argmax.iter().zip(labels) {
-                    if Some(y) != ignore {
-                        *counted += 1;
-                        *hit += u64::from(i64::from(a) == y);
-                    }
-                }
-            }
             progress.advance(chunk.bytes);
             drop((loss, r));
             give_back(&spares, chunk);
@@ -202,7 +182,7 @@ impl Job {
         let denominator = if self.softmax() { self.rows as f64 } else { denominator.value() };
         let (z_sum, entropy_sum) = (z_sum.map(|z| z.value()), entropy_sum.map(|h| h.value()));
         let adapter = "cpu (f64 reference)".into();
-        Ok(Totals { sum: sum.value(), denominator, z_sum, entropy_sum, hits, metrics, binary, adapter })
+        Ok(Totals { sum: sum.value(), denominator, z_sum, entropy_sum, metrics, binary, adapter })
     }
 
     /// A chunk's entropies from the reference: every row to `--entropy-out`, the rows not
@@ -229,29 +209,8 @@ impl Job {
     fn finish_empty(&self, writer: Writers, adapter: String) -> Result<Totals, Failure> {
         writer.finish()?;
         let (z_sum, entropy_sum) = (self.has_z_loss().then_some(0.0), self.has_entropy().then_some(0.0));
-        let (hits, metrics, binary) = (self.scores().then_some((0, 0)), self.metrics()?, self.binary_metrics()?);
-        Ok(Totals { sum: 0.0, denominator: 0.0, z_sum, entropy_sum, hits, metrics, binary, adapter })
-    }
-
-    /// Top-1 hits of the device's argmax of rows `first..` against the labels, read again
-    /// in chunks.
-    fn count_hits(&self, first: u64, argmax: &[u32]) -> Result<(u64, u64), Failure> {
-        let Some(y) = &self.labels else { return Ok((0, 0)) };
-        let ignore = self.ignore_index();
-        let (mut hit, mut counted) = (0u64, 0u64);
-        let mut labels = Vec::new();
-        let step = 1usize << 20;
-        for start in (0..argmax.len()).step_by(step) {
-            let n = step.min(argmax.len() - start);
-            y.file.read_labels(first + start as u64, n, &mut labels)?;
-            for (&a, &l) in argmax[start..start + n].iter().zip(&labels) {
-                if Some(l) != ignore {
-                    counted += 1;
-                    hit += u64::from(i64::from(a) == l);
-                }
-            }
-        }
-        Ok((hit, counted))
+        let (metrics, binary) = (self.metrics()?, self.binary_metrics()?);
+        Ok(Totals { sum: 0.0, denominator: 0.0, z_sum, entropy_sum, metrics, binary, adapter })
     }
 }
 
