@@ -49,25 +49,27 @@ fn log_add(u: f32, v: f32) -> f32 {
     return max(u, v) + log1p(exp(-abs(u - v)));
 }
 
+// A term of KL(A‖B) (log m_j = log b_j): 0 where a_j = 0, +inf where only b_j is.
+fn kl_term(a: LogProb, b: LogProb) -> JsdTerms {
+    var r = JsdTerms(0.0, 0.0, b.logp, 0u);
+    if !a.zero {
+        r.flags = select(0u, SUM_POS_INF, b.zero);
+        r.a = select(a.p * (a.logp - b.logp), 0.0, b.zero);
+    }
+    return r;
+}
+
 // One column's terms of A and B, and log m_j, from valid p and q.
 fn jsd_terms(p: LogProb, q: LogProb, mix: Mixture) -> JsdTerms {
-    var r = JsdTerms(0.0, 0.0, 0.0, 0u);
     if mix.beta == 0.0 {
-        r.log_m = q.logp;
-        if !p.zero {
-            r.flags = select(0u, SUM_POS_INF, q.zero);
-            r.a = select(p.p * (p.logp - q.logp), 0.0, q.zero);
-        }
-        return r;
+        return kl_term(p, q);
     }
     if mix.beta == 1.0 {
-        r.log_m = p.logp;
-        if !q.zero {
-            r.flags = select(0u, SUM_POS_INF, p.zero);
-            r.b = select(q.p * (q.logp - p.logp), 0.0, p.zero);
-        }
-        return r;
+        // KL(Q‖P): its terms are B's
+        let t = kl_term(q, p);
+        return JsdTerms(0.0, t.a, t.log_m, t.flags);
     }
+    var r = JsdTerms(0.0, 0.0, 0.0, 0u);
     if p.zero && q.zero {
         return r;
     }

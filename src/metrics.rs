@@ -206,19 +206,12 @@ impl Metrics {
     /// The expected calibration error `Σ_b (n_b / n)·|acc_b − conf_b|` (L1, as torchmetrics'
     /// `MulticlassCalibrationError`); NaN with a NaN row or no rows.
     pub fn ece(&self) -> f64 {
-        let n: u64 = self.bins.iter().map(|b| b.count).sum();
-        if self.nan_rows > 0 || n == 0 {
-            return f64::NAN;
-        }
-        self.bins.iter().filter(|b| b.count > 0).map(|b| b.count as f64 / n as f64 * b.gap()).sum()
+        calibration_errors(self.bins.iter().map(|b| (b.count, b.gap())), self.nan_rows).0
     }
 
     /// The maximum calibration error `max_b |acc_b − conf_b|` over the bins holding rows.
     pub fn mce(&self) -> f64 {
-        if self.nan_rows > 0 || self.bins.iter().all(|b| b.count == 0) {
-            return f64::NAN;
-        }
-        self.bins.iter().filter(|b| b.count > 0).map(Bin::gap).fold(0.0, f64::max)
+        calibration_errors(self.bins.iter().map(|b| (b.count, b.gap())), self.nan_rows).1
     }
 
     /// The mean over rows of `Σ_j (p_j − [j = y])²`.
@@ -234,6 +227,19 @@ impl Metrics {
             classes.iter().filter(|c| c.support > 0).map(|c| c.correct as f64 / c.support as f64).collect();
         Some(present.iter().sum::<f64>() / present.len() as f64)
     }
+}
+
+/// The expected and maximum calibration errors of bins given as (count, |accuracy −
+/// confidence|): the count-weighted mean gap and the largest gap, over the bins holding
+/// rows; both NaN with a NaN row (`nan`) or none in any bin.
+pub(crate) fn calibration_errors(bins: impl Iterator<Item = (u64, f64)>, nan: u64) -> (f64, f64) {
+    let held: Vec<(u64, f64)> = bins.filter(|b| b.0 > 0).collect();
+    let n: u64 = held.iter().map(|b| b.0).sum();
+    if nan > 0 || n == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let ece = held.iter().map(|&(count, gap)| count as f64 / n as f64 * gap).sum();
+    (ece, held.iter().map(|b| b.1).fold(0.0, f64::max))
 }
 
 impl Bin {

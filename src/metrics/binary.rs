@@ -105,19 +105,12 @@ impl BinaryMetrics {
 
     /// `Σ_b (n_b / n)·|mean t_b − mean p_b|`; NaN with a NaN element or none.
     pub fn ece(&self) -> f64 {
-        let n: u64 = self.bins.iter().map(|b| b.count).sum();
-        if self.nan_elements > 0 || n == 0 {
-            return f64::NAN;
-        }
-        self.bins.iter().filter(|b| b.count > 0).map(|b| b.count as f64 / n as f64 * b.gap()).sum()
+        super::calibration_errors(self.bins.iter().map(|b| (b.count, b.gap())), self.nan_elements).0
     }
 
     /// `max_b |mean t_b − mean p_b|` over the bins holding elements.
     pub fn mce(&self) -> f64 {
-        if self.nan_elements > 0 || self.bins.iter().all(|b| b.count == 0) {
-            return f64::NAN;
-        }
-        self.bins.iter().filter(|b| b.count > 0).map(BinaryBin::gap).fold(0.0, f64::max)
+        super::calibration_errors(self.bins.iter().map(|b| (b.count, b.gap())), self.nan_elements).1
     }
 
     /// The mean of `(p − t)²`.
