@@ -283,6 +283,10 @@ impl<'a> Loss<'a> {
             Op::CrossEntropy { ignore_index, label_smoothing, z_loss, .. } => {
                 CrossEntropyOptions { ignore_index, class_weights: self.inputs.weights, label_smoothing, z_loss }
             }
+            // the weights slot holds the head's bias
+            Op::LinearCrossEntropy { ignore_index, label_smoothing, z_loss } => {
+                CrossEntropyOptions { ignore_index, class_weights: None, label_smoothing, z_loss }
+            }
             _ => CrossEntropyOptions::default(),
         }
     }
@@ -292,6 +296,9 @@ impl<'a> Loss<'a> {
     pub fn validate(&self) -> Result<()> {
         self.check_inputs()?;
         let a = self.primary();
+        if self.op.head().is_some() {
+            return self.validate_head();
+        }
         if let Some(b) = self.secondary()
             && (b.rows, b.cols) != (a.rows, a.cols)
         {
@@ -318,6 +325,36 @@ impl<'a> Loss<'a> {
                 what: "class weights",
                 detail: format!("has {} entries but there are {} columns", w.len(), a.cols),
             });
+        }
+        Ok(())
+    }
+}
+
+impl Loss<'_> {
+    /// [`Loss::validate`]'s shape checks of [`Op::LinearCrossEntropy`]: hidden `[rows, d]`,
+    /// weight `[classes, d]`, bias `classes` long, labels `rows` long.
+    fn validate_head(&self) -> Result<()> {
+        let (h, w) = (self.primary(), self.secondary());
+        let shape = |what, detail| Err(Error::Shape { what, detail });
+        let Some(w) = w else { return shape("weight", "is missing".into()) };
+        if w.cols != h.cols || w.rows == 0 {
+            return shape(
+                "weight",
+                format!(
+                    "is [{}, {}] but the hidden states are [{}, {}]; it must be [classes ≥ 1, {}]",
+                    w.rows, w.cols, h.rows, h.cols, h.cols
+                ),
+            );
+        }
+        if let Some(y) = self.labels()
+            && y.len() != h.rows
+        {
+            return shape("labels", format!("has {} entries but there are {} rows", y.len(), h.rows));
+        }
+        if let Some(b) = self.inputs.weights
+            && b.len() != w.rows
+        {
+            return shape("bias", format!("has {} entries but there are {} classes", b.len(), w.rows));
         }
         Ok(())
     }

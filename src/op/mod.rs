@@ -109,6 +109,21 @@ pub enum Op {
         /// `α` in [0, 1].
         alpha: f32,
     },
+    /// Cross-entropy of the logits `x_i = W·h_i + b` of a linear head (a language model's
+    /// last layer) against integer labels, without the `[rows, classes]` logits in memory:
+    /// the inputs are the hidden states `H [rows, d]`, the head's weight `W [classes, d]`
+    /// (row-major, as `torch.nn.Linear.weight`), an optional f32 bias `b [classes]` (bound
+    /// where the class weights of [`Op::CrossEntropy`] go) and the labels. The loss of a
+    /// row is [`Op::CrossEntropy`]'s over its logits ([`Op::head`]); the gradients are of
+    /// `H`, `W` and `b`. Not in [`Op::ALL`]: its inputs are not rows of classes.
+    LinearCrossEntropy {
+        /// Rows whose label equals this are 0 and leave the mean's denominator.
+        ignore_index: Option<i64>,
+        /// `s` in `(1−s)·nll + (s/K)·Σ_j −log_softmax_j`, in `[0, 1]`.
+        label_smoothing: f32,
+        /// `λ ≥ 0`: adds `λ·lse(x_i)²` to each row not ignored.
+        z_loss: f32,
+    },
 }
 
 /// What an operation takes.
@@ -120,7 +135,8 @@ pub struct Signature {
     pub second: Option<Slot>,
     /// Integer labels, one per row.
     pub labels: bool,
-    /// Optional per-class weights, `cols` long.
+    /// Optional per-class weights, `cols` long (the bias, `classes` long, of
+    /// [`Op::LinearCrossEntropy`]).
     pub weights: bool,
 }
 
@@ -160,6 +176,9 @@ impl Op {
         Op::Distill { temperature: 1.0, alpha: 0.5 },
     ];
 
+    /// The fused linear cross-entropy with its default options.
+    pub const LINEAR_CE: Op = Op::LinearCrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0 };
+
     /// The canonical name: the command line's command (`ce-probs` is `ce --target-probs`),
     /// the `op` of `xent bench` and of JSON output.
     pub fn name(&self) -> &'static str {
@@ -175,6 +194,18 @@ impl Op {
             Op::BinaryCrossEntropy { .. } => "bce",
             Op::GaussianKl => "gaussian-kl",
             Op::Distill { .. } => "distill",
+            Op::LinearCrossEntropy { .. } => "linear-ce",
+        }
+    }
+
+    /// The loss over the logits: [`Op::CrossEntropy`] with the options of
+    /// [`Op::LinearCrossEntropy`]; `None` for the operations that read their logits.
+    pub fn head(&self) -> Option<Op> {
+        match *self {
+            Op::LinearCrossEntropy { ignore_index, label_smoothing, z_loss } => {
+                Some(Op::CrossEntropy { ignore_index, label_smoothing, z_loss, entropy: false })
+            }
+            _ => None,
         }
     }
 
@@ -197,6 +228,9 @@ impl Op {
             }
             Op::GaussianKl => two(slot("mean", Logits), slot("logvar", Logits)),
             Op::Distill { .. } => Signature { labels: true, ..two(slot("student", Logits), slot("teacher", Logits)) },
+            Op::LinearCrossEntropy { .. } => {
+                Signature { labels: true, weights: true, ..two(slot("hidden", Logits), slot("weight", Logits)) }
+            }
         }
     }
 
@@ -246,6 +280,7 @@ impl Op {
             Op::Entropy { p: Form::Logits } => Some("p"),
             Op::BinaryCrossEntropy { input: Form::Logits } => Some("input"),
             Op::Distill { .. } => Some("student"),
+            Op::LinearCrossEntropy { .. } => Some("hidden"),
             _ => None,
         }
     }
@@ -263,15 +298,21 @@ impl Op {
                 option("alpha", format!("{alpha} is not in [0, 1]"))
             }
             Op::Jsd { beta, .. } if !(0.0..=1.0).contains(&beta) => option("beta", format!("{beta} is not in [0, 1]")),
-            Op::CrossEntropy { label_smoothing: s, .. } if !(0.0..=1.0).contains(&s) => {
+            Op::CrossEntropy { label_smoothing: s, .. } | Op::LinearCrossEntropy { label_smoothing: s, .. }
+                if !(0.0..=1.0).contains(&s) =>
+            {
                 option("label_smoothing", format!("{s} is not in [0, 1]"))
             }
-            Op::CrossEntropy { z_loss, .. } | Op::CrossEntropyProbs { z_loss, .. }
+            Op::CrossEntropy { z_loss, .. }
+            | Op::CrossEntropyProbs { z_loss, .. }
+            | Op::LinearCrossEntropy { z_loss, .. }
                 if !(z_loss.is_finite() && z_loss >= 0.0) =>
             {
                 option("z_loss", format!("{z_loss} is not a non-negative finite number"))
             }
-            Op::CrossEntropy { ignore_index: Some(i), .. } if i32::try_from(i).is_err() || i == i64::from(i32::MIN) => {
+            Op::CrossEntropy { ignore_index: Some(i), .. } | Op::LinearCrossEntropy { ignore_index: Some(i), .. }
+                if i32::try_from(i).is_err() || i == i64::from(i32::MIN) =>
+            {
                 option("ignore_index", format!("{i} is outside the supported range ({}..={})", i32::MIN + 1, i32::MAX))
             }
             _ => Ok(()),
@@ -290,7 +331,7 @@ impl FromStr for Op {
 
     /// The operation of a canonical name, with its default options.
     fn from_str(s: &str) -> Result<Op> {
-        Op::ALL.into_iter().find(|op| op.name() == s).ok_or_else(|| Error::Option {
+        Op::ALL.into_iter().chain([Op::LINEAR_CE]).find(|op| op.name() == s).ok_or_else(|| Error::Option {
             name: "op",
             detail: format!("{s:?} is not an operation; the operations are {}", Op::ALL.map(|op| op.name()).join(", ")),
         })
@@ -307,7 +348,7 @@ pub struct Inputs<B, L, W> {
     pub second: Option<B>,
     /// Integer labels, one per row.
     pub labels: Option<L>,
-    /// Per-class weights (cross-entropy with labels).
+    /// Per-class weights (cross-entropy with labels); the bias of [`Op::LinearCrossEntropy`].
     pub weights: Option<W>,
 }
 
@@ -348,6 +389,12 @@ impl<B: Copy, L: Copy, W: Copy> Task<B, L, W> {
     pub fn with_weights(mut self, weights: W) -> Self {
         self.inputs.weights = Some(weights);
         self
+    }
+
+    /// Binds the bias of [`Op::LinearCrossEntropy`]'s head (`classes` f32 values, in the
+    /// slot of the class weights).
+    pub fn with_bias(self, bias: W) -> Self {
+        self.with_weights(bias)
     }
 
     /// Soft-caps the logits inputs at `c` (see [`Task::softcap`]).

@@ -29,6 +29,17 @@ pub struct OptionInfo {
     pub help: &'static str,
 }
 
+/// The options cross-entropy with labels and the fused linear cross-entropy share.
+fn ce_options(ignore_index: Option<i64>, label_smoothing: f32, z_loss: f32) -> Vec<OptionInfo> {
+    use OptionValue::{Index, Number};
+    let o = |name, value, help| OptionInfo { name, value, help };
+    vec![
+        o("ignore_index", Index(ignore_index), "Rows whose label is I count 0 and leave the mean's denominator."),
+        o("label_smoothing", Number(label_smoothing), "Label smoothing s in [0, 1]."),
+        o("z_loss", Number(z_loss), "Adds λ·lse² to each row not ignored (PaLM's z-loss), λ ≥ 0."),
+    ]
+}
+
 /// The help of cross-entropy's `entropy` switch.
 const ENTROPY_HELP: &str = "Also report the mean entropy of softmax(logits) over the rows not ignored (computed in the same pass; not part of the loss).";
 
@@ -49,12 +60,15 @@ impl Op {
             Op::BinaryCrossEntropy { .. } => "Binary cross-entropy, summed over each row's columns.",
             Op::GaussianKl => "Gaussian (VAE) KL against N(0, 1): −½ Σ_j (1 + LV − MU² − exp(LV)).",
             Op::Distill { .. } => "Distillation: α·τ²·KL(softmax(T/τ) ‖ softmax(S/τ)) + (1−α)·CE(S, y).",
+            Op::LinearCrossEntropy { .. } => {
+                "Cross-entropy of a linear head's logits H·Wᵀ + b against labels, without the logits in memory."
+            }
         }
     }
 
     /// The operation's options with their values here, in a fixed order.
     pub fn options(&self) -> Vec<OptionInfo> {
-        use OptionValue::{Form as F, Index, Number, Switch};
+        use OptionValue::{Form as F, Number, Switch};
         let o = |name, value, help| OptionInfo { name, value, help };
         match *self {
             Op::RowMax | Op::LogSumExp | Op::GaussianKl => vec![],
@@ -62,16 +76,14 @@ impl Op {
                 o("temperature", Number(temperature), "Divide the logits by T first."),
                 o("log", Switch(log), "Write log-softmax instead."),
             ],
-            Op::CrossEntropy { ignore_index, label_smoothing, z_loss, entropy } => vec![
-                o(
-                    "ignore_index",
-                    Index(ignore_index),
-                    "Rows whose label is I count 0 and leave the mean's denominator.",
-                ),
-                o("label_smoothing", Number(label_smoothing), "Label smoothing s in [0, 1]."),
-                o("z_loss", Number(z_loss), "Adds λ·lse² to each row not ignored (PaLM's z-loss), λ ≥ 0."),
-                o("entropy", Switch(entropy), ENTROPY_HELP),
-            ],
+            Op::CrossEntropy { ignore_index, label_smoothing, z_loss, entropy } => {
+                let mut v = ce_options(ignore_index, label_smoothing, z_loss);
+                v.push(o("entropy", Switch(entropy), ENTROPY_HELP));
+                v
+            }
+            Op::LinearCrossEntropy { ignore_index, label_smoothing, z_loss } => {
+                ce_options(ignore_index, label_smoothing, z_loss)
+            }
             Op::CrossEntropyProbs { z_loss, entropy } => vec![
                 o("z_loss", Number(z_loss), "Adds λ·lse² to each row (PaLM's z-loss), λ ≥ 0."),
                 o("entropy", Switch(entropy), ENTROPY_HELP),
@@ -106,11 +118,23 @@ impl Op {
                 Number(v),
             ) => *t = v,
             (Op::Softmax { log, .. }, "log", Switch(v)) => *log = v,
-            (Op::CrossEntropy { ignore_index, .. }, "ignore_index", Index(v)) => *ignore_index = v,
-            (Op::CrossEntropy { label_smoothing, .. }, "label_smoothing", Number(v)) => *label_smoothing = v,
-            (Op::CrossEntropy { z_loss, .. } | Op::CrossEntropyProbs { z_loss, .. }, "z_loss", Number(v)) => {
-                *z_loss = v
-            }
+            (
+                Op::CrossEntropy { ignore_index, .. } | Op::LinearCrossEntropy { ignore_index, .. },
+                "ignore_index",
+                Index(v),
+            ) => *ignore_index = v,
+            (
+                Op::CrossEntropy { label_smoothing, .. } | Op::LinearCrossEntropy { label_smoothing, .. },
+                "label_smoothing",
+                Number(v),
+            ) => *label_smoothing = v,
+            (
+                Op::CrossEntropy { z_loss, .. }
+                | Op::CrossEntropyProbs { z_loss, .. }
+                | Op::LinearCrossEntropy { z_loss, .. },
+                "z_loss",
+                Number(v),
+            ) => *z_loss = v,
             (Op::CrossEntropy { entropy, .. } | Op::CrossEntropyProbs { entropy, .. }, "entropy", Switch(v)) => {
                 *entropy = v
             }

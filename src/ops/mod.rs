@@ -118,6 +118,10 @@ pub(crate) fn job<'a>(loss: &Loss<'a>, base: LogBase) -> Result<RowJob<'a>> {
         Op::BinaryCrossEntropy { .. } => binary_xent::job(p, b()?),
         Op::GaussianKl => gaussian_kl::job(a, b()?),
         Op::Distill { temperature, alpha } => distill::job(a, b()?, labels()?, temperature, alpha),
+        Op::LinearCrossEntropy { .. } => {
+            let detail = "linear-ce is not a row kernel: its logits are formed a chunk of rows at a time".into();
+            return Err(Error::Option { name: "op", detail });
+        }
     };
     if loss.op.takes_base() {
         job.params.out_scale = base.scale() as f32;

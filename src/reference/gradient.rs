@@ -132,24 +132,29 @@ pub fn gradient(loss: &Loss, reduction: Reduction) -> Result<Vec<f64>> {
 /// The gradient of the per-row cross-entropy with labels (weighted, smoothed, ignored rows
 /// giving 0), appended to `g`.
 fn cross_entropy(logits: &Batch, labels: &Labels, options: &CrossEntropyOptions, g: &mut Vec<f64>) {
-    let (rows, k) = (logits.rows, logits.cols);
+    for i in 0..logits.rows {
+        g.extend(cross_entropy_row(&row(logits, i), labels.get(i), options));
+    }
+}
+
+/// The gradient of one row's cross-entropy with label `y` with respect to its logits `x`
+/// (zeros for an ignored row).
+pub(super) fn cross_entropy_row(x: &[f64], y: i64, options: &CrossEntropyOptions) -> Vec<f64> {
+    let k = x.len();
     let w = |j: usize| options.class_weights.map_or(1.0, |w| f64::from(w[j]));
     let total: f64 = (0..k).map(w).sum();
     let s = f64::from(options.label_smoothing);
-    for i in 0..rows {
-        let y = labels.get(i);
-        if Some(y) == options.ignore_index {
-            g.extend(std::iter::repeat_n(0.0, k));
-            continue;
-        }
-        let x = row(logits, i);
-        let p = probs(&x);
-        let wy = w(y as usize);
-        // d(λ·lse²)/dx_j = 2λ·lse·p_j
-        let z = 2.0 * f64::from(options.z_loss) * if options.z_loss > 0.0 { super::lse(&x) } else { 0.0 };
-        g.extend((0..k).map(|j| {
+    if Some(y) == options.ignore_index {
+        return vec![0.0; k];
+    }
+    let p = probs(x);
+    let wy = w(y as usize);
+    // d(λ·lse²)/dx_j = 2λ·lse·p_j
+    let z = 2.0 * f64::from(options.z_loss) * if options.z_loss > 0.0 { super::lse(x) } else { 0.0 };
+    (0..k)
+        .map(|j| {
             let onehot = if j as i64 == y { 1.0 } else { 0.0 };
             (1.0 - s) * wy * (p[j] - onehot) + s / k as f64 * (total * p[j] - w(j)) + z * p[j]
-        }));
-    }
+        })
+        .collect()
 }

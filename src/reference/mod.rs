@@ -11,6 +11,7 @@ mod divergence;
 mod gaussian_kl;
 mod gradient;
 mod jsd;
+mod linear_ce;
 mod logsumexp;
 mod metrics;
 mod row_max;
@@ -23,6 +24,7 @@ use crate::loss::{Batch, Labels, LogBase, Loss, Reduction};
 use crate::op::Op;
 
 pub use gradient::gradient;
+pub use linear_ce::{HeadGradients, head_gradients};
 pub use metrics::row_evals;
 
 /// Per-row results of the reference.
@@ -78,7 +80,8 @@ fn compensated_sum(v: &[f64]) -> f64 {
 /// Computes `loss` per row in f64; values of operations that take a base are scaled.
 pub fn compute(loss: &Loss, base: LogBase) -> Result<Reference> {
     loss.validate()?;
-    if let Some(capped) = softcap::capped(loss) {
+    // the head's soft-capping is of the logits it forms, not of its inputs
+    if let (Some(capped), None) = (softcap::capped(loss), loss.op.head()) {
         return compute(&capped.loss(loss), base);
     }
     let a = loss.primary();
@@ -98,6 +101,7 @@ pub fn compute(loss: &Loss, base: LogBase) -> Result<Reference> {
         Op::BinaryCrossEntropy { .. } => binary_xent::binary_xent(&p, b)?,
         Op::GaussianKl => gaussian_kl::gaussian_kl(a, b),
         Op::Distill { temperature, alpha } => distill::distill(a, b, &labels, temperature, alpha)?,
+        Op::LinearCrossEntropy { .. } => linear_ce::linear_ce(loss)?,
     };
     if loss.op.takes_base() {
         let s = base.scale();

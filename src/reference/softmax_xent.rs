@@ -33,13 +33,23 @@ pub(super) fn entropy(x: &[f64]) -> f64 {
 
 /// Cross-entropy with labels per row; labels outside `[0, cols)` that are not ignored are errors.
 pub(super) fn softmax_xent(logits: &Batch, labels: &Labels, options: &CrossEntropyOptions) -> Result<Reference> {
-    let (rows, k) = (logits.rows, logits.cols);
+    softmax_xent_rows((logits.rows, logits.cols), |i| row(logits, i), labels, options)
+}
+
+/// [`softmax_xent`] over `[rows, k]` logits given a row at a time by `row_of` (the linear
+/// head's, formed in f64).
+pub(super) fn softmax_xent_rows(
+    (rows, k): (usize, usize),
+    row_of: impl Fn(usize) -> Vec<f64>,
+    labels: &Labels,
+    options: &CrossEntropyOptions,
+) -> Result<Reference> {
     check_labels(labels, k, options.ignore_index)?;
     let w = |j: usize| options.class_weights.map_or(1.0, |w| f64::from(w[j]));
     let s = f64::from(options.label_smoothing);
     let mut r = Reference { values: vec![0.0; rows], weights: vec![0.0; rows], argmax: Some(vec![0; rows]) };
     for i in 0..rows {
-        let x = row(logits, i);
+        let x = row_of(i);
         if let Some(a) = r.argmax.as_mut() {
             a[i] = max_arg(&x).1 as u32;
         }
