@@ -5,6 +5,7 @@
 pub mod context;
 mod embed;
 mod error;
+mod head;
 mod host;
 mod kernels;
 mod loss;
@@ -28,10 +29,11 @@ pub use context::{Context, ContextOptions};
 #[doc(hidden)]
 pub use embed::{Baseline, RecordExtras};
 pub use embed::{
-    DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, LabelType,
-    REPORT_BYTES, Recorder, Reduced,
+    DEFAULT_LOGITS_BUDGET, DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget,
+    LabelType, REPORT_BYTES, Recorder, Reduced,
 };
 pub use error::{Error, Result};
+pub use head::{Head, HeadRows};
 pub use host::{Output, Rows, RunOptions, Stream};
 pub use loss::{Batch, DType, Floats, Labels, LogBase, Loss, Reduction};
 pub use op::{Domain, Form, Inputs, Op, OptionInfo, OptionValue, Signature, Slot, Task};

@@ -29,6 +29,10 @@ pub struct RecordExtras<'a> {
     pub base: LogBase,
     /// A baseline kernel run on the operation's bindings instead of its own.
     pub baseline: Option<Baseline>,
+    /// The gradient's mean divides by the f32 in the first word of this buffer (copied in
+    /// on the device), not by a denominator of the record's own rows: the fused linear
+    /// cross-entropy's row chunks share the denominator of all its rows.
+    pub grad_denominator: Option<&'a wgpu::Buffer>,
     /// Timestamps around the passes of each row range, and the queries the set holds:
     /// range `i` writes queries `2i` and `2i + 1`.
     pub timestamps: Option<(&'a wgpu::QuerySet, u32)>,

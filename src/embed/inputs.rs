@@ -211,6 +211,16 @@ impl<'a> DeviceGrad<'a> {
         DeviceGrad { reduction: Reduction::Sum, ..Self::of_mean_in_place() }
     }
 
+    /// The gradients of a linear head's mean ([`Op::LinearCrossEntropy`]): of the hidden
+    /// states, the weight and the bias, each where given (see [`GradTarget::Head`]).
+    pub fn of_head_mean(
+        hidden: Option<(&'a wgpu::Buffer, u64)>,
+        weight: Option<(&'a wgpu::Buffer, u64)>,
+        bias: Option<(&'a wgpu::Buffer, u64)>,
+    ) -> Self {
+        DeviceGrad { target: GradTarget::Head { hidden, weight, bias }, reduction: Reduction::Mean, scale: 1.0 }
+    }
+
     /// The gradient of the mean into `buffer` from `offset`.
     #[deprecated(note = "the name hides the reduction: use `DeviceGrad::of_mean_into` (or `of_sum_into`)")]
     pub fn into_buffer(buffer: &'a wgpu::Buffer, offset: u64) -> Self {
@@ -243,6 +253,18 @@ pub enum GradTarget<'a> {
     },
     /// Over the logits.
     InPlace,
+    /// The gradients of a linear head ([`Op::LinearCrossEntropy`]), f32, each where given:
+    /// of the hidden states (`[rows, d]`), of the weight (`[classes, d]`) and of the bias
+    /// (`classes`), as (buffer, byte offset, a multiple of 4). Each buffer needs
+    /// `BufferUsages::STORAGE` and must hold no input of the record.
+    Head {
+        /// d(loss)/dH.
+        hidden: Option<(&'a wgpu::Buffer, u64)>,
+        /// d(loss)/dW.
+        weight: Option<(&'a wgpu::Buffer, u64)>,
+        /// d(loss)/db.
+        bias: Option<(&'a wgpu::Buffer, u64)>,
+    },
 }
 
 /// The reduction over rows as written by a record: decode the bytes read back with

@@ -20,6 +20,7 @@
 
 mod extras;
 mod inputs;
+mod linear;
 mod recorder;
 mod validate;
 
@@ -28,4 +29,5 @@ pub use inputs::{
     DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, LabelType,
     REPORT_BYTES, Reduced,
 };
+pub use linear::DEFAULT_LOGITS_BUDGET;
 pub use recorder::Recorder;

@@ -1,11 +1,13 @@
 //! [`Recorder`]: records checked losses into the caller's encoder or compute pass.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use wgpu::util::DeviceExt;
 
 use super::extras::{Baseline, RecordExtras};
-use super::inputs::{DeviceBatch, DeviceGrad, DeviceLoss, DeviceOutput, LabelType, Reduced};
+use super::inputs::{DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, LabelType, Reduced};
+use super::linear::{DEFAULT_LOGITS_BUDGET, HeadScratch};
 use super::validate::{self, Checked};
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
@@ -24,6 +26,10 @@ pub struct Recorder {
     result: wgpu::Buffer,
     unused_in: wgpu::Buffer,
     scratch: Mutex<Scratch>,
+    /// Linear heads' logits, per-row values and constant one (see [`Recorder::set_logits_budget`]).
+    pub(super) head_scratch: Mutex<HeadScratch>,
+    /// The most bytes a linear head's chunk of logits may take.
+    logits_budget: AtomicU64,
 }
 
 #[derive(Default)]
@@ -87,7 +93,16 @@ impl Recorder {
             usage: wgpu::BufferUsages::COPY_SRC,
         });
         let result = buffer(device, "xent result", Reduced::BYTES, STORAGE_RW | wgpu::BufferUsages::COPY_DST);
-        Recorder { kernels, status, no_status, result, unused_in, scratch: Mutex::default() }
+        Recorder {
+            kernels,
+            status,
+            no_status,
+            result,
+            unused_in,
+            scratch: Mutex::default(),
+            head_scratch: Mutex::default(),
+            logits_budget: AtomicU64::new(DEFAULT_LOGITS_BUDGET),
+        }
     }
 
     /// Two u32 words: the first row with a label outside `[0, cols)` and the first row
@@ -108,7 +123,20 @@ impl Recorder {
     pub fn scratch_bytes(&self) -> u64 {
         let s = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
         let size = |b: &Option<wgpu::Buffer>| b.as_ref().map_or(0, |b| b.size());
-        size(&s.aux) + size(&s.per_row) + s.partials.as_ref().map_or(0, |p| p[0].size() + p[1].size())
+        let heads = self.head_scratch.lock().unwrap_or_else(|e| e.into_inner()).bytes();
+        size(&s.aux) + size(&s.per_row) + s.partials.as_ref().map_or(0, |p| p[0].size() + p[1].size()) + heads
+    }
+
+    /// Sets the most bytes a linear head's f32 logits may take on the device at once
+    /// ([`Op::LinearCrossEntropy`](crate::Op::LinearCrossEntropy) runs its rows in chunks
+    /// of that many logits; default 64 MiB). One row of `classes` logits must fit.
+    pub fn set_logits_budget(&self, bytes: u64) {
+        self.logits_budget.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The most bytes a linear head's logits may take at once.
+    pub fn logits_budget(&self) -> u64 {
+        self.logits_budget.load(Ordering::Relaxed)
     }
 
     /// Resets [`Recorder::status`] to "no bad row" (recorded into `encoder`).
@@ -192,6 +220,10 @@ impl Recorder {
         out: &DeviceOutput<'a>,
         extras: &RecordExtras<'a>,
     ) -> Result<u32> {
+        if loss.op.head().is_some() {
+            let Sink::Encoder(encoder) = sink else { return Err(needs_encoder()) };
+            return self.record_linear(encoder, loss, out).map(|_| 1);
+        }
         let device = self.kernels.device();
         let limits = device.limits();
         let align = u64::from(limits.min_storage_buffer_offset_alignment);
@@ -230,7 +262,10 @@ impl Recorder {
             of: if c.grad.is_some() { c.job.grad_of } else { 0 },
             in_place: c.grad.as_ref().is_some_and(|g| g.in_place),
         };
-        let denominator_on_device = out.grad.as_ref().is_some_and(|g| set_grad_params(&mut c, g));
+        let own_denominator = out.grad.as_ref().is_some_and(|g| set_grad_params(&mut c, g));
+        let shared_denominator =
+            extras.grad_denominator.filter(|_| out.grad.as_ref().is_some_and(|g| g.reduction == Reduction::Mean));
+        let denominator_on_device = own_denominator && shared_denominator.is_none();
         if let Sink::Pass(_) = sink {
             validate::check_in_pass(out, denominator_on_device)?;
         }
@@ -248,7 +283,8 @@ impl Recorder {
             let Sink::Encoder(encoder) = &mut sink else { return Err(needs_encoder()) };
             self.record_denominator(encoder, &binder, chunk, partials)?;
         }
-        let denominator = denominator_on_device.then(|| &partials[ops::reduce_result_index(c.rows)]);
+        let denominator =
+            shared_denominator.or(denominator_on_device.then(|| &partials[ops::reduce_result_index(c.rows)]));
         let ranges = self.record_ranges(&mut sink, &binder, chunk, extras, denominator)?;
         if out.reduced.is_none() && out.mean.is_none() {
             return Ok(ranges);
@@ -354,6 +390,97 @@ impl Recorder {
         }
         if let Some((target, offset)) = out.mean {
             // the partial sums are spent: the mean's word goes through the first
+            ops::encode_mean(&self.kernels, encoder, &self.result, 0, p0)?;
+            encoder.copy_buffer_to_buffer(p0, 0, target, offset, 4);
+        }
+        Ok(())
+    }
+}
+
+impl Recorder {
+    /// Records the mean's denominator of cross-entropy `ce` over `rows` labels (the rows
+    /// not ignored; every row without an ignore index) into a new buffer's first word: the
+    /// rows go in chunks of `chunk` through `ce_row_weights` and the reduction, each chunk's
+    /// count (exact in f32) summed after. `logits` stands in for the chunk's logits (the
+    /// kernel reads labels only).
+    pub(super) fn record_head_denominator(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        (labels, rows, classes): (DeviceLabels, u64, u64),
+        ce: crate::Op,
+        chunk: u64,
+        logits: &wgpu::Buffer,
+    ) -> Result<wgpu::Buffer> {
+        let device = self.kernels.device();
+        let usage = STORAGE_RW | wgpu::BufferUsages::COPY_DST;
+        let denominator = buffer(device, "xent head denominator", 16, usage);
+        if !matches!(ce, crate::Op::CrossEntropy { ignore_index: Some(_), .. }) {
+            let words = [(rows as f32).to_bits(), 0, 0, 0];
+            let all = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("xent rows"),
+                contents: bytemuck::cast_slice(&words),
+                usage: wgpu::BufferUsages::COPY_SRC,
+            });
+            encoder.copy_buffer_to_buffer(&all, 0, &denominator, 0, 16);
+            return Ok(denominator);
+        }
+        let limits = device.limits();
+        let align = u64::from(limits.min_storage_buffer_offset_alignment);
+        let chunks = rows.div_ceil(chunk);
+        let counts = buffer(device, "xent head counts", 8 * chunks, usage);
+        let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, (start, n)) in plan::chunks(rows, chunk).enumerate() {
+            let batch =
+                DeviceBatch { buffer: logits, offset: 0, rows: n as u32, cols: classes as u32, dtype: DType::F32 };
+            let y = DeviceLabels { offset: labels.offset + start * labels.dtype.size() as u64, ..labels };
+            let mut c = validate::check(
+                &DeviceLoss::new(ce, batch).with_labels(y),
+                &DeviceOutput::default(),
+                align,
+                Default::default(),
+            )?;
+            set_kernel(&mut c, None);
+            let aux = grow(&mut scratch.aux, device, "xent aux", AUX_BYTES * n);
+            let partials = scratch.partials(device, n);
+            let binder = Binder {
+                c: &c,
+                per_row: (&aux, 0),
+                mode: GradMode::default(),
+                aux: (&aux, 0),
+                status: &self.status,
+                align,
+                recorder: self,
+            };
+            self.record_denominator(encoder, &binder, chunk_rows(&c, &limits)?, partials)?;
+            encoder.copy_buffer_to_buffer(&partials[ops::reduce_result_index(n)], 0, &counts, 8 * i as u64, 8);
+        }
+        let partials = scratch.partials(device, chunks);
+        let [p0, p1] = partials;
+        ops::encode_reduce_at(&self.kernels, encoder, &counts, 0, chunks, 2, 0, [p0, p1])?;
+        encoder.copy_buffer_to_buffer(&partials[ops::reduce_result_index(chunks)], 0, &denominator, 0, 8);
+        Ok(denominator)
+    }
+
+    /// Records the reduction of a linear head's `rows` per-row values over `denominator`
+    /// (its first word) into the reduction and mean targets of `out`.
+    pub(super) fn record_head_reduction(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        rows: u64,
+        (per_row, offset): (&wgpu::Buffer, u64),
+        denominator: &wgpu::Buffer,
+        out: &DeviceOutput,
+    ) -> Result<()> {
+        let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        let partials = scratch.partials(self.kernels.device(), rows);
+        let [p0, p1] = partials;
+        ops::encode_reduce_at(&self.kernels, encoder, per_row, offset, rows, 1, 0, [p0, p1])?;
+        encoder.copy_buffer_to_buffer(&partials[ops::reduce_result_index(rows)], 0, &self.result, 0, 8);
+        encoder.copy_buffer_to_buffer(denominator, 0, &self.result, 8, 8);
+        if let Some((target, offset)) = out.reduced {
+            encoder.copy_buffer_to_buffer(&self.result, 0, target, offset, Reduced::BYTES);
+        }
+        if let Some((target, offset)) = out.mean {
             ops::encode_mean(&self.kernels, encoder, &self.result, 0, p0)?;
             encoder.copy_buffer_to_buffer(p0, 0, target, offset, 4);
         }

@@ -59,7 +59,7 @@ pub(super) fn check<'a>(
 
 /// Checks the labels' range: `rows` labels of their type from an offset that is a multiple of
 /// its size, and for u8 labels (read in 4-byte words) the whole word the last is in.
-fn check_labels(y: &DeviceLabels, rows: u64) -> Result<()> {
+pub(super) fn check_labels(y: &DeviceLabels, rows: u64) -> Result<()> {
     let binding = |detail: String| Error::Binding { name: "labels".into(), detail };
     let (elem, name) = (y.dtype.size() as u64, y.dtype.name());
     if !y.offset.is_multiple_of(elem) {
@@ -186,6 +186,9 @@ fn check_grad<'a>(
             written.push(Range { name: "gradient (in place)", buffer: x.buffer, start: x.offset, len: bytes });
             Ok(CheckedGrad { buffer: None, offset: x.offset, in_place: true, of: name })
         }
+        GradTarget::Head { .. } => {
+            Err(option("the gradients of a linear head are those of linear-ce; this operation has one gradient".into()))
+        }
         GradTarget::Buffer { buffer, offset } => {
             check_range("gradient", buffer, offset, bytes, wgpu::BufferUsages::STORAGE, 4)?;
             written.push(Range { name: "gradient", buffer, start: offset, len: bytes });
@@ -298,7 +301,7 @@ fn check_input(name: &str, b: &DeviceBatch, a: &DeviceBatch) -> Result<()> {
 }
 
 /// Checks that `buffer` has `usage` and holds `bytes` from `offset`, a multiple of `align`.
-fn check_range(
+pub(super) fn check_range(
     name: &str,
     buffer: &wgpu::Buffer,
     offset: u64,

@@ -7,6 +7,7 @@ mod distill;
 mod divergence;
 mod gaussian_kl;
 mod jsd;
+pub(crate) mod matmul;
 mod row_stats;
 mod softmax;
 mod softmax_xent;

@@ -8,6 +8,7 @@ use super::gradient::cross_entropy_row;
 use super::softmax_xent::softmax_xent_rows;
 use crate::error::{Error, Result};
 use crate::loss::{Batch, Labels, Loss, Reduction};
+use crate::metrics::RowEval;
 
 /// The inputs of a linear head, taken apart.
 struct Head<'a> {
@@ -55,6 +56,19 @@ pub(super) fn linear_ce(loss: &Loss) -> Result<Reference> {
     let head = Head::of(loss)?;
     let labels = loss.labels().copied().unwrap_or(Labels::I32(&[]));
     softmax_xent_rows((head.hidden.rows, head.classes()), |i| head.logits(i), &labels, &loss.ce_options())
+}
+
+/// Each row's evaluation record over the head's logits (`None`: ignored).
+pub(super) fn row_evals(loss: &Loss) -> Result<Vec<Option<RowEval>>> {
+    let head = Head::of(loss)?;
+    let labels = loss.labels().copied().unwrap_or(Labels::I32(&[]));
+    let ignore = loss.ce_options().ignore_index;
+    super::check_labels(&labels, head.classes(), ignore)?;
+    let evals = (0..head.hidden.rows).map(|i| {
+        let y = labels.get(i);
+        (Some(y) != ignore).then(|| super::metrics::row_eval(&head.logits(i), y as usize))
+    });
+    Ok(evals.collect())
 }
 
 /// The gradients of a fused linear cross-entropy's reduced loss, row-major f64.

@@ -14,6 +14,9 @@ use crate::op::Op;
 /// ignored row); `None` for every other operation.
 pub fn row_evals(loss: &Loss) -> Result<Option<Vec<Option<RowEval>>>> {
     loss.validate()?;
+    if loss.op.head().is_some() {
+        return super::linear_ce::row_evals(loss).map(Some);
+    }
     let Op::CrossEntropy { ignore_index, .. } = loss.op else { return Ok(None) };
     if let Some(capped) = softcap::capped(loss) {
         return row_evals(&capped.loss(loss));
@@ -30,7 +33,7 @@ pub fn row_evals(loss: &Loss) -> Result<Option<Vec<Option<RowEval>>>> {
     Ok(Some(evals))
 }
 
-fn row_eval(x: &[f64], y: usize) -> RowEval {
+pub(super) fn row_eval(x: &[f64], y: usize) -> RowEval {
     let prediction = max_arg(x).1 as u32;
     let Some(m) = finite_max(x) else {
         // NaN or +inf logits, or every class masked: the row's loss is NaN, and it is wrong

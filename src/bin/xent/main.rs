@@ -12,6 +12,7 @@ mod commands;
 mod demo;
 mod eval;
 mod info;
+mod linear;
 mod merge;
 mod paths;
 mod process;
@@ -44,6 +45,8 @@ enum Command {
     Generate(demo::GenerateArgs),
     /// The result of a whole set from the JSON results of its shards (sums and counts add).
     Merge(merge::MergeArgs),
+    /// Cross-entropy of a linear head's logits H·Wᵀ + b against labels, without the logits in memory.
+    LinearCe(linear::LinearArgs),
     /// List the adapters wgpu finds, the one `auto` picks, its limits and features.
     Info {
         /// One JSON object instead of text.
@@ -58,7 +61,9 @@ impl Command {
     fn outputs(&self) -> Vec<paths::Flagged<'_>> {
         match self {
             Command::Generate(args) => args.outputs().to_vec(),
-            Command::Demo(_) | Command::Bench(_) | Command::Info { .. } | Command::Merge(_) => Vec::new(),
+            Command::Demo(_) | Command::Bench(_) | Command::Info { .. } | Command::Merge(_) | Command::LinearCe(_) => {
+                Vec::new()
+            }
         }
     }
 }
@@ -249,6 +254,15 @@ fn run(matches: &clap::ArgMatches) -> Result<(), Failure> {
         Command::Generate(args) => demo::generate(&args),
         Command::Info { json } => info::info(json),
         Command::Merge(args) => merge::merge(&args),
+        Command::LinearCe(args) => {
+            paths::check(&flagged(&args.inputs()), &[])?;
+            let line = linear::linear_ce(&args)?;
+            if summary::for_people(args.common.json) {
+                process::emit(summary::summary(&line))
+            } else {
+                process::emit(line)
+            }
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 
 pub mod calibration;
 mod input;
-mod report;
+pub(crate) mod report;
 mod run;
 
 use std::path::PathBuf;

@@ -1,0 +1,365 @@
+//! The fused linear cross-entropy on the caller's buffers ([`Op::LinearCrossEntropy`]):
+//! the loss of a linear head `x_i = W·h_i + b` and its gradients without the
+//! `[rows, classes]` logits in memory.
+//!
+//! The rows go in chunks whose f32 logits fit the recorder's budget
+//! ([`Recorder::set_logits_budget`]), Liger-Kernel's way: a chunk's logits by the tiled
+//! product (shaders/matmul.wgsl), cross-entropy over them with its gradient written over
+//! them (the same record as `ce`), then `dH_chunk = G·W`, `dW += Gᵀ·H_chunk` and
+//! `db += Σ_i G_i`. Chosen over Cut Cross-Entropy's vocabulary tiles merged online because
+//! it recomputes nothing (the logits are formed once, forward and backward share them) and
+//! reuses the cross-entropy kernel, its options, report and checks as they are; the price is
+//! the chunk's logits, which the budget bounds.
+//!
+//! Every sum has one order whatever the chunking: a logit and an element of dH sum over
+//! `d` and `classes` inside one dispatch; dW and db accumulate row after row in row order,
+//! each chunk's dispatch starting from the previous value; the loss is one tree over all
+//! rows; the mean's denominator is a count. A run in one chunk and a run in many are
+//! bit-identical.
+//!
+//! [`Op::LinearCrossEntropy`]: crate::Op::LinearCrossEntropy
+
+use wgpu::util::DeviceExt;
+
+use super::Recorder;
+use super::extras::RecordExtras;
+use super::inputs::{
+    DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, GradTarget, REPORT_BYTES, Reduced,
+};
+use super::validate::{check_labels, check_range};
+use crate::error::{Error, Result};
+use crate::loss::{DType, Reduction};
+use crate::ops::matmul::{self, Init, Operand, Product};
+use crate::plan;
+
+/// The default budget of a linear head's logits: 64 MiB.
+pub const DEFAULT_LOGITS_BUDGET: u64 = 64 << 20;
+
+/// A linear head's record, checked.
+struct Head<'a> {
+    hidden: DeviceBatch<'a>,
+    weight: DeviceBatch<'a>,
+    bias: Option<(&'a wgpu::Buffer, u64)>,
+    labels: DeviceLabels<'a>,
+    rows: u64,
+    classes: u64,
+    d: u64,
+}
+
+/// Where a linear head's gradients go.
+#[derive(Clone, Copy, Default)]
+struct HeadGrads<'a> {
+    hidden: Option<(&'a wgpu::Buffer, u64)>,
+    weight: Option<(&'a wgpu::Buffer, u64)>,
+    bias: Option<(&'a wgpu::Buffer, u64)>,
+    reduction: Reduction,
+    scale: f32,
+}
+
+/// Checks the head's inputs and outputs; returns them taken apart.
+fn check<'a>(loss: &DeviceLoss<'a>, out: &DeviceOutput<'a>) -> Result<(Head<'a>, Option<HeadGrads<'a>>)> {
+    loss.check_inputs()?;
+    let shape = |what, detail| Error::Shape { what, detail };
+    let (hidden, labels) = (loss.inputs.first, loss.inputs.labels.ok_or_else(|| shape("labels", "missing".into()))?);
+    let weight = loss.inputs.second.ok_or_else(|| shape("weight", "missing".into()))?;
+    let (rows, d, classes) = (u64::from(hidden.rows), u64::from(hidden.cols), u64::from(weight.rows));
+    if rows == 0 || d == 0 || classes == 0 || u64::from(weight.cols) != d {
+        return Err(shape(
+            "weight",
+            format!(
+                "is [{classes}, {}] for hidden states [{rows}, {d}]; it must be [classes ≥ 1, {d}], d ≥ 1",
+                weight.cols
+            ),
+        ));
+    }
+    for (name, b, n) in [("hidden", &hidden, rows * d), ("weight", &weight, classes * d)] {
+        let elem = b.dtype.size() as u64;
+        check_range(name, b.buffer, b.offset, n * elem, wgpu::BufferUsages::STORAGE, elem)?;
+    }
+    let bias = loss.inputs.weights.map(|b| (b.buffer, b.offset));
+    if let Some((buffer, offset)) = bias {
+        check_range("bias", buffer, offset, 4 * classes, wgpu::BufferUsages::STORAGE, 4)?;
+    }
+    check_labels(&labels, rows)?;
+    let head = Head { hidden, weight, bias, labels, rows, classes, d };
+    let read = [Some(hidden.buffer), Some(weight.buffer), bias.map(|b| b.0), Some(labels.buffer)];
+    let mut written: Vec<(&str, &wgpu::Buffer)> = Vec::new();
+    if let Some(b) = out.per_row {
+        check_range("per-row output", b, out.per_row_offset, 4 * rows, wgpu::BufferUsages::STORAGE, 4)?;
+        written.push(("per-row output", b));
+    }
+    if let Some((b, offset)) = out.report {
+        check_range("report", b, offset, REPORT_BYTES * rows, wgpu::BufferUsages::STORAGE, 4)?;
+        written.push(("report", b));
+    }
+    for (name, target, bytes) in [("reduction target", out.reduced, Reduced::BYTES), ("mean target", out.mean, 4)] {
+        if let Some((b, offset)) = target {
+            check_range(name, b, offset, bytes, wgpu::BufferUsages::COPY_DST, 4)?;
+        }
+    }
+    let grads = out.grad.as_ref().map(|g| grads(g, &head)).transpose()?;
+    if let Some(g) = &grads {
+        written.extend(g.hidden.map(|t| ("hidden gradient", t.0)));
+        written.extend(g.weight.map(|t| ("weight gradient", t.0)));
+        written.extend(g.bias.map(|t| ("bias gradient", t.0)));
+    }
+    for (i, (name, buffer)) in written.iter().enumerate() {
+        // a dispatch cannot read and write one buffer, and two outputs in one buffer would
+        // need their own overlap checks: one buffer each keeps the rule simple
+        if read.contains(&Some(*buffer)) || written[i + 1..].iter().any(|(_, b)| b == buffer) {
+            return Err(Error::Binding {
+                name: (*name).into(),
+                detail: "shares its buffer with an input or another output; give it a buffer of its own".into(),
+            });
+        }
+    }
+    Ok((head, grads))
+}
+
+/// Checks a linear head's gradient targets.
+fn grads<'a>(g: &DeviceGrad<'a>, head: &Head) -> Result<HeadGrads<'a>> {
+    let GradTarget::Head { hidden, weight, bias } = g.target else {
+        return Err(Error::Binding {
+            name: "gradient".into(),
+            detail: "linear-ce's gradients are of the hidden states, the weight and the bias: use GradTarget::Head"
+                .into(),
+        });
+    };
+    if !g.scale.is_finite() {
+        return Err(Error::Binding { name: "gradient".into(), detail: format!("scale {} is not finite", g.scale) });
+    }
+    let (rows, d, classes) = (head.rows, head.d, head.classes);
+    for (name, target, n) in [("hidden gradient", hidden, rows * d), ("weight gradient", weight, classes * d)] {
+        if let Some((b, offset)) = target {
+            check_range(name, b, offset, 4 * n, wgpu::BufferUsages::STORAGE, 4)?;
+        }
+    }
+    if let Some((b, offset)) = bias {
+        if head.bias.is_none() {
+            return Err(Error::Binding { name: "bias gradient".into(), detail: "the head has no bias".into() });
+        }
+        check_range("bias gradient", b, offset, 4 * classes, wgpu::BufferUsages::STORAGE, 4)?;
+    }
+    Ok(HeadGrads { hidden, weight, bias, reduction: g.reduction, scale: g.scale })
+}
+
+/// The rows of a chunk whose f32 logits fit `budget` bytes and one binding.
+pub(crate) fn chunk_rows(rows: u64, classes: u64, budget: u64, max_binding: u64) -> Result<u64> {
+    let row_bytes = 4 * classes;
+    let fit = budget.min(max_binding) / row_bytes;
+    if fit == 0 {
+        return Err(Error::TooLarge(format!(
+            "one row of {classes} f32 logits needs {row_bytes} bytes; the logits budget is {budget} and the \
+             adapter binds {max_binding}: raise the budget (Recorder::set_logits_budget)"
+        )));
+    }
+    Ok(fit.min(rows))
+}
+
+impl Recorder {
+    /// Records a linear head's loss and gradients (see the module's documentation).
+    pub(super) fn record_linear<'a>(
+        &'a self,
+        encoder: &mut wgpu::CommandEncoder,
+        loss: &DeviceLoss<'a>,
+        out: &DeviceOutput<'a>,
+    ) -> Result<u64> {
+        let (head, grads) = check(loss, out)?;
+        let device = self.kernels().device().clone();
+        let max_binding = u64::from(device.limits().max_storage_buffer_binding_size);
+        let chunk = chunk_rows(head.rows, head.classes, self.logits_budget(), max_binding)?;
+        let ce = loss.op.head().ok_or_else(|| Error::Option { name: "op", detail: "not a linear head".into() })?;
+        let logits = self.linear_scratch(&device, chunk * head.classes * 4, head.rows, out);
+        let mean_grad = grads.filter(|g| g.reduction == Reduction::Mean);
+        let labels = (head.labels, head.rows, head.classes);
+        let denominator = self.record_head_denominator(encoder, labels, ce, chunk, &logits.logits)?;
+        let per_row = out.per_row.map_or((&logits.per_row, 0), |b| (b, out.per_row_offset));
+        for (i, (start, n)) in plan::chunks(head.rows, chunk).enumerate() {
+            self.record_logits(encoder, &head, start, n, &logits.logits)?;
+            let chunk_loss = chunk_loss(&head, ce, loss.softcap, start, n, &logits.logits);
+            let chunk_out = DeviceOutput {
+                per_row: Some(per_row.0),
+                per_row_offset: per_row.1 + 4 * start,
+                report: out.report.map(|(b, offset)| (b, offset + REPORT_BYTES * start)),
+                grad: grads.map(|g| DeviceGrad { target: GradTarget::InPlace, reduction: g.reduction, scale: g.scale }),
+                ..DeviceOutput::default()
+            };
+            let extras = RecordExtras {
+                // the status names rows of the whole record
+                first_row: start,
+                grad_denominator: mean_grad.map(|_| &denominator),
+                report: out.report.is_some(),
+                ..RecordExtras::default()
+            };
+            self.record_with(encoder, &chunk_loss, &chunk_out, &extras)?;
+            if let Some(g) = grads {
+                self.record_head_grads(encoder, &head, &g, (start, n, i == 0), &logits.logits, &logits.ones)?;
+            }
+        }
+        if out.reduced.is_some() || out.mean.is_some() {
+            self.record_head_reduction(encoder, head.rows, per_row, &denominator, out)?;
+        }
+        Ok(chunk)
+    }
+
+    /// Records chunk `[start, start + n)`'s logits `H·Wᵀ + b` into `logits`.
+    fn record_logits(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        head: &Head,
+        start: u64,
+        n: u64,
+        logits: &wgpu::Buffer,
+    ) -> Result<()> {
+        let (d, classes) = (head.d, head.classes);
+        let product = Product {
+            m: n,
+            n: classes,
+            k: d,
+            a: operand(&head.hidden, start * d, d, 1),
+            b: operand(&head.weight, 0, 1, d),
+            c: (logits, 0, classes),
+            init: head.bias.map_or(Init::Zero, |(b, offset)| Init::Bias(b, offset)),
+            scale: 1.0,
+        };
+        matmul::record(self.kernels(), encoder, &product)
+    }
+
+    /// Records a chunk's share of the gradients from its logits' gradient `G` (in
+    /// `logits`): `dH = G·W` for its rows; `dW += Gᵀ·H` and `db += Σ_i G_i`, from zero on
+    /// the first chunk.
+    fn record_head_grads<'b>(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        head: &Head<'b>,
+        g: &HeadGrads<'b>,
+        (start, n, first): (u64, u64, bool),
+        logits: &wgpu::Buffer,
+        ones: &wgpu::Buffer,
+    ) -> Result<()> {
+        let (d, classes) = (head.d, head.classes);
+        let grad =
+            |row_stride, col_stride| Operand { buffer: logits, offset: 0, dtype: DType::F32, row_stride, col_stride };
+        if let Some((buffer, offset)) = g.hidden {
+            let product = Product {
+                m: n,
+                n: d,
+                k: classes,
+                a: grad(classes, 1),
+                b: operand(&head.weight, 0, d, 1),
+                c: (buffer, offset + 4 * start * d, d),
+                init: Init::Zero,
+                scale: 1.0,
+            };
+            matmul::record(self.kernels(), encoder, &product)?;
+        }
+        if let Some((buffer, offset)) = g.weight {
+            let product = Product {
+                m: classes,
+                n: d,
+                k: n,
+                a: grad(1, classes),
+                b: operand(&head.hidden, start * d, d, 1),
+                c: (buffer, offset, d),
+                init: if first { Init::Zero } else { Init::Accumulate(buffer, offset) },
+                scale: 1.0,
+            };
+            matmul::record(self.kernels(), encoder, &product)?;
+        }
+        if let Some((buffer, offset)) = g.bias {
+            let product = Product {
+                m: 1,
+                n: classes,
+                k: n,
+                a: Operand { buffer: ones, offset: 0, dtype: DType::F32, row_stride: 0, col_stride: 0 },
+                b: grad(classes, 1),
+                c: (buffer, offset, classes),
+                init: if first { Init::Zero } else { Init::Accumulate(buffer, offset) },
+                scale: 1.0,
+            };
+            matmul::record(self.kernels(), encoder, &product)?;
+        }
+        Ok(())
+    }
+}
+
+/// Operand over `batch` from element `first`, with the given strides in elements.
+fn operand<'a>(batch: &DeviceBatch<'a>, first: u64, row_stride: u64, col_stride: u64) -> Operand<'a> {
+    let offset = batch.offset + first * batch.dtype.size() as u64;
+    Operand { buffer: batch.buffer, offset, dtype: batch.dtype, row_stride, col_stride }
+}
+
+/// Cross-entropy over a chunk's logits in `logits` against its labels.
+fn chunk_loss<'a>(
+    head: &Head<'a>,
+    ce: crate::Op,
+    softcap: Option<f32>,
+    start: u64,
+    n: u64,
+    logits: &'a wgpu::Buffer,
+) -> DeviceLoss<'a> {
+    // n and classes fit u32: the chunk's logits fit one binding
+    let batch = DeviceBatch { buffer: logits, offset: 0, rows: n as u32, cols: head.classes as u32, dtype: DType::F32 };
+    let labels = DeviceLabels { offset: head.labels.offset + start * head.labels.dtype.size() as u64, ..head.labels };
+    let mut loss = DeviceLoss::new(ce, batch).with_labels(labels);
+    loss.softcap = softcap;
+    loss
+}
+
+/// The recorder's buffers for linear heads, kept from record to record.
+#[derive(Default)]
+pub(super) struct HeadScratch {
+    /// A chunk's f32 logits (and then their gradient): at most the budget.
+    logits: Option<wgpu::Buffer>,
+    /// Per-row values when the caller keeps none (4 bytes a row, for the reduction).
+    per_row: Option<wgpu::Buffer>,
+    /// One f32 1.0: the bias gradient's column sums are a product with it.
+    ones: Option<wgpu::Buffer>,
+}
+
+/// The buffers of one record.
+struct HeadBuffers {
+    logits: wgpu::Buffer,
+    per_row: wgpu::Buffer,
+    ones: wgpu::Buffer,
+}
+
+impl HeadScratch {
+    /// Bytes held.
+    pub(super) fn bytes(&self) -> u64 {
+        [&self.logits, &self.per_row, &self.ones].iter().map(|b| b.as_ref().map_or(0, |b| b.size())).sum()
+    }
+}
+
+/// `slot`'s buffer, replaced by one of exactly `bytes` where smaller (never more, so the
+/// logits stay within the budget).
+fn sized(slot: &mut Option<wgpu::Buffer>, device: &wgpu::Device, label: &str, bytes: u64) -> wgpu::Buffer {
+    match slot {
+        Some(b) if b.size() >= bytes => b.clone(),
+        _ => {
+            let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+            slot.insert(plan::buffer(device, label, bytes.max(16), usage)).clone()
+        }
+    }
+}
+
+impl Recorder {
+    /// The scratch for chunks of `logits_bytes` over `rows` rows, grown where too small.
+    fn linear_scratch(&self, device: &wgpu::Device, logits_bytes: u64, rows: u64, out: &DeviceOutput) -> HeadBuffers {
+        let mut s = self.head_scratch.lock().unwrap_or_else(|e| e.into_inner());
+        let keeps_rows = out.per_row.is_none() && (out.reduced.is_some() || out.mean.is_some());
+        let ones = s.ones.get_or_insert_with(|| {
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("xent one"),
+                contents: bytemuck::cast_slice(&[1.0f32; 4]),
+                usage: wgpu::BufferUsages::STORAGE,
+            })
+        });
+        let ones = ones.clone();
+        HeadBuffers {
+            logits: sized(&mut s.logits, device, "xent head logits", logits_bytes),
+            per_row: sized(&mut s.per_row, device, "xent head per-row", if keeps_rows { 4 * rows } else { 4 }),
+            ones,
+        }
+    }
+}
