@@ -165,51 +165,126 @@ impl Recorder {
         out: &DeviceOutput<'a>,
     ) -> Result<u64> {
         let (head, grads) = check(loss, out)?;
-        let device = self.kernels().device().clone();
-        let max_binding = u64::from(device.limits().max_storage_buffer_binding_size);
+        let max_binding = u64::from(self.kernels().device().limits().max_storage_buffer_binding_size);
         let chunk = chunk_rows(head.rows, head.classes, self.logits_budget(), max_binding)?;
-        let ce = loss.op.head().ok_or_else(|| Error::Option { name: "op", detail: "not a linear head".into() })?;
-        let logits = self.linear_scratch(&device, chunk * head.classes * 4, head.rows, out);
-        let mean_grad = grads.filter(|g| g.reduction == Reduction::Mean);
-        let labels = (head.labels, head.rows, head.classes);
-        let denominator = self.record_head_denominator(encoder, labels, ce, chunk, &logits.logits)?;
-        let per_row = out.per_row.map_or((&logits.per_row, 0), |b| (b, out.per_row_offset));
-        for (i, (start, n)) in plan::chunks(head.rows, chunk).enumerate() {
-            self.record_logits(encoder, &head, start, n, &logits.logits)?;
-            let chunk_loss = chunk_loss(&head, ce, loss.softcap, start, n, &logits.logits);
-            let chunk_out = DeviceOutput {
-                per_row: Some(per_row.0),
-                per_row_offset: per_row.1 + 4 * start,
-                report: out.report.map(|(b, offset)| (b, offset + REPORT_BYTES * start)),
-                grad: grads.map(|g| DeviceGrad { target: GradTarget::InPlace, reduction: g.reduction, scale: g.scale }),
-                ..DeviceOutput::default()
-            };
-            let extras = RecordExtras {
-                // the status names rows of the whole record
-                first_row: start,
-                grad_denominator: mean_grad.map(|_| &denominator),
-                report: out.report.is_some(),
-                ..RecordExtras::default()
-            };
-            self.record_with(encoder, &chunk_loss, &chunk_out, &extras)?;
-            if let Some(g) = grads {
-                self.record_head_grads(encoder, &head, &g, (start, n, i == 0), &logits.logits, &logits.ones)?;
-            }
-        }
-        if out.reduced.is_some() || out.mean.is_some() {
-            self.record_head_reduction(encoder, head.rows, per_row, &denominator, out)?;
-        }
+        let bufs = self.linear_scratch(chunk * head.classes * 4, head.rows, out);
+        let job = HeadJob { head, grads, loss, out, chunk, bufs: &bufs };
+        self.record_head(encoder, &job, None)?;
         Ok(chunk)
     }
 
-    /// Records chunk `[start, start + n)`'s logits `H·Wᵀ + b` into `logits`.
+    /// What `xent bench` measures the fused record against: the unfused path, every row's
+    /// logits in `logits` (the caller's, `rows × classes` f32) by the product, cross-entropy
+    /// over all of them with its gradient written over them, then the backward's two
+    /// products; each product in row blocks that fit a binding.
+    #[doc(hidden)]
+    pub fn record_linear_unfused<'a>(
+        &'a self,
+        encoder: &mut wgpu::CommandEncoder,
+        loss: &DeviceLoss<'a>,
+        out: &DeviceOutput<'a>,
+        logits: &wgpu::Buffer,
+    ) -> Result<()> {
+        let (head, grads) = check(loss, out)?;
+        let need = 4 * head.rows * head.classes;
+        if logits.size() < need {
+            let detail = format!("holds {} bytes; the unfused path needs {need}", logits.size());
+            return Err(Error::Binding { name: "logits".into(), detail });
+        }
+        let max_binding = u64::from(self.kernels().device().limits().max_storage_buffer_binding_size);
+        let chunk = chunk_rows(head.rows, head.classes, u64::MAX, max_binding)?;
+        let bufs = self.linear_scratch(16, head.rows, out);
+        let job = HeadJob { head, grads, loss, out, chunk, bufs: &bufs };
+        self.record_head(encoder, &job, Some(logits))
+    }
+
+    /// Records `job`: chunk by chunk through the scratch logits, or (`whole`) every row's
+    /// logits in one buffer, each step over all rows before the next.
+    fn record_head(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        job: &HeadJob,
+        whole: Option<&wgpu::Buffer>,
+    ) -> Result<()> {
+        let (head, chunk) = (&job.head, job.chunk);
+        let ce = job.loss.op.head().ok_or_else(|| Error::Option { name: "op", detail: "not a linear head".into() })?;
+        let logits = whole.unwrap_or(&job.bufs.logits);
+        let labels = (head.labels, head.rows, head.classes);
+        let denominator = self.record_head_denominator(encoder, labels, ce, chunk, logits)?;
+        let per_row = job.out.per_row.map_or((&job.bufs.per_row, 0), |b| (b, job.out.per_row_offset));
+        // where a chunk's logits start: the scratch's start, or the chunk's rows of the whole
+        let at = |start: u64| if whole.is_some() { 4 * start * head.classes } else { 0 };
+        let ce_of = |start, n| CeChunk {
+            ce,
+            rows: (start, n),
+            logits: (logits, at(start)),
+            per_row,
+            denominator: &denominator,
+        };
+        let chunks = || plan::chunks(head.rows, chunk).enumerate();
+        if whole.is_some() {
+            for (_, (start, n)) in chunks() {
+                self.record_logits(encoder, head, start, n, (logits, at(start)))?;
+            }
+            self.record_ce_chunk(encoder, job, &ce_of(0, head.rows))?;
+        }
+        for (i, (start, n)) in chunks() {
+            if whole.is_none() {
+                self.record_logits(encoder, head, start, n, (logits, 0))?;
+                self.record_ce_chunk(encoder, job, &ce_of(start, n))?;
+            }
+            if let Some(g) = job.grads {
+                self.record_head_grads(encoder, head, &g, (start, n, i == 0), (logits, at(start)), &job.bufs.ones)?;
+            }
+        }
+        if job.out.reduced.is_some() || job.out.mean.is_some() {
+            self.record_head_reduction(encoder, head.rows, per_row, &denominator, job.out)?;
+        }
+        Ok(())
+    }
+
+    /// Records cross-entropy over a chunk's logits: its per-row values, report and gradient
+    /// (over the logits), the mean's denominator that of all rows.
+    fn record_ce_chunk(&self, encoder: &mut wgpu::CommandEncoder, job: &HeadJob, c: &CeChunk) -> Result<()> {
+        let ((start, n), head, out) = (c.rows, &job.head, job.out);
+        // n and classes fit u32: rows and classes are u32
+        let batch = DeviceBatch {
+            buffer: c.logits.0,
+            offset: c.logits.1,
+            rows: n as u32,
+            cols: head.classes as u32,
+            dtype: DType::F32,
+        };
+        let labels =
+            DeviceLabels { offset: head.labels.offset + start * head.labels.dtype.size() as u64, ..head.labels };
+        let mut loss = DeviceLoss::new(c.ce, batch).with_labels(labels);
+        loss.softcap = job.loss.softcap;
+        let chunk_out = DeviceOutput {
+            per_row: Some(c.per_row.0),
+            per_row_offset: c.per_row.1 + 4 * start,
+            report: out.report.map(|(b, offset)| (b, offset + REPORT_BYTES * start)),
+            grad: job.grads.map(|g| DeviceGrad { target: GradTarget::InPlace, reduction: g.reduction, scale: g.scale }),
+            ..DeviceOutput::default()
+        };
+        let mean_grad = job.grads.is_some_and(|g| g.reduction == Reduction::Mean);
+        let extras = RecordExtras {
+            // the status names rows of the whole record
+            first_row: start,
+            grad_denominator: mean_grad.then_some(c.denominator),
+            report: out.report.is_some(),
+            ..RecordExtras::default()
+        };
+        self.record_with(encoder, &loss, &chunk_out, &extras).map(|_| ())
+    }
+
+    /// Records chunk `[start, start + n)`'s logits `H·Wᵀ + b` into `logits` from its offset.
     fn record_logits(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         head: &Head,
         start: u64,
         n: u64,
-        logits: &wgpu::Buffer,
+        (logits, offset): (&wgpu::Buffer, u64),
     ) -> Result<()> {
         let (d, classes) = (head.d, head.classes);
         let product = Product {
@@ -218,7 +293,7 @@ impl Recorder {
             k: d,
             a: operand(&head.hidden, start * d, d, 1),
             b: operand(&head.weight, 0, 1, d),
-            c: (logits, 0, classes),
+            c: (logits, offset, classes),
             init: head.bias.map_or(Init::Zero, |(b, offset)| Init::Bias(b, offset)),
             scale: 1.0,
         };
@@ -226,7 +301,7 @@ impl Recorder {
     }
 
     /// Records a chunk's share of the gradients from its logits' gradient `G` (in
-    /// `logits`): `dH = G·W` for its rows; `dW += Gᵀ·H` and `db += Σ_i G_i`, from zero on
+    /// `logits` from its offset): `dH = G·W` for its rows; `dW += Gᵀ·H` and `db += Σ_i G_i`, from zero on
     /// the first chunk.
     fn record_head_grads<'b>(
         &self,
@@ -234,12 +309,12 @@ impl Recorder {
         head: &Head<'b>,
         g: &HeadGrads<'b>,
         (start, n, first): (u64, u64, bool),
-        logits: &wgpu::Buffer,
+        (logits, at): (&wgpu::Buffer, u64),
         ones: &wgpu::Buffer,
     ) -> Result<()> {
         let (d, classes) = (head.d, head.classes);
         let grad =
-            |row_stride, col_stride| Operand { buffer: logits, offset: 0, dtype: DType::F32, row_stride, col_stride };
+            |row_stride, col_stride| Operand { buffer: logits, offset: at, dtype: DType::F32, row_stride, col_stride };
         if let Some((buffer, offset)) = g.hidden {
             let product = Product {
                 m: n,
@@ -289,21 +364,26 @@ fn operand<'a>(batch: &DeviceBatch<'a>, first: u64, row_stride: u64, col_stride:
     Operand { buffer: batch.buffer, offset, dtype: batch.dtype, row_stride, col_stride }
 }
 
-/// Cross-entropy over a chunk's logits in `logits` against its labels.
-fn chunk_loss<'a>(
-    head: &Head<'a>,
+/// A linear head's record: its checked arguments, the rows a chunk takes and the buffers.
+struct HeadJob<'j, 'a> {
+    head: Head<'a>,
+    grads: Option<HeadGrads<'a>>,
+    loss: &'j DeviceLoss<'a>,
+    out: &'j DeviceOutput<'a>,
+    chunk: u64,
+    bufs: &'j HeadBuffers,
+}
+
+/// Cross-entropy over one chunk's logits.
+struct CeChunk<'c> {
     ce: crate::Op,
-    softcap: Option<f32>,
-    start: u64,
-    n: u64,
-    logits: &'a wgpu::Buffer,
-) -> DeviceLoss<'a> {
-    // n and classes fit u32: the chunk's logits fit one binding
-    let batch = DeviceBatch { buffer: logits, offset: 0, rows: n as u32, cols: head.classes as u32, dtype: DType::F32 };
-    let labels = DeviceLabels { offset: head.labels.offset + start * head.labels.dtype.size() as u64, ..head.labels };
-    let mut loss = DeviceLoss::new(ce, batch).with_labels(labels);
-    loss.softcap = softcap;
-    loss
+    /// First row and rows.
+    rows: (u64, u64),
+    /// The logits' buffer and byte offset.
+    logits: (&'c wgpu::Buffer, u64),
+    /// The per-row values' buffer and the offset of row 0.
+    per_row: (&'c wgpu::Buffer, u64),
+    denominator: &'c wgpu::Buffer,
 }
 
 /// The recorder's buffers for linear heads, kept from record to record.
@@ -345,7 +425,8 @@ fn sized(slot: &mut Option<wgpu::Buffer>, device: &wgpu::Device, label: &str, by
 
 impl Recorder {
     /// The scratch for chunks of `logits_bytes` over `rows` rows, grown where too small.
-    fn linear_scratch(&self, device: &wgpu::Device, logits_bytes: u64, rows: u64, out: &DeviceOutput) -> HeadBuffers {
+    fn linear_scratch(&self, logits_bytes: u64, rows: u64, out: &DeviceOutput) -> HeadBuffers {
+        let device = self.kernels().device();
         let mut s = self.head_scratch.lock().unwrap_or_else(|e| e.into_inner());
         let keeps_rows = out.per_row.is_none() && (out.reduced.is_some() || out.mean.is_some());
         let ones = s.ones.get_or_insert_with(|| {

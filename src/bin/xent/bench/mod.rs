@@ -10,6 +10,7 @@
 mod data;
 mod device;
 mod e2e;
+mod linear;
 mod plot;
 
 use clap::Args;
@@ -59,6 +60,11 @@ pub struct BenchArgs {
     /// in the same pass (rows `ce+report`), beside `ce` without it.
     #[arg(long)]
     report: bool,
+    /// Time the fused linear cross-entropy (loss and the gradients of H and W) at these
+    /// shapes, ROWSxDxCLASSES, against the unfused path (all logits, `ce`, the backward's
+    /// products), in each of --dtypes; only these lines are measured.
+    #[arg(long, value_delimiter = ',', value_name = "NxDxV")]
+    linear: Vec<String>,
     /// One JSON object per line and per measurement instead of a table.
     #[arg(long)]
     json: bool,
@@ -179,6 +185,17 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
     let grid = Grid::new(args)?;
     let iters = grid.iters;
     let ctx = Context::new_blocking()?;
+    if !args.linear.is_empty() {
+        emit(format!("adapter: {}; wall clock; median of {iters}", ctx.adapter_label()))?;
+        for shape in &args.linear {
+            let shape = linear::parse(shape)?;
+            for &dtype in &grid.dtypes {
+                let line = linear::linear(&ctx, shape, dtype, iters)?;
+                emit(if args.json { line.to_string() } else { linear::table_row(&line) })?;
+            }
+        }
+        return Ok(());
+    }
     let bench = Bench::new(&ctx);
     let adapter = ctx.adapter_label();
     if !args.json {
