@@ -141,7 +141,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Status::from_bytes(&bytes[Reduced::BYTES as usize..])?.check()?;
         let mean = Reduced::from_bytes(&bytes)?.mean();
         println!("step {step:2}: loss {mean:.4} (perplexity {:.1})", mean.exp());
-        if !(mean < previous) {
+        if mean.is_nan() || mean >= previous {
             return Err(format!("the loss did not fall at step {step}: {mean} after {previous}").into());
         }
         previous = mean;

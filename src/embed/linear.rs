@@ -165,7 +165,7 @@ impl Recorder {
         out: &DeviceOutput<'a>,
     ) -> Result<u64> {
         let (head, grads) = check(loss, out)?;
-        let max_binding = u64::from(self.kernels().device().limits().max_storage_buffer_binding_size);
+        let max_binding = self.kernels().device().limits().max_storage_buffer_binding_size;
         let chunk = chunk_rows(head.rows, head.classes, self.logits_budget(), max_binding)?;
         let bufs = self.linear_scratch(chunk * head.classes * 4, head.rows, out);
         let job = HeadJob { head, grads, loss, out, chunk, bufs: &bufs };
@@ -191,7 +191,7 @@ impl Recorder {
             let detail = format!("holds {} bytes; the unfused path needs {need}", logits.size());
             return Err(Error::Binding { name: "logits".into(), detail });
         }
-        let max_binding = u64::from(self.kernels().device().limits().max_storage_buffer_binding_size);
+        let max_binding = self.kernels().device().limits().max_storage_buffer_binding_size;
         let chunk = chunk_rows(head.rows, head.classes, u64::MAX, max_binding)?;
         let bufs = self.linear_scratch(16, head.rows, out);
         let job = HeadJob { head, grads, loss, out, chunk, bufs: &bufs };
