@@ -29,7 +29,7 @@ use super::inputs::{
 use super::validate::{check_labels, check_range};
 use crate::error::{Error, Result};
 use crate::loss::{DType, Reduction};
-use crate::ops::matmul::{self, Init, Operand, Product};
+use crate::ops::matmul::{self, Init, Operand, Output, Product};
 use crate::plan;
 
 /// The default budget of a linear head's logits: 64 MiB.
@@ -293,8 +293,8 @@ impl Recorder {
             k: d,
             a: operand(&head.hidden, start * d, d, 1),
             b: operand(&head.weight, 0, 1, d),
-            c: (logits, offset, classes),
-            init: head.bias.map_or(Init::Zero, |(b, offset)| Init::Bias(b, offset)),
+            c: Output { buffer: logits, offset, row_stride: classes },
+            init: head.bias.map_or(Init::Zero, |(buffer, offset)| Init::Bias { buffer, offset }),
             scale: 1.0,
         };
         matmul::record(self.kernels(), encoder, &product)
@@ -322,7 +322,7 @@ impl Recorder {
                 k: classes,
                 a: grad(classes, 1),
                 b: operand(&head.weight, 0, d, 1),
-                c: (buffer, offset + 4 * start * d, d),
+                c: Output { buffer, offset: offset + 4 * start * d, row_stride: d },
                 init: Init::Zero,
                 scale: 1.0,
             };
@@ -335,8 +335,8 @@ impl Recorder {
                 k: n,
                 a: grad(1, classes),
                 b: operand(&head.hidden, start * d, d, 1),
-                c: (buffer, offset, d),
-                init: if first { Init::Zero } else { Init::Accumulate(buffer, offset) },
+                c: Output { buffer, offset, row_stride: d },
+                init: if first { Init::Zero } else { Init::Accumulate },
                 scale: 1.0,
             };
             matmul::record(self.kernels(), encoder, &product)?;
@@ -348,8 +348,8 @@ impl Recorder {
                 k: n,
                 a: Operand { buffer: ones, offset: 0, dtype: DType::F32, row_stride: 0, col_stride: 0 },
                 b: grad(classes, 1),
-                c: (buffer, offset, classes),
-                init: if first { Init::Zero } else { Init::Accumulate(buffer, offset) },
+                c: Output { buffer, offset, row_stride: classes },
+                init: if first { Init::Zero } else { Init::Accumulate },
                 scale: 1.0,
             };
             matmul::record(self.kernels(), encoder, &product)?;

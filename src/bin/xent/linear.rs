@@ -125,7 +125,8 @@ pub(crate) fn linear_ce(args: &LinearArgs) -> Result<Value, Failure> {
     if let Some(ctx) = &ctx {
         ctx.recorder().set_logits_budget(args.logits_budget << 20);
     }
-    let head = ctx.as_ref().map(|c| c.head(op, args.softcap, &weight_batch, bias.as_deref())).transpose()?;
+    let head =
+        ctx.as_ref().map(|c| c.head(op, args.softcap, &weight_batch, bias.as_deref())).transpose().map_err(limit)?;
     let setup_seconds = started.elapsed().as_secs_f64();
     let chunk = args.common.chunk_rows.unwrap_or((CHUNK_BYTES / (4 * d.max(1))).max(1)).min(rows.max(1));
     let (mut hidden, mut half, mut labels) = (Vec::new(), Vec::new(), Vec::new());
@@ -143,7 +144,7 @@ pub(crate) fn linear_ce(args: &LinearArgs) -> Result<Value, Failure> {
         let batch = Batch::new(floats, n, d as usize)?;
         let (values, evals) = match &head {
             Some(head) => {
-                let r = head.run(&batch, &Labels::I64(&labels), true, start)?;
+                let r = head.run(&batch, &Labels::I64(&labels), true, start).map_err(limit)?;
                 (r.values.iter().map(|&v| f64::from(v)).collect(), r.evals)
             }
             None => reference_rows(op, args.softcap, batch, weight_batch, bias.as_deref(), &labels, start)?,
@@ -156,6 +157,15 @@ pub(crate) fn linear_ce(args: &LinearArgs) -> Result<Value, Failure> {
     let gpu = head.is_some();
     let adapter = ctx.as_ref().map_or_else(|| "f64 reference (CPU)".to_string(), |c| c.adapter_label());
     Ok(report(args, (rows, d, classes), &totals, (seconds, setup_seconds), (gpu, adapter), h.dtype()))
+}
+
+/// A device's limit (the weight's size, the logits budget) is the machine's, not the
+/// input's: exit status 1, naming the way out.
+fn limit(e: xent::Error) -> Failure {
+    match e {
+        xent::Error::TooLarge(m) => Failure::machine(format!("{m} (or run it with --device cpu)")),
+        e => e.into(),
+    }
 }
 
 /// A chunk on the f64 reference: per-row values and evaluation records.
