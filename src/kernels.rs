@@ -152,6 +152,66 @@ pub(crate) struct ReduceParams {
     pub(crate) mark: u32,
 }
 
+/// Uniform parameters of the matrix product (`MatmulParams` in shaders/matmul.wgsl):
+/// `C[m, n] = scale · (init + Σ_k A(m, k) · B(k, n))`, every index in elements within its
+/// binding.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct MatmulParams {
+    /// Rows of C in this dispatch.
+    pub(crate) m: u32,
+    /// Columns of C in this dispatch.
+    pub(crate) n: u32,
+    /// Terms of each element in this dispatch.
+    pub(crate) k: u32,
+    /// [`matmul_init`] value: what C starts from.
+    pub(crate) init: u32,
+    /// Element index of A(0, 0).
+    pub(crate) a_base: u32,
+    /// A's stride along m.
+    pub(crate) a_sm: u32,
+    /// A's stride along k.
+    pub(crate) a_sk: u32,
+    /// Element index of B(0, 0).
+    pub(crate) b_base: u32,
+    /// B's stride along k.
+    pub(crate) b_sk: u32,
+    /// B's stride along n.
+    pub(crate) b_sn: u32,
+    /// Index of C[0, 0].
+    pub(crate) c_base: u32,
+    /// C's row stride.
+    pub(crate) ldc: u32,
+    /// Index of the bias of column 0.
+    pub(crate) bias_base: u32,
+    /// Factor on `init + Σ`.
+    pub(crate) scale: f32,
+    /// Padding to a whole 16 bytes.
+    pub(crate) pad1: u32,
+    pub(crate) pad2: u32,
+}
+
+/// What a matrix product's C starts from (`INIT_*` in shaders/matmul.wgsl).
+pub(crate) mod matmul_init {
+    /// Zero.
+    pub(crate) const ZERO: u32 = 0;
+    /// C's current value (`C += A·B`).
+    pub(crate) const ACCUMULATE: u32 = 1;
+    /// The bias of the column.
+    pub(crate) const BIAS: u32 = 2;
+}
+
+/// A compiled matrix product: the operand types and the tiling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct MatmulKey {
+    /// A's element type.
+    pub(crate) a: DType,
+    /// B's element type.
+    pub(crate) b: DType,
+    /// The tiling.
+    pub(crate) tile: crate::plan::Tile,
+}
+
 /// Which input a row kernel differentiates, and whether the gradient overwrites it
 /// (the `GRAD_OF` and `GRAD_IN_PLACE` overrides of shaders/common/grad.wgsl).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -200,6 +260,9 @@ pub(crate) struct Kernels {
     layouts: Arc<Mutex<HashMap<&'static [Binding], Layouts>>>,
     modules: Arc<Mutex<HashMap<Module, wgpu::ShaderModule>>>,
     pipelines: Arc<Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>>,
+    matmuls: Arc<Mutex<HashMap<MatmulKey, wgpu::ComputePipeline>>>,
+    /// The tiling of matrix products on this device ([`crate::plan::matmul_tile`]).
+    matmul_tile: crate::plan::Tile,
     row_workgroup: u32,
     max_workgroup: u32,
     /// llvmpipe's loop limit ([`crate::plan::CPU_LOOP_STEPS`]) on CPU adapters.
@@ -244,6 +307,7 @@ impl Kernels {
         Kernels {
             row_workgroup,
             max_workgroup: device.limits().max_compute_invocations_per_workgroup,
+            matmul_tile: crate::plan::matmul_tile(info.device_type, device.limits().max_compute_invocations_per_workgroup),
             step_cap: cpu.then_some(crate::plan::CPU_LOOP_STEPS),
             cpu_layout,
             wait_for_compiles,
@@ -251,6 +315,7 @@ impl Kernels {
             layouts: Arc::default(),
             modules: Arc::default(),
             pipelines: Arc::default(),
+            matmuls: Arc::default(),
         }
     }
 
@@ -328,10 +393,6 @@ impl Kernels {
         if let Some(p) = lock(&self.pipelines).get(&key) {
             return Ok(p.clone());
         }
-        let scope = self.wait_for_compiles.then(|| self.device.push_error_scope(wgpu::ErrorFilter::Validation));
-        let module_key = kernel.module(dtype, reads.vec4);
-        let module = self.module(module_key);
-        let layout = self.layouts(kernel).pipeline;
         let row_constants = [
             ("WG", f64::from(wg)),
             ("LANES", f64::from(lanes)),
@@ -344,7 +405,62 @@ impl Kernels {
             ("REPORT", f64::from(u8::from(reads.report))),
         ];
         // the reduction's workgroup size is a constant of its shader
-        let constants: &[(&str, f64)] = if info.stage == Stage::Reduce { &[] } else { &row_constants };
+        let constants: &[(&str, f64)] = match info.stage {
+            Stage::Reduce => &[],
+            Stage::Matmul => return Err(Error::Gpu("the matrix product's pipeline is matmul_pipeline's".into())),
+            _ => &row_constants,
+        };
+        let pipeline = self.compile(kernel, kernel.module(dtype, reads.vec4), constants)?;
+        lock(&self.pipelines).insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// The tiling of matrix products on this device.
+    pub(crate) fn matmul_tile(&self) -> crate::plan::Tile {
+        self.matmul_tile
+    }
+
+    /// The matrix product's pipeline for `key` (shaders/matmul.wgsl, whose overrides the key
+    /// fixes).
+    pub(crate) fn matmul_pipeline(&self, key: MatmulKey) -> Result<wgpu::ComputePipeline> {
+        if let Some(p) = lock(&self.matmuls).get(&key) {
+            return Ok(p.clone());
+        }
+        let t = key.tile;
+        if !t.fits(self.max_workgroup) {
+            return Err(Error::Gpu(format!("matmul: tile {t:?} does not fit the shader or this device")));
+        }
+        let (wx, wy) = t.workgroup();
+        let code = |d: DType| match d {
+            DType::F32 => 0.0,
+            DType::F16 => 1.0,
+            DType::Bf16 => 2.0,
+        };
+        let constants = [
+            ("A_DTYPE", code(key.a)),
+            ("B_DTYPE", code(key.b)),
+            ("TM", f64::from(t.tm)),
+            ("TN", f64::from(t.tn)),
+            ("TK", f64::from(t.tk)),
+            ("RM", f64::from(t.rm)),
+            ("RN", f64::from(t.rn)),
+            ("WX", f64::from(wx)),
+            ("WY", f64::from(wy)),
+        ];
+        let kernel = Kernel::Matmul;
+        let pipeline = self.compile(kernel, kernel.module(DType::F32, false), &constants)?;
+        lock(&self.matmuls).insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// The one place pipelines are created: `kernel`'s entry point in `module_key` with the
+    /// override `constants`; with `wait_for_compiles`, the driver's verdict is waited for and
+    /// a failed module is dropped from the cache.
+    fn compile(&self, kernel: Kernel, module_key: Module, constants: &[(&str, f64)]) -> Result<wgpu::ComputePipeline> {
+        let info = kernel.info();
+        let scope = self.wait_for_compiles.then(|| self.device.push_error_scope(wgpu::ErrorFilter::Validation));
+        let module = self.module(module_key);
+        let layout = self.layouts(kernel).pipeline;
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(info.entry),
             layout: Some(&layout),
@@ -360,7 +476,6 @@ impl Kernels {
             lock(&self.modules).remove(&module_key);
             return Err(Error::Gpu(format!("compiling {}: {e}", info.entry)));
         }
-        lock(&self.pipelines).insert(key, pipeline.clone());
         Ok(pipeline)
     }
 }

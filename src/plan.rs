@@ -171,6 +171,131 @@ pub(crate) fn reduce_pieces(n: u64, stride_bytes: u64, max_binding: u64, align: 
     chunks(n, per_piece).collect()
 }
 
+/// The tiling of a matrix product (the overrides of shaders/matmul.wgsl): a workgroup
+/// computes a `tm`×`tn` block of C from `tk`-deep tiles of A and B staged in workgroup
+/// memory, each of its invocations an `rm`×`rn` block of that.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Tile {
+    /// Rows of C per workgroup.
+    pub(crate) tm: u32,
+    /// Columns of C per workgroup.
+    pub(crate) tn: u32,
+    /// Depth of the staged tiles.
+    pub(crate) tk: u32,
+    /// Rows of C per invocation.
+    pub(crate) rm: u32,
+    /// Columns of C per invocation.
+    pub(crate) rn: u32,
+}
+
+/// Elements of each staged tile, of an invocation's block and of its side (`MAX_STAGED`,
+/// `MAX_BLOCK` and `MAX_SIDE` in matmul.wgsl).
+pub(crate) const MATMUL_STAGED: u32 = 1024;
+const MATMUL_BLOCK: u32 = 64;
+const MATMUL_SIDE: u32 = 8;
+
+impl Tile {
+    /// A tile of `tm`×`tn` by `tk`, `rm`×`rn` an invocation.
+    pub(crate) const fn new(tm: u32, tn: u32, tk: u32, rm: u32, rn: u32) -> Self {
+        Tile { tm, tn, tk, rm, rn }
+    }
+
+    /// The workgroup size: invocations along n, then along m.
+    pub(crate) fn workgroup(self) -> (u32, u32) {
+        (self.tn / self.rn.max(1), self.tm / self.rm.max(1))
+    }
+
+    /// Whether the shader can run it: the sides divide into the blocks, each staged tile fits
+    /// its array and splits evenly among the invocations, which are within `max_invocations`.
+    pub(crate) fn fits(self, max_invocations: u32) -> bool {
+        let Tile { tm, tn, tk, rm, rn } = self;
+        let (x, y) = self.workgroup();
+        let threads = x * y;
+        [tm, tn, tk, rm, rn].iter().all(|&v| v > 0)
+            && tm % rm == 0
+            && tn % rn == 0
+            && rm <= MATMUL_SIDE
+            && rn <= MATMUL_SIDE
+            && rm * rn <= MATMUL_BLOCK
+            && tm * tk <= MATMUL_STAGED
+            && tk * tn <= MATMUL_STAGED
+            && threads <= max_invocations
+            && (tm * tk) % threads == 0
+            && (tk * tn) % threads == 0
+    }
+}
+
+/// The tiling of matrix products on an adapter: 64×64 by 16 with 4×4 an invocation where
+/// workgroups may have 256 invocations, 32×32 (64) or 16×16 (16) where fewer.
+pub(crate) fn matmul_tile(device_type: wgpu::DeviceType, max_invocations: u32) -> Tile {
+    let _ = device_type;
+    [Tile::new(64, 64, 16, 4, 4), Tile::new(32, 32, 16, 4, 4), Tile::new(16, 16, 16, 4, 4)]
+        .into_iter()
+        .find(|t| t.fits(max_invocations))
+        .unwrap_or(Tile::new(4, 4, 16, 4, 4))
+}
+
+/// A matrix product's shape for [`matmul_piece`]: C is `m`×`n` over `k` terms; A and B are
+/// (element bytes, stride along C's side, stride along k), strides in elements; C's rows
+/// are `ldc` f32 apart.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ProductShape {
+    /// Rows of C.
+    pub(crate) m: u64,
+    /// Columns of C.
+    pub(crate) n: u64,
+    /// Terms of each element.
+    pub(crate) k: u64,
+    /// A: element bytes, stride along m, stride along k.
+    pub(crate) a: (u64, u64, u64),
+    /// B: element bytes, stride along n, stride along k.
+    pub(crate) b: (u64, u64, u64),
+    /// C's row stride in elements.
+    pub(crate) ldc: u64,
+}
+
+/// The most rows and columns of C one dispatch of a product may take: A's rows (over all of
+/// k), B's columns, C's block and the bias each bound within `max_binding` bytes at any
+/// alignment, and the grid within `max_groups` workgroups a side; rounded down to whole
+/// tiles. A product is split along m and n only, never along k, so each element's sum is
+/// the one a single dispatch makes. `Err`: a single row of A or column of B is over the
+/// limit, in words that name the numbers.
+pub(crate) fn matmul_piece(
+    s: &ProductShape,
+    tile: Tile,
+    max_binding: u64,
+    align: u64,
+    max_groups: u32,
+) -> Result<(u64, u64), String> {
+    // element indices are u32 in the shader: no binding past 4 GiB
+    let limit = max_binding.min(u64::from(u32::MAX));
+    // (a window's alignment and its rounding to 16 bytes)
+    let room = limit.saturating_sub(align.max(32) + 64);
+    // the most steps of `stride` after a run of `run` elements that fit the room
+    let most = |what: &str, (elem, stride, k_stride): (u64, u64, u64)| -> Result<u64, String> {
+        let run = s.k.saturating_sub(1).saturating_mul(k_stride).saturating_add(1);
+        let run_bytes = run.saturating_mul(elem);
+        if run_bytes > room {
+            return Err(format!(
+                "one {what} of the product ({} terms {k_stride} elements apart, {elem}-byte elements) spans \
+                 {run_bytes} bytes, over the {room} bytes a binding holds here \
+                 (max_storage_buffer_binding_size {max_binding}, less alignment)",
+                s.k
+            ));
+        }
+        Ok(if stride == 0 { u64::MAX } else { (room / elem - run) / stride + 1 })
+    };
+    let groups = u64::from(max_groups.max(1));
+    let n_len = s.n.min(most("column of B", s.b)?).min(room / 4).min(groups * u64::from(tile.tn));
+    let c_rows = if s.ldc == 0 { u64::MAX } else { (room / 4 - n_len) / s.ldc + 1 };
+    let m_len = s.m.min(most("row of A", s.a)?).min(c_rows).min(groups * u64::from(tile.tm));
+    let whole = |len: u64, all: u64, side: u32| {
+        let side = u64::from(side);
+        if len < all && len >= side { len - len % side } else { len.max(1) }
+    };
+    Ok((whole(m_len, s.m, tile.tm), whole(n_len, s.n, tile.tn)))
+}
+
 /// A device buffer of at least `bytes`, in whole 16-byte vectors: windows bind inputs as
 /// vec4 ([`window`]) and never past a buffer's end.
 pub(crate) fn buffer(device: &wgpu::Device, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {

@@ -67,6 +67,16 @@ pub(crate) mod binding {
     pub(crate) const REDUCE_SRC: Binding = read(1);
     /// The reduction's (sum, flags) pairs.
     pub(crate) const REDUCE_DST: Binding = read_write(2);
+    /// The uniform [`MatmulParams`](crate::kernels::MatmulParams).
+    pub(crate) const MATMUL_PARAMS: Binding = uniform(0);
+    /// The matrix product's A, as words.
+    pub(crate) const MATMUL_A: Binding = read(1);
+    /// The matrix product's B, as words.
+    pub(crate) const MATMUL_B: Binding = read(2);
+    /// The matrix product's f32 bias (any read-only buffer when unused).
+    pub(crate) const MATMUL_BIAS: Binding = read(3);
+    /// The matrix product's f32 C.
+    pub(crate) const MATMUL_C: Binding = read_write(4);
 }
 
 /// Where a kernel runs in a job.
@@ -84,6 +94,8 @@ pub(crate) enum Stage {
     Reduce,
     /// A benchmark baseline, not used by the losses.
     Baseline,
+    /// A matrix product (its own overrides: tile shape and operand types).
+    Matmul,
 }
 
 impl Stage {
@@ -324,6 +336,12 @@ kernel_table! {
         F::SoftmaxXent,
         &[PARAMS, IN_A, LABELS, CLASS_WEIGHTS, OUT_ROWS, OUT_AUX, STATUS, GRAD],
     ),
+    /// The tiled matrix product of the fused linear cross-entropy (shaders/matmul.wgsl).
+    Matmul => KernelInfo {
+        stage: Stage::Matmul,
+        reads: Cols::Record,
+        ..row("matmul", F::Matmul, &[MATMUL_PARAMS, MATMUL_A, MATMUL_B, MATMUL_BIAS, MATMUL_C])
+    },
     /// Benchmark baseline: a copy of the input words (the roofline).
     Copy => baseline("copy_words", &[PARAMS, IN_A, IN_B, OUT_ROWS, GRAD]).writing_rows(),
     /// Benchmark baseline: one workgroup per row, two passes (lse, or CE with labels).

@@ -42,6 +42,8 @@ pub(crate) enum Family {
     Baseline,
     /// shaders/reduce.wgsl: no row parameters and no loader, one module for every dtype.
     Reduce,
+    /// shaders/matmul.wgsl: one module whatever the dtypes, which are override constants.
+    Matmul,
 }
 
 /// A shader module: a family composed for a dtype, read as vec4 or a word at a time.
@@ -69,14 +71,15 @@ impl Family {
             Family::Distill => include_str!("../../shaders/distill.wgsl"),
             Family::Baseline => include_str!("../../shaders/baseline.wgsl"),
             Family::Reduce => include_str!("../../shaders/reduce.wgsl"),
+            Family::Matmul => include_str!("../../shaders/matmul.wgsl"),
         }
     }
 
     /// The module of this family for inputs of `dtype`, viewed as vec4 when `vec4` (the
-    /// reduction has one module whatever the two).
+    /// reduction and the matrix product have one module whatever the two).
     pub(crate) fn module(self, dtype: DType, vec4: bool) -> Module {
         match self {
-            Family::Reduce => Module { family: self, dtype: DType::F32, vec4: false },
+            Family::Reduce | Family::Matmul => Module { family: self, dtype: DType::F32, vec4: false },
             _ => Module { family: self, dtype, vec4 },
         }
     }
@@ -84,10 +87,13 @@ impl Family {
 
 impl Module {
     /// The files the module is made of, in order: the row parameters, the loader variant,
-    /// the numerics, the row reduction, the gradient, then the family's file.
+    /// the numerics, the row reduction, the gradient, then the family's file (the reduction
+    /// takes the numerics alone, the matrix product f16's exact widening alone).
     pub(crate) fn pieces(self) -> Vec<&'static str> {
-        if self.family == Family::Reduce {
-            return vec![NUMERICS, self.family.file()];
+        match self.family {
+            Family::Reduce => return vec![NUMERICS, self.family.file()],
+            Family::Matmul => return vec![LOAD_F16, self.family.file()],
+            _ => {}
         }
         let mut pieces = vec![PARAMS];
         pieces.extend_from_slice(loader(self.dtype, self.vec4));

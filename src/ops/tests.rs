@@ -8,7 +8,7 @@ use crate::plan;
 const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC);
 
 /// A context, or `None` where there is no adapter (an error under `XENT_REQUIRE_GPU=1`).
-fn context() -> Option<Context> {
+pub(super) fn context() -> Option<Context> {
     match Context::new_blocking() {
         Ok(c) => Some(c),
         Err(e) if std::env::var("XENT_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
