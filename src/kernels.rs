@@ -420,6 +420,12 @@ impl Kernels {
         self.matmul_tile
     }
 
+    /// The most terms one dispatch of a product with `tile` sums on this device
+    /// ([`crate::plan::matmul_k_chunk`]: llvmpipe's loop limit), for a product of `k`.
+    pub(crate) fn matmul_k_chunk(&self, k: u64, tile: crate::plan::Tile) -> u64 {
+        crate::plan::matmul_k_chunk(k, tile, self.step_cap)
+    }
+
     /// The matrix product's pipeline for `key` (shaders/matmul.wgsl, whose overrides the key
     /// fixes).
     pub(crate) fn matmul_pipeline(&self, key: MatmulKey) -> Result<wgpu::ComputePipeline> {

@@ -4,8 +4,9 @@
 //! device's limits, and recorded into the caller's encoder. Nothing here submits.
 //!
 //! Every element of C is one f32 sum in increasing k (see the shader), so how a product is
-//! split along m and n does not change its bits, and one split along k into accumulating
-//! products does not either.
+//! split along m and n does not change its bits, and a split along k into accumulating
+//! dispatches does not either: a product is split along k only where llvmpipe's loop limit
+//! asks ([`crate::plan::matmul_k_chunk`]), never for the binding limit.
 
 #[cfg(test)]
 mod tests;
@@ -123,25 +124,36 @@ pub(crate) fn record_tiled(kernels: &Kernels, encoder: &mut wgpu::CommandEncoder
     let mut pass =
         encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("xent matmul"), timestamp_writes: None });
     pass.set_pipeline(&pipeline);
+    // a product of no terms still writes its init, scaled
+    let terms: Vec<(u64, u64)> =
+        if p.k == 0 { vec![(0, 0)] } else { plan::chunks(p.k, kernels.matmul_k_chunk(p.k, tile)).collect() };
     for (m0, m_len) in plan::chunks(p.m, rows) {
         for (n0, n_len) in plan::chunks(p.n, cols) {
-            let piece = Piece { m0, m_len, n0, n_len };
-            let group = piece_group(kernels, p, &piece, align)?;
-            let x = n_len.div_ceil(u64::from(tile.tn)) as u32;
-            let y = m_len.div_ceil(u64::from(tile.tm)) as u32;
-            pass.set_bind_group(0, &group, &[]);
-            pass.dispatch_workgroups(x, y, 1);
+            for (i, &(k0, k_len)) in terms.iter().enumerate() {
+                let piece = Piece { m0, m_len, n0, n_len, k0, k_len, first: i == 0, last: i + 1 == terms.len() };
+                let group = piece_group(kernels, p, &piece, align)?;
+                let x = n_len.div_ceil(u64::from(tile.tn)) as u32;
+                let y = m_len.div_ceil(u64::from(tile.tm)) as u32;
+                pass.set_bind_group(0, &group, &[]);
+                pass.dispatch_workgroups(x, y, 1);
+            }
         }
     }
     Ok(())
 }
 
-/// Rows `m0..m0 + m_len` and columns `n0..n0 + n_len` of C: one dispatch.
+/// Rows `m0..m0 + m_len`, columns `n0..n0 + n_len` and terms `k0..k0 + k_len` of C: one
+/// dispatch, which starts from the product's init when `first` (else accumulates) and
+/// applies its scale when `last`.
 struct Piece {
     m0: u64,
     m_len: u64,
     n0: u64,
     n_len: u64,
+    k0: u64,
+    k_len: u64,
+    first: bool,
+    last: bool,
 }
 
 /// Bytes of `len` steps of `stride` after a run of `run` steps of `run_stride` elements of
@@ -156,21 +168,22 @@ fn span(len: u64, stride: u64, run: u64, run_stride: u64, elem: u64) -> u64 {
 /// The bind group of one piece: each binding from its aligned-down window, the element
 /// bases and the piece's shape in a uniform of its own.
 fn piece_group(kernels: &Kernels, p: &Product, piece: &Piece, align: u64) -> Result<wgpu::BindGroup> {
-    let Piece { m0, m_len, n0, n_len } = *piece;
+    let Piece { m0, m_len, n0, n_len, k0, k_len, .. } = *piece;
     let (ae, be) = (p.a.dtype.size() as u64, p.b.dtype.size() as u64);
     // strides of a single step are set to 0, so every stride in the uniform is within its binding
     let one = |len: u64, stride: u64| if len > 1 { stride } else { 0 };
-    let (a_sm, a_sk) = (one(m_len, p.a.row_stride), one(p.k, p.a.col_stride));
-    let (b_sk, b_sn) = (one(p.k, p.b.row_stride), one(n_len, p.b.col_stride));
+    let (a_sm, a_sk) = (one(m_len, p.a.row_stride), one(k_len, p.a.col_stride));
+    let (b_sk, b_sn) = (one(k_len, p.b.row_stride), one(n_len, p.b.col_stride));
     let ldc = one(m_len, p.c.row_stride);
-    let a_start = if p.k == 0 { 0 } else { p.a.offset + m0 * p.a.row_stride * ae };
-    let b_start = if p.k == 0 { 0 } else { p.b.offset + n0 * p.b.col_stride * be };
-    let a = plan::window(a_start, span(m_len, a_sm, p.k, a_sk, ae), ae, align, p.a.buffer.size());
-    let b = plan::window(b_start, span(n_len, b_sn, p.k, b_sk, be), be, align, p.b.buffer.size());
+    let a_start = if k_len == 0 { 0 } else { p.a.offset + (m0 * p.a.row_stride + k0 * p.a.col_stride) * ae };
+    let b_start = if k_len == 0 { 0 } else { p.b.offset + (k0 * p.b.row_stride + n0 * p.b.col_stride) * be };
+    let a = plan::window(a_start, span(m_len, a_sm, k_len, a_sk, ae), ae, align, p.a.buffer.size());
+    let b = plan::window(b_start, span(n_len, b_sn, k_len, b_sk, be), be, align, p.b.buffer.size());
     let c_start = p.c.offset + 4 * (m0 * p.c.row_stride + n0);
     let c = plan::window(c_start, span(m_len, ldc, n_len, 1, 4), 4, align, p.c.buffer.size());
     // the bias, or A again where there is none (read-only twice is allowed)
     let (init, bias) = match p.init {
+        _ if !piece.first => (matmul_init::ACCUMULATE, Bound { buffer: p.a.buffer, window: a }),
         Init::Zero => (matmul_init::ZERO, Bound { buffer: p.a.buffer, window: a }),
         Init::Accumulate => (matmul_init::ACCUMULATE, Bound { buffer: p.a.buffer, window: a }),
         Init::Bias { buffer, offset } => {
@@ -181,7 +194,7 @@ fn piece_group(kernels: &Kernels, p: &Product, piece: &Piece, align: u64) -> Res
     let params = MatmulParams {
         m: m_len as u32,
         n: n_len as u32,
-        k: p.k as u32,
+        k: k_len as u32,
         init,
         a_base: a.base,
         a_sm: a_sm as u32,
@@ -192,7 +205,7 @@ fn piece_group(kernels: &Kernels, p: &Product, piece: &Piece, align: u64) -> Res
         c_base: c.base,
         ldc: ldc as u32,
         bias_base: bias.window.base,
-        scale: p.scale,
+        scale: if piece.last { p.scale } else { 1.0 },
         ..Default::default()
     };
     let uniform = kernels.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
