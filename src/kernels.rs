@@ -307,7 +307,10 @@ impl Kernels {
         Kernels {
             row_workgroup,
             max_workgroup: device.limits().max_compute_invocations_per_workgroup,
-            matmul_tile: crate::plan::matmul_tile(info.device_type, device.limits().max_compute_invocations_per_workgroup),
+            matmul_tile: crate::plan::matmul_tile(
+                info.device_type,
+                device.limits().max_compute_invocations_per_workgroup,
+            ),
             step_cap: cpu.then_some(crate::plan::CPU_LOOP_STEPS),
             cpu_layout,
             wait_for_compiles,

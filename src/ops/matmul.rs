@@ -95,7 +95,12 @@ pub(crate) fn record(kernels: &Kernels, encoder: &mut wgpu::CommandEncoder, p: &
 
 /// Records `p` into `encoder` with workgroups of `tile` (any tile gives the same bits: each
 /// element's sum is the same).
-pub(crate) fn record_tiled(kernels: &Kernels, encoder: &mut wgpu::CommandEncoder, p: &Product, tile: Tile) -> Result<()> {
+pub(crate) fn record_tiled(
+    kernels: &Kernels,
+    encoder: &mut wgpu::CommandEncoder,
+    p: &Product,
+    tile: Tile,
+) -> Result<()> {
     check(p)?;
     if p.m == 0 || p.n == 0 {
         return Ok(());
@@ -213,11 +218,11 @@ fn piece_group(kernels: &Kernels, p: &Product, piece: &Piece, align: u64) -> Res
         contents: bytemuck::bytes_of(&params),
         usage: wgpu::BufferUsages::UNIFORM,
     });
-    let (a, b, c) =
-        (Bound { buffer: p.a.buffer, window: a }, Bound { buffer: p.b.buffer, window: b }, Bound {
-            buffer: p.c.buffer,
-            window: c,
-        });
+    let (a, b, c) = (
+        Bound { buffer: p.a.buffer, window: a },
+        Bound { buffer: p.b.buffer, window: b },
+        Bound { buffer: p.c.buffer, window: c },
+    );
     let resource = |slot: Binding| match slot {
         binding::MATMUL_PARAMS => Ok(uniform.as_entire_binding()),
         binding::MATMUL_A => Ok(a.resource()),
@@ -278,7 +283,8 @@ fn check(p: &Product) -> Result<()> {
     if let Init::Bias { buffer, offset } = p.init {
         storage("bias", buffer)?;
         if offset % 4 != 0 || offset + 4 * p.n > buffer.size() {
-            let detail = format!("{} f32 from byte {offset} do not fit the buffer's {} bytes aligned", p.n, buffer.size());
+            let detail =
+                format!("{} f32 from byte {offset} do not fit the buffer's {} bytes aligned", p.n, buffer.size());
             return Err(bad("bias", detail));
         }
         inputs.push(("bias", buffer));

@@ -1,0 +1,135 @@
+//! `xent linear-ce` against docs/CLI.md: the cross-entropy of `H·Wᵀ + b` computed here in
+//! plain f64 loops (as `F.cross_entropy(F.linear(H, W, b), y)` would), on the GPU and the
+//! CPU path; the chunking; bad input and the device's limits.
+
+mod cli_support;
+
+use cli_support::{Files, xent};
+use serde_json::Value;
+
+/// Seeded values in [-s, s), never zero.
+fn values(n: usize, seed: u64, s: f32) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            s * ((x >> 40) as f32 / (1u64 << 23) as f32 - 1.0) + 1e-4
+        })
+        .collect()
+}
+
+/// The mean loss, top-1 accuracy and rows counted of the head, in f64.
+fn expected(
+    h: &[f32],
+    w: &[f32],
+    b: &[f32],
+    y: &[i64],
+    (n, d, k): (usize, usize, usize),
+    ignore: i64,
+) -> (f64, f64, u64) {
+    let (mut sum, mut hits, mut counted) = (0.0f64, 0u64, 0u64);
+    for i in 0..n {
+        if y[i] == ignore {
+            continue;
+        }
+        let x: Vec<f64> = (0..k)
+            .map(|j| (0..d).map(|c| f64::from(h[i * d + c]) * f64::from(w[j * d + c])).sum::<f64>() + f64::from(b[j]))
+            .collect();
+        let m = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let lse = m + x.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+        let label = y[i] as usize;
+        sum += lse - x[label];
+        let top = (0..k).filter(|&j| x[j] > x[label] || (x[j] == x[label] && j < label)).count();
+        hits += u64::from(top == 0);
+        counted += 1;
+    }
+    (sum / counted as f64, hits as f64 / counted as f64, counted)
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+fn device() -> &'static str {
+    if std::env::var("XENT_REQUIRE_GPU").is_ok_and(|v| v == "1") { "gpu" } else { "auto" }
+}
+
+#[test]
+fn linear_ce_matches_the_loss_of_the_logits() {
+    let f = Files::new();
+    let (n, d, k) = (300, 24, 131);
+    let (h, w, b) = (values(n * d, 1, 1.0), values(k * d, 2, 0.5), values(k, 3, 0.5));
+    let mut y: Vec<i64> = values(n, 4, 1.0).iter().map(|v| ((v.abs() * 1e4) as i64) % k as i64).collect();
+    y[5] = -100;
+    y[77] = -100;
+    let (hp, wp, bp, yp) =
+        (f.f32("h.npy", &[n, d], &h), f.f32("w.npy", &[k, d], &w), f.f32("b.npy", &[k], &b), f.i64("y.npy", &y));
+    let (mean, accuracy, counted) = expected(&h, &w, &b, &y, (n, d, k), -100);
+    let mut sums = Vec::new();
+    for (dev, chunk) in [(device(), None), (device(), Some("7")), ("cpu", None)] {
+        let mut args = vec!["linear-ce", "--hidden", &hp, "--weight", &wp, "--bias", &bp, "--labels", &yp];
+        args.extend(["--ignore-index", "-100", "--device", dev, "--json", "--logits-budget", "1"]);
+        if let Some(c) = chunk {
+            args.extend(["--chunk-rows", c]);
+        }
+        let line = xent(&args).json();
+        assert_eq!(line["command"], "linear-ce");
+        assert_eq!(
+            (line["rows"].as_u64(), line["d"].as_u64(), line["classes"].as_u64()),
+            (Some(300), Some(24), Some(131))
+        );
+        assert_eq!(line["counted"].as_u64(), Some(counted), "{dev}");
+        assert!((num(&line["mean"]) - mean).abs() < 1e-5 * mean.abs(), "{dev}: {} against {mean}", line["mean"]);
+        assert!((num(&line["accuracy"]) - accuracy).abs() < 1e-12, "{dev}: {} against {accuracy}", line["accuracy"]);
+        assert!((num(&line["perplexity"]) - mean.exp()).abs() < 1e-4 * mean.exp());
+        assert!(line["top5"].is_number() && line["ece"].is_number(), "{line}");
+        sums.push(num(&line["sum"]));
+    }
+    // the same bits whatever the chunking
+    assert_eq!(sums[0].to_bits(), sums[1].to_bits(), "chunks of 7 rows against one chunk");
+    // bits and a sum reduction
+    let args = ["linear-ce", "--hidden", &hp, "--weight", &wp, "--bias", &bp, "--labels", &yp];
+    let bits =
+        xent(&[&args[..], &["--ignore-index", "-100", "--base", "2", "--reduction", "sum", "--json"]].concat()).json();
+    let want = mean * counted as f64 / std::f64::consts::LN_2;
+    assert!((num(&bits["value"]) - want).abs() < 1e-5 * want, "{} against {want}", bits["value"]);
+}
+
+#[test]
+fn bad_input_and_limits_are_one_line() {
+    let f = Files::new();
+    let (h, w, y) = (
+        f.f32("h.npy", &[4, 3], &values(12, 1, 1.0)),
+        f.f32("w.npy", &[5, 2], &values(10, 2, 1.0)),
+        f.i64("y.npy", &[0, 1, 2, 3]),
+    );
+    let wide = xent(&["linear-ce", "--hidden", &h, "--weight", &w, "--labels", &y, "--json"]);
+    wide.bad_input(&["--weight"]);
+    let w3 = f.f32("w3.npy", &[5, 3], &values(15, 2, 1.0));
+    let bad_label = f.i64("bad.npy", &[0, 1, 9, 3]);
+    for dev in [device(), "cpu"] {
+        let run = xent(&["linear-ce", "--hidden", &h, "--weight", &w3, "--labels", &bad_label, "--device", dev]);
+        run.bad_input(&["row 2"]);
+    }
+    let short = f.i64("short.npy", &[0, 1]);
+    xent(&["linear-ce", "--hidden", &h, "--weight", &w3, "--labels", &short]).bad_input(&["--labels"]);
+    // a row of 300,000 logits is over a 1 MiB budget: the machine's limit, status 1
+    let big = f.f32("big.npy", &[300_000, 3], &values(900_000, 5, 1.0));
+    let run = xent(&[
+        "linear-ce",
+        "--hidden",
+        &h,
+        "--weight",
+        &big,
+        "--labels",
+        &y,
+        "--logits-budget",
+        "1",
+        "--device",
+        device(),
+    ]);
+    run.failed(1, &["budget", "--device cpu"]);
+    assert_eq!(f.listing(), ["bad.npy", "big.npy", "h.npy", "short.npy", "w.npy", "w3.npy", "y.npy"]);
+}
