@@ -173,7 +173,7 @@ pub(crate) fn reduce_pieces(n: u64, stride_bytes: u64, max_binding: u64, align: 
 
 /// The tiling of a matrix product (the overrides of shaders/matmul.wgsl): a workgroup
 /// computes a `tm`×`tn` block of C from `tk`-deep tiles of A and B staged in workgroup
-/// memory, each of its invocations an `rm`×`rn` block of that.
+/// memory, each of its invocations an 8×8 block of that.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Tile {
     /// Rows of C per workgroup.
@@ -182,57 +182,59 @@ pub(crate) struct Tile {
     pub(crate) tn: u32,
     /// Depth of the staged tiles.
     pub(crate) tk: u32,
-    /// Rows of C per invocation.
-    pub(crate) rm: u32,
-    /// Columns of C per invocation.
-    pub(crate) rn: u32,
 }
 
-/// Elements of each staged tile, of an invocation's block and of its side (`MAX_STAGED`,
-/// `MAX_BLOCK` and `MAX_SIDE` in matmul.wgsl).
+/// Elements of each staged tile (`MAX_STAGED` in matmul.wgsl).
 pub(crate) const MATMUL_STAGED: u32 = 1024;
-const MATMUL_BLOCK: u32 = 64;
-const MATMUL_SIDE: u32 = 8;
+
+/// Rows and columns of C per invocation (the 8×8 block of matmul.wgsl).
+pub(crate) const MATMUL_BLOCK: u32 = 8;
 
 impl Tile {
-    /// A tile of `tm`×`tn` by `tk`, `rm`×`rn` an invocation.
-    pub(crate) const fn new(tm: u32, tn: u32, tk: u32, rm: u32, rn: u32) -> Self {
-        Tile { tm, tn, tk, rm, rn }
+    /// A tile of `tm`×`tn` by `tk`.
+    pub(crate) const fn new(tm: u32, tn: u32, tk: u32) -> Self {
+        Tile { tm, tn, tk }
     }
 
     /// The workgroup size: invocations along n, then along m.
     pub(crate) fn workgroup(self) -> (u32, u32) {
-        (self.tn / self.rn.max(1), self.tm / self.rm.max(1))
+        (self.tn / MATMUL_BLOCK, self.tm / MATMUL_BLOCK)
     }
 
-    /// Whether the shader can run it: the sides divide into the blocks, each staged tile fits
-    /// its array and splits evenly among the invocations, which are within `max_invocations`.
+    /// Whether the shader can run it: the sides are whole blocks, each staged tile fits its
+    /// array and its vectors split evenly among the invocations, which are within
+    /// `max_invocations`.
     pub(crate) fn fits(self, max_invocations: u32) -> bool {
-        let Tile { tm, tn, tk, rm, rn } = self;
+        let Tile { tm, tn, tk } = self;
         let (x, y) = self.workgroup();
         let threads = x * y;
-        [tm, tn, tk, rm, rn].iter().all(|&v| v > 0)
-            && tm % rm == 0
-            && tn % rn == 0
-            && rm <= MATMUL_SIDE
-            && rn <= MATMUL_SIDE
-            && rm * rn <= MATMUL_BLOCK
+        threads > 0
+            && tk > 0
+            && tm % MATMUL_BLOCK == 0
+            && tn % MATMUL_BLOCK == 0
             && tm * tk <= MATMUL_STAGED
             && tk * tn <= MATMUL_STAGED
             && threads <= max_invocations
-            && (tm * tk) % threads == 0
-            && (tk * tn) % threads == 0
+            && (tm * tk / 4) % threads == 0
+            && (tk * tn / 4) % threads == 0
     }
 }
 
-/// The tiling of matrix products on an adapter: 64×64 by 16 with 4×4 an invocation where
-/// workgroups may have 256 invocations, 32×32 (64) or 16×16 (16) where fewer.
-pub(crate) fn matmul_tile(device_type: wgpu::DeviceType, max_invocations: u32) -> Tile {
-    let _ = device_type;
-    [Tile::new(64, 64, 16, 4, 4), Tile::new(32, 32, 16, 4, 4), Tile::new(16, 16, 16, 4, 4)]
-        .into_iter()
-        .find(|t| t.fits(max_invocations))
-        .unwrap_or(Tile::new(4, 4, 16, 4, 4))
+/// The tiling of an `m`×`n` product where workgroups may have `max_invocations`: the
+/// first that fits of 128×128 by 8 (256 invocations), 64×64 by 16 (64) and 32×32 by 16
+/// (16); for a product of at most 8 rows (the bias gradient's column sums) or 8 columns, a
+/// tile of that thin shape, which leaves no 120 of every 128 rows idle. On lavapipe the
+/// logits product [4096, 256]·[256, 32768] ran at 3.6 GFLOP/s with 128×128 by 8, 3.3 with
+/// 128×64 by 8 and 3.1 with 64×64 by 16 (a loaded machine, M = 256).
+pub(crate) fn matmul_tile(max_invocations: u32, m: u64, n: u64) -> Tile {
+    let candidates: &[Tile] = if m <= 8 {
+        &[Tile::new(8, 128, 8), Tile::new(8, 32, 16)]
+    } else if n <= 8 {
+        &[Tile::new(128, 8, 8), Tile::new(32, 8, 16)]
+    } else {
+        &[Tile::new(128, 128, 8), Tile::new(64, 64, 16), Tile::new(32, 32, 16)]
+    };
+    candidates.iter().copied().find(|t| t.fits(max_invocations)).unwrap_or(Tile::new(8, 8, 16))
 }
 
 /// A matrix product's shape for [`matmul_piece`]: C is `m`×`n` over `k` terms; A and B are
@@ -308,9 +310,10 @@ pub(crate) fn matmul_k_chunk(k: u64, tile: Tile, step_cap: Option<u64>) -> u64 {
     let Some(cap) = step_cap else { return k.max(1) };
     let (x, y) = tile.workgroup();
     let threads = u64::from((x * y).max(1));
-    let staging = |staged: u32| u64::from(staged) / threads + 1;
+    // (each staging step loads 4 elements in a loop of its own)
+    let staging = |staged: u32| 5 * (u64::from(staged / 4) / threads + 1);
     let per_tile = 1 + (u64::from(tile.tk) + 1) + staging(tile.tm * tile.tk) + staging(tile.tk * tile.tn);
-    let once = 2 * u64::from(tile.rm + 1) * u64::from(tile.rn + 1) + 2;
+    let once = 2 * 16 * 5 + 2;
     let tiles = (cap.saturating_sub(once) / per_tile).max(1);
     k.min(tiles * u64::from(tile.tk)).max(1)
 }

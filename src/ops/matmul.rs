@@ -88,9 +88,10 @@ pub(crate) struct Product<'a> {
     pub(crate) scale: f32,
 }
 
-/// Records `p` into `encoder` with the device's tiling ([`Kernels::matmul_tile`]).
+/// Records `p` into `encoder` with the device's tiling for its shape
+/// ([`Kernels::matmul_tile`]).
 pub(crate) fn record(kernels: &Kernels, encoder: &mut wgpu::CommandEncoder, p: &Product) -> Result<()> {
-    record_tiled(kernels, encoder, p, kernels.matmul_tile())
+    record_tiled(kernels, encoder, p, kernels.matmul_tile(p.m, p.n))
 }
 
 /// Records `p` into `encoder` with workgroups of `tile` (any tile gives the same bits: each
