@@ -281,7 +281,8 @@ pub(crate) fn matmul_piece(
             return Err(format!(
                 "one {what} of the product ({} terms {k_stride} elements apart, {elem}-byte elements) spans \
                  {run_bytes} bytes, over the {room} bytes a binding holds here \
-                 (max_storage_buffer_binding_size {max_binding}, less alignment)",
+                 (max_storage_buffer_binding_size {max_binding}, less alignment); sum fewer terms a \
+                 product and accumulate the rest (Init::Accumulate gives the same bits)",
                 s.k
             ));
         }
@@ -424,6 +425,76 @@ mod tests {
             assert!(span * parts >= cols);
             assert!(span * (parts - 1) < cols, "every part holds a column");
         }
+    }
+
+    /// Bytes each binding of a piece of `rows`×`cols` of `s` spans (A, B, C).
+    fn piece_bytes(s: &ProductShape, rows: u64, cols: u64) -> [u64; 3] {
+        let run = |(elem, stride, k_stride): (u64, u64, u64), len: u64| ((len - 1) * stride + (s.k - 1) * k_stride + 1) * elem;
+        [run(s.a, rows), run(s.b, cols), 4 * ((rows - 1) * s.ldc + cols)]
+    }
+
+    #[test]
+    fn matmul_pieces_fit_the_binding_limit() {
+        let tile = Tile::new(128, 128, 8);
+        let (limit, align) = (128u64 << 20, 256);
+        let room = limit - align - 64;
+        // logits [4096, 256]·[32768, 256]ᵀ: W (32 MiB) whole, C (512 MiB) in pieces of whole tiles
+        let logits = ProductShape { m: 4096, n: 32768, k: 256, a: (4, 256, 1), b: (4, 256, 1), ldc: 32768 };
+        assert_eq!(matmul_piece(&logits, tile, limit, align, 65535), Ok((896, 32768)));
+        // dW [32768, 4096] += Gᵀ·H over 2048 rows (a row of Gᵀ spans 128 MiB less 64 KiB),
+        // G [2048, 32768] and H [2048, 4096] in f16
+        let dw = ProductShape { m: 32768, n: 4096, k: 2048, a: (2, 1, 32768), b: (2, 1, 4096), ldc: 4096 };
+        // dH [8192, 4096] = G·W over 32768 classes, W [32768, 4096] in bf16: a column spans 256 MiB
+        let dh = ProductShape { m: 8192, n: 4096, k: 32768, a: (4, 32768, 1), b: (2, 1, 4096), ldc: 4096 };
+        // db = column sums of G [1024, 32768] f32: A of stride 0
+        let db = ProductShape { m: 1, n: 32768, k: 1024, a: (4, 0, 0), b: (4, 1, 32768), ldc: 32768 };
+        for s in [logits, dw, db] {
+            let (rows, cols) = matmul_piece(&s, tile, limit, align, 65535).expect("fits");
+            assert!(piece_bytes(&s, rows, cols).iter().all(|&b| b <= room), "{s:?}: {rows}x{cols}");
+            assert!(rows == s.m || rows % 128 == 0, "{s:?}: {rows}");
+            assert!(cols == s.n || cols % 128 == 0, "{s:?}: {cols}");
+        }
+        let e = matmul_piece(&dh, tile, limit, align, 65535).expect_err("a column of W over 128 MiB");
+        assert!(e.contains("column of B") && e.contains("268427266 bytes"), "{e}");
+        // strides of 0 limit nothing; the grid does
+        let ones = ProductShape { m: 1 << 30, n: 1 << 30, k: 5, a: (4, 0, 0), b: (4, 0, 0), ldc: 0 };
+        let wide = ProductShape { m: 1, ..ones };
+        assert_eq!(matmul_piece(&wide, tile, limit, align, 3), Ok((1, 384)));
+        // a 4 KiB limit (944 f32 a binding): B's 300 columns fit, 3 rows of C 302 apart, which
+        // stay 3 (under a tile, nothing to round to)
+        let small = ProductShape { m: 37, n: 300, k: 3, a: (4, 3, 1), b: (4, 1, 300), ldc: 302 };
+        let (rows, cols) = matmul_piece(&small, tile, 4096, 256, 65535).expect("fits");
+        assert_eq!((rows, cols), (3, 300));
+        assert!(piece_bytes(&small, rows + 1, cols)[2] > 4096 - 256 - 64);
+    }
+
+    #[test]
+    fn matmul_tiles() {
+        assert_eq!(matmul_tile(1024, 4096, 4096), Tile::new(128, 128, 8));
+        assert_eq!(matmul_tile(128, 4096, 4096), Tile::new(64, 64, 16));
+        assert_eq!(matmul_tile(32, 4096, 4096), Tile::new(32, 32, 16));
+        assert_eq!(matmul_tile(256, 1, 4096), Tile::new(8, 128, 8));
+        assert_eq!(matmul_tile(256, 4096, 8), Tile::new(128, 8, 8));
+        assert_eq!(matmul_tile(1, 4096, 4096), Tile::new(8, 8, 16));
+        for t in [Tile::new(128, 128, 8), Tile::new(8, 128, 8), Tile::new(128, 8, 8), Tile::new(8, 8, 16)] {
+            assert!(t.fits(256), "{t:?}");
+        }
+        // too deep for the staged arrays, or staging not split evenly
+        assert!(!Tile::new(128, 128, 16).fits(1024));
+        assert!(!Tile::new(128, 128, 2).fits(1024));
+        assert!(!Tile::new(12, 64, 8).fits(1024));
+    }
+
+    #[test]
+    fn matmul_k_chunks_under_the_loop_limit() {
+        let tile = Tile::new(128, 128, 8);
+        assert_eq!(matmul_k_chunk(1 << 30, tile, None), 1 << 30);
+        assert_eq!(matmul_k_chunk(0, tile, None), 1);
+        let chunk = matmul_k_chunk(1 << 30, tile, Some(CPU_LOOP_STEPS));
+        assert_eq!(chunk % 8, 0);
+        // 18 steps a tile of 16 measured on lavapipe (of 65,535 in all): well within
+        assert!(chunk / 8 * 18 < 65_535 / 2, "{chunk}");
+        assert_eq!(matmul_k_chunk(100, tile, Some(CPU_LOOP_STEPS)), 100);
     }
 
     #[test]
