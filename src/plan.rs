@@ -286,11 +286,11 @@ pub(crate) fn matmul_piece(
                 s.k
             ));
         }
-        Ok(if stride == 0 { u64::MAX } else { (room / elem - run) / stride + 1 })
+        Ok((room / elem - run).checked_div(stride).map_or(u64::MAX, |steps| steps + 1))
     };
     let groups = u64::from(max_groups.max(1));
     let n_len = s.n.min(most("column of B", s.b)?).min(room / 4).min(groups * u64::from(tile.tn));
-    let c_rows = if s.ldc == 0 { u64::MAX } else { (room / 4 - n_len) / s.ldc + 1 };
+    let c_rows = (room / 4 - n_len).checked_div(s.ldc).map_or(u64::MAX, |rows| rows + 1);
     let m_len = s.m.min(most("row of A", s.a)?).min(c_rows).min(groups * u64::from(tile.tm));
     let whole = |len: u64, all: u64, side: u32| {
         let side = u64::from(side);
@@ -429,7 +429,9 @@ mod tests {
 
     /// Bytes each binding of a piece of `rows`×`cols` of `s` spans (A, B, C).
     fn piece_bytes(s: &ProductShape, rows: u64, cols: u64) -> [u64; 3] {
-        let run = |(elem, stride, k_stride): (u64, u64, u64), len: u64| ((len - 1) * stride + (s.k - 1) * k_stride + 1) * elem;
+        let run = |(elem, stride, k_stride): (u64, u64, u64), len: u64| {
+            ((len - 1) * stride + (s.k - 1) * k_stride + 1) * elem
+        };
         [run(s.a, rows), run(s.b, cols), 4 * ((rows - 1) * s.ldc + cols)]
     }
 

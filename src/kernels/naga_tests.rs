@@ -281,9 +281,8 @@ fn matmul_translates_for_every_tiling_and_type() {
                 constants.insert(name.to_string(), value);
             }
             let stage = Some((naga::ShaderStage::Compute, "matmul"));
-            let (m, i) =
-                naga::back::pipeline_constants::process_overrides(module, info, stage, &constants)
-                    .unwrap_or_else(|e| panic!("matmul {tile:?}: overrides: {e}"));
+            let (m, i) = naga::back::pipeline_constants::process_overrides(module, info, stage, &constants)
+                .unwrap_or_else(|e| panic!("matmul {tile:?}: overrides: {e}"));
             let entry = m.entry_points.iter().find(|e| e.name == "matmul").expect("matmul");
             assert_eq!(entry.workgroup_size, [wx, wy, 1], "{tile:?}");
             translate(&m, &i, "matmul", &format!("matmul {tile:?} {a:?}x{b:?}"));

@@ -96,7 +96,12 @@ pub(crate) fn record(kernels: &Kernels, encoder: &mut wgpu::CommandEncoder, p: &
 
 /// Records `p` into `encoder` with workgroups of `tile` (any tile gives the same bits: each
 /// element's sum is the same).
-pub(crate) fn record_tiled(kernels: &Kernels, encoder: &mut wgpu::CommandEncoder, p: &Product, tile: Tile) -> Result<()> {
+pub(crate) fn record_tiled(
+    kernels: &Kernels,
+    encoder: &mut wgpu::CommandEncoder,
+    p: &Product,
+    tile: Tile,
+) -> Result<()> {
     check(p)?;
     if p.m == 0 || p.n == 0 {
         return Ok(());
@@ -214,11 +219,11 @@ fn piece_group(kernels: &Kernels, p: &Product, piece: &Piece, align: u64) -> Res
         contents: bytemuck::bytes_of(&params),
         usage: wgpu::BufferUsages::UNIFORM,
     });
-    let (a, b, c) =
-        (Bound { buffer: p.a.buffer, window: a }, Bound { buffer: p.b.buffer, window: b }, Bound {
-            buffer: p.c.buffer,
-            window: c,
-        });
+    let (a, b, c) = (
+        Bound { buffer: p.a.buffer, window: a },
+        Bound { buffer: p.b.buffer, window: b },
+        Bound { buffer: p.c.buffer, window: c },
+    );
     let resource = |slot: Binding| match slot {
         binding::MATMUL_PARAMS => Ok(uniform.as_entire_binding()),
         binding::MATMUL_A => Ok(a.resource()),
@@ -245,7 +250,7 @@ fn check(p: &Product) -> Result<()> {
     for (name, o, len, run) in [("A", &p.a, p.m, p.k), ("B", &p.b, p.k, p.n)] {
         storage(name, o.buffer)?;
         let elem = o.dtype.size() as u64;
-        if o.offset % elem != 0 {
+        if !o.offset.is_multiple_of(elem) {
             return Err(bad(name, format!("offset {} is not a multiple of the {elem}-byte element", o.offset)));
         }
         // the last element read, in u128 so that no stride overflows
@@ -260,7 +265,7 @@ fn check(p: &Product) -> Result<()> {
         }
     }
     storage("C", p.c.buffer)?;
-    if p.c.offset % 4 != 0 {
+    if !p.c.offset.is_multiple_of(4) {
         return Err(bad("C", format!("offset {} is not a multiple of 4", p.c.offset)));
     }
     if p.m > 1 && p.c.row_stride < p.n {
@@ -278,8 +283,9 @@ fn check(p: &Product) -> Result<()> {
     let mut inputs = vec![("A", p.a.buffer), ("B", p.b.buffer)];
     if let Init::Bias { buffer, offset } = p.init {
         storage("bias", buffer)?;
-        if offset % 4 != 0 || offset + 4 * p.n > buffer.size() {
-            let detail = format!("{} f32 from byte {offset} do not fit the buffer's {} bytes aligned", p.n, buffer.size());
+        if !offset.is_multiple_of(4) || offset + 4 * p.n > buffer.size() {
+            let detail =
+                format!("{} f32 from byte {offset} do not fit the buffer's {} bytes aligned", p.n, buffer.size());
             return Err(bad("bias", detail));
         }
         inputs.push(("bias", buffer));

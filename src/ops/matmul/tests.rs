@@ -90,7 +90,11 @@ impl Matrix {
 fn upload(g: &Gpu, bytes: &[u8]) -> wgpu::Buffer {
     let mut padded = bytes.to_vec();
     padded.resize(bytes.len().max(16).next_multiple_of(16), 0);
-    g.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("matmul test"), contents: &padded, usage: USAGE })
+    g.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some("matmul test"),
+        contents: &padded,
+        usage: USAGE,
+    })
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
@@ -99,7 +103,8 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 
 fn read_f32(g: &Gpu, buffer: &wgpu::Buffer, len: usize) -> Vec<f32> {
     let bytes = (4 * len as u64).next_multiple_of(8);
-    let read = crate::plan::buffer(&g.device, "read", bytes, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+    let read =
+        crate::plan::buffer(&g.device, "read", bytes, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
     let mut encoder = g.device.create_command_encoder(&Default::default());
     encoder.copy_buffer_to_buffer(buffer, 0, &read, 0, bytes);
     g.queue.submit([encoder.finish()]);
@@ -133,7 +138,14 @@ struct Case {
 }
 
 impl Case {
-    fn new(rng: &mut StdRng, name: &'static str, (m, n, k): (u64, u64, u64), a: Matrix, b: Matrix, start: Start) -> Self {
+    fn new(
+        rng: &mut StdRng,
+        name: &'static str,
+        (m, n, k): (u64, u64, u64),
+        a: Matrix,
+        b: Matrix,
+        start: Start,
+    ) -> Self {
         let (c_lead, bias_lead) = (rng.random_range(0..9), rng.random_range(0..9));
         let ldc = n + rng.random_range(0..3);
         let c0 = (0..c_lead + m * ldc).map(|_| rng.random_range(-2.0f32..2.0)).collect();
@@ -382,7 +394,9 @@ fn matmul_pieces_under_small_limits() {
     let kernels = Kernels::new(&device, true);
     let g = Gpu { device, queue, kernels };
     // (a column of W [k, n] and a row of G [k, m] span k - 1 rows: few terms fit 4 KiB)
-    for ((da, db), shape) in [(DType::F32, DType::F32), (DType::F16, DType::Bf16)].into_iter().zip([(200, 129, 5), (37, 300, 3)]) {
+    for ((da, db), shape) in
+        [(DType::F32, DType::F32), (DType::F16, DType::Bf16)].into_iter().zip([(200, 129, 5), (37, 300, 3)])
+    {
         for case in Case::layouts(5000, shape, da, db) {
             let got = case.run(&g, &[], Some(Tile::new(16, 16, 16))).expect("record");
             case.check(&got);
@@ -445,7 +459,8 @@ fn matmul_long_sums() {
     let rng = &mut StdRng::seed_from_u64(11);
     let mut integers = |count: u64, dtype: DType, row: u64, col: u64| {
         let mut m = Matrix { dtype, lead: 1, row, col, bytes: Vec::new(), values: Vec::new() };
-        (0..1 + count).for_each(|_| m.push(rng.random_range(1..3) as f32 * if rng.random_bool(0.5) { -1.0 } else { 1.0 }));
+        (0..1 + count)
+            .for_each(|_| m.push(rng.random_range(1..3) as f32 * if rng.random_bool(0.5) { -1.0 } else { 1.0 }));
         m
     };
     let (a, b) = (integers(3 * k, DType::F32, k, 1), integers(2 * k, DType::Bf16, 1, k));
@@ -474,7 +489,8 @@ fn matmul_logits_gflops() {
     let m: u64 = std::env::var("XENT_MATMUL_M").ok().and_then(|v| v.parse().ok()).unwrap_or(4096);
     let (n, k) = (32768u64, 256u64);
     let rng = &mut StdRng::seed_from_u64(9);
-    let values = |count: u64, rng: &mut StdRng| -> Vec<f32> { (0..count).map(|_| rng.random_range(-1.0..1.0)).collect() };
+    let values =
+        |count: u64, rng: &mut StdRng| -> Vec<f32> { (0..count).map(|_| rng.random_range(-1.0..1.0)).collect() };
     let h = upload(&g, &f32_bytes(&values(m * k, rng)));
     let w = upload(&g, &f32_bytes(&values(n * k, rng)));
     let bias = upload(&g, &f32_bytes(&values(n, rng)));
@@ -518,4 +534,3 @@ fn matmul_logits_gflops() {
         eprintln!("{tile:?}: {:.3} s, {:.2} GFLOP/s", s, 2.0 * (m * n * k) as f64 / s / 1e9);
     }
 }
-
