@@ -342,6 +342,32 @@ fn matmul_split_along_k_is_bit_identical() {
     }
 }
 
+/// The signed zero of a sum of zeros survives a split off the tile depth: -0.0 from a bias
+/// of -0.0 and products -0.0 stays -0.0 where the first product's padding ends (the padding
+/// adds -0.0, not +0.0).
+#[test]
+fn matmul_split_keeps_a_negative_zero() {
+    let Some(g) = gpu() else { return };
+    let rng = &mut StdRng::seed_from_u64(13);
+    let mut a = Matrix { dtype: DType::F32, lead: 0, row: 5, col: 1, bytes: Vec::new(), values: Vec::new() };
+    (0..3 * 5).for_each(|_| a.push(0.0));
+    let b = Matrix::random(rng, DType::F32, 0, 5 * 4, 4, 1);
+    let mut case = Case::new(rng, "negative zero", (3, 4, 5), a, b, Start::Bias);
+    let lead = case.bias_lead as usize;
+    case.bias[lead..].iter_mut().for_each(|v| *v = -0.0);
+    // every product -0.0: B's terms all negative
+    case.b.bytes = case.b.values.iter().flat_map(|v| (-(v.abs() as f32)).to_le_bytes()).collect();
+    for splits in [&[][..], &[3], &[1, 2]] {
+        let got = case.run(&g, splits, None).expect("record");
+        for i in 0..3 {
+            for j in 0..4 {
+                let v = got[(case.c_lead + i * case.ldc + j) as usize];
+                assert_eq!(v.to_bits(), (-0.0f32).to_bits(), "split at {splits:?}: C[{i}, {j}] = {v}");
+            }
+        }
+    }
+}
+
 #[test]
 fn matmul_repeat_runs_are_bit_identical() {
     let Some(g) = gpu() else { return };
