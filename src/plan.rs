@@ -224,8 +224,9 @@ impl Tile {
 /// first that fits of 128×128 by 8 (256 invocations), 64×64 by 16 (64) and 32×32 by 16
 /// (16); for a product of at most 8 rows (the bias gradient's column sums) or 8 columns, a
 /// tile of that thin shape, which leaves no 120 of every 128 rows idle. On lavapipe the
-/// logits product [4096, 256]·[256, 32768] ran at 3.6 GFLOP/s with 128×128 by 8, 3.3 with
-/// 128×64 by 8 and 3.1 with 64×64 by 16 (a loaded machine, M = 256).
+/// logits product [4096, 256]·[256, 32768] ran at 3.3 GFLOP/s with 128×128 by 8, 3.3 with
+/// 128×64 by 8, 3.2 with 64×64 by 16 and 1.6 with 32×32 by 16 (2 cores shared with other
+/// jobs; at M = 256, 3.6, 3.3 and 3.1).
 pub(crate) fn matmul_tile(max_invocations: u32, m: u64, n: u64) -> Tile {
     let candidates: &[Tile] = if m <= 8 {
         &[Tile::new(8, 128, 8), Tile::new(8, 32, 16)]
@@ -259,8 +260,8 @@ pub(crate) struct ProductShape {
 /// The most rows and columns of C one dispatch of a product may take: A's rows (over all of
 /// k), B's columns, C's block and the bias each bound within `max_binding` bytes at any
 /// alignment, and the grid within `max_groups` workgroups a side; rounded down to whole
-/// tiles. A product is split along m and n only, never along k, so each element's sum is
-/// the one a single dispatch makes. `Err`: a single row of A or column of B is over the
+/// tiles. For the binding limit a product is split along m and n only, never along k (only
+/// llvmpipe's loop limit splits k: [`matmul_k_chunk`]). `Err`: a single row of A or column of B is over the
 /// limit, in words that name the numbers.
 pub(crate) fn matmul_piece(
     s: &ProductShape,
