@@ -261,8 +261,6 @@ pub(crate) struct Kernels {
     modules: Arc<Mutex<HashMap<Module, wgpu::ShaderModule>>>,
     pipelines: Arc<Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>>,
     matmuls: Arc<Mutex<HashMap<MatmulKey, wgpu::ComputePipeline>>>,
-    /// The tiling of matrix products on this device ([`crate::plan::matmul_tile`]).
-    matmul_tile: crate::plan::Tile,
     row_workgroup: u32,
     max_workgroup: u32,
     /// llvmpipe's loop limit ([`crate::plan::CPU_LOOP_STEPS`]) on CPU adapters.
@@ -307,10 +305,6 @@ impl Kernels {
         Kernels {
             row_workgroup,
             max_workgroup: device.limits().max_compute_invocations_per_workgroup,
-            matmul_tile: crate::plan::matmul_tile(
-                info.device_type,
-                device.limits().max_compute_invocations_per_workgroup,
-            ),
             step_cap: cpu.then_some(crate::plan::CPU_LOOP_STEPS),
             cpu_layout,
             wait_for_compiles,
@@ -418,9 +412,9 @@ impl Kernels {
         Ok(pipeline)
     }
 
-    /// The tiling of matrix products on this device.
-    pub(crate) fn matmul_tile(&self) -> crate::plan::Tile {
-        self.matmul_tile
+    /// The tiling of an `m`×`n` matrix product on this device ([`crate::plan::matmul_tile`]).
+    pub(crate) fn matmul_tile(&self, m: u64, n: u64) -> crate::plan::Tile {
+        crate::plan::matmul_tile(self.max_workgroup, m, n)
     }
 
     /// The most terms one dispatch of a product with `tile` sums on this device
@@ -451,8 +445,6 @@ impl Kernels {
             ("TM", f64::from(t.tm)),
             ("TN", f64::from(t.tn)),
             ("TK", f64::from(t.tk)),
-            ("RM", f64::from(t.rm)),
-            ("RN", f64::from(t.rn)),
             ("WX", f64::from(wx)),
             ("WY", f64::from(wy)),
         ];

@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::OnceLock;
 
-use super::{Access, Binding, Kernel, Module, ReduceParams, RowParams, Stage};
+use super::{Access, Binding, Kernel, MatmulParams, Module, ReduceParams, RowParams, Stage};
 use crate::loss::DType;
 use naga::back::PipelineConstants;
 use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
@@ -47,7 +47,7 @@ fn specialised(kernel: Kernel, dtype: DType, wg: u32, lanes: u32, grad: (u32, bo
     let short = lanes == 1;
     let (module, info) = parse_loads(kernel, dtype, !short);
     let mut constants = PipelineConstants::default();
-    if kernel.info().stage != Stage::Reduce {
+    if !matches!(kernel.info().stage, Stage::Reduce | Stage::Matmul) {
         constants.insert("WG".to_string(), f64::from(wg));
         constants.insert("LANES".to_string(), f64::from(lanes));
         constants.insert("GRAD_OF".to_string(), f64::from(grad.0));
@@ -193,7 +193,8 @@ fn split_plans_start_with_a_part_and_end_with_a_merge_or_write() {
 
 #[test]
 fn every_shader_translates_to_every_backend_language() {
-    for kernel in Kernel::ALL {
+    // (the matrix product has overrides of its own: matmul_translates_for_every_tiling_and_type)
+    for kernel in Kernel::ALL.into_iter().filter(|k| k.info().stage != Stage::Matmul) {
         for dtype in DTYPES {
             // every layout without a gradient, and the gradient modes in one layout
             let layouts = [(64, 1), (64, 8), (64, 64), (256, 256)].map(|l| (l, (0, false)));
@@ -201,46 +202,117 @@ fn every_shader_translates_to_every_backend_language() {
             for ((wg, lanes), grad) in layouts.into_iter().chain(grads) {
                 let (module, info) = specialised(kernel, dtype, wg, lanes, grad);
                 let name = format!("{} {dtype:?} wg {wg} lanes {lanes} grad {grad:?}", kernel.entry());
-                let spv_pipeline = naga::back::spv::PipelineOptions {
-                    shader_stage: naga::ShaderStage::Compute,
-                    entry_point: kernel.entry().to_string(),
-                };
-                naga::back::spv::write_vec(&module, &info, &Default::default(), Some(&spv_pipeline))
-                    .unwrap_or_else(|e| panic!("{name}: SPIR-V: {e}"));
-                let entry = Some((naga::ShaderStage::Compute, kernel.entry().to_string()));
-                let msl_pipeline =
-                    naga::back::msl::PipelineOptions { entry_point: entry.clone(), ..Default::default() };
-                naga::back::msl::write_string(&module, &info, &Default::default(), &msl_pipeline)
-                    .unwrap_or_else(|e| panic!("{name}: MSL: {e}"));
-                let hlsl_options = naga::back::hlsl::Options::default();
-                let hlsl_pipeline = naga::back::hlsl::PipelineOptions { entry_point: entry };
-                let mut hlsl = String::new();
-                naga::back::hlsl::Writer::new(&mut hlsl, &hlsl_options, &hlsl_pipeline)
-                    .write(&module, &info, None)
-                    .unwrap_or_else(|e| panic!("{name}: HLSL: {e}"));
-                let glsl_options = naga::back::glsl::Options {
-                    version: naga::back::glsl::Version::new_gles(310),
-                    ..Default::default()
-                };
-                let glsl_pipeline = naga::back::glsl::PipelineOptions {
-                    shader_stage: naga::ShaderStage::Compute,
-                    entry_point: kernel.entry().to_string(),
-                    multiview: None,
-                };
-                let mut glsl = String::new();
-                naga::back::glsl::Writer::new(
-                    &mut glsl,
-                    &module,
-                    &info,
-                    &glsl_options,
-                    &glsl_pipeline,
-                    naga::proc::BoundsCheckPolicies::default(),
-                )
-                .and_then(|mut w| w.write())
-                .unwrap_or_else(|e| panic!("{name}: GLSL: {e}"));
+                translate(&module, &info, kernel.entry(), &name);
             }
         }
     }
+}
+
+/// `entry` of `module` (its overrides fixed) written as SPIR-V, MSL, HLSL and GLSL ES 3.1.
+fn translate(module: &naga::Module, info: &ModuleInfo, entry: &str, name: &str) {
+    let spv_pipeline =
+        naga::back::spv::PipelineOptions { shader_stage: naga::ShaderStage::Compute, entry_point: entry.to_string() };
+    naga::back::spv::write_vec(module, info, &Default::default(), Some(&spv_pipeline))
+        .unwrap_or_else(|e| panic!("{name}: SPIR-V: {e}"));
+    let stage_entry = Some((naga::ShaderStage::Compute, entry.to_string()));
+    let msl_pipeline = naga::back::msl::PipelineOptions { entry_point: stage_entry.clone(), ..Default::default() };
+    naga::back::msl::write_string(module, info, &Default::default(), &msl_pipeline)
+        .unwrap_or_else(|e| panic!("{name}: MSL: {e}"));
+    let hlsl_options = naga::back::hlsl::Options::default();
+    let hlsl_pipeline = naga::back::hlsl::PipelineOptions { entry_point: stage_entry };
+    let mut hlsl = String::new();
+    naga::back::hlsl::Writer::new(&mut hlsl, &hlsl_options, &hlsl_pipeline)
+        .write(module, info, None)
+        .unwrap_or_else(|e| panic!("{name}: HLSL: {e}"));
+    let glsl_options =
+        naga::back::glsl::Options { version: naga::back::glsl::Version::new_gles(310), ..Default::default() };
+    let glsl_pipeline = naga::back::glsl::PipelineOptions {
+        shader_stage: naga::ShaderStage::Compute,
+        entry_point: entry.to_string(),
+        multiview: None,
+    };
+    let mut glsl = String::new();
+    naga::back::glsl::Writer::new(
+        &mut glsl,
+        module,
+        info,
+        &glsl_options,
+        &glsl_pipeline,
+        naga::proc::BoundsCheckPolicies::default(),
+    )
+    .and_then(|mut w| w.write())
+    .unwrap_or_else(|e| panic!("{name}: GLSL: {e}"));
+}
+
+/// The matrix product with its overrides fixed as the host fixes them, for the tilings the
+/// host picks (and a one-invocation one) and every pair of operand types, in every backend
+/// language; its workgroup memory within the 16 KiB every device has.
+#[test]
+fn matmul_translates_for_every_tiling_and_type() {
+    use crate::plan::Tile;
+    let (module, info) = &modules()[&Kernel::Matmul.module(DType::F32, false)];
+    let tiles = [
+        crate::plan::matmul_tile(256, 4096, 4096),
+        crate::plan::matmul_tile(64, 4096, 4096),
+        crate::plan::matmul_tile(16, 4096, 4096),
+        crate::plan::matmul_tile(256, 1, 4096),
+        crate::plan::matmul_tile(256, 4096, 1),
+        Tile::new(8, 8, 16),
+    ];
+    let code = |d: DType| match d {
+        DType::F32 => 0.0,
+        DType::F16 => 1.0,
+        DType::Bf16 => 2.0,
+    };
+    for tile in tiles {
+        assert!(tile.fits(256), "{tile:?}");
+        for (a, b) in DTYPES.into_iter().flat_map(|a| DTYPES.map(|b| (a, b))) {
+            let (wx, wy) = tile.workgroup();
+            let mut constants = PipelineConstants::default();
+            for (name, value) in [
+                ("A_DTYPE", code(a)),
+                ("B_DTYPE", code(b)),
+                ("TM", f64::from(tile.tm)),
+                ("TN", f64::from(tile.tn)),
+                ("TK", f64::from(tile.tk)),
+                ("WX", f64::from(wx)),
+                ("WY", f64::from(wy)),
+            ] {
+                constants.insert(name.to_string(), value);
+            }
+            let stage = Some((naga::ShaderStage::Compute, "matmul"));
+            let (m, i) = naga::back::pipeline_constants::process_overrides(module, info, stage, &constants)
+                .unwrap_or_else(|e| panic!("matmul {tile:?}: overrides: {e}"));
+            let entry = m.entry_points.iter().find(|e| e.name == "matmul").expect("matmul");
+            assert_eq!(entry.workgroup_size, [wx, wy, 1], "{tile:?}");
+            translate(&m, &i, "matmul", &format!("matmul {tile:?} {a:?}x{b:?}"));
+        }
+    }
+    let mut layouter = naga::proc::Layouter::default();
+    layouter.update(module.to_ctx()).expect("layout");
+    let shared: u32 = module
+        .global_variables
+        .iter()
+        .filter(|(_, g)| g.space == naga::AddressSpace::WorkGroup)
+        .map(|(_, g)| layouter[g.ty].size)
+        .sum();
+    assert!(shared <= 16384, "{shared} bytes of workgroup memory");
+}
+
+/// The constants the host and the shader share: the staged tile's size and the init codes.
+#[test]
+fn matmul_constants_match_the_wgsl() {
+    let (module, _) = &modules()[&Kernel::Matmul.module(DType::F32, false)];
+    let value = |name: &str| -> u32 {
+        let (_, c) = module.constants.iter().find(|(_, c)| c.name.as_deref() == Some(name)).expect(name);
+        match module.global_expressions[c.init] {
+            naga::Expression::Literal(naga::Literal::U32(v)) => v,
+            ref e => panic!("{name}: {e:?}"),
+        }
+    };
+    use super::matmul_init::{ACCUMULATE, BIAS, ZERO};
+    assert_eq!(value("MAX_STAGED"), crate::plan::MATMUL_STAGED);
+    assert_eq!([value("INIT_ZERO"), value("INIT_ACCUMULATE"), value("INIT_BIAS")], [ZERO, ACCUMULATE, BIAS]);
 }
 
 /// Byte offsets and size of the WGSL struct `name`, as naga lays it out.
@@ -289,6 +361,33 @@ fn row_params_match_the_wgsl_struct() {
         ("softcap", std::mem::offset_of!(RowParams, softcap)),
         ("pad1", std::mem::offset_of!(RowParams, pad1)),
         ("pad2", std::mem::offset_of!(RowParams, pad2)),
+    ];
+    let rust: Vec<(String, u32)> = rust.iter().map(|&(n, o)| (n.to_string(), o as u32)).collect();
+    assert_eq!(fields, rust);
+}
+
+#[test]
+fn matmul_params_match_the_wgsl_struct() {
+    let (module, _) = &modules()[&Kernel::Matmul.module(DType::F32, false)];
+    let (fields, size) = wgsl_layout(module, "MatmulParams");
+    assert_eq!(size as usize, size_of::<MatmulParams>());
+    let rust = [
+        ("m", std::mem::offset_of!(MatmulParams, m)),
+        ("n", std::mem::offset_of!(MatmulParams, n)),
+        ("k", std::mem::offset_of!(MatmulParams, k)),
+        ("init", std::mem::offset_of!(MatmulParams, init)),
+        ("a_base", std::mem::offset_of!(MatmulParams, a_base)),
+        ("a_sm", std::mem::offset_of!(MatmulParams, a_sm)),
+        ("a_sk", std::mem::offset_of!(MatmulParams, a_sk)),
+        ("b_base", std::mem::offset_of!(MatmulParams, b_base)),
+        ("b_sk", std::mem::offset_of!(MatmulParams, b_sk)),
+        ("b_sn", std::mem::offset_of!(MatmulParams, b_sn)),
+        ("c_base", std::mem::offset_of!(MatmulParams, c_base)),
+        ("ldc", std::mem::offset_of!(MatmulParams, ldc)),
+        ("bias_base", std::mem::offset_of!(MatmulParams, bias_base)),
+        ("scale", std::mem::offset_of!(MatmulParams, scale)),
+        ("pad1", std::mem::offset_of!(MatmulParams, pad1)),
+        ("pad2", std::mem::offset_of!(MatmulParams, pad2)),
     ];
     let rust: Vec<(String, u32)> = rust.iter().map(|&(n, o)| (n.to_string(), o as u32)).collect();
     assert_eq!(fields, rust);

@@ -88,9 +88,10 @@ pub(crate) struct Product<'a> {
     pub(crate) scale: f32,
 }
 
-/// Records `p` into `encoder` with the device's tiling ([`Kernels::matmul_tile`]).
+/// Records `p` into `encoder` with the device's tiling for its shape
+/// ([`Kernels::matmul_tile`]).
 pub(crate) fn record(kernels: &Kernels, encoder: &mut wgpu::CommandEncoder, p: &Product) -> Result<()> {
-    record_tiled(kernels, encoder, p, kernels.matmul_tile())
+    record_tiled(kernels, encoder, p, kernels.matmul_tile(p.m, p.n))
 }
 
 /// Records `p` into `encoder` with workgroups of `tile` (any tile gives the same bits: each
@@ -249,7 +250,7 @@ fn check(p: &Product) -> Result<()> {
     for (name, o, len, run) in [("A", &p.a, p.m, p.k), ("B", &p.b, p.k, p.n)] {
         storage(name, o.buffer)?;
         let elem = o.dtype.size() as u64;
-        if o.offset % elem != 0 {
+        if !o.offset.is_multiple_of(elem) {
             return Err(bad(name, format!("offset {} is not a multiple of the {elem}-byte element", o.offset)));
         }
         // the last element read, in u128 so that no stride overflows
@@ -264,7 +265,7 @@ fn check(p: &Product) -> Result<()> {
         }
     }
     storage("C", p.c.buffer)?;
-    if p.c.offset % 4 != 0 {
+    if !p.c.offset.is_multiple_of(4) {
         return Err(bad("C", format!("offset {} is not a multiple of 4", p.c.offset)));
     }
     if p.m > 1 && p.c.row_stride < p.n {
@@ -282,7 +283,7 @@ fn check(p: &Product) -> Result<()> {
     let mut inputs = vec![("A", p.a.buffer), ("B", p.b.buffer)];
     if let Init::Bias { buffer, offset } = p.init {
         storage("bias", buffer)?;
-        if offset % 4 != 0 || offset + 4 * p.n > buffer.size() {
+        if !offset.is_multiple_of(4) || offset + 4 * p.n > buffer.size() {
             let detail =
                 format!("{} f32 from byte {offset} do not fit the buffer's {} bytes aligned", p.n, buffer.size());
             return Err(bad("bias", detail));
