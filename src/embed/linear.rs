@@ -277,6 +277,15 @@ impl Recorder {
         self.record_with(encoder, &loss, &chunk_out, &extras).map(|_| ())
     }
 
+    /// Records `product` with the tiling of a product of `rows` rows: the tiling of a
+    /// chunk's product follows the whole head's shape, never the chunk's, so that no
+    /// chunking changes a pipeline (nor, where a compiler contracts differently in
+    /// another, a bit).
+    fn record_product(&self, encoder: &mut wgpu::CommandEncoder, product: &Product, rows: u64) -> Result<()> {
+        let tile = self.kernels().matmul_tile(rows, product.n);
+        matmul::record_tiled(self.kernels(), encoder, product, tile)
+    }
+
     /// Records chunk `[start, start + n)`'s logits `H·Wᵀ + b` into `logits` from its offset.
     fn record_logits(
         &self,
@@ -297,7 +306,7 @@ impl Recorder {
             init: head.bias.map_or(Init::Zero, |(buffer, offset)| Init::Bias { buffer, offset }),
             scale: 1.0,
         };
-        matmul::record(self.kernels(), encoder, &product)
+        self.record_product(encoder, &product, head.rows)
     }
 
     /// Records a chunk's share of the gradients from its logits' gradient `G` (in
@@ -326,7 +335,7 @@ impl Recorder {
                 init: Init::Zero,
                 scale: 1.0,
             };
-            matmul::record(self.kernels(), encoder, &product)?;
+            self.record_product(encoder, &product, head.rows)?;
         }
         if let Some((buffer, offset)) = g.weight {
             let product = Product {
@@ -339,6 +348,7 @@ impl Recorder {
                 init: if first { Init::Zero } else { Init::Accumulate },
                 scale: 1.0,
             };
+            // a shape no chunking changes: the device's tiling for it
             matmul::record(self.kernels(), encoder, &product)?;
         }
         if let Some((buffer, offset)) = g.bias {
