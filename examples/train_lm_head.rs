@@ -33,7 +33,7 @@ const TOKENS: usize = 4096;
 const WIDTH: usize = 32;
 const VOCABULARY: usize = 1000;
 const STEPS: usize = 20;
-const LEARNING_RATE: f32 = 4.0;
+const LEARNING_RATE: f32 = 30.0;
 /// 128 rows of logits at a time: 1/32 of the `[N, V]` logits.
 const LOGITS_BUDGET: u64 = (128 * VOCABULARY * 4) as u64;
 
