@@ -18,6 +18,14 @@ const USAGE: wgpu::BufferUsages =
     wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
 const IGNORE: i32 = -100;
 
+/// One test on the device at a time: wgpu's GL backend gives up (a panic) on a context
+/// that another thread holds for over a second, as these products can.
+static DEVICE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    DEVICE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A head's inputs on the host, f32 (widened from `dtype` where it is 16-bit, so the
 /// reference sees exactly what the device reads).
 struct Head {
@@ -170,6 +178,7 @@ const OPTIONS: Op = Op::LinearCrossEntropy { ignore_index: Some(IGNORE as i64), 
 /// V ∈ {1, 3, 257, 50257}, N ∈ {1, 7, 70000 (small d)}.
 #[test]
 fn losses_and_gradients_match_the_reference() {
+    let _device = one_at_a_time();
     let Some(ctx) = context() else { return };
     let recorder = Recorder::new(ctx.device());
     let shapes = [(1, 1, 1), (7, 3, 3), (7, 64, 257), (1, 257, 3), (7, 257, 50257), (70000, 3, 257), (70000, 1, 3)];
@@ -184,6 +193,7 @@ fn losses_and_gradients_match_the_reference() {
 /// 16-bit hidden states and weights, soft-capping, a bias, ignored rows.
 #[test]
 fn half_precision_inputs_and_soft_capping() {
+    let _device = one_at_a_time();
     let Some(ctx) = context() else { return };
     let recorder = Recorder::new(ctx.device());
     for (i, dtype) in [DType::F16, DType::Bf16].into_iter().enumerate() {
@@ -199,6 +209,7 @@ fn half_precision_inputs_and_soft_capping() {
 /// losses, the reduction and every gradient, dW and db accumulated over chunks included.
 #[test]
 fn chunked_runs_are_bit_identical_to_one_chunk() {
+    let _device = one_at_a_time();
     let Some(ctx) = context() else { return };
     let head = Head::new((300, 40, 517), DType::F32, true, true, 7);
     let whole = Recorder::new(ctx.device());
@@ -224,6 +235,7 @@ fn chunked_runs_are_bit_identical_to_one_chunk() {
 /// and outputs.
 #[test]
 fn device_memory_stays_within_the_logits_budget() {
+    let _device = one_at_a_time();
     let Some(ctx) = context() else { return };
     let (n, d, v) = (8192usize, 32usize, 50257usize);
     assert!((n * v * 4) as u64 > 1 << 30);
@@ -275,6 +287,7 @@ fn device_memory_stays_within_the_logits_budget() {
 /// Bad arguments are typed errors before anything is recorded; a bad label is the status's.
 #[test]
 fn bad_arguments_are_errors() {
+    let _device = one_at_a_time();
     let Some(ctx) = context() else { return };
     let device = ctx.device();
     let recorder = Recorder::new(device);
