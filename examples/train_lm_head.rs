@@ -34,8 +34,8 @@ const WIDTH: usize = 32;
 const VOCABULARY: usize = 1000;
 const STEPS: usize = 20;
 const LEARNING_RATE: f32 = 30.0;
-/// 128 rows of logits at a time: 1/32 of the `[N, V]` logits.
-const LOGITS_BUDGET: u64 = (128 * VOCABULARY * 4) as u64;
+/// Chunks of 128 rows: 1/32 of the `[N, V]` logits at a time.
+const CHUNK_ROWS: u64 = 128;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
@@ -106,7 +106,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let updates = [update(VOCABULARY * WIDTH, &w_buf, &dw_buf), update(VOCABULARY, &b_buf, &db_buf)];
 
     let recorder = Recorder::new(&device);
-    recorder.set_logits_budget(LOGITS_BUDGET);
+    recorder.set_logits_budget(xent::budget_for_rows(CHUNK_ROWS, VOCABULARY as u64));
     let batch = |buffer, rows: usize| DeviceBatch {
         buffer,
         offset: 0,

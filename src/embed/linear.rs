@@ -143,14 +143,29 @@ fn grads<'a>(g: &DeviceGrad<'a>, head: &Head) -> Result<HeadGrads<'a>> {
     Ok(HeadGrads { hidden, weight, bias, reduction: g.reduction, scale: g.scale })
 }
 
-/// The rows of a chunk whose f32 logits fit `budget` bytes and one binding.
+/// Scratch a chunk takes a row besides its logits: cross-entropy's aux record (32 bytes),
+/// and room for its per-row value and the reduction's partial sums.
+const ROW_SCRATCH: u64 = 64;
+/// Scratch a record takes whatever its chunk: the mean's denominator, the chunks' counts,
+/// the constant one.
+const FIXED_SCRATCH: u64 = 64 << 10;
+
+/// The budget ([`Recorder::set_logits_budget`]) under which a linear head of `classes`
+/// classes goes in chunks of `rows` rows (where one binding holds their logits).
+pub fn budget_for_rows(rows: u64, classes: u64) -> u64 {
+    FIXED_SCRATCH + rows * (4 * classes + ROW_SCRATCH)
+}
+
+/// The rows of a chunk whose f32 logits and scratch fit `budget` bytes (all the record
+/// allocates but the per-row values a caller keeps none of), the logits one binding.
 pub(crate) fn chunk_rows(rows: u64, classes: u64, budget: u64, max_binding: u64) -> Result<u64> {
     let row_bytes = 4 * classes;
-    let fit = budget.min(max_binding) / row_bytes;
+    let fit = (budget.saturating_sub(FIXED_SCRATCH) / (row_bytes + ROW_SCRATCH)).min(max_binding / row_bytes);
     if fit == 0 {
         return Err(Error::TooLarge(format!(
-            "one row of {classes} f32 logits needs {row_bytes} bytes; the logits budget is {budget} and the \
-             adapter binds {max_binding}: raise the budget (Recorder::set_logits_budget)"
+            "one row of {classes} f32 logits needs {} bytes with its scratch; the logits budget is {budget} and the \
+             adapter binds {max_binding}: raise the budget (Recorder::set_logits_budget)",
+            row_bytes + ROW_SCRATCH + FIXED_SCRATCH
         )));
     }
     Ok(fit.min(rows))

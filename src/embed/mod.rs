@@ -29,5 +29,5 @@ pub use inputs::{
     DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, LabelType,
     REPORT_BYTES, Reduced,
 };
-pub use linear::DEFAULT_LOGITS_BUDGET;
+pub use linear::{DEFAULT_LOGITS_BUDGET, budget_for_rows};
 pub use recorder::Recorder;

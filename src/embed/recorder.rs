@@ -127,9 +127,11 @@ impl Recorder {
         size(&s.aux) + size(&s.per_row) + s.partials.as_ref().map_or(0, |p| p[0].size() + p[1].size()) + heads
     }
 
-    /// Sets the most bytes a linear head's f32 logits may take on the device at once
+    /// Sets the most bytes a linear head's record may allocate on the device
     /// ([`Op::LinearCrossEntropy`](crate::Op::LinearCrossEntropy) runs its rows in chunks
-    /// of that many logits; default 64 MiB). One row of `classes` logits must fit.
+    /// whose f32 logits and scratch fit it; default 64 MiB), beyond its inputs and outputs
+    /// (and the 4 bytes a row of per-row values kept for a reduction when the caller keeps
+    /// none). One row of `classes` logits must fit.
     pub fn set_logits_budget(&self, bytes: u64) {
         self.logits_budget.store(bytes, Ordering::Relaxed);
     }

@@ -51,7 +51,7 @@ pub(crate) struct LinearArgs {
     /// Equal-width confidence bins of the calibration error.
     #[arg(long, value_name = "B", default_value_t = 15)]
     bins: u32,
-    /// MiB of f32 logits on the device at once (a chunk of rows' logits; one row must fit).
+    /// MiB the device may hold beyond the inputs: a chunk of rows' f32 logits and their scratch (one row must fit).
     #[arg(long, value_name = "MiB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     logits_budget: u64,
     #[command(flatten)]
@@ -221,6 +221,8 @@ fn report(
         "rows": rows,
         "d": d,
         "classes": classes,
+        // as ce's: the logits' columns
+        "cols": classes,
         "reduction": match args.common.reduction {
             Reduction::None => "none",
             Reduction::Sum => "sum",

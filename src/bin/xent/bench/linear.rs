@@ -75,34 +75,42 @@ pub(super) fn linear(ctx: &Context, shape: (u64, u64, u64), dtype: DType, iters:
     let [per_row, reduced, dh, dw] = &bufs.outputs;
     let grad = DeviceGrad::of_head_mean(Some((dh, 0)), Some((dw, 0)), None);
     let out = DeviceOutput::rows(per_row).with_reduced(reduced, 0).with_grad(grad);
-    let time = |record: &dyn Fn(&mut wgpu::CommandEncoder) -> xent::Result<()>| -> Result<f64, Failure> {
-        let mut times = Vec::new();
-        for i in 0..=iters.max(1) {
-            let started = std::time::Instant::now();
-            let mut encoder = device.create_command_encoder(&Default::default());
-            record(&mut encoder)?;
-            ctx.queue().submit([encoder.finish()]);
-            device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Failure::machine(e.to_string()))?;
-            // the first run compiles and warms up
-            if i > 0 {
-                times.push(started.elapsed().as_secs_f64());
-            }
-        }
-        Ok(median(&mut times))
+    // one run, record to result
+    let once = |record: &dyn Fn(&mut wgpu::CommandEncoder) -> xent::Result<()>| -> Result<f64, Failure> {
+        let started = std::time::Instant::now();
+        let mut encoder = device.create_command_encoder(&Default::default());
+        record(&mut encoder)?;
+        ctx.queue().submit([encoder.finish()]);
+        device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Failure::machine(e.to_string()))?;
+        Ok(started.elapsed().as_secs_f64())
     };
-    let fused = Recorder::new(device);
-    let fused_seconds = time(&|e| fused.record(e, &loss, &out))?;
+    let (fused, unfused) = (Recorder::new(device), Recorder::new(device));
+    let fused_run = |e: &mut wgpu::CommandEncoder| fused.record(e, &loss, &out);
+    once(&fused_run)?; // compiles and warms up
     let fused_outputs = read_all(ctx, &bufs.outputs)?;
-    let unfused = Recorder::new(device);
     let logits_bytes = 4 * n * k;
-    let (unfused_seconds, unfused_bytes, same) = if logits_bytes <= device.limits().max_buffer_size {
-        let logits = empty(device, logits_bytes, wgpu::BufferUsages::STORAGE);
-        let seconds = time(&|e| unfused.record_linear_unfused(e, &loss, &out, &logits))?;
-        let same = read_all(ctx, &bufs.outputs)? == fused_outputs;
-        (Some(seconds), Some(logits_bytes + unfused.scratch_bytes()), Some(same))
-    } else {
-        (None, None, None)
+    let logits = (logits_bytes <= device.limits().max_buffer_size)
+        .then(|| empty(device, logits_bytes, wgpu::BufferUsages::STORAGE));
+    let unfused_run = |e: &mut wgpu::CommandEncoder| match &logits {
+        Some(logits) => unfused.record_linear_unfused(e, &loss, &out, logits),
+        None => Ok(()),
     };
+    let mut same = None;
+    if logits.is_some() {
+        once(&unfused_run)?;
+        same = Some(read_all(ctx, &bufs.outputs)? == fused_outputs);
+    }
+    // the two alternate, run by run, so that a shared machine's drift falls on both
+    let (mut fused_times, mut unfused_times) = (Vec::new(), Vec::new());
+    for _ in 0..iters.max(1) {
+        fused_times.push(once(&fused_run)?);
+        if logits.is_some() {
+            unfused_times.push(once(&unfused_run)?);
+        }
+    }
+    let fused_seconds = median(&mut fused_times);
+    let unfused_seconds = logits.as_ref().map(|_| median(&mut unfused_times));
+    let unfused_bytes = logits.as_ref().map(|l| l.size() + unfused.scratch_bytes());
     let flops = 6.0 * (n * k * d) as f64;
     Ok(json!({
         "op": "linear-ce",
