@@ -205,6 +205,61 @@ fn half_precision_inputs_and_soft_capping() {
     }
 }
 
+/// The device's gradients of the mean against central differences of the loss itself (the
+/// f64 reference's mean, the inputs moved by ±ε), with an ignored row, smoothing, z-loss,
+/// soft-capping and a bias.
+#[test]
+fn gradients_match_central_differences() {
+    let _device = one_at_a_time();
+    let Some(ctx) = context() else { return };
+    let recorder = Recorder::new(ctx.device());
+    let mut head = Head::new((5, 3, 6), DType::F32, true, true, 5);
+    let (n, d, v) = (head.n, head.d, head.v);
+    let got = run(&recorder, &head, OPTIONS, Some(3.0));
+    let mean = |head: &Head| {
+        xent::reference::compute(&head.loss(OPTIONS, Some(3.0)), Default::default()).expect("reference").mean()
+    };
+    let eps = 1e-3f32;
+    let mut check = |which: usize, len: usize, got: &[f32]| {
+        let numeric: Vec<f64> = (0..len)
+            .map(|i| {
+                let x = get(&head, which, i);
+                let (up, down) = (x + eps, x - eps);
+                set(&mut head, which, i, up);
+                let plus = mean(&head);
+                set(&mut head, which, i, down);
+                let minus = mean(&head);
+                set(&mut head, which, i, x);
+                // over the step the f32 inputs took
+                (plus - minus) / (f64::from(up) - f64::from(down))
+            })
+            .collect();
+        // the f32 gradient to 1e-4 of the largest element: a 1% error in any fails
+        assert_grad(&format!("input {which}"), got, &numeric, 1e-4);
+    };
+    check(0, n * d, &got.grads[0]);
+    check(1, v * d, &got.grads[1]);
+    check(2, v, &got.grads[2]);
+}
+
+/// Input `which` (0: H, 1: W, 2: b), element `i`.
+fn get(head: &Head, which: usize, i: usize) -> f32 {
+    match which {
+        0 => head.hidden[i],
+        1 => head.weight[i],
+        _ => head.bias.as_ref().expect("bias")[i],
+    }
+}
+
+/// Sets input `which`, element `i`, to `x`.
+fn set(head: &mut Head, which: usize, i: usize, x: f32) {
+    match which {
+        0 => head.hidden[i] = x,
+        1 => head.weight[i] = x,
+        _ => head.bias.as_mut().expect("bias")[i] = x,
+    }
+}
+
 /// A run in many chunks (a budget of a few rows' logits) gives the same bits as one chunk:
 /// losses, the reduction and every gradient, dW and db accumulated over chunks included.
 #[test]

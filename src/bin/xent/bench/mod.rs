@@ -32,7 +32,7 @@ pub struct BenchArgs {
     /// comma-separated (default: all).
     #[arg(long, value_delimiter = ',', value_name = "OP")]
     ops: Vec<String>,
-    /// Element types: f32, f16 (default: both).
+    /// Element types: f32, f16 (default: both); bf16 too with --linear.
     #[arg(long, value_delimiter = ',', value_name = "DTYPE")]
     dtypes: Vec<String>,
     /// Timed repetitions per kernel (the median is reported).
@@ -172,7 +172,11 @@ impl Grid {
                 .map(|d| match d.as_str() {
                     "f32" => Ok(DType::F32),
                     "f16" => Ok(DType::F16),
-                    other => Err(Failure::input(format!("--dtypes: {other:?} is not f32 or f16"))),
+                    // the linear head's products read bf16; the row grid's files do not
+                    "bf16" if !args.linear.is_empty() => Ok(DType::Bf16),
+                    other => {
+                        Err(Failure::input(format!("--dtypes: {other:?} is not f32 or f16 (or bf16, with --linear)")))
+                    }
                 })
                 .collect::<Result<_, _>>()?,
         };
