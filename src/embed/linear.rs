@@ -32,7 +32,7 @@ use crate::loss::{DType, Reduction};
 use crate::ops::matmul::{self, Init, Operand, Output, Product};
 use crate::plan;
 
-/// The default budget of a linear head's logits: 64 MiB.
+/// The default budget of a linear head's record (its chunk's logits and scratch): 64 MiB.
 pub const DEFAULT_LOGITS_BUDGET: u64 = 64 << 20;
 
 /// A linear head's record, checked.
