@@ -20,9 +20,10 @@ pub(crate) use table::{Access, Binding, Cols, Kernel, Stage, binding};
 pub(crate) use wgsl::Module;
 
 impl Kernel {
-    /// The kernel's module for inputs of `dtype`, viewed as vec4 when `vec4`.
-    pub(crate) fn module(self, dtype: DType, vec4: bool) -> Module {
-        self.info().family.module(dtype, vec4)
+    /// The kernel's module for inputs of `dtype`, viewed as vec4 when `vec4`, its rows'
+    /// lanes combined by subgroup operations where they may be when `subgroups`.
+    pub(crate) fn module(self, dtype: DType, vec4: bool, subgroups: bool) -> Module {
+        self.info().family.module(dtype, vec4, subgroups)
     }
 }
 
@@ -207,6 +208,10 @@ pub(crate) struct Kernels {
     /// The CPU layout (one invocation per row); `XENT_ROW_LAYOUT=gpu` turns it off, so the
     /// GPU layouts can be tested and measured on a CPU adapter.
     cpu_layout: bool,
+    /// The device has `wgpu::Features::SUBGROUP`: row modules are composed with the subgroup
+    /// steps of a row's tree ([`Module::subgroups`]). An app's device opened without the
+    /// feature gets the workgroup-memory tree alone, with the same combination order.
+    subgroups: bool,
     /// Wait for the driver's verdict on each new pipeline (the host path, which blocks
     /// anyway); a recorder of an app's never waits (see [`crate::Recorder::prepare`]).
     wait_for_compiles: bool,
@@ -246,6 +251,7 @@ impl Kernels {
             max_workgroup: device.limits().max_compute_invocations_per_workgroup,
             step_cap: cpu.then_some(crate::plan::CPU_LOOP_STEPS),
             cpu_layout,
+            subgroups: device.features().contains(wgpu::Features::SUBGROUP),
             wait_for_compiles,
             device: device.clone(),
             layouts: Arc::default(),
@@ -257,6 +263,11 @@ impl Kernels {
     /// The device the kernels compile for.
     pub(crate) fn device(&self) -> &wgpu::Device {
         &self.device
+    }
+
+    /// Whether the row kernels' modules are the subgroup variant ([`Module::subgroups`]).
+    pub(crate) fn subgroups(&self) -> bool {
+        self.subgroups
     }
 
     /// Parts each of `rows` rows of `cols` columns is split into ([`crate::plan::row_parts`];
@@ -329,7 +340,7 @@ impl Kernels {
             return Ok(p.clone());
         }
         let scope = self.wait_for_compiles.then(|| self.device.push_error_scope(wgpu::ErrorFilter::Validation));
-        let module_key = kernel.module(dtype, reads.vec4);
+        let module_key = kernel.module(dtype, reads.vec4, self.subgroups);
         let module = self.module(module_key);
         let layout = self.layouts(kernel).pipeline;
         let row_constants = [

@@ -17,11 +17,14 @@ fn variants() -> impl Iterator<Item = (DType, bool)> {
     DTYPES.into_iter().flat_map(|d| [(d, true), (d, false)])
 }
 
-/// Every module of the kernel table, parsed and validated once.
+/// Every module of the kernel table, with and without subgroups, parsed and validated once.
 fn modules() -> &'static HashMap<Module, (naga::Module, ModuleInfo)> {
     static MODULES: OnceLock<HashMap<Module, (naga::Module, ModuleInfo)>> = OnceLock::new();
     MODULES.get_or_init(|| {
-        let keys: HashSet<Module> = Kernel::ALL.iter().flat_map(|k| variants().map(|(d, v)| k.module(d, v))).collect();
+        let keys: HashSet<Module> = Kernel::ALL
+            .iter()
+            .flat_map(|k| variants().flat_map(move |(d, v)| [false, true].map(|sg| k.module(d, v, sg))))
+            .collect();
         keys.into_iter().map(|key| (key, parse(key))).collect()
     })
 }
@@ -29,23 +32,36 @@ fn modules() -> &'static HashMap<Module, (naga::Module, ModuleInfo)> {
 fn parse(key: Module) -> (naga::Module, ModuleInfo) {
     let src = key.source();
     let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{key:?}: {}", e.emit_to_string(&src)));
-    // the capabilities every WebGPU device has: no f16 type, no subgroups
-    let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
+    // the capabilities every WebGPU device has (no f16 type, no subgroups), and subgroup
+    // operations for the modules of devices with wgpu's SUBGROUP feature
+    let caps = if key.subgroups { Capabilities::SUBGROUP } else { Capabilities::empty() };
+    let info = Validator::new(ValidationFlags::all(), caps)
         .validate(&module)
         .unwrap_or_else(|e| panic!("{key:?}: {}", e.emit_to_string(&src)));
     (module, info)
 }
 
 fn parse_loads(kernel: Kernel, dtype: DType, vec4: bool) -> &'static (naga::Module, ModuleInfo) {
-    &modules()[&kernel.module(dtype, vec4)]
+    parse_module(kernel, dtype, vec4, false)
+}
+
+fn parse_module(kernel: Kernel, dtype: DType, vec4: bool, subgroups: bool) -> &'static (naga::Module, ModuleInfo) {
+    &modules()[&kernel.module(dtype, vec4, subgroups)]
 }
 
 /// The module with its overrides fixed as the host fixes them, for one entry point. The
 /// one-lane layout (short rows) is also read by words and an element at a time, so both
 /// loaders and both column loops are translated.
-fn specialised(kernel: Kernel, dtype: DType, wg: u32, lanes: u32, grad: (u32, bool)) -> (naga::Module, ModuleInfo) {
+fn specialised(
+    kernel: Kernel,
+    dtype: DType,
+    wg: u32,
+    lanes: u32,
+    grad: (u32, bool),
+    subgroups: bool,
+) -> (naga::Module, ModuleInfo) {
     let short = lanes == 1;
-    let (module, info) = parse_loads(kernel, dtype, !short);
+    let (module, info) = parse_module(kernel, dtype, !short, subgroups);
     let mut constants = PipelineConstants::default();
     if kernel.info().stage != Stage::Reduce {
         constants.insert("WG".to_string(), f64::from(wg));
@@ -62,6 +78,24 @@ fn specialised(kernel: Kernel, dtype: DType, wg: u32, lanes: u32, grad: (u32, bo
     let (m, i) = naga::back::pipeline_constants::process_overrides(module, info, stage, &constants)
         .unwrap_or_else(|e| panic!("{}: overrides: {e}", kernel.entry()));
     (m.into_owned(), i.into_owned())
+}
+
+/// The subgroup modules shuffle (naga's validation of the others, without the SUBGROUP
+/// capability, is what proves they hold no subgroup operation: wgpu would refuse them on
+/// GL), and the reduction's module is the same either way.
+#[test]
+fn subgroup_operations_only_in_the_subgroup_modules() {
+    for (key, (module, _)) in modules() {
+        let gathers = module
+            .functions
+            .iter()
+            .any(|(_, f)| f.body.iter().any(|s| matches!(s, naga::Statement::SubgroupGather { .. })));
+        assert_eq!(gathers, key.subgroups, "{key:?}");
+    }
+    for kernel in Kernel::ALL {
+        let with = kernel.module(DType::F32, true, true);
+        assert_eq!(with.subgroups, kernel.info().stage != Stage::Reduce, "{}", kernel.entry());
+    }
 }
 
 #[test]
@@ -148,7 +182,7 @@ fn every_kernel_table_row_matches_its_wgsl() {
                 .iter()
                 .enumerate()
                 .find(|(_, e)| e.name == row.entry)
-                .unwrap_or_else(|| panic!("{}: no entry point in {:?}", row.entry, kernel.module(dtype, vec4)));
+                .unwrap_or_else(|| panic!("{}: no entry point in {:?}", row.entry, kernel.module(dtype, vec4, false)));
             let here = used_bindings(module, info, index);
             assert!(
                 here.is_subset(&declared),
@@ -199,48 +233,60 @@ fn every_shader_translates_to_every_backend_language() {
             let layouts = [(64, 1), (64, 8), (64, 64), (256, 256)].map(|l| (l, (0, false)));
             let grads = [(1, false), (1, true), (2, false), (2, true)].map(|g| ((64, 8), g));
             for ((wg, lanes), grad) in layouts.into_iter().chain(grads) {
-                let (module, info) = specialised(kernel, dtype, wg, lanes, grad);
-                let name = format!("{} {dtype:?} wg {wg} lanes {lanes} grad {grad:?}", kernel.entry());
-                let spv_pipeline = naga::back::spv::PipelineOptions {
-                    shader_stage: naga::ShaderStage::Compute,
-                    entry_point: kernel.entry().to_string(),
-                };
-                naga::back::spv::write_vec(&module, &info, &Default::default(), Some(&spv_pipeline))
-                    .unwrap_or_else(|e| panic!("{name}: SPIR-V: {e}"));
-                let entry = Some((naga::ShaderStage::Compute, kernel.entry().to_string()));
-                let msl_pipeline =
-                    naga::back::msl::PipelineOptions { entry_point: entry.clone(), ..Default::default() };
-                naga::back::msl::write_string(&module, &info, &Default::default(), &msl_pipeline)
-                    .unwrap_or_else(|e| panic!("{name}: MSL: {e}"));
-                let hlsl_options = naga::back::hlsl::Options::default();
-                let hlsl_pipeline = naga::back::hlsl::PipelineOptions { entry_point: entry };
-                let mut hlsl = String::new();
-                naga::back::hlsl::Writer::new(&mut hlsl, &hlsl_options, &hlsl_pipeline)
-                    .write(&module, &info, None)
-                    .unwrap_or_else(|e| panic!("{name}: HLSL: {e}"));
-                let glsl_options = naga::back::glsl::Options {
-                    version: naga::back::glsl::Version::new_gles(310),
-                    ..Default::default()
-                };
-                let glsl_pipeline = naga::back::glsl::PipelineOptions {
-                    shader_stage: naga::ShaderStage::Compute,
-                    entry_point: kernel.entry().to_string(),
-                    multiview: None,
-                };
-                let mut glsl = String::new();
-                naga::back::glsl::Writer::new(
-                    &mut glsl,
-                    &module,
-                    &info,
-                    &glsl_options,
-                    &glsl_pipeline,
-                    naga::proc::BoundsCheckPolicies::default(),
-                )
-                .and_then(|mut w| w.write())
-                .unwrap_or_else(|e| panic!("{name}: GLSL: {e}"));
+                for subgroups in [false, true] {
+                    let (module, info) = specialised(kernel, dtype, wg, lanes, grad, subgroups);
+                    let name = format!("{} {dtype:?} wg {wg} lanes {lanes} grad {grad:?} subgroups {subgroups}", kernel.entry());
+                    translate(kernel, &module, &info, &name, subgroups);
+                }
             }
         }
     }
+}
+
+/// SPIR-V, MSL, HLSL and GLSL of one specialised module. With subgroups, MSL 2.1 and
+/// shader model 6.0 (the first with simd and wave operations), and no GLSL: wgpu's GL
+/// backend never offers the SUBGROUP feature.
+fn translate(kernel: Kernel, module: &naga::Module, info: &ModuleInfo, name: &str, subgroups: bool) {
+    let spv_pipeline =
+        naga::back::spv::PipelineOptions { shader_stage: naga::ShaderStage::Compute, entry_point: kernel.entry().to_string() };
+    naga::back::spv::write_vec(module, info, &Default::default(), Some(&spv_pipeline))
+        .unwrap_or_else(|e| panic!("{name}: SPIR-V: {e}"));
+    let entry = Some((naga::ShaderStage::Compute, kernel.entry().to_string()));
+    let msl_pipeline = naga::back::msl::PipelineOptions { entry_point: entry.clone(), ..Default::default() };
+    let mut msl_options = naga::back::msl::Options::default();
+    let mut hlsl_options = naga::back::hlsl::Options::default();
+    if subgroups {
+        msl_options.lang_version = (2, 1);
+        hlsl_options.shader_model = naga::back::hlsl::ShaderModel::V6_0;
+    }
+    naga::back::msl::write_string(module, info, &msl_options, &msl_pipeline)
+        .unwrap_or_else(|e| panic!("{name}: MSL: {e}"));
+    let hlsl_pipeline = naga::back::hlsl::PipelineOptions { entry_point: entry };
+    let mut hlsl = String::new();
+    naga::back::hlsl::Writer::new(&mut hlsl, &hlsl_options, &hlsl_pipeline)
+        .write(module, info, None)
+        .unwrap_or_else(|e| panic!("{name}: HLSL: {e}"));
+    if subgroups {
+        return;
+    }
+    let glsl_options =
+        naga::back::glsl::Options { version: naga::back::glsl::Version::new_gles(310), ..Default::default() };
+    let glsl_pipeline = naga::back::glsl::PipelineOptions {
+        shader_stage: naga::ShaderStage::Compute,
+        entry_point: kernel.entry().to_string(),
+        multiview: None,
+    };
+    let mut glsl = String::new();
+    naga::back::glsl::Writer::new(
+        &mut glsl,
+        module,
+        info,
+        &glsl_options,
+        &glsl_pipeline,
+        naga::proc::BoundsCheckPolicies::default(),
+    )
+    .and_then(|mut w| w.write())
+    .unwrap_or_else(|e| panic!("{name}: GLSL: {e}"));
 }
 
 /// Byte offsets and size of the WGSL struct `name`, as naga lays it out.
