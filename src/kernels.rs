@@ -1,9 +1,11 @@
 //! The kernels: their table ([`TABLE`], one row per entry point), their WGSL composed
 //! per family, dtype and load width ([`Module`]), and the pipeline cache.
 //!
-//! Each row module is `params + loader(dtype, load width) + numerics + row reduction +
-//! gradient + family`; the workgroup size and lanes per row are `override` constants, so
-//! shapes never enter shader text.
+//! Each row module is `params + loader(dtype, load width) + numerics + row layout + lane
+//! tree + lanes (with or without subgroups) + gradient + family`; the workgroup size and
+//! lanes per row are `override` constants, so shapes never enter shader text. A device with
+//! `wgpu::Features::SUBGROUP` gets the modules whose lanes shuffle, any other the ones
+//! without a subgroup builtin (which is all GL gets).
 
 #[cfg(test)]
 mod naga_tests;

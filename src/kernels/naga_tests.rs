@@ -177,12 +177,10 @@ fn every_kernel_table_row_matches_its_wgsl() {
         let (mut used, mut grad, mut writes_rows) = (BTreeSet::new(), false, false);
         for (dtype, vec4) in variants() {
             let (module, info) = parse_loads(kernel, dtype, vec4);
-            let (index, entry) = module
-                .entry_points
-                .iter()
-                .enumerate()
-                .find(|(_, e)| e.name == row.entry)
-                .unwrap_or_else(|| panic!("{}: no entry point in {:?}", row.entry, kernel.module(dtype, vec4, false)));
+            let (index, entry) =
+                module.entry_points.iter().enumerate().find(|(_, e)| e.name == row.entry).unwrap_or_else(|| {
+                    panic!("{}: no entry point in {:?}", row.entry, kernel.module(dtype, vec4, false))
+                });
             let here = used_bindings(module, info, index);
             assert!(
                 here.is_subset(&declared),
@@ -235,7 +233,10 @@ fn every_shader_translates_to_every_backend_language() {
             for ((wg, lanes), grad) in layouts.into_iter().chain(grads) {
                 for subgroups in [false, true] {
                     let (module, info) = specialised(kernel, dtype, wg, lanes, grad, subgroups);
-                    let name = format!("{} {dtype:?} wg {wg} lanes {lanes} grad {grad:?} subgroups {subgroups}", kernel.entry());
+                    let name = format!(
+                        "{} {dtype:?} wg {wg} lanes {lanes} grad {grad:?} subgroups {subgroups}",
+                        kernel.entry()
+                    );
                     translate(kernel, &module, &info, &name, subgroups);
                 }
             }
@@ -247,8 +248,10 @@ fn every_shader_translates_to_every_backend_language() {
 /// shader model 6.0 (the first with simd and wave operations), and no GLSL: wgpu's GL
 /// backend never offers the SUBGROUP feature.
 fn translate(kernel: Kernel, module: &naga::Module, info: &ModuleInfo, name: &str, subgroups: bool) {
-    let spv_pipeline =
-        naga::back::spv::PipelineOptions { shader_stage: naga::ShaderStage::Compute, entry_point: kernel.entry().to_string() };
+    let spv_pipeline = naga::back::spv::PipelineOptions {
+        shader_stage: naga::ShaderStage::Compute,
+        entry_point: kernel.entry().to_string(),
+    };
     naga::back::spv::write_vec(module, info, &Default::default(), Some(&spv_pipeline))
         .unwrap_or_else(|e| panic!("{name}: SPIR-V: {e}"));
     let entry = Some((naga::ShaderStage::Compute, kernel.entry().to_string()));

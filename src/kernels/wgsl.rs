@@ -1,6 +1,7 @@
 //! Shader modules composed from the files of `shaders/`: each file is in the binary once,
 //! and a module's text is put together (in the order the files are listed here) when the
-//! first pipeline of its family, dtype and load width is built.
+//! first pipeline of its family, dtype, load width and lanes (with or without subgroups) is
+//! built.
 
 use crate::loss::DType;
 
