@@ -163,10 +163,10 @@ fn calls_any(module: &naga::Module, entry: &naga::EntryPoint, names: &[&str]) ->
     seen.iter().any(|&f| module.functions[f].name.as_deref().is_some_and(|n| names.contains(&n)))
 }
 
-/// Each row of the kernel table against its WGSL, in every module it is compiled from: the
-/// entry point exists, the bindings it uses are those the row declares (index and access;
-/// the layout wgpu checks a pipeline against), and it writes rows of values, and a
-/// gradient, exactly when the row says so.
+/// Each row of the kernel table against its WGSL, in every module it is compiled from (with
+/// and without subgroups): the entry point exists, the bindings it uses are those the row
+/// declares (index and access; the layout wgpu checks a pipeline against), and it writes
+/// rows of values, and a gradient, exactly when the row says so.
 #[test]
 fn every_kernel_table_row_matches_its_wgsl() {
     for kernel in Kernel::ALL {
@@ -175,12 +175,14 @@ fn every_kernel_table_row_matches_its_wgsl() {
         assert!(declared.windows(2).all(|w| w[0].0 < w[1].0), "{}: bindings out of index order", row.entry);
         let declared: BTreeSet<_> = declared.into_iter().collect();
         let (mut used, mut grad, mut writes_rows) = (BTreeSet::new(), false, false);
-        for (dtype, vec4) in variants() {
-            let (module, info) = parse_loads(kernel, dtype, vec4);
-            let (index, entry) =
-                module.entry_points.iter().enumerate().find(|(_, e)| e.name == row.entry).unwrap_or_else(|| {
-                    panic!("{}: no entry point in {:?}", row.entry, kernel.module(dtype, vec4, false))
-                });
+        for ((dtype, vec4), sg) in variants().flat_map(|v| [(v, false), (v, true)]) {
+            let (module, info) = parse_module(kernel, dtype, vec4, sg);
+            let (index, entry) = module
+                .entry_points
+                .iter()
+                .enumerate()
+                .find(|(_, e)| e.name == row.entry)
+                .unwrap_or_else(|| panic!("{}: no entry point in {:?}", row.entry, kernel.module(dtype, vec4, sg)));
             let here = used_bindings(module, info, index);
             assert!(
                 here.is_subset(&declared),
