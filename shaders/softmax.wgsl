@@ -95,7 +95,7 @@ fn softmax_merge(inv: Invocation) {
     if slot.live {
         let st = merged_parts(slot.row, params.inv_temperature);
         // write_part_stats addresses unit `slot.row`: the row's first part is unit row · parts
-        write_part_stats(RowSlot(slot.row * params.parts, 0u, slot.t, true), st);
+        write_part_stats(RowSlot(slot.row * params.parts, 0u, slot.t, true, 0u), st);
     }
 }
 

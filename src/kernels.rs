@@ -1,9 +1,11 @@
 //! The kernels: their table ([`TABLE`], one row per entry point), their WGSL composed
 //! per family, dtype and load width ([`Module`]), and the pipeline cache.
 //!
-//! Each row module is `params + loader(dtype, load width) + numerics + row reduction +
-//! gradient + family`; the workgroup size and lanes per row are `override` constants, so
-//! shapes never enter shader text.
+//! Each row module is `params + loader(dtype, load width) + numerics + row layout + lane
+//! tree + lanes (with or without subgroups) + gradient + family`; the workgroup size and
+//! lanes per row are `override` constants, so shapes never enter shader text. A device with
+//! `wgpu::Features::SUBGROUP` gets the modules whose lanes shuffle, any other the ones
+//! without a subgroup builtin (which is all GL gets).
 
 #[cfg(test)]
 mod naga_tests;
@@ -20,9 +22,10 @@ pub(crate) use table::{Access, Binding, Cols, Kernel, Stage, binding};
 pub(crate) use wgsl::Module;
 
 impl Kernel {
-    /// The kernel's module for inputs of `dtype`, viewed as vec4 when `vec4`.
-    pub(crate) fn module(self, dtype: DType, vec4: bool) -> Module {
-        self.info().family.module(dtype, vec4)
+    /// The kernel's module for inputs of `dtype`, viewed as vec4 when `vec4`, its rows'
+    /// lanes combined by subgroup operations where they may be when `subgroups`.
+    pub(crate) fn module(self, dtype: DType, vec4: bool, subgroups: bool) -> Module {
+        self.info().family.module(dtype, vec4, subgroups)
     }
 }
 
@@ -268,6 +271,10 @@ pub(crate) struct Kernels {
     /// The CPU layout (one invocation per row); `XENT_ROW_LAYOUT=gpu` turns it off, so the
     /// GPU layouts can be tested and measured on a CPU adapter.
     cpu_layout: bool,
+    /// The device has `wgpu::Features::SUBGROUP`: row modules are composed with the subgroup
+    /// steps of a row's tree ([`Module::subgroups`]). An app's device opened without the
+    /// feature gets the workgroup-memory tree alone, with the same combination order.
+    subgroups: bool,
     /// Wait for the driver's verdict on each new pipeline (the host path, which blocks
     /// anyway); a recorder of an app's never waits (see [`crate::Recorder::prepare`]).
     wait_for_compiles: bool,
@@ -307,6 +314,7 @@ impl Kernels {
             max_workgroup: device.limits().max_compute_invocations_per_workgroup,
             step_cap: cpu.then_some(crate::plan::CPU_LOOP_STEPS),
             cpu_layout,
+            subgroups: device.features().contains(wgpu::Features::SUBGROUP),
             wait_for_compiles,
             device: device.clone(),
             layouts: Arc::default(),
@@ -319,6 +327,11 @@ impl Kernels {
     /// The device the kernels compile for.
     pub(crate) fn device(&self) -> &wgpu::Device {
         &self.device
+    }
+
+    /// Whether the row kernels' modules are the subgroup variant ([`Module::subgroups`]).
+    pub(crate) fn subgroups(&self) -> bool {
+        self.subgroups
     }
 
     /// Parts each of `rows` rows of `cols` columns is split into ([`crate::plan::row_parts`];
@@ -407,7 +420,7 @@ impl Kernels {
             Stage::Matmul => return Err(Error::Gpu("the matrix product's pipeline is matmul_pipeline's".into())),
             _ => &row_constants,
         };
-        let pipeline = self.compile(kernel, kernel.module(dtype, reads.vec4), constants)?;
+        let pipeline = self.compile(kernel, kernel.module(dtype, reads.vec4, self.subgroups), constants)?;
         lock(&self.pipelines).insert(key, pipeline.clone());
         Ok(pipeline)
     }
@@ -449,7 +462,7 @@ impl Kernels {
             ("WY", f64::from(wy)),
         ];
         let kernel = Kernel::Matmul;
-        let pipeline = self.compile(kernel, kernel.module(DType::F32, false), &constants)?;
+        let pipeline = self.compile(kernel, kernel.module(DType::F32, false, false), &constants)?;
         lock(&self.matmuls).insert(key, pipeline.clone());
         Ok(pipeline)
     }

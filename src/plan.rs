@@ -412,6 +412,27 @@ mod tests {
         assert_eq!(row_layout(4096, 64, 1024, cap, false), (64, 64));
     }
 
+    /// The subgroup steps of a row's tree (shaders/common/row_tree.wgsl) need a row's lanes
+    /// and the workgroup to be powers of two (a row is then an aligned run of one subgroup, or
+    /// whole subgroups); the shader falls back to workgroup memory alone otherwise, so a
+    /// layout off that would silently lose them.
+    #[test]
+    fn layouts_are_powers_of_two() {
+        for cols in (1..=5000).chain((12..=31).map(|p| (1u64 << p) + 1)) {
+            for (wg, max_wg, cap, cpu) in
+                [(64, 1024, None, false), (32, 1024, None, false), (64, 1024, Some(CPU_LOOP_STEPS), false)]
+                    .into_iter()
+                    .chain([(8, 256, Some(CPU_LOOP_STEPS), true), (8, 1024, Some(CPU_LOOP_STEPS), true)])
+            {
+                let (w, lanes) = row_layout(cols, wg, max_wg, cap, cpu);
+                assert!(
+                    w.is_power_of_two() && lanes.is_power_of_two() && lanes <= w && w <= max_wg,
+                    "{cols}: {w} {lanes}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn split_rows() {
         assert_eq!(row_parts(8192, 4096, false), 1);

@@ -18,6 +18,8 @@ mod outputs;
 mod report;
 #[path = "embed/status.rs"]
 mod status;
+#[path = "embed/subgroups.rs"]
+mod subgroups;
 
 use common::{assert_close, context, rng};
 use half::f16;

@@ -1,14 +1,14 @@
-// The row layout of a workgroup and its reductions.
+// The row layout of a workgroup.
 //
 // A workgroup of WG invocations holds WG / LANES rows; the LANES invocations of a row
 // stride over its columns in octets (see `Octets`: lane l takes the l-th run of eight, then
-// every LANES-th) and then combine their partial
-// results in a fixed binary tree in workgroup memory, so every run gives the same bits.
-// LANES = 1 is one invocation per row (few columns), LANES = WG one workgroup per row.
-// Both are `override` constants chosen by the host from the shape and the adapter.
+// every LANES-th) and then combine their partial results in a fixed binary tree
+// (row_tree.wgsl), so every run gives the same bits. LANES = 1 is one invocation per row
+// (few columns), LANES = WG one workgroup per row. Both are `override` constants chosen by
+// the host from the shape and the adapter.
 //
-// Every function here holds barriers: call it from uniform control flow, in every
-// invocation, including those whose row is past the end.
+// Every function here that reduces over a row's lanes holds barriers: call it from
+// uniform control flow, in every invocation, including those whose row is past the end.
 
 override WG: u32 = 64u;
 override LANES: u32 = 64u;
@@ -18,8 +18,9 @@ var<workgroup> sh_y: array<f32, WG>;
 var<workgroup> sh_u: array<u32, WG>;
 var<workgroup> sh_v: array<u32, WG>;
 
-// What every row kernel's entry point is called with, `fn kernel(inv: Invocation)`: where
-// the invocation stands in the dispatch, a 2-D grid of workgroups (rows may exceed 65,535
+// Every row kernel's entry point is `fn kernel(inv: Invocation)` (the struct is
+// row_lanes.wgsl's, or row_lanes_subgroups.wgsl's on a device with subgroups): where the
+// invocation stands in the dispatch, a 2-D grid of workgroups (rows may exceed 65,535
 // groups). A kernel that holds barriers starts
 //
 //   if !group_live(inv) { return; }
@@ -27,17 +28,12 @@ var<workgroup> sh_v: array<u32, WG>;
 //
 // (a uniform return: the whole workgroup takes it, or none of it); one without barriers
 // (the merges, one invocation per row, and the copy baseline) takes row_slot alone.
-struct Invocation {
-    @builtin(local_invocation_index) t: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-}
-
 struct RowSlot {
     row: u32,     // row index within this dispatch
     lane: u32,
-    t: u32,       // local invocation index
+    t: u32,       // index in the workgroup's layout (of its workgroup memory)
     live: bool,   // row < params.rows
+    sg: u32,      // width of the subgroups the row's tree may shuffle in (0: none)
 }
 
 // The first row of the invocation's workgroup: the group's index in the grid times its rows.
@@ -47,44 +43,14 @@ fn first_row(inv: Invocation) -> u32 {
 
 // The invocation's row and lane.
 fn row_slot(inv: Invocation) -> RowSlot {
-    let row = first_row(inv) + inv.t / LANES;
-    return RowSlot(row, inv.t % LANES, inv.t, row < params.rows);
+    let at = lane_index(inv);
+    let row = first_row(inv) + at.x / LANES;
+    return RowSlot(row, at.x % LANES, at.x, row < params.rows, at.y);
 }
 
 // Whether any row of this workgroup is live (uniform: depends on workgroup_id only).
 fn group_live(inv: Invocation) -> bool {
     return first_row(inv) < params.rows;
-}
-
-fn row_stats(slot: RowSlot, st: RowStats) -> RowStats {
-    if LANES == 1u {
-        // one invocation per row: nothing to merge, and no barrier (an override constant,
-        // so the branch is resolved when the pipeline is built)
-        return RowStats(st.m, st.s, st.arg, st.cls, log(st.s), st.k);
-    }
-    sh_x[slot.t] = st.m;
-    sh_y[slot.t] = st.s;
-    sh_u[slot.t] = st.arg;
-    sh_v[slot.t] = st.cls;
-    workgroupBarrier();
-    for (var off = LANES / 2u; off > 0u; off = off / 2u) {
-        if slot.lane < off {
-            let t = slot.t;
-            let a = RowStats(sh_x[t], sh_y[t], sh_u[t], sh_v[t], 0.0, st.k);
-            let b = RowStats(sh_x[t + off], sh_y[t + off], sh_u[t + off], sh_v[t + off], 0.0, st.k);
-            let r = stats_merge(a, b);
-            sh_x[t] = r.m;
-            sh_y[t] = r.s;
-            sh_u[t] = r.arg;
-            sh_v[t] = r.cls;
-        }
-        workgroupBarrier();
-    }
-    let h = slot.t - slot.lane;
-    // log s once per row, not once per element of the passes that follow
-    let r = RowStats(sh_x[h], sh_y[h], sh_u[h], sh_v[h], log(sh_y[h]), st.k);
-    workgroupBarrier();
-    return r;
 }
 
 // The entropy sum t (EntropyStats) of the row's lanes, each at its lane's stats, moved to
@@ -94,45 +60,6 @@ fn row_entropy_t(slot: RowSlot, t: f32, lane: RowStats, row: RowStats) -> f32 {
         return t;
     }
     return row_sum(slot, SumFlags(entropy_moved(t, lane.s, lane.m, row.m, row.k), 0u)).sum;
-}
-
-// A sum and an OR of flag bits over the row's lanes.
-fn row_sum(slot: RowSlot, v: SumFlags) -> SumFlags {
-    if LANES == 1u {
-        return v;
-    }
-    sh_x[slot.t] = v.sum;
-    sh_u[slot.t] = v.flags;
-    workgroupBarrier();
-    for (var off = LANES / 2u; off > 0u; off = off / 2u) {
-        if slot.lane < off {
-            sh_x[slot.t] = sh_x[slot.t] + sh_x[slot.t + off];
-            sh_u[slot.t] = sh_u[slot.t] | sh_u[slot.t + off];
-        }
-        workgroupBarrier();
-    }
-    let h = slot.t - slot.lane;
-    let r = SumFlags(sh_x[h], sh_u[h]);
-    workgroupBarrier();
-    return r;
-}
-
-// A count over the row's lanes.
-fn row_count(slot: RowSlot, n: u32) -> u32 {
-    if LANES == 1u {
-        return n;
-    }
-    sh_u[slot.t] = n;
-    workgroupBarrier();
-    for (var off = LANES / 2u; off > 0u; off = off / 2u) {
-        if slot.lane < off {
-            sh_u[slot.t] = sh_u[slot.t] + sh_u[slot.t + off];
-        }
-        workgroupBarrier();
-    }
-    let r = sh_u[slot.t - slot.lane];
-    workgroupBarrier();
-    return r;
 }
 
 fn report_bad_label(row: u32) {

@@ -119,6 +119,14 @@ impl Recorder {
         &self.kernels
     }
 
+    /// Whether the row kernels combine a row's lanes with subgroup operations where the
+    /// layout allows (the device was opened with `wgpu::Features::SUBGROUP`, which
+    /// [`Context`](crate::Context) requests wherever the adapter has it); without, through
+    /// workgroup memory alone. The combination order is the same either way.
+    pub fn subgroup_reductions(&self) -> bool {
+        self.kernels.subgroups()
+    }
+
     /// Bytes of scratch the recorder holds (it grows to the largest record, then stays).
     pub fn scratch_bytes(&self) -> u64 {
         let s = self.scratch.lock().unwrap_or_else(|e| e.into_inner());

@@ -17,11 +17,14 @@ fn variants() -> impl Iterator<Item = (DType, bool)> {
     DTYPES.into_iter().flat_map(|d| [(d, true), (d, false)])
 }
 
-/// Every module of the kernel table, parsed and validated once.
+/// Every module of the kernel table, with and without subgroups, parsed and validated once.
 fn modules() -> &'static HashMap<Module, (naga::Module, ModuleInfo)> {
     static MODULES: OnceLock<HashMap<Module, (naga::Module, ModuleInfo)>> = OnceLock::new();
     MODULES.get_or_init(|| {
-        let keys: HashSet<Module> = Kernel::ALL.iter().flat_map(|k| variants().map(|(d, v)| k.module(d, v))).collect();
+        let keys: HashSet<Module> = Kernel::ALL
+            .iter()
+            .flat_map(|k| variants().flat_map(move |(d, v)| [false, true].map(|sg| k.module(d, v, sg))))
+            .collect();
         keys.into_iter().map(|key| (key, parse(key))).collect()
     })
 }
@@ -29,23 +32,36 @@ fn modules() -> &'static HashMap<Module, (naga::Module, ModuleInfo)> {
 fn parse(key: Module) -> (naga::Module, ModuleInfo) {
     let src = key.source();
     let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{key:?}: {}", e.emit_to_string(&src)));
-    // the capabilities every WebGPU device has: no f16 type, no subgroups
-    let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
+    // the capabilities every WebGPU device has (no f16 type, no subgroups), and subgroup
+    // operations for the modules of devices with wgpu's SUBGROUP feature
+    let caps = if key.subgroups { Capabilities::SUBGROUP } else { Capabilities::empty() };
+    let info = Validator::new(ValidationFlags::all(), caps)
         .validate(&module)
         .unwrap_or_else(|e| panic!("{key:?}: {}", e.emit_to_string(&src)));
     (module, info)
 }
 
 fn parse_loads(kernel: Kernel, dtype: DType, vec4: bool) -> &'static (naga::Module, ModuleInfo) {
-    &modules()[&kernel.module(dtype, vec4)]
+    parse_module(kernel, dtype, vec4, false)
+}
+
+fn parse_module(kernel: Kernel, dtype: DType, vec4: bool, subgroups: bool) -> &'static (naga::Module, ModuleInfo) {
+    &modules()[&kernel.module(dtype, vec4, subgroups)]
 }
 
 /// The module with its overrides fixed as the host fixes them, for one entry point. The
 /// one-lane layout (short rows) is also read by words and an element at a time, so both
 /// loaders and both column loops are translated.
-fn specialised(kernel: Kernel, dtype: DType, wg: u32, lanes: u32, grad: (u32, bool)) -> (naga::Module, ModuleInfo) {
+fn specialised(
+    kernel: Kernel,
+    dtype: DType,
+    wg: u32,
+    lanes: u32,
+    grad: (u32, bool),
+    subgroups: bool,
+) -> (naga::Module, ModuleInfo) {
     let short = lanes == 1;
-    let (module, info) = parse_loads(kernel, dtype, !short);
+    let (module, info) = parse_module(kernel, dtype, !short, subgroups);
     let mut constants = PipelineConstants::default();
     if !matches!(kernel.info().stage, Stage::Reduce | Stage::Matmul) {
         constants.insert("WG".to_string(), f64::from(wg));
@@ -62,6 +78,25 @@ fn specialised(kernel: Kernel, dtype: DType, wg: u32, lanes: u32, grad: (u32, bo
     let (m, i) = naga::back::pipeline_constants::process_overrides(module, info, stage, &constants)
         .unwrap_or_else(|e| panic!("{}: overrides: {e}", kernel.entry()));
     (m.into_owned(), i.into_owned())
+}
+
+/// The subgroup modules shuffle (naga's validation of the others, without the SUBGROUP
+/// capability, is what proves they hold no subgroup operation: wgpu would refuse them on
+/// GL), and the reduction's and the matrix product's modules are the same either way.
+#[test]
+fn subgroup_operations_only_in_the_subgroup_modules() {
+    for (key, (module, _)) in modules() {
+        let gathers = module
+            .functions
+            .iter()
+            .any(|(_, f)| f.body.iter().any(|s| matches!(s, naga::Statement::SubgroupGather { .. })));
+        assert_eq!(gathers, key.subgroups, "{key:?}");
+    }
+    for kernel in Kernel::ALL {
+        let with = kernel.module(DType::F32, true, true);
+        let row_kernel = !matches!(kernel.info().stage, Stage::Reduce | Stage::Matmul);
+        assert_eq!(with.subgroups, row_kernel, "{}", kernel.entry());
+    }
 }
 
 #[test]
@@ -129,10 +164,10 @@ fn calls_any(module: &naga::Module, entry: &naga::EntryPoint, names: &[&str]) ->
     seen.iter().any(|&f| module.functions[f].name.as_deref().is_some_and(|n| names.contains(&n)))
 }
 
-/// Each row of the kernel table against its WGSL, in every module it is compiled from: the
-/// entry point exists, the bindings it uses are those the row declares (index and access;
-/// the layout wgpu checks a pipeline against), and it writes rows of values, and a
-/// gradient, exactly when the row says so.
+/// Each row of the kernel table against its WGSL, in every module it is compiled from (with
+/// and without subgroups): the entry point exists, the bindings it uses are those the row
+/// declares (index and access; the layout wgpu checks a pipeline against), and it writes
+/// rows of values, and a gradient, exactly when the row says so.
 #[test]
 fn every_kernel_table_row_matches_its_wgsl() {
     for kernel in Kernel::ALL {
@@ -141,14 +176,14 @@ fn every_kernel_table_row_matches_its_wgsl() {
         assert!(declared.windows(2).all(|w| w[0].0 < w[1].0), "{}: bindings out of index order", row.entry);
         let declared: BTreeSet<_> = declared.into_iter().collect();
         let (mut used, mut grad, mut writes_rows) = (BTreeSet::new(), false, false);
-        for (dtype, vec4) in variants() {
-            let (module, info) = parse_loads(kernel, dtype, vec4);
+        for ((dtype, vec4), sg) in variants().flat_map(|v| [(v, false), (v, true)]) {
+            let (module, info) = parse_module(kernel, dtype, vec4, sg);
             let (index, entry) = module
                 .entry_points
                 .iter()
                 .enumerate()
                 .find(|(_, e)| e.name == row.entry)
-                .unwrap_or_else(|| panic!("{}: no entry point in {:?}", row.entry, kernel.module(dtype, vec4)));
+                .unwrap_or_else(|| panic!("{}: no entry point in {:?}", row.entry, kernel.module(dtype, vec4, sg)));
             let here = used_bindings(module, info, index);
             assert!(
                 here.is_subset(&declared),
@@ -200,30 +235,45 @@ fn every_shader_translates_to_every_backend_language() {
             let layouts = [(64, 1), (64, 8), (64, 64), (256, 256)].map(|l| (l, (0, false)));
             let grads = [(1, false), (1, true), (2, false), (2, true)].map(|g| ((64, 8), g));
             for ((wg, lanes), grad) in layouts.into_iter().chain(grads) {
-                let (module, info) = specialised(kernel, dtype, wg, lanes, grad);
-                let name = format!("{} {dtype:?} wg {wg} lanes {lanes} grad {grad:?}", kernel.entry());
-                translate(&module, &info, kernel.entry(), &name);
+                for subgroups in [false, true] {
+                    let (module, info) = specialised(kernel, dtype, wg, lanes, grad, subgroups);
+                    let name = format!(
+                        "{} {dtype:?} wg {wg} lanes {lanes} grad {grad:?} subgroups {subgroups}",
+                        kernel.entry()
+                    );
+                    translate(&module, &info, kernel.entry(), &name, subgroups);
+                }
             }
         }
     }
 }
 
-/// `entry` of `module` (its overrides fixed) written as SPIR-V, MSL, HLSL and GLSL ES 3.1.
-fn translate(module: &naga::Module, info: &ModuleInfo, entry: &str, name: &str) {
+/// SPIR-V, MSL, HLSL and GLSL of one specialised module. With subgroups, MSL 2.1 and
+/// shader model 6.0 (the first with simd and wave operations), and no GLSL: wgpu's GL
+/// backend never offers the SUBGROUP feature.
+fn translate(module: &naga::Module, info: &ModuleInfo, entry: &str, name: &str, subgroups: bool) {
     let spv_pipeline =
         naga::back::spv::PipelineOptions { shader_stage: naga::ShaderStage::Compute, entry_point: entry.to_string() };
     naga::back::spv::write_vec(module, info, &Default::default(), Some(&spv_pipeline))
         .unwrap_or_else(|e| panic!("{name}: SPIR-V: {e}"));
     let stage_entry = Some((naga::ShaderStage::Compute, entry.to_string()));
     let msl_pipeline = naga::back::msl::PipelineOptions { entry_point: stage_entry.clone(), ..Default::default() };
-    naga::back::msl::write_string(module, info, &Default::default(), &msl_pipeline)
+    let mut msl_options = naga::back::msl::Options::default();
+    let mut hlsl_options = naga::back::hlsl::Options::default();
+    if subgroups {
+        msl_options.lang_version = (2, 1);
+        hlsl_options.shader_model = naga::back::hlsl::ShaderModel::V6_0;
+    }
+    naga::back::msl::write_string(module, info, &msl_options, &msl_pipeline)
         .unwrap_or_else(|e| panic!("{name}: MSL: {e}"));
-    let hlsl_options = naga::back::hlsl::Options::default();
     let hlsl_pipeline = naga::back::hlsl::PipelineOptions { entry_point: stage_entry };
     let mut hlsl = String::new();
     naga::back::hlsl::Writer::new(&mut hlsl, &hlsl_options, &hlsl_pipeline)
         .write(module, info, None)
         .unwrap_or_else(|e| panic!("{name}: HLSL: {e}"));
+    if subgroups {
+        return;
+    }
     let glsl_options =
         naga::back::glsl::Options { version: naga::back::glsl::Version::new_gles(310), ..Default::default() };
     let glsl_pipeline = naga::back::glsl::PipelineOptions {
@@ -250,7 +300,7 @@ fn translate(module: &naga::Module, info: &ModuleInfo, entry: &str, name: &str) 
 #[test]
 fn matmul_translates_for_every_tiling_and_type() {
     use crate::plan::Tile;
-    let (module, info) = &modules()[&Kernel::Matmul.module(DType::F32, false)];
+    let (module, info) = &modules()[&Kernel::Matmul.module(DType::F32, false, false)];
     let tiles = [
         crate::plan::matmul_tile(256, 4096, 4096),
         crate::plan::matmul_tile(64, 4096, 4096),
@@ -285,7 +335,7 @@ fn matmul_translates_for_every_tiling_and_type() {
                 .unwrap_or_else(|e| panic!("matmul {tile:?}: overrides: {e}"));
             let entry = m.entry_points.iter().find(|e| e.name == "matmul").expect("matmul");
             assert_eq!(entry.workgroup_size, [wx, wy, 1], "{tile:?}");
-            translate(&m, &i, "matmul", &format!("matmul {tile:?} {a:?}x{b:?}"));
+            translate(&m, &i, "matmul", &format!("matmul {tile:?} {a:?}x{b:?}"), false);
         }
     }
     let mut layouter = naga::proc::Layouter::default();
@@ -302,7 +352,7 @@ fn matmul_translates_for_every_tiling_and_type() {
 /// The constants the host and the shader share: the staged tile's size and the init codes.
 #[test]
 fn matmul_constants_match_the_wgsl() {
-    let (module, _) = &modules()[&Kernel::Matmul.module(DType::F32, false)];
+    let (module, _) = &modules()[&Kernel::Matmul.module(DType::F32, false, false)];
     let value = |name: &str| -> u32 {
         let (_, c) = module.constants.iter().find(|(_, c)| c.name.as_deref() == Some(name)).expect(name);
         match module.global_expressions[c.init] {
@@ -368,7 +418,7 @@ fn row_params_match_the_wgsl_struct() {
 
 #[test]
 fn matmul_params_match_the_wgsl_struct() {
-    let (module, _) = &modules()[&Kernel::Matmul.module(DType::F32, false)];
+    let (module, _) = &modules()[&Kernel::Matmul.module(DType::F32, false, false)];
     let (fields, size) = wgsl_layout(module, "MatmulParams");
     assert_eq!(size as usize, size_of::<MatmulParams>());
     let rust = [

@@ -1,6 +1,7 @@
 //! Shader modules composed from the files of `shaders/`: each file is in the binary once,
 //! and a module's text is put together (in the order the files are listed here) when the
-//! first pipeline of its family, dtype and load width is built.
+//! first pipeline of its family, dtype, load width and lanes (with or without subgroups) is
+//! built.
 
 use crate::loss::DType;
 
@@ -12,7 +13,8 @@ macro_rules! common {
 }
 
 common! {
-    PARAMS = "params.wgsl", NUMERICS = "numerics.wgsl", ROW_REDUCE = "row_reduce.wgsl", GRAD = "grad.wgsl",
+    PARAMS = "params.wgsl", NUMERICS = "numerics.wgsl", ROW_REDUCE = "row_reduce.wgsl", ROW_TREE = "row_tree.wgsl",
+    ROW_LANES = "row_lanes.wgsl", ROW_LANES_SUBGROUPS = "row_lanes_subgroups.wgsl", GRAD = "grad.wgsl",
     LOAD_F32 = "load_f32.wgsl", LOAD_F32X4 = "load_f32x4.wgsl", LOAD_F16 = "load_f16.wgsl",
     LOAD_BF16 = "load_bf16.wgsl", LOAD_16BIT = "load_16bit.wgsl", LOAD_16BITX4 = "load_16bitx4.wgsl",
     LOAD_EACH = "load_each.wgsl", STORE_WORDS = "store_words.wgsl", STORE_VEC4 = "store_vec4.wgsl",
@@ -46,7 +48,8 @@ pub(crate) enum Family {
     Matmul,
 }
 
-/// A shader module: a family composed for a dtype, read as vec4 or a word at a time.
+/// A shader module: a family composed for a dtype, read as vec4 or a word at a time, its
+/// rows' lanes combined with or without subgroup operations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Module {
     /// The family file.
@@ -55,6 +58,10 @@ pub(crate) struct Module {
     pub(crate) dtype: DType,
     /// Inputs (and rows written) viewed as vec4.
     pub(crate) vec4: bool,
+    /// Composed with shaders/common/row_lanes_subgroups.wgsl (the device has
+    /// `wgpu::Features::SUBGROUP`), else with row_lanes.wgsl: WGSL with subgroup builtins
+    /// does not compile on a device without the feature, so it is a module of its own.
+    pub(crate) subgroups: bool,
 }
 
 impl Family {
@@ -75,29 +82,34 @@ impl Family {
         }
     }
 
-    /// The module of this family for inputs of `dtype`, viewed as vec4 when `vec4` (the
-    /// reduction and the matrix product have one module whatever the two).
-    pub(crate) fn module(self, dtype: DType, vec4: bool) -> Module {
+    /// The module of this family for inputs of `dtype`, viewed as vec4 when `vec4`, with
+    /// subgroup operations when `subgroups` (the reduction and the matrix product have one
+    /// module whatever the three).
+    pub(crate) fn module(self, dtype: DType, vec4: bool, subgroups: bool) -> Module {
         match self {
-            Family::Reduce | Family::Matmul => Module { family: self, dtype: DType::F32, vec4: false },
-            _ => Module { family: self, dtype, vec4 },
+            Family::Reduce | Family::Matmul => {
+                Module { family: self, dtype: DType::F32, vec4: false, subgroups: false }
+            }
+            _ => Module { family: self, dtype, vec4, subgroups },
         }
     }
 }
 
 impl Module {
     /// The files the module is made of, in order: the row parameters, the loader variant,
-    /// the numerics, the row reduction, the gradient, then the family's file (the reduction
-    /// takes the numerics alone, the matrix product f16's exact widening alone).
+    /// the numerics, the row layout, the lanes' tree and where an invocation stands (with
+    /// or without subgroups), the gradient, then the family's file (the reduction takes the
+    /// numerics alone, the matrix product f16's exact widening alone).
     pub(crate) fn pieces(self) -> Vec<&'static str> {
         match self.family {
             Family::Reduce => return vec![NUMERICS, self.family.file()],
             Family::Matmul => return vec![LOAD_F16, self.family.file()],
             _ => {}
         }
+        let lanes = if self.subgroups { ROW_LANES_SUBGROUPS } else { ROW_LANES };
         let mut pieces = vec![PARAMS];
         pieces.extend_from_slice(loader(self.dtype, self.vec4));
-        pieces.extend_from_slice(&[NUMERICS, ROW_REDUCE, GRAD, self.family.file()]);
+        pieces.extend_from_slice(&[NUMERICS, ROW_REDUCE, ROW_TREE, lanes, GRAD, self.family.file()]);
         pieces
     }
 
