@@ -84,3 +84,38 @@ fn bench_end_to_end_and_the_lm_shapes() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--shapes"), "{bad:?}");
 }
+
+/// `bench --linear`: the fused linear cross-entropy against the unfused path, in every
+/// dtype the products read, a JSON line each with both times, the memory each took beyond
+/// its inputs and outputs, and the two paths' outputs the same bits.
+#[test]
+fn bench_linear_against_the_unfused_path() {
+    let Some(out) = bench(Command::new(env!("CARGO_BIN_EXE_xent")).args([
+        "bench",
+        "--json",
+        "--iters",
+        "1",
+        "--linear",
+        "37x9x300",
+        "--dtypes",
+        "f32,f16,bf16",
+    ])) else {
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    for (line, dtype) in lines.iter().zip(["f32", "f16", "bf16"]) {
+        assert_eq!(line["op"], "linear-ce");
+        assert_eq!(line["dtype"], dtype);
+        assert_eq!(line["bit_identical"], true, "{line}");
+        assert!(line["seconds"].as_f64().is_some_and(|s| s > 0.0) && line["unfused_seconds"].as_f64().is_some());
+        let (fused, unfused) = (line["extra_bytes"].as_u64().unwrap(), line["unfused_extra_bytes"].as_u64().unwrap());
+        assert!(fused <= line["logits_budget"].as_u64().unwrap() && unfused >= 4 * 37 * 300, "{line}");
+    }
+    // bf16 is the products' only: the row grid refuses it
+    let refused = Command::new(env!("CARGO_BIN_EXE_xent")).args(["bench", "--dtypes", "bf16"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+}

@@ -395,13 +395,18 @@ impl Recorder {
             });
             encoder.copy_buffer_to_buffer(&denominator, 0, &self.result, 8, 8);
         }
+        self.copy_result(encoder, out, p0)
+    }
+
+    /// Copies the result words to the reduction target, and their quotient (formed in
+    /// `spent`, partial sums no longer needed) to the mean target.
+    fn copy_result(&self, encoder: &mut wgpu::CommandEncoder, out: &DeviceOutput, spent: &wgpu::Buffer) -> Result<()> {
         if let Some((target, offset)) = out.reduced {
             encoder.copy_buffer_to_buffer(&self.result, 0, target, offset, Reduced::BYTES);
         }
         if let Some((target, offset)) = out.mean {
-            // the partial sums are spent: the mean's word goes through the first
-            ops::encode_mean(&self.kernels, encoder, &self.result, 0, p0)?;
-            encoder.copy_buffer_to_buffer(p0, 0, target, offset, 4);
+            ops::encode_mean(&self.kernels, encoder, &self.result, 0, spent)?;
+            encoder.copy_buffer_to_buffer(spent, 0, target, offset, 4);
         }
         Ok(())
     }
@@ -487,14 +492,7 @@ impl Recorder {
         ops::encode_reduce_at(&self.kernels, encoder, per_row, offset, rows, 1, 0, [p0, p1])?;
         encoder.copy_buffer_to_buffer(&partials[ops::reduce_result_index(rows)], 0, &self.result, 0, 8);
         encoder.copy_buffer_to_buffer(denominator, 0, &self.result, 8, 8);
-        if let Some((target, offset)) = out.reduced {
-            encoder.copy_buffer_to_buffer(&self.result, 0, target, offset, Reduced::BYTES);
-        }
-        if let Some((target, offset)) = out.mean {
-            ops::encode_mean(&self.kernels, encoder, &self.result, 0, p0)?;
-            encoder.copy_buffer_to_buffer(p0, 0, target, offset, 4);
-        }
-        Ok(())
+        self.copy_result(encoder, out, p0)
     }
 }
 

@@ -13,7 +13,7 @@ use xent::metrics::{Metrics, MetricsSpec, RowEval};
 use xent::npy::{NpyDType, NpyFile};
 use xent::{Batch, Context, Floats, Labels, LogBase, Loss, Op};
 
-use crate::eval::report::number;
+use crate::eval::report::{Progress, number};
 use crate::{Base, Common, Device, Failure, Reduction};
 
 /// Bytes of hidden states read per chunk.
@@ -130,6 +130,8 @@ pub(crate) fn linear_ce(args: &LinearArgs) -> Result<Value, Failure> {
     let setup_seconds = started.elapsed().as_secs_f64();
     let chunk = args.common.chunk_rows.unwrap_or((CHUNK_BYTES / (4 * d.max(1))).max(1)).min(rows.max(1));
     let (mut hidden, mut half, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+    let row_bytes = d * h.dtype().size() as u64 + y.dtype().size() as u64;
+    let progress = Progress::new(rows * row_bytes, args.common.quiet);
     let mut start = 0u64;
     while start < rows {
         let n = chunk.min(rows - start) as usize;
@@ -152,7 +154,9 @@ pub(crate) fn linear_ce(args: &LinearArgs) -> Result<Value, Failure> {
         totals.sum += values.iter().sum::<f64>();
         evals.iter().flatten().for_each(|e| totals.metrics.push(e));
         start += n as u64;
+        progress.advance(n as u64 * row_bytes);
     }
+    progress.finish();
     let seconds = started.elapsed().as_secs_f64();
     let gpu = head.is_some();
     let adapter = ctx.as_ref().map_or_else(|| "f64 reference (CPU)".to_string(), |c| c.adapter_label());

@@ -99,7 +99,7 @@ pub fn number(v: f64) -> Value {
 
 /// A progress bar on stderr, drawn only when stderr is a terminal and the run has taken
 /// over a second, so scripts and short runs see nothing.
-pub(super) struct Progress {
+pub(crate) struct Progress {
     bar: ProgressBar,
     started: Instant,
     enabled: bool,
@@ -107,7 +107,7 @@ pub(super) struct Progress {
 }
 
 impl Progress {
-    pub(super) fn new(total_bytes: u64, quiet: bool) -> Progress {
+    pub(crate) fn new(total_bytes: u64, quiet: bool) -> Progress {
         let bar = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::hidden());
         if let Ok(style) = ProgressStyle::with_template(
             "{spinner} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
@@ -118,7 +118,7 @@ impl Progress {
         Progress { bar, started: Instant::now(), enabled, shown: false.into() }
     }
 
-    pub(super) fn advance(&self, bytes: u64) {
+    pub(crate) fn advance(&self, bytes: u64) {
         self.bar.inc(bytes);
         if self.enabled && !self.shown.get() && self.started.elapsed() > Duration::from_secs(1) {
             self.bar.set_draw_target(ProgressDrawTarget::stderr());
@@ -126,7 +126,7 @@ impl Progress {
         }
     }
 
-    pub(super) fn finish(&self) {
+    pub(crate) fn finish(&self) {
         self.bar.finish_and_clear();
     }
 }
