@@ -89,6 +89,18 @@ fn linear_ce_matches_the_loss_of_the_logits() {
     }
     // the same bits whatever the chunking
     assert_eq!(sums[0].to_bits(), sums[1].to_bits(), "chunks of 7 rows against one chunk");
+    // each row's loss to --out: 0 on the ignored rows, summing to the line's sum
+    let out = f.path("losses.npy");
+    let args = ["linear-ce", "--hidden", &hp, "--weight", &wp, "--bias", &bp, "--labels", &yp];
+    let line =
+        xent(&[&args[..], &["--ignore-index", "-100", "--json", "--out", out.to_str().unwrap()]].concat()).json();
+    let bytes = std::fs::read(&out).unwrap();
+    let losses: Vec<f32> =
+        bytes[bytes.len() - 4 * n..].chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    assert_eq!((losses[5], losses[77]), (0.0, 0.0));
+    let total: f64 = losses.iter().map(|&v| f64::from(v)).sum();
+    assert!((total - num(&line["sum"])).abs() < 1e-9 * total, "{total} against {}", line["sum"]);
+    assert_eq!(line["out"].as_str(), out.to_str());
     // bits and a sum reduction
     let args = ["linear-ce", "--hidden", &hp, "--weight", &wp, "--bias", &bp, "--labels", &yp];
     let bits =
@@ -109,10 +121,25 @@ fn bad_input_and_limits_are_one_line() {
     wide.bad_input(&["--weight"]);
     let w3 = f.f32("w3.npy", &[5, 3], &values(15, 2, 1.0));
     let bad_label = f.i64("bad.npy", &[0, 1, 9, 3]);
+    let out = f.arg("never.npy");
     for dev in [device(), "cpu"] {
-        let run = xent(&["linear-ce", "--hidden", &h, "--weight", &w3, "--labels", &bad_label, "--device", dev]);
+        let run = xent(&[
+            "linear-ce",
+            "--hidden",
+            &h,
+            "--weight",
+            &w3,
+            "--labels",
+            &bad_label,
+            "--device",
+            dev,
+            "--out",
+            &out,
+        ]);
         run.bad_input(&["row 2"]);
     }
+    // never over an input
+    xent(&["linear-ce", "--hidden", &h, "--weight", &w3, "--labels", &y, "--out", &w3]).bad_input(&["--out"]);
     let short = f.i64("short.npy", &[0, 1]);
     xent(&["linear-ce", "--hidden", &h, "--weight", &w3, "--labels", &short]).bad_input(&["--labels"]);
     // a row of 300,000 logits is over a 1 MiB budget: the machine's limit, status 1

@@ -10,7 +10,7 @@ use std::time::Instant;
 use clap::Args;
 use serde_json::{Value, json};
 use xent::metrics::{Metrics, MetricsSpec, RowEval};
-use xent::npy::{NpyDType, NpyFile};
+use xent::npy::{NpyDType, NpyFile, NpyWriter};
 use xent::{Batch, Context, Floats, Labels, LogBase, Loss, Op};
 
 use crate::eval::report::{Progress, number};
@@ -54,6 +54,9 @@ pub(crate) struct LinearArgs {
     /// MiB the device may hold beyond the inputs: a chunk of rows' f32 logits and their scratch (one row must fit).
     #[arg(long, value_name = "MiB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     logits_budget: u64,
+    /// Also write each row's loss (`[rows]`, `<f4`, in the unit of --base; 0 on ignored rows).
+    #[arg(long, value_name = "PATH.npy")]
+    out: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) common: Common,
 }
@@ -65,6 +68,11 @@ impl LinearArgs {
         v.extend(self.bias.clone().map(|b| ("--bias", b)));
         v.push(("--labels", self.labels.clone()));
         v
+    }
+
+    /// The files written, with their flags.
+    pub(crate) fn outputs(&self) -> Vec<crate::paths::Flagged<'_>> {
+        self.out.as_deref().map(|p| ("--out", p)).into_iter().collect()
     }
 
     fn op(&self) -> Result<Op, Failure> {
@@ -127,6 +135,9 @@ pub(crate) fn linear_ce(args: &LinearArgs) -> Result<Value, Failure> {
     }
     let head =
         ctx.as_ref().map(|c| c.head(op, args.softcap, &weight_batch, bias.as_deref())).transpose().map_err(limit)?;
+    // opened before the work, so that a bad path fails first; removed unless finished
+    let mut out = args.out.as_ref().map(|p| NpyWriter::create(p, &[rows])).transpose()?;
+    let scale = if args.common.base == Base::Two { LogBase::Bits.scale() } else { 1.0 };
     let setup_seconds = started.elapsed().as_secs_f64();
     let chunk = args.common.chunk_rows.unwrap_or((CHUNK_BYTES / (4 * d.max(1))).max(1)).min(rows.max(1));
     let (mut hidden, mut half, mut labels) = (Vec::new(), Vec::new(), Vec::new());
@@ -152,11 +163,17 @@ pub(crate) fn linear_ce(args: &LinearArgs) -> Result<Value, Failure> {
             None => reference_rows(op, args.softcap, batch, weight_batch, bias.as_deref(), &labels, start)?,
         };
         totals.sum += values.iter().sum::<f64>();
+        if let Some(out) = &mut out {
+            out.write(&values.iter().map(|&v| (v * scale) as f32).collect::<Vec<f32>>())?;
+        }
         evals.iter().flatten().for_each(|e| totals.metrics.push(e));
         start += n as u64;
         progress.advance(n as u64 * row_bytes);
     }
     progress.finish();
+    if let Some(out) = out {
+        out.finish()?;
+    }
     let seconds = started.elapsed().as_secs_f64();
     let gpu = head.is_some();
     let adapter = ctx.as_ref().map_or_else(|| "f64 reference (CPU)".to_string(), |c| c.adapter_label());
@@ -251,6 +268,9 @@ fn report(
     });
     if let Some(fields) = line.as_object_mut() {
         fields.extend(crate::eval::calibration::fields(m, false));
+        if let Some(out) = &args.out {
+            fields.insert("out".into(), json!(out.display().to_string()));
+        }
     }
     line
 }

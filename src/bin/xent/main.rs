@@ -61,9 +61,8 @@ impl Command {
     fn outputs(&self) -> Vec<paths::Flagged<'_>> {
         match self {
             Command::Generate(args) => args.outputs().to_vec(),
-            Command::Demo(_) | Command::Bench(_) | Command::Info { .. } | Command::Merge(_) | Command::LinearCe(_) => {
-                Vec::new()
-            }
+            Command::LinearCe(args) => args.outputs(),
+            Command::Demo(_) | Command::Bench(_) | Command::Info { .. } | Command::Merge(_) => Vec::new(),
         }
     }
 }
@@ -247,7 +246,11 @@ fn run(matches: &clap::ArgMatches) -> Result<(), Failure> {
         return if summary::for_people(json) { process::emit(summary::summary(&line)) } else { process::emit(line) };
     }
     let cli = Cli::from_arg_matches(matches).map_err(|e| Failure::input(clap_message(&e)))?;
-    paths::check(&[], &cli.command.outputs())?;
+    let inputs = match &cli.command {
+        Command::LinearCe(args) => args.inputs(),
+        _ => Vec::new(),
+    };
+    paths::check(&flagged(&inputs), &cli.command.outputs())?;
     match cli.command {
         Command::Demo(args) => demo::demo(&args),
         Command::Bench(args) => bench::bench(&args),
@@ -255,7 +258,6 @@ fn run(matches: &clap::ArgMatches) -> Result<(), Failure> {
         Command::Info { json } => info::info(json),
         Command::Merge(args) => merge::merge(&args),
         Command::LinearCe(args) => {
-            paths::check(&flagged(&args.inputs()), &[])?;
             let line = linear::linear_ce(&args)?;
             if summary::for_people(args.common.json) {
                 process::emit(summary::summary(&line))
