@@ -354,6 +354,10 @@ fn bad_arguments_are_errors() {
         .with_second(batch(&w, 5, 3))
         .with_labels(DeviceLabels::i32(&y, 0));
     let per_row = filled(device, 16);
+    // its pipelines built ahead, as for every op, and the same argument checks
+    let prepared = recorder.prepare(&loss, &DeviceOutput::rows(&per_row));
+    device.poll(wgpu::PollType::wait_indefinitely()).expect("poll");
+    pollster::block_on(prepared).expect("prepare");
     let mut encoder = device.create_command_encoder(&Default::default());
     // a weight of another width
     let wide = DeviceLoss { inputs: xent::Inputs { second: Some(batch(&w, 3, 5)), ..loss.inputs }, ..loss };
