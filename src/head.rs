@@ -3,8 +3,6 @@
 //! cross-entropy ([`Op::LinearCrossEntropy`]), each row's loss and evaluation record read
 //! back. The command line's `linear-ce` streams a file of hidden states through it.
 
-use wgpu::util::DeviceExt;
-
 use crate::context::Context;
 use crate::embed::{DeviceBatch, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, REPORT_BYTES};
 use crate::error::{Error, Result};
@@ -40,6 +38,7 @@ impl Context {
     /// ([`Op::LinearCrossEntropy`]) with the logits soft-capped at `softcap` where given.
     /// A weight larger than a device buffer is [`Error::TooLarge`].
     pub fn head(&self, op: Op, softcap: Option<f32>, weight: &Batch, bias: Option<&[f32]>) -> Result<Head<'_>> {
+        // the options and the weight's and bias's shapes, checked as for a job of one row
         let probe = crate::Loss::new(op, Batch { rows: 1, ..*weight }).with_second(*weight);
         let probe = if let Some(b) = bias { probe.with_bias(b) } else { probe };
         let mut probe = probe.with_labels(&[0i32][..]);
@@ -53,16 +52,9 @@ impl Context {
                 "the weight [{classes}, {d}] takes {bytes} bytes; this device's largest buffer is {max}: it must fit on the device"
             )));
         }
-        let upload = |label, contents: &[u8]| {
-            self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents,
-                usage: wgpu::BufferUsages::STORAGE,
-            })
-        };
         self.scoped(|| {
-            let weight_buffer = upload("xent head weight", &padded(weight.data.bytes(0, weight.data.len())));
-            let bias = bias.map(|b| upload("xent head bias", bytemuck::cast_slice(b)));
+            let weight_buffer = storage(&self.device, "xent head weight", weight.data.bytes(0, weight.data.len()))?;
+            let bias = bias.map(|b| storage(&self.device, "xent head bias", bytemuck::cast_slice(b))).transpose()?;
             Ok(Head { ctx: self, op, softcap, weight: weight_buffer, dtype: weight.data.dtype(), bias, classes, d })
         })
     }
@@ -72,11 +64,20 @@ fn dim(name: &str, n: usize) -> Result<u32> {
     u32::try_from(n).map_err(|_| Error::TooLarge(format!("{name} = {n} is over 2^32")))
 }
 
-/// `bytes` padded to a whole 4-byte word (a 16-bit tensor of odd length).
-fn padded(bytes: &[u8]) -> Vec<u8> {
-    let mut v = bytes.to_vec();
-    v.resize(bytes.len().div_ceil(4) * 4, 0);
-    v
+/// A storage buffer holding `bytes`, padded to a whole 4-byte word (a 16-bit tensor of odd
+/// length, the padding zero as a new buffer is), written through its mapping at creation (no
+/// copy of a large weight on the host).
+fn storage(device: &wgpu::Device, label: &str, bytes: &[u8]) -> Result<wgpu::Buffer> {
+    let size = (bytes.len() as u64).div_ceil(4).max(1) * 4;
+    let usage = wgpu::BufferUsages::STORAGE;
+    let buffer =
+        device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: true });
+    {
+        let mut view = buffer.get_mapped_range_mut(..).map_err(|e| Error::Gpu(e.to_string()))?;
+        view.slice(..bytes.len()).copy_from_slice(bytes);
+    }
+    buffer.unmap();
+    Ok(buffer)
 }
 
 impl Head<'_> {
@@ -98,13 +99,9 @@ impl Head<'_> {
         let (out_bytes, report_bytes) = (4 * rows as u64, REPORT_BYTES * rows as u64);
         let labels32: Vec<i32> = (0..rows).map(|i| i32::try_from(labels.get(i)).unwrap_or(i32::MIN)).collect();
         let bytes = ctx.scoped(|| {
-            let init = |label, contents: &[u8], usage| {
-                device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage })
-            };
-            let storage = wgpu::BufferUsages::STORAGE;
-            let h = init("xent head hidden", &padded(hidden.data.bytes(0, hidden.data.len())), storage);
-            let y = init("xent head labels", bytemuck::cast_slice(&labels32), storage);
-            let usage = storage | wgpu::BufferUsages::COPY_SRC;
+            let h = storage(device, "xent head hidden", hidden.data.bytes(0, hidden.data.len()))?;
+            let y = storage(device, "xent head labels", bytemuck::cast_slice(&labels32))?;
+            let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
             let per_row = crate::plan::buffer(device, "xent head losses", out_bytes, usage);
             let records = crate::plan::buffer(device, "xent head records", report_bytes.max(4), usage);
             let read = crate::plan::buffer(

@@ -109,6 +109,40 @@ fn linear_ce_matches_the_loss_of_the_logits() {
     assert!((num(&bits["value"]) - want).abs() < 1e-5 * want, "{} against {want}", bits["value"]);
 }
 
+/// Half-precision hidden states (`<f2`, an odd count of elements) go to the device as they
+/// are, widened exactly there.
+#[test]
+fn half_precision_hidden_states() {
+    let f = Files::new();
+    let (n, d, k) = (7, 5, 33);
+    let h: Vec<f32> = values(n * d, 11, 2.0).iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
+    let (w, b) = (values(k * d, 12, 0.5), values(k, 13, 0.5));
+    let y: Vec<i64> = (0..n as i64).map(|i| (i * 5) % k as i64).collect();
+    let bytes: Vec<u8> = h.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
+    let hp = f.raw("h16.npy", &cli_support::npy_bytes("<f2", &[n, d], &bytes));
+    let (wp, bp, yp) = (f.f32("w.npy", &[k, d], &w), f.f32("b.npy", &[k], &b), f.i64("y.npy", &y));
+    let (mean, _, _) = expected(&h, &w, &b, &y, (n, d, k), -100);
+    for dev in [device(), "cpu"] {
+        let line = xent(&[
+            "linear-ce",
+            "--hidden",
+            &hp,
+            "--weight",
+            &wp,
+            "--bias",
+            &bp,
+            "--labels",
+            &yp,
+            "--device",
+            dev,
+            "--json",
+        ])
+        .json();
+        assert_eq!(line["dtype"], "<f2");
+        assert!((num(&line["mean"]) - mean).abs() < 1e-5 * mean.abs(), "{dev}: {} against {mean}", line["mean"]);
+    }
+}
+
 #[test]
 fn bad_input_and_limits_are_one_line() {
     let f = Files::new();
