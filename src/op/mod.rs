@@ -161,7 +161,8 @@ pub enum Domain {
 }
 
 impl Op {
-    /// Every operation, with its default options (the command line's defaults).
+    /// Every row operation, with its default options (the command line's defaults); the
+    /// fused linear cross-entropy, whose inputs are no rows of classes, is [`Op::LINEAR_CE`].
     pub const ALL: [Op; 11] = [
         Op::RowMax,
         Op::LogSumExp,
