@@ -91,22 +91,22 @@ fn filled(device: &wgpu::Device, bytes: usize) -> wgpu::Buffer {
 
 fn read(buffer: &wgpu::Buffer) -> Vec<f32> {
     let ctx = context().expect("context");
-    let bytes = xent::readback::read_blocking(ctx.device(), &copy_out(buffer), 0..buffer.size()).expect("read");
-    bytemuck::pod_collect_to_vec(&bytes)
+    read_on((ctx.device(), ctx.queue()), buffer)
 }
 
-fn copy_out(buffer: &wgpu::Buffer) -> wgpu::Buffer {
-    let ctx = context().expect("context");
-    let staging = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+/// `buffer`'s words, copied out on `device` and read back.
+fn read_on((device, queue): (&wgpu::Device, &wgpu::Queue), buffer: &wgpu::Buffer) -> Vec<f32> {
+    let staging = device.create_buffer(&wgpu::BufferDescriptor {
         label: None,
         size: buffer.size(),
         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
-    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    let mut encoder = device.create_command_encoder(&Default::default());
     encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, buffer.size());
-    ctx.queue().submit([encoder.finish()]);
-    staging
+    queue.submit([encoder.finish()]);
+    let bytes = xent::readback::read_blocking(device, &staging, 0..buffer.size()).expect("read");
+    bytemuck::pod_collect_to_vec(&bytes)
 }
 
 /// What a record gave.
@@ -119,7 +119,18 @@ struct Results {
 /// Records `op` over `head` with every output and the gradients of the mean.
 fn run(recorder: &Recorder, head: &Head, op: Op, softcap: Option<f32>) -> Results {
     let ctx = context().expect("context");
-    let device = ctx.device();
+    run_on((ctx.device(), ctx.queue()), recorder, head, (op, softcap))
+}
+
+/// [`run`] on `device`.
+fn run_on(
+    gpu: (&wgpu::Device, &wgpu::Queue),
+    recorder: &Recorder,
+    head: &Head,
+    (op, softcap): (Op, Option<f32>),
+) -> Results {
+    let device = gpu.0;
+    let read = |b: &wgpu::Buffer| read_on(gpu, b);
     let (h, w) =
         (upload(device, &bytes_of(&head.hidden, head.dtype)), upload(device, &bytes_of(&head.weight, head.dtype)));
     let b = head.bias.as_ref().map(|b| upload(device, bytemuck::cast_slice(b)));
@@ -139,7 +150,7 @@ fn run(recorder: &Recorder, head: &Head, op: Op, softcap: Option<f32>) -> Result
     let out = DeviceOutput::rows(&per_row).with_reduced(&reduced, 0).with_grad(grad);
     let mut encoder = device.create_command_encoder(&Default::default());
     recorder.record(&mut encoder, &loss, &out).expect("record");
-    ctx.queue().submit([encoder.finish()]);
+    gpu.1.submit([encoder.finish()]);
     let reduced_bytes: Vec<u8> = bytemuck::cast_slice(&read(&reduced)).to_vec();
     Results {
         per_row: read(&per_row),
@@ -283,6 +294,36 @@ fn chunked_runs_are_bit_identical_to_one_chunk() {
     // and run after run
     let again = run(&whole, &head, OPTIONS, Some(20.0));
     assert_eq!(one.grads, again.grads);
+}
+
+/// On a device that binds 64 KiB at most, the weight (82 KB) is over one binding and a chunk
+/// takes 31 rows: every product goes in pieces (dH through W's rows in several, each adding
+/// onto the last), and every output is the same bits as on the adapter's own limits.
+#[test]
+fn small_bindings_give_the_same_bits() {
+    let _device = one_at_a_time();
+    let Some(ctx) = context() else { return };
+    let adapter = ctx.adapter();
+    let limits = wgpu::Limits {
+        max_storage_buffer_binding_size: 64 << 10,
+        min_storage_buffer_offset_alignment: 256.max(adapter.limits().min_storage_buffer_offset_alignment),
+        ..adapter.limits()
+    };
+    let descriptor = wgpu::DeviceDescriptor {
+        required_limits: limits,
+        required_features: ctx.device().features(),
+        ..Default::default()
+    };
+    let (device, queue) = pollster::block_on(adapter.request_device(&descriptor)).expect("a device of small bindings");
+    let head = Head::new((100, 40, 517), DType::F32, true, true, 17);
+    let small = run_on((&device, &queue), &Recorder::new(&device), &head, (OPTIONS, Some(15.0)));
+    let own = run(&Recorder::new(ctx.device()), &head, OPTIONS, Some(15.0));
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&small.per_row), bits(&own.per_row), "per-row");
+    assert_eq!(small.reduced, own.reduced);
+    for (k, name) in ["dH", "dW", "db"].iter().enumerate() {
+        assert_eq!(bits(&small.grads[k]), bits(&own.grads[k]), "{name}");
+    }
 }
 
 /// N·V·4 bytes of logits over 1 GiB (N = 8192, V = 50257, d = 32): wgpu's own count of

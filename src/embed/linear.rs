@@ -340,17 +340,24 @@ impl Recorder {
         let grad =
             |row_stride, col_stride| Operand { buffer: logits, offset: at, dtype: DType::F32, row_stride, col_stride };
         if let Some((buffer, offset)) = g.hidden {
-            let product = Product {
-                m: n,
-                n: d,
-                k: classes,
-                a: grad(classes, 1),
-                b: operand(&head.weight, 0, d, 1),
-                c: Output { buffer, offset: offset + 4 * start * d, row_stride: d },
-                init: Init::Zero,
-                scale: 1.0,
-            };
-            self.record_product(encoder, &product, head.rows)?;
+            // dH sums over every class, through W's rows in pieces that fit a binding, each
+            // dispatch adding onto the last: the same bits as one
+            let limits = self.kernels().device().limits();
+            let elem = head.weight.dtype.size() as u64;
+            let room = limits.max_storage_buffer_binding_size - u64::from(limits.min_storage_buffer_offset_alignment);
+            for (i, (v0, nv)) in plan::chunks(classes, (room / (d * elem)).max(1)).enumerate() {
+                let product = Product {
+                    m: n,
+                    n: d,
+                    k: nv,
+                    a: Operand { offset: at + 4 * v0, ..grad(classes, 1) },
+                    b: operand(&head.weight, v0 * d, d, 1),
+                    c: Output { buffer, offset: offset + 4 * start * d, row_stride: d },
+                    init: if i == 0 { Init::Zero } else { Init::Accumulate },
+                    scale: 1.0,
+                };
+                self.record_product(encoder, &product, head.rows)?;
+            }
         }
         if let Some((buffer, offset)) = g.weight {
             let product = Product {
