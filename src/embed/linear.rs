@@ -225,7 +225,12 @@ impl Recorder {
         let ce = job.loss.op.head().ok_or_else(|| Error::Option { name: "op", detail: "not a linear head".into() })?;
         let logits = whole.unwrap_or(&job.bufs.logits);
         let labels = (head.labels, head.rows, head.classes);
-        let denominator = self.record_head_denominator(encoder, labels, ce, chunk, logits)?;
+        // the mean's denominator, where a mean is asked for (the gradient's, or the reduction)
+        let mean_grad = job.grads.is_some_and(|g| g.reduction == Reduction::Mean);
+        let reduces = job.out.reduced.is_some() || job.out.mean.is_some();
+        let denominator = (mean_grad || reduces)
+            .then(|| self.record_head_denominator(encoder, labels, ce, chunk, logits))
+            .transpose()?;
         let per_row = job.out.per_row.map_or((&job.bufs.per_row, 0), |b| (b, job.out.per_row_offset));
         // where a chunk's logits start: the scratch's start, or the chunk's rows of the whole
         let at = |start: u64| if whole.is_some() { 4 * start * head.classes } else { 0 };
@@ -234,7 +239,7 @@ impl Recorder {
             rows: (start, n),
             logits: (logits, at(start)),
             per_row,
-            denominator: &denominator,
+            denominator: denominator.as_ref(),
         };
         let chunks = || plan::chunks(head.rows, chunk).enumerate();
         if whole.is_some() {
@@ -252,8 +257,8 @@ impl Recorder {
                 self.record_head_grads(encoder, head, &g, (start, n, i == 0), (logits, at(start)), &job.bufs.ones)?;
             }
         }
-        if job.out.reduced.is_some() || job.out.mean.is_some() {
-            self.record_head_reduction(encoder, head.rows, per_row, &denominator, job.out)?;
+        if let (true, Some(denominator)) = (reduces, &denominator) {
+            self.record_head_reduction(encoder, head.rows, per_row, denominator, job.out)?;
         }
         Ok(())
     }
@@ -281,11 +286,11 @@ impl Recorder {
             grad: job.grads.map(|g| DeviceGrad { target: GradTarget::InPlace, reduction: g.reduction, scale: g.scale }),
             ..DeviceOutput::default()
         };
-        let mean_grad = job.grads.is_some_and(|g| g.reduction == Reduction::Mean);
         let extras = RecordExtras {
             // the status names rows of the whole record
             first_row: start,
-            grad_denominator: mean_grad.then_some(c.denominator),
+            // present where the gradient is of the mean
+            grad_denominator: c.denominator,
             report: out.report.is_some(),
             ..RecordExtras::default()
         };
@@ -415,7 +420,8 @@ struct CeChunk<'c> {
     logits: (&'c wgpu::Buffer, u64),
     /// The per-row values' buffer and the offset of row 0.
     per_row: (&'c wgpu::Buffer, u64),
-    denominator: &'c wgpu::Buffer,
+    /// The mean's denominator over all rows, where a mean is asked for.
+    denominator: Option<&'c wgpu::Buffer>,
 }
 
 /// The recorder's buffers for linear heads, kept from record to record.
