@@ -80,8 +80,7 @@ fn compensated_sum(v: &[f64]) -> f64 {
 /// Computes `loss` per row in f64; values of operations that take a base are scaled.
 pub fn compute(loss: &Loss, base: LogBase) -> Result<Reference> {
     loss.validate()?;
-    // the head's soft-capping is of the logits it forms, not of its inputs
-    if let (Some(capped), None) = (softcap::capped(loss), loss.op.head()) {
+    if let Some(capped) = softcap::capped(loss) {
         return compute(&capped.loss(loss), base);
     }
     let a = loss.primary();

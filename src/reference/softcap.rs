@@ -15,8 +15,12 @@ fn cap(b: &Batch, c: f64) -> Vec<f32> {
     (0..b.data.len()).map(|i| (c * (b.data.get(i) / c).tanh()) as f32).collect()
 }
 
-/// The capped copies of `loss`'s logits inputs, where it soft-caps them.
+/// The capped copies of `loss`'s logits inputs, where it soft-caps them (never a linear
+/// head's: it caps the logits it forms, not its inputs).
 pub(super) fn capped(loss: &Loss) -> Option<Capped> {
+    if loss.op.head().is_some() {
+        return None;
+    }
     let c = f64::from(loss.softcap?);
     let sig = loss.op.signature();
     let first = (sig.first.domain == Domain::Logits).then(|| cap(&loss.inputs.first, c));
