@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::embed::Recorder;
 use crate::error::{Error, Result};
+use crate::host_memory::{self, HostImport};
 use crate::kernels::Kernels;
 
 /// Which adapter to open.
@@ -32,6 +33,8 @@ pub struct Context {
     uncaptured: Arc<Mutex<Option<String>>>,
     /// Most bytes of one piece of a job on the device (bounds host and device memory).
     pub(crate) chunk_bytes: u64,
+    /// How the device reads host memory in place, where it can ([`crate::host_memory`]).
+    pub(crate) host_import: Option<HostImport>,
 }
 
 /// Adapters ranked for loss kernels: real GPUs first, software last; Vulkan, Metal
@@ -102,12 +105,23 @@ impl Context {
         if unified {
             wanted |= wgpu::Features::MAPPABLE_PRIMARY_BUFFERS;
         }
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        let desc = wgpu::DeviceDescriptor {
             label: Some("xent"),
             required_features: adapter.features() & wanted,
             required_limits: adapter.limits(),
             ..Default::default()
-        }))?;
+        };
+        // where the device's memory is the host's, it may read a file's pages in place
+        let importing = (unified && std::env::var_os("XENT_HOST_IMPORT").is_none_or(|v| v != "0"))
+            .then(|| host_memory::open(&adapter, &desc))
+            .flatten();
+        let (device, queue, host_import) = match importing {
+            Some((device, queue, how)) => (device, queue, Some(how)),
+            None => {
+                let (device, queue) = pollster::block_on(adapter.request_device(&desc))?;
+                (device, queue, None)
+            }
+        };
         let lost = Arc::new(Mutex::new(None));
         let uncaptured = Arc::new(Mutex::new(None));
         {
@@ -121,7 +135,16 @@ impl Context {
             }));
         }
         let recorder = Recorder::checking(&device);
-        Ok(Context { adapter, device, queue, recorder, lost, uncaptured, chunk_bytes: 64 << 20 })
+        Ok(Context { adapter, device, queue, recorder, lost, uncaptured, chunk_bytes: 64 << 20, host_import })
+    }
+
+    /// Whether the device reads host memory in place: [`Stream::push_shared`] then runs
+    /// rows that lie in shared memory (a file's mapping) without copying them. It does on
+    /// a Vulkan adapter whose memory is the host's, unless `XENT_HOST_IMPORT=0`.
+    ///
+    /// [`Stream::push_shared`]: crate::Stream::push_shared
+    pub fn reads_host_memory(&self) -> bool {
+        self.host_import.is_some()
     }
 
     /// The device.

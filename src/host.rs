@@ -70,7 +70,11 @@ impl Context {
         let layout = Layout::new(&job, dtype, options);
         let chunk = layout.piece_rows(self, rows)?;
         let chunk = options.chunk_rows.map_or(chunk, |c| chunk.min(c.max(1)));
-        self.scoped(|| Ok(Stream::new(self, (template.op, template.softcap), &job, layout, rows, chunk, *options)))
+        self.scoped(|| {
+            let stream = Stream::new(self, (template.op, template.softcap), &job, layout, rows, chunk, *options);
+            stream.prepare()?;
+            Ok(stream)
+        })
     }
 }
 

@@ -7,6 +7,7 @@ mod embed;
 mod error;
 mod head;
 mod host;
+mod host_memory;
 mod kernels;
 mod loss;
 pub mod metrics;
@@ -35,6 +36,7 @@ pub use embed::{
 pub use error::{Error, Result};
 pub use head::{Head, HeadRows};
 pub use host::{Output, Rows, RunOptions, Stream};
+pub use host_memory::SharedBytes;
 pub use loss::{Batch, DType, Floats, Labels, LogBase, Loss, Reduction};
 pub use op::{Domain, Form, Inputs, Op, OptionInfo, OptionValue, Signature, Slot, Task};
 pub use status::Status;

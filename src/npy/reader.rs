@@ -130,6 +130,11 @@ impl NpyFile {
         &self.path
     }
 
+    /// The open file.
+    pub(super) fn file(&self) -> &File {
+        &self.file
+    }
+
     /// Reads rows `first_row..first_row + rows` as f32 into `out` (cleared first; its capacity
     /// is reused). `<f2` and `<f8` are converted (`<f8` rounds to nearest); integer files are an
     /// error.
@@ -176,7 +181,7 @@ impl NpyFile {
     }
 
     /// The byte offset and element count of a row range, checked against the shape.
-    fn span(&self, first_row: u64, rows: usize) -> Result<(u64, usize), NpyError> {
+    pub(super) fn span(&self, first_row: u64, rows: usize) -> Result<(u64, usize), NpyError> {
         if first_row.checked_add(rows as u64).is_none_or(|end| end > self.rows) {
             let (file, end) = (file_label(&self.path), first_row.saturating_add(rows as u64));
             return Err(NpyError::OutOfRange { file, first: first_row, end, rows: self.rows });

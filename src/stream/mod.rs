@@ -19,8 +19,9 @@ use crate::context::Context;
 use crate::embed::{DeviceBatch, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, RecordExtras};
 use crate::error::try_grow;
 use crate::error::{Error, Result};
+use crate::host_memory::{self, SharedBytes};
 use crate::kernels::{AUX_WORDS, Kernel};
-use crate::loss::Loss;
+use crate::loss::{Batch, Loss};
 use crate::metrics::RowEval;
 use crate::op::Op;
 use crate::ops::{self, RowJob};
@@ -193,6 +194,19 @@ impl<'c> Stream<'c> {
         }
     }
 
+    /// Builds the pipelines the pieces record (the row kernel and the reduction) by
+    /// recording a piece into an encoder that is never submitted, so that the first piece
+    /// does not wait for the compiler.
+    pub(crate) fn prepare(&self) -> Result<()> {
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        self.encode_piece(&mut encoder, 0, (0, 0, self.chunk.min(self.rows)), [None, None])?;
+        if !self.softmax() {
+            let values = ops::Strided { buffer: &self.slots[0].out, offset: 0, stride: 1, component: 0, mark: None };
+            ops::encode_reduce_blocks(self.ctx.kernels(), &mut encoder, values, 1, &self.partials[0], 0)?;
+        }
+        Ok(())
+    }
+
     /// Rows pushed so far.
     pub fn rows_done(&self) -> u64 {
         self.next_row
@@ -225,8 +239,24 @@ impl<'c> Stream<'c> {
         Ok(rows)
     }
 
+    /// [`Stream::push`] of a chunk whose float inputs may lie in `memory` (a file's
+    /// mapping, say): where the device reads host memory in place
+    /// ([`Context::reads_host_memory`]), rows found there in the job's element type go to
+    /// the kernel with no copy, the buffer over their pages holding the memory until the
+    /// device is done with it. Anything else is copied as [`Stream::push`] does. The results
+    /// are the same bits either way.
+    pub fn push_shared(&mut self, chunk: &Loss, memory: &[SharedBytes]) -> Result<Rows> {
+        let mut rows = Rows { start: self.next_row, ..Default::default() };
+        self.push_from(chunk, memory, &mut rows)?;
+        Ok(rows)
+    }
+
     /// [`Stream::push`], appending the results to `rows`.
     pub(crate) fn push_into(&mut self, chunk: &Loss, rows: &mut Rows) -> Result<()> {
+        self.push_from(chunk, &[], rows)
+    }
+
+    fn push_from(&mut self, chunk: &Loss, memory: &[SharedBytes], rows: &mut Rows) -> Result<()> {
         chunk.validate()?;
         let job = ops::job(chunk, self.options.base)?;
         let n = job.a.rows as u64;
@@ -242,7 +272,7 @@ impl<'c> Stream<'c> {
         let ctx = self.ctx;
         ctx.scoped(|| {
             for (start, len) in plan::chunks(n, self.chunk) {
-                rows.append(self.piece(chunk, start, len)?)?;
+                rows.append(self.piece(chunk, memory, start, len)?)?;
             }
             Ok(())
         })
@@ -306,7 +336,7 @@ impl<'c> Stream<'c> {
 
     /// Uploads and runs rows `start..start + n` of `job` (rows of this push), reduces the
     /// blocks they complete, and returns the rows of the piece run two pieces ago.
-    fn piece(&mut self, chunk: &Loss, start: u64, n: u64) -> Result<Rows> {
+    fn piece(&mut self, chunk: &Loss, memory: &[SharedBytes], start: u64, n: u64) -> Result<Rows> {
         let (ctx, d) = (self.ctx, &self.ctx.device);
         let slot = self.pieces % 2;
         self.pieces += 1;
@@ -317,8 +347,12 @@ impl<'c> Stream<'c> {
         let lead = lead_elements(self.next_row as usize, self.layout.cols as usize);
         let dtype = self.layout.dtype;
         let inputs = &chunk.inputs;
-        upload_rows(d, &ctx.queue, a, &inputs.first, (dtype, s, len, lead))?;
-        if let Some(batch) = &inputs.second {
+        let first = self.import_rows(&inputs.first, memory, (s, len, lead));
+        if first.is_none() {
+            upload_rows(d, &ctx.queue, a, &inputs.first, (dtype, s, len, lead))?;
+        }
+        let second = inputs.second.as_ref().and_then(|batch| self.import_rows(batch, memory, (s, len, lead)));
+        if let (Some(batch), None) = (&inputs.second, &second) {
             upload_rows(d, &ctx.queue, b, batch, (dtype, s, len, lead))?;
         }
         if let Some(labels) = &inputs.labels {
@@ -328,7 +362,7 @@ impl<'c> Stream<'c> {
         let mut encoder = d.create_command_encoder(&Default::default());
         // the rows of an incomplete block, which the piece before left at the front of this slot
         let carry = row - self.block_start;
-        self.encode_piece(&mut encoder, slot, row, carry, n)?;
+        self.encode_piece(&mut encoder, slot, (row, carry, n), [first, second])?;
         self.next_row += n;
         self.encode_blocks(&mut encoder, slot, row - carry)?;
         let layout = self.layout;
@@ -347,32 +381,55 @@ impl<'c> Stream<'c> {
         Ok(done)
     }
 
+    /// A buffer over the host pages of rows `start..start + n` of `batch` and their offset
+    /// in it, where they lie in `memory`, in the job's element type, and the device reads
+    /// host memory; and where each element then sits in its octet as an upload after `lead`
+    /// elements would place it, so that the kernel's lanes, and so its bits, are the same.
+    fn import_rows(
+        &self,
+        batch: &Batch,
+        memory: &[SharedBytes],
+        (start, n, lead): (usize, usize, usize),
+    ) -> Option<(wgpu::Buffer, u64)> {
+        let how = self.ctx.host_import?;
+        let dtype = self.layout.dtype;
+        if memory.is_empty() || batch.data.dtype() != dtype {
+            return None;
+        }
+        let bytes = batch.data.bytes(start * batch.cols, (start + n) * batch.cols);
+        let (buffer, offset) = host_memory::import(&self.ctx.device, how, host_memory::holder(memory, bytes)?, bytes)?;
+        let size = dtype.size() as u64;
+        (offset % size == 0 && (offset / size) % 8 == lead as u64).then_some((buffer, offset))
+    }
+
     /// Records the row kernel over `n` rows from job row `row`, written after `carry`
-    /// rows in the slot's per-row buffers: the slot's uploads bound as the operation's
-    /// device inputs, recorded through the context's recorder like any caller's.
+    /// rows in the slot's per-row buffers: the slot's uploads (or the buffers over the
+    /// rows' host pages, where `imported`) bound as the operation's device inputs, recorded
+    /// through the context's recorder like any caller's.
     fn encode_piece(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         slot: usize,
-        row: u64,
-        carry: u64,
-        n: u64,
+        (row, carry, n): (u64, u64, u64),
+        imported: [Option<(wgpu::Buffer, u64)>; 2],
     ) -> Result<()> {
         let here = &self.slots[slot];
         let [a, b, y] = &here.uploads;
         let (cols, dtype) = (self.layout.cols, self.layout.dtype);
         let lead = lead_elements(row as usize, cols as usize) as u64;
-        let batch = |buffer| DeviceBatch {
-            buffer,
-            offset: lead * dtype.size() as u64,
-            rows: n as u32,
-            cols: cols as u32,
-            dtype,
-        };
-        let mut loss = DeviceLoss::new(self.op, batch(a));
+        fn bound<'b>(
+            upload: &'b wgpu::Buffer,
+            imported: &'b Option<(wgpu::Buffer, u64)>,
+            lead: u64,
+        ) -> (&'b wgpu::Buffer, u64) {
+            imported.as_ref().map_or((upload, lead), |(buffer, offset)| (buffer, *offset))
+        }
+        let lead = lead * dtype.size() as u64;
+        let batch = |(buffer, offset)| DeviceBatch { buffer, offset, rows: n as u32, cols: cols as u32, dtype };
+        let mut loss = DeviceLoss::new(self.op, batch(bound(a, &imported[0], lead)));
         loss.softcap = self.softcap;
         if self.has_b {
-            loss = loss.with_second(batch(b));
+            loss = loss.with_second(batch(bound(b, &imported[1], lead)));
         }
         if self.has_labels {
             loss = loss.with_labels(DeviceLabels::i32(y, 0));

@@ -6,7 +6,7 @@ use std::sync::mpsc::Receiver;
 
 use half::f16;
 use xent::Floats;
-use xent::npy::NpyFile;
+use xent::npy::{MappedRows, NpyFile};
 
 use super::Job;
 use crate::Failure;
@@ -92,10 +92,13 @@ pub fn read_class_weights(path: &Path, cols: u64) -> Result<Vec<f32>, Failure> {
     Ok(w)
 }
 
-/// One chunk's floats as read: half precision stays half (half the upload), the rest is f32.
+/// One chunk's floats as read: half precision stays half (half the upload), the rest is f32;
+/// or, for a device that reads host memory in place, the file's rows mapped as they are
+/// (`<f4`, or `<f2` when `half`).
 pub(super) enum Data {
     F32(Vec<f32>),
     F16(Vec<f16>),
+    Mapped { rows: MappedRows, half: bool },
 }
 
 impl Data {
@@ -103,6 +106,10 @@ impl Data {
         match self {
             Data::F32(v) => Floats::F32(v),
             Data::F16(v) => Floats::F16(v),
+            // a mapping starts on a page and the header is padded to 16 bytes, so the rows are
+            // aligned; were they not, the empty slice fails the chunk's shape check
+            Data::Mapped { rows, half: true } => Floats::F16(bytemuck::try_cast_slice(rows.bytes()).unwrap_or(&[])),
+            Data::Mapped { rows, half: false } => Floats::F32(bytemuck::try_cast_slice(rows.bytes()).unwrap_or(&[])),
         }
     }
 }
@@ -117,14 +124,42 @@ pub(super) struct Chunk {
     pub(super) bytes: u64,
 }
 
+impl Chunk {
+    /// The mappings the chunk's floats lie in, for the device to read in place.
+    pub(super) fn shared(&self) -> Vec<xent::SharedBytes> {
+        [Some(&self.a), self.b.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|d| match d {
+                Data::Mapped { rows, .. } => Some(rows.shared()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 impl Job {
     /// Reads rows `start..start + rows` of every input, checking labels as they come.
     /// The float inputs are read into `spares`' vectors where it has any (the chunks done
     /// with), so that a run allocates and faults in a few chunks' memory, not one per chunk.
-    pub(super) fn read(&self, start: u64, rows: usize, spares: Option<&Receiver<Data>>) -> Result<Chunk, Failure> {
+    /// With `map`, float inputs stored as they are read are mapped instead, for a device that
+    /// reads host memory in place.
+    pub(super) fn read(
+        &self,
+        start: u64,
+        rows: usize,
+        spares: Option<&Receiver<Data>>,
+        map: bool,
+    ) -> Result<Chunk, Failure> {
         let spare = || spares.and_then(|s| s.try_recv().ok());
-        let a = self.read_floats(&self.a, start, rows, spare())?;
+        let a = match map && self.stored_as_read(&self.a) {
+            true => Data::Mapped { rows: self.a.file.map_rows(start, rows)?, half: self.half },
+            false => self.read_floats(&self.a, start, rows, spare())?,
+        };
         let b = match &self.b {
+            Some(b) if map && self.stored_as_read(b) && !self.transforms_targets() => {
+                Some(Data::Mapped { rows: b.file.map_rows(start, rows)?, half: self.half })
+            }
             Some(b) => Some(self.transform_targets(self.read_floats(b, start, rows, spare())?, b, start)?),
             None => None,
         };
@@ -154,6 +189,18 @@ impl Job {
         Ok(Chunk { start, rows, a, b, labels, bytes })
     }
 
+    /// Whether `input`'s elements are stored as a chunk holds them (so they can be mapped).
+    fn stored_as_read(&self, input: &Input) -> bool {
+        let want = if self.half { xent::npy::NpyDType::F16 } else { xent::npy::NpyDType::F32 };
+        cfg!(target_endian = "little") && input.file.dtype() == want
+    }
+
+    /// Whether probability targets are changed as read (smoothing, class weights).
+    fn transforms_targets(&self) -> bool {
+        matches!(self.op, Op::CrossEntropyProbs { .. })
+            && (self.class_weights.is_some() || self.target_smoothing != 0.0)
+    }
+
     fn read_floats(&self, input: &Input, start: u64, rows: usize, spare: Option<Data>) -> Result<Data, Failure> {
         if self.half {
             let mut v = match spare {
@@ -175,7 +222,7 @@ impl Job {
     /// Probability targets with label smoothing and class weights folded in.
     fn transform_targets(&self, data: Data, input: &Input, start: u64) -> Result<Data, Failure> {
         let (class_weights, smoothing) = (&self.class_weights, self.target_smoothing);
-        if !matches!(self.op, Op::CrossEntropyProbs { .. }) || (class_weights.is_none() && smoothing == 0.0) {
+        if !self.transforms_targets() {
             return Ok(data);
         }
         let Data::F32(mut v) = data else { return Err(Failure::machine("targets read as half precision")) };
@@ -207,7 +254,7 @@ impl Job {
     /// reference on that row alone.
     pub(super) fn describe(&self, e: xent::Error) -> Failure {
         if let xent::Error::Value { row, .. } = &e
-            && let Ok(chunk) = self.read(*row, 1, None)
+            && let Ok(chunk) = self.read(*row, 1, None, false)
             && let Ok(loss) = self.loss(&chunk)
             && let Err(e @ xent::Error::Value { .. }) = xent::reference::compute(&loss, self.base())
         {
@@ -233,7 +280,7 @@ impl Job {
     /// (valid as probabilities, targets and logits alike).
     fn holder(&self, row: u64, detail: &str) -> &Input {
         let Some(b) = &self.b else { return &self.a };
-        let Ok(mut chunk) = self.read(row, 1, None) else { return b };
+        let Ok(mut chunk) = self.read(row, 1, None, false) else { return b };
         let (k, uniform) = (self.cols as usize, 1.0 / self.cols as f32);
         chunk.b = match chunk.b {
             Some(Data::F16(_)) => Some(Data::F16(vec![f16::from_f32(uniform); k])),

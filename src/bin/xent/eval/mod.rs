@@ -267,6 +267,8 @@ impl Job {
             Some(c) => self.gpu_stream(c)?.map_or(Engine::Cpu, |s| Engine::Gpu(c, Some(Box::new(s)))),
         };
         let gpu = matches!(engine, Engine::Gpu(..));
+        // a device that reads host memory in place reads the file's pages: no copy at all
+        let map = matches!(engine, Engine::Gpu(c, Some(_)) if c.reads_host_memory());
         let setup_seconds = started.elapsed().as_secs_f64();
         let total_bytes: u64 = [Some(&self.a), self.b.as_ref(), self.labels.as_ref()]
             .into_iter()
@@ -286,7 +288,7 @@ impl Job {
             let job = &self;
             scope.spawn(move || {
                 for &(start, n) in &chunks {
-                    let chunk = job.read(start, n, Some(&spare_rx));
+                    let chunk = job.read(start, n, Some(&spare_rx), map);
                     let failed = chunk.is_err();
                     if tx.send(chunk).is_err() || failed {
                         break;

@@ -109,7 +109,7 @@ impl Job {
                     // from the chunk in memory, while the device works on it
                     b.add(&loss)?;
                 }
-                let rows = stream.push(&loss).map_err(|e| self.describe(e))?;
+                let rows = stream.push_shared(&loss, &chunk.shared()).map_err(|e| self.describe(e))?;
                 self.take(rows, &mut writer, &mut seen)?;
             }
             progress.advance(chunk.bytes);
@@ -220,9 +220,11 @@ pub(super) type Chunks = (Receiver<Result<Chunk, Failure>>, Sender<Data>);
 /// Hands a chunk's float vectors back to the reader (which may have finished: then they
 /// are freed).
 fn give_back(spares: &Sender<Data>, chunk: Chunk) {
-    let _ = spares.send(chunk.a);
-    if let Some(b) = chunk.b {
-        let _ = spares.send(b);
+    // (a mapping is dropped: the device holds it while it reads it)
+    for data in [Some(chunk.a), chunk.b].into_iter().flatten() {
+        if !matches!(data, Data::Mapped { .. }) {
+            let _ = spares.send(data);
+        }
     }
 }
 

@@ -1,0 +1,52 @@
+//! Rows of an `.npy` file mapped rather than read ([`NpyFile::map_rows`]), for a device that
+//! reads host memory in place: the kernel then reads the page cache itself.
+
+use std::sync::Arc;
+
+use memmap2::{Mmap, MmapOptions};
+
+use super::error::{NpyError, file_label};
+use super::reader::NpyFile;
+use crate::SharedBytes;
+
+/// Rows of a file mapped read-only, for as long as a holder of [`MappedRows::shared`] lives.
+#[derive(Clone, Debug)]
+pub struct MappedRows {
+    map: Arc<Mmap>,
+}
+
+impl MappedRows {
+    /// The rows' bytes, as stored in the file.
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
+    /// The mapping, to hand to [`crate::Stream::push_shared`].
+    pub fn shared(&self) -> SharedBytes {
+        self.map.clone()
+    }
+}
+
+impl NpyFile {
+    /// Maps rows `first_row..first_row + rows` read-only. The rows are the file's bytes as
+    /// stored: the caller checks that the dtype is the one it reads. A file that has shrunk
+    /// since it was opened is an error, as for reads; one truncated while mapped raises
+    /// `SIGBUS` on access, which the caller handles.
+    pub fn map_rows(&self, first_row: u64, rows: usize) -> Result<MappedRows, NpyError> {
+        let (offset, n) = self.span(first_row, rows)?;
+        let bytes = n * self.dtype().size();
+        let len = self.file().metadata().map_err(|e| NpyError::io(self.path(), "read", e))?.len();
+        if len < offset + bytes as u64 {
+            let (actual, expected) = (len.saturating_sub(self.header().data_offset), self.header().data_bytes());
+            return Err(NpyError::Truncated { file: file_label(self.path()), actual, expected });
+        }
+        // SAFETY: a read-only mapping of a regular file (open() refused anything else) that
+        // open() and the length above show to hold these bytes. Another process may still
+        // change the file while it is mapped; the bytes are only ever read as plain numbers,
+        // and a truncation is a SIGBUS the command line reports.
+        #[allow(unsafe_code)]
+        let map = unsafe { MmapOptions::new().offset(offset).len(bytes).map(self.file()) }
+            .map_err(|e| NpyError::io(self.path(), "map", e))?;
+        Ok(MappedRows { map: Arc::new(map) })
+    }
+}
