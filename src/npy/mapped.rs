@@ -28,10 +28,28 @@ impl MappedRows {
 }
 
 impl NpyFile {
+    /// Takes a read lease on the file (Linux), so that it cannot change while it is mapped:
+    /// as long as the file stays open, another process that opens it to write or truncate
+    /// it waits (or fails, if it does not block) and this process gets `SIGIO`, which the
+    /// caller handles before taking the lease. `false` where the system refuses one (a file
+    /// of another user, a network file system, a file open for writing) or has no leases.
+    pub fn lease(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: F_SETLEASE on a descriptor this file owns; it only sets a lease.
+            #[allow(unsafe_code)]
+            let taken = unsafe { libc::fcntl(self.file().as_raw_fd(), libc::F_SETLEASE, libc::F_RDLCK) };
+            taken == 0
+        }
+        #[cfg(not(target_os = "linux"))]
+        false
+    }
+
     /// Maps rows `first_row..first_row + rows` read-only. The rows are the file's bytes as
     /// stored: the caller checks that the dtype is the one it reads. A file that has shrunk
-    /// since it was opened is an error, as for reads; one truncated while mapped raises
-    /// `SIGBUS` on access, which the caller handles.
+    /// since it was opened is an error, as for reads. The caller holds the file's
+    /// [`NpyFile::lease`]: a file truncated while it is mapped would raise `SIGBUS` on access.
     pub fn map_rows(&self, first_row: u64, rows: usize) -> Result<MappedRows, NpyError> {
         let (offset, n) = self.span(first_row, rows)?;
         let bytes = n * self.dtype().size();
@@ -41,9 +59,8 @@ impl NpyFile {
             return Err(NpyError::Truncated { file: file_label(self.path()), actual, expected });
         }
         // SAFETY: a read-only mapping of a regular file (open() refused anything else) that
-        // open() and the length above show to hold these bytes. Another process may still
-        // change the file while it is mapped; the bytes are only ever read as plain numbers,
-        // and a truncation is a SIGBUS the command line reports.
+        // open() and the length above show to hold these bytes, under the caller's lease, so
+        // no other process writes or truncates it while it is mapped.
         #[allow(unsafe_code)]
         let map = unsafe { MmapOptions::new().offset(offset).len(bytes).map(self.file()) }
             .map_err(|e| NpyError::io(self.path(), "map", e))?;

@@ -101,6 +101,32 @@ fn remove_while_written(dir: &Path) {
     }
 }
 
+/// On SIGIO, which a lease on an input raises when another process opens the file to
+/// write or truncate it (an input whose pages the device reads in place is leased): one
+/// line and status 2, temporary files removed, and the lease given up by exiting, so that
+/// the other process goes on. `false` where the signal cannot be watched (then no lease
+/// may be taken: SIGIO would end the process).
+#[cfg(unix)]
+pub fn stop_when_inputs_change() -> bool {
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([signal_hook::consts::SIGIO]) else { return false };
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            let _ = writeln!(std::io::stderr(), "xent: an input file is being written by another process; stopped");
+            xent::npy::remove_temporary_files();
+            for dir in temp_dirs().iter() {
+                remove_while_written(dir);
+            }
+            std::process::exit(2);
+        }
+    });
+    true
+}
+
+#[cfg(not(unix))]
+pub fn stop_when_inputs_change() -> bool {
+    false
+}
+
 /// Without POSIX signals a named temporary file may be left by Ctrl-C.
 #[cfg(not(unix))]
 pub fn clean_up_on_signals() {}

@@ -267,8 +267,11 @@ impl Job {
             Some(c) => self.gpu_stream(c)?.map_or(Engine::Cpu, |s| Engine::Gpu(c, Some(Box::new(s)))),
         };
         let gpu = matches!(engine, Engine::Gpu(..));
-        // a device that reads host memory in place reads the file's pages: no copy at all
-        let map = matches!(engine, Engine::Gpu(c, Some(_)) if c.reads_host_memory());
+        // a device that reads host memory in place reads the files' pages (no copy at all),
+        // where the files are leased, so that no other process changes them while mapped
+        let map = matches!(engine, Engine::Gpu(c, Some(_)) if c.reads_host_memory())
+            && crate::process::stop_when_inputs_change()
+            && [Some(&self.a), self.b.as_ref()].into_iter().flatten().all(|i| i.file.lease());
         let setup_seconds = started.elapsed().as_secs_f64();
         let total_bytes: u64 = [Some(&self.a), self.b.as_ref(), self.labels.as_ref()]
             .into_iter()
