@@ -123,6 +123,8 @@ pub struct Stream<'c> {
     status: wgpu::Buffer,
     class_weights: Option<wgpu::Buffer>,
     pieces: usize,
+    /// Rows whose inputs the device read in place from host memory.
+    in_place: u64,
 }
 
 impl<'c> Stream<'c> {
@@ -191,6 +193,7 @@ impl<'c> Stream<'c> {
             }),
             class_weights,
             pieces: 0,
+            in_place: 0,
         }
     }
 
@@ -210,6 +213,12 @@ impl<'c> Stream<'c> {
     /// Rows pushed so far.
     pub fn rows_done(&self) -> u64 {
         self.next_row
+    }
+
+    /// Rows pushed so far whose inputs the device read in place, from the host memory
+    /// given to [`Stream::push_shared`], rather than from a copy.
+    pub fn rows_read_in_place(&self) -> u64 {
+        self.in_place
     }
 
     /// An empty [`Rows`] with room for the results the job keeps of `n` rows.
@@ -358,6 +367,8 @@ impl<'c> Stream<'c> {
         if let Some(labels) = &inputs.labels {
             ctx.queue.write_buffer(y, 0, &labels_bytes(labels, s, len)?);
         }
+        let in_place = first.is_some() && (inputs.second.is_none() || second.is_some());
+        self.in_place += if in_place { n } else { 0 };
         let row = self.next_row;
         let mut encoder = d.create_command_encoder(&Default::default());
         // the rows of an incomplete block, which the piece before left at the front of this slot
