@@ -76,6 +76,11 @@ fn bench_end_to_end_and_the_lm_shapes() {
         let (seconds, kernel) = (v["seconds"].as_f64().unwrap(), v["kernel_seconds"].as_f64().unwrap());
         assert!(seconds > 0.0 && kernel > 0.0, "{v}");
         assert!((v["e2e_ratio"].as_f64().unwrap() - kernel / seconds).abs() < 1e-9, "{v}");
+        // against the kernel the command runs (with the report) and plain `ce`
+        let plain = v["plain_kernel_seconds"].as_f64().unwrap();
+        assert!((v["e2e_ratio_plain"].as_f64().unwrap() - plain / seconds).abs() < 1e-9, "{v}");
+        assert!(v["setup_seconds"].as_f64().unwrap() > 0.0, "{v}");
+        assert!(v["reads_host_memory"].is_boolean(), "{v}");
     }
     assert!(lines.iter().any(|v| v["op"] == "ce+z-loss"), "{lines:?}");
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "the end-to-end files were left behind");
