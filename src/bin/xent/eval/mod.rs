@@ -249,7 +249,7 @@ impl Job {
     }
 
     /// Runs the job and returns its JSON line.
-    pub fn run(self) -> Result<Value, Failure> {
+    pub fn run(mut self) -> Result<Value, Failure> {
         let started = Instant::now();
         let mut ctx = match self.common.device {
             Device::Cpu => None,
@@ -257,9 +257,18 @@ impl Job {
             // no adapter at all: the reference still answers
             Device::Auto => Context::new_blocking().ok(),
         };
+        // a device that reads host memory in place reads the files' pages (no copy at all),
+        // where the files are leased, so that no other process changes them while mapped
+        let leased = ctx.as_ref().is_some_and(Context::reads_host_memory)
+            && crate::process::stop_when_inputs_change()
+            && [Some(&self.a), self.b.as_ref()].into_iter().flatten().all(|i| i.file.lease());
         if let Some(ctx) = &mut ctx {
-            // a piece's device buffers within a chunk's bytes (two pieces are in flight)
-            ctx.set_chunk_bytes(CHUNK_BYTES);
+            // a piece's device buffers within a chunk's bytes (two pieces are in flight); rows
+            // read in place take no copy on either side, so their chunks may be twice as large
+            // (fewer pieces, each a few dispatches and a readback, for the same memory)
+            let grow = if leased && self.common.chunk_rows.is_none() { 2 } else { 1 };
+            ctx.set_chunk_bytes(grow * CHUNK_BYTES);
+            self.chunk_rows *= grow;
         }
         let engine = match &ctx {
             None => Engine::Cpu,
@@ -267,11 +276,7 @@ impl Job {
             Some(c) => self.gpu_stream(c)?.map_or(Engine::Cpu, |s| Engine::Gpu(c, Some(Box::new(s)))),
         };
         let gpu = matches!(engine, Engine::Gpu(..));
-        // a device that reads host memory in place reads the files' pages (no copy at all),
-        // where the files are leased, so that no other process changes them while mapped
-        let map = matches!(engine, Engine::Gpu(c, Some(_)) if c.reads_host_memory())
-            && crate::process::stop_when_inputs_change()
-            && [Some(&self.a), self.b.as_ref()].into_iter().flatten().all(|i| i.file.lease());
+        let map = leased && matches!(engine, Engine::Gpu(_, Some(_)));
         let setup_seconds = started.elapsed().as_secs_f64();
         let total_bytes: u64 = [Some(&self.a), self.b.as_ref(), self.labels.as_ref()]
             .into_iter()
