@@ -290,7 +290,9 @@ impl Job {
             .map(|s| (s, (self.chunk_rows.min(self.rows - s)) as usize))
             .collect();
         let totals = std::thread::scope(|scope| {
-            let (tx, rx) = sync_channel(1);
+            // mapped chunks cost no memory until the device reads them: the reader may run
+            // further ahead, so that it is never what the device waits for
+            let (tx, rx) = sync_channel(if map { 4 } else { 1 });
             // the float vectors of chunks done with, back to the reader
             let (spare_tx, spare_rx) = std::sync::mpsc::channel();
             let job = &self;
