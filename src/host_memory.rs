@@ -107,49 +107,15 @@ mod vulkan {
         let base = start - start % how.alignment;
         let size = (start + bytes.len() as u64 - base).div_ceil(how.alignment) * how.alignment;
         let ptr = base as *mut std::ffi::c_void;
-        let raw = {
+        let (raw, buffer, device_memory) = {
             // SAFETY: the hal device is only read, and dropped before wgpu is called again.
             let hal = unsafe { device.as_hal::<Vulkan>() }?;
-            hal.raw_device().clone()
-        };
-        let ext = {
-            // SAFETY: as above.
-            let hal = unsafe { device.as_hal::<Vulkan>() }?;
-            ash::ext::external_memory_host::Device::new(hal.shared_instance().raw_instance(), &raw)
-        };
-        let mut host = vk::MemoryHostPointerPropertiesEXT::default();
-        let get = ext.fp().get_memory_host_pointer_properties_ext;
-        // SAFETY: the extension is enabled on this device, and `ptr` is the start of a page
-        // that holds `bytes[0]`, so it is mapped.
-        if unsafe { get(ext.device(), HOST, ptr, &mut host) } != vk::Result::SUCCESS {
-            return None;
-        }
-        let mut external = vk::ExternalMemoryBufferCreateInfo::default().handle_types(HOST);
-        let info = vk::BufferCreateInfo::default()
-            .size(size)
-            .usage(vk::BufferUsageFlags::STORAGE_BUFFER)
-            .sharing_mode(vk::SharingMode::EXCLUSIVE)
-            .push_next(&mut external);
-        // SAFETY: a valid create info on a live device.
-        let buffer = unsafe { raw.create_buffer(&info, None) }.ok()?;
-        // SAFETY: `buffer` was just made on `raw`.
-        let types = unsafe { raw.get_buffer_memory_requirements(buffer) }.memory_type_bits & host.memory_type_bits;
-        let mut from = vk::ImportMemoryHostPointerInfoEXT::default().handle_type(HOST).host_pointer(ptr);
-        let allocate = vk::MemoryAllocateInfo::default()
-            .allocation_size(size)
-            .memory_type_index(types.trailing_zeros())
-            .push_next(&mut from);
-        // SAFETY: the pages `ptr .. ptr + size` are mapped: they hold bytes of `memory`
-        // (alignments are at most a page), which the buffer keeps alive (below).
-        let bound = (types != 0)
-            .then(|| unsafe { raw.allocate_memory(&allocate, None) }.ok())
-            .flatten()
-            // SAFETY: fresh buffer and memory of the same device, offset 0.
-            .filter(|&m| unsafe { raw.bind_buffer_memory(buffer, m, 0) }.is_ok() || free(&raw, m));
-        let Some(device_memory) = bound else {
-            // SAFETY: the buffer is unused.
-            unsafe { raw.destroy_buffer(buffer, None) };
-            return None;
+            let raw = hal.raw_device().clone();
+            let ext = ash::ext::external_memory_host::Device::new(hal.shared_instance().raw_instance(), &raw);
+            // SAFETY: the pages `ptr .. ptr + size` are mapped: they hold bytes of `memory`
+            // (alignments are at most a page), which the buffer keeps alive (below).
+            let (buffer, device_memory) = unsafe { bind_host_pages(&raw, &ext, ptr, size) }?;
+            (raw, buffer, device_memory)
         };
         let owner = memory.clone();
         let release = Box::new(move || {
@@ -175,10 +141,52 @@ mod vulkan {
         Some((buffer, start - base))
     }
 
-    /// Frees memory that could not be bound; `false`, so that the caller sees no memory.
-    fn free(raw: &ash::Device, memory: vk::DeviceMemory) -> bool {
-        // SAFETY: the memory is unused.
-        unsafe { raw.free_memory(memory, None) };
-        false
+    /// A storage buffer of `size` bytes bound to the host pages from `ptr`, and its memory;
+    /// `None` (nothing left behind) where the driver refuses them.
+    ///
+    /// # Safety
+    /// `raw` has the extension `ext` loads enabled, and `ptr .. ptr + size` is mapped host
+    /// memory that outlives the buffer.
+    unsafe fn bind_host_pages(
+        raw: &ash::Device,
+        ext: &ash::ext::external_memory_host::Device,
+        ptr: *mut std::ffi::c_void,
+        size: u64,
+    ) -> Option<(vk::Buffer, vk::DeviceMemory)> {
+        let mut host = vk::MemoryHostPointerPropertiesEXT::default();
+        let get = ext.fp().get_memory_host_pointer_properties_ext;
+        // SAFETY: the extension is enabled on this device, and `ptr` is mapped.
+        if unsafe { get(ext.device(), HOST, ptr, &mut host) } != vk::Result::SUCCESS {
+            return None;
+        }
+        let mut external = vk::ExternalMemoryBufferCreateInfo::default().handle_types(HOST);
+        let info = vk::BufferCreateInfo::default()
+            .size(size)
+            .usage(vk::BufferUsageFlags::STORAGE_BUFFER)
+            .sharing_mode(vk::SharingMode::EXCLUSIVE)
+            .push_next(&mut external);
+        // SAFETY: a valid create info on a live device.
+        let buffer = unsafe { raw.create_buffer(&info, None) }.ok()?;
+        // SAFETY: `buffer` was just made on `raw`.
+        let types = unsafe { raw.get_buffer_memory_requirements(buffer) }.memory_type_bits & host.memory_type_bits;
+        let mut from = vk::ImportMemoryHostPointerInfoEXT::default().handle_type(HOST).host_pointer(ptr);
+        let allocate = vk::MemoryAllocateInfo::default()
+            .allocation_size(size)
+            .memory_type_index(types.trailing_zeros())
+            .push_next(&mut from);
+        // SAFETY: the caller's mapped pages, imported as the properties above allow.
+        let memory = (types != 0).then(|| unsafe { raw.allocate_memory(&allocate, None) }.ok()).flatten();
+        if let Some(memory) = memory
+            // SAFETY: fresh buffer and memory of the same device, offset 0.
+            && unsafe { raw.bind_buffer_memory(buffer, memory, 0) }.is_ok()
+        {
+            return Some((buffer, memory));
+        }
+        // SAFETY: neither is in use.
+        unsafe {
+            memory.inspect(|&m| raw.free_memory(m, None));
+            raw.destroy_buffer(buffer, None);
+        }
+        None
     }
 }
