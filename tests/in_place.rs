@@ -66,9 +66,9 @@ fn run(ctx: &Context, loss: &Loss, push: usize, chunk: u64, memory: Option<&Shar
             Some(m) => stream.push_shared(&part, std::slice::from_ref(m)),
             None => stream.push(&part),
         };
-        back.append_all(got.expect("push"));
+        back.append(got.expect("push")).expect("append");
     }
-    back.append_all(stream.drain().expect("drain"));
+    back.append(stream.drain().expect("drain")).expect("append");
     let in_place = stream.rows_read_in_place();
     let out = stream.finish().expect("finish");
     (bits(&out, &back), in_place)
@@ -93,18 +93,6 @@ fn slice<'a>(loss: &Loss<'a>, start: usize, n: usize) -> Loss<'a> {
         part = part.with_labels(Labels::I64(&y[start..start + n]));
     }
     part
-}
-
-trait AppendAll {
-    fn append_all(&mut self, next: Rows);
-}
-
-impl AppendAll for Rows {
-    fn append_all(&mut self, next: Rows) {
-        self.values.extend(next.values);
-        self.argmax.extend(next.argmax);
-        self.evals.extend(next.evals);
-    }
 }
 
 /// `ce` with its report, and `kl` (two inputs), in f32 and f16, rows starting at `skip`

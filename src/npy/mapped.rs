@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use memmap2::{Mmap, MmapOptions};
 
-use super::error::{NpyError, file_label};
+use super::error::NpyError;
 use super::reader::NpyFile;
 use crate::SharedBytes;
 
@@ -55,8 +55,7 @@ impl NpyFile {
         let bytes = n * self.dtype().size();
         let len = self.file().metadata().map_err(|e| NpyError::io(self.path(), "read", e))?.len();
         if len < offset + bytes as u64 {
-            let (actual, expected) = (len.saturating_sub(self.header().data_offset), self.header().data_bytes());
-            return Err(NpyError::Truncated { file: file_label(self.path()), actual, expected });
+            return Err(self.cut_short(len));
         }
         // SAFETY: a read-only mapping of a regular file (open() refused anything else) that
         // open() and the length above show to hold these bytes, under the caller's lease, so

@@ -201,10 +201,14 @@ impl NpyFile {
                 return NpyError::io(&self.path, "read", e);
             }
             // open() saw all the data: the file shrank since
-            let len = self.file.metadata().map_or(0, |m| m.len());
-            let (actual, expected) = (len.saturating_sub(self.header.data_offset), self.header.data_bytes());
-            NpyError::Truncated { file: file_label(&self.path), actual, expected }
+            self.cut_short(self.file.metadata().map_or(0, |m| m.len()))
         })
+    }
+
+    /// The error of a file found `len` bytes long, less than its data needs.
+    pub(super) fn cut_short(&self, len: u64) -> NpyError {
+        let (actual, expected) = (len.saturating_sub(self.header.data_offset), self.header.data_bytes());
+        NpyError::Truncated { file: file_label(&self.path), actual, expected }
     }
 
     /// Room for `n` elements in `out`, or an error naming the file when memory runs out.

@@ -57,8 +57,9 @@ pub struct Rows {
 }
 
 impl Rows {
-    /// Appends `next`, the rows that follow these.
-    pub(crate) fn append(&mut self, next: Rows) -> Result<()> {
+    /// Appends `next`, the rows that follow these (from [`Stream::push`] or
+    /// [`Stream::drain`]); an error where memory for them runs out.
+    pub fn append(&mut self, next: Rows) -> Result<()> {
         if next.rows == 0 {
             return Ok(());
         }
