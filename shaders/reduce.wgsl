@@ -1,7 +1,7 @@
 // Deterministic sum over rows: a fixed binary tree, no float atomics.
 //
-// Each workgroup of 256 invocations folds a block of 512 consecutive values into one
-// (sum, flags) partial; the host repeats the dispatch on the partials until one is
+// Each workgroup of 256 invocations (or, on a CPU, each invocation of reduce_sum_serial)
+// folds a block of 512 consecutive values into one (sum, flags) partial; the host repeats the dispatch on the partials until one is
 // left. The tree depends only on n, so the same input gives the same bits on every
 // run, and the error grows like a pairwise sum's (log2 n), not like n.
 // The first level reads f32 values (bit patterns, classified here: NaN/±inf become flags) at
@@ -87,6 +87,38 @@ fn reduce_sum(
         dst[rp.out_base + 2u * group] = bitcast<u32>(sh_sum[0]);
         dst[rp.out_base + 2u * group + 1u] = sh_flags[0];
     }
+}
+
+// reduce_sum's tree, one invocation a block, in the same order (so the same bits): the
+// pairs first, then each level adding the upper half onto the lower. Where a workgroup's
+// invocations are SIMD lanes of a CPU thread, its barriers cost more than the adds.
+const SERIAL_WG: u32 = 8u;
+
+@compute @workgroup_size(SERIAL_WG)
+fn reduce_sum_serial(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let group = (wid.x + wid.y * nwg.x) * SERIAL_WG + t;
+    if group * REDUCE_BLOCK >= rp.n {
+        return;
+    }
+    var sums: array<f32, REDUCE_WG>;
+    var flags = 0u;
+    for (var i = 0u; i < REDUCE_WG; i++) {
+        let a = fetch(group * REDUCE_BLOCK + 2u * i);
+        let b = fetch(group * REDUCE_BLOCK + 2u * i + 1u);
+        sums[i] = a.sum + b.sum;
+        flags |= a.flags | b.flags;
+    }
+    for (var off = REDUCE_WG / 2u; off > 0u; off = off / 2u) {
+        for (var i = 0u; i < off; i++) {
+            sums[i] = sums[i] + sums[i + off];
+        }
+    }
+    dst[rp.out_base + 2u * group] = bitcast<u32>(sums[0]);
+    dst[rp.out_base + 2u * group + 1u] = flags;
 }
 
 // The mean of a finished reduction: src holds (sum bits, flags, denominator bits, flags)

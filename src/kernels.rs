@@ -334,6 +334,11 @@ impl Kernels {
         self.subgroups
     }
 
+    /// Whether rows take the CPU adapters' layouts (and sums the barrier-free tree).
+    pub(crate) fn cpu_layout(&self) -> bool {
+        self.cpu_layout
+    }
+
     /// Parts each of `rows` rows of `cols` columns is split into ([`crate::plan::row_parts`];
     /// 1: not split).
     pub(crate) fn row_parts(&self, rows: u64, cols: u64) -> u64 {

@@ -5,6 +5,9 @@
 /// Values folded by one workgroup of the reduction (`REDUCE_BLOCK` in reduce.wgsl).
 pub(crate) const REDUCE_BLOCK: u64 = 512;
 
+/// Blocks of one workgroup of `reduce_sum_serial` (`SERIAL_WG` in reduce.wgsl).
+pub(crate) const REDUCE_SERIAL_WG: u64 = 8;
+
 /// A workgroup grid `[x, y, 1]` with `x * y >= groups`, each side within `max_dim`.
 ///
 /// Kernels recover the linear group as `x + y * num_workgroups.x` and skip groups past

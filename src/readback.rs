@@ -64,8 +64,35 @@ fn check(buffer: &wgpu::Buffer, range: &std::ops::Range<u64>) -> Result<()> {
 /// [`read`], polling `device` until the copy is done.
 pub fn read_blocking(device: &wgpu::Device, buffer: &wgpu::Buffer, range: std::ops::Range<u64>) -> Result<Vec<u8>> {
     let fut = read(buffer, range);
-    device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+    wait(device, None)?;
     pollster::block_on(fut)
+}
+
+/// [`read_blocking`] of a buffer last written by submission `index`: waits for that
+/// submission only, so that later ones (the next piece of a stream) keep the device busy
+/// while the host reads this one.
+pub fn read_after(
+    device: &wgpu::Device,
+    buffer: &wgpu::Buffer,
+    range: std::ops::Range<u64>,
+    index: wgpu::SubmissionIndex,
+) -> Result<Vec<u8>> {
+    let mut fut = std::pin::pin!(read(buffer, range));
+    wait(device, Some(index))?;
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(bytes) => bytes,
+        // not mapped by that wait (a backend that maps later): wait for everything
+        std::task::Poll::Pending => {
+            wait(device, None)?;
+            pollster::block_on(fut)
+        }
+    }
+}
+
+fn wait(device: &wgpu::Device, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
+    let how = wgpu::PollType::Wait { submission_index: index, timeout: None };
+    device.poll(how).map(|_| ()).map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))
 }
 
 /// A (sum, flags) word pair of the reduction as f64: the flags say NaN, `+inf` or `-inf`

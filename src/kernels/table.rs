@@ -290,6 +290,12 @@ kernel_table! {
         reads: Cols::Record,
         ..row("reduce_sum", F::Reduce, &[REDUCE_PARAMS, REDUCE_SRC, REDUCE_DST])
     },
+    /// The same tree sum, one invocation a block, without barriers: for CPU adapters.
+    ReduceSerial => KernelInfo {
+        stage: Stage::Reduce,
+        reads: Cols::Record,
+        ..row("reduce_sum_serial", F::Reduce, &[REDUCE_PARAMS, REDUCE_SRC, REDUCE_DST])
+    },
     /// The mean of a finished reduction, one f32 word (shaders/reduce.wgsl).
     ReduceMean => KernelInfo {
         stage: Stage::Reduce,

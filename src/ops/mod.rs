@@ -432,7 +432,7 @@ pub(crate) fn encode_reduce_blocks(
         let input = Bound { buffer: values.buffer, window };
         let pair = 2 * (first_block + start / plan::REDUCE_BLOCK);
         let layout = ReduceLayout { stride: values.stride, component: values.component, mark: values.mark };
-        reduce_dispatch(kernels, encoder, Kernel::Reduce, input, dst, len, pair, layout, false)?;
+        reduce_dispatch(kernels, encoder, tree_sum(kernels), input, dst, len, pair, layout, false)?;
     }
     Ok(())
 }
@@ -451,7 +451,7 @@ pub(crate) fn encode_reduce_partials(
     for (i, &count) in levels.iter().enumerate().take(levels.len() - 1) {
         let (from, to) = (scratch[i % 2], scratch[(i + 1) % 2]);
         let input = Bound { buffer: from, window: plan::window(0, 8 * count, 4, align, from.size()) };
-        reduce_dispatch(kernels, encoder, Kernel::Reduce, input, to, count, 0, ReduceLayout::PAIRS, true)?;
+        reduce_dispatch(kernels, encoder, tree_sum(kernels), input, to, count, 0, ReduceLayout::PAIRS, true)?;
     }
     Ok(())
 }
@@ -484,6 +484,12 @@ impl ReduceLayout {
     const PAIRS: ReduceLayout = ReduceLayout { stride: 1, component: 0, mark: None };
 }
 
+/// The tree sum's kernel: on a CPU adapter the same tree a block per invocation, since
+/// barriers between a workgroup's SIMD lanes cost more there than the adds.
+fn tree_sum(kernels: &Kernels) -> Kernel {
+    if kernels.cpu_layout() { Kernel::ReduceSerial } else { Kernel::Reduce }
+}
+
 /// One dispatch of the reduction kernel: `n` inputs (values, or pairs with `partials`)
 /// into pairs of `dst` from word `out_base` on.
 #[allow(clippy::too_many_arguments)]
@@ -499,6 +505,7 @@ fn reduce_dispatch(
     partials: bool,
 ) -> Result<()> {
     let device = kernels.device();
+    let serial = kernel == Kernel::ReduceSerial;
     let pipeline = kernels.pipeline(kernel, crate::DType::F32, Reads::default(), 256, 1, GradMode::default())?;
     let params = ReduceParams {
         n: n as u32,
@@ -522,7 +529,8 @@ fn reduce_dispatch(
         _ => Err(crate::Error::Gpu(format!("{}: binding {} is not the reduction's", kernel.entry(), slot.index))),
     };
     let group = bind_group(kernels, kernel, resource)?;
-    let groups = n.div_ceil(plan::REDUCE_BLOCK);
+    let blocks = n.div_ceil(plan::REDUCE_BLOCK);
+    let groups = if serial { blocks.div_ceil(plan::REDUCE_SERIAL_WG) } else { blocks };
     let [x, y, z] = plan::grid(groups, device.limits().max_compute_workgroups_per_dimension);
     let mut pass =
         encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("xent reduce"), timestamp_writes: None });

@@ -79,3 +79,57 @@ fn the_mean_of_special_sums_follows_ieee_division() {
         );
     }
 }
+
+/// The first level of the tree, as the workgroup kernel and as the serial one (one
+/// invocation a block, for CPU adapters): the same bits in every (sum, flags) pair, on
+/// values of every magnitude (where the order of the adds shows), a block with NaN and
+/// infinities, a marked value left out, and a last block cut short.
+#[test]
+fn the_serial_tree_gives_the_workgroup_trees_bits() {
+    use rand::{Rng, SeedableRng};
+    let Some(ctx) = context() else { return };
+    let (device, queue, kernels) = (ctx.device(), ctx.queue(), ctx.kernels());
+    let n = 37 * plan::REDUCE_BLOCK + 311;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_71ee);
+    // records of two words: the value, and a mark (MARK_SKIP leaves the value out)
+    let mut words = Vec::with_capacity(2 * n as usize);
+    for i in 0..n {
+        let x: f32 = rng.random_range(-1.0f32..1.0) * 10f32.powi(rng.random_range(-8..9));
+        let x = match i {
+            600 => f32::NAN,
+            700 => f32::INFINITY,
+            701 => f32::NEG_INFINITY,
+            _ => x,
+        };
+        let mark = if i % 97 == 5 { 0x8000_0000 } else { rng.random::<u32>() >> 1 };
+        words.extend([x.to_bits(), mark]);
+    }
+    let src = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: None,
+        contents: bytemuck::cast_slice(&words),
+        usage: wgpu::BufferUsages::STORAGE,
+    });
+    let blocks = n.div_ceil(plan::REDUCE_BLOCK);
+    let sums = |kernel, mark| {
+        let dst = plan::buffer(device, "pairs", 8 * blocks, USAGE);
+        let window = plan::window(0, 8 * n, 4, 256, src.size());
+        let input = super::Bound { buffer: &src, window };
+        let layout = super::ReduceLayout { stride: 2, component: 0, mark };
+        let mut encoder = device.create_command_encoder(&Default::default());
+        super::reduce_dispatch(kernels, &mut encoder, kernel, input, &dst, n, 0, layout, false).expect("encode");
+        let read =
+            plan::buffer(device, "read", 8 * blocks, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+        encoder.copy_buffer_to_buffer(&dst, 0, &read, 0, 8 * blocks);
+        queue.submit([encoder.finish()]);
+        crate::readback::read_blocking(device, &read, 0..8 * blocks).expect("read")
+    };
+    for mark in [None, Some(1)] {
+        let (tree, serial) =
+            (sums(crate::kernels::Kernel::Reduce, mark), sums(crate::kernels::Kernel::ReduceSerial, mark));
+        let pairs: &[u32] = bytemuck::cast_slice(&tree);
+        // the specials are flagged, and the sums are not all alike
+        assert_ne!(pairs[3], 0, "the block with NaN and infinities");
+        assert!(pairs.chunks(2).any(|p| p[0] != pairs[0]));
+        assert_eq!(tree, serial, "marks {mark:?}");
+    }
+}

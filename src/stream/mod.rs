@@ -211,6 +211,13 @@ impl<'c> Stream<'c> {
         Ok(())
     }
 
+    /// The most rows of one piece: a push of this many rows runs as one piece (a few
+    /// dispatches and a readback), within the adapter's binding limit and the context's
+    /// [`Context::set_chunk_bytes`].
+    pub fn piece_rows(&self) -> u64 {
+        self.chunk
+    }
+
     /// Rows pushed so far.
     pub fn rows_done(&self) -> u64 {
         self.next_row
@@ -304,14 +311,18 @@ impl<'c> Stream<'c> {
     fn collect(&mut self, slot: usize) -> Result<Rows> {
         let Some((index, start, n)) = self.slots[slot].pending.take() else { return Ok(Rows::default()) };
         let (ctx, d) = (self.ctx, &self.ctx.device);
-        d.poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
-            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
-        ctx.health()?;
-        let mut rows = Rows { start, rows: n, ..Default::default() };
-        let Some(rb) = &self.slots[slot].readback else { return Ok(rows) };
+        let Some(rb) = &self.slots[slot].readback else {
+            d.poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
+                .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+            ctx.health()?;
+            return Ok(Rows { start, rows: n, ..Default::default() });
+        };
         let layout = &self.layout;
         let (values_bytes, aux_at) = (layout.values_back * n, layout.aux_at(n) as usize);
-        let bytes = readback::read_blocking(d, rb, 0..aux_at as u64 + layout.aux_back * n)?;
+        // this piece's submission only: the next piece runs on while the host reads this one
+        let bytes = readback::read_after(d, rb, 0..aux_at as u64 + layout.aux_back * n, index)?;
+        ctx.health()?;
+        let mut rows = Rows { start, rows: n, ..Default::default() };
         rows.values = words(&bytes[..values_bytes as usize], 1, "per-row values", f32::from_bits)?;
         let step = AUX_WORDS as usize;
         if layout.argmax_kept {
