@@ -35,7 +35,7 @@ const CHUNK_BYTES: u64 = 32 << 20;
 
 /// The most bytes of a GPU piece whose rows the device reads in place from the files' pages
 /// (two pieces are in flight), within the adapter's binding limit.
-const IN_PLACE_BYTES: u64 = 64 << 20;
+const IN_PLACE_BYTES: u64 = 128 << 20;
 
 /// A file command's operation: the library's [`Op`], and what the command line adds to it
 /// from files (class weights; for probability targets, weights and smoothing folded into the
