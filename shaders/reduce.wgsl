@@ -1,9 +1,10 @@
 // Deterministic sum over rows: a fixed binary tree, no float atomics.
 //
-// Each workgroup of 256 invocations (or, on a CPU, each invocation of reduce_sum_serial)
-// folds a block of 512 consecutive values into one (sum, flags) partial; the host repeats the dispatch on the partials until one is
-// left. The tree depends only on n, so the same input gives the same bits on every
-// run, and the error grows like a pairwise sum's (log2 n), not like n.
+// Each workgroup of 256 invocations (on a CPU adapter, each invocation of
+// reduce_sum_serial) folds a block of 512 consecutive values into one (sum, flags)
+// partial; the host repeats the dispatch on the partials until one is left. The tree
+// depends only on n, so the same input gives the same bits on every run, and the error
+// grows like a pairwise sum's (log2 n), not like n.
 // The first level reads f32 values (bit patterns, classified here: NaN/±inf become flags) at
 // src[in_base + i·stride + component], leaving out (with skip_marked) a value whose group
 // holds MARK_SKIP at word `mark` (the entropy of an ignored row: its z word is AUX_IGNORED

@@ -211,13 +211,6 @@ impl<'c> Stream<'c> {
         Ok(())
     }
 
-    /// The most rows of one piece: a push of this many rows runs as one piece (a few
-    /// dispatches and a readback), within the adapter's binding limit and the context's
-    /// [`Context::set_chunk_bytes`].
-    pub fn piece_rows(&self) -> u64 {
-        self.chunk
-    }
-
     /// Rows pushed so far.
     pub fn rows_done(&self) -> u64 {
         self.next_row

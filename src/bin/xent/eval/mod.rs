@@ -33,10 +33,6 @@ use crate::{Base, Common, Device, Failure};
 /// unless `--chunk-rows` says otherwise.
 const CHUNK_BYTES: u64 = 32 << 20;
 
-/// The most bytes of a GPU piece whose rows the device reads in place from the files' pages
-/// (two pieces are in flight), within the adapter's binding limit.
-const IN_PLACE_BYTES: u64 = 128 << 20;
-
 /// A file command's operation: the library's [`Op`], and what the command line adds to it
 /// from files (class weights; for probability targets, weights and smoothing folded into the
 /// targets as read, PyTorch's `−Σ_j W_j·((1−s)·P_ij + s/K)·log_softmax_j`).
@@ -266,23 +262,19 @@ impl Job {
         let leased = ctx.as_ref().is_some_and(Context::reads_host_memory)
             && crate::process::stop_when_inputs_change()
             && [Some(&self.a), self.b.as_ref()].into_iter().flatten().all(|i| i.file.lease());
-        // a piece's device buffers within a chunk's bytes (two pieces are in flight); rows
-        // read in place take no copy on either side, so a piece may take what one binding
-        // holds: fewer pieces, each a few dispatches, a readback and a hand-over between the
-        // device's threads
-        let in_place = leased && self.common.chunk_rows.is_none();
         if let Some(ctx) = &mut ctx {
-            ctx.set_chunk_bytes(if in_place { IN_PLACE_BYTES } else { CHUNK_BYTES });
+            // a piece's device buffers within a chunk's bytes (two pieces are in flight); rows
+            // read in place take no copy on either side, so their chunks may be twice as large
+            // (fewer pieces, each a few dispatches and a readback, for the same memory)
+            let grow = if leased && self.common.chunk_rows.is_none() { 2 } else { 1 };
+            ctx.set_chunk_bytes(grow * CHUNK_BYTES);
+            self.chunk_rows *= grow;
         }
         let engine = match &ctx {
             None => Engine::Cpu,
             Some(c) if self.rows == 0 => Engine::Gpu(c, None),
             Some(c) => self.gpu_stream(c)?.map_or(Engine::Cpu, |s| Engine::Gpu(c, Some(Box::new(s)))),
         };
-        if let (true, Engine::Gpu(_, Some(stream))) = (in_place, &engine) {
-            // a mapped chunk per piece: its pages leave the process once the device is done
-            self.chunk_rows = stream.piece_rows();
-        }
         let gpu = matches!(engine, Engine::Gpu(..));
         let map = leased && matches!(engine, Engine::Gpu(_, Some(_)));
         let setup_seconds = started.elapsed().as_secs_f64();
