@@ -19,6 +19,13 @@ pub(crate) struct HostImport {
     alignment: u64,
 }
 
+impl HostImport {
+    /// Where `bytes` would start in the buffer [`import`] makes of them.
+    pub(crate) fn offset(self, bytes: &[u8]) -> u64 {
+        bytes.as_ptr() as u64 % self.alignment
+    }
+}
+
 /// The largest import alignment taken: every page is at least this large, so the pages
 /// around a byte range are mapped wherever its bytes are.
 const MAX_ALIGNMENT: u64 = 4096;
@@ -104,7 +111,7 @@ mod vulkan {
         bytes: &[u8],
     ) -> Option<(wgpu::Buffer, u64)> {
         let start = bytes.as_ptr() as u64;
-        let base = start - start % how.alignment;
+        let base = start - how.offset(bytes);
         let size = (start + bytes.len() as u64 - base).div_ceil(how.alignment) * how.alignment;
         let ptr = base as *mut std::ffi::c_void;
         let (raw, buffer, device_memory) = {
@@ -138,7 +145,7 @@ mod vulkan {
         // SAFETY: a buffer of this device, of `size` bytes, bound to memory, with the usage
         // described; wgpu never maps it nor clears it (its contents count as written).
         let buffer = unsafe { device.create_buffer_from_hal::<Vulkan>(hal_buffer, &desc) };
-        Some((buffer, start - base))
+        Some((buffer, how.offset(bytes)))
     }
 
     /// A storage buffer of `size` bytes bound to the host pages from `ptr`, and its memory;

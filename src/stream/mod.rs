@@ -413,9 +413,12 @@ impl<'c> Stream<'c> {
             return None;
         }
         let bytes = batch.data.bytes(start * batch.cols, (start + n) * batch.cols);
-        let (buffer, offset) = host_memory::import(&self.ctx.device, how, host_memory::holder(memory, bytes)?, bytes)?;
-        let size = dtype.size() as u64;
-        (offset % size == 0 && (offset / size) % 8 == lead as u64).then_some((buffer, offset))
+        // checked before importing: a piece whose lanes would differ is copied instead
+        let (offset, size) = (how.offset(bytes), dtype.size() as u64);
+        if offset % size != 0 || (offset / size) % 8 != lead as u64 {
+            return None;
+        }
+        host_memory::import(&self.ctx.device, how, host_memory::holder(memory, bytes)?, bytes)
     }
 
     /// Records the row kernel over `n` rows from job row `row`, written after `carry`

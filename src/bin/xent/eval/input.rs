@@ -152,9 +152,10 @@ impl Job {
         map: bool,
     ) -> Result<Chunk, Failure> {
         let spare = || spares.and_then(|s| s.try_recv().ok());
-        let a = match map && self.stored_as_read(&self.a) {
-            true => Data::Mapped { rows: self.a.file.map_rows(start, rows)?, half: self.half },
-            false => self.read_floats(&self.a, start, rows, spare())?,
+        let a = if map && self.stored_as_read(&self.a) {
+            Data::Mapped { rows: self.a.file.map_rows(start, rows)?, half: self.half }
+        } else {
+            self.read_floats(&self.a, start, rows, spare())?
         };
         let b = match &self.b {
             Some(b) if map && self.stored_as_read(b) && !self.transforms_targets() => {
