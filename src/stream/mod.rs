@@ -211,6 +211,11 @@ impl<'c> Stream<'c> {
         Ok(())
     }
 
+    /// The most rows of one piece: a push of no more rows runs as one piece, a submission.
+    pub fn piece_rows(&self) -> u64 {
+        self.chunk
+    }
+
     /// Rows pushed so far.
     pub fn rows_done(&self) -> u64 {
         self.next_row

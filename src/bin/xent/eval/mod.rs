@@ -33,6 +33,12 @@ use crate::{Base, Common, Device, Failure};
 /// unless `--chunk-rows` says otherwise.
 const CHUNK_BYTES: u64 = 32 << 20;
 
+/// The most bytes of the float inputs of a chunk whose rows the device reads in place
+/// from the files' pages (a GPU piece each; no copy on either side, so only the other
+/// per-row bytes count against [`CHUNK_BYTES`]): what lavapipe binds at most. Fewer pieces
+/// mean fewer submissions, each a hand-over between threads the device waits on.
+const IN_PLACE_BYTES: u64 = 128 << 20;
+
 /// A file command's operation: the library's [`Op`], and what the command line adds to it
 /// from files (class weights; for probability targets, weights and smoothing folded into the
 /// targets as read, PyTorch's `−Σ_j W_j·((1−s)·P_ij + s/K)·log_softmax_j`).
@@ -91,6 +97,8 @@ pub struct Job {
     /// Every float input is `<f2` and read as is.
     half: bool,
     chunk_rows: u64,
+    /// Rows of a chunk read in place (without `--chunk-rows`).
+    in_place_rows: u64,
 }
 
 impl Job {
@@ -146,8 +154,10 @@ impl Job {
         let half = [Some(&a), b.as_ref()].into_iter().flatten().all(|i| i.file.dtype() == xent::npy::NpyDType::F16)
             && !transforms_b;
         let values_per_row = if op.writes_rows() { cols } else { 1 };
-        let row_bytes = memory_row_bytes(&[Some(&a), b.as_ref()], labels.is_some(), half, values_per_row);
-        let chunk_rows = common.chunk_rows.unwrap_or((CHUNK_BYTES / row_bytes).max(1));
+        let scores = matches!(op, Op::CrossEntropy { .. });
+        let (floats, others) = row_bytes(&[Some(&a), b.as_ref()], labels.is_some(), half, values_per_row, scores);
+        let chunk_rows = common.chunk_rows.unwrap_or((CHUNK_BYTES / (2 * floats + others)).max(1));
+        let in_place_rows = (IN_PLACE_BYTES / floats.max(1)).min(2 * CHUNK_BYTES / others).max(1);
         let job = Job {
             op,
             class_weights,
@@ -164,6 +174,7 @@ impl Job {
             cols,
             half,
             chunk_rows,
+            in_place_rows,
         };
         // The scalar options (temperature, alpha, ignore index, weights' length), checked on no rows.
         let empty = Chunk {
@@ -264,17 +275,23 @@ impl Job {
             && [Some(&self.a), self.b.as_ref()].into_iter().flatten().all(|i| i.file.lease());
         if let Some(ctx) = &mut ctx {
             // a piece's device buffers within a chunk's bytes (two pieces are in flight); rows
-            // read in place take no copy on either side, so their chunks may be twice as large
-            // (fewer pieces, each a few dispatches and a readback, for the same memory)
-            let grow = if leased && self.common.chunk_rows.is_none() { 2 } else { 1 };
-            ctx.set_chunk_bytes(grow * CHUNK_BYTES);
-            self.chunk_rows *= grow;
+            // read in place take no copy, so only their other bytes count (see IN_PLACE_BYTES)
+            if leased && self.common.chunk_rows.is_none() {
+                self.chunk_rows = self.in_place_rows;
+                ctx.set_chunk_bytes(IN_PLACE_BYTES + 2 * CHUNK_BYTES);
+            } else {
+                ctx.set_chunk_bytes(CHUNK_BYTES);
+            }
         }
         let engine = match &ctx {
             None => Engine::Cpu,
             Some(c) if self.rows == 0 => Engine::Gpu(c, None),
             Some(c) => self.gpu_stream(c)?.map_or(Engine::Cpu, |s| Engine::Gpu(c, Some(Box::new(s)))),
         };
+        if let Engine::Gpu(_, Some(stream)) = &engine {
+            // a chunk per piece (the stream's are no larger than the chunks asked for)
+            self.chunk_rows = stream.piece_rows();
+        }
         let gpu = matches!(engine, Engine::Gpu(..));
         let map = leased && matches!(engine, Engine::Gpu(_, Some(_)));
         let setup_seconds = started.elapsed().as_secs_f64();
@@ -325,7 +342,8 @@ impl Job {
             keep_argmax: false,
             keep_entropy: self.entropy_out.is_some(),
             report: self.scores(),
-            chunk_rows: self.common.chunk_rows,
+            // a piece per chunk, and buffers for no more
+            chunk_rows: Some(self.chunk_rows),
         }
     }
 
@@ -375,12 +393,16 @@ impl Job {
     }
 }
 
-/// The bytes a row of a chunk takes in memory while it is worked on, on either path:
-/// each float input as read (half precision kept, else f32) and as uploaded, labels as
-/// i64, and the per-row results (the reference's f64 values and weights, the f32 values
-/// written, the argmax).
-fn memory_row_bytes(floats: &[Option<&Input>], labels: bool, half: bool, values_per_row: u64) -> u64 {
+/// The bytes a row of a chunk takes in memory while it is worked on, on either path: the
+/// float inputs (half precision kept, else f32), counted once (as read; as uploaded they
+/// count again), and the others: labels as i64, the per-row results (the reference's f64
+/// values and weights, the f32 values written, the argmax) and, where the job `scores`
+/// (`ce`'s evaluation report), the row's record on the device, in the readback, read back
+/// and decoded.
+fn row_bytes(floats: &[Option<&Input>], labels: bool, half: bool, values_per_row: u64, scores: bool) -> (u64, u64) {
     let elem = if half { 2 } else { 4 };
-    let inputs: u64 = floats.iter().flatten().map(|i| 2 * i.file.cols() * elem).sum();
-    inputs + if labels { 8 } else { 0 } + values_per_row * (8 + 4) + 8 + 4
+    let inputs: u64 = floats.iter().flatten().map(|i| i.file.cols() * elem).sum();
+    // (an eight-word record, four times)
+    let record = if scores && labels { 4 * 32 } else { 0 };
+    (inputs, if labels { 8 } else { 0 } + values_per_row * (8 + 4) + 8 + 4 + record)
 }
