@@ -273,6 +273,7 @@ impl Job {
         let leased = ctx.as_ref().is_some_and(Context::reads_host_memory)
             && crate::process::stop_when_inputs_change()
             && [Some(&self.a), self.b.as_ref()].into_iter().flatten().all(|i| i.file.lease());
+        let read_rows = self.chunk_rows;
         if let Some(ctx) = &mut ctx {
             // a piece's device buffers within a chunk's bytes (two pieces are in flight); rows
             // read in place take no copy, so only their other bytes count (see IN_PLACE_BYTES)
@@ -288,10 +289,12 @@ impl Job {
             Some(c) if self.rows == 0 => Engine::Gpu(c, None),
             Some(c) => self.gpu_stream(c)?.map_or(Engine::Cpu, |s| Engine::Gpu(c, Some(Box::new(s)))),
         };
-        if let Engine::Gpu(_, Some(stream)) = &engine {
+        self.chunk_rows = match &engine {
             // a chunk per piece (the stream's are no larger than the chunks asked for)
-            self.chunk_rows = stream.piece_rows();
-        }
+            Engine::Gpu(_, Some(stream)) => stream.piece_rows(),
+            // rows the reference reads into memory
+            _ => read_rows,
+        };
         let gpu = matches!(engine, Engine::Gpu(..));
         let map = leased && matches!(engine, Engine::Gpu(_, Some(_)));
         let setup_seconds = started.elapsed().as_secs_f64();
