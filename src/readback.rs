@@ -90,7 +90,8 @@ pub fn read_after(
     }
 }
 
-fn wait(device: &wgpu::Device, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
+/// Waits for submission `index` (every submission: `None`).
+pub(crate) fn wait(device: &wgpu::Device, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
     let how = wgpu::PollType::Wait { submission_index: index, timeout: None };
     device.poll(how).map(|_| ()).map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))
 }

@@ -310,8 +310,7 @@ impl<'c> Stream<'c> {
         let Some((index, start, n)) = self.slots[slot].pending.take() else { return Ok(Rows::default()) };
         let (ctx, d) = (self.ctx, &self.ctx.device);
         let Some(rb) = &self.slots[slot].readback else {
-            d.poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
-                .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+            readback::wait(d, Some(index))?;
             ctx.health()?;
             return Ok(Rows { start, rows: n, ..Default::default() });
         };
