@@ -10,13 +10,15 @@ use crate::demo::{Precision, ce_quietly, write_set};
 
 /// The line of `ce` end to end over a `[rows, cols]` file of `dtype` logits and i64 labels
 /// (written to a temporary directory, removed after), against the median time alone of the
-/// kernel the command runs (`ce` with its evaluation report) and of `ce` without the report.
-/// The page cache is warm: one untimed run reads the files first.
+/// kernel the command runs (`ce` with its evaluation report) and of `ce` without the report,
+/// as `kernels` times them once each. The three are timed in turn, `iters` rounds, so that
+/// a machine whose speed wanders slows all three alike. The page cache is warm: one untimed
+/// run reads the files first.
 pub(super) fn e2e(
     rows: u64,
     cols: u64,
     dtype: DType,
-    (kernel_seconds, plain_seconds): (f64, f64),
+    mut kernels: impl FnMut() -> Result<(f64, f64), Failure>,
     iters: usize,
     reads_host_memory: bool,
 ) -> Result<Value, Failure> {
@@ -32,13 +34,19 @@ pub(super) fn e2e(
         Ok((number("seconds"), number("setup_seconds"), line))
     };
     let (_, _, first) = run()?;
-    let (mut times, mut setups) = (Vec::with_capacity(iters), Vec::with_capacity(iters));
-    for _ in 0..iters.max(1) {
+    let rounds = iters.max(1);
+    let (mut times, mut setups) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    let (mut kernel, mut plain) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    for _ in 0..rounds {
         let (seconds, setup, _) = run()?;
         times.push(seconds);
         setups.push(setup);
+        let (k, p) = kernels()?;
+        kernel.push(k);
+        plain.push(p);
     }
     let (seconds, setup_seconds) = (median(&mut times), median(&mut setups));
+    let (kernel_seconds, plain_seconds) = (median(&mut kernel), median(&mut plain));
     Ok(json!({
         "op": "ce",
         "mode": "e2e",
