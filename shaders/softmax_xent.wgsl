@@ -199,6 +199,7 @@ fn xent_push_at(acc: XentScan, x: f32, oc: Octets, e: u32, k: u32, goal: Target)
     var r = acc;
     if REPORT {
         r = report_push(acc, x, j, goal);
+        r.above += ranks_above(x, j, goal);
     } else if ENTROPY {
         let es = entropy_push(EntropyStats(acc.st, acc.t), x, j);
         r.st = es.st;
@@ -212,8 +213,8 @@ fn xent_push_at(acc: XentScan, x: f32, oc: Octets, e: u32, k: u32, goal: Target)
     return r;
 }
 
-// stats_push with the report's sums (and ENTROPY's t) from the same exp: s2 = Σ e^(2(x − m))
-// against the running max (a rise scales it by e²), and the rank count against the label.
+// stats_push with the report's sum (and ENTROPY's t) from the same exp: s2 = Σ e^(2(x − m))
+// against the running max (a rise scales it by e²). The rank count is the caller's.
 fn report_push(acc: XentScan, x: f32, j: u32, goal: Target) -> XentScan {
     var r = acc;
     let c = classify(x);
@@ -226,8 +227,11 @@ fn report_push(acc: XentScan, x: f32, j: u32, goal: Target) -> XentScan {
             let u = e * clamp(d, -126.0, 126.0);
             r.t = select(r.t + u, e * r.t - u * r.st.s, up);
         }
-        r.s2 = select(r.s2 + e * e, r.s2 * (e * e) + 1.0, up);
-        r.st.s = select(r.st.s + e, r.st.s * e + 1.0, up);
+        // a rise scales the sums by e (s2 by e²) and adds 1; any other element adds e (e²)
+        let f = select(1.0, e, up);
+        let g = select(e, 1.0, up);
+        r.st.s = r.st.s * f + g;
+        r.s2 = r.s2 * (f * f) + g * g;
         r.st.m = max(r.st.m, x);
         if r.st.cls < CLASS_FINITE || (r.st.cls == CLASS_FINITE && up) {
             r.st.arg = j;
@@ -237,36 +241,94 @@ fn report_push(acc: XentScan, x: f32, j: u32, goal: Target) -> XentScan {
         r.st.cls = c;
         r.st.arg = j;
     }
-    // (an element outside the row never counts: it is pushed as -inf at NO_COL)
-    r.above += u32(x > goal.xy || (x == goal.xy && j < goal.y));
     return r;
 }
 
-// report_push of element k of an octet; an element outside the row is pushed as -inf at
-// NO_COL, which changes nothing: straight-line code (an early return per element costs
-// llvmpipe's SIMD lanes both sides).
-fn report_push_at(acc: XentScan, x: f32, oc: Octets, e: u32, k: u32, goal: Target) -> XentScan {
+// Whether element x of column j ranks above the label: a greater value, or an equal one
+// of a lower column (an element outside the row, -inf at NO_COL, never does).
+fn ranks_above(x: f32, j: u32, goal: Target) -> u32 {
+    return u32(x > goal.xy || (x == goal.xy && j < goal.y));
+}
+
+// report_push of element k of an octet, and its rank count against `t` (see RankOctets);
+// an element outside the row is pushed as -inf at NO_COL, which changes nothing:
+// straight-line code (an early return per element costs llvmpipe's SIMD lanes both sides).
+fn report_push_at(acc: XentScan, x: f32, oc: Octets, e: u32, k: u32, goal: Target, t: f32) -> XentScan {
     let mine = in_octet(oc, e, k);
-    return report_push(acc, select(neg_inf(), x, mine), select(NO_COL, octet_col(oc, e, k), mine), goal);
+    let v = select(neg_inf(), x, mine);
+    var r = report_push(acc, v, select(NO_COL, octet_col(oc, e, k), mine), goal);
+    r.above += u32(v > t);
+    return r;
+}
+
+// The rank count of a lane's octets, one comparison an element: in an octet wholly before
+// the label's, x ≥ xy ranks above it, which is x > below (the float under xy); from the
+// label's octet on, x > xy. The ties before the label in its own octet are added after the
+// pass (label_octet_ties), and for a label of -inf, where no float is below, the octets
+// before count nothing and every element before them is added (before_neg_inf): a row
+// whose count is used holds no NaN, so each of those ranks above.
+struct RankOctets {
+    at: u32,       // the label's element in the binding
+    below: f32,
+}
+
+fn rank_octets(oc: Octets, goal: Target) -> RankOctets {
+    let b = bitcast<u32>(goal.xy);
+    // one step toward -inf; under zero the smallest normal, so that a device that flushes
+    // subnormals to zero compares as it would against zero
+    var below = select(bitcast<f32>(b + 1u), bitcast<f32>(b - 1u), goal.xy > 0.0);
+    below = select(below, -1.17549435e-38, goal.xy == 0.0);
+    below = select(below, pos_inf(), goal.xy == neg_inf());
+    return RankOctets(oc.col0 + goal.y, below);
+}
+
+// The threshold of the octet at e.
+fn rank_threshold(ro: RankOctets, e: u32, goal: Target) -> f32 {
+    return select(goal.xy, ro.below, e + 8u <= ro.at);
+}
+
+// The lane's ties before the label in the label's octet (if the lane read that octet), and
+// for a label of -inf (lane 0) the elements before the label's octet.
+fn rank_fixup(slot: RowSlot, oc: Octets, ro: RankOctets, goal: Target) -> u32 {
+    let e = ro.at & ~7u;
+    var n = 0u;
+    if e >= oc.first && e < oc.hi && ((e - oc.first) / 8u) % LANES == 0u {
+        let x = load_a8(e, oc.lo, oc.hi);
+        for (var k = 0u; k < 8u; k++) {
+            n += u32(in_octet(oc, e, k) && e + k < ro.at && x[k] == goal.xy);
+        }
+    }
+    if slot.lane == 0u && goal.xy == neg_inf() && e > oc.lo {
+        n += min(e, oc.hi) - oc.lo;
+    }
+    return n;
 }
 
 // One lane's pass with the report (and ENTROPY's t), without smoothing.
 fn report_scan(slot: RowSlot, base: u32, start: u32, end: u32, goal: Target) -> XentScan {
     var acc = XentScan(stats_empty(), Smoothing(0.0, 0.0, 0u), 0.0, 0.0, 0u);
     let oc = octets(slot, base, start, end);
+    let ro = rank_octets(oc, goal);
     for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
         let x = load_a8(e, oc.lo, oc.hi);
-        acc = report_push_at(acc, x[0], oc, e, 0u, goal);
-        acc = report_push_at(acc, x[1], oc, e, 1u, goal);
-        acc = report_push_at(acc, x[2], oc, e, 2u, goal);
-        acc = report_push_at(acc, x[3], oc, e, 3u, goal);
-        acc = report_push_at(acc, x[4], oc, e, 4u, goal);
-        acc = report_push_at(acc, x[5], oc, e, 5u, goal);
-        acc = report_push_at(acc, x[6], oc, e, 6u, goal);
-        acc = report_push_at(acc, x[7], oc, e, 7u, goal);
+        let t = rank_threshold(ro, e, goal);
+        acc = report_push_at(acc, x[0], oc, e, 0u, goal, t);
+        acc = report_push_at(acc, x[1], oc, e, 1u, goal, t);
+        acc = report_push_at(acc, x[2], oc, e, 2u, goal, t);
+        acc = report_push_at(acc, x[3], oc, e, 3u, goal, t);
+        acc = report_push_at(acc, x[4], oc, e, 4u, goal, t);
+        acc = report_push_at(acc, x[5], oc, e, 5u, goal, t);
+        acc = report_push_at(acc, x[6], oc, e, 6u, goal, t);
+        acc = report_push_at(acc, x[7], oc, e, 7u, goal, t);
+    }
+    if !EACH {
+        acc.above += rank_fixup(slot, oc, ro, goal);
     }
     for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
-        acc = report_push(acc, load_a(e - params.a_base), e - oc.col0, goal);
+        let x = load_a(e - params.a_base);
+        let j = e - oc.col0;
+        acc = report_push(acc, x, j, goal);
+        acc.above += ranks_above(x, j, goal);
     }
     return acc;
 }
