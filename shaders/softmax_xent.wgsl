@@ -250,15 +250,31 @@ fn ranks_above(x: f32, j: u32, goal: Target) -> u32 {
     return u32(x > goal.xy || (x == goal.xy && j < goal.y));
 }
 
-// report_push of element k of an octet, and its rank count against `t` (see RankOctets);
-// an element outside the row is pushed as -inf at NO_COL, which changes nothing:
-// straight-line code (an early return per element costs llvmpipe's SIMD lanes both sides).
-fn report_push_at(acc: XentScan, x: f32, oc: Octets, e: u32, k: u32, goal: Target, t: f32) -> XentScan {
-    let mine = in_octet(oc, e, k);
+// report_push of element k of an octet, and its rank count against `t` (see RankOctets).
+// Unless `whole` (every element of the octet is the row's), an element outside the row is
+// pushed as -inf at NO_COL, which changes nothing: straight-line code (an early return per
+// element costs llvmpipe's SIMD lanes both sides).
+fn report_push_at(acc: XentScan, x: f32, oc: Octets, e: u32, k: u32, goal: Target, t: f32, whole: bool) -> XentScan {
+    let mine = whole || in_octet(oc, e, k);
     let v = select(neg_inf(), x, mine);
     var r = report_push(acc, v, select(NO_COL, octet_col(oc, e, k), mine), goal);
     r.above += u32(v > t);
     return r;
+}
+
+// The octet at e into the lane's pass; `whole` is a constant at each call, so the octets
+// inside the row take no masks.
+fn report_octet(acc: XentScan, oc: Octets, e: u32, goal: Target, ro: RankOctets, whole: bool) -> XentScan {
+    let x = load_a8(e, oc.lo, oc.hi);
+    let t = rank_threshold(ro, e, goal);
+    var r = report_push_at(acc, x[0], oc, e, 0u, goal, t, whole);
+    r = report_push_at(r, x[1], oc, e, 1u, goal, t, whole);
+    r = report_push_at(r, x[2], oc, e, 2u, goal, t, whole);
+    r = report_push_at(r, x[3], oc, e, 3u, goal, t, whole);
+    r = report_push_at(r, x[4], oc, e, 4u, goal, t, whole);
+    r = report_push_at(r, x[5], oc, e, 5u, goal, t, whole);
+    r = report_push_at(r, x[6], oc, e, 6u, goal, t, whole);
+    return report_push_at(r, x[7], oc, e, 7u, goal, t, whole);
 }
 
 // The rank count of a lane's octets, one comparison an element: in an octet wholly before
@@ -309,19 +325,20 @@ fn report_scan(slot: RowSlot, base: u32, start: u32, end: u32, goal: Target) -> 
     var acc = XentScan(stats_empty(), Smoothing(0.0, 0.0, 0u), 0.0, 0.0, 0u);
     let oc = octets(slot, base, start, end);
     let ro = rank_octets(oc, goal);
-    for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
-        let x = load_a8(e, oc.lo, oc.hi);
-        let t = rank_threshold(ro, e, goal);
-        acc = report_push_at(acc, x[0], oc, e, 0u, goal, t);
-        acc = report_push_at(acc, x[1], oc, e, 1u, goal, t);
-        acc = report_push_at(acc, x[2], oc, e, 2u, goal, t);
-        acc = report_push_at(acc, x[3], oc, e, 3u, goal, t);
-        acc = report_push_at(acc, x[4], oc, e, 4u, goal, t);
-        acc = report_push_at(acc, x[5], oc, e, 5u, goal, t);
-        acc = report_push_at(acc, x[6], oc, e, 6u, goal, t);
-        acc = report_push_at(acc, x[7], oc, e, 7u, goal, t);
-    }
     if !EACH {
+        // the lane's octets in order: one that starts before the row, those inside it, and
+        // one that ends past it (the same pushes, in the same order, as one masked loop)
+        var e = oc.first;
+        if e < oc.lo && e < oc.hi {
+            acc = report_octet(acc, oc, e, goal, ro, false);
+            e += 8u * LANES;
+        }
+        for (; e + 8u <= oc.hi; e += 8u * LANES) {
+            acc = report_octet(acc, oc, e, goal, ro, true);
+        }
+        if e < oc.hi {
+            acc = report_octet(acc, oc, e, goal, ro, false);
+        }
         acc.above += rank_fixup(slot, oc, ro, goal);
     }
     for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
