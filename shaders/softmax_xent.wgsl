@@ -279,10 +279,10 @@ fn report_octet(acc: XentScan, oc: Octets, e: u32, goal: Target, ro: RankOctets,
 
 // The rank count of a lane's octets, one comparison an element: in an octet wholly before
 // the label's, x ≥ xy ranks above it, which is x > below (the float under xy); from the
-// label's octet on, x > xy. The ties before the label in its own octet are added after the
-// pass (label_octet_ties), and for a label of -inf, where no float is below, the octets
-// before count nothing and every element before them is added (before_neg_inf): a row
-// whose count is used holds no NaN, so each of those ranks above.
+// label's octet on, x > xy. rank_fixup adds the ties before the label in its own octet
+// and, for a label of -inf (no float is below it, so the octets before count nothing),
+// every element before that octet: a row whose count is used holds no NaN, so each of
+// those ranks above.
 struct RankOctets {
     at: u32,       // the label's element in the binding
     below: f32,
@@ -290,8 +290,8 @@ struct RankOctets {
 
 fn rank_octets(oc: Octets, goal: Target) -> RankOctets {
     let b = bitcast<u32>(goal.xy);
-    // one step toward -inf; under zero the smallest normal, so that a device that flushes
-    // subnormals to zero compares as it would against zero
+    // one step toward -inf; for ±0 minus the smallest normal, so that a device that
+    // flushes subnormals to zero compares as it would against zero
     var below = select(bitcast<f32>(b + 1u), bitcast<f32>(b - 1u), goal.xy > 0.0);
     below = select(below, -1.17549435e-38, goal.xy == 0.0);
     below = select(below, pos_inf(), goal.xy == neg_inf());
