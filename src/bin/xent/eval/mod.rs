@@ -96,9 +96,8 @@ pub struct Job {
     cols: u64,
     /// Every float input is `<f2` and read as is.
     half: bool,
+    /// Rows of a chunk (as the run chooses them: [`Job::read_rows`] until then).
     chunk_rows: u64,
-    /// Rows of a chunk read in place (without `--chunk-rows`).
-    in_place_rows: u64,
 }
 
 impl Job {
@@ -153,12 +152,7 @@ impl Job {
             matches!(op, Op::CrossEntropyProbs { .. }) && (class_weights.is_some() || target_smoothing > 0.0);
         let half = [Some(&a), b.as_ref()].into_iter().flatten().all(|i| i.file.dtype() == xent::npy::NpyDType::F16)
             && !transforms_b;
-        let values_per_row = if op.writes_rows() { cols } else { 1 };
-        let scores = matches!(op, Op::CrossEntropy { .. });
-        let (floats, others) = row_bytes(&[Some(&a), b.as_ref()], labels.is_some(), half, values_per_row, scores);
-        let chunk_rows = common.chunk_rows.unwrap_or((CHUNK_BYTES / (2 * floats + others)).max(1));
-        let in_place_rows = (IN_PLACE_BYTES / floats.max(1)).min(2 * CHUNK_BYTES / others).max(1);
-        let job = Job {
+        let mut job = Job {
             op,
             class_weights,
             target_smoothing,
@@ -173,9 +167,9 @@ impl Job {
             rows,
             cols,
             half,
-            chunk_rows,
-            in_place_rows,
+            chunk_rows: 0,
         };
+        job.chunk_rows = job.read_rows();
         // The scalar options (temperature, alpha, ignore index, weights' length), checked on no rows.
         let empty = Chunk {
             start: 0,
@@ -196,6 +190,35 @@ impl Job {
     /// Cross-entropy with labels reports accuracy and perplexity.
     fn scores(&self) -> bool {
         matches!(self.op, Op::CrossEntropy { .. })
+    }
+
+    /// The bytes a row of a chunk takes in memory while it is worked on, on either path: the
+    /// float inputs (half precision kept, else f32), counted once (as read; as uploaded they
+    /// count again), and the others: labels as i64, the per-row results (the reference's f64
+    /// values and weights, the f32 values written, the argmax) and, where the job scores
+    /// (`ce`'s evaluation report), the row's record on the device, in the readback, read
+    /// back and decoded.
+    fn row_bytes(&self) -> (u64, u64) {
+        let elem = if self.half { 2 } else { 4 };
+        let floats: u64 = [Some(&self.a), self.b.as_ref()].into_iter().flatten().map(|i| i.file.cols() * elem).sum();
+        let labels = self.labels.is_some();
+        let values_per_row = if self.softmax() { self.cols } else { 1 };
+        // (an eight-word record, four times)
+        let record = if self.scores() && labels { 4 * 32 } else { 0 };
+        (floats, if labels { 8 } else { 0 } + values_per_row * (8 + 4) + 8 + 4 + record)
+    }
+
+    /// Rows of a chunk read into memory and copied (`--chunk-rows`, else a chunk's bytes).
+    fn read_rows(&self) -> u64 {
+        let (floats, others) = self.row_bytes();
+        self.common.chunk_rows.unwrap_or((CHUNK_BYTES / (2 * floats + others)).max(1))
+    }
+
+    /// Rows of a chunk the device reads in place (without `--chunk-rows`): only the bytes
+    /// that are not floats count against a chunk's, the floats against IN_PLACE_BYTES.
+    fn in_place_rows(&self) -> u64 {
+        let (floats, others) = self.row_bytes();
+        (IN_PLACE_BYTES / floats.max(1)).min(2 * CHUNK_BYTES / others).max(1)
     }
 
     /// The command's name (`ce --target-probs` is the library's `ce-probs`).
@@ -273,12 +296,11 @@ impl Job {
         let leased = ctx.as_ref().is_some_and(Context::reads_host_memory)
             && crate::process::stop_when_inputs_change()
             && [Some(&self.a), self.b.as_ref()].into_iter().flatten().all(|i| i.file.lease());
-        let read_rows = self.chunk_rows;
         if let Some(ctx) = &mut ctx {
             // a piece's device buffers within a chunk's bytes (two pieces are in flight); rows
             // read in place take no copy, so only their other bytes count (see IN_PLACE_BYTES)
             if leased && self.common.chunk_rows.is_none() {
-                self.chunk_rows = self.in_place_rows;
+                self.chunk_rows = self.in_place_rows();
                 ctx.set_chunk_bytes(IN_PLACE_BYTES + 2 * CHUNK_BYTES);
             } else {
                 ctx.set_chunk_bytes(CHUNK_BYTES);
@@ -293,7 +315,7 @@ impl Job {
             // a chunk per piece (the stream's are no larger than the chunks asked for)
             Engine::Gpu(_, Some(stream)) => stream.piece_rows(),
             // rows the reference reads into memory
-            _ => read_rows,
+            _ => self.read_rows(),
         };
         let gpu = matches!(engine, Engine::Gpu(..));
         let map = leased && matches!(engine, Engine::Gpu(_, Some(_)));
@@ -394,18 +416,4 @@ impl Job {
     fn entropy_writer(&self) -> Result<Option<NpyWriter>, Failure> {
         Ok(self.entropy_out.as_ref().map(|p| NpyWriter::create(p, &[self.rows])).transpose()?)
     }
-}
-
-/// The bytes a row of a chunk takes in memory while it is worked on, on either path: the
-/// float inputs (half precision kept, else f32), counted once (as read; as uploaded they
-/// count again), and the others: labels as i64, the per-row results (the reference's f64
-/// values and weights, the f32 values written, the argmax) and, where the job `scores`
-/// (`ce`'s evaluation report), the row's record on the device, in the readback, read back
-/// and decoded.
-fn row_bytes(floats: &[Option<&Input>], labels: bool, half: bool, values_per_row: u64, scores: bool) -> (u64, u64) {
-    let elem = if half { 2 } else { 4 };
-    let inputs: u64 = floats.iter().flatten().map(|i| i.file.cols() * elem).sum();
-    // (an eight-word record, four times)
-    let record = if scores && labels { 4 * 32 } else { 0 };
-    (inputs, if labels { 8 } else { 0 } + values_per_row * (8 + 4) + 8 + 4 + record)
 }
