@@ -346,6 +346,37 @@ fn every_command_matches_the_reference() {
     check(&f, "distill-defaults", &["distill", "--student", &l, "--teacher", &o, "--labels", &y], &distill, nats);
 }
 
+/// `distill` where the teacher rules classes out, on every device, against PyTorch's formula
+/// in float64 ([`common::masked_teacher`]): per-row values and the mean.
+#[test]
+fn distill_with_masked_teacher_classes_matches_pytorch() {
+    use common::masked_teacher::{COLS, EXPECTED, LABELS, STUDENT, TEACHER};
+    let f = Files::new();
+    let rows = LABELS.len();
+    let s = f.f32("student.npy", &[rows, COLS], &STUDENT);
+    let t = f.f32("teacher.npy", &[rows, COLS], &TEACHER);
+    let y = f.i64("y.npy", &LABELS.map(i64::from));
+    for device in devices() {
+        for (temperature, alpha, want) in EXPECTED {
+            let (tau, a) = (temperature.to_string(), alpha.to_string());
+            let out = f.path(&format!("distill-{device}-{tau}-{a}.npy"));
+            let args = ["distill", "--student", &s, "--teacher", &t, "--labels", &y, "--temperature", &tau];
+            let mut args = args.to_vec();
+            args.extend(["--alpha", &a, "--device", device, "--out", out.to_str().unwrap()]);
+            let line = xent(&args).json();
+            let label = format!("distill τ = {tau}, α = {a} on {device}");
+            // the reference in f64 (its per-row values written as f32), the GPU in f32
+            let rel = if device == "cpu" { 1e-12 } else { 2e-5 };
+            let mean = want.iter().sum::<f64>() / rows as f64;
+            assert!(close(num(&line["value"]), mean, 0.0, rel), "{label}: mean {} against {mean}", line["value"]);
+            for (row, (&g, w)) in read_out(&out).iter().zip(want).enumerate() {
+                let w32 = f64::from(w as f32);
+                assert!(close(f64::from(g), w32, 0.0, rel.max(1e-7)), "{label}: row {row}: {g} against {w}");
+            }
+        }
+    }
+}
+
 #[test]
 fn softmax_writes_rows_of_probabilities() {
     let f = Files::new();

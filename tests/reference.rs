@@ -453,3 +453,19 @@ fn infinite_probabilities_are_bad_input() {
         }
     }
 }
+
+/// Distillation where the teacher rules classes out and the student does not: the student's
+/// mass on those classes still counts in its softmax ([`common::masked_teacher`]).
+#[test]
+fn distill_with_masked_teacher_classes_matches_pytorch() {
+    use common::masked_teacher::{COLS, EXPECTED, LABELS, STUDENT, TEACHER};
+    for (temperature, alpha, want) in EXPECTED {
+        let loss = Loss::new(Op::Distill { temperature, alpha }, batch(&STUDENT, COLS))
+            .with_second(batch(&TEACHER, COLS))
+            .with_labels(Labels::I32(&LABELS));
+        let got = compute(&loss, LogBase::Nats).unwrap().values;
+        for (row, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((g - w).abs() <= 1e-12 * w.abs(), "τ = {temperature}, α = {alpha}, row {row}: {g} against {w}");
+        }
+    }
+}

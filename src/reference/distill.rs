@@ -4,12 +4,15 @@
 //! KL shrinks as 1/τ² while its terms shrink as 1/τ, so `τ²·KL` from the usual sum loses
 //! everything to cancellation as τ grows (and τ² itself overflows f32 past 1.8e19). It is
 //! taken in a form of non-negative terms in logit units instead: with `ρ_j = log q_j −
-//! log p_j` and `Σ_j p_j e^ρ_j = 1`,
+//! log p_j` over the classes with `p_j > 0` and `Σ_j p_j e^ρ_j = 1 − Q_out` (`Q_out` the
+//! student's mass on the classes the teacher rules out with `-inf`, 0 where it rules out
+//! none),
 //!
-//!   KL = Σ_j p_j·ψ(ρ_j),   ψ(ρ) = e^ρ − 1 − ρ ≥ 0,   so   τ²·KL = Σ_j p_j·r_j²·g(ρ_j)
+//!   KL = Σ_j p_j·ψ(ρ_j) + Q_out,   ψ(ρ) = e^ρ − 1 − ρ ≥ 0,   so
+//!   τ²·KL = Σ_j p_j·r_j²·g(ρ_j) + τ²·Q_out
 //!
-//! with `r_j = τ·ρ_j` and `g(ρ) = ψ(ρ)/ρ²`. As τ → ∞ it tends to half the variance of
-//! `t − s` over the classes.
+//! with `r_j = τ·ρ_j` and `g(ρ) = ψ(ρ)/ρ²`. Without ruled-out classes, as τ → ∞ it tends
+//! to half the variance of `t − s` over the classes.
 
 use super::{Reference, check_labels, finite_max, log_softmax, ones, row};
 use crate::error::Result;
@@ -45,12 +48,20 @@ fn scaled_kl(t: &[f64], s: &[f64], tau: f64) -> Option<f64> {
     if terms.iter().any(|&(_, _, d)| d == f64::NEG_INFINITY) {
         return Some(f64::INFINITY); // p_j > 0 where q_j = 0
     }
-    // ρ_j = d_j/τ − c with c = log Σ_j p_j e^(d_j/τ), as log1p of Σ_j p_j·expm1(d_j/τ)
-    let e: f64 = terms
+    // ρ_j = d_j/τ − c with c = log Σ_k e^(b_k − L) over every class k: the student's
+    // softmax is over all of them, those the teacher rules out (p_k = 0) included. Over the
+    // classes with p_j > 0, e^(b_j − L) = p_j·e^(d_j/τ), so e^c − 1 = Σ_j p_j·expm1(d_j/τ) +
+    // Σ_(p_k = 0) e^(b_k − L), taken by log1p
+    let kept: f64 = terms
         .iter()
         .map(|&(lp, bl, d)| if d / tau > 1.0 { bl.exp() - lp.exp() } else { lp.exp() * (d / tau).exp_m1() })
         .sum();
-    let c = e.ln_1p();
+    let ruled_out: Vec<f64> =
+        (0..t.len()).filter(|&j| t[j] == f64::NEG_INFINITY).map(|j| (s[j] - ms) / tau - l).collect();
+    let c = (kept + ruled_out.iter().map(|bl| bl.exp()).sum::<f64>()).ln_1p();
+    // Σ_(p_j > 0) p_j·e^ρ_j = 1 − Q_out, the student's mass on the classes ruled out, so
+    // KL = −Σ_j p_j·ρ_j = Σ_j p_j·ψ(ρ_j) + Q_out
+    let q_out: f64 = ruled_out.iter().map(|bl| (bl - c).exp()).sum::<f64>();
     let tau_c = tau * c;
     let scaled = terms.iter().map(|&(lp, bl, d)| {
         let r = d - tau_c;
@@ -62,7 +73,7 @@ fn scaled_kl(t: &[f64], s: &[f64], tau: f64) -> Option<f64> {
             tau * tau * ((bl - c).exp() - lp.exp() * (1.0 + rho))
         }
     });
-    Some(scaled.sum())
+    Some(scaled.sum::<f64>() + tau * tau * q_out)
 }
 
 /// The distillation loss per row; labels outside `[0, cols)` are errors.

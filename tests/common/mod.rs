@@ -106,3 +106,34 @@ pub fn assert_scalar(what: &str, g: f64, r: f64, abs: f64, rel: f64) {
     };
     assert!(ok, "{what}: gpu {g} reference {r}");
 }
+
+/// Distillation where the teacher rules classes out (`-inf` logits, P = 0) and the student
+/// does not. `EXPECTED` holds (τ, α, each row's value) of PyTorch's formula, `α·τ²·Σ_j
+/// kl_div(log_softmax(S/τ), softmax(T/τ)) + (1−α)·cross_entropy(S, y)`, evaluated in float64
+/// with NumPy 2.4 and SciPy 1.17 (`scipy.special.log_softmax`, `softmax`, and `xlogy` for
+/// kl_div's `0·log 0 = 0`), with τ and α that f32 holds exactly.
+pub mod masked_teacher {
+    const NINF: f32 = f32::NEG_INFINITY;
+    pub const COLS: usize = 6;
+    #[rustfmt::skip]
+    pub const STUDENT: [f32; 24] = [
+        1.5, -0.25, 0.75, 2.0, -1.0, 0.5,
+        0.25, 1.75, -0.5, 1.0, 0.0, -2.0,
+        3.0, 0.5, -1.5, 0.25, 1.25, -0.75,
+        -0.5, 0.0, 2.5, -1.25, 0.75, 1.0,
+    ];
+    #[rustfmt::skip]
+    pub const TEACHER: [f32; 24] = [
+        0.5, 1.0, -0.25, 1.5, 0.0, -1.0,
+        2.0, NINF, 0.5, NINF, 1.25, -0.5,
+        NINF, 1.5, 0.25, -0.5, 2.0, NINF,
+        1.0, -0.75, NINF, 0.5, NINF, NINF,
+    ];
+    pub const LABELS: [i32; 4] = [3, 1, 0, 2];
+    #[allow(clippy::excessive_precision)]
+    pub const EXPECTED: [(f32, f32, [f64; 4]); 3] = [
+        (1.0, 0.5, [5.842434373033893e-01, 1.035335836402706e+00, 9.217446912329310e-01, 1.584117457125289e+00]),
+        (2.0, 0.75, [5.439449018427459e-01, 2.617483649086762e+00, 2.469016045111572e+00, 4.553615383839721e+00]),
+        (4.0, 1.0, [5.018980361039329e-01, 9.421703811985578e+00, 8.750721100431290e+00, 1.628267799627931e+01]),
+    ];
+}
