@@ -4,7 +4,7 @@
 //! Run: `cargo run --example own_device`
 
 use wgpu::util::DeviceExt;
-use xent::{DType, DeviceBatch, DeviceLabels, DeviceLoss, DeviceOutput, Op, Recorder, Reduced, Status};
+use xent::{DType, DeviceBatch, DeviceLabels, DeviceLoss, DeviceOutput, Op, Recorder, Reduced};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The app's own device (any adapter; a software one on machines without a GPU).
@@ -44,40 +44,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
         mapped_at_creation: false,
     });
-    let readback = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("app readback"),
-        size: Reduced::BYTES + Status::BYTES,
-        usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
-        mapped_at_creation: false,
-    });
 
-    // The app's frame: its own work, then the loss, then its copy out; one submit.
+    // The app's frame: its own work, then the loss, then the copy of its results; one submit.
     let recorder = Recorder::new(&device);
     let mut encoder = device.create_command_encoder(&Default::default());
     encoder.clear_buffer(&per_row, 0, None);
     let ce = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0, entropy: false };
     let loss = DeviceLoss::new(ce, DeviceBatch { buffer: &logits_buf, offset, rows, cols, dtype: DType::F32 })
         .with_labels(DeviceLabels::i32(&labels_buf, 0));
-    recorder.record(&mut encoder, &loss, &DeviceOutput::rows(&per_row).with_reduced(&reduced, 0))?;
-    encoder.copy_buffer_to_buffer(&reduced, 0, &readback, 0, Reduced::BYTES);
-    // the rows at fault, if any (a label out of range gives NaN, not an error, on the device)
-    encoder.copy_buffer_to_buffer(recorder.status(), 0, &readback, Reduced::BYTES, Status::BYTES);
+    let out = DeviceOutput::rows(&per_row).with_reduced(&reduced, 0);
+    // a fresh status, so that a bad row it names is of this record
+    recorder.clear_status(&mut encoder);
+    recorder.record(&mut encoder, &loss, &out)?;
+    // the reduction and the status (the rows at fault: a label out of range gives NaN, not
+    // an error, on the device), copied into a buffer the results own
+    let pending = recorder.encode_results(&mut encoder, &loss, &out)?;
     queue.submit([encoder.finish()]);
 
-    // The result as a future; the app polls its device as it always does.
-    let result = xent::readback::read(&readback, 0..Reduced::BYTES + Status::BYTES);
+    // The results as a future; the app polls its device as it always does.
+    let results = pending.read();
     device.poll(wgpu::PollType::wait_indefinitely())?;
-    let bytes = pollster::block_on(result)?;
-    Status::from_bytes(&bytes[Reduced::BYTES as usize..])?.check()?;
-    let value = Reduced::from_bytes(&bytes)?;
+    let results = pollster::block_on(results)?;
+    results.check()?;
+    let mean = results.mean().ok_or("no reduction")?;
 
     // The same loss on the f64 reference.
     let host = xent::Loss::new(ce, xent::Batch::new(&logits[..], rows as usize, cols as usize)?)
         .with_labels(xent::Labels::I32(&labels));
     let reference = xent::reference::compute(&host, Default::default())?.mean();
-    println!("mean cross-entropy: {:.6} (reference {reference:.6})", value.mean());
-    if (value.mean() - reference).abs() > 1e-5 {
-        return Err(format!("GPU {} differs from the reference {reference}", value.mean()).into());
+    println!("mean cross-entropy: {mean:.6} (reference {reference:.6})");
+    if (mean - reference).abs() > 1e-5 {
+        return Err(format!("GPU {mean} differs from the reference {reference}").into());
     }
     Ok(())
 }

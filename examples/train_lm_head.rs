@@ -13,7 +13,6 @@ use rand::{Rng, SeedableRng};
 use wgpu::util::DeviceExt;
 use xent::{
     DType, DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, Op, Recorder, Reduced,
-    Status,
 };
 
 const SHADER: &str = r#"
@@ -73,8 +72,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dw_buf = empty("dW", (4 * VOCABULARY * WIDTH) as u64, storage);
     let db_buf = empty("db", (4 * VOCABULARY) as u64, storage);
     let loss_buf = empty("loss", Reduced::BYTES, storage);
-    let readback =
-        empty("readback", Reduced::BYTES + Status::BYTES, wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ);
 
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some("sgd"),
@@ -134,12 +131,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 pass.dispatch_workgroups(*workgroups, 1, 1);
             }
         }
-        encoder.copy_buffer_to_buffer(&loss_buf, 0, &readback, 0, Reduced::BYTES);
-        encoder.copy_buffer_to_buffer(recorder.status(), 0, &readback, Reduced::BYTES, Status::BYTES);
+        // the mean and the status (a label out of range would be NaN; the status names its row)
+        let pending = recorder.encode_results(&mut encoder, &loss, &out)?;
         queue.submit([encoder.finish()]);
-        let bytes = xent::readback::read_blocking(&device, &readback, 0..readback.size())?;
-        Status::from_bytes(&bytes[Reduced::BYTES as usize..])?.check()?;
-        let mean = Reduced::from_bytes(&bytes)?.mean();
+        let results = pending.read_blocking(&device)?;
+        results.check()?;
+        let mean = results.mean().ok_or("no reduction")?;
         println!("step {step:2}: loss {mean:.4} (perplexity {:.1})", mean.exp());
         if mean.is_nan() || mean >= previous {
             return Err(format!("the loss did not fall at step {step}: {mean} after {previous}").into());

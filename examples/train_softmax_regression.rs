@@ -10,7 +10,7 @@
 
 use rand::{Rng, SeedableRng};
 use wgpu::util::DeviceExt;
-use xent::{DType, DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, Op, Recorder, Reduced, Status};
+use xent::{DType, DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, Op, Recorder, Reduced};
 
 const SHADER: &str = r#"
 struct Dims { n: u32, d: u32, k: u32, lr: f32 }
@@ -85,8 +85,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let z_buf = empty("logits, then their gradient", (4 * SAMPLES * CLASSES) as u64, storage);
     let loss_buf = empty("loss", Reduced::BYTES, storage);
-    let readback =
-        empty("readback", Reduced::BYTES + Status::BYTES, wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ);
 
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some("softmax regression"),
@@ -145,17 +143,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             pass.set_bind_group(0, &update_group, &[]);
             pass.dispatch_workgroups((FEATURES * CLASSES).div_ceil(64) as u32, 1, 1);
         }
-        encoder.copy_buffer_to_buffer(&loss_buf, 0, &readback, 0, Reduced::BYTES);
-        encoder.copy_buffer_to_buffer(recorder.status(), 0, &readback, Reduced::BYTES, Status::BYTES);
+        // the mean and the status, copied out in the same submission
+        let pending = recorder.encode_results(&mut encoder, &loss, &out)?;
         queue.submit([encoder.finish()]);
 
         // the future resolves once the app polls its device, as it would in its frame loop
-        let result = xent::readback::read(&readback, 0..Reduced::BYTES + Status::BYTES);
+        let results = pending.read();
         device.poll(wgpu::PollType::wait_indefinitely())?;
-        let bytes = pollster::block_on(result)?;
+        let results = pollster::block_on(results)?;
         // a label out of range would be NaN here; the status names its row
-        Status::from_bytes(&bytes[Reduced::BYTES as usize..])?.check()?;
-        let mean = Reduced::from_bytes(&bytes)?.mean();
+        results.check()?;
+        let mean = results.mean().ok_or("no reduction")?;
         println!("step {step:2}: loss {mean:.6}");
         if mean.is_nan() || mean >= previous {
             return Err(format!("the loss did not fall at step {step}: {previous} -> {mean}").into());

@@ -19,7 +19,8 @@
 // counted in the same pass against x_y, read first), + 5 = bits of the top-1 confidence
 // p_max = exp(m − lse) = 1/s, + 6 = bits of Σ_j (p_j − [j = y])² = Σ_j p_j² − 2·p_y + 1
 // with Σ_j p_j² = s2/s², s2 = Σ_j e^(2(x_j − m)) from the exps of the pass, + 7 = the
-// label; a NaN row's rank is NO_RANK and its confidence and Brier term NaN.
+// label; a NaN row's rank is NO_RANK and its confidence and Brier term NaN, a row whose
+// label is out of range BAD_LABEL_RANK with the same NaNs.
 //
 // Gradient (GRAD_OF = 1), one more pass over the row, p = softmax(x), W = Σ_k w_k:
 //
@@ -360,13 +361,18 @@ fn row_squares(slot: RowSlot, s2: f32, lane: RowStats, row: RowStats) -> f32 {
 }
 
 const NO_RANK: u32 = 0xffffffffu;
+// The rank word of a row whose label is outside [0, cols) and not the ignore index: the
+// record then holds no evaluation (its confidence and Brier term are NaN).
+const BAD_LABEL_RANK: u32 = 0xfffffffeu;
 
 // The report's words of a row (see the header).
 fn write_report(row: u32, st: RowStats, goal: Target, s2: f32, above: u32) {
     var rank = NO_RANK;
     var confidence = nan();
     var brier = nan();
-    if stats_ok(st) {
+    if !goal.ignored && !goal.in_range {
+        rank = BAD_LABEL_RANK;
+    } else if stats_ok(st) {
         rank = above;
         confidence = 1.0 / st.s;
         let p_y = select(exp(log_softmax_of(st, goal.xy)), 0.0, classify(goal.xy) == CLASS_NEG_INF);

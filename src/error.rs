@@ -22,12 +22,15 @@ pub enum Error {
         detail: String,
     },
     /// A label outside `[0, cols)` that is not the ignore index.
-    #[error("row {row}: label {detail}")]
+    #[error("row {row}: {}", label_detail(*label, *cols))]
     Label {
         /// The first row at fault.
         row: u64,
-        /// The label and the allowed range.
-        detail: String,
+        /// The label, where known: the host's data always; a device's records where the
+        /// evaluation report was recorded ([`RecordResults`](crate::RecordResults)).
+        label: Option<i64>,
+        /// The classes: labels are in `[0, cols)`.
+        cols: u64,
     },
     /// A value outside its domain: a negative, NaN or infinite probability, a target outside [0, 1].
     #[error("row {row}: {detail}")]
@@ -66,6 +69,13 @@ pub enum Error {
     /// The host had no memory for a buffer of the job.
     #[error("out of memory: {0}")]
     HostMemory(String),
+}
+
+fn label_detail(label: Option<i64>, cols: u64) -> String {
+    match label {
+        Some(y) => format!("label {y} is outside [0, {cols})"),
+        None => format!("its label is outside [0, {cols}) and is not the ignore index"),
+    }
 }
 
 /// `Result` with [`Error`].

@@ -136,11 +136,8 @@ impl Head<'_> {
         })?;
         let (values, rest) = bytes.split_at(out_bytes as usize);
         let (records, status) = rest.split_at(report_bytes as usize);
-        Status::from_bytes(status)?.check_cols(u64::from(self.classes)).map_err(|e| shift(e, first_row))?;
-        let ignore = match self.op {
-            Op::LinearCrossEntropy { ignore_index, .. } => ignore_index,
-            _ => None,
-        };
+        Status::from_bytes(status)?.check(u64::from(self.classes)).map_err(|e| shift(e, first_row))?;
+        let ignore = self.op.ignore_index();
         let evals = if report {
             records
                 .chunks_exact(REPORT_BYTES as usize)
@@ -161,7 +158,7 @@ impl Head<'_> {
 /// `e` with the row it names counted from the whole set's first row.
 fn shift(e: Error, first_row: u64) -> Error {
     match e {
-        Error::Label { row, detail } => Error::Label { row: row + first_row, detail },
+        Error::Label { row, label, cols } => Error::Label { row: row + first_row, label, cols },
         Error::Value { row, detail } => Error::Value { row: row + first_row, detail },
         e => e,
     }

@@ -81,9 +81,9 @@ impl Context {
 /// Adds the offending value to a row error, from the host data of `loss`.
 fn describe(e: Error, loss: &Loss) -> Error {
     match e {
-        Error::Label { row, .. } => {
-            let label = loss.labels().map(|y| y.get(row as usize)).unwrap_or_default();
-            Error::Label { row, detail: format!("{label} is outside [0, {})", loss.primary().cols) }
+        Error::Label { row, label, cols } => {
+            let label = loss.labels().map(|y| y.get(row as usize)).or(label);
+            Error::Label { row, label, cols }
         }
         Error::Value { row, detail } => {
             Error::Value { row, detail: first_bad_value(loss, row as usize).unwrap_or(detail) }

@@ -31,7 +31,7 @@ pub use context::{Context, ContextOptions};
 pub use embed::{Baseline, RecordExtras};
 pub use embed::{
     DEFAULT_LOGITS_BUDGET, DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget,
-    LabelType, REPORT_BYTES, Recorder, Reduced, budget_for_rows,
+    LabelType, PendingResults, REPORT_BYTES, RecordResults, Recorder, Reduced, budget_for_rows,
 };
 pub use error::{Error, Result};
 pub use head::{Head, HeadRows};

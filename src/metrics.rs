@@ -20,8 +20,8 @@ pub struct RowEval {
     /// The row's label, a class in `[0, cols)`.
     pub label: u32,
     /// Classes ranked above the label: those with a greater logit, and those with an
-    /// equal one at a lower index (the tie rule of the argmax). `u32::MAX` on a NaN row,
-    /// which counts as wrong for every k.
+    /// equal one at a lower index (the tie rule of the argmax). [`RowEval::NAN_RANK`] on a
+    /// NaN row, which counts as wrong for every k.
     pub rank: u32,
     /// The argmax (the predicted class).
     pub prediction: u32,
@@ -32,18 +32,79 @@ pub struct RowEval {
 }
 
 impl RowEval {
-    /// The row's evaluation from its record ([`crate::DeviceOutput::report`], 8 u32 words:
-    /// the argmax, three words of the loss, the rank, the bits of the confidence and of the
-    /// Brier term, the label); `None` for a row whose label is `ignore_index`.
+    /// The rank of a NaN row (NaN or `+inf` logits, or every class masked).
+    pub const NAN_RANK: u32 = u32::MAX;
+
+    /// The rank word of a record whose row has a label outside `[0, cols)` that is not the
+    /// ignore index (`BAD_LABEL_RANK` in shaders/softmax_xent.wgsl): no evaluation.
+    pub const BAD_LABEL_RANK: u32 = u32::MAX - 1;
+
+    /// The row's evaluation from its record ([`crate::DeviceOutput::report`]); `None` for
+    /// a row whose label is `ignore_index` or out of range ([`RowRecord::decode`] tells
+    /// which).
     pub fn from_record(words: [u32; 8], ignore_index: Option<i64>) -> Option<RowEval> {
+        RowRecord::decode(words, ignore_index).eval()
+    }
+}
+
+/// A row's evaluation record ([`crate::DeviceOutput::report`], 8 u32 words: the argmax,
+/// three words of the loss, the rank, the bits of the confidence and of the Brier term,
+/// the label), decoded.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RowRecord {
+    /// What the row contributes to the report.
+    Eval(RowEval),
+    /// The row's label is the ignore index: it contributes nothing.
+    Ignored,
+    /// The row's label is outside `[0, cols)` and not the ignore index: bad input, which
+    /// the record's status reports as [`Error::Label`].
+    BadLabel {
+        /// The label as the kernel read it (an `i64` label, by its low 32 bits).
+        label: i32,
+    },
+}
+
+impl RowRecord {
+    /// Decodes a record's words; `ignore_index` is the operation's
+    /// ([`Op::ignore_index`](crate::Op::ignore_index)).
+    pub fn decode(words: [u32; 8], ignore_index: Option<i64>) -> RowRecord {
         let label = words[7] as i32;
-        (Some(i64::from(label)) != ignore_index).then(|| RowEval {
+        if Some(i64::from(label)) == ignore_index {
+            return RowRecord::Ignored;
+        }
+        if words[4] == RowEval::BAD_LABEL_RANK {
+            return RowRecord::BadLabel { label };
+        }
+        RowRecord::Eval(RowEval {
             label: label as u32,
             rank: words[4],
             prediction: words[0],
             confidence: f32::from_bits(words[5]),
             brier: f32::from_bits(words[6]),
         })
+    }
+
+    /// Decodes the records in `bytes` (as read back: [`crate::REPORT_BYTES`] a row); a
+    /// length that is not a whole number of records is [`Error::Readback`].
+    pub fn decode_all(bytes: &[u8], ignore_index: Option<i64>) -> Result<Vec<RowRecord>> {
+        if !bytes.len().is_multiple_of(32) {
+            return Err(Error::Readback(format!("{} bytes given, a record is 32", bytes.len())));
+        }
+        let mut records = crate::error::try_vec(bytes.len() / 32, "report records")?;
+        records.extend(bytes.chunks_exact(32).map(|r| {
+            let words =
+                std::array::from_fn(|i| u32::from_le_bytes([r[4 * i], r[4 * i + 1], r[4 * i + 2], r[4 * i + 3]]));
+            RowRecord::decode(words, ignore_index)
+        }));
+        Ok(records)
+    }
+
+    /// The evaluation, where the row has one.
+    pub fn eval(self) -> Option<RowEval> {
+        match self {
+            RowRecord::Eval(e) => Some(e),
+            _ => None,
+        }
     }
 }
 
@@ -58,6 +119,14 @@ pub struct MetricsSpec {
     pub per_class: bool,
     /// Classes (the logits' columns).
     pub classes: u32,
+}
+
+impl MetricsSpec {
+    /// The command line's defaults for `classes` classes: top-1 and top-5 accuracy, 15
+    /// calibration bins, no per-class counts.
+    pub fn new(classes: u32) -> MetricsSpec {
+        MetricsSpec { top_k: vec![1, 5], bins: 15, per_class: false, classes }
+    }
 }
 
 /// One confidence bin: its rows, those whose top-1 prediction was right, and the sum of

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 ///
 /// Such rows give NaN, not an error, on the device: copy the status out after the records
 /// and turn it into the error that names the row with
-/// `Status::from_bytes(&bytes)?.check()?`. A row counts from its record's first row (the
+/// `Status::from_bytes(&bytes)?.check(cols)?`. A row counts from its record's first row (the
 /// smallest over every record since the status was cleared), so clear it between records
 /// to tell which record a row is of.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -41,19 +41,14 @@ impl Status {
     }
 
     /// `Ok` when no row was at fault; else [`Error::Label`] for the first bad label, or
-    /// [`Error::Value`] for the first out-of-domain value, naming the row.
-    pub fn check(&self) -> Result<()> {
-        self.check_labels_against("cols")
-    }
-
-    /// As [`Status::check`], the label's range given with the batch's `cols`.
-    pub(crate) fn check_cols(&self, cols: u64) -> Result<()> {
-        self.check_labels_against(&cols.to_string())
-    }
-
-    fn check_labels_against(&self, cols: &str) -> Result<()> {
+    /// [`Error::Value`] for the first out-of-domain value, naming the row. `cols` is the
+    /// record's classes (the range the label is outside of); the label itself is in the
+    /// row's report record where one was recorded, and [`RecordResults::check`] names it.
+    ///
+    /// [`RecordResults::check`]: crate::RecordResults::check
+    pub fn check(&self, cols: u64) -> Result<()> {
         if let Some(row) = self.bad_label {
-            return Err(Error::Label { row, detail: format!("is outside [0, {cols})") });
+            return Err(Error::Label { row, label: None, cols });
         }
         if let Some(row) = self.bad_value {
             return Err(Error::Value { row, detail: VALUE_DETAIL.into() });
@@ -71,10 +66,10 @@ mod tests {
         let bytes: Vec<u8> = [7u32, u32::MAX].iter().flat_map(|w| w.to_le_bytes()).collect();
         let status = Status::from_bytes(&bytes).expect("8 bytes");
         assert_eq!(status, Status { bad_label: Some(7), bad_value: None });
-        assert!(matches!(status.check(), Err(Error::Label { row: 7, .. })));
+        assert!(matches!(status.check(9), Err(Error::Label { row: 7, label: None, cols: 9 })));
         let bytes: Vec<u8> = [u32::MAX, 3].iter().flat_map(|w| w.to_le_bytes()).collect();
-        assert!(matches!(Status::from_bytes(&bytes).and_then(|s| s.check()), Err(Error::Value { row: 3, .. })));
-        assert!(Status::from_words([u32::MAX; 2]).check().is_ok());
+        assert!(matches!(Status::from_bytes(&bytes).and_then(|s| s.check(9)), Err(Error::Value { row: 3, .. })));
+        assert!(Status::from_words([u32::MAX; 2]).check(9).is_ok());
         assert!(matches!(Status::from_bytes(&bytes[..7]), Err(Error::Readback(_))));
     }
 }

@@ -64,17 +64,12 @@ fn maps(pid: u32, file: &Path) -> bool {
     maps.lines().any(|l| l.ends_with(&*file.to_string_lossy()))
 }
 
-#[test]
-fn an_input_opened_to_write_stops_the_run() {
-    if !in_place() {
-        return;
-    }
-    let f = Files::new();
-    let (l, y) = generate(&f, "big", 200_000, 100, "f32", 4);
-    let path = std::fs::canonicalize(&l).unwrap();
+/// Opens `victim` to write while `args` runs over it: the run stops with one line naming the
+/// file and its flag, status 2, no result, and the file untouched.
+fn stopped_when_written(args: &[&str], victim: &str, flag: &str) {
+    let path = std::fs::canonicalize(victim).unwrap();
     let before = std::fs::read(&path).unwrap();
-    // chunks of 64 rows: seconds of work, so the open lands mid-run
-    let child = spawn(&["ce", "--logits", &l, "--labels", &y, "--device", "gpu", "--chunk-rows", "64", "--quiet"]);
+    let child = spawn(args);
     let started = Instant::now();
     while !maps(child.id(), &path) {
         assert!(started.elapsed() < Duration::from_secs(30), "the input was never mapped");
@@ -83,9 +78,27 @@ fn an_input_opened_to_write_stops_the_run() {
     // a writer that does not wait: refused while the lease holds, which breaks it
     let open = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&path);
     assert_eq!(open.map_err(|e| e.raw_os_error()).err(), Some(Some(libc::EWOULDBLOCK)), "the input was not leased");
-    let run = finish_within(child, Duration::from_secs(60), "ce after its input was opened to write");
+    let run = finish_within(child, Duration::from_secs(60), "a run after its input was opened to write");
     assert_eq!(run.code, 2, "status {}: {}", run.code, run.stderr);
-    assert_eq!(run.stderr.trim(), "xent: an input file is being written by another process; stopped");
+    let name = path.file_name().unwrap().to_string_lossy();
+    let line = format!("xent: {name}: {flag} is being written by another process; stopped");
+    assert_eq!(run.stderr.trim(), line);
     assert!(run.stdout.is_empty(), "a result after the input changed: {}", run.stdout);
     assert_eq!(std::fs::read(&path).unwrap(), before, "the input changed");
+}
+
+#[test]
+fn an_input_opened_to_write_stops_the_run() {
+    if !in_place() {
+        return;
+    }
+    let f = Files::new();
+    let (l, y) = generate(&f, "big", 200_000, 100, "f32", 4);
+    let (q, _) = generate(&f, "big-q", 200_000, 100, "f32", 5);
+    // chunks of 64 rows: seconds of work, so the open lands mid-run
+    let ce = ["ce", "--logits", &l, "--labels", &y, "--device", "gpu", "--chunk-rows", "64", "--quiet"];
+    stopped_when_written(&ce, &l, "--logits");
+    // of two leased inputs, the one written is named
+    let kl = ["kl", "--p-logits", &l, "--q-logits", &q, "--device", "gpu", "--chunk-rows", "64", "--quiet"];
+    stopped_when_written(&kl, &q, "--q-logits");
 }

@@ -16,6 +16,8 @@ mod options;
 mod outputs;
 #[path = "embed/report.rs"]
 mod report;
+#[path = "embed/results.rs"]
+mod results;
 #[path = "embed/status.rs"]
 mod status;
 #[path = "embed/subgroups.rs"]
@@ -541,8 +543,7 @@ fn records_into_a_busy_encoder_at_offsets() {
     let out = zeroed(device, 4 * 200 + 256, USAGE);
     let batch = DeviceBatch { buffer: &buf, offset: 0, rows: 4, cols: 50, dtype: DType::F32 };
     let mut encoder = device.create_command_encoder(&Default::default());
-    let per_row =
-        DeviceOutput { per_row: Some(&out), per_row_offset: 256, reduced: None, mean: None, grad: None, report: None };
+    let per_row = DeviceOutput::default().with_rows(&out, 256);
     let log_softmax = Op::Softmax { temperature: 2.0, log: true };
     recorder.record(&mut encoder, &DeviceLoss::new(log_softmax, batch), &per_row).expect("softmax");
     queue.submit([encoder.finish()]);
@@ -590,7 +591,23 @@ fn bad_arguments_are_errors_not_validation_failures() {
             rows,
             "is not a multiple of",
         ),
-        ("per-row output overlapping the logits", ce(batch(&out, 0, DType::F32)), rows, "overlaps input logits"),
+        ("per-row output overlapping the logits", ce(batch(&out, 0, DType::F32)), rows, "same buffer as logits"),
+        (
+            "gradient over the logits as a buffer range",
+            ce(batch(big, 0, DType::F32)),
+            DeviceOutput::rows(&out).with_grad(DeviceGrad::of_mean_into(big, 0)),
+            "the gradient is in the same buffer as logits: a record's outputs may share a buffer in ranges that do \
+             not overlap, but the per-row output, the gradient and the report cannot be in a buffer that holds an \
+             input, the labels or the class weights (a dispatch cannot read and write one buffer; the reduction \
+             and mean targets, written by copies, only must not overlap them); to write a gradient over its \
+             logits, use GradTarget::InPlace",
+        ),
+        (
+            "gradient in another range of the logits' buffer",
+            ce(batch(big, 0, DType::F32)),
+            DeviceOutput::rows(&out).with_grad(DeviceGrad::of_mean_into(big, 2048)),
+            "use GradTarget::InPlace",
+        ),
         (
             "per-row output in the logits' buffer",
             ce(batch(&out, 2048, DType::F32)),
@@ -637,14 +654,7 @@ fn bad_arguments_are_errors_not_validation_failures() {
         (
             "softmax with a reduction",
             DeviceLoss::new(Op::Softmax { temperature: 1.0, log: false }, batch(big, 0, DType::F32)),
-            DeviceOutput {
-                per_row: Some(&out),
-                per_row_offset: 0,
-                reduced: Some((&out, 2048)),
-                mean: None,
-                grad: None,
-                report: None,
-            },
+            DeviceOutput::default().with_rows(&out, 0).with_reduced(&out, 2048),
             "has no reduction",
         ),
         (

@@ -125,9 +125,10 @@ pub struct DeviceOutput<'a> {
     /// The gradient with respect to the logits, written in the same pass.
     pub grad: Option<DeviceGrad<'a>>,
     /// Cross-entropy with labels: each row's evaluation record, [`REPORT_BYTES`] a row from
-    /// this offset (a multiple of 4; `STORAGE` usage), written in the same pass; decode a
-    /// record with [`RowEval::from_record`](crate::metrics::RowEval::from_record) and add
-    /// them up with [`Metrics`](crate::metrics::Metrics).
+    /// this offset (a multiple of 4; `STORAGE` usage), written in the same pass; read them
+    /// back with [`Recorder::encode_results`](crate::Recorder::encode_results) and
+    /// [`RecordResults::metrics`](crate::RecordResults::metrics), or decode a record with
+    /// [`RowRecord::decode`](crate::metrics::RowRecord::decode).
     pub report: Option<(&'a wgpu::Buffer, u64)>,
 }
 
@@ -149,6 +150,11 @@ impl<'a> DeviceOutput<'a> {
     /// The gradient alone: no per-row values, no reduction.
     pub fn grad_only(grad: DeviceGrad<'a>) -> Self {
         DeviceOutput { grad: Some(grad), ..Self::default() }
+    }
+
+    /// Also writes the per-row values from `offset` (a multiple of 4) in `buffer`.
+    pub fn with_rows(self, buffer: &'a wgpu::Buffer, offset: u64) -> Self {
+        DeviceOutput { per_row: Some(buffer), per_row_offset: offset, ..self }
     }
 
     /// Also writes the reduction over rows at `offset` in `buffer`.

@@ -5,8 +5,9 @@
 //! values, the reduction over rows, its mean, the gradient of the mean or of the sum:
 //! [`DeviceOutput`]), and [`Recorder::record`] appends the passes to its
 //! `CommandEncoder`. Nothing is submitted, polled or read back: the app submits when it
-//! likes and reads the results with [`crate::readback::read`] (a future that resolves when
-//! the app polls) or `read_blocking`.
+//! likes and reads the results with [`Recorder::encode_results`] (the reduction, the status
+//! and the report, decoded; a future that resolves when the app polls, or `read_blocking`),
+//! or copies buffers out itself and reads them with [`crate::readback::read`].
 //!
 //! Every argument is checked before anything is recorded (usage flags, offsets, sizes,
 //! shapes, options), so a bad argument is an [`Error`](crate::Error) naming the buffer and
@@ -22,6 +23,7 @@ mod extras;
 mod inputs;
 mod linear;
 mod recorder;
+mod results;
 mod validate;
 
 pub use extras::{Baseline, RecordExtras};
@@ -31,3 +33,4 @@ pub use inputs::{
 };
 pub use linear::{DEFAULT_LOGITS_BUDGET, budget_for_rows};
 pub use recorder::Recorder;
+pub use results::{PendingResults, RecordResults};

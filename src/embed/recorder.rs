@@ -108,7 +108,7 @@ impl Recorder {
     /// Two u32 words: the first row with a label outside `[0, cols)` and the first row
     /// with an out-of-domain value (a negative probability, a target outside [0, 1]) over
     /// every record so far, `u32::MAX` for none. Copy its [`Status::BYTES`](crate::Status)
-    /// out to check a batch of records: `Status::from_bytes(&bytes)?.check()` is then the
+    /// out to check a batch of records: `Status::from_bytes(&bytes)?.check(cols)` is then the
     /// typed error that names the row.
     pub fn status(&self) -> &wgpu::Buffer {
         &self.status

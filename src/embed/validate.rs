@@ -221,9 +221,15 @@ pub(super) struct CheckedGrad<'a> {
     of: &'static str,
 }
 
+/// What a record's outputs may share, said whenever one is refused.
+const ALIASING_RULE: &str = "a record's outputs may share a buffer in ranges that do not overlap, but the \
+per-row output, the gradient and the report cannot be in a buffer that holds an input, the labels or the \
+class weights (a dispatch cannot read and write one buffer; the reduction and mean targets, written by \
+copies, only must not overlap them); to write a gradient over its logits, use GradTarget::InPlace";
+
 /// Outputs must not overlap each other or an input, and no buffer may be both read and
 /// written by the row kernel (a wgpu usage conflict), except the logits a gradient
-/// overwrites in place.
+/// overwrites in place. Every refusal says the same rule ([`ALIASING_RULE`]).
 fn check_aliasing(
     inputs: &[(&'static str, DeviceBatch)],
     labels: Option<DeviceLabels>,
@@ -231,16 +237,21 @@ fn check_aliasing(
     written: &[Range],
     grad: Option<&CheckedGrad>,
 ) -> Result<()> {
-    let conflict = |detail: String| Error::Binding { name: "outputs".into(), detail };
+    let conflict = |what: String| Error::Binding { name: "outputs".into(), detail: format!("{what}: {ALIASING_RULE}") };
     let in_place_of = grad.filter(|g| g.in_place).map(|g| g.of);
     let mut read: Vec<(&str, &wgpu::Buffer)> =
         inputs.iter().filter(|(name, _)| Some(*name) != in_place_of).map(|(name, b)| (*name, b.buffer)).collect();
     read.extend(labels.map(|y| ("labels", y.buffer)));
     read.extend(weights.map(|w| ("class weights", w.buffer)));
     for (i, w) in written.iter().enumerate() {
+        // the reduction and mean targets are written by copies after the kernels, not bound by them
+        let bound = !matches!(w.name, "reduction target" | "mean target");
+        if bound && let Some((name, _)) = read.iter().find(|(_, b)| *b == w.buffer) {
+            return Err(conflict(format!("the {} is in the same buffer as {name}", w.name)));
+        }
         for other in &written[i + 1..] {
             if w.overlaps(other) {
-                return Err(conflict(format!("the {} overlaps the {}; give them separate ranges", w.name, other.name)));
+                return Err(conflict(format!("the {} overlaps the {}", w.name, other.name)));
             }
         }
         for (name, b) in inputs {
@@ -251,17 +262,8 @@ fn check_aliasing(
                 len: u64::from(b.rows) * u64::from(b.cols) * b.dtype.size() as u64,
             };
             if Some(*name) != in_place_of && w.overlaps(&span) {
-                return Err(conflict(format!("the {} overlaps input {name}; give them separate ranges", w.name)));
+                return Err(conflict(format!("the {} overlaps input {name}", w.name)));
             }
-        }
-        // the reduction and mean targets are written by copies after the kernels, not bound by them
-        if !matches!(w.name, "reduction target" | "mean target")
-            && let Some((name, _)) = read.iter().find(|(_, b)| *b == w.buffer)
-        {
-            return Err(conflict(format!(
-                "the {} is in the same buffer as {name}; a dispatch cannot read and write one buffer: use another buffer",
-                w.name
-            )));
         }
     }
     Ok(())

@@ -27,23 +27,50 @@ impl MappedRows {
     }
 }
 
+/// A read lease held on an input ([`NpyFile::lease`]).
+#[derive(Debug)]
+pub struct Lease {
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    file: std::fs::File,
+}
+
+impl Lease {
+    /// Whether another process is waiting to write or truncate the file: the kernel is
+    /// breaking this lease (`F_GETLEASE` then gives the type it is being broken to, none).
+    pub fn breaking(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: F_GETLEASE on a descriptor this lease owns; it only reads the lease.
+            #[allow(unsafe_code)]
+            let held = unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_GETLEASE) };
+            held != libc::F_RDLCK
+        }
+        #[cfg(not(target_os = "linux"))]
+        false
+    }
+}
+
 impl NpyFile {
     /// Takes a read lease on the file (Linux), so that it cannot change while it is mapped:
     /// as long as the file stays open, another process that opens it to write or truncate
     /// it waits (or fails, if it does not block) and this process gets `SIGIO`, which the
-    /// caller handles before taking the lease. `false` where the system refuses one (a file
+    /// caller handles before taking the lease. `None` where the system refuses one (a file
     /// of another user, a network file system, a file open for writing) or has no leases.
-    pub fn lease(&self) -> bool {
+    /// The [`Lease`] tells, once `SIGIO` has come, whether it was this file's.
+    pub fn lease(&self) -> Option<Lease> {
         #[cfg(target_os = "linux")]
         {
             use std::os::fd::AsRawFd;
             // SAFETY: F_SETLEASE on a descriptor this file owns; it only sets a lease.
             #[allow(unsafe_code)]
             let taken = unsafe { libc::fcntl(self.file().as_raw_fd(), libc::F_SETLEASE, libc::F_RDLCK) };
-            taken == 0
+            // the lease belongs to the open file, which a duplicate descriptor shares
+            let file = self.file().try_clone().ok()?;
+            (taken == 0).then_some(Lease { file })
         }
         #[cfg(not(target_os = "linux"))]
-        false
+        None
     }
 
     /// Maps rows `first_row..first_row + rows` read-only. The rows are the file's bytes as

@@ -44,7 +44,7 @@ mod writer;
 pub use dtype::{NpyDType, NpyElement};
 pub use error::NpyError;
 pub use header::{MAX_DIMS, MAX_HEADER_LEN, NpyHeader};
-pub use mapped::MappedRows;
+pub use mapped::{Lease, MappedRows};
 pub use reader::NpyFile;
 pub use sink::remove_temporary_files;
 pub use writer::{NpyWriter, write_whole};

@@ -257,6 +257,15 @@ impl Op {
         matches!(self, Op::CrossEntropy { entropy: true, .. } | Op::CrossEntropyProbs { entropy: true, .. })
     }
 
+    /// The label that marks a row to leave out (cross-entropy's, with labels or of a linear
+    /// head), where one is set.
+    pub fn ignore_index(&self) -> Option<i64> {
+        match *self {
+            Op::CrossEntropy { ignore_index, .. } | Op::LinearCrossEntropy { ignore_index, .. } => ignore_index,
+            _ => None,
+        }
+    }
+
     /// Whether the operation writes a row of values per row (softmax) instead of one value.
     pub fn writes_rows(&self) -> bool {
         matches!(self, Op::Softmax { .. })

@@ -205,7 +205,7 @@ pub(crate) fn check_labels(labels: &Labels, cols: usize, ignore: Option<i64>) ->
     for i in 0..labels.len() {
         let y = labels.get(i);
         if Some(y) != ignore && !(0..cols as i64).contains(&y) {
-            return Err(Error::Label { row: i as u64, detail: format!("{y} is outside [0, {cols})") });
+            return Err(Error::Label { row: i as u64, label: Some(y), cols: cols as u64 });
         }
     }
     Ok(())

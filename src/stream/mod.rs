@@ -337,10 +337,7 @@ impl<'c> Stream<'c> {
 
     /// The report's words of the aux records in `bytes`, of the rows not ignored.
     fn evals(&self, bytes: &[u8]) -> Result<Vec<RowEval>> {
-        let ignore = match self.op {
-            Op::CrossEntropy { ignore_index, .. } => ignore_index,
-            _ => None,
-        };
+        let ignore = self.op.ignore_index();
         let records = bytes.chunks_exact(4 * AUX_WORDS as usize);
         let mut evals = Vec::new();
         try_grow(&mut evals, records.len(), "per-row report")?;
@@ -575,7 +572,7 @@ impl<'c> Stream<'c> {
         let bytes = readback::read_blocking(d, &rb, 0..rb.size())?;
         ctx.health()?;
         let words: &[u32] = bytemuck::cast_slice(&bytes);
-        Status::from_words([words[0], words[1]]).check_cols(self.layout.cols)?;
+        Status::from_words([words[0], words[1]]).check(self.layout.cols)?;
         Ok(Output {
             rows: rows as usize,
             cols: self.layout.cols as usize,

@@ -116,7 +116,7 @@ fn record(recorder: &Recorder, d: &Data, labels: &Host, offset: u64, grad: bool)
         values: f32s(&read(device, queue, &per_row, 0, 4 * d.rows as u64)),
         reduced: Reduced::from_bytes(&read(device, queue, &reduced, 0, Reduced::BYTES)).expect("reduced"),
         grad: grad.then(|| f32s(&read(device, queue, &grad_buf, 0, n))),
-        status: status.check(),
+        status: status.check(d.cols as u64),
     }
 }
 

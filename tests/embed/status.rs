@@ -14,7 +14,7 @@ fn status_of(recorder: &Recorder, d: &Data) -> xent::Result<()> {
     recorder.clear_status(&mut encoder);
     recorder.record(&mut encoder, &bufs.loss(d), &DeviceOutput::rows(&per_row)).expect("record");
     queue.submit([encoder.finish()]);
-    Status::from_bytes(&read(device, queue, recorder.status(), 0, Status::BYTES))?.check()
+    Status::from_bytes(&read(device, queue, recorder.status(), 0, Status::BYTES))?.check(d.cols as u64)
 }
 
 #[test]

@@ -205,7 +205,7 @@ fn reference_rows(
     }
     loss.softcap = softcap;
     let shift = |e: xent::Error| match e {
-        xent::Error::Label { row, detail } => xent::Error::Label { row: row + start, detail },
+        xent::Error::Label { row, label, cols } => xent::Error::Label { row: row + start, label, cols },
         e => e,
     };
     let values = xent::reference::compute(&loss, LogBase::Nats).map_err(shift)?.values;

@@ -101,17 +101,38 @@ fn remove_while_written(dir: &Path) {
     }
 }
 
+/// The inputs leased by this process, each with the words that name it in messages.
+static LEASED: Mutex<Vec<(String, xent::npy::Lease)>> = Mutex::new(Vec::new());
+
+/// Keeps `lease` until the process ends, so that [`stop_when_inputs_change`] can name the
+/// file (`what`, e.g. `preds.npy: --logits`) if another process opens it to write.
+pub fn hold_lease(what: String, lease: xent::npy::Lease) {
+    LEASED.lock().unwrap_or_else(|e| e.into_inner()).push((what, lease));
+}
+
+/// The inputs whose leases are being broken (all leased ones, if none tells).
+fn inputs_being_written() -> String {
+    let leased = LEASED.lock().unwrap_or_else(|e| e.into_inner());
+    let breaking: Vec<&str> = leased.iter().filter(|(_, l)| l.breaking()).map(|(w, _)| w.as_str()).collect();
+    match (breaking.is_empty(), leased.is_empty()) {
+        (false, _) => breaking.join(", "),
+        (true, false) => leased.iter().map(|(w, _)| w.as_str()).collect::<Vec<_>>().join(" or "),
+        (true, true) => "an input file".to_string(),
+    }
+}
+
 /// On SIGIO, which a lease on an input raises when another process opens the file to
 /// write or truncate it (an input whose pages the device reads in place is leased): one
-/// line and status 2, temporary files removed, and the lease given up by exiting, so that
-/// the other process goes on. `false` where the signal cannot be watched (then no lease
-/// may be taken: SIGIO would end the process).
+/// line naming the file and status 2, temporary files removed, and the lease given up by
+/// exiting, so that the other process goes on. `false` where the signal cannot be watched
+/// (then no lease may be taken: SIGIO would end the process).
 #[cfg(unix)]
 pub fn stop_when_inputs_change() -> bool {
     let Ok(mut signals) = signal_hook::iterator::Signals::new([signal_hook::consts::SIGIO]) else { return false };
     std::thread::spawn(move || {
         if signals.forever().next().is_some() {
-            let _ = writeln!(std::io::stderr(), "xent: an input file is being written by another process; stopped");
+            let what = inputs_being_written();
+            let _ = writeln!(std::io::stderr(), "xent: {what} is being written by another process; stopped");
             xent::npy::remove_temporary_files();
             for dir in temp_dirs().iter() {
                 remove_while_written(dir);

@@ -59,6 +59,14 @@ impl Input {
     pub(super) fn name(&self) -> String {
         name(self.file.path())
     }
+
+    /// Leases the file for as long as the process runs (see [`NpyFile::lease`]); `false`
+    /// where the system refuses.
+    pub(super) fn lease(&self) -> bool {
+        let Some(lease) = self.file.lease() else { return false };
+        crate::process::hold_lease(format!("{}: {}", self.name(), self.flag), lease);
+        true
+    }
 }
 
 /// A file's name for messages.
@@ -297,7 +305,7 @@ impl Job {
 /// A row error of a chunk, renumbered to the whole file.
 fn offset(e: xent::Error, start: u64) -> Failure {
     match e {
-        xent::Error::Label { row, detail } => xent::Error::Label { row: row + start, detail }.into(),
+        xent::Error::Label { row, label, cols } => xent::Error::Label { row: row + start, label, cols }.into(),
         xent::Error::Value { row, detail } => xent::Error::Value { row: row + start, detail }.into(),
         e => e.into(),
     }

@@ -276,10 +276,7 @@ impl Job {
     }
 
     fn ignore_index(&self) -> Option<i64> {
-        match self.op {
-            Op::CrossEntropy { ignore_index, .. } => ignore_index,
-            _ => None,
-        }
+        self.op.ignore_index()
     }
 
     /// Runs the job and returns its JSON line.
@@ -295,7 +292,7 @@ impl Job {
         // where the files are leased, so that no other process changes them while mapped
         let leased = ctx.as_ref().is_some_and(Context::reads_host_memory)
             && crate::process::stop_when_inputs_change()
-            && [Some(&self.a), self.b.as_ref()].into_iter().flatten().all(|i| i.file.lease());
+            && [Some(&self.a), self.b.as_ref()].into_iter().flatten().all(Input::lease);
         if let Some(ctx) = &mut ctx {
             // a piece's device buffers within a chunk's bytes (two pieces are in flight); rows
             // read in place take no copy, so only their other bytes count (see IN_PLACE_BYTES)
