@@ -1,4 +1,4 @@
-#![doc = include_str!("../README.md")]
+#![doc = include_str!("../docs/library.md")]
 // What is `pub` is what callers use; the rest is `pub(crate)` (the crate-wide rules are the
 // [lints] of Cargo.toml).
 #![warn(unreachable_pub)]
@@ -40,3 +40,8 @@ pub use host_memory::SharedBytes;
 pub use loss::{Batch, DType, Floats, Labels, LogBase, Loss, Reduction};
 pub use op::{Domain, Form, Inputs, Op, OptionInfo, OptionValue, Signature, Slot, Task};
 pub use status::Status;
+
+/// The code blocks of README.md, compiled (and run) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -469,3 +469,19 @@ fn distill_with_masked_teacher_classes_matches_pytorch() {
         }
     }
 }
+
+/// KL and the Jensen-Shannon divergence of logits where P rules classes out and Q does not,
+/// against SciPy's float64 `rel_entr` ([`common::masked_teacher`]).
+#[test]
+fn divergences_with_masked_p_classes_match_scipy() {
+    use common::masked_teacher::{COLS, JSD, KL, STUDENT, TEACHER};
+    let (p, q) = (batch(&TEACHER, COLS), batch(&STUDENT, COLS));
+    let kl = Op::KlDiv { p: Form::Logits, q: Form::Logits };
+    let jsd = Op::Jsd { p: Form::Logits, q: Form::Logits, beta: 0.5, temperature: 1.0 };
+    for (op, want) in [(kl, KL), (jsd, JSD)] {
+        let got = compute(&Loss::new(op, p).with_second(q), LogBase::Nats).unwrap().values;
+        for (row, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((g - w).abs() <= 1e-12 * w.abs(), "{op:?} row {row}: {g} against {w}");
+        }
+    }
+}

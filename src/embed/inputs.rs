@@ -262,7 +262,9 @@ pub enum GradTarget<'a> {
     /// The gradients of a linear head ([`Op::LinearCrossEntropy`]), f32, each where given:
     /// of the hidden states (`[rows, d]`), of the weight (`[classes, d]`) and of the bias
     /// (`classes`), as (buffer, byte offset, a multiple of 4). Each buffer needs
-    /// `BufferUsages::STORAGE` and must hold no input of the record.
+    /// `BufferUsages::STORAGE` and must hold no input of the record. Each gradient is
+    /// written over what the range held, not added to it (within the record, `dW` and `db`
+    /// sum over its chunks of rows: the first chunk writes, the next ones add).
     Head {
         /// d(loss)/dH.
         hidden: Option<(&'a wgpu::Buffer, u64)>,

@@ -136,4 +136,13 @@ pub mod masked_teacher {
         (2.0, 0.75, [5.439449018427459e-01, 2.617483649086762e+00, 2.469016045111572e+00, 4.553615383839721e+00]),
         (4.0, 1.0, [5.018980361039329e-01, 9.421703811985578e+00, 8.750721100431290e+00, 1.628267799627931e+01]),
     ];
+    /// `KL(softmax(T) ‖ softmax(S))` per row: `scipy.special.rel_entr(P, Q).sum(axis=1)`.
+    #[allow(clippy::excessive_precision)]
+    pub const KL: [f64; 4] =
+        [3.481116654735872e-01, 1.378431089701896e+00, 1.540120829442152e+00, 2.728501131265753e+00];
+    /// The Jensen-Shannon divergence at β = 0.5 of P = softmax(T) and Q = softmax(S):
+    /// `0.5·rel_entr(P, M) + 0.5·rel_entr(Q, M)` summed over the row, `M = (P + Q)/2`.
+    #[allow(clippy::excessive_precision)]
+    pub const JSD: [f64; 4] =
+        [6.993413404028903e-02, 3.745693634497466e-01, 4.002746150519059e-01, 5.506459134900243e-01];
 }

@@ -25,7 +25,7 @@ use device::{Bench, Job, median};
 #[derive(Args)]
 pub struct BenchArgs {
     /// Shapes as ROWSxCOLS, comma-separated, or `lm` for today's language-model vocabularies
-    /// (8192x32768, 4096x131072, 1024x262144) (default: the grid in README's performance section).
+    /// (8192x32768, 4096x131072, 1024x262144) (default: the grid in docs/performance.md).
     #[arg(long, value_delimiter = ',', value_name = "RxC")]
     shapes: Vec<String>,
     /// Operations by name (`xent::Op`'s: the commands, and `row-max`, `ce-probs`),
