@@ -52,51 +52,66 @@ pub(crate) fn tree(mut a: [f32; LANES]) -> f32 {
     a[0]
 }
 
-/// `K` sums over a row: `f(j, x_j)` gives what element `j` adds to each; element `j`
-/// goes to lane `j % LANES`.
+/// Elements of a block: its lanes are summed in f32, then blocks are added in f64, so a row
+/// of millions of elements loses no more than one of a few thousand.
+const BLOCK: usize = 4096;
+
+/// `K` sums over a row: `f(x_j)` gives what element `j` adds to each; element `j` goes to
+/// lane `j % LANES` of its block.
 #[inline(always)]
 pub(crate) fn sums<const K: usize>(x: &[f32], f: impl Fn(f32) -> [f32; K]) -> [f32; K] {
-    let mut acc = [[0.0f32; LANES]; K];
-    let mut chunks = x.chunks_exact(LANES);
-    for c in &mut chunks {
-        for i in 0..LANES {
-            let v = f(c[i]);
+    let mut total = [0.0f64; K];
+    for block in x.chunks(BLOCK) {
+        let mut acc = [[0.0f32; LANES]; K];
+        let mut chunks = block.chunks_exact(LANES);
+        for c in &mut chunks {
+            for i in 0..LANES {
+                let v = f(c[i]);
+                for k in 0..K {
+                    acc[k][i] += v[k];
+                }
+            }
+        }
+        for (i, &e) in chunks.remainder().iter().enumerate() {
+            let v = f(e);
             for k in 0..K {
                 acc[k][i] += v[k];
             }
         }
-    }
-    for (i, &e) in chunks.remainder().iter().enumerate() {
-        let v = f(e);
         for k in 0..K {
-            acc[k][i] += v[k];
+            total[k] += f64::from(tree(acc[k]));
         }
     }
-    acc.map(tree)
+    total.map(|t| t as f32)
 }
 
 /// [`sums`] over two rows of the same length, element by element.
 #[inline(always)]
 pub(crate) fn sums2<const K: usize>(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> [f32; K]) -> [f32; K] {
-    let mut acc = [[0.0f32; LANES]; K];
     let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let full = n - n % LANES;
-    for (ca, cb) in a[..full].chunks_exact(LANES).zip(b[..full].chunks_exact(LANES)) {
-        for i in 0..LANES {
-            let v = f(ca[i], cb[i]);
-            for k in 0..K {
-                acc[k][i] += v[k];
+    let mut total = [0.0f64; K];
+    for (a, b) in a[..n].chunks(BLOCK).zip(b[..n].chunks(BLOCK)) {
+        let mut acc = [[0.0f32; LANES]; K];
+        let full = a.len() - a.len() % LANES;
+        for (ca, cb) in a[..full].chunks_exact(LANES).zip(b[..full].chunks_exact(LANES)) {
+            for i in 0..LANES {
+                let v = f(ca[i], cb[i]);
+                for k in 0..K {
+                    acc[k][i] += v[k];
+                }
             }
         }
-    }
-    for i in full..n {
-        let v = f(a[i], b[i]);
+        for i in full..a.len() {
+            let v = f(a[i], b[i]);
+            for k in 0..K {
+                acc[k][i - full] += v[k];
+            }
+        }
         for k in 0..K {
-            acc[k][i - full] += v[k];
+            total[k] += f64::from(tree(acc[k]));
         }
     }
-    acc.map(tree)
+    total.map(|t| t as f32)
 }
 
 /// The max of a row (NaN ignored; `-inf` for an empty row) and whether it holds a NaN.
