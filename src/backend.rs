@@ -40,14 +40,22 @@ impl Backend {
     /// a machine without one, the engine is faster than a software adapter. An adapter
     /// named by `WGPU_ADAPTER_NAME` is taken whatever it is. Never fails.
     pub fn auto() -> Backend {
+        Backend::auto_found().0
+    }
+
+    /// [`Backend::auto`], and how many adapters there were to choose from (0: the machine
+    /// has no GPU driver at all, not even a software one).
+    pub fn auto_found() -> (Backend, usize) {
         if std::env::var_os("WGPU_ADAPTER_NAME").is_some() {
-            return Context::new_blocking().map_or_else(|_| Backend::cpu(), Backend::Gpu);
+            return match Context::new_blocking() {
+                Ok(c) => (Backend::Gpu(c), 1),
+                Err(_) => (Backend::cpu(), 0),
+            };
         }
-        adapters(None)
-            .into_iter()
-            .find(|a| is_real_gpu(&a.get_info()))
-            .and_then(|a| Context::from_adapter(a).ok())
-            .map_or_else(Backend::cpu, Backend::Gpu)
+        let all = adapters(None);
+        let found = all.len();
+        let gpu = all.into_iter().find(|a| is_real_gpu(&a.get_info())).and_then(|a| Context::from_adapter(a).ok());
+        (gpu.map_or_else(Backend::cpu, Backend::Gpu), found)
     }
 
     /// The best GPU adapter, a software one included ([`Context::new_blocking`]).

@@ -22,7 +22,13 @@ pub(crate) fn exp(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     // 1.5·2^23: adding it rounds to an integer, which then sits in the low mantissa bits
     const MAGIC: f32 = 12_582_912.0;
-    let c = if x > 88.0 { 88.0 } else if x < -88.0 { -88.0 } else { x };
+    let c = if x > 88.0 {
+        88.0
+    } else if x < -88.0 {
+        -88.0
+    } else {
+        x
+    };
     let shifted = c * LOG2E + MAGIC;
     let n = shifted - MAGIC;
     let r = (c - n * LN2_HI) - n * LN2_LO;

@@ -119,9 +119,8 @@ fn scaled_kl(t: &[f32], s: &[f32], tau: f64) -> Option<f64> {
     if live().any(|(_, _, d)| d == f64::NEG_INFINITY) {
         return Some(f64::INFINITY);
     }
-    let e: f64 = live()
-        .map(|(lp, bl, d)| if d / tau > 1.0 { bl.exp() - lp.exp() } else { lp.exp() * (d / tau).exp_m1() })
-        .sum();
+    let e: f64 =
+        live().map(|(lp, bl, d)| if d / tau > 1.0 { bl.exp() - lp.exp() } else { lp.exp() * (d / tau).exp_m1() }).sum();
     let c = e.ln_1p();
     Some(
         live()

@@ -73,7 +73,9 @@ pub(crate) struct Common {
     /// How per-row values are reduced (`none` reports the sum).
     #[arg(long, value_enum, default_value_t = Reduction::Mean)]
     pub(crate) reduction: Reduction,
-    /// Where to run: the best GPU adapter (a software one included), a GPU only, or the CPU reference.
+    /// Where to run: auto takes a real GPU, else the CPU engine (also for a row too wide for the
+    /// adapter); gpu the best adapter, a software one included; cpu the CPU engine; reference
+    /// the f64 reference.
     #[arg(long, value_enum, default_value_t = Device::Auto)]
     pub(crate) device: Device,
     /// Logarithm base: e (nats) or 2 (bits); not applied to lse and softmax.
@@ -99,9 +101,14 @@ pub(crate) enum Reduction {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Device {
+    /// A real GPU where there is one, else the CPU engine.
     Auto,
+    /// The best GPU adapter, a software one (llvmpipe) included.
     Gpu,
+    /// The native CPU engine (SIMD, all cores).
     Cpu,
+    /// The f64 reference (the oracle of the tests).
+    Reference,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -154,6 +161,19 @@ impl From<xent::npy::NpyError> for Failure {
     fn from(e: xent::npy::NpyError) -> Self {
         Failure { code: if e.is_bad_input() { 2 } else { 1 }, message: e.to_string() }
     }
+}
+
+/// `--device auto`: a real GPU, else the CPU engine; where there is no adapter at all, one
+/// note on stderr (once a run).
+pub(crate) fn auto_backend() -> xent::Backend {
+    static NOTE: std::sync::Once = std::sync::Once::new();
+    let (backend, found) = xent::Backend::auto_found();
+    if found == 0 {
+        NOTE.call_once(|| {
+            let _ = writeln!(std::io::stderr(), "xent: note: no GPU adapter found; running on the CPU engine");
+        });
+    }
+    backend
 }
 
 fn main() -> ExitCode {
