@@ -103,8 +103,8 @@ impl Engine {
         Stream::new(self, template, rows, options)
     }
 
-    /// Runs `f` on the engine's threads.
-    fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+    /// Runs `f` on the engine's threads (its rayon pool, or the global one).
+    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         match &self.pool {
             Some(pool) => pool.install(f),
             None => f(),
