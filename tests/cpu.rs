@@ -120,7 +120,8 @@ fn bits_do_not_depend_on_threads_or_chunking() {
             for push in [1, 7, rows] {
                 for chunk_rows in [Some(1), Some(7), None] {
                     let got = run(engine, loss, push, chunk_rows);
-                    let what = format!("{} on {} threads, pushes of {push}, pieces {chunk_rows:?}", loss.op, engine.threads());
+                    let what =
+                        format!("{} on {} threads, pushes of {push}, pieces {chunk_rows:?}", loss.op, engine.threads());
                     assert!(got == want, "{what}: the bits differ");
                 }
             }

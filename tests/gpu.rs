@@ -56,4 +56,3 @@ fn over_the_binding_limit_and_the_grid_limit() {
         assert_scalar("big mean", g.sum / g.denominator, reference.mean(), 0.0, 1e-5);
     }
 }
-

@@ -14,8 +14,10 @@ use crate::host_memory::SharedBytes;
 use crate::loss::Loss;
 use crate::stream::{Output, Rows, RunOptions};
 
-/// Elements of a piece's inputs: it bounds the per-row results held at once.
+/// Elements of a piece's inputs, and its most rows: they bound the per-row results held at
+/// once.
 const PIECE_ELEMENTS: usize = 1 << 23;
+const PIECE_ROWS: usize = 1 << 16;
 /// Elements of one task: a few rows of many columns, or many of few.
 const TASK_ELEMENTS: usize = 1 << 15;
 
@@ -67,7 +69,7 @@ impl<'e> Stream<'e> {
     /// The rows of one piece: a push of no more rows is run at once.
     pub fn piece_rows(&self) -> u64 {
         let rows = self.plan.options.chunk_rows.unwrap_or(u64::MAX).max(1);
-        rows.min((PIECE_ELEMENTS / self.plan.cols).max(1) as u64)
+        rows.min((PIECE_ELEMENTS / self.plan.cols).clamp(1, PIECE_ROWS) as u64)
     }
 
     /// Rows pushed so far.

@@ -336,8 +336,6 @@ impl Job {
         self.chunk_rows = match &engine {
             // a chunk per piece (the stream's are no larger than the chunks asked for)
             Engine::Stream { stream: Some(stream), .. } if gpu => stream.piece_rows(),
-            // the engine reads mapped chunks where they lie
-            Engine::Stream { .. } if leased && self.common.chunk_rows.is_none() => self.in_place_rows(),
             // rows read into memory
             _ => self.read_rows(),
         };
@@ -356,8 +354,9 @@ impl Job {
             .collect();
         let totals = std::thread::scope(|scope| {
             // mapped chunks cost no memory until the device reads them: the reader may run
-            // further ahead, so that it is never what the device waits for
-            let (tx, rx) = sync_channel(if map { 4 } else { 1 });
+            // further ahead, so that it is never what the device waits for (the engine reads
+            // them as soon as they come, and the pages it read count until they are unmapped)
+            let (tx, rx) = sync_channel(if map && gpu { 4 } else { 1 });
             // the float vectors of chunks done with, back to the reader
             let (spare_tx, spare_rx) = std::sync::mpsc::channel();
             let job = &self;
