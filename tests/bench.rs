@@ -42,7 +42,8 @@ fn bench_times_split_rows() {
 #[test]
 fn bench_into_a_closed_pipe_is_one_line_not_a_panic() {
     let bin = env!("CARGO_BIN_EXE_xent");
-    let script = format!("'{bin}' bench --device gpu --iters 1 --shapes 64x64,64x128 --dtypes f32 | head -n 1 > /dev/null");
+    let script =
+        format!("'{bin}' bench --device gpu --iters 1 --shapes 64x64,64x128 --dtypes f32 | head -n 1 > /dev/null");
     let Some(out) = bench(Command::new("sh").args(["-c", &script]).env("RUST_BACKTRACE", "1")) else { return };
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked") && !stderr.contains("internal error"), "{stderr}");
@@ -56,7 +57,10 @@ fn bench_end_to_end_and_the_lm_shapes() {
     let tmp = tempfile::tempdir().unwrap();
     let Some(out) = bench(
         Command::new(env!("CARGO_BIN_EXE_xent"))
-            .args(["bench", "--device", "gpu", "--json", "--iters", "1", "--shapes", "300x77", "--dtypes", "f32,f16", "--ops", "ce"])
+            .args([
+                "bench", "--device", "gpu", "--json", "--iters", "1", "--shapes", "300x77", "--dtypes", "f32,f16",
+                "--ops", "ce",
+            ])
             .args(["--e2e", "--z-loss", "1e-4"])
             .env("TMPDIR", tmp.path()),
     ) else {

@@ -82,7 +82,8 @@ fn every_command_runs_on_the_engine_without_an_adapter() {
     let (l, y) = files(&f, 40, 9);
     let ce = noted(&without_adapters(&["ce", "--logits", &l, "--labels", &y, "--json"]));
     assert_eq!(ce["device"], "cpu", "{ce}");
-    let bench = without_adapters(&["bench", "--quick", "--json", "--shapes", "64x100", "--ops", "lse", "--dtypes", "f32"]);
+    let bench =
+        without_adapters(&["bench", "--quick", "--json", "--shapes", "64x100", "--ops", "lse", "--dtypes", "f32"]);
     assert_eq!(noted(&bench)["device"], "cpu");
     let info = without_adapters(&["info", "--json"]);
     assert_eq!(info.code, 0, "{}", info.stderr);

@@ -22,6 +22,8 @@ pub(crate) struct Plan {
     pub(crate) weights: Option<Vec<f32>>,
     /// The report's records are made (cross-entropy with labels).
     pub(crate) report: bool,
+    /// The rows' argmax is kept.
+    pub(crate) argmax: bool,
     pub(crate) options: RunOptions,
 }
 
@@ -47,6 +49,7 @@ impl Plan {
             scale,
             weights: template.inputs.weights.filter(|_| matches!(op, Op::CrossEntropy { .. })).map(<[f32]>::to_vec),
             report: options.report && matches!(op, Op::CrossEntropy { .. }),
+            argmax: options.keep_argmax && op.has_argmax(),
             options: *options,
         })
     }

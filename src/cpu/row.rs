@@ -45,7 +45,8 @@ pub(crate) fn run(plan: &Plan, a: &[f32], b: &[f32], label: i64, out: &mut [f32]
         Op::RowMax => {
             let mn = max_nan(a);
             let value = if mn.1 { f32::NAN } else { mn.0 };
-            Ok(RowOut { value, weight: 1.0, argmax: argmax(a, mn) as u32, ..Default::default() })
+            let argmax = if plan.argmax { argmax(a, mn) as u32 } else { 0 };
+            Ok(RowOut { value, weight: 1.0, argmax, ..Default::default() })
         }
         Op::LogSumExp => one(lse(a)),
         Op::Softmax { temperature, log } => {
@@ -126,7 +127,8 @@ fn cross_entropy(plan: &Plan, options: &CeOptions, x: &[f32], label: i64) -> Row
         return Err(Fault::Label);
     }
     let mn = max_nan(x);
-    let mut r = RowOut { argmax: argmax(x, mn) as u32, ignored, ..Default::default() };
+    let argmax = if plan.argmax || plan.report { argmax(x, mn) as u32 } else { 0 };
+    let mut r = RowOut { argmax, ignored, ..Default::default() };
     let ok = defined(mn);
     let w = |j: usize| plan.weights.as_ref().map_or(1.0, |w| w[j]);
     let m = mn.0;
@@ -235,12 +237,17 @@ fn kl(p: Form, q: Form, a: &[f32], b: &[f32]) -> Result<f32, Fault> {
     let zero_or = |pj: f32, v: f32| if pj == 0.0 { 0.0 } else { pj * v };
     Ok(match (p, q) {
         (Form::Logits, Form::Logits) => {
-            let (Some(sp), Some(sq)) = (stats(a, 1.0), stats(b, 1.0)) else { return Ok(f32::NAN) };
-            let [u] = sums2(a, b, |x, y| {
-                let e = exp(x - sp.m);
-                [zero_or(e, (x - sp.m) - (y - sq.m))]
+            let (p, q) = (max_nan(a), max_nan(b));
+            if !defined(p) || !defined(q) {
+                return Ok(f32::NAN);
+            }
+            let (mp, mq) = (p.0, q.0);
+            // one pass: both sums of exponentials and Σ e_j·(log p_j − log q_j + the logs' sums)
+            let [sp, u, sq] = sums2(a, b, |x, y| {
+                let e = exp(x - mp);
+                [e, zero_or(e, (x - mp) - (y - mq)), exp(y - mq)]
             });
-            u / sp.s - sp.log_s + sq.log_s
+            u / sp - sp.ln() + sq.ln()
         }
         (Form::Logits, Form::Probs) => {
             let Some(sp) = stats(a, 1.0) else { return Ok(f32::NAN) };
