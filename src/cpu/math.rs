@@ -69,8 +69,8 @@ pub(crate) fn sums<const K: usize>(x: &[f32], f: impl Fn(f32) -> [f32; K]) -> [f
     let mut total = [0.0f64; K];
     for block in x.chunks(BLOCK) {
         let mut acc = [[0.0f32; LANES]; K];
-        let mut chunks = block.chunks_exact(LANES);
-        for c in &mut chunks {
+        let (chunks, rest) = block.as_chunks::<LANES>();
+        for c in chunks {
             for i in 0..LANES {
                 let v = f(c[i]);
                 for k in 0..K {
@@ -78,7 +78,7 @@ pub(crate) fn sums<const K: usize>(x: &[f32], f: impl Fn(f32) -> [f32; K]) -> [f
                 }
             }
         }
-        for (i, &e) in chunks.remainder().iter().enumerate() {
+        for (i, &e) in rest.iter().enumerate() {
             let v = f(e);
             for k in 0..K {
                 acc[k][i] += v[k];
@@ -98,8 +98,8 @@ pub(crate) fn sums2<const K: usize>(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -
     let mut total = [0.0f64; K];
     for (a, b) in a[..n].chunks(BLOCK).zip(b[..n].chunks(BLOCK)) {
         let mut acc = [[0.0f32; LANES]; K];
-        let full = a.len() - a.len() % LANES;
-        for (ca, cb) in a[..full].chunks_exact(LANES).zip(b[..full].chunks_exact(LANES)) {
+        let ((ca, ra), (cb, rb)) = (a.as_chunks::<LANES>(), b.as_chunks::<LANES>());
+        for (ca, cb) in ca.iter().zip(cb) {
             for i in 0..LANES {
                 let v = f(ca[i], cb[i]);
                 for k in 0..K {
@@ -107,10 +107,10 @@ pub(crate) fn sums2<const K: usize>(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -
                 }
             }
         }
-        for i in full..a.len() {
-            let v = f(a[i], b[i]);
+        for (i, (&x, &y)) in ra.iter().zip(rb).enumerate() {
+            let v = f(x, y);
             for k in 0..K {
-                acc[k][i - full] += v[k];
+                acc[k][i] += v[k];
             }
         }
         for k in 0..K {
@@ -125,14 +125,14 @@ pub(crate) fn sums2<const K: usize>(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -
 pub(crate) fn max_nan(x: &[f32]) -> (f32, bool) {
     let mut m = [f32::NEG_INFINITY; LANES];
     let mut nan = [0u32; LANES];
-    let mut chunks = x.chunks_exact(LANES);
-    for c in &mut chunks {
+    let (chunks, rest) = x.as_chunks::<LANES>();
+    for c in chunks {
         for i in 0..LANES {
             m[i] = if c[i] > m[i] { c[i] } else { m[i] };
             nan[i] |= u32::from(c[i].is_nan());
         }
     }
-    for (i, &e) in chunks.remainder().iter().enumerate() {
+    for (i, &e) in rest.iter().enumerate() {
         m[i] = if e > m[i] { e } else { m[i] };
         nan[i] |= u32::from(e.is_nan());
     }

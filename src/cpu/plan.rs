@@ -59,7 +59,9 @@ impl Plan {
         self.op.writes_rows()
     }
 
-    /// Runs row `i` of `chunk` into `out` (softmax's row), with `scratch` for widening.
+    /// Runs row `i` of `chunk` into `out` (softmax's row), with `scratch` for widening:
+    /// inlined, with everything it calls, into the caller's instruction set.
+    #[inline(always)]
     pub(crate) fn row(
         &self,
         chunk: &Loss,
@@ -80,6 +82,7 @@ impl Plan {
 
 /// Row `i` of `data` as f32: the slice itself where it is f32 and not capped, else widened
 /// (exactly) and capped into `scratch`.
+#[inline(always)]
 fn widen<'s>(data: Floats<'s>, i: usize, cols: usize, cap: Option<f32>, scratch: &'s mut Vec<f32>) -> &'s [f32] {
     let range = i * cols..(i + 1) * cols;
     if let (Floats::F32(v), None) = (data, cap) {

@@ -39,6 +39,7 @@ type RowResult = Result<RowOut, Fault>;
 
 /// Runs `plan`'s operation on one row: `a` and `b` its float inputs (widened and capped),
 /// `label` its label, `out` its softmax row (softmax only).
+#[inline(always)]
 pub(crate) fn run(plan: &Plan, a: &[f32], b: &[f32], label: i64, out: &mut [f32]) -> RowResult {
     let one = |value: f32| Ok(RowOut { value, weight: 1.0, ..Default::default() });
     let mut r = match plan.op {
@@ -80,6 +81,7 @@ pub(crate) fn run(plan: &Plan, a: &[f32], b: &[f32], label: i64, out: &mut [f32]
 }
 
 /// `log Σ_j e^(x_j)`: NaN with a NaN or `+inf`, `-inf` for a row of `-inf`.
+#[inline(always)]
 fn lse(x: &[f32]) -> f32 {
     let mn = max_nan(x);
     if mn.1 || mn.0 == f32::INFINITY {
@@ -94,6 +96,7 @@ fn lse(x: &[f32]) -> f32 {
 
 /// `softmax(x/t)` or its log into `out`; NaN where it is undefined. The max is subtracted
 /// before the temperature divides.
+#[inline(always)]
 fn softmax(x: &[f32], t: f32, log: bool, out: &mut [f32]) {
     let Some(st) = stats(x, t) else {
         out.fill(f32::NAN);
@@ -107,6 +110,7 @@ fn softmax(x: &[f32], t: f32, log: bool, out: &mut [f32]) {
 }
 
 /// `c·(lse − x_j)` as `c·((m − x_j) + ln s)`: 0 where `c` is 0 (also on a masked class).
+#[inline(always)]
 fn term(c: f32, m_minus_x: f32, log_s: f32) -> f32 {
     if c == 0.0 { 0.0 } else { c * (m_minus_x + log_s) }
 }
@@ -120,6 +124,7 @@ struct CeOptions {
 }
 
 /// Cross-entropy against a label, with its options, entropy and report record.
+#[inline(always)]
 fn cross_entropy(plan: &Plan, options: &CeOptions, x: &[f32], label: i64) -> RowResult {
     let &CeOptions { ignore_index, label_smoothing, z_loss, entropy } = options;
     let ignored = Some(label) == ignore_index;
@@ -186,6 +191,7 @@ fn entropy_terms(v: f32, m: f32) -> [f32; 2] {
 }
 
 /// The report's record of a row whose log-softmax is defined.
+#[inline(always)]
 fn report(x: &[f32], y: usize, m: f32, s: f32, prediction: u32) -> RowEval {
     let xy = x[y];
     let above = x.iter().filter(|&&v| v > xy).count() + x[..y].iter().filter(|&&v| v == xy).count();
@@ -200,11 +206,13 @@ fn report(x: &[f32], y: usize, m: f32, s: f32, prediction: u32) -> RowEval {
 }
 
 /// Whether a probability is outside its domain (negative, NaN, `+inf`).
+#[inline(always)]
 fn bad_probability(p: f32) -> bool {
     !(p >= 0.0 && p < f32::INFINITY)
 }
 
 /// Cross-entropy against target probabilities `p` (their checks first).
+#[inline(always)]
 fn ce_probs(plan: &Plan, x: &[f32], p: &[f32], z_loss: f32) -> RowResult {
     if p.iter().any(|&v| bad_probability(v)) {
         return Err(Fault::Value);
@@ -231,6 +239,7 @@ fn ce_probs(plan: &Plan, x: &[f32], p: &[f32], z_loss: f32) -> RowResult {
 }
 
 /// `KL(P‖Q)`; `p_j = 0` adds 0, `p_j > 0` where `q_j = 0` is `+inf`.
+#[inline(always)]
 fn kl(p: Form, q: Form, a: &[f32], b: &[f32]) -> Result<f32, Fault> {
     check(p, a)?;
     check(q, b)?;
@@ -264,6 +273,7 @@ fn kl(p: Form, q: Form, a: &[f32], b: &[f32]) -> Result<f32, Fault> {
 }
 
 /// The value checks of an input given as probabilities.
+#[inline(always)]
 fn check(form: Form, x: &[f32]) -> Result<(), Fault> {
     match form {
         Form::Probs if x.iter().any(|&v| bad_probability(v)) => Err(Fault::Value),
@@ -272,6 +282,7 @@ fn check(form: Form, x: &[f32]) -> Result<(), Fault> {
 }
 
 /// `H(P) = −Σ_j p_j·ln p_j`.
+#[inline(always)]
 fn entropy_of(p: Form, x: &[f32]) -> Result<f32, Fault> {
     check(p, x)?;
     Ok(match p {
@@ -287,6 +298,7 @@ fn entropy_of(p: Form, x: &[f32]) -> Result<f32, Fault> {
 }
 
 /// Binary cross-entropy summed over the row (targets in [0, 1] checked first).
+#[inline(always)]
 fn bce(input: Form, x: &[f32], t: &[f32]) -> Result<f32, Fault> {
     let outside = |v: f32| !(0.0..=1.0).contains(&v);
     for (&xj, &tj) in x.iter().zip(t) {
@@ -312,6 +324,7 @@ fn bce(input: Form, x: &[f32], t: &[f32]) -> Result<f32, Fault> {
 }
 
 /// `−½ Σ_j (1 + lv_j − μ_j² − e^lv_j)`; NaN with a NaN, `+inf` with an infinity.
+#[inline(always)]
 fn gaussian_kl(mu: &[f32], lv: &[f32]) -> f32 {
     sums2(mu, lv, |m, l| {
         [if m.is_nan() || l.is_nan() {

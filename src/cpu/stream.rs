@@ -44,6 +44,38 @@ impl Sum {
     }
 }
 
+/// Rows of a piece that one thread runs: dispatched by pulp, so that the row functions,
+/// all inlined into [`Task::with_simd`], are compiled for the instruction set it picked.
+struct Task<'t, 'a> {
+    plan: &'t Plan,
+    chunk: &'t Loss<'a>,
+    /// The chunk's row of `outs[0]`.
+    first: usize,
+    outs: &'t mut [RowOut],
+    /// Softmax's rows, else empty.
+    values: &'t mut [f32],
+}
+
+impl pulp::WithSimd for Task<'_, '_> {
+    /// The first row with bad input, where there is one.
+    type Output = Option<(usize, Fault)>;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) -> Self::Output {
+        let cols = self.plan.cols;
+        let mut scratch = [Vec::new(), Vec::new()];
+        for (i, out) in self.outs.iter_mut().enumerate() {
+            let row = self.first + i;
+            let softmax_row = if self.values.is_empty() { &mut [][..] } else { &mut self.values[i * cols..][..cols] };
+            match self.plan.row(self.chunk, row, &mut scratch, softmax_row) {
+                Ok(r) => *out = r,
+                Err(f) => return Some((row, f)),
+            }
+        }
+        None
+    }
+}
+
 /// A job fed in row chunks, in order; see [`Engine::stream`].
 pub struct Stream<'e> {
     engine: &'e Engine,
@@ -148,18 +180,7 @@ impl<'e> Stream<'e> {
         let arch = self.engine.arch;
         let fault = self.engine.install(|| {
             let run = |(k, (outs, values)): (usize, (&mut [RowOut], &mut [f32]))| {
-                arch.dispatch(|| {
-                    let mut scratch = [Vec::new(), Vec::new()];
-                    for (i, out) in outs.iter_mut().enumerate() {
-                        let row = start + k * task + i;
-                        let softmax_row = if values.is_empty() { &mut [][..] } else { &mut values[i * cols..][..cols] };
-                        match plan.row(chunk, row, &mut scratch, softmax_row) {
-                            Ok(r) => *out = r,
-                            Err(f) => return Some((row, f)),
-                        }
-                    }
-                    None
-                })
+                arch.dispatch(Task { plan, chunk, first: start + k * task, outs, values })
             };
             let mut parts: Vec<&mut [f32]> = match values.is_empty() {
                 true => (0..outs.len().div_ceil(task)).map(|_| &mut [][..]).collect(),

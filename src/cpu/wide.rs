@@ -8,6 +8,7 @@ use crate::op::Form;
 
 /// The max of a row and whether its log-softmax is defined (no NaN, no `+inf`, not all
 /// `-inf`).
+#[inline(always)]
 fn finite_max(x: &[f32]) -> Option<f64> {
     let mut m = f64::NEG_INFINITY;
     for &v in x {
@@ -20,6 +21,7 @@ fn finite_max(x: &[f32]) -> Option<f64> {
 }
 
 /// `(m, ln Σ_j e^((x_j − m)/t))` of a logits row, where defined.
+#[inline(always)]
 fn log_sum(x: &[f32], t: f64) -> Option<(f64, f64)> {
     let m = finite_max(x)?;
     Some((m, x.iter().map(|&v| ((f64::from(v) - m) / t).exp()).sum::<f64>().ln()))
@@ -52,6 +54,7 @@ impl Logs {
 
 /// `JSD_β(P‖Q) = β·KL(P‖M) + (1−β)·KL(Q‖M)`, `M = β·P + (1−β)·Q`; `KL(P‖Q)` at `β = 0`,
 /// `KL(Q‖P)` at `β = 1`. A term of weight 0 adds 0; weight on `m_j = 0` is `+inf`.
+#[inline(always)]
 pub(crate) fn jsd(p: Form, q: Form, a: &[f32], b: &[f32], beta: f32, temperature: f32) -> Result<f32, Fault> {
     let t = f64::from(temperature);
     let (lp, lq) = (Logs::of(p, a, t)?, Logs::of(q, b, t)?);
@@ -88,6 +91,7 @@ pub(crate) fn jsd(p: Form, q: Form, a: &[f32], b: &[f32], beta: f32, temperature
 }
 
 /// `g(ρ) = (e^ρ − 1 − ρ)/ρ²`, by its series near 0.
+#[inline(always)]
 fn psi_over_sq(rho: f64) -> f64 {
     if rho.abs() < 0.1 {
         let mut acc = 0.0;
@@ -107,6 +111,7 @@ fn psi_over_sq(rho: f64) -> f64 {
 /// `τ²·KL(softmax(t/τ) ‖ softmax(s/τ))` in non-negative terms of logit units (see the
 /// reference's `distill`): with `d_j = (s_j − m_s) − (t_j − m_t)`, `c = ln Σ_j p_j e^(d_j/τ)`
 /// and `r_j = d_j − τ·c`, each class adds `p_j·r_j²·g(r_j/τ)`.
+#[inline(always)]
 fn scaled_kl(t: &[f32], s: &[f32], tau: f64) -> Option<f64> {
     let (mt, l) = log_sum(t, tau)?;
     let ms = finite_max(s)?;
@@ -139,6 +144,7 @@ fn scaled_kl(t: &[f32], s: &[f32], tau: f64) -> Option<f64> {
 
 /// `α·τ²·KL(softmax(t/τ) ‖ softmax(s/τ)) + (1−α)·(lse(s) − s_y)`, a term of weight 0 left
 /// out; `s` the student's row, `t` the teacher's.
+#[inline(always)]
 pub(crate) fn distill(s: &[f32], t: &[f32], y: usize, temperature: f32, alpha: f32) -> f32 {
     let (tau, alpha) = (f64::from(temperature), f64::from(alpha));
     let mut v = 0.0;
