@@ -120,31 +120,37 @@ pub(crate) fn sums2<const K: usize>(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -
     total.map(|t| t as f32)
 }
 
-/// The max of a row (NaN ignored; `-inf` for an empty row) and whether it holds a NaN.
+/// The max of a row, NaN ignored (`-inf` for a row of `-inf` or NaN).
 #[inline(always)]
-pub(crate) fn max_nan(x: &[f32]) -> (f32, bool) {
+pub(crate) fn max_of(x: &[f32]) -> f32 {
     let mut m = [f32::NEG_INFINITY; LANES];
-    let mut nan = [0u32; LANES];
     let (chunks, rest) = x.as_chunks::<LANES>();
     for c in chunks {
         for i in 0..LANES {
             m[i] = if c[i] > m[i] { c[i] } else { m[i] };
-            nan[i] |= u32::from(c[i].is_nan());
         }
     }
     for (i, &e) in rest.iter().enumerate() {
         m[i] = if e > m[i] { e } else { m[i] };
-        nan[i] |= u32::from(e.is_nan());
     }
-    let max = m.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
-    (max, nan.iter().any(|&n| n != 0))
+    m.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a })
+}
+
+/// Whether a row holds a NaN.
+#[inline(always)]
+pub(crate) fn has_nan(x: &[f32]) -> bool {
+    let [n] = sums(x, |v| [if v.is_nan() { 1.0 } else { 0.0 }]);
+    n != 0.0
 }
 
 /// The first index of the row's max, NaN beating everything, then `+inf`; 0 for a row of
-/// `-inf`. `max` and `nan` are [`max_nan`]'s.
-pub(crate) fn argmax(x: &[f32], (max, nan): (f32, bool)) -> usize {
-    let hit = |v: &f32| if nan { v.is_nan() } else { *v == max };
-    x.iter().position(hit).unwrap_or(0)
+/// `-inf`.
+pub(crate) fn argmax(x: &[f32]) -> usize {
+    if let Some(i) = x.iter().position(|v| v.is_nan()) {
+        return i;
+    }
+    let max = max_of(x);
+    x.iter().position(|&v| v == max).unwrap_or(0)
 }
 
 /// A logits row's maximum and its sum of exponentials at a temperature: what log-softmax
@@ -159,21 +165,17 @@ pub(crate) struct Stats {
     pub(crate) log_s: f32,
 }
 
-/// Whether a row's log-softmax is defined, from [`max_nan`]: no NaN, no `+inf`, not every
-/// element `-inf`.
-#[inline(always)]
-pub(crate) fn defined((max, nan): (f32, bool)) -> bool {
-    !nan && max.is_finite()
-}
-
-/// [`Stats`] of a row at temperature `t` (1: no division), where its log-softmax is defined.
+/// [`Stats`] of a row at temperature `t` (1: no division), where its log-softmax is
+/// defined: no NaN (which makes the sum NaN), no `+inf`, not every element `-inf` (the max
+/// is not finite).
 #[inline(always)]
 pub(crate) fn stats(x: &[f32], t: f32) -> Option<Stats> {
-    let mn = max_nan(x);
-    if !defined(mn) {
+    let m = max_of(x);
+    if !m.is_finite() {
         return None;
     }
-    Some(stats_at(x, mn.0, t))
+    let st = stats_at(x, m, t);
+    (!st.s.is_nan()).then_some(st)
 }
 
 /// [`Stats`] of a row whose max `m` is known and finite.
@@ -210,10 +212,10 @@ mod tests {
         let x: Vec<f32> = (0..37).map(|i| i as f32).collect();
         let [s, c] = sums(&x, |v| [v, 1.0]);
         assert_eq!((s, c), ((0..37).sum::<i32>() as f32, 37.0));
-        let (m, nan) = max_nan(&[1.0, f32::NAN, 3.0]);
-        assert_eq!((m, nan), (3.0, true));
-        assert_eq!(argmax(&[1.0, f32::NAN, 3.0], (m, nan)), 1);
-        let row = [f32::NEG_INFINITY; 3];
-        assert_eq!(argmax(&row, max_nan(&row)), 0);
+        assert_eq!(max_of(&[1.0, f32::NAN, 3.0]), 3.0);
+        assert!(has_nan(&[1.0, f32::NAN, 3.0]) && !has_nan(&[f32::NEG_INFINITY, f32::INFINITY]));
+        assert_eq!(argmax(&[1.0, f32::NAN, 3.0, f32::NAN]), 1);
+        assert_eq!(argmax(&[1.0, f32::INFINITY, 3.0, f32::INFINITY]), 1);
+        assert_eq!(argmax(&[f32::NEG_INFINITY; 3]), 0);
     }
 }

@@ -3,7 +3,7 @@
 //! report's record, under the kernels' rules for special values: `-inf` logits are masked
 //! classes, NaN or `+inf` logits make the row NaN, a term with a zero coefficient adds 0.
 
-use super::math::{self, Stats, argmax, defined, exp, max_nan, stats, sums, sums2};
+use super::math::{self, Stats, argmax, exp, has_nan, max_of, stats, sums, sums2};
 use super::plan::Plan;
 use crate::metrics::RowEval;
 use crate::op::{Form, Op};
@@ -44,9 +44,8 @@ pub(crate) fn run(plan: &Plan, a: &[f32], b: &[f32], label: i64, out: &mut [f32]
     let one = |value: f32| Ok(RowOut { value, weight: 1.0, ..Default::default() });
     let mut r = match plan.op {
         Op::RowMax => {
-            let mn = max_nan(a);
-            let value = if mn.1 { f32::NAN } else { mn.0 };
-            let argmax = if plan.argmax { argmax(a, mn) as u32 } else { 0 };
+            let value = if has_nan(a) { f32::NAN } else { max_of(a) };
+            let argmax = if plan.argmax { argmax(a) as u32 } else { 0 };
             Ok(RowOut { value, weight: 1.0, argmax, ..Default::default() })
         }
         Op::LogSumExp => one(lse(a)),
@@ -83,14 +82,15 @@ pub(crate) fn run(plan: &Plan, a: &[f32], b: &[f32], label: i64, out: &mut [f32]
 /// `log Σ_j e^(x_j)`: NaN with a NaN or `+inf`, `-inf` for a row of `-inf`.
 #[inline(always)]
 fn lse(x: &[f32]) -> f32 {
-    let mn = max_nan(x);
-    if mn.1 || mn.0 == f32::INFINITY {
+    let m = max_of(x);
+    if m == f32::INFINITY {
         return f32::NAN;
     }
-    if mn.0 == f32::NEG_INFINITY {
-        return f32::NEG_INFINITY;
+    if m == f32::NEG_INFINITY {
+        return if has_nan(x) { f32::NAN } else { f32::NEG_INFINITY };
     }
-    let st = math::stats_at(x, mn.0, 1.0);
+    // a NaN makes the sum NaN
+    let st = math::stats_at(x, m, 1.0);
     st.m + st.log_s
 }
 
@@ -131,18 +131,17 @@ fn cross_entropy(plan: &Plan, options: &CeOptions, x: &[f32], label: i64) -> Row
     if !ignored && !(0..x.len() as i64).contains(&label) {
         return Err(Fault::Label);
     }
-    let mn = max_nan(x);
-    let argmax = if plan.argmax || plan.report { argmax(x, mn) as u32 } else { 0 };
+    let m = max_of(x);
+    let argmax = if plan.argmax || plan.report { argmax(x) as u32 } else { 0 };
     let mut r = RowOut { argmax, ignored, ..Default::default() };
-    let ok = defined(mn);
     let w = |j: usize| plan.weights.as_ref().map_or(1.0, |w| w[j]);
-    let m = mn.0;
-    // s = Σ e_j, t = Σ e_j·(x_j − m) (entropy), Σ w_j·(m − x_j) and Σ w_j (smoothing)
-    let [s, t] = if ok {
+    // s = Σ e_j, t = Σ e_j·(x_j − m) (entropy); a NaN in the row makes s NaN
+    let [s, t] = if m.is_finite() {
         if entropy { sums(x, |v| entropy_terms(v, m)) } else { [sums(x, |v| [exp(v - m)])[0], 0.0] }
     } else {
         [f32::NAN; 2]
     };
+    let ok = !s.is_nan();
     let log_s = s.ln();
     if entropy {
         r.entropy = if ok { log_s - t / s } else { f32::NAN };
@@ -246,11 +245,11 @@ fn kl(p: Form, q: Form, a: &[f32], b: &[f32]) -> Result<f32, Fault> {
     let zero_or = |pj: f32, v: f32| if pj == 0.0 { 0.0 } else { pj * v };
     Ok(match (p, q) {
         (Form::Logits, Form::Logits) => {
-            let (p, q) = (max_nan(a), max_nan(b));
-            if !defined(p) || !defined(q) {
+            let (mp, mq) = (max_of(a), max_of(b));
+            if !mp.is_finite() || !mq.is_finite() {
                 return Ok(f32::NAN);
             }
-            let (mp, mq) = (p.0, q.0);
+            // (a NaN in either row makes its sum NaN, and so the value)
             // one pass: both sums of exponentials and Σ e_j·(log p_j − log q_j + the logs' sums)
             let [sp, u, sq] = sums2(a, b, |x, y| {
                 let e = exp(x - mp);
