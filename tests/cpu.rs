@@ -150,3 +150,35 @@ fn linear_ce_is_refused_with_an_error() {
     let e = Engine::new().compute(&loss, &RunOptions::default()).unwrap_err();
     assert!(e.to_string().contains("linear-ce"), "{e}");
 }
+
+/// The evaluation report's per-row records against the reference's: the label's rank and
+/// the prediction exactly, the confidence and the Brier term to f32's tolerance, on rows
+/// with ties, masked classes, a NaN row and ignored rows, at widths of one octet and many.
+#[test]
+fn report_records_match_the_reference() {
+    for (k, &(rows, cols)) in [(64usize, 1usize), (97, 7), (50, 1000), (5, 70_001)].iter().enumerate() {
+        let mut r = common::rng(41_000 + k as u64);
+        // few distinct values: ties everywhere
+        let mut x: Vec<f32> = common::logits(&mut r, rows * cols, 4.0).iter().map(|v| v.round()).collect();
+        x[..cols.min(3)].fill(f32::NEG_INFINITY);
+        if rows > 3 {
+            x[3 * cols] = f32::NAN;
+        }
+        let mut y = common::labels(&mut r, rows, cols);
+        y.iter_mut().step_by(4).for_each(|v| *v = -100);
+        let op = Op::CrossEntropy { ignore_index: Some(-100), label_smoothing: 0.0, z_loss: 0.0, entropy: false };
+        let loss = Loss::new(op, Batch::new(&x[..], rows, cols).unwrap()).with_labels(&y[..]);
+        let want: Vec<_> = xent::reference::row_evals(&loss).unwrap().unwrap().into_iter().flatten().collect();
+        let options = RunOptions { report: true, ..Default::default() };
+        let engine = Engine::new();
+        let mut stream = engine.stream(&loss, rows as u64, &options).unwrap();
+        let got = stream.push(&loss).unwrap().evals;
+        assert_eq!(got.len(), want.len(), "[{rows}, {cols}]");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            let what = format!("[{rows}, {cols}] record {i}: {g:?} against {w:?}");
+            assert_eq!((g.label, g.rank, g.prediction), (w.label, w.rank, w.prediction), "{what}");
+            let close = |a: f32, b: f32| (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-5 * (1.0 + b.abs());
+            assert!(close(g.confidence, w.confidence) && close(g.brier, w.brier), "{what}");
+        }
+    }
+}

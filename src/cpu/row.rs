@@ -132,16 +132,25 @@ fn cross_entropy(plan: &Plan, options: &CeOptions, x: &[f32], label: i64) -> Row
         return Err(Fault::Label);
     }
     let m = max_of(x);
-    let argmax = if plan.argmax || plan.report { argmax(x) as u32 } else { 0 };
-    let mut r = RowOut { argmax, ignored, ..Default::default() };
     let w = |j: usize| plan.weights.as_ref().map_or(1.0, |w| w[j]);
-    // s = Σ e_j, t = Σ e_j·(x_j − m) (entropy); a NaN in the row makes s NaN
-    let [s, t] = if m.is_finite() {
-        if entropy { sums(x, |v| entropy_terms(v, m)) } else { [sums(x, |v| [exp(v - m)])[0], 0.0] }
-    } else {
-        [f32::NAN; 2]
+    // s = Σ e_j, t = Σ e_j·(x_j − m) (entropy), q = Σ e_j² (the report's Brier term), in
+    // one pass (s has the same bits whichever are formed beside it); a NaN makes s NaN
+    let [s, t, q] = match (m.is_finite(), entropy || plan.report) {
+        (false, _) => [f32::NAN; 3],
+        (true, false) => [sums(x, |v| [exp(v - m)])[0], 0.0, 0.0],
+        (true, true) => sums(x, |v| {
+            let [e, t] = entropy_terms(v, m);
+            [e, t, e * e]
+        }),
     };
     let ok = !s.is_nan();
+    // without NaN the argmax is the first place of the max
+    let argmax = match (plan.argmax || plan.report, ok) {
+        (false, _) => 0,
+        (true, true) => x.iter().position(|&v| v == m).unwrap_or(0) as u32,
+        (true, false) => argmax(x) as u32,
+    };
+    let mut r = RowOut { argmax, ignored, ..Default::default() };
     let log_s = s.ln();
     if entropy {
         r.entropy = if ok { log_s - t / s } else { f32::NAN };
@@ -177,7 +186,7 @@ fn cross_entropy(plan: &Plan, options: &CeOptions, x: &[f32], label: i64) -> Row
     }
     r.value = loss + r.z;
     if plan.report {
-        r.eval = Some(report(x, y, m, s, r.argmax));
+        r.eval = Some(report(x, y, (m, s, q), r.argmax));
     }
     Ok(r)
 }
@@ -191,13 +200,12 @@ fn entropy_terms(v: f32, m: f32) -> [f32; 2] {
 
 /// The report's record of a row whose log-softmax is defined.
 #[inline(always)]
-fn report(x: &[f32], y: usize, m: f32, s: f32, prediction: u32) -> RowEval {
+fn report(x: &[f32], y: usize, (m, s, q): (f32, f32, f32), prediction: u32) -> RowEval {
     let xy = x[y];
-    let above = x.iter().filter(|&&v| v > xy).count() + x[..y].iter().filter(|&&v| v == xy).count();
-    let [q] = sums(x, |v| {
-        let e = exp(v - m);
-        [e * e]
-    });
+    // the classes above the label: a greater logit, or an equal one at a lower index
+    let [greater] = sums(x, |v| [if v > xy { 1.0 } else { 0.0 }]);
+    let equal_before = x[..y].iter().filter(|&&v| v == xy).count();
+    let above = greater as usize + equal_before;
     let ey = exp(xy - m);
     let rest = (s - ey) / s;
     let brier = (q - ey * ey) / (s * s) + rest * rest;
