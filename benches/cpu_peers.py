@@ -146,7 +146,7 @@ def in_memory(args):
         bench += ["--shapes", f"{rows}x{cols}", "--ops", ",".join(OPS), "--dtypes", "f32,f16"]
         out = subprocess.run(bench, check=True, capture_output=True, text=True).stdout
         for line in map(json.loads, out.splitlines()):
-            who = "xent " + line["adapter"]
+            who = line["adapter"]
             row(who, line["op"], rows, cols, line["dtype"], line["seconds"], line["bytes"])
             if line["op"] == "lse":
                 # the engine's own roofline: a parallel copy of the same bytes

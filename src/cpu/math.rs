@@ -121,13 +121,16 @@ pub(crate) fn sums2<const K: usize>(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -
     total.map(|t| t as f32)
 }
 
-/// The max of a row, NaN ignored (`-inf` for a row of `-inf` or NaN).
+/// The max of a row, NaN ignored (`-inf` for a row of `-inf` or NaN). In 4·16 lanes: four
+/// chains of compares in flight (a max is exact, so the lanes change no value; they may
+/// change only which zero, `+0` or `-0`, a row of zeros has as its max).
 #[inline(always)]
 pub(crate) fn max_of(x: &[f32]) -> f32 {
-    let mut m = [f32::NEG_INFINITY; LANES];
-    let (chunks, rest) = x.as_chunks::<LANES>();
+    const WIDE: usize = 4 * LANES;
+    let mut m = [f32::NEG_INFINITY; WIDE];
+    let (chunks, rest) = x.as_chunks::<WIDE>();
     for c in chunks {
-        for i in 0..LANES {
+        for i in 0..WIDE {
             m[i] = if c[i] > m[i] { c[i] } else { m[i] };
         }
     }
@@ -152,6 +155,24 @@ pub(crate) fn argmax(x: &[f32]) -> usize {
     }
     let max = max_of(x);
     x.iter().position(|&v| v == max).unwrap_or(0)
+}
+
+/// The first index of `v` in a row (its length where there is none), a lane-wide compare
+/// at a time.
+#[inline(always)]
+pub(crate) fn first(x: &[f32], v: f32) -> usize {
+    let (chunks, rest) = x.as_chunks::<LANES>();
+    for (k, c) in chunks.iter().enumerate() {
+        let mut hit = false;
+        for e in c {
+            hit |= *e == v;
+        }
+        if hit {
+            return k * LANES + c.iter().position(|&e| e == v).unwrap_or(0);
+        }
+    }
+    let done = chunks.len() * LANES;
+    done + rest.iter().position(|&e| e == v).unwrap_or(rest.len())
 }
 
 /// A logits row's maximum and its sum of exponentials at a temperature: what log-softmax

@@ -133,21 +133,24 @@ fn cross_entropy(plan: &Plan, options: &CeOptions, x: &[f32], label: i64) -> Row
     }
     let m = max_of(x);
     let w = |j: usize| plan.weights.as_ref().map_or(1.0, |w| w[j]);
-    // s = Σ e_j, t = Σ e_j·(x_j − m) (entropy), q = Σ e_j² (the report's Brier term), in
-    // one pass (s has the same bits whichever are formed beside it); a NaN makes s NaN
-    let [s, t, q] = match (m.is_finite(), entropy || plan.report) {
-        (false, _) => [f32::NAN; 3],
-        (true, false) => [sums(x, |v| [exp(v - m)])[0], 0.0, 0.0],
+    // the label's logit, for the report's rank (NaN for an ignored row: counts nothing)
+    let xy = if ignored { f32::NAN } else { x[label as usize] };
+    // s = Σ e_j, t = Σ e_j·(x_j − m) (entropy), q = Σ e_j² (the report's Brier term) and
+    // the classes whose logit is above the label's, in one pass (s has the same bits
+    // whichever are formed beside it); a NaN makes s NaN
+    let [s, t, q, above] = match (m.is_finite(), entropy || plan.report) {
+        (false, _) => [f32::NAN; 4],
+        (true, false) => [sums(x, |v| [exp(v - m)])[0], 0.0, 0.0, 0.0],
         (true, true) => sums(x, |v| {
             let [e, t] = entropy_terms(v, m);
-            [e, t, e * e]
+            [e, t, e * e, if v > xy { 1.0 } else { 0.0 }]
         }),
     };
     let ok = !s.is_nan();
     // without NaN the argmax is the first place of the max
     let argmax = match (plan.argmax || plan.report, ok) {
         (false, _) => 0,
-        (true, true) => x.iter().position(|&v| v == m).unwrap_or(0) as u32,
+        (true, true) => math::first(x, m) as u32,
         (true, false) => argmax(x) as u32,
     };
     let mut r = RowOut { argmax, ignored, ..Default::default() };
@@ -186,7 +189,7 @@ fn cross_entropy(plan: &Plan, options: &CeOptions, x: &[f32], label: i64) -> Row
     }
     r.value = loss + r.z;
     if plan.report {
-        r.eval = Some(report(x, y, (m, s, q), r.argmax));
+        r.eval = Some(report(x, y, (m, s, q, above), r.argmax));
     }
     Ok(r)
 }
@@ -200,12 +203,11 @@ fn entropy_terms(v: f32, m: f32) -> [f32; 2] {
 
 /// The report's record of a row whose log-softmax is defined.
 #[inline(always)]
-fn report(x: &[f32], y: usize, (m, s, q): (f32, f32, f32), prediction: u32) -> RowEval {
+fn report(x: &[f32], y: usize, (m, s, q, greater): (f32, f32, f32, f32), prediction: u32) -> RowEval {
     let xy = x[y];
-    // the classes above the label: a greater logit, or an equal one at a lower index
-    let [greater] = sums(x, |v| [if v > xy { 1.0 } else { 0.0 }]);
-    let equal_before = x[..y].iter().filter(|&&v| v == xy).count();
-    let above = greater as usize + equal_before;
+    // the classes ranked above the label: a greater logit, or an equal one at a lower index
+    let [equal_before] = sums(&x[..y], |v| [if v == xy { 1.0 } else { 0.0 }]);
+    let above = greater as usize + equal_before as usize;
     let ey = exp(xy - m);
     let rest = (s - ey) / s;
     let brier = (q - ey * ey) / (s * s) + rest * rest;
