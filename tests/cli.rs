@@ -101,7 +101,9 @@ struct Run {
 impl Run {
     fn json(&self) -> Value {
         assert_eq!(self.code, 0, "exit {}: {}", self.code, self.stderr);
-        assert!(self.stderr.is_empty(), "stderr not empty: {}", self.stderr);
+        // (where there is no adapter at all, a run on the engine ends with one note)
+        let note = "xent: note: no GPU adapter found; running on the CPU engine\n";
+        assert!(self.stderr.is_empty() || self.stderr == note, "stderr not empty: {}", self.stderr);
         assert_eq!(self.stdout.lines().count(), 1, "stdout is not one line: {}", self.stdout);
         serde_json::from_str(&self.stdout).unwrap()
     }
@@ -899,7 +901,9 @@ fn stderr_is_clean_without_a_runtime_dir() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert!(out.stderr.is_empty(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // (where there is no adapter at all, a run on the engine ends with one note)
+    assert!(stderr.is_empty() || stderr == "xent: note: no GPU adapter found; running on the CPU engine\n", "{stderr}");
 }
 
 #[test]

@@ -48,7 +48,9 @@ struct Run {
 impl Run {
     fn json(&self) -> Value {
         assert_eq!(self.code, 0, "exit {}: {}", self.code, self.stderr);
-        assert!(self.stderr.is_empty(), "stderr not empty: {}", self.stderr);
+        // (where there is no adapter at all, a run on the engine ends with one note)
+        let note = "xent: note: no GPU adapter found; running on the CPU engine\n";
+        assert!(self.stderr.is_empty() || self.stderr == note, "stderr not empty: {}", self.stderr);
         serde_json::from_str(&self.stdout).unwrap()
     }
 }

@@ -163,15 +163,15 @@ impl From<xent::npy::NpyError> for Failure {
     }
 }
 
-/// `--device auto`: a real GPU, else the CPU engine; where there is no adapter at all, one
-/// note on stderr (once a run).
+/// Set where `--device auto` found no adapter at all: a run that succeeds says so in one note
+/// on stderr at its end (a failure says only what failed).
+static NO_ADAPTER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `--device auto`: a real GPU, else the CPU engine.
 pub(crate) fn auto_backend() -> xent::Backend {
-    static NOTE: std::sync::Once = std::sync::Once::new();
     let (backend, found) = xent::Backend::auto_found();
     if found == 0 {
-        NOTE.call_once(|| {
-            let _ = writeln!(std::io::stderr(), "xent: note: no GPU adapter found; running on the CPU engine");
-        });
+        NO_ADAPTER.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     backend
 }
@@ -205,7 +205,12 @@ fn main() -> ExitCode {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&matches)))
         .unwrap_or_else(|_| Err(Failure::machine("the run stopped")));
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            if NO_ADAPTER.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = writeln!(std::io::stderr(), "xent: note: no GPU adapter found; running on the CPU engine");
+            }
+            ExitCode::SUCCESS
+        }
         Err(f) => fail(&f),
     }
 }
