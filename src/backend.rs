@@ -9,6 +9,8 @@ use crate::loss::Loss;
 use crate::stream::{Output, Rows, RunOptions, Stream};
 
 /// A GPU or the CPU engine.
+// made once and kept: a box would only add a step to every call
+#[allow(clippy::large_enum_variant)]
 pub enum Backend {
     /// A GPU adapter's device.
     Gpu(Context),
@@ -23,6 +25,8 @@ impl std::fmt::Debug for Backend {
 }
 
 /// A job fed in row chunks on a [`Backend`].
+// one a job, kept for its length
+#[allow(clippy::large_enum_variant)]
 pub enum BackendStream<'a> {
     /// On the GPU.
     Gpu(Stream<'a>),

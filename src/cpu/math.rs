@@ -23,13 +23,7 @@ pub(crate) fn exp(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     // 1.5·2^23: adding it rounds to an integer, which then sits in the low mantissa bits
     const MAGIC: f32 = 12_582_912.0;
-    let c = if x > 88.0 {
-        88.0
-    } else if x < -88.0 {
-        -88.0
-    } else {
-        x
-    };
+    let c = x.clamp(-88.0, 88.0);
     let shifted = c * LOG2E + MAGIC;
     let n = shifted - MAGIC;
     let r = (c - n * LN2_HI) - n * LN2_LO;
@@ -38,7 +32,7 @@ pub(crate) fn exp(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let e = (p * (r * r) + r) + 1.0;
     let k = shifted.to_bits().wrapping_sub(MAGIC.to_bits()) as i32;
     let scale = f32::from_bits(((k + 127).max(1) as u32) << 23);

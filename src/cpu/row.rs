@@ -166,7 +166,7 @@ fn cross_entropy(plan: &Plan, options: &CeOptions, x: &[f32], label: i64) -> Row
     if !ok {
         r.value = f32::NAN;
         r.z = if z_loss > 0.0 { f32::NAN } else { 0.0 };
-        r.eval = plan.report.then(|| RowEval {
+        r.eval = plan.report.then_some(RowEval {
             label: y as u32,
             rank: u32::MAX,
             prediction: r.argmax,
@@ -217,7 +217,7 @@ fn report(x: &[f32], y: usize, (m, s, q, greater): (f32, f32, f32, f32), predict
 /// Whether a probability is outside its domain (negative, NaN, `+inf`).
 #[inline(always)]
 fn bad_probability(p: f32) -> bool {
-    !(p >= 0.0 && p < f32::INFINITY)
+    !(0.0..f32::INFINITY).contains(&p)
 }
 
 /// Cross-entropy against target probabilities `p` (their checks first).

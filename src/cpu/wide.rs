@@ -39,7 +39,7 @@ impl Logs {
     fn of(form: Form, x: &[f32], t: f64) -> Result<Option<Logs>, Fault> {
         Ok(match form {
             Form::Logits => log_sum(x, t).map(|(m, l)| Logs::Logits { m, t, l }),
-            Form::Probs if x.iter().any(|&p| !(p >= 0.0 && p < f32::INFINITY)) => return Err(Fault::Value),
+            Form::Probs if x.iter().any(|p| !(0.0..f32::INFINITY).contains(p)) => return Err(Fault::Value),
             Form::Probs => Some(Logs::Probs),
         })
     }
