@@ -138,10 +138,21 @@ fn cross_entropy(plan: &Plan, options: &CeOptions, x: &[f32], label: i64) -> Row
     // s = Σ e_j, t = Σ e_j·(x_j − m) (entropy), q = Σ e_j² (the report's Brier term) and
     // the classes whose logit is above the label's, in one pass (s has the same bits
     // whichever are formed beside it); a NaN makes s NaN
-    let [s, t, q, above] = match (m.is_finite(), entropy || plan.report) {
-        (false, _) => [f32::NAN; 4],
-        (true, false) => [sums(x, |v| [exp(v - m)])[0], 0.0, 0.0, 0.0],
-        (true, true) => sums(x, |v| {
+    let [s, t, q, above] = match (m.is_finite(), entropy, plan.report) {
+        (false, ..) => [f32::NAN; 4],
+        (true, false, false) => [sums(x, |v| [exp(v - m)])[0], 0.0, 0.0, 0.0],
+        (true, true, false) => {
+            let [s, t] = sums(x, |v| entropy_terms(v, m));
+            [s, t, 0.0, 0.0]
+        }
+        (true, false, true) => {
+            let [s, q, above] = sums(x, |v| {
+                let e = exp(v - m);
+                [e, e * e, if v > xy { 1.0 } else { 0.0 }]
+            });
+            [s, 0.0, q, above]
+        }
+        (true, true, true) => sums(x, |v| {
             let [e, t] = entropy_terms(v, m);
             [e, t, e * e, if v > xy { 1.0 } else { 0.0 }]
         }),
