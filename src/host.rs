@@ -79,7 +79,7 @@ impl Context {
 }
 
 /// Adds the offending value to a row error, from the host data of `loss`.
-fn describe(e: Error, loss: &Loss) -> Error {
+pub(crate) fn describe(e: Error, loss: &Loss) -> Error {
     match e {
         Error::Label { row, label, cols } => {
             let label = loss.labels().map(|y| y.get(row as usize)).or(label);

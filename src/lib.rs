@@ -2,7 +2,9 @@
 // What is `pub` is what callers use; the rest is `pub(crate)` (the crate-wide rules are the
 // [lints] of Cargo.toml).
 #![warn(unreachable_pub)]
+mod backend;
 pub mod context;
+pub mod cpu;
 mod embed;
 mod error;
 mod head;
@@ -25,6 +27,7 @@ mod stream;
 /// and devices an app passes are always the ones the recorder takes.
 pub use wgpu;
 
+pub use backend::{Backend, BackendStream, is_real_gpu};
 pub use context::{Context, ContextOptions};
 /// What the host path and `xent bench` add to a record (not part of the API).
 #[doc(hidden)]

@@ -19,7 +19,7 @@ fn bench(command: &mut Command) -> Option<Output> {
 fn bench_times_split_rows() {
     let Some(out) = bench(
         Command::new(env!("CARGO_BIN_EXE_xent"))
-            .args(["bench", "--json", "--iters", "1", "--shapes", "8x16384", "--dtypes", "f32"])
+            .args(["bench", "--device", "gpu", "--json", "--iters", "1", "--shapes", "8x16384", "--dtypes", "f32"])
             .env("XENT_ROW_LAYOUT", "gpu"),
     ) else {
         return;
@@ -42,7 +42,8 @@ fn bench_times_split_rows() {
 #[test]
 fn bench_into_a_closed_pipe_is_one_line_not_a_panic() {
     let bin = env!("CARGO_BIN_EXE_xent");
-    let script = format!("'{bin}' bench --iters 1 --shapes 64x64,64x128 --dtypes f32 | head -n 1 > /dev/null");
+    let script =
+        format!("'{bin}' bench --device gpu --iters 1 --shapes 64x64,64x128 --dtypes f32 | head -n 1 > /dev/null");
     let Some(out) = bench(Command::new("sh").args(["-c", &script]).env("RUST_BACKTRACE", "1")) else { return };
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked") && !stderr.contains("internal error"), "{stderr}");
@@ -56,7 +57,10 @@ fn bench_end_to_end_and_the_lm_shapes() {
     let tmp = tempfile::tempdir().unwrap();
     let Some(out) = bench(
         Command::new(env!("CARGO_BIN_EXE_xent"))
-            .args(["bench", "--json", "--iters", "1", "--shapes", "300x77", "--dtypes", "f32,f16", "--ops", "ce"])
+            .args([
+                "bench", "--device", "gpu", "--json", "--iters", "1", "--shapes", "300x77", "--dtypes", "f32,f16",
+                "--ops", "ce",
+            ])
             .args(["--e2e", "--z-loss", "1e-4"])
             .env("TMPDIR", tmp.path()),
     ) else {
@@ -123,4 +127,28 @@ fn bench_linear_against_the_unfused_path() {
     // bf16 is the products' only: the row grid refuses it
     let refused = Command::new(env!("CARGO_BIN_EXE_xent")).args(["bench", "--dtypes", "bf16"]).output().unwrap();
     assert_eq!(refused.status.code(), Some(2));
+}
+
+/// `bench --device cpu`: the engine over every operation, a JSON line each with its time,
+/// its ratio to a copy of the same bytes and to the reference, the instruction set and the
+/// threads; no adapter needed.
+#[test]
+fn bench_on_the_cpu_engine() {
+    let out = Command::new(env!("CARGO_BIN_EXE_xent"))
+        .args(["bench", "--device", "cpu", "--json", "--iters", "1", "--shapes", "64x300", "--dtypes", "f32,f16"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.is_empty(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert_eq!(lines.len(), 2 * xent::Op::ALL.len(), "{stdout}");
+    for line in &lines {
+        assert_eq!(line["device"], "cpu", "{line}");
+        assert!(line["seconds"].as_f64().is_some_and(|s| s > 0.0), "{line}");
+        for key in ["copy_ratio", "cpu_ratio", "gbps", "copy_gbps"] {
+            assert!(line[key].as_f64().is_some_and(|v| v > 0.0 && v.is_finite()), "{key}: {line}");
+        }
+        assert!(line["threads"].as_u64().is_some_and(|t| t >= 1) && line["simd"].is_string(), "{line}");
+    }
 }

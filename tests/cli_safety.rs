@@ -208,7 +208,20 @@ fn a_signal_during_softmax_out_leaves_no_temporary_file() {
 fn a_signal_during_demo_or_bench_e2e_leaves_no_temporary_directory() {
     let runs: [&[&str]; 2] = [
         &["demo", "--rows", "100000", "--cols", "1000"],
-        &["bench", "--shapes", "60000x1000", "--dtypes", "f32", "--ops", "lse", "--iters", "1", "--e2e"],
+        &[
+            "bench",
+            "--device",
+            "gpu",
+            "--shapes",
+            "60000x1000",
+            "--dtypes",
+            "f32",
+            "--ops",
+            "lse",
+            "--iters",
+            "1",
+            "--e2e",
+        ],
     ];
     for args in runs {
         for signal in [libc::SIGINT, libc::SIGTERM] {

@@ -1,4 +1,5 @@
-//! `xent info`: the adapters wgpu finds, the one `auto` picks, its limits and features.
+//! `xent info`: the adapters wgpu finds, the best one's limits and features, and the CPU
+//! engine's instruction set and threads.
 
 use serde_json::{Value, json};
 use xent::Context;
@@ -13,7 +14,19 @@ pub fn info(as_json: bool) -> Result<(), Failure> {
             json!({"name": i.name, "backend": format!("{:?}", i.backend), "type": format!("{:?}", i.device_type)})
         })
         .collect();
-    let ctx = Context::new_blocking()?;
+    let engine = xent::cpu::Engine::new();
+    let engine_line = json!({"adapter": engine.label(), "simd": engine.simd(), "threads": engine.threads()});
+    let ctx = match Context::new_blocking() {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            // no adapter at all: the commands run on the engine
+            let line = json!({"command": "info", "adapters": adapters, "auto": null, "engine": engine_line});
+            if as_json {
+                return crate::process::emit(line);
+            }
+            return crate::process::emit(format!("adapters: none ({e})\nauto picks: {}", engine.label()));
+        }
+    };
     let (l, f, i) = (ctx.device().limits(), ctx.device().features(), ctx.adapter().get_info());
     let picked = json!({
         "adapter": ctx.adapter_label(),
@@ -30,17 +43,20 @@ pub fn info(as_json: bool) -> Result<(), Failure> {
         "mappable_storage": f.contains(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS),
     });
     if as_json {
-        return crate::process::emit(json!({"command": "info", "adapters": adapters, "auto": picked}));
+        let line = json!({"command": "info", "adapters": adapters, "auto": picked, "engine": engine_line});
+        return crate::process::emit(line);
     }
     let mut text = String::from("adapters:");
     for a in &adapters {
         text += &format!("\n  {} ({}, {})", a["name"].as_str().unwrap_or(""), a["backend"], a["type"]);
     }
-    text += &format!("\nauto picks: {}", ctx.adapter_label());
+    text += &format!("\nthe best adapter: {}", ctx.adapter_label());
     if let Value::Object(fields) = picked {
         for (k, v) in fields.iter().filter(|(k, _)| *k != "adapter") {
             text += &format!("\n  {k}: {v}");
         }
     }
+    text += &format!("\ncpu engine: {}", engine.label());
+    text += "\n--device auto takes a real GPU, else the cpu engine";
     crate::process::emit(text)
 }

@@ -126,7 +126,8 @@ pub(crate) fn linear_ce(args: &LinearArgs) -> Result<Value, Failure> {
     let mut totals = Totals { sum: 0.0, metrics: Metrics::new(spec)? };
     let weight_batch = Batch::new(&weight[..], classes as usize, d as usize)?;
     let ctx = match args.common.device {
-        Device::Cpu => None,
+        // the fused linear cross-entropy has no CPU engine path: the f64 reference
+        Device::Cpu | Device::Reference => None,
         Device::Gpu => Some(Context::new_blocking()?),
         Device::Auto => Context::new_blocking().ok(),
     };
@@ -261,7 +262,7 @@ fn report(
         "counted": m.rows,
         "logits_budget_mib": args.logits_budget,
         "adapter": adapter,
-        "device": if gpu { "gpu" } else { "cpu" },
+        "device": if gpu { "gpu" } else { "reference" },
         "dtype": dtype.descr(),
         "seconds": seconds,
         "setup_seconds": setup_seconds,

@@ -73,7 +73,9 @@ pub(crate) struct Common {
     /// How per-row values are reduced (`none` reports the sum).
     #[arg(long, value_enum, default_value_t = Reduction::Mean)]
     pub(crate) reduction: Reduction,
-    /// Where to run: the best GPU adapter (a software one included), a GPU only, or the CPU reference.
+    /// Where to run: auto takes a real GPU, else the CPU engine (also for a row too wide for the
+    /// adapter); gpu the best adapter, a software one included; cpu the CPU engine; reference
+    /// the f64 reference.
     #[arg(long, value_enum, default_value_t = Device::Auto)]
     pub(crate) device: Device,
     /// Logarithm base: e (nats) or 2 (bits); not applied to lse and softmax.
@@ -99,9 +101,14 @@ pub(crate) enum Reduction {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Device {
+    /// A real GPU where there is one, else the CPU engine.
     Auto,
+    /// The best GPU adapter, a software one (llvmpipe) included.
     Gpu,
+    /// The native CPU engine (SIMD, all cores).
     Cpu,
+    /// The f64 reference (the oracle of the tests).
+    Reference,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -156,6 +163,19 @@ impl From<xent::npy::NpyError> for Failure {
     }
 }
 
+/// Set where `--device auto` found no adapter at all: a run that succeeds says so in one note
+/// on stderr at its end (a failure says only what failed).
+static NO_ADAPTER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `--device auto`: a real GPU, else the CPU engine.
+pub(crate) fn auto_backend() -> xent::Backend {
+    let (backend, found) = xent::Backend::auto_found();
+    if found == 0 {
+        NO_ADAPTER.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    backend
+}
+
 fn main() -> ExitCode {
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
         // SAFETY: first statement of main, before any thread exists. Mesa warns on
@@ -185,7 +205,12 @@ fn main() -> ExitCode {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&matches)))
         .unwrap_or_else(|_| Err(Failure::machine("the run stopped")));
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            if NO_ADAPTER.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = writeln!(std::io::stderr(), "xent: note: no GPU adapter found; running on the CPU engine");
+            }
+            ExitCode::SUCCESS
+        }
         Err(f) => fail(&f),
     }
 }

@@ -7,6 +7,7 @@
 //! where the adapter has `TIMESTAMP_QUERY`, else from the wall clock around submit and
 //! wait, and every line says which.
 
+mod cpu;
 mod data;
 mod device;
 mod e2e;
@@ -17,8 +18,8 @@ use clap::Args;
 use serde_json::{Value, json};
 use xent::{Baseline, Context, DType, Op};
 
-use crate::Failure;
 use crate::process::emit;
+use crate::{Device, Failure};
 use data::{Data, reference_seconds};
 use device::{Bench, Job, median};
 
@@ -71,6 +72,10 @@ pub struct BenchArgs {
     /// Also draw GB/s against columns per operation, with the copy roofline, as SVG.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<std::path::PathBuf>,
+    /// What to time: auto takes a real GPU, else the CPU engine; gpu the best adapter, a
+    /// software one included; cpu the CPU engine (wall time, against a CPU copy).
+    #[arg(long, value_enum, default_value_t = Device::Auto)]
+    device: Device,
 }
 
 /// `--shapes lm`: tokens by vocabulary of today's language models.
@@ -188,7 +193,31 @@ impl Grid {
 pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
     let grid = Grid::new(args)?;
     let iters = grid.iters;
-    let ctx = Context::new_blocking()?;
+    let ctx = match args.device {
+        // the fused linear cross-entropy runs on an adapter only
+        _ if !args.linear.is_empty() => Some(Context::new_blocking()?),
+        Device::Gpu => Some(Context::new_blocking()?),
+        Device::Cpu => None,
+        Device::Auto => match crate::auto_backend() {
+            xent::Backend::Gpu(c) => Some(c),
+            xent::Backend::Cpu(_) => None,
+        },
+        Device::Reference => {
+            return Err(Failure::input("--device reference: bench times the GPU or the CPU engine (gpu or cpu)"));
+        }
+    };
+    let Some(ctx) = ctx else {
+        if args.e2e {
+            return Err(Failure::input("--e2e times the GPU path: time `xent ce --device cpu` on the files instead"));
+        }
+        let lines = cpu::bench(&grid, args.json)?;
+        if let Some(path) = &args.plot {
+            let adapter = xent::cpu::Engine::new().label();
+            plot::plot(path, &lines, &adapter, "wall clock")
+                .map_err(|e| Failure::input(format!("--plot {}: {e}", path.display())))?;
+        }
+        return Ok(());
+    };
     if !args.linear.is_empty() {
         emit(format!("adapter: {}; wall clock; median of {iters}", ctx.adapter_label()))?;
         for shape in &args.linear {

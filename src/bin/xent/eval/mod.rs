@@ -19,7 +19,7 @@ use std::time::Instant;
 use serde_json::Value;
 use xent::metrics::{BinaryMetrics, Metrics, MetricsSpec};
 use xent::npy::NpyWriter;
-use xent::{Batch, Context, Labels, LogBase, Loss, Op, RunOptions};
+use xent::{BackendStream, Batch, Context, Labels, LogBase, Loss, Op, RunOptions};
 
 use input::{Chunk, Data};
 pub use input::{Input, read_class_weights};
@@ -282,15 +282,20 @@ impl Job {
     /// Runs the job and returns its JSON line.
     pub fn run(mut self) -> Result<Value, Failure> {
         let started = Instant::now();
-        let mut ctx = match self.common.device {
-            Device::Cpu => None,
-            Device::Gpu => Some(Context::new_blocking()?),
-            // no adapter at all: the reference still answers
-            Device::Auto => Context::new_blocking().ok(),
+        let (mut ctx, mut cpu) = match self.common.device {
+            Device::Reference => (None, None),
+            Device::Cpu => (None, Some(xent::cpu::Engine::new())),
+            Device::Gpu => (Some(Context::new_blocking()?), None),
+            Device::Auto => match crate::auto_backend() {
+                xent::Backend::Gpu(c) => (Some(c), None),
+                xent::Backend::Cpu(e) => (None, Some(e)),
+            },
         };
-        // a device that reads host memory in place reads the files' pages (no copy at all),
-        // where the files are leased, so that no other process changes them while mapped
-        let leased = ctx.as_ref().is_some_and(Context::reads_host_memory)
+        // the device reads the files' pages where it reads host memory in place, and the
+        // engine always does; the files are leased, so that no other process changes them
+        // while mapped
+        let maps = cpu.is_some() || ctx.as_ref().is_some_and(Context::reads_host_memory);
+        let leased = maps
             && crate::process::stop_when_inputs_change()
             && [Some(&self.a), self.b.as_ref()].into_iter().flatten().all(Input::lease);
         if let Some(ctx) = &mut ctx {
@@ -303,19 +308,35 @@ impl Job {
                 ctx.set_chunk_bytes(CHUNK_BYTES);
             }
         }
-        let engine = match &ctx {
-            None => Engine::Cpu,
-            Some(c) if self.rows == 0 => Engine::Gpu(c, None),
-            Some(c) => self.gpu_stream(c)?.map_or(Engine::Cpu, |s| Engine::Gpu(c, Some(Box::new(s)))),
+        let gpu_stream = match &ctx {
+            Some(c) if self.rows > 0 => self.gpu_stream(c)?,
+            _ => None,
+        };
+        if ctx.is_some() && self.rows > 0 && gpu_stream.is_none() {
+            // a row too wide for the adapter: the engine
+            cpu = Some(xent::cpu::Engine::new());
+        }
+        let engine = match (&ctx, gpu_stream, &cpu) {
+            (Some(c), Some(s), _) => Engine::Stream {
+                adapter: c.adapter_label(),
+                device: "gpu",
+                stream: Some(Box::new(BackendStream::Gpu(s))),
+            },
+            (_, _, Some(e)) => self.cpu_engine(e)?,
+            (Some(c), None, None) => Engine::Stream { adapter: c.adapter_label(), device: "gpu", stream: None },
+            (None, _, None) => Engine::Reference,
+        };
+        let (device, gpu) = match &engine {
+            Engine::Stream { device, .. } => (*device, *device == "gpu"),
+            Engine::Reference => ("reference", false),
         };
         self.chunk_rows = match &engine {
             // a chunk per piece (the stream's are no larger than the chunks asked for)
-            Engine::Gpu(_, Some(stream)) => stream.piece_rows(),
-            // rows the reference reads into memory
+            Engine::Stream { stream: Some(stream), .. } if gpu => stream.piece_rows(),
+            // rows read into memory
             _ => self.read_rows(),
         };
-        let gpu = matches!(engine, Engine::Gpu(..));
-        let map = leased && matches!(engine, Engine::Gpu(_, Some(_)));
+        let map = leased && matches!(engine, Engine::Stream { stream: Some(_), .. });
         let setup_seconds = started.elapsed().as_secs_f64();
         let total_bytes: u64 = [Some(&self.a), self.b.as_ref(), self.labels.as_ref()]
             .into_iter()
@@ -330,8 +351,9 @@ impl Job {
             .collect();
         let totals = std::thread::scope(|scope| {
             // mapped chunks cost no memory until the device reads them: the reader may run
-            // further ahead, so that it is never what the device waits for
-            let (tx, rx) = sync_channel(if map { 4 } else { 1 });
+            // further ahead, so that it is never what the device waits for (the engine reads
+            // them as soon as they come, and the pages it read count until they are unmapped)
+            let (tx, rx) = sync_channel(if map && gpu { 4 } else { 1 });
             // the float vectors of chunks done with, back to the reader
             let (spare_tx, spare_rx) = std::sync::mpsc::channel();
             let job = &self;
@@ -345,15 +367,15 @@ impl Job {
                 }
             });
             match engine {
-                Engine::Gpu(ctx, stream) => self.run_gpu(ctx, stream, (rx, spare_tx), &progress),
-                Engine::Cpu => self.run_cpu((rx, spare_tx), &progress),
+                Engine::Stream { adapter, stream, .. } => self.run_stream(adapter, stream, (rx, spare_tx), &progress),
+                Engine::Reference => self.run_cpu((rx, spare_tx), &progress),
             }
         });
         progress.finish();
         let totals = totals?;
         let seconds = t.elapsed().as_secs_f64();
         self.write_report_files(&totals)?;
-        Ok(self.report(&totals, total_bytes, seconds, setup_seconds, gpu))
+        Ok(self.report(&totals, total_bytes, seconds, setup_seconds, device))
     }
 
     fn run_options(&self) -> RunOptions {

@@ -12,7 +12,7 @@ use super::run::Totals;
 use crate::Reduction;
 
 impl Job {
-    pub(super) fn report(&self, t: &Totals, bytes: u64, seconds: f64, setup_seconds: f64, gpu: bool) -> Value {
+    pub(super) fn report(&self, t: &Totals, bytes: u64, seconds: f64, setup_seconds: f64, device: &str) -> Value {
         let mean = t.sum / t.denominator;
         let value = match self.common.reduction {
             Reduction::Mean => mean,
@@ -30,7 +30,7 @@ impl Job {
             "value": number(value),
             "adapter": t.adapter,
             "seconds": seconds,
-            "device": if gpu { "gpu" } else { "cpu" },
+            "device": device,
             "dtype": self.a.file.dtype().descr(),
             "sum": number(t.sum),
             // what an exact merge of shards needs (xent merge): sums and counts, not only means

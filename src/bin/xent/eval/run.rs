@@ -1,12 +1,12 @@
-//! The job's two runs: the GPU stream, with the per-row results it sends back, and the f64
-//! reference on the CPU.
+//! The job's two runs: a stream on the GPU or the CPU engine, with the per-row results it
+//! sends back, and the f64 reference.
 
 use std::io::Write;
 use std::sync::mpsc::{Receiver, Sender};
 
 use xent::metrics::{BinaryMetrics, Metrics};
 use xent::npy::NpyWriter;
-use xent::{Context, Rows, Stream};
+use xent::{BackendStream, Context, Rows, Stream};
 
 use super::Job;
 use super::input::{Chunk, Data};
@@ -28,10 +28,11 @@ pub(super) struct Totals {
     pub(super) adapter: String,
 }
 
-/// Where a job runs: on the GPU (no stream for a job of no rows), or the CPU reference.
+/// Where a job runs: a stream on the GPU or the CPU engine (none for a job of no rows), or
+/// the f64 reference.
 pub(super) enum Engine<'c> {
-    Gpu(&'c Context, Option<Box<Stream<'c>>>),
-    Cpu,
+    Stream { adapter: String, device: &'static str, stream: Option<Box<BackendStream<'c>>> },
+    Reference,
 }
 
 /// What the GPU path adds up from the per-row results as they come back.
@@ -56,22 +57,26 @@ impl Writers {
 }
 
 impl Job {
-    /// The GPU stream of this job, or `None` where the adapter cannot run it (a row wider
-    /// than a binding): `auto` then runs on the CPU with a note on stderr; `gpu`, which
-    /// demands the GPU, fails with status 1.
-    pub(super) fn gpu_stream<'c>(&self, ctx: &'c Context) -> Result<Option<Stream<'c>>, Failure> {
-        let empty = Chunk {
+    /// A chunk of no rows: the template of a stream.
+    fn empty_chunk(&self) -> Chunk {
+        Chunk {
             start: 0,
             rows: 0,
             a: self.empty_data(),
             b: self.b.as_ref().map(|_| self.empty_data()),
             labels: self.labels.as_ref().map(|_| Vec::new()),
             bytes: 0,
-        };
-        match ctx.stream(&self.loss(&empty)?, self.rows, &self.run_options()) {
+        }
+    }
+
+    /// The GPU stream of this job, or `None` where the adapter cannot run it (a row wider
+    /// than a binding): `auto` then runs on the CPU engine with a note on stderr; `gpu`,
+    /// which demands the GPU, fails with status 1.
+    pub(super) fn gpu_stream<'c>(&self, ctx: &'c Context) -> Result<Option<Stream<'c>>, Failure> {
+        match ctx.stream(&self.loss(&self.empty_chunk())?, self.rows, &self.run_options()) {
             Ok(stream) => Ok(Some(stream)),
             Err(xent::Error::TooLarge(why)) if self.common.device == Device::Auto => {
-                let _ = writeln!(std::io::stderr(), "xent: note: {why}; running on the CPU");
+                let _ = writeln!(std::io::stderr(), "xent: note: {why}; running on the CPU engine");
                 Ok(None)
             }
             Err(xent::Error::TooLarge(why)) => {
@@ -81,20 +86,31 @@ impl Job {
         }
     }
 
+    /// The job on the CPU engine (no stream for a job of no rows).
+    pub(super) fn cpu_engine<'c>(&self, engine: &'c xent::cpu::Engine) -> Result<Engine<'c>, Failure> {
+        let stream = match self.rows {
+            0 => None,
+            rows => {
+                let s = engine.stream(&self.loss(&self.empty_chunk())?, rows, &self.run_options())?;
+                Some(Box::new(BackendStream::Cpu(s)))
+            }
+        };
+        Ok(Engine::Stream { adapter: engine.label(), device: "cpu", stream })
+    }
+
     /// No rows of an input in the form chunks are read in.
     pub(super) fn empty_data(&self) -> Data {
         if self.half { Data::F16(Vec::new()) } else { Data::F32(Vec::new()) }
     }
 
-    pub(super) fn run_gpu(
+    pub(super) fn run_stream(
         &self,
-        ctx: &Context,
-        stream: Option<Box<Stream>>,
+        adapter: String,
+        stream: Option<Box<BackendStream>>,
         (rx, spares): Chunks,
         progress: &Progress,
     ) -> Result<Totals, Failure> {
         let mut writer = Writers { values: self.writer()?, entropy: self.entropy_writer()? };
-        let adapter = ctx.adapter_label();
         let Some(mut stream) = stream else {
             // no rows: PyTorch's empty mean is NaN, the sum 0
             return self.finish_empty(writer, adapter);

@@ -1,0 +1,238 @@
+//! The engine's loops over one row: plain Rust over 16 fixed lanes, which the compiler
+//! vectorises for the instruction set [`pulp`] picks at run time (the engine runs each job
+//! inside `Arch::dispatch`, and everything here is `#[inline(always)]` so that it is
+//! compiled with that set's features).
+//!
+//! Element `j` of a row always goes to lane `j % 16`, the lanes are combined by one fixed
+//! tree, and no multiply is fused with an add unless written so (Rust never contracts): the
+//! bits are the same on every instruction set, thread count and chunking.
+//!
+//! `exp` is a vectorisable `expf` (Cephes: Cody-Waite reduction by ln 2, a degree-6
+//! polynomial, the power of two built in the exponent bits); within 2 ulp on
+//! `[-87.3, 88]` (the engine takes it of `x − max ≤ 0`), 0 below (where f32 has no normal
+//! result) and for `-inf`, `e^88` above.
+
+/// Lanes of every accumulation.
+pub(crate) const LANES: usize = 16;
+
+/// `e^x` in f32 (see the module's notes); NaN stays NaN.
+#[inline(always)]
+pub(crate) fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5·2^23: adding it rounds to an integer, which then sits in the low mantissa bits
+    const MAGIC: f32 = 12_582_912.0;
+    let c = x.clamp(-88.0, 88.0);
+    let shifted = c * LOG2E + MAGIC;
+    let n = shifted - MAGIC;
+    let r = (c - n * LN2_HI) - n * LN2_LO;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let e = (p * (r * r) + r) + 1.0;
+    let k = shifted.to_bits().wrapping_sub(MAGIC.to_bits()) as i32;
+    let scale = f32::from_bits(((k + 127).max(1) as u32) << 23);
+    let v = e * scale;
+    if x < -87.336_54 { 0.0 } else { v }
+}
+
+/// The lanes summed by a fixed tree.
+#[inline(always)]
+pub(crate) fn tree(mut a: [f32; LANES]) -> f32 {
+    let mut w = LANES / 2;
+    while w > 0 {
+        for i in 0..w {
+            a[i] += a[i + w];
+        }
+        w /= 2;
+    }
+    a[0]
+}
+
+/// Elements of a block: its lanes are summed in f32, then blocks are added in f64, so a row
+/// of millions of elements loses no more than one of a few thousand.
+const BLOCK: usize = 4096;
+
+/// `K` sums over a row: `f(x_j)` gives what element `j` adds to each; element `j` goes to
+/// lane `j % LANES` of its block.
+#[inline(always)]
+pub(crate) fn sums<const K: usize>(x: &[f32], f: impl Fn(f32) -> [f32; K]) -> [f32; K] {
+    let mut total = [0.0f64; K];
+    for block in x.chunks(BLOCK) {
+        let mut acc = [[0.0f32; LANES]; K];
+        let (chunks, rest) = block.as_chunks::<LANES>();
+        for c in chunks {
+            for i in 0..LANES {
+                let v = f(c[i]);
+                for k in 0..K {
+                    acc[k][i] += v[k];
+                }
+            }
+        }
+        for (i, &e) in rest.iter().enumerate() {
+            let v = f(e);
+            for k in 0..K {
+                acc[k][i] += v[k];
+            }
+        }
+        for k in 0..K {
+            total[k] += f64::from(tree(acc[k]));
+        }
+    }
+    total.map(|t| t as f32)
+}
+
+/// [`sums`] over two rows of the same length, element by element.
+#[inline(always)]
+pub(crate) fn sums2<const K: usize>(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> [f32; K]) -> [f32; K] {
+    let n = a.len().min(b.len());
+    let mut total = [0.0f64; K];
+    for (a, b) in a[..n].chunks(BLOCK).zip(b[..n].chunks(BLOCK)) {
+        let mut acc = [[0.0f32; LANES]; K];
+        let ((ca, ra), (cb, rb)) = (a.as_chunks::<LANES>(), b.as_chunks::<LANES>());
+        for (ca, cb) in ca.iter().zip(cb) {
+            for i in 0..LANES {
+                let v = f(ca[i], cb[i]);
+                for k in 0..K {
+                    acc[k][i] += v[k];
+                }
+            }
+        }
+        for (i, (&x, &y)) in ra.iter().zip(rb).enumerate() {
+            let v = f(x, y);
+            for k in 0..K {
+                acc[k][i] += v[k];
+            }
+        }
+        for k in 0..K {
+            total[k] += f64::from(tree(acc[k]));
+        }
+    }
+    total.map(|t| t as f32)
+}
+
+/// The max of a row, NaN ignored (`-inf` for a row of `-inf` or NaN). In 4·16 lanes: four
+/// chains of compares in flight (a max is exact, so the lanes change no value; they may
+/// change only which zero, `+0` or `-0`, a row of zeros has as its max).
+#[inline(always)]
+pub(crate) fn max_of(x: &[f32]) -> f32 {
+    const WIDE: usize = 4 * LANES;
+    let mut m = [f32::NEG_INFINITY; WIDE];
+    let (chunks, rest) = x.as_chunks::<WIDE>();
+    for c in chunks {
+        for i in 0..WIDE {
+            m[i] = if c[i] > m[i] { c[i] } else { m[i] };
+        }
+    }
+    for (i, &e) in rest.iter().enumerate() {
+        m[i] = if e > m[i] { e } else { m[i] };
+    }
+    m.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a })
+}
+
+/// Whether a row holds a NaN.
+#[inline(always)]
+pub(crate) fn has_nan(x: &[f32]) -> bool {
+    let [n] = sums(x, |v| [if v.is_nan() { 1.0 } else { 0.0 }]);
+    n != 0.0
+}
+
+/// The first index of the row's max, NaN beating everything, then `+inf`; 0 for a row of
+/// `-inf`.
+pub(crate) fn argmax(x: &[f32]) -> usize {
+    if let Some(i) = x.iter().position(|v| v.is_nan()) {
+        return i;
+    }
+    let max = max_of(x);
+    x.iter().position(|&v| v == max).unwrap_or(0)
+}
+
+/// The first index of `v` in a row (its length where there is none), a lane-wide compare
+/// at a time.
+#[inline(always)]
+pub(crate) fn first(x: &[f32], v: f32) -> usize {
+    let (chunks, rest) = x.as_chunks::<LANES>();
+    for (k, c) in chunks.iter().enumerate() {
+        let mut hit = false;
+        for e in c {
+            hit |= *e == v;
+        }
+        if hit {
+            return k * LANES + c.iter().position(|&e| e == v).unwrap_or(0);
+        }
+    }
+    let done = chunks.len() * LANES;
+    done + rest.iter().position(|&e| e == v).unwrap_or(rest.len())
+}
+
+/// A logits row's maximum and its sum of exponentials at a temperature: what log-softmax
+/// and log-sum-exp take.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Stats {
+    /// The row's max.
+    pub(crate) m: f32,
+    /// `Σ_j e^((x_j − m)/t)`.
+    pub(crate) s: f32,
+    /// `ln s`.
+    pub(crate) log_s: f32,
+}
+
+/// [`Stats`] of a row at temperature `t` (1: no division), where its log-softmax is
+/// defined: no NaN (which makes the sum NaN), no `+inf`, not every element `-inf` (the max
+/// is not finite).
+#[inline(always)]
+pub(crate) fn stats(x: &[f32], t: f32) -> Option<Stats> {
+    let m = max_of(x);
+    if !m.is_finite() {
+        return None;
+    }
+    let st = stats_at(x, m, t);
+    (!st.s.is_nan()).then_some(st)
+}
+
+/// [`Stats`] of a row whose max `m` is known and finite.
+#[inline(always)]
+pub(crate) fn stats_at(x: &[f32], m: f32, t: f32) -> Stats {
+    let [s] = if t == 1.0 { sums(x, |v| [exp(v - m)]) } else { sums(x, |v| [exp((v - m) / t)]) };
+    Stats { m, s, log_s: s.ln() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The vectorised exp against f64's over a sweep of the range it is used on (arguments
+    /// up to 0: `x − max`, and a little past) and its edges.
+    #[test]
+    fn exp_is_within_two_ulp() {
+        let mut worst = 0.0f64;
+        let mut x = -87.3f32;
+        while x < 80.0 {
+            let (got, want) = (f64::from(exp(x)), f64::from(x).exp());
+            let ulp = f64::from(f32::EPSILON) * want;
+            worst = worst.max((got - want).abs() / ulp);
+            x += 0.000_37;
+        }
+        assert!(worst <= 2.0, "worst error {worst} ulp");
+        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp(-100.0), 0.0);
+        assert_eq!(exp(0.0), 1.0);
+        assert!(exp(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn sums_put_element_j_in_lane_j_mod_16() {
+        let x: Vec<f32> = (0..37).map(|i| i as f32).collect();
+        let [s, c] = sums(&x, |v| [v, 1.0]);
+        assert_eq!((s, c), ((0..37).sum::<i32>() as f32, 37.0));
+        assert_eq!(max_of(&[1.0, f32::NAN, 3.0]), 3.0);
+        assert!(has_nan(&[1.0, f32::NAN, 3.0]) && !has_nan(&[f32::NEG_INFINITY, f32::INFINITY]));
+        assert_eq!(argmax(&[1.0, f32::NAN, 3.0, f32::NAN]), 1);
+        assert_eq!(argmax(&[1.0, f32::INFINITY, 3.0, f32::INFINITY]), 1);
+        assert_eq!(argmax(&[f32::NEG_INFINITY; 3]), 0);
+    }
+}

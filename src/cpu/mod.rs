@@ -1,0 +1,137 @@
+//! The native CPU engine: every row operation of [`Op::ALL`](crate::Op::ALL) over host
+//! slices, on all cores, in SIMD, at the machine's memory speed, with the GPU path's types
+//! ([`Loss`], [`RunOptions`], [`Output`], [`Rows`]).
+//!
+//! - **Layout**: a job's rows are cut into pieces (bounded memory for per-row results), a
+//!   piece into tasks of whole rows that rayon runs on the engine's threads; one row is
+//!   computed by one thread, in one pass or two over its memory (the max, then the sums).
+//! - **SIMD**: each task runs inside [`pulp::Arch::dispatch`], which picks the widest
+//!   instruction set the CPU has at run time (AVX-512, AVX2+FMA, NEON; else plain x86-64)
+//!   and compiles the row loops ([`math`]) for it: 16 fixed lanes, a vectorised `exp`.
+//! - **Deterministic**: a row's lanes, their tree and the order of its passes are fixed, and
+//!   rows are added into the sums one after another in row order (Neumaier-compensated, in
+//!   f64), so the bits depend on neither the thread count, nor the chunking, nor the
+//!   instruction set.
+//! - **Numerics**: inputs widened exactly to f32 (f16, bf16), f32 accumulation; JSD and
+//!   distillation accumulate in f64 ([`wide`]). The special-value rules are the kernels'.
+
+mod math;
+mod plan;
+mod row;
+mod stream;
+mod wide;
+
+use std::sync::Arc;
+
+pub use stream::Stream;
+
+use crate::error::{Error, Result};
+use crate::loss::Loss;
+use crate::stream::{Output, RunOptions};
+
+/// The CPU engine: a thread pool and the instruction set its loops take.
+#[derive(Clone)]
+pub struct Engine {
+    pool: Option<Arc<rayon::ThreadPool>>,
+    arch: pulp::Arch,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine::new()
+    }
+}
+
+impl Engine {
+    /// The engine on all cores (rayon's global pool).
+    pub fn new() -> Engine {
+        Engine { pool: None, arch: pulp::Arch::new() }
+    }
+
+    /// The engine on a pool of its own of `threads` threads (at least 1).
+    pub fn with_threads(threads: usize) -> Result<Engine> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("xent-cpu-{i}"))
+            .build()
+            .map_err(|e| Error::HostMemory(format!("starting {threads} threads: {e}")))?;
+        Ok(Engine { pool: Some(Arc::new(pool)), arch: pulp::Arch::new() })
+    }
+
+    /// Threads the engine runs on.
+    pub fn threads(&self) -> usize {
+        self.pool.as_ref().map_or_else(rayon::current_num_threads, |p| p.current_num_threads())
+    }
+
+    /// The instruction set the loops run in: `avx512`, `avx2`, `neon` or `scalar`.
+    pub fn simd(&self) -> &'static str {
+        simd_name(self.arch)
+    }
+
+    /// What the JSON's `adapter` says: `xent cpu engine (avx512, 2 threads)`.
+    pub fn label(&self) -> String {
+        format!("xent cpu engine ({}, {} threads)", self.simd(), self.threads())
+    }
+
+    /// Runs `loss` and returns its reductions (and per-row results where `options` keeps
+    /// them), as [`Context::compute`](crate::Context::compute) does on the GPU.
+    pub fn compute(&self, loss: &Loss, options: &RunOptions) -> Result<Output> {
+        let mut stream = self.stream(loss, loss.primary().rows as u64, options)?;
+        let rows = stream.push(loss)?;
+        let mut out = stream.finish()?;
+        if out.values.is_some() {
+            out.values = Some(rows.values);
+        }
+        if out.argmax.is_some() {
+            out.argmax = Some(rows.argmax);
+        }
+        if out.entropy.is_some() {
+            out.entropy = Some(rows.entropy);
+        }
+        Ok(out)
+    }
+
+    /// Starts a job of `rows` rows fed in chunks by [`Stream::push`]; `template` sets the
+    /// operation, options, columns and dtypes (its data is not read).
+    pub fn stream(&self, template: &Loss, rows: u64, options: &RunOptions) -> Result<Stream<'_>> {
+        Stream::new(self, template, rows, options)
+    }
+
+    /// Runs `f` on the engine's threads (its rayon pool, or the global one).
+    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(pool) => pool.install(f),
+            None => f(),
+        }
+    }
+}
+
+/// The name of an instruction set pulp dispatches to.
+fn simd_name(arch: pulp::Arch) -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match arch {
+            pulp::Arch::V4(_) => "avx512",
+            pulp::Arch::V3(_) => "avx2",
+            _ => "scalar",
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        match arch {
+            pulp::Arch::Scalar => "scalar",
+            _ => "neon",
+        }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let _ = arch;
+        "scalar"
+    }
+}
