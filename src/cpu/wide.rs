@@ -109,8 +109,11 @@ fn psi_over_sq(rho: f64) -> f64 {
 }
 
 /// `τ²·KL(softmax(t/τ) ‖ softmax(s/τ))` in non-negative terms of logit units (see the
-/// reference's `distill`): with `d_j = (s_j − m_s) − (t_j − m_t)`, `c = ln Σ_j p_j e^(d_j/τ)`
-/// and `r_j = d_j − τ·c`, each class adds `p_j·r_j²·g(r_j/τ)`.
+/// reference's `distill`): with `d_j = (s_j − m_s) − (t_j − m_t)` over the classes the
+/// teacher keeps, `c = ln Σ_k e^(b_k − L)` over every class (`b_k = (s_k − m_s)/τ`, the
+/// classes the teacher rules out included) and `r_j = d_j − τ·c`, each kept class adds
+/// `p_j·r_j²·g(r_j/τ)`, and the student's mass on the classes ruled out, `Q_out`, adds
+/// `τ²·Q_out`.
 #[inline(always)]
 fn scaled_kl(t: &[f32], s: &[f32], tau: f64) -> Option<f64> {
     let (mt, l) = log_sum(t, tau)?;
@@ -121,25 +124,29 @@ fn scaled_kl(t: &[f32], s: &[f32], tau: f64) -> Option<f64> {
             ((tj - mt) / tau - l, (sj - ms) / tau - l, (sj - ms) - (tj - mt))
         })
     };
+    // b_k − L of the classes the teacher rules out
+    let ruled_out = || {
+        t.iter().zip(s).filter(|(tj, _)| **tj == f32::NEG_INFINITY).map(move |(_, &sj)| (f64::from(sj) - ms) / tau - l)
+    };
     if live().any(|(_, _, d)| d == f64::NEG_INFINITY) {
         return Some(f64::INFINITY);
     }
     let e: f64 =
         live().map(|(lp, bl, d)| if d / tau > 1.0 { bl.exp() - lp.exp() } else { lp.exp() * (d / tau).exp_m1() }).sum();
-    let c = e.ln_1p();
-    Some(
-        live()
-            .map(|(lp, bl, d)| {
-                let r = d - tau * c;
-                let rho = r / tau;
-                if rho.abs() <= 1.0 {
-                    lp.exp() * r * r * psi_over_sq(rho)
-                } else {
-                    tau * tau * ((bl - c).exp() - lp.exp() * (1.0 + rho))
-                }
-            })
-            .sum(),
-    )
+    let c = (e + ruled_out().map(f64::exp).sum::<f64>()).ln_1p();
+    let q_out: f64 = ruled_out().map(|bl| (bl - c).exp()).sum();
+    let kept: f64 = live()
+        .map(|(lp, bl, d)| {
+            let r = d - tau * c;
+            let rho = r / tau;
+            if rho.abs() <= 1.0 {
+                lp.exp() * r * r * psi_over_sq(rho)
+            } else {
+                tau * tau * ((bl - c).exp() - lp.exp() * (1.0 + rho))
+            }
+        })
+        .sum();
+    Some(kept + tau * tau * q_out)
 }
 
 /// `α·τ²·KL(softmax(t/τ) ‖ softmax(s/τ)) + (1−α)·(lse(s) − s_y)`, a term of weight 0 left
