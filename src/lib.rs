@@ -8,6 +8,8 @@ mod error;
 mod head;
 mod host;
 mod host_memory;
+#[cfg(feature = "cli")]
+pub mod json;
 mod kernels;
 mod loss;
 pub mod metrics;
