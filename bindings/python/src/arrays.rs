@@ -1,0 +1,198 @@
+//! NumPy arrays as the library's host slices, borrowed without a copy where the dtype and
+//! layout allow: C-contiguous float32 and float16 logits, and int32, int64, uint8, uint16
+//! and uint32 labels. float64 is narrowed to float32 (a copy: the kernels read f32), a
+//! chunk of rows at a time where the caller streams. Anything else is an input error
+//! naming the argument.
+
+use half::f16;
+use numpy::{PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use xent::{Floats, Labels};
+
+use crate::errors::input;
+
+/// A float array, borrowed.
+pub(crate) enum FloatArray<'py> {
+    F32(PyReadonlyArrayDyn<'py, f32>),
+    F16(PyReadonlyArrayDyn<'py, f16>),
+    F64(PyReadonlyArrayDyn<'py, f64>),
+}
+
+/// Checks that `obj` is a C-contiguous NumPy array, naming `name` where it is not.
+fn untyped<'a, 'py>(name: &str, obj: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyUntypedArray>> {
+    let array = obj.cast::<PyUntypedArray>().map_err(|_| input(format!("{name}: expected a NumPy array")))?;
+    if !array.is_c_contiguous() {
+        return Err(input(format!(
+            "{name}: the array is not C-contiguous (strides {:?}); pass numpy.ascontiguousarray({name})",
+            array.strides()
+        )));
+    }
+    if !array.is_aligned() {
+        return Err(input(format!("{name}: the array's data is not aligned; pass a copy (numpy.array({name}))")));
+    }
+    Ok(array)
+}
+
+impl<'py> FloatArray<'py> {
+    /// The float array `obj` (float32, float16 or float64), or an input error naming `name`.
+    pub(crate) fn new(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Self> {
+        let array = untyped(name, obj)?;
+        if let Ok(a) = obj.extract::<PyReadonlyArrayDyn<'py, f32>>() {
+            return Ok(FloatArray::F32(a));
+        }
+        if let Ok(a) = obj.extract::<PyReadonlyArrayDyn<'py, f16>>() {
+            return Ok(FloatArray::F16(a));
+        }
+        if let Ok(a) = obj.extract::<PyReadonlyArrayDyn<'py, f64>>() {
+            return Ok(FloatArray::F64(a));
+        }
+        Err(input(format!(
+            "{name}: dtype {} is not supported; pass float32, float16 or float64 (little-endian)",
+            array.dtype()
+        )))
+    }
+
+    pub(crate) fn shape(&self) -> Vec<usize> {
+        match self {
+            FloatArray::F32(a) => a.shape().to_vec(),
+            FloatArray::F16(a) => a.shape().to_vec(),
+            FloatArray::F64(a) => a.shape().to_vec(),
+        }
+    }
+
+    /// The element type's name, as NumPy spells it.
+    pub(crate) fn dtype(&self) -> &'static str {
+        match self {
+            FloatArray::F32(_) => "<f4",
+            FloatArray::F16(_) => "<f2",
+            FloatArray::F64(_) => "<f8",
+        }
+    }
+
+    /// Elements `start..end` as the kernels take them: borrowed, or narrowed from float64.
+    pub(crate) fn range(&self, start: usize, end: usize) -> PyResult<Held<'_>> {
+        let slice_err = |_| input("an array's elements are not contiguous");
+        Ok(match self {
+            FloatArray::F32(a) => Held::Borrowed(Floats::F32(&a.as_slice().map_err(slice_err)?[start..end])),
+            FloatArray::F16(a) => Held::Borrowed(Floats::F16(&a.as_slice().map_err(slice_err)?[start..end])),
+            FloatArray::F64(a) => {
+                Held::Owned(a.as_slice().map_err(slice_err)?[start..end].iter().map(|&v| v as f32).collect())
+            }
+        })
+    }
+
+    /// Every element.
+    pub(crate) fn all(&self) -> PyResult<Held<'_>> {
+        let n = self.shape().iter().product();
+        self.range(0, n)
+    }
+}
+
+/// Floats as the kernels read them: the caller's, or a narrowed copy.
+pub(crate) enum Held<'a> {
+    Borrowed(Floats<'a>),
+    Owned(Vec<f32>),
+    OwnedF16(Vec<f16>),
+}
+
+impl Held<'_> {
+    pub(crate) fn floats(&self) -> Floats<'_> {
+        match self {
+            Held::Borrowed(f) => *f,
+            Held::Owned(v) => Floats::F32(v),
+            Held::OwnedF16(v) => Floats::F16(v),
+        }
+    }
+}
+
+/// An integer label array, borrowed.
+pub(crate) enum LabelArray<'py> {
+    I32(PyReadonlyArrayDyn<'py, i32>),
+    I64(PyReadonlyArrayDyn<'py, i64>),
+    U8(PyReadonlyArrayDyn<'py, u8>),
+    U16(PyReadonlyArrayDyn<'py, u16>),
+    U32(PyReadonlyArrayDyn<'py, u32>),
+}
+
+impl<'py> LabelArray<'py> {
+    /// The label array `obj` (1-D, an accepted integer type), or an input error naming `name`.
+    pub(crate) fn new(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Self> {
+        let array = untyped(name, obj)?;
+        if array.ndim() != 1 {
+            return Err(input(format!("{name}: class labels must be 1-D [rows], got shape {:?}", array.shape())));
+        }
+        macro_rules! try_type {
+            ($t:ty, $v:ident) => {
+                if let Ok(a) = obj.extract::<PyReadonlyArrayDyn<'py, $t>>() {
+                    return Ok(LabelArray::$v(a));
+                }
+            };
+        }
+        try_type!(i64, I64);
+        try_type!(i32, I32);
+        try_type!(u8, U8);
+        try_type!(u16, U16);
+        try_type!(u32, U32);
+        Err(input(format!(
+            "{name}: dtype {} is not a class label type; pass int64, int32, uint8, uint16 or uint32",
+            array.dtype()
+        )))
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            LabelArray::I32(a) => a.len(),
+            LabelArray::I64(a) => a.len(),
+            LabelArray::U8(a) => a.len(),
+            LabelArray::U16(a) => a.len(),
+            LabelArray::U32(a) => a.len(),
+        }
+    }
+
+    /// Labels `start..end`, borrowed.
+    pub(crate) fn range(&self, start: usize, end: usize) -> PyResult<Labels<'_>> {
+        let e = |_| input("an array's elements are not contiguous");
+        Ok(match self {
+            LabelArray::I32(a) => Labels::I32(&a.as_slice().map_err(e)?[start..end]),
+            LabelArray::I64(a) => Labels::I64(&a.as_slice().map_err(e)?[start..end]),
+            LabelArray::U8(a) => Labels::U8(&a.as_slice().map_err(e)?[start..end]),
+            LabelArray::U16(a) => Labels::U16(&a.as_slice().map_err(e)?[start..end]),
+            LabelArray::U32(a) => Labels::U32(&a.as_slice().map_err(e)?[start..end]),
+        })
+    }
+}
+
+/// A `[rows, cols]` float input: `name`, its array and shape (1-D is one row per element
+/// only where `column` says so, as BCE's targets; else an input error).
+pub(crate) struct Matrix<'py> {
+    pub(crate) name: String,
+    pub(crate) array: FloatArray<'py>,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+}
+
+impl<'py> Matrix<'py> {
+    pub(crate) fn new(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Self> {
+        let array = FloatArray::new(name, obj)?;
+        let shape = array.shape();
+        let (rows, cols) = match shape[..] {
+            [rows, cols] => (rows, cols),
+            _ => return Err(input(format!("{name}: expected a 2-D array [rows, classes], got shape {shape:?}"))),
+        };
+        if rows == 0 || cols == 0 {
+            return Err(input(format!("{name}: the array is empty (shape {shape:?})")));
+        }
+        Ok(Matrix { name: name.to_string(), array, rows, cols })
+    }
+
+    /// Checks that `other` has this matrix's shape.
+    pub(crate) fn same_shape(&self, other: &Matrix) -> PyResult<()> {
+        if (other.rows, other.cols) != (self.rows, self.cols) {
+            return Err(input(format!(
+                "{}: shape [{}, {}] does not match {} [{}, {}]",
+                other.name, other.rows, other.cols, self.name, self.rows, self.cols
+            )));
+        }
+        Ok(())
+    }
+}
