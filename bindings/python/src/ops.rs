@@ -112,7 +112,7 @@ pub(crate) fn run<'py>(
         loss = loss.with_weights(w);
     }
     let options = RunOptions { base: log_base(base)?, keep_values, keep_argmax, keep_entropy, ..Default::default() };
-    let out = py.detach(|| lock(&ctx.backend).compute(&loss, &options))?;
+    let out = py.detach(|| lock(&ctx.backend).compute(&loss, &options)).map_err(|e| name_labels(py, e, &names.2))?;
     let d = PyDict::new(py);
     d.set_item("rows", out.rows)?;
     d.set_item("cols", out.cols)?;
@@ -213,6 +213,15 @@ pub(crate) fn linear_ce<'py>(
         }
     }
     Ok((sum.value(), counted as f64, values.into_pyarray(py).into_any()))
+}
+
+/// A label error prefixed with the labels' argument name.
+fn name_labels(py: Python<'_>, e: PyErr, name: &str) -> PyErr {
+    let message = e.value(py).to_string();
+    if e.is_instance_of::<crate::errors::XentInputError>(py) && message.contains(": label ") && message.starts_with("row ") {
+        return input(format!("{name}: {message}"));
+    }
+    e
 }
 
 /// The batch of `m`'s elements `h`.

@@ -60,7 +60,9 @@ def _reduce(out: dict, reduction: str, lead: tuple[int, ...], denominator: Optio
         return out["values"].reshape(lead)
     if reduction == "sum":
         return float(out["sum"])
-    return float(out["sum"] / (out["denominator"] if denominator is None else denominator))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # every row ignored: 0 / 0 is NaN, as in PyTorch
+        return float(np.float64(out["sum"]) / (out["denominator"] if denominator is None else denominator))
 
 
 def cross_entropy(
