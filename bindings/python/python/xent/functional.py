@@ -38,6 +38,11 @@ __all__ = [
 _NAMES = ("input", "target", "target", "weight")
 
 
+def _same_shape(a: np.ndarray, b: np.ndarray, a_name: str, b_name: str) -> None:
+    if a.shape != b.shape:
+        raise XentInputError(f"{b_name}: shape {b.shape} does not match {a_name} {a.shape}")
+
+
 def _check_reduction(reduction: str, allowed: tuple[str, ...] = ("mean", "sum", "none")) -> None:
     if reduction not in allowed:
         raise XentInputError(f"reduction: {reduction!r} is not one of {', '.join(map(repr, allowed))}")
@@ -166,6 +171,7 @@ def kl_div(input: ArrayLike, target: ArrayLike, reduction: str = "mean", log_tar
     _check_reduction(reduction, ("mean", "batchmean", "sum", "none"))
     q = as_array(input, "input")
     p = as_array(target, "target")
+    _same_shape(q, p, "input", "target")
     qr, lead = rows_of(q, "input")
     pr, _ = rows_of(p, "target")
     options = {"p": "logits" if log_target else "probs", "q": "logits"}
@@ -242,6 +248,7 @@ def jsd(input: ArrayLike, target: ArrayLike, beta: float = 0.5, reduction: Reduc
     _check_reduction(reduction)
     q = as_array(input, "input")
     p = as_array(target, "target")
+    _same_shape(q, p, "input", "target")
     qr, lead = rows_of(q, "input")
     pr, _ = rows_of(p, "target")
     options = {"p": "logits" if log_target else "probs", "q": "logits" if log_input else "probs",
@@ -257,6 +264,7 @@ def gaussian_kl(mean: ArrayLike, logvar: ArrayLike, reduction: Reduction = "mean
     _check_reduction(reduction)
     m = as_array(mean, "mean")
     v = as_array(logvar, "logvar")
+    _same_shape(m, v, "mean", "logvar")
     mr, lead = rows_of(m, "mean")
     vr, _ = rows_of(v, "logvar")
     out = _run("gaussian-kl", {}, mr, vr, names=("mean", "logvar", "", ""), keep_values=reduction == "none",
