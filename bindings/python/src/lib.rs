@@ -11,6 +11,7 @@ mod backend;
 mod errors;
 mod evaluate;
 mod files;
+mod grad;
 mod ops;
 
 /// The extension module.

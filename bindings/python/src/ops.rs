@@ -54,7 +54,7 @@ pub(crate) fn vector(name: &str, obj: &Bound<'_, PyAny>, n: usize, what: &str) -
 /// `entropy`).
 #[pyfunction]
 #[pyo3(signature = (ctx, op, options, a, b=None, labels=None, weights=None, *, names, softcap=None, base="e",
-                    keep_values=false, keep_argmax=false, keep_entropy=false))]
+                    keep_values=false, keep_argmax=false, keep_entropy=false, grad_scale=None, grad_mean=false))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run<'py>(
     py: Python<'py>,
@@ -71,6 +71,8 @@ pub(crate) fn run<'py>(
     keep_values: bool,
     keep_argmax: bool,
     keep_entropy: bool,
+    grad_scale: Option<f64>,
+    grad_mean: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let op = op_with(op, options)?;
     let sig = op.signature();
@@ -112,7 +114,23 @@ pub(crate) fn run<'py>(
         loss = loss.with_weights(w);
     }
     let options = RunOptions { base: log_base(base)?, keep_values, keep_argmax, keep_entropy, ..Default::default() };
-    let out = py.detach(|| lock(&ctx.backend).compute(&loss, &options)).map_err(|e| name_labels(py, e, &names.2))?;
+    if grad_scale.is_some() && !op.has_gradient() {
+        return Err(input(format!("return_grad: {} writes no gradient of these inputs", op.name())));
+    }
+    let (out, grad) = py
+        .detach(|| -> PyResult<_> {
+            let backend = lock(&ctx.backend);
+            let out = backend.compute(&loss, &options)?;
+            let Some(scale) = grad_scale else { return Ok((out, None)) };
+            // the gradient of scale · (sum, or mean over the forward's denominator)
+            let scale = (if grad_mean { scale / out.denominator } else { scale }) as f32;
+            let grad = match &*backend {
+                Backend::Gpu(gpu) => crate::grad::gpu(gpu, &loss, scale),
+                Backend::Cpu(_) => crate::grad::cpu(&loss, scale),
+            };
+            Ok((out, Some(grad.or_raise()?)))
+        })
+        .map_err(|e| name_labels(py, e, &names.2))?;
     let d = PyDict::new(py);
     d.set_item("rows", out.rows)?;
     d.set_item("cols", out.cols)?;
@@ -131,6 +149,9 @@ pub(crate) fn run<'py>(
     }
     if let Some(v) = out.entropy {
         d.set_item("entropy", v.into_pyarray(py))?;
+    }
+    if let Some(g) = grad {
+        d.set_item("grad", g.into_pyarray(py).reshape([first.rows, first.cols])?)?;
     }
     Ok(d)
 }
@@ -218,7 +239,10 @@ pub(crate) fn linear_ce<'py>(
 /// A label error prefixed with the labels' argument name.
 fn name_labels(py: Python<'_>, e: PyErr, name: &str) -> PyErr {
     let message = e.value(py).to_string();
-    if e.is_instance_of::<crate::errors::XentInputError>(py) && message.contains(": label ") && message.starts_with("row ") {
+    if e.is_instance_of::<crate::errors::XentInputError>(py)
+        && message.contains(": label ")
+        && message.starts_with("row ")
+    {
         return input(format!("{name}: {message}"));
     }
     e

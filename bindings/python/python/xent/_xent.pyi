@@ -31,6 +31,8 @@ def run(
     keep_values: bool = False,
     keep_argmax: bool = False,
     keep_entropy: bool = False,
+    grad_scale: Optional[float] = None,
+    grad_mean: bool = False,
 ) -> dict[str, Any]: ...
 def linear_ce(
     ctx: Context,

@@ -60,6 +60,26 @@ def _run(op: str, options: dict, a, b=None, labels=None, weights=None, *, names=
     return _xent.run(resolve(context), op, options, a, b, labels, weights, names=names, **kw)
 
 
+def _grad(return_grad: bool, reduction: str, mean_scale: Optional[float]) -> dict:
+    """The gradient arguments of a run: of the sum, or of the mean (over the forward's
+    denominator where ``mean_scale`` is None, else scaled by it)."""
+    if not return_grad:
+        return {}
+    if reduction != "mean":
+        return {"grad_scale": 1.0}
+    if mean_scale is None:
+        return {"grad_scale": 1.0, "grad_mean": True}
+    return {"grad_scale": mean_scale}
+
+
+def _with_grad(value, out: dict, return_grad: bool, like):
+    if not return_grad:
+        return value
+    g = out["grad"]
+    shape = np.shape(like) if hasattr(like, "shape") else g.shape
+    return value, g.reshape(shape)
+
+
 def _reduce(out: dict, reduction: str, lead: tuple[int, ...], denominator: Optional[float] = None):
     if reduction == "none":
         return out["values"].reshape(lead)
@@ -80,6 +100,7 @@ def cross_entropy(
     *,
     z_loss: float = 0.0,
     softcap: Optional[float] = None,
+    return_grad: bool = False,
     context=None,
 ):
     """``torch.nn.functional.cross_entropy`` over ``input`` ``[N, C]`` (or ``[C]``, one
@@ -89,7 +110,9 @@ def cross_entropy(
     ``weight`` and ``label_smoothing`` are folded into a copy of it, as PyTorch defines
     them). ``softcap=c`` reads the logits as ``c * tanh(x / c)``. The mean with weights
     divides by the sum of the weights of the rows not ignored; with every row ignored it
-    is NaN, as in PyTorch."""
+    is NaN, as in PyTorch. ``return_grad=True`` returns ``(loss, grad)``: the gradient of
+    the loss (of the sum of the rows with ``reduction="none"``) with respect to ``input``,
+    float32, written by the kernel in its pass."""
     _check_reduction(reduction)
     x = as_array(input, "input")
     t = as_array(target, "target")
@@ -115,14 +138,15 @@ def cross_entropy(
         if t.dtype != x.dtype:
             t = t.astype(x.dtype if x.dtype in (np.float32, np.float16) else np.float32)
         out = _run("ce-probs", {"z_loss": z_loss}, x, t, softcap=softcap, keep_values=reduction == "none",
-                   context=context)
+                   context=context, **_grad(return_grad, reduction, 1.0 / x.shape[0]))
         lead: tuple[int, ...] = () if single else (x.shape[0],)
-        return _reduce(out, reduction, lead, denominator=float(x.shape[0]))
+        return _with_grad(_reduce(out, reduction, lead, denominator=float(x.shape[0])), out, return_grad, input)
     if t.ndim != 1:
         raise XentInputError(f"target: class labels must be 1-D [N], got shape {t.shape}")
     options = {"ignore_index": int(ignore_index), "label_smoothing": float(label_smoothing), "z_loss": float(z_loss)}
-    out = _run("ce", options, x, None, t, w, softcap=softcap, keep_values=reduction == "none", context=context)
-    return _reduce(out, reduction, () if single else (x.shape[0],))
+    out = _run("ce", options, x, None, t, w, softcap=softcap, keep_values=reduction == "none", context=context,
+               **_grad(return_grad, reduction, None))
+    return _with_grad(_reduce(out, reduction, () if single else (x.shape[0],)), out, return_grad, input)
 
 
 def _softmax(input, dim, temperature, softcap, log, context):
@@ -182,7 +206,7 @@ def kl_div(input: ArrayLike, target: ArrayLike, reduction: str = "mean", log_tar
     return _reduce(out, reduction, lead, denominator=float(q.size))
 
 
-def _binary(op_input: str, input, target, weight, reduction, pos_weight, context):
+def _binary(op_input: str, input, target, weight, reduction, pos_weight, context, return_grad=False):
     _check_reduction(reduction)
     if pos_weight is not None:
         raise XentInputError("pos_weight: not supported; scale the positive targets' terms yourself")
@@ -192,12 +216,18 @@ def _binary(op_input: str, input, target, weight, reduction, pos_weight, context
         raise XentInputError(f"target: shape {t.shape} does not match input {x.shape}")
     if t.dtype != x.dtype:
         t = t.astype(x.dtype if x.dtype in (np.float32, np.float16) else np.float32)
+    if return_grad and weight is not None:
+        raise XentInputError("return_grad: not with weight; scale the gradient by weight yourself")
     elementwise = reduction == "none" or weight is not None
     # a row per element where each element's term is wanted; else rows of the last axis
     cols = 1 if elementwise or x.ndim < 2 else x.shape[-1]
     xr = x.reshape(-1, cols)
     tr = t.reshape(-1, cols)
-    out = _run("bce", {"input": op_input}, xr, tr, keep_values=elementwise, context=context)
+    out = _run("bce", {"input": op_input}, xr, tr, keep_values=elementwise, context=context,
+               **_grad(return_grad, reduction, 1.0 / max(x.size, 1)))
+    if return_grad:
+        value = _reduce(out, reduction, x.shape, denominator=float(x.size))
+        return value, out["grad"].reshape(x.shape)
     if not elementwise:
         return _reduce(out, reduction, (), denominator=float(x.size))
     v = out["values"].reshape(x.shape)
@@ -218,23 +248,27 @@ def binary_cross_entropy(input: ArrayLike, target: ArrayLike, weight: Optional[A
 
 
 def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight: Optional[ArrayLike] = None,
-                                     reduction: Reduction = "mean", pos_weight: None = None, *, context=None):
+                                     reduction: Reduction = "mean", pos_weight: None = None, *,
+                                     return_grad: bool = False, context=None):
     """``torch.nn.functional.binary_cross_entropy_with_logits`` in the stable form
-    ``max(x, 0) - x*t + log1p(exp(-|x|))``; ``pos_weight`` is not supported."""
-    return _binary("logits", input, target, weight, reduction, pos_weight, context)
+    ``max(x, 0) - x*t + log1p(exp(-|x|))``; ``pos_weight`` is not supported.
+    ``return_grad=True`` returns ``(loss, grad)`` with the gradient of the loss (of the
+    sum with ``reduction="none"``) with respect to ``input``."""
+    return _binary("logits", input, target, weight, reduction, pos_weight, context, return_grad)
 
 
 def entropy(input: ArrayLike, *, logits: bool = True, reduction: Reduction = "none", base=None,
-            context=None):
+            return_grad: bool = False, context=None):
     """The entropy ``-sum_j p_j log p_j`` of each row of ``input``: the softmax of logits
     (``logits=True``), or probabilities (as ``scipy.stats.entropy`` on rows that sum to 1).
-    ``base=2`` gives bits. Per row by default."""
+    ``base=2`` gives bits. Per row by default. ``return_grad=True`` (logits only) returns
+    ``(value, grad)``, the gradient with respect to the logits."""
     _check_reduction(reduction)
     x = as_array(input, "input")
     rows, lead = rows_of(x, "input")
     out = _run("entropy", {"p": "logits" if logits else "probs"}, rows, keep_values=reduction == "none",
-               base=_base(base), context=context)
-    return _reduce(out, reduction, lead)
+               base=_base(base), context=context, **_grad(return_grad, reduction, 1.0 / max(rows.shape[0], 1)))
+    return _with_grad(_reduce(out, reduction, lead), out, return_grad, rows if x.ndim != 2 else x)
 
 
 def jsd(input: ArrayLike, target: ArrayLike, beta: float = 0.5, reduction: Reduction = "mean", *,
@@ -273,17 +307,19 @@ def gaussian_kl(mean: ArrayLike, logvar: ArrayLike, reduction: Reduction = "mean
 
 
 def distillation_loss(student: ArrayLike, teacher: ArrayLike, target: ArrayLike, *, temperature: float = 1.0,
-                      alpha: float = 0.5, reduction: Reduction = "mean", context=None):
+                      alpha: float = 0.5, reduction: Reduction = "mean", return_grad: bool = False, context=None):
     """Hinton's distillation loss ``alpha * T**2 * KL(softmax(teacher/T) || softmax(student/T))
-    + (1 - alpha) * cross_entropy(student, target)`` per row; ``"mean"`` is over rows."""
+    + (1 - alpha) * cross_entropy(student, target)`` per row; ``"mean"`` is over rows.
+    ``return_grad=True`` returns ``(loss, grad)``, the gradient with respect to ``student``."""
     _check_reduction(reduction)
     s = as_array(student, "student")
     t = as_array(teacher, "teacher")
     y = as_array(target, "target")
     options = {"temperature": float(temperature), "alpha": float(alpha)}
     out = _run("distill", options, s, t, y, names=("student", "teacher", "target", ""),
-               keep_values=reduction == "none", context=context)
-    return _reduce(out, reduction, (s.shape[0],) if s.ndim == 2 else ())
+               keep_values=reduction == "none", context=context,
+               **_grad(return_grad, reduction, 1.0 / max(s.shape[0], 1) if s.ndim else None))
+    return _with_grad(_reduce(out, reduction, (s.shape[0],) if s.ndim == 2 else ()), out, return_grad, s)
 
 
 def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike, bias: Optional[ArrayLike] = None,
