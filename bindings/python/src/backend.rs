@@ -143,7 +143,7 @@ impl Backend {
     /// Starts a job of `rows` rows fed in chunks.
     pub(crate) fn stream<'a>(&'a self, template: &Loss, rows: u64, options: &RunOptions) -> PyResult<Stream<'a>> {
         Ok(match self {
-            Backend::Gpu(ctx) => Stream::Gpu(ctx.stream(template, rows, options).or_raise()?),
+            Backend::Gpu(ctx) => Stream::Gpu(Box::new(ctx.stream(template, rows, options).or_raise()?)),
             Backend::Cpu(cpu) => Stream::Cpu(cpu.stream(template, rows, options).or_raise()?),
         })
     }
@@ -158,7 +158,7 @@ impl Backend {
 
 /// A job fed in chunks, on either path.
 pub(crate) enum Stream<'a> {
-    Gpu(xent::Stream<'a>),
+    Gpu(Box<xent::Stream<'a>>),
     Cpu(CpuStream),
 }
 
@@ -187,7 +187,7 @@ impl Stream<'_> {
 
     pub(crate) fn finish(self) -> xent::Result<Output> {
         match self {
-            Stream::Gpu(s) => s.finish(),
+            Stream::Gpu(s) => (*s).finish(),
             Stream::Cpu(s) => s.finish(),
         }
     }

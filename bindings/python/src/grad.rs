@@ -46,7 +46,7 @@ fn rows_of<'a>(batch: &Batch<'a>, start: usize, n: usize) -> Result<Batch<'a>> {
 fn storage(device: &wgpu::Device, label: &str, bytes: &[u8]) -> wgpu::Buffer {
     // a 16-bit input of odd length padded to a whole word
     let mut padded;
-    let contents = if bytes.len() % 4 == 0 && !bytes.is_empty() {
+    let contents = if bytes.len().is_multiple_of(4) && !bytes.is_empty() {
         bytes
     } else {
         padded = bytes.to_vec();
