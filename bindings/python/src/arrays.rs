@@ -81,10 +81,51 @@ impl<'py> FloatArray<'py> {
         })
     }
 
+    /// Every element, borrowed whatever the dtype (float64 narrowed later, a range at a
+    /// time, by [`Slices::range`]).
+    pub(crate) fn slices(&self) -> PyResult<Slices<'_>> {
+        let slice_err = |_| input("an array's elements are not contiguous");
+        Ok(match self {
+            FloatArray::F32(a) => Slices::F32(a.as_slice().map_err(slice_err)?),
+            FloatArray::F16(a) => Slices::F16(a.as_slice().map_err(slice_err)?),
+            FloatArray::F64(a) => Slices::F64(a.as_slice().map_err(slice_err)?),
+        })
+    }
+
     /// Every element.
     pub(crate) fn all(&self) -> PyResult<Held<'_>> {
         let n = self.shape().iter().product();
         self.range(0, n)
+    }
+}
+
+/// An array's elements, borrowed (they can cross to a thread without the GIL).
+#[derive(Clone, Copy)]
+pub(crate) enum Slices<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+    F64(&'a [f64]),
+}
+
+impl<'a> Slices<'a> {
+    /// Elements `start..end` as the kernels take them: borrowed, or narrowed from float64.
+    pub(crate) fn range(&self, start: usize, end: usize) -> Held<'a> {
+        match *self {
+            Slices::F32(v) => Held::Borrowed(Floats::F32(&v[start..end])),
+            Slices::F16(v) => Held::Borrowed(Floats::F16(&v[start..end])),
+            Slices::F64(v) => Held::Owned(v[start..end].iter().map(|&x| x as f32).collect()),
+        }
+    }
+}
+
+/// Labels `start..end` of `labels`.
+pub(crate) fn labels_range<'a>(labels: Labels<'a>, start: usize, end: usize) -> Labels<'a> {
+    match labels {
+        Labels::I32(v) => Labels::I32(&v[start..end]),
+        Labels::I64(v) => Labels::I64(&v[start..end]),
+        Labels::U8(v) => Labels::U8(&v[start..end]),
+        Labels::U16(v) => Labels::U16(&v[start..end]),
+        Labels::U32(v) => Labels::U32(&v[start..end]),
     }
 }
 

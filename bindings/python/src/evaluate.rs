@@ -14,7 +14,7 @@ use xent::json::{number, report_fields};
 use xent::metrics::{Metrics, MetricsSpec};
 use xent::{Batch, DType, Floats, Labels, LogBase, Loss, Op, RunOptions};
 
-use crate::arrays::{Held, LabelArray, Matrix};
+use crate::arrays::{Held, LabelArray, Matrix, Slices, labels_range};
 use crate::backend::{Context, Stream, lock, log_base};
 use crate::errors::{OrRaise, input};
 use crate::files::FileSource;
@@ -212,21 +212,22 @@ fn line(spec: &Spec, shape: &Shape, t: &Totals) -> Value {
     line
 }
 
-/// A source over two arrays in memory: rows borrowed (float64 narrowed a chunk at a time).
-struct ArraySource<'a, 'py> {
-    logits: &'a Matrix<'py>,
-    labels: &'a LabelArray<'py>,
+/// A source over two arrays in memory: rows borrowed, float64 narrowed a chunk at a time
+/// (so that a run holds at most a chunk of copies).
+struct ArraySource<'a> {
+    logits: Slices<'a>,
+    labels: Labels<'a>,
+    cols: usize,
     elem: u64,
 }
 
-impl<'a, 'py> ArraySource<'a, 'py> {
-    fn chunk(&self, start: u64, rows: usize) -> PyResult<Chunk<'a>> {
-        let cols = self.logits.cols;
-        let s = start as usize;
-        let logits = self.logits.array.range(s * cols, (s + rows) * cols)?;
-        let labels = ChunkLabels::Borrowed(self.labels.range(s, s + rows)?);
+impl<'a> Source<'a> for ArraySource<'a> {
+    fn chunk(&mut self, start: u64, rows: usize) -> Option<PyResult<Chunk<'a>>> {
+        let (s, cols) = (start as usize, self.cols);
+        let logits = self.logits.range(s * cols, (s + rows) * cols);
+        let labels = ChunkLabels::Borrowed(labels_range(self.labels, s, s + rows));
         let bytes = rows as u64 * (cols as u64 * self.elem + 8);
-        Ok(Chunk { rows, logits, labels, bytes })
+        Some(Ok(Chunk { rows, logits, labels, bytes }))
     }
 }
 
@@ -268,17 +269,9 @@ pub(crate) fn evaluate(
         descr: m.array.dtype(),
         bytes: m.rows as u64 * (m.cols as u64 * elem + 8),
     };
-    // every slice is taken here, with the GIL held; the driver only reads them
-    let mut chunks = Vec::new();
-    let step = py.detach(|| chunk_step(ctx, &spec, &shape))?;
-    let source = ArraySource { logits: &m, labels: &y, elem };
-    let mut s = 0u64;
-    while s < shape.rows {
-        let n = step.min(shape.rows - s) as usize;
-        chunks.push(source.chunk(s, n));
-        s += n as u64;
-    }
-    let totals = drive(py, ctx, &spec, &shape, Prepared { chunks: chunks.into_iter() }, progress)?;
+    // the arrays' slices are taken here, with the GIL held; the driver only reads them
+    let source = ArraySource { logits: m.array.slices()?, labels: y.range(0, y.len())?, cols: m.cols, elem };
+    let totals = drive(py, ctx, &spec, &shape, source, progress)?;
     Ok(line(&spec, &shape, &totals).to_string())
 }
 
@@ -295,17 +288,6 @@ fn chunk_step(ctx: &Context, spec: &Spec, shape: &Shape) -> PyResult<u64> {
     let options = RunOptions { base: spec.base, report: true, chunk_rows: spec.chunk_rows, ..Default::default() };
     let stream = backend.stream(&template, shape.rows, &options)?;
     Ok(stream.piece_rows())
-}
-
-/// Chunks taken in advance (an array's slices, borrowed).
-struct Prepared<'a> {
-    chunks: std::vec::IntoIter<PyResult<Chunk<'a>>>,
-}
-
-impl<'a> Source<'a> for Prepared<'a> {
-    fn chunk(&mut self, _start: u64, _rows: usize) -> Option<PyResult<Chunk<'a>>> {
-        self.chunks.next()
-    }
 }
 
 /// `xent.evaluate_files`: the `.npy` files streamed as `xent ce --labels` does.
@@ -335,6 +317,7 @@ pub(crate) fn evaluate_files(
         return Err(input(format!("logits: {} has no rows", logits_path.display())));
     }
     let step = py.detach(|| chunk_step(ctx, &spec, &shape))?;
+    // the reader reads a chunk of the stream's rows at a time
     let reader = source.reader(step);
     let totals = drive(py, ctx, &spec, &shape, reader, progress)?;
     Ok(line(&spec, &shape, &totals).to_string())
