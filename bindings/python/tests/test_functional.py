@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from conftest import close
@@ -219,3 +221,24 @@ def test_no_copy_of_a_read_only_array(ctx, rng):
     before = x.copy()
     xent.softmax(x, context=ctx)
     assert (x == before).all()
+
+
+def _peak_over_call(f):
+    """Peak RSS during ``f()`` over the RSS before it, in bytes (Linux)."""
+    with open("/proc/self/clear_refs", "w") as c:
+        c.write("5")
+    fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    before = int(fields["VmRSS"].split()[0])
+    f()
+    fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    return (int(fields["VmHWM"].split()[0]) - before) * 1024
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="Linux's peak RSS reset")
+def test_float32_is_read_in_place(rng):
+    # the CPU path: no copy of the array on the binding's side (64 MiB of logits)
+    x = rng.standard_normal((16_384, 1024), dtype=np.float32)
+    y = rng.integers(0, 1024, 16_384)
+    xent.cross_entropy(x[:10], y[:10], context="cpu")
+    grew = _peak_over_call(lambda: xent.cross_entropy(x, y, context="cpu"))
+    assert grew < x.nbytes / 4, grew
