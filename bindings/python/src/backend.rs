@@ -34,6 +34,32 @@ pub(crate) struct Context {
     pub(crate) backend: Mutex<Backend>,
     kind: &'static str,
     label: String,
+    /// The process that opened the device: a child after `fork` neither uses nor closes it.
+    pid: u32,
+}
+
+impl Context {
+    /// The backend, locked (call it with the GIL released); an error in a process other
+    /// than the one that opened the device.
+    pub(crate) fn lock(&self) -> PyResult<std::sync::MutexGuard<'_, Backend>> {
+        if std::process::id() != self.pid {
+            return Err(device(
+                "this context was opened in another process (before fork); open a new one in this process",
+            ));
+        }
+        Ok(lock(&self.backend))
+    }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        if std::process::id() != self.pid {
+            // a copy made by fork: closing the device would wait on the parent's threads
+            let inherited =
+                std::mem::replace(self.backend.get_mut().unwrap_or_else(|e| e.into_inner()), Backend::Cpu(Cpu));
+            std::mem::forget(inherited);
+        }
+    }
 }
 
 #[pymethods]
@@ -55,7 +81,7 @@ impl Context {
             Backend::Gpu(ctx) => ("gpu", ctx.adapter_label()),
             Backend::Cpu(cpu) => ("cpu", cpu.label()),
         };
-        Ok(Context { backend: Mutex::new(backend), kind, label })
+        Ok(Context { backend: Mutex::new(backend), kind, label, pid: std::process::id() })
     }
 
     /// `"gpu"` or `"cpu"`: where this context runs.
@@ -75,9 +101,9 @@ impl Context {
         let d = PyDict::new(py);
         d.set_item("device", self.kind)?;
         d.set_item("adapter", &self.label)?;
-        let details = py.detach(|| {
-            let backend = lock(&self.backend);
-            match &*backend {
+        let details = py.detach(|| -> PyResult<_> {
+            let backend = self.lock()?;
+            Ok(match &*backend {
                 Backend::Gpu(ctx) => {
                     let info = ctx.adapter().get_info();
                     let limits = ctx.device().limits();
@@ -90,8 +116,8 @@ impl Context {
                     ))
                 }
                 Backend::Cpu(_) => None,
-            }
-        });
+            })
+        })?;
         if let Some((backend, kind, driver, binding, in_place)) = details {
             d.set_item("backend", backend)?;
             d.set_item("device_type", kind)?;

@@ -15,7 +15,7 @@ use xent::metrics::{Metrics, MetricsSpec};
 use xent::{Batch, DType, Floats, Labels, LogBase, Loss, Op, RunOptions};
 
 use crate::arrays::{Held, LabelArray, Matrix, Slices, labels_range};
-use crate::backend::{Context, Stream, lock, log_base};
+use crate::backend::{Context, Stream, log_base};
 use crate::errors::{OrRaise, input};
 use crate::files::FileSource;
 
@@ -123,7 +123,7 @@ fn drive<'a>(
         MetricsSpec { top_k: spec.top_k.clone(), bins: spec.bins, per_class: true, classes: shape.cols as u32 };
     let mut metrics = Metrics::new(metrics_spec).or_raise()?;
     py.detach(move || {
-        let backend = lock(&ctx.backend);
+        let backend = ctx.lock()?;
         let empty = match shape.dtype {
             DType::F16 => Floats::F16(&[]),
             _ => Floats::F32(&[]),
@@ -278,7 +278,7 @@ pub(crate) fn evaluate(
 /// Rows a chunk of the job takes (the stream's piece), found with a probe stream (called
 /// with the GIL released, as every lock of a context).
 fn chunk_step(ctx: &Context, spec: &Spec, shape: &Shape) -> PyResult<u64> {
-    let backend = lock(&ctx.backend);
+    let backend = ctx.lock()?;
     let empty = match shape.dtype {
         DType::F16 => Floats::F16(&[]),
         _ => Floats::F32(&[]),

@@ -7,7 +7,7 @@ use pyo3::types::{PyBool, PyDict, PyString};
 use xent::{Batch, Form, Loss, Op, OptionValue, RunOptions};
 
 use crate::arrays::{FloatArray, LabelArray, Matrix};
-use crate::backend::{Backend, CHUNK_BYTES, Context, Sum, lock, log_base};
+use crate::backend::{Backend, CHUNK_BYTES, Context, Sum, log_base};
 use crate::errors::{OrRaise, input};
 
 /// `op` (the library's name) with the options of `options` set on its defaults.
@@ -119,7 +119,7 @@ pub(crate) fn run<'py>(
     }
     let (out, grad) = py
         .detach(|| -> PyResult<_> {
-            let backend = lock(&ctx.backend);
+            let backend = ctx.lock()?;
             let out = backend.compute(&loss, &options)?;
             let Some(scale) = grad_scale else { return Ok((out, None)) };
             // the gradient of scale · (sum, or mean over the forward's denominator)
@@ -199,7 +199,7 @@ pub(crate) fn linear_ce<'py>(
         held.push((s, n, h.array.range(s * h.cols, (s + n) * h.cols)?, y.range(s, s + n)?));
     }
     let values = py.detach(|| -> PyResult<Vec<f32>> {
-        let backend = lock(&ctx.backend);
+        let backend = ctx.lock()?;
         let mut values = Vec::with_capacity(h.rows);
         match &*backend {
             Backend::Gpu(gpu) => {

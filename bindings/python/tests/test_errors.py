@@ -134,3 +134,24 @@ def test_progress_callback_errors_propagate(ctx, xy):
 
     with pytest.raises(RuntimeError, match="stop here"):
         xent.evaluate(x, y, chunk_rows=5, progress=boom, context=ctx)
+
+
+def test_no_adapter_is_a_device_error():
+    import subprocess
+    import sys
+
+    code = (
+        "import xent\n"
+        "try:\n"
+        "    xent.Context('gpu')\n"
+        "except xent.XentDeviceError as e:\n"
+        "    assert isinstance(e, RuntimeError)\n"
+        "    print('device error:', e)\n"
+        "print(xent.Context('auto').device)\n"
+    )
+    env = {**__import__("os").environ, "WGPU_ADAPTER_NAME": "no such adapter anywhere"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "device error: no GPU adapter" in out.stdout
+    assert out.stdout.strip().endswith("cpu")
+    assert "panicked" not in out.stderr
