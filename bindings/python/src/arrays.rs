@@ -7,7 +7,9 @@
 use half::f16;
 use numpy::{PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::prelude::*;
-use xent::{Floats, Labels};
+use std::sync::Arc;
+
+use xent::{Floats, Labels, SharedBytes};
 
 use crate::errors::input;
 
@@ -96,6 +98,25 @@ impl<'py> FloatArray<'py> {
     pub(crate) fn all(&self) -> PyResult<Held<'_>> {
         let n = self.shape().iter().product();
         self.range(0, n)
+    }
+}
+
+/// A NumPy array's bytes shared with the device for as long as it reads them in place
+/// (`xent::Stream::push_shared`): the array object is held, so its buffer lives.
+struct SharedArray {
+    _owner: Py<PyAny>,
+    ptr: usize,
+    len: usize,
+}
+
+impl AsRef<[u8]> for SharedArray {
+    #[allow(unsafe_code)]
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `ptr .. ptr + len` is the data of the C-contiguous array `_owner` holds,
+        // taken from its borrowed slice; NumPy keeps an array's buffer while the array is
+        // referenced (and refuses to resize one that other references see), and these bytes
+        // are only read.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
     }
 }
 
@@ -206,6 +227,8 @@ impl<'py> LabelArray<'py> {
 /// A `[rows, cols]` float input: `name`, its array and shape (1-D is one row per element
 /// only where `column` says so, as BCE's targets; else an input error).
 pub(crate) struct Matrix<'py> {
+    /// The array object (held by a [`SharedArray`] while the device reads it in place).
+    owner: Bound<'py, PyAny>,
     pub(crate) name: String,
     pub(crate) array: FloatArray<'py>,
     pub(crate) rows: usize,
@@ -223,7 +246,18 @@ impl<'py> Matrix<'py> {
         if rows == 0 || cols == 0 {
             return Err(input(format!("{name}: the array is empty (shape {shape:?})")));
         }
-        Ok(Matrix { name: name.to_string(), array, rows, cols })
+        Ok(Matrix { owner: obj.clone(), name: name.to_string(), array, rows, cols })
+    }
+
+    /// The array's bytes for the device to read in place, where they are in an element
+    /// type the kernels read (float32, float16); `None` for float64.
+    pub(crate) fn shared(&self) -> PyResult<Option<SharedBytes>> {
+        let (ptr, len) = match self.array.slices()? {
+            Slices::F32(v) => (v.as_ptr() as usize, std::mem::size_of_val(v)),
+            Slices::F16(v) => (v.as_ptr() as usize, std::mem::size_of_val(v)),
+            Slices::F64(_) => return Ok(None),
+        };
+        Ok(Some(Arc::new(SharedArray { _owner: self.owner.clone().unbind(), ptr, len })))
     }
 
     /// Checks that `other` has this matrix's shape.

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use xent::metrics::RowEval;
-use xent::{LogBase, Loss, Op, Output, Rows, RunOptions};
+use xent::{LogBase, Loss, Op, Output, Rows, RunOptions, SharedBytes};
 
 use crate::errors::{OrRaise, device, input};
 
@@ -158,9 +158,14 @@ pub(crate) fn adapters(py: Python<'_>) -> Vec<(String, String, String)> {
 }
 
 impl Backend {
-    /// Runs `loss` whole.
-    pub(crate) fn compute(&self, loss: &Loss, options: &RunOptions) -> PyResult<Output> {
+    /// Runs `loss` whole; its float inputs may lie in `memory`, which a device that reads
+    /// host memory reads in place.
+    pub(crate) fn compute(&self, loss: &Loss, options: &RunOptions, memory: &[SharedBytes]) -> PyResult<Output> {
         match self {
+            Backend::Gpu(ctx) if ctx.reads_host_memory() && !memory.is_empty() => {
+                // a row error is described (the label, the value) by the copying path
+                compute_shared(ctx, loss, options, memory).or_else(|_| ctx.compute(loss, options)).or_raise()
+            }
             Backend::Gpu(ctx) => ctx.compute(loss, options).or_raise(),
             Backend::Cpu(cpu) => cpu.compute(loss, options).or_raise(),
         }
@@ -182,6 +187,33 @@ impl Backend {
     }
 }
 
+/// `Context::compute` with the rows read where they lie in `memory`.
+fn compute_shared(
+    ctx: &xent::Context,
+    loss: &Loss,
+    options: &RunOptions,
+    memory: &[SharedBytes],
+) -> xent::Result<Output> {
+    let mut stream = ctx.stream(loss, loss.primary().rows as u64, options)?;
+    let mut rows = stream.push_shared(loss, memory)?;
+    rows.append(stream.drain()?)?;
+    let mut out = stream.finish()?;
+    let softmax = loss.op.writes_rows();
+    if softmax {
+        out.sum = rows.values.iter().map(|&v| f64::from(v)).sum();
+    }
+    if softmax || out.values.is_some() {
+        out.values = Some(rows.values);
+    }
+    if out.argmax.is_some() {
+        out.argmax = Some(rows.argmax);
+    }
+    if out.entropy.is_some() {
+        out.entropy = Some(rows.entropy);
+    }
+    Ok(out)
+}
+
 /// A job fed in chunks, on either path.
 pub(crate) enum Stream<'a> {
     Gpu(Box<xent::Stream<'a>>),
@@ -197,9 +229,11 @@ impl Stream<'_> {
         }
     }
 
-    pub(crate) fn push(&mut self, chunk: &Loss) -> xent::Result<Rows> {
+    /// Pushes `chunk`, whose float inputs may lie in `memory` (read in place where the
+    /// device reads host memory; copied otherwise).
+    pub(crate) fn push_shared(&mut self, chunk: &Loss, memory: &[SharedBytes]) -> xent::Result<Rows> {
         match self {
-            Stream::Gpu(s) => s.push(chunk),
+            Stream::Gpu(s) => s.push_shared(chunk, memory),
             Stream::Cpu(s) => s.push(chunk),
         }
     }

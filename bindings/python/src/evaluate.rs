@@ -60,6 +60,8 @@ impl Spec {
 /// One chunk of rows: the logits as the kernels read them and the labels.
 pub(crate) struct Chunk<'a> {
     pub(crate) rows: usize,
+    /// Where the logits lie, for a device that reads host memory in place (an array's).
+    pub(crate) memory: Vec<xent::SharedBytes>,
     pub(crate) logits: Held<'a>,
     pub(crate) labels: ChunkLabels<'a>,
     /// Bytes of the inputs the chunk covers (for the progress callback).
@@ -145,7 +147,7 @@ fn drive<'a>(
             let batch = Batch::new(chunk.logits.floats(), chunk.rows, shape.cols as usize).or_raise()?;
             let mut loss = Loss::new(spec.op, batch).with_labels(chunk.labels.labels());
             loss.softcap = spec.softcap;
-            let rows = stream.push(&loss).map_err(describe)?;
+            let rows = stream.push_shared(&loss, &chunk.memory).map_err(describe)?;
             rows.evals.iter().for_each(|r| metrics.push(r));
             start += n as u64;
             done_bytes += chunk.bytes;
@@ -216,7 +218,9 @@ fn line(spec: &Spec, shape: &Shape, t: &Totals) -> Value {
 /// (so that a run holds at most a chunk of copies).
 struct ArraySource<'a> {
     logits: Slices<'a>,
+    shared: Option<xent::SharedBytes>,
     labels: Labels<'a>,
+    ignore_index: Option<i64>,
     cols: usize,
     elem: u64,
 }
@@ -225,9 +229,18 @@ impl<'a> Source<'a> for ArraySource<'a> {
     fn chunk(&mut self, start: u64, rows: usize) -> Option<PyResult<Chunk<'a>>> {
         let (s, cols) = (start as usize, self.cols);
         let logits = self.logits.range(s * cols, (s + rows) * cols);
-        let labels = ChunkLabels::Borrowed(labels_range(self.labels, s, s + rows));
+        let labels = labels_range(self.labels, s, s + rows);
+        // labels checked as they come (the device would name the row, not the label)
+        if let Some(i) = (0..rows).find(|&i| {
+            let l = labels.get(i);
+            Some(l) != self.ignore_index && !(0..cols as i64).contains(&l)
+        }) {
+            let row = start + i as u64;
+            return Some(Err(input(format!("labels: row {row}: label {} is outside [0, {cols})", labels.get(i)))));
+        }
         let bytes = rows as u64 * (cols as u64 * self.elem + 8);
-        Some(Ok(Chunk { rows, logits, labels, bytes }))
+        let memory = self.shared.iter().cloned().collect();
+        Some(Ok(Chunk { rows, memory, logits, labels: ChunkLabels::Borrowed(labels), bytes }))
     }
 }
 
@@ -270,7 +283,14 @@ pub(crate) fn evaluate(
         bytes: m.rows as u64 * (m.cols as u64 * elem + 8),
     };
     // the arrays' slices are taken here, with the GIL held; the driver only reads them
-    let source = ArraySource { logits: m.array.slices()?, labels: y.range(0, y.len())?, cols: m.cols, elem };
+    let source = ArraySource {
+        logits: m.array.slices()?,
+        shared: m.shared()?,
+        labels: y.range(0, y.len())?,
+        ignore_index,
+        cols: m.cols,
+        elem,
+    };
     let totals = drive(py, ctx, &spec, &shape, source, progress)?;
     Ok(line(&spec, &shape, &totals).to_string())
 }

@@ -114,7 +114,7 @@ impl FileSource {
         }
         let bytes =
             rows as u64 * (self.logits.cols() * self.logits.dtype().size() as u64 + self.labels.dtype().size() as u64);
-        Ok(Chunk { rows, logits, labels: ChunkLabels::Owned(labels), bytes })
+        Ok(Chunk { rows, memory: Vec::new(), logits, labels: ChunkLabels::Owned(labels), bytes })
     }
 }
 

@@ -114,13 +114,17 @@ pub(crate) fn run<'py>(
         loss = loss.with_weights(w);
     }
     let options = RunOptions { base: log_base(base)?, keep_values, keep_argmax, keep_entropy, ..Default::default() };
+    let mut memory = Vec::new();
+    for m in [Some(&first), second.as_ref()].into_iter().flatten() {
+        memory.extend(m.shared()?);
+    }
     if grad_scale.is_some() && !op.has_gradient() {
         return Err(input(format!("return_grad: {} writes no gradient of these inputs", op.name())));
     }
     let (out, grad) = py
         .detach(|| -> PyResult<_> {
             let backend = ctx.lock()?;
-            let out = backend.compute(&loss, &options)?;
+            let out = backend.compute(&loss, &options, &memory)?;
             let Some(scale) = grad_scale else { return Ok((out, None)) };
             // the gradient of scale · (sum, or mean over the forward's denominator)
             let scale = (if grad_mean { scale / out.denominator } else { scale }) as f32;

@@ -180,3 +180,33 @@ def test_evaluate_files_is_xent_ce(gpu, rng, tmp_path):
     ours = xent.evaluate_files(tmp_path / "x.npy", tmp_path / "y.npy", context=gpu).to_dict()
     for key in ("rows", "cols", "sum", "denominator", "correct", "counted", "top_correct", "calibration", "brier_sum"):
         assert cli[key] == ours[key], key
+
+
+def test_in_place_and_copied_rows_have_the_same_bits(gpu, rng, tmp_path):
+    # where the device reads host memory (lavapipe), arrays are read in place; with
+    # XENT_HOST_IMPORT=0 they are copied: the same bits either way
+    import sys
+
+    x, y = data(rng, 20_000, 33)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    code = (
+        "import sys, json, numpy as np, xent\n"
+        "x, y = np.load(sys.argv[1]), np.load(sys.argv[2])\n"
+        "c = xent.Context('gpu')\n"
+        "print(json.dumps([xent.cross_entropy(x, y, context=c), xent.evaluate(x, y, context=c).to_dict()['sum'],"
+        " float(xent.log_softmax(x, context=c).sum(dtype=np.float64))]))\n"
+    )
+    runs = []
+    for flag in ("1", "0"):
+        out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
+                             capture_output=True, text=True, check=True, env={**os.environ, "XENT_HOST_IMPORT": flag})
+        runs.append(json.loads(out.stdout))
+    assert runs[0] == runs[1]
+
+
+def test_a_bad_label_is_named(ctx, rng):
+    x, y = data(rng, 100, 7)
+    y[42] = 7
+    with pytest.raises(xent.XentInputError, match=r"labels: row 42: label 7 is outside \[0, 7\)"):
+        xent.evaluate(x, y, chunk_rows=10, context=ctx)
