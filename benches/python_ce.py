@@ -1,7 +1,7 @@
 """The Python package's speed, against what a Python user writes instead.
 
     python benches/python_ce.py [--rows 8192] [--cols 4096] [--repeat 7]
-                                [--file-rows 0] [--xent target/release/xent]
+                                [--file-rows 0] [--files-only] [--xent target/release/xent]
 
 1. `xent.cross_entropy` on a [rows, cols] float32 NumPy array (the whole call: argument
    checks, upload, kernel, reduction, readback), against NumPy's stable log-sum-exp
@@ -115,8 +115,10 @@ def main():
     p.add_argument("--dir", default=None, help="where the temporary files go")
     p.add_argument("--xent", default=None, help="the xent command line (a release build)")
     p.add_argument("--cpu", action="store_true", help="also time the CPU path")
+    p.add_argument("--files-only", action="store_true", help="only the file measurement")
     args = p.parse_args()
-    arrays(args)
+    if not args.files_only:
+        arrays(args)
     if args.file_rows:
         files(args)
 

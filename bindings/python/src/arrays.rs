@@ -154,15 +154,36 @@ pub(crate) fn labels_range<'a>(labels: Labels<'a>, start: usize, end: usize) -> 
 pub(crate) enum Held<'a> {
     Borrowed(Floats<'a>),
     Owned(Vec<f32>),
-    OwnedF16(Vec<f16>),
+    /// Read from a file, shared with a device that reads host memory in place.
+    Shared(Arc<Owned<f32>>),
+    SharedF16(Arc<Owned<f16>>),
+}
+
+/// Elements one owns, as bytes a device may read in place ([`SharedBytes`]).
+pub(crate) struct Owned<T>(pub(crate) Vec<T>);
+
+impl<T: bytemuck::Pod> AsRef<[u8]> for Owned<T> {
+    fn as_ref(&self) -> &[u8] {
+        bytemuck::cast_slice(&self.0)
+    }
 }
 
 impl Held<'_> {
+    /// The memory a device may read these elements in place from, where they are owned.
+    pub(crate) fn shared(&self) -> Option<SharedBytes> {
+        match self {
+            Held::Shared(v) => Some(v.clone()),
+            Held::SharedF16(v) => Some(v.clone()),
+            _ => None,
+        }
+    }
+
     pub(crate) fn floats(&self) -> Floats<'_> {
         match self {
             Held::Borrowed(f) => *f,
             Held::Owned(v) => Floats::F32(v),
-            Held::OwnedF16(v) => Floats::F16(v),
+            Held::Shared(v) => Floats::F32(&v.0),
+            Held::SharedF16(v) => Floats::F16(&v.0),
         }
     }
 }

@@ -10,7 +10,9 @@ use pyo3::PyResult;
 use xent::DType;
 use xent::npy::{NpyDType, NpyFile};
 
-use crate::arrays::Held;
+use std::sync::Arc;
+
+use crate::arrays::{Held, Owned};
 use crate::errors::{from_npy, input};
 use crate::evaluate::{Chunk, ChunkLabels, Shape, Source};
 
@@ -95,11 +97,11 @@ impl FileSource {
         let logits = if self.logits.dtype() == NpyDType::F16 {
             let mut v = Vec::new();
             self.logits.read_f16_raw(start, rows, &mut v).map_err(from_npy)?;
-            Held::OwnedF16(v)
+            Held::SharedF16(Arc::new(Owned(v)))
         } else {
             let mut v = Vec::new();
             self.logits.read_f32(start, rows, &mut v).map_err(from_npy)?;
-            Held::Owned(v)
+            Held::Shared(Arc::new(Owned(v)))
         };
         let mut labels = Vec::new();
         self.labels.read_labels(start, rows, &mut labels).map_err(from_npy)?;
@@ -114,7 +116,9 @@ impl FileSource {
         }
         let bytes =
             rows as u64 * (self.logits.cols() * self.logits.dtype().size() as u64 + self.labels.dtype().size() as u64);
-        Ok(Chunk { rows, memory: Vec::new(), logits, labels: ChunkLabels::Owned(labels), bytes })
+        // a device that reads host memory reads the chunk where it was read to: one copy, not two
+        let memory = logits.shared().into_iter().collect();
+        Ok(Chunk { rows, memory, logits, labels: ChunkLabels::Owned(labels), bytes })
     }
 }
 
