@@ -41,13 +41,44 @@ pub(crate) struct Context {
 impl Context {
     /// The backend, locked (call it with the GIL released); an error in a process other
     /// than the one that opened the device.
-    pub(crate) fn lock(&self) -> PyResult<std::sync::MutexGuard<'_, Backend>> {
+    pub(crate) fn lock(&self) -> PyResult<Held<'_>> {
         if std::process::id() != self.pid {
             return Err(device(
                 "this context was opened in another process (before fork); open a new one in this process",
             ));
         }
-        Ok(lock(&self.backend))
+        let me = self as *const Context as usize;
+        if HOLDING.with(|h| h.borrow().contains(&me)) {
+            // a job's progress callback calling back into its own context would wait forever
+            return Err(input("context: busy with the job whose callback this is; use another context here"));
+        }
+        HOLDING.with(|h| h.borrow_mut().push(me));
+        Ok(Held { guard: lock(&self.backend), me })
+    }
+}
+
+std::thread_local! {
+    /// The contexts this thread holds (by address): a job's own thread is where its
+    /// callbacks run.
+    static HOLDING: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A context's backend, locked by this thread.
+pub(crate) struct Held<'a> {
+    guard: std::sync::MutexGuard<'a, Backend>,
+    me: usize,
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = Backend;
+    fn deref(&self) -> &Backend {
+        &self.guard
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        HOLDING.with(|h| h.borrow_mut().retain(|&c| c != self.me));
     }
 }
 

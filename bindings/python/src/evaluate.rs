@@ -140,7 +140,6 @@ fn drive<'a>(
         let t = Instant::now();
         let step = stream.piece_rows();
         let (mut start, mut done_bytes) = (0u64, 0u64);
-        let describe = |e: xent::Error| crate::errors::from_xent(e);
         while start < shape.rows {
             let n = step.min(shape.rows - start) as usize;
             let Some(chunk) = source.chunk(start, n) else { break };
@@ -148,16 +147,16 @@ fn drive<'a>(
             let batch = Batch::new(chunk.logits.floats(), chunk.rows, shape.cols as usize).or_raise()?;
             let mut loss = Loss::new(spec.op, batch).with_labels(chunk.labels.labels());
             loss.softcap = spec.softcap;
-            let rows = stream.push_shared(&loss, &chunk.memory).map_err(describe)?;
+            let rows = stream.push_shared(&loss, &chunk.memory).map_err(crate::errors::from_xent)?;
             rows.evals.iter().for_each(|r| metrics.push(r));
             start += n as u64;
             done_bytes += chunk.bytes;
             between_chunks(progress.as_ref(), done_bytes, shape.bytes)?;
         }
-        let rows = stream.drain().map_err(describe)?;
+        let rows = stream.drain().map_err(crate::errors::from_xent)?;
         rows.evals.iter().for_each(|r| metrics.push(r));
         let gpu = matches!(stream, Stream::Gpu(_));
-        let out = stream.finish().map_err(describe)?;
+        let out = stream.finish().map_err(crate::errors::from_xent)?;
         let seconds = t.elapsed().as_secs_f64();
         Ok(Totals {
             sum: out.sum,

@@ -75,3 +75,18 @@ def test_a_context_from_before_fork_is_refused_in_the_child():
     assert "opened in another process" in q.get(timeout=120)
     p.join(60)
     assert p.exitcode == 0
+
+
+def test_a_callback_that_calls_its_own_context_is_refused(ctx, rng):
+    x = rng.standard_normal((100, 5), dtype=np.float32)
+    y = rng.integers(0, 5, 100)
+    seen = []
+
+    def progress(done, total):
+        seen.append(xent.cross_entropy(x, y, context="cpu"))  # another context: fine
+        xent.cross_entropy(x, y, context=ctx)  # its own: refused, not a deadlock
+
+    with pytest.raises(xent.XentInputError, match="busy with the job"):
+        xent.evaluate(x, y, chunk_rows=10, progress=progress, context=ctx)
+    assert len(seen) == 1
+    assert xent.cross_entropy(x, y, context=ctx) == pytest.approx(seen[0], rel=1e-5)
