@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 
 mod arrays;
 mod backend;
+mod cpu;
 mod errors;
 mod evaluate;
 mod files;

@@ -7,7 +7,8 @@ use pyo3::types::{PyBool, PyDict, PyString};
 use xent::{Batch, Form, Loss, Op, OptionValue, RunOptions};
 
 use crate::arrays::{FloatArray, LabelArray, Matrix};
-use crate::backend::{Backend, CHUNK_BYTES, Context, Sum, log_base};
+use crate::backend::{Backend, CHUNK_BYTES, Context, log_base};
+use crate::cpu::Sum;
 use crate::errors::{OrRaise, input};
 
 /// `op` (the library's name) with the options of `options` set on its defaults.
