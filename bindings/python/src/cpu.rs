@@ -2,7 +2,9 @@
 //! the library's f64 reference (`xent::reference`), exact and single-threaded, fed a chunk
 //! of rows at a time. The library's native CPU engine (`xent::cpu::Engine`, whose `compute`
 //! and `stream` take and give the GPU context's types) replaces [`Cpu`] and [`CpuStream`]
-//! here, and nothing else in the package changes.
+//! here, and nothing else in the package changes for the row operations and evaluation.
+//! The host path's gradient (grad.rs) and fused linear head (ops.rs) call the reference
+//! themselves: the engine's API has neither.
 
 use xent::metrics::RowEval;
 use xent::{Loss, Op, Output, Rows, RunOptions};
