@@ -268,7 +268,7 @@ def entropy(input: ArrayLike, *, logits: bool = True, reduction: Reduction = "no
     rows, lead = rows_of(x, "input")
     out = _run("entropy", {"p": "logits" if logits else "probs"}, rows, keep_values=reduction == "none",
                base=_base(base), context=context, **_grad(return_grad, reduction, 1.0 / max(rows.shape[0], 1)))
-    return _with_grad(_reduce(out, reduction, lead), out, return_grad, rows if x.ndim != 2 else x)
+    return _with_grad(_reduce(out, reduction, lead), out, return_grad, x)
 
 
 def jsd(input: ArrayLike, target: ArrayLike, beta: float = 0.5, reduction: Reduction = "mean", *,
