@@ -242,3 +242,15 @@ def test_float32_is_read_in_place(rng):
     xent.cross_entropy(x[:10], y[:10], context="cpu")
     grew = _peak_over_call(lambda: xent.cross_entropy(x, y, context="cpu"))
     assert grew < x.nbytes / 4, grew
+
+
+def test_float16_logits_with_float32_targets(ctx, rng):
+    # the targets keep their precision: no narrowing to the logits' float16
+    x = rng.standard_normal((50, 7)).astype(np.float16)
+    p = softmax(rng.standard_normal((50, 7)), axis=1).astype(np.float32)
+    want = -(p * log_softmax(x.astype(np.float64), axis=1)).sum(axis=1).mean()
+    close(xent.cross_entropy(x, p, context=ctx), want, rel=1e-5)
+    t = rng.uniform(0, 1, (50, 7)).astype(np.float32)
+    x64 = x.astype(np.float64)
+    want = (np.maximum(x64, 0) - x64 * t + np.log1p(np.exp(-np.abs(x64)))).mean()
+    close(xent.binary_cross_entropy_with_logits(x, t, context=ctx), want, rel=1e-5)

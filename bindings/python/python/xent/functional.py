@@ -136,7 +136,7 @@ def cross_entropy(
                     raise XentInputError(f"weight: expected shape ({k},), one entry per class, got {w.shape}")
                 t = t * w.astype(np.float32)
         if t.dtype != x.dtype:
-            t = t.astype(x.dtype if x.dtype in (np.float32, np.float16) else np.float32)
+            t = t.astype(np.float32) if t.dtype not in (np.float32, np.float16) else t
         out = _run("ce-probs", {"z_loss": z_loss}, x, t, softcap=softcap, keep_values=reduction == "none",
                    context=context, **_grad(return_grad, reduction, 1.0 / x.shape[0]))
         lead: tuple[int, ...] = () if single else (x.shape[0],)
@@ -215,7 +215,7 @@ def _binary(op_input: str, input, target, weight, reduction, pos_weight, context
     if t.shape != x.shape:
         raise XentInputError(f"target: shape {t.shape} does not match input {x.shape}")
     if t.dtype != x.dtype:
-        t = t.astype(x.dtype if x.dtype in (np.float32, np.float16) else np.float32)
+        t = t.astype(np.float32) if t.dtype not in (np.float32, np.float16) else t
     if return_grad and weight is not None:
         raise XentInputError("return_grad: not with weight; scale the gradient by weight yourself")
     elementwise = reduction == "none" or weight is not None
