@@ -10,10 +10,12 @@ mod error;
 mod head;
 mod host;
 mod host_memory;
+#[cfg(feature = "npy")]
+pub mod json;
 mod kernels;
 mod loss;
 pub mod metrics;
-#[cfg(feature = "cli")]
+#[cfg(feature = "npy")]
 pub mod npy;
 mod op;
 mod ops;

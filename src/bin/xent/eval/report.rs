@@ -86,16 +86,7 @@ impl Job {
     }
 }
 
-/// A JSON number, or the strings "inf", "-inf", "nan" for non-finite values.
-pub fn number(v: f64) -> Value {
-    if v.is_nan() {
-        json!("nan")
-    } else if v.is_infinite() {
-        json!(if v > 0.0 { "inf" } else { "-inf" })
-    } else {
-        json!(v)
-    }
-}
+pub use xent::json::number;
 
 /// A progress bar on stderr, drawn only when stderr is a terminal and the run has taken
 /// over a second, so scripts and short runs see nothing.

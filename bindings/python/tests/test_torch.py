@@ -1,0 +1,53 @@
+"""Against PyTorch's own functions, where PyTorch is installed (skipped otherwise); tensors
+go in as they are (through DLPack, no copy)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import close
+
+import xent
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+
+def test_cross_entropy_like_torch(ctx):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(300, 37, generator=g) * 3
+    y = torch.randint(0, 37, (300,), generator=g)
+    y[::9] = -100
+    w = torch.rand(37, generator=g) + 0.5
+    for kw in ({}, {"weight": w}, {"label_smoothing": 0.1}, {"weight": w, "label_smoothing": 0.2}):
+        want = F.cross_entropy(x.double(), y, **kw).item()
+        got = xent.cross_entropy(x, y, **{k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in kw.items()},
+                                 context=ctx)
+        close(got, want, rel=2e-5)
+    close(xent.cross_entropy(x, y, reduction="none", context=ctx), F.cross_entropy(x.double(), y, reduction="none"),
+          rel=2e-5, abs=2e-5)
+
+
+def test_divergences_like_torch(ctx):
+    g = torch.Generator().manual_seed(4)
+    q = F.log_softmax(torch.randn(50, 9, generator=g), dim=1)
+    p = F.softmax(torch.randn(50, 9, generator=g), dim=1)
+    for reduction in ("batchmean", "sum", "mean"):
+        close(xent.kl_div(q, p, reduction=reduction, context=ctx), F.kl_div(q.double(), p.double(),
+                                                                            reduction=reduction).item(), rel=2e-5)
+    x = torch.randn(40, 6, generator=g) * 3
+    t = torch.rand(40, 6, generator=g)
+    close(xent.binary_cross_entropy_with_logits(x, t, context=ctx),
+          F.binary_cross_entropy_with_logits(x.double(), t.double()).item(), rel=2e-5)
+    close(xent.binary_cross_entropy(torch.sigmoid(x), t, reduction="none", context=ctx),
+          F.binary_cross_entropy(torch.sigmoid(x).double(), t.double(), reduction="none").numpy(), rel=2e-5,
+          abs=2e-5)
+    close(xent.log_softmax(x, dim=0, context=ctx), F.log_softmax(x.double(), dim=0).numpy(), rel=2e-5, abs=2e-6)
+    close(xent.logsumexp(x, 1, context=ctx), torch.logsumexp(x.double(), 1).numpy(), rel=2e-6)
+
+
+def test_a_tensor_that_requires_grad(ctx):
+    x = torch.randn(8, 5, requires_grad=True)
+    y = torch.randint(0, 5, (8,))
+    close(xent.cross_entropy(x, y, context=ctx), F.cross_entropy(x.detach().double(), y).item(), rel=2e-5)
+    assert np.isfinite(xent.cross_entropy(x, y, context=ctx))
