@@ -173,7 +173,10 @@ def test_evaluate_files_is_xent_ce(gpu, rng, tmp_path):
     x, y = data(rng, 5000, 30)
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", y.astype(np.int64))
-    out = subprocess.run([_cli(), "ce", "--logits", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy"), "--json"],
+    # the command line on the same device as the context (its `auto` prefers the CPU engine
+    # to a software adapter)
+    out = subprocess.run([_cli(), "ce", "--logits", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy"),
+                          "--json", "--device", "gpu"],
                          capture_output=True, text=True, check=True,
                          env={**os.environ, "XENT_HOST_IMPORT": os.environ.get("XENT_HOST_IMPORT", "1")})
     cli = json.loads(out.stdout)
