@@ -1,19 +1,19 @@
 //! The native CPU engine: every row operation of [`Op::ALL`](crate::Op::ALL) over host
 //! slices, on all cores, in SIMD, at the machine's memory speed, with the GPU path's types
-//! ([`Loss`], [`RunOptions`], [`Output`], [`Rows`]).
+//! ([`Loss`], [`RunOptions`], [`Output`], [`Rows`](crate::Rows)).
 //!
 //! - **Layout**: a job's rows are cut into pieces (bounded memory for per-row results), a
 //!   piece into tasks of whole rows that rayon runs on the engine's threads; one row is
 //!   computed by one thread, in one pass or two over its memory (the max, then the sums).
 //! - **SIMD**: each task runs inside [`pulp::Arch::dispatch`], which picks the widest
 //!   instruction set the CPU has at run time (AVX-512, AVX2+FMA, NEON; else plain x86-64)
-//!   and compiles the row loops ([`math`]) for it: 16 fixed lanes, a vectorised `exp`.
+//!   and compiles the row loops (`math.rs`) for it: 16 fixed lanes, a vectorised `exp`.
 //! - **Deterministic**: a row's lanes, their tree and the order of its passes are fixed, and
 //!   rows are added into the sums one after another in row order (Neumaier-compensated, in
 //!   f64), so the bits depend on neither the thread count, nor the chunking, nor the
 //!   instruction set.
 //! - **Numerics**: inputs widened exactly to f32 (f16, bf16), f32 accumulation; JSD and
-//!   distillation accumulate in f64 ([`wide`]). The special-value rules are the kernels'.
+//!   distillation accumulate in f64 (`wide.rs`). The special-value rules are the kernels'.
 
 mod math;
 mod plan;
