@@ -3,6 +3,7 @@
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::host_memory::SharedBytes;
 use crate::loss::{Batch, DType, Dist, Loss};
 use crate::op::Op;
 use crate::ops;
@@ -31,21 +32,19 @@ impl Context {
         let mut rows = stream.rows_with_room(loss.primary().rows)?;
         stream.push_into(loss, &mut rows)?;
         rows.append(stream.drain()?)?;
-        let softmax = stream.softmax();
-        let mut out = stream.finish().map_err(|e| describe(e, loss))?;
-        if softmax {
-            out.sum = rows.values.iter().map(|&v| f64::from(v)).sum();
-        }
-        if softmax || out.values.is_some() {
-            out.values = Some(rows.values);
-        }
-        if out.argmax.is_some() {
-            out.argmax = Some(rows.argmax);
-        }
-        if out.entropy.is_some() {
-            out.entropy = Some(rows.entropy);
-        }
-        Ok(out)
+        let out = stream.finish().map_err(|e| describe(e, loss))?;
+        Ok(whole(out, rows, loss))
+    }
+
+    /// [`Context::compute`] of a `loss` whose float inputs lie in `memory` (a file's mapping,
+    /// an array held by its owner), which a device that reads host memory reads in place
+    /// ([`Stream::push_shared`]).
+    pub fn compute_shared(&self, loss: &Loss, options: &RunOptions, memory: &[SharedBytes]) -> Result<Output> {
+        let mut stream = self.stream(loss, loss.primary().rows as u64, options)?;
+        let mut rows = stream.push_shared(loss, memory)?;
+        rows.append(stream.drain()?)?;
+        let out = stream.finish().map_err(|e| describe(e, loss))?;
+        Ok(whole(out, rows, loss))
     }
 
     /// Starts a job of `rows` rows in all, fed in chunks by [`Stream::push`]. `template`
@@ -76,6 +75,25 @@ impl Context {
             Ok(stream)
         })
     }
+}
+
+/// `out` with a whole job's `rows` where it kept them: softmax's values always (and their
+/// sum), the per-row values, argmax and entropies where the options asked.
+fn whole(mut out: Output, rows: Rows, loss: &Loss) -> Output {
+    let softmax = loss.op.writes_rows();
+    if softmax {
+        out.sum = rows.values.iter().map(|&v| f64::from(v)).sum();
+    }
+    if softmax || out.values.is_some() {
+        out.values = Some(rows.values);
+    }
+    if out.argmax.is_some() {
+        out.argmax = Some(rows.argmax);
+    }
+    if out.entropy.is_some() {
+        out.entropy = Some(rows.entropy);
+    }
+    out
 }
 
 /// Adds the offending value to a row error, from the host data of `loss`.

@@ -24,6 +24,7 @@ pub mod readback;
 pub mod reference;
 mod status;
 mod stream;
+mod sum;
 
 /// The wgpu this crate is built on. Name wgpu's types through `xent::wgpu` and the buffers
 /// and devices an app passes are always the ones the recorder takes.
@@ -45,6 +46,7 @@ pub use host_memory::SharedBytes;
 pub use loss::{Batch, DType, Floats, Labels, LogBase, Loss, Reduction};
 pub use op::{Domain, Form, Inputs, Op, OptionInfo, OptionValue, Signature, Slot, Task};
 pub use status::Status;
+pub use sum::CompensatedSum;
 
 /// The code blocks of README.md, compiled (and run) as doctests.
 #[cfg(doctest)]

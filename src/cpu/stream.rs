@@ -13,6 +13,7 @@ use crate::host::describe;
 use crate::host_memory::SharedBytes;
 use crate::loss::Loss;
 use crate::stream::{Output, Rows, RunOptions};
+use crate::sum::CompensatedSum;
 
 /// Elements of a piece's inputs, and its most rows: they bound the per-row results held at
 /// once.
@@ -20,29 +21,6 @@ const PIECE_ELEMENTS: usize = 1 << 23;
 const PIECE_ROWS: usize = 1 << 16;
 /// Elements of one task: a few rows of many columns, or many of few.
 const TASK_ELEMENTS: usize = 1 << 15;
-
-/// A streaming Neumaier sum in f64; NaN and infinities propagate as in a plain sum.
-#[derive(Clone, Copy, Default)]
-struct Sum {
-    s: f64,
-    c: f64,
-}
-
-impl Sum {
-    fn add(&mut self, x: f64) {
-        if !x.is_finite() || !self.s.is_finite() {
-            self.s += x;
-            return;
-        }
-        let t = self.s + x;
-        self.c += if self.s.abs() >= x.abs() { (self.s - t) + x } else { (x - t) + self.s };
-        self.s = t;
-    }
-
-    fn value(self) -> f64 {
-        if self.s.is_finite() { self.s + self.c } else { self.s }
-    }
-}
 
 /// Rows of a piece that one thread runs: dispatched by pulp, so that the row functions,
 /// all inlined into [`Task::with_simd`], are compiled for the instruction set it picked.
@@ -82,10 +60,10 @@ pub struct Stream<'e> {
     plan: Plan,
     rows: u64,
     next_row: u64,
-    sum: Sum,
-    denominator: Sum,
-    z: Sum,
-    entropy: Sum,
+    sum: CompensatedSum,
+    denominator: CompensatedSum,
+    z: CompensatedSum,
+    entropy: CompensatedSum,
 }
 
 impl<'e> Stream<'e> {
@@ -94,7 +72,7 @@ impl<'e> Stream<'e> {
         if rows == 0 || plan.cols == 0 {
             return Err(Error::Shape { what: "batch", detail: format!("is empty ([{rows}, {}])", plan.cols) });
         }
-        let zero = Sum::default();
+        let zero = CompensatedSum::default();
         Ok(Stream { engine, plan, rows, next_row: 0, sum: zero, denominator: zero, z: zero, entropy: zero })
     }
 

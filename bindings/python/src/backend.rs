@@ -193,7 +193,7 @@ impl Backend {
         match self {
             Backend::Gpu(ctx) if ctx.reads_host_memory() && !memory.is_empty() => {
                 // a row error is described (the label, the value) by the copying path
-                compute_shared(ctx, loss, options, memory).or_else(|_| ctx.compute(loss, options)).or_raise()
+                ctx.compute_shared(loss, options, memory).or_else(|_| ctx.compute(loss, options)).or_raise()
             }
             Backend::Gpu(ctx) => ctx.compute(loss, options).or_raise(),
             Backend::Cpu(cpu) => cpu.compute(loss, options).or_raise(),
@@ -214,33 +214,6 @@ impl Backend {
             Backend::Cpu(cpu) => cpu.label(),
         }
     }
-}
-
-/// `Context::compute` with the rows read where they lie in `memory`.
-fn compute_shared(
-    ctx: &xent::Context,
-    loss: &Loss,
-    options: &RunOptions,
-    memory: &[SharedBytes],
-) -> xent::Result<Output> {
-    let mut stream = ctx.stream(loss, loss.primary().rows as u64, options)?;
-    let mut rows = stream.push_shared(loss, memory)?;
-    rows.append(stream.drain()?)?;
-    let mut out = stream.finish()?;
-    let softmax = loss.op.writes_rows();
-    if softmax {
-        out.sum = rows.values.iter().map(|&v| f64::from(v)).sum();
-    }
-    if softmax || out.values.is_some() {
-        out.values = Some(rows.values);
-    }
-    if out.argmax.is_some() {
-        out.argmax = Some(rows.argmax);
-    }
-    if out.entropy.is_some() {
-        out.entropy = Some(rows.entropy);
-    }
-    Ok(out)
 }
 
 /// A job fed in chunks, on either path.

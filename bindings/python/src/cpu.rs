@@ -7,7 +7,7 @@
 //! themselves: the engine's API has neither.
 
 use xent::metrics::RowEval;
-use xent::{Loss, Op, Output, Rows, RunOptions};
+use xent::{CompensatedSum, Loss, Op, Output, Rows, RunOptions};
 
 use crate::backend::CHUNK_BYTES;
 
@@ -43,8 +43,8 @@ impl Cpu {
             cols: template.primary().cols,
             done: 0,
             piece_rows: options.chunk_rows.map_or(piece_rows, |c| c.clamp(1, piece_rows)),
-            sum: Sum::default(),
-            denominator: Sum::default(),
+            sum: CompensatedSum::default(),
+            denominator: CompensatedSum::default(),
             z_sum: None,
             entropy_sum: None,
         })
@@ -59,10 +59,10 @@ pub(crate) struct CpuStream {
     cols: usize,
     done: u64,
     pub(crate) piece_rows: u64,
-    sum: Sum,
-    denominator: Sum,
-    z_sum: Option<Sum>,
-    entropy_sum: Option<Sum>,
+    sum: CompensatedSum,
+    denominator: CompensatedSum,
+    z_sum: Option<CompensatedSum>,
+    entropy_sum: Option<CompensatedSum>,
 }
 
 impl CpuStream {
@@ -80,12 +80,12 @@ impl CpuStream {
         }
         r.weights.iter().for_each(|&w| self.denominator.add(w));
         if let Some(terms) = xent::reference::z_terms(chunk, base).map_err(shift)? {
-            let z = self.z_sum.get_or_insert_with(Sum::default);
+            let z = self.z_sum.get_or_insert_with(CompensatedSum::default);
             terms.iter().for_each(|&v| z.add(v));
         }
         let entropies = xent::reference::entropies(chunk, base).map_err(shift)?;
         if let Some(h) = &entropies {
-            let total = self.entropy_sum.get_or_insert_with(Sum::default);
+            let total = self.entropy_sum.get_or_insert_with(CompensatedSum::default);
             let ignore = match self.op {
                 Op::CrossEntropy { ignore_index, .. } => ignore_index,
                 _ => None,
@@ -144,27 +144,4 @@ impl CpuStream {
 
 fn has_z_loss(op: Op) -> bool {
     matches!(op, Op::CrossEntropy { z_loss, .. } | Op::CrossEntropyProbs { z_loss, .. } if z_loss > 0.0)
-}
-
-/// A streaming Neumaier sum; infinities and NaN propagate as in a plain sum.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct Sum {
-    s: f64,
-    c: f64,
-}
-
-impl Sum {
-    pub(crate) fn add(&mut self, x: f64) {
-        if !x.is_finite() || !self.s.is_finite() {
-            self.s += x;
-            return;
-        }
-        let t = self.s + x;
-        self.c += if self.s.abs() >= x.abs() { (self.s - t) + x } else { (x - t) + self.s };
-        self.s = t;
-    }
-
-    pub(crate) fn value(&self) -> f64 {
-        if self.s.is_finite() { self.s + self.c } else { self.s }
-    }
 }

@@ -8,8 +8,8 @@ use xent::{Batch, Form, Loss, Op, OptionValue, RunOptions};
 
 use crate::arrays::{FloatArray, LabelArray, Matrix};
 use crate::backend::{Backend, CHUNK_BYTES, Context, log_base};
-use crate::cpu::Sum;
 use crate::errors::{OrRaise, input};
+use xent::CompensatedSum;
 
 /// `op` (the library's name) with the options of `options` set on its defaults.
 pub(crate) fn op_with(name: &str, options: &Bound<'_, PyDict>) -> PyResult<Op> {
@@ -230,7 +230,7 @@ pub(crate) fn linear_ce<'py>(
         }
         Ok(values)
     })?;
-    let (mut sum, mut counted) = (Sum::default(), 0u64);
+    let (mut sum, mut counted) = (CompensatedSum::default(), 0u64);
     for (i, v) in values.iter().enumerate() {
         let label = y.range(i, i + 1)?.get(0);
         if ignore != Some(label) {

@@ -6,7 +6,7 @@ use std::sync::mpsc::{Receiver, Sender};
 
 use xent::metrics::{BinaryMetrics, Metrics};
 use xent::npy::NpyWriter;
-use xent::{BackendStream, Context, Rows, Stream};
+use xent::{BackendStream, CompensatedSum, Context, Rows, Stream};
 
 use super::Job;
 use super::input::{Chunk, Data};
@@ -161,8 +161,9 @@ impl Job {
 
     pub(super) fn run_cpu(&self, (rx, spares): Chunks, progress: &Progress) -> Result<Totals, Failure> {
         let mut writer = Writers { values: self.writer()?, entropy: self.entropy_writer()? };
-        let (mut sum, mut denominator, mut z_sum) = (Sum::default(), Sum::default(), None::<Sum>);
-        let mut entropy_sum = self.has_entropy().then(Sum::default);
+        let (mut sum, mut denominator, mut z_sum) =
+            (CompensatedSum::default(), CompensatedSum::default(), None::<CompensatedSum>);
+        let mut entropy_sum = self.has_entropy().then(CompensatedSum::default);
         let (mut metrics, mut binary) = (self.metrics()?, self.binary_metrics()?);
         for chunk in rx {
             let chunk = chunk?;
@@ -179,7 +180,7 @@ impl Job {
             r.weights.iter().for_each(|&w| denominator.add(w));
             let z_terms = xent::reference::z_terms(&loss, self.base()).map_err(|e| self.row_failure(e, chunk.start))?;
             if let Some(terms) = z_terms {
-                let z = z_sum.get_or_insert_with(Sum::default);
+                let z = z_sum.get_or_insert_with(CompensatedSum::default);
                 terms.iter().for_each(|&v| z.add(v));
             }
             if let Some(w) = &mut writer.values {
@@ -207,7 +208,7 @@ impl Job {
         &self,
         h: &[f64],
         labels: Option<&[i64]>,
-        total: &mut Sum,
+        total: &mut CompensatedSum,
         w: &mut Writers,
     ) -> Result<(), Failure> {
         let ignore = self.ignore_index();
@@ -241,28 +242,5 @@ fn give_back(spares: &Sender<Data>, chunk: Chunk) {
         if !matches!(data, Data::Mapped { .. }) {
             let _ = spares.send(data);
         }
-    }
-}
-
-/// A streaming Neumaier sum; infinities and NaN propagate as in a plain sum.
-#[derive(Default)]
-struct Sum {
-    s: f64,
-    c: f64,
-}
-
-impl Sum {
-    fn add(&mut self, x: f64) {
-        if !x.is_finite() || !self.s.is_finite() {
-            self.s += x;
-            return;
-        }
-        let t = self.s + x;
-        self.c += if self.s.abs() >= x.abs() { (self.s - t) + x } else { (x - t) + self.s };
-        self.s = t;
-    }
-
-    fn value(&self) -> f64 {
-        if self.s.is_finite() { self.s + self.c } else { self.s }
     }
 }
