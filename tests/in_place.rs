@@ -161,7 +161,8 @@ fn rows_off_their_octet_are_copied_with_the_same_bits() {
 }
 
 /// The device's buffer over the memory holds a reference to it until the device is done:
-/// one piece of 16 MB, just submitted, is still held when `push_shared` returns.
+/// one piece of 16 MB, just submitted, is still held when `push_shared` returns unless the
+/// device has finished it, and let go once the device is done.
 #[test]
 fn the_memory_is_held_while_the_device_reads_it() {
     let Some(ctx) = context() else { return };
@@ -175,7 +176,11 @@ fn the_memory_is_held_while_the_device_reads_it() {
     let mut stream = ctx.stream(&loss, rows as u64, &RunOptions::default()).expect("stream");
     stream.push_shared(&loss, std::slice::from_ref(&memory)).expect("push");
     if must_read_in_place(ctx) {
-        assert!(Arc::strong_count(&memory) > 1, "no buffer holds the memory while the device reads it");
+        // A fast device may be done with the piece already, and its buffer released: the
+        // memory may then be free only once the queue is empty (read after the count).
+        let held = Arc::strong_count(&memory) > 1;
+        let done = ctx.device().poll(xent::wgpu::PollType::Poll).expect("poll").is_queue_empty();
+        assert!(held || done, "the memory was let go while the device could still read it");
     }
     stream.finish().expect("finish");
     ctx.device().poll(xent::wgpu::PollType::wait_indefinitely()).expect("poll");
