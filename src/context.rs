@@ -20,6 +20,9 @@ pub struct ContextOptions {
     pub backends: Option<wgpu::Backends>,
     /// A case-insensitive substring of the adapter's name; `None`: `WGPU_ADAPTER_NAME`.
     pub adapter_name: Option<String>,
+    /// naga's runtime checks in the shaders ([`Recorder::with_shader_checks`]); `None`:
+    /// on where `XENT_SHADER_CHECKS=1`, else off.
+    pub shader_checks: Option<bool>,
 }
 
 /// Instance, adapter, device and queue, with the kernels compiled on them.
@@ -93,7 +96,11 @@ impl Context {
                     "no adapter{wanted}; {seen} (a software one: apt-get install mesa-vulkan-drivers)"
                 ))
             })?;
-        Self::from_adapter(adapter)
+        let mut ctx = Self::from_adapter(adapter)?;
+        if let Some(on) = options.shader_checks {
+            ctx.set_shader_checks(on);
+        }
+        Ok(ctx)
     }
 
     /// Opens `adapter` with its own limits and the optional features xent can use.
@@ -134,7 +141,7 @@ impl Context {
                 uncaptured.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| e.to_string());
             }));
         }
-        let recorder = Recorder::checking(&device);
+        let recorder = Recorder::checking(&device, crate::kernels::shader_checks_from_env());
         Ok(Context { adapter, device, queue, recorder, lost, uncaptured, chunk_bytes: 64 << 20, host_import })
     }
 
@@ -182,6 +189,15 @@ impl Context {
     /// outputs and their readback (default 64 MiB; two pieces are in flight at once).
     pub fn set_chunk_bytes(&mut self, bytes: u64) {
         self.chunk_bytes = bytes.max(1);
+    }
+
+    /// Builds the shaders with naga's runtime checks (`true`) or without them (`false`, the
+    /// default unless `XENT_SHADER_CHECKS=1`): the same results, the checks at a cost. The
+    /// kernels compiled so far are dropped.
+    pub fn set_shader_checks(&mut self, on: bool) {
+        if on != self.recorder.shader_checks() {
+            self.recorder = Recorder::checking(&self.device, on);
+        }
     }
 
     /// An error if the device was lost or raised an error outside any scope.

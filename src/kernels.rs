@@ -278,6 +278,14 @@ pub(crate) struct Kernels {
     /// Wait for the driver's verdict on each new pipeline (the host path, which blocks
     /// anyway); a recorder of an app's never waits (see [`crate::Recorder::prepare`]).
     wait_for_compiles: bool,
+    /// naga's runtime checks in the shaders ([`shader_checks_from_env`]); off by default.
+    checks: bool,
+}
+
+/// Whether shader modules are built with naga's runtime checks: `XENT_SHADER_CHECKS=1`
+/// turns them on; by default they are off ([`Kernels::module`] says why that is safe).
+pub(crate) fn shader_checks_from_env() -> bool {
+    std::env::var("XENT_SHADER_CHECKS").is_ok_and(|v| v == "1")
 }
 
 impl Binding {
@@ -299,8 +307,9 @@ impl Binding {
 
 impl Kernels {
     /// Caches for `device`; layouts, modules and pipelines are created on first use, and with
-    /// `wait_for_compiles` each new pipeline's validation is waited for (blocking).
-    pub(crate) fn new(device: &wgpu::Device, wait_for_compiles: bool) -> Self {
+    /// `wait_for_compiles` each new pipeline's validation is waited for (blocking). Modules
+    /// are built with naga's runtime checks where `checks` is set.
+    pub(crate) fn new(device: &wgpu::Device, wait_for_compiles: bool, checks: bool) -> Self {
         let info = device.adapter_info();
         let cpu = info.device_type == wgpu::DeviceType::Cpu;
         let cpu_layout = cpu && std::env::var("XENT_ROW_LAYOUT").map_or(true, |v| v != "gpu");
@@ -316,6 +325,7 @@ impl Kernels {
             cpu_layout,
             subgroups: device.features().contains(wgpu::Features::SUBGROUP),
             wait_for_compiles,
+            checks,
             device: device.clone(),
             layouts: Arc::default(),
             modules: Arc::default(),
@@ -327,6 +337,16 @@ impl Kernels {
     /// The device the kernels compile for.
     pub(crate) fn device(&self) -> &wgpu::Device {
         &self.device
+    }
+
+    /// Whether the shader modules carry naga's runtime checks.
+    pub(crate) fn shader_checks(&self) -> bool {
+        self.checks
+    }
+
+    /// Whether each new pipeline's validation is waited for.
+    pub(crate) fn waits_for_compiles(&self) -> bool {
+        self.wait_for_compiles
     }
 
     /// Whether the row kernels' modules are the subgroup variant ([`Module::subgroups`]).
@@ -375,15 +395,40 @@ impl Kernels {
             .clone()
     }
 
-    /// The shader module `module`, composed and created on first use.
+    /// The shader module `module`, composed and created on first use: without naga's
+    /// runtime checks unless [`Kernels::shader_checks`].
+    ///
+    /// Those checks clamp every index into a workgroup or private array, add a counter to
+    /// every loop and guard every integer division; the shaders need none of them:
+    /// - *indices*: the workgroup arrays of the row kernels (`sh_x` … of WG elements) are
+    ///   read at a lane's own slot `t < WG` or at `t + off` with `lane < off` and
+    ///   `off < LANES`, inside its row's LANES slots ([`Kernels::pipeline`] refuses a LANES
+    ///   that is not a power of two dividing WG); the reduction's (REDUCE_WG) at `t < off`;
+    ///   the product's staged tiles at `kk·(TM/4) + q < TK·TM/4 ≤ MAX_STAGED/4` (the tile
+    ///   [`crate::plan::Tile::fits`]); private arrays only by constant-bounded loops;
+    /// - *loops*: every loop steps a counter by a positive constant (`LANES`, `8·LANES`,
+    ///   `TK`, 1) towards a bound of at most the binding's elements, far from `u32::MAX`,
+    ///   or halves an offset down to 0 or to `max(subgroup width, 1)`;
+    /// - *divisions*: integer divisors are override constants the host keeps non-zero
+    ///   (LANES, TM, TN, TK) and `params.parts`, read only by split rows' kernels, run with
+    ///   two parts or more.
+    ///
+    /// Buffer accesses stay under the device's robust buffer access, which wgpu enables.
+    #[allow(unsafe_code)]
     fn module(&self, module: Module) -> wgpu::ShaderModule {
         lock(&self.modules)
             .entry(module)
             .or_insert_with(|| {
-                self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                let desc = wgpu::ShaderModuleDescriptor {
                     label: Some(&format!("xent {module:?}")),
                     source: wgpu::ShaderSource::Wgsl(module.source().into()),
-                })
+                };
+                if self.checks {
+                    return self.device.create_shader_module(desc);
+                }
+                // SAFETY: the shaders index arrays in range, end every loop and divide by
+                // non-zero integers, as the comment above argues.
+                unsafe { self.device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
             })
             .clone()
     }
@@ -403,6 +448,9 @@ impl Kernels {
         let info = kernel.info();
         if grad.of != 0 && !info.grad {
             return Err(Error::Gpu(format!("{} writes no gradient", info.entry)));
+        }
+        if !lanes.is_power_of_two() || !wg.is_multiple_of(lanes) {
+            return Err(Error::Gpu(format!("{}: {lanes} lanes a row do not divide a workgroup of {wg}", info.entry)));
         }
         let key = (kernel, dtype, reads, wg, lanes, grad);
         if let Some(p) = lock(&self.pipelines).get(&key) {

@@ -34,6 +34,20 @@ fn context() -> Option<&'static Backend> {
 /// Cross-entropy against labels with its default options.
 const CE: Op = Op::CrossEntropy { ignore_index: None, label_smoothing: 0.0, z_loss: 0.0, entropy: false };
 
+/// Shader modules built with naga's runtime checks (bounds clamps, loop counters, division
+/// guards) and without them, as by default, give the same bits on every operation.
+#[test]
+fn shaders_with_and_without_runtime_checks_give_the_same_bits() {
+    let Some(Backend::Gpu(shared)) = context() else { return };
+    let open = |checks: bool| {
+        let mut ctx = xent::Context::from_adapter(shared.adapter().clone()).unwrap();
+        ctx.set_shader_checks(checks);
+        assert_eq!(ctx.recorder().shader_checks(), checks);
+        Backend::Gpu(ctx)
+    };
+    matrix::same_bits(&open(true), &open(false));
+}
+
 /// Data over the 128 MiB binding limit of the software device is processed in chunks,
 /// and a dispatch of more than 65,535 workgroups takes a 2-D grid.
 #[test]

@@ -10,8 +10,8 @@ use super::inputs::{DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOut
 use super::linear::{DEFAULT_LOGITS_BUDGET, HeadScratch};
 use super::validate::{self, Checked};
 use crate::error::{Error, Result};
-use crate::kernels::Kernels;
 use crate::kernels::{AUX_WORDS, GradMode, Kernel, flags};
+use crate::kernels::{Kernels, shader_checks_from_env};
 use crate::loss::{DType, Reduction};
 use crate::ops::{self, Bound, Dispatch, RowBindings};
 use crate::plan::{self, buffer};
@@ -66,13 +66,34 @@ impl Recorder {
     /// A recorder for `device`. Pipelines are built on first use and cached; recording
     /// never blocks (it does not wait for the driver's verdict on a new pipeline:
     /// [`Recorder::prepare`] builds them ahead and reports it).
+    ///
+    /// Its shaders are built without naga's runtime checks (bounds clamps, loop counters,
+    /// division guards), which they do not need; `XENT_SHADER_CHECKS=1` or
+    /// [`Recorder::with_shader_checks`] puts them back, with the same results.
     pub fn new(device: &wgpu::Device) -> Recorder {
-        Self::with_kernels(device, Kernels::new(device, false))
+        Self::with_kernels(device, Kernels::new(device, false, shader_checks_from_env()))
     }
 
     /// A recorder whose new pipelines are checked as they are built, blocking: the host path's.
-    pub(crate) fn checking(device: &wgpu::Device) -> Recorder {
-        Self::with_kernels(device, Kernels::new(device, true))
+    pub(crate) fn checking(device: &wgpu::Device, shader_checks: bool) -> Recorder {
+        Self::with_kernels(device, Kernels::new(device, true, shader_checks))
+    }
+
+    /// This recorder with naga's runtime checks in its shaders (`true`) or without them
+    /// (`false`, the default). The results are the same bits either way; the checks cost
+    /// time, and guard against a defect in the shaders' own indexing.
+    pub fn with_shader_checks(self, on: bool) -> Recorder {
+        if on == self.kernels.shader_checks() {
+            return self;
+        }
+        let device = self.kernels.device().clone();
+        let wait = self.kernels.waits_for_compiles();
+        Self::with_kernels(&device, Kernels::new(&device, wait, on))
+    }
+
+    /// Whether this recorder's shaders carry naga's runtime checks.
+    pub fn shader_checks(&self) -> bool {
+        self.kernels.shader_checks()
     }
 
     fn with_kernels(device: &wgpu::Device, kernels: Kernels) -> Recorder {

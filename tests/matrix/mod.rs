@@ -210,26 +210,68 @@ fn reads_logits(op: Op) -> bool {
     std::iter::once(sig.first).chain(sig.second).any(|s| s.domain == Domain::Logits)
 }
 
-/// Runs `case` on the GPU and on the reference; returns the worst relative error.
-fn check(what: &str, case: Case, data: &Data, dtype: DType, abs: f64, rel: f64) -> f64 {
-    let Some(ctx) = context() else { return 0.0 };
-    let (rows, cols, op) = (data.rows, data.cols, case.op);
-    let sig = op.signature();
+/// The float inputs of `case` in `dtype`, and its labels: the valid ones, or with ignored
+/// rows where the case ignores some.
+fn inputs(case: Case, data: &Data, dtype: DType) -> (Input, Option<Input>, Vec<i32>) {
+    let sig = case.op.signature();
     let first = Input::new(data.slot(sig.first, false), dtype);
     let second = sig.second.map(|s| Input::new(data.slot(s, true), dtype));
-    let valid = data.valid_labels();
-    let labels = if matches!(op, Op::CrossEntropy { ignore_index: Some(IGNORE), .. }) { &data.labels } else { &valid };
-    let mut loss = Loss::new(op, first.batch(rows, cols));
-    if let Some(second) = &second {
+    let ignores = matches!(case.op, Op::CrossEntropy { ignore_index: Some(IGNORE), .. });
+    (first, second, if ignores { data.labels.clone() } else { data.valid_labels() })
+}
+
+/// The loss of `case` over `inputs` ([`inputs`]).
+fn loss_of<'a>(case: Case, data: &'a Data, inputs: &'a (Input, Option<Input>, Vec<i32>)) -> Loss<'a> {
+    let (rows, cols) = (data.rows, data.cols);
+    let (first, second, labels) = inputs;
+    let mut loss = Loss::new(case.op, first.batch(rows, cols));
+    if let Some(second) = second {
         loss = loss.with_second(second.batch(rows, cols));
     }
-    if sig.labels {
+    if case.op.signature().labels {
         loss = loss.with_labels(&labels[..]);
     }
     if case.weights {
         loss = loss.with_weights(&data.weights[..]);
     }
     loss.softcap = case.softcap;
+    loss
+}
+
+/// Every case over a few shapes (one column to split rows) in f32 and f16 gives the same
+/// bits on `a` and on `b`: every per-row value, argmax and entropy, and the sums.
+#[allow(dead_code)] // tests/gpu.rs's: shader modules with naga's runtime checks and without
+pub(crate) fn same_bits(a: &xent::Backend, b: &xent::Backend) {
+    let bits = |v: &Option<Vec<f32>>| v.as_ref().map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+    for (rows, cols) in [(7, 1), (5, 257), (2, 65537)] {
+        let data = Data::new(9000 + cols as u64, rows, cols, 8.0);
+        for case in cases() {
+            for dtype in [DType::F32, DType::F16] {
+                let inputs = inputs(case, &data, dtype);
+                let loss = loss_of(case, &data, &inputs);
+                let what = format!("{case:?} [{rows}, {cols}] {dtype:?}");
+                let opts =
+                    RunOptions { keep_values: true, keep_argmax: true, keep_entropy: true, ..Default::default() };
+                let x = a.compute(&loss, &opts).unwrap_or_else(|e| panic!("{what}: {e}"));
+                let y = b.compute(&loss, &opts).unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(bits(&x.values), bits(&y.values), "{what}: values");
+                assert_eq!(bits(&x.entropy), bits(&y.entropy), "{what}: entropy");
+                assert_eq!(x.argmax, y.argmax, "{what}: argmax");
+                let sums = |o: &xent::Output| {
+                    [Some(o.sum), Some(o.denominator), o.z_sum, o.entropy_sum].map(|v| v.map(f64::to_bits))
+                };
+                assert_eq!(sums(&x), sums(&y), "{what}: sums");
+            }
+        }
+    }
+}
+
+/// Runs `case` on the GPU and on the reference; returns the worst relative error.
+fn check(what: &str, case: Case, data: &Data, dtype: DType, abs: f64, rel: f64) -> f64 {
+    let Some(ctx) = context() else { return 0.0 };
+    let (rows, cols) = (data.rows, data.cols);
+    let inputs = inputs(case, data, dtype);
+    let loss = loss_of(case, data, &inputs);
     let what = format!("{what} {case:?} [{rows}, {cols}] {dtype:?}");
     let r = xent::reference::compute(&loss, LogBase::Nats).unwrap_or_else(|e| panic!("{what}: reference: {e}"));
     let opts = RunOptions { keep_values: true, keep_argmax: true, keep_entropy: true, ..Default::default() };

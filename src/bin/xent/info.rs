@@ -41,6 +41,7 @@ pub fn info(as_json: bool) -> Result<(), Failure> {
         "subgroup_sizes": [i.subgroup_min_size, i.subgroup_max_size],
         "timestamp_query": f.contains(wgpu::Features::TIMESTAMP_QUERY),
         "mappable_storage": f.contains(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS),
+        "shader_checks": ctx.recorder().shader_checks(),
     });
     if as_json {
         let line = json!({"command": "info", "adapters": adapters, "auto": picked, "engine": engine_line});

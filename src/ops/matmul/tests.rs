@@ -417,7 +417,7 @@ fn matmul_pieces_under_small_limits() {
     };
     let descriptor = wgpu::DeviceDescriptor { required_limits: limits, ..Default::default() };
     let (device, queue) = pollster::block_on(adapter.request_device(&descriptor)).expect("a device of small limits");
-    let kernels = Kernels::new(&device, true);
+    let kernels = Kernels::new(&device, true, false);
     let g = Gpu { device, queue, kernels };
     // (a column of W [k, n] and a row of G [k, m] span k - 1 rows: few terms fit 4 KiB)
     for ((da, db), shape) in
