@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use crate::embed::Recorder;
 use crate::error::{Error, Result};
 use crate::host_memory::{self, HostImport};
-use crate::kernels::Kernels;
 
 /// Which adapter to open.
 #[derive(Clone, Debug, Default)]
@@ -173,11 +172,6 @@ impl Context {
     /// ([`Recorder::record`]); its pipelines are the ones the context's jobs use.
     pub fn recorder(&self) -> &Recorder {
         &self.recorder
-    }
-
-    /// The compiled kernels of this device.
-    pub(crate) fn kernels(&self) -> &Kernels {
-        self.recorder.kernels()
     }
 
     /// The adapter's name and backend, e.g. `llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan)`.

@@ -19,6 +19,7 @@
 //! wgpu orders the passes of one encoder and of successive submissions, so many records
 //! may be queued before one submit.
 
+mod blocks;
 mod extras;
 mod inputs;
 mod linear;
@@ -26,6 +27,8 @@ mod recorder;
 mod results;
 mod validate;
 
+pub(crate) use blocks::BlockSum;
+pub(crate) use crate::ops::Strided;
 pub use extras::{Baseline, RecordExtras};
 pub use inputs::{
     DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, LabelType,

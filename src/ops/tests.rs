@@ -32,7 +32,7 @@ fn within_ulps(a: f32, b: f32, ulps: u32) -> bool {
 fn the_mean_of_special_sums_follows_ieee_division() {
     let Some(ctx) = context() else { return };
     let (device, queue) = (ctx.device(), ctx.queue());
-    let kernels = ctx.kernels();
+    let kernels = ctx.recorder().kernels();
     let (inf, nan) = (f32::INFINITY, f32::NAN);
     let cases: [(f32, u32, f32, u32); 12] = [
         (3.5, 0, 2.0, 0),
@@ -88,7 +88,7 @@ fn the_mean_of_special_sums_follows_ieee_division() {
 fn the_serial_tree_gives_the_workgroup_trees_bits() {
     use rand::{Rng, SeedableRng};
     let Some(ctx) = context() else { return };
-    let (device, queue, kernels) = (ctx.device(), ctx.queue(), ctx.kernels());
+    let (device, queue, kernels) = (ctx.device(), ctx.queue(), ctx.recorder().kernels());
     let n = 37 * plan::REDUCE_BLOCK + 311;
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_71ee);
     // records of two words: the value, and a mark (MARK_SKIP leaves the value out)

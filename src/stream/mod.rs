@@ -16,7 +16,9 @@ pub use output::{Output, RunOptions};
 use wgpu::util::DeviceExt;
 
 use crate::context::Context;
-use crate::embed::{DeviceBatch, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, RecordExtras};
+use crate::embed::{
+    BlockSum, DeviceBatch, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, RecordExtras, Strided,
+};
 use crate::error::try_grow;
 use crate::error::{Error, Result};
 use crate::host_memory::{self, SharedBytes};
@@ -205,8 +207,7 @@ impl<'c> Stream<'c> {
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
         self.encode_piece(&mut encoder, 0, (0, 0, self.chunk.min(self.rows)), [None, None])?;
         if !self.softmax() {
-            let values = ops::Strided { buffer: &self.slots[0].out, offset: 0, stride: 1, component: 0, mark: None };
-            ops::encode_reduce_blocks(self.ctx.kernels(), &mut encoder, values, 1, &self.partials[0], 0)?;
+            self.ctx.recorder.record_block_sums(&mut encoder, &self.block_sums(0)[..1], 1, 0)?;
         }
         Ok(())
     }
@@ -481,23 +482,8 @@ impl<'c> Stream<'c> {
         let end = self.next_row;
         let complete = if end == self.rows { end } else { end - end % plan::REDUCE_BLOCK };
         if complete > self.block_start {
-            let (kernels, here) = (self.ctx.kernels(), &self.slots[slot]);
             let (n, block) = (complete - first, first / plan::REDUCE_BLOCK);
-            let values = ops::Strided { buffer: &here.out, offset: 0, stride: 1, component: 0, mark: None };
-            ops::encode_reduce_blocks(kernels, encoder, values, n, &self.partials[0], block)?;
-            let aux =
-                |component| ops::Strided { buffer: &here.aux, offset: 0, stride: AUX_WORDS, component, mark: None };
-            if self.weighted {
-                ops::encode_reduce_blocks(kernels, encoder, aux(1), n, &self.weight_partials, block)?;
-            }
-            if let Some(z_partials) = &self.z_partials {
-                ops::encode_reduce_blocks(kernels, encoder, aux(2), n, z_partials, block)?;
-            }
-            if let Some(entropy_partials) = &self.entropy_partials {
-                // an ignored row's z word marks it out of the sum
-                let entropies = ops::Strided { mark: Some(2), ..aux(3) };
-                ops::encode_reduce_blocks(kernels, encoder, entropies, n, entropy_partials, block)?;
-            }
+            self.ctx.recorder.record_block_sums(encoder, &self.block_sums(slot), n, block)?;
         }
         // what is left of an incomplete block moves to the front of the next piece's slot
         let left = end - complete;
@@ -512,6 +498,26 @@ impl<'c> Stream<'c> {
         }
         self.block_start = complete;
         Ok(())
+    }
+
+    /// The per-row quantities the job sums, in `slot`'s per-row buffers, each with its
+    /// block partials: the values, then the weights, z-loss terms and entropies it has.
+    fn block_sums(&self, slot: usize) -> Vec<BlockSum<'_>> {
+        let here = &self.slots[slot];
+        let aux = |component| Strided { buffer: &here.aux, offset: 0, stride: AUX_WORDS, component, mark: None };
+        let values = Strided { buffer: &here.out, offset: 0, stride: 1, component: 0, mark: None };
+        let mut sums = vec![BlockSum { values, partials: &self.partials[0] }];
+        if self.weighted {
+            sums.push(BlockSum { values: aux(1), partials: &self.weight_partials });
+        }
+        if let Some(partials) = &self.z_partials {
+            sums.push(BlockSum { values: aux(2), partials });
+        }
+        if let Some(partials) = &self.entropy_partials {
+            // an ignored row's z word marks it out of the sum
+            sums.push(BlockSum { values: Strided { mark: Some(2), ..aux(3) }, partials });
+        }
+        sums
     }
 
     /// Reduces the block partials, reads back and checks the status words. Per-row
@@ -546,27 +552,18 @@ impl<'c> Stream<'c> {
         let rb = buffer(d, "xent readback", 40, USAGE_READ);
         let mut encoder = d.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(&self.status, 0, &rb, 0, 8);
-        let blocks = rows.div_ceil(plan::REDUCE_BLOCK);
-        let result = ops::reduce_result_index(rows);
-        if !softmax {
-            let scratch = [&self.partials[0], &self.partials[1]];
-            ops::encode_reduce_partials(ctx.kernels(), &mut encoder, blocks, scratch)?;
-            encoder.copy_buffer_to_buffer(scratch[result], 0, &rb, 8, 8);
-        }
-        if self.weighted {
-            let scratch = [&self.weight_partials, &self.partials[1]];
-            ops::encode_reduce_partials(ctx.kernels(), &mut encoder, blocks, scratch)?;
-            encoder.copy_buffer_to_buffer(scratch[result], 0, &rb, 16, 8);
-        }
-        if let Some(z_partials) = &self.z_partials {
-            let scratch = [z_partials, &self.partials[1]];
-            ops::encode_reduce_partials(ctx.kernels(), &mut encoder, blocks, scratch)?;
-            encoder.copy_buffer_to_buffer(scratch[result], 0, &rb, 24, 8);
-        }
-        if let Some(entropy_partials) = &self.entropy_partials {
-            let scratch = [entropy_partials, &self.partials[1]];
-            ops::encode_reduce_partials(ctx.kernels(), &mut encoder, blocks, scratch)?;
-            encoder.copy_buffer_to_buffer(scratch[result], 0, &rb, 32, 8);
+        let scratch = &self.partials[1];
+        let totals = [
+            (!softmax).then_some(&self.partials[0]),
+            self.weighted.then_some(&self.weight_partials),
+            self.z_partials.as_ref(),
+            self.entropy_partials.as_ref(),
+        ];
+        for (at, partials) in (8..).step_by(8).zip(totals) {
+            if let Some(partials) = partials {
+                let total = ctx.recorder.record_block_total(&mut encoder, rows, partials, scratch)?;
+                encoder.copy_buffer_to_buffer(total, 0, &rb, at, 8);
+            }
         }
         ctx.queue.submit([encoder.finish()]);
         let bytes = readback::read_blocking(d, &rb, 0..rb.size())?;

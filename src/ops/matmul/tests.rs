@@ -32,7 +32,7 @@ struct Gpu {
 /// `XENT_REQUIRE_GPU=1`).
 fn gpu() -> Option<Gpu> {
     let ctx = crate::ops::tests::context()?;
-    Some(Gpu { device: ctx.device().clone(), queue: ctx.queue().clone(), kernels: ctx.kernels().clone() })
+    Some(Gpu { device: ctx.device().clone(), queue: ctx.queue().clone(), kernels: ctx.recorder().kernels().clone() })
 }
 
 /// A or B on the host: `lead` other elements, then the operand's, as stored and as f64.
