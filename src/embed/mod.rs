@@ -27,8 +27,8 @@ mod recorder;
 mod results;
 mod validate;
 
-pub(crate) use blocks::BlockSum;
 pub(crate) use crate::ops::Strided;
+pub(crate) use blocks::BlockSum;
 pub use extras::{Baseline, RecordExtras};
 pub use inputs::{
     DeviceBatch, DeviceGrad, DeviceLabels, DeviceLoss, DeviceOutput, DeviceWeights, GradTarget, LabelType,

@@ -2,8 +2,9 @@
 //! there is none), `"cpu"` runs on the host, `"auto"` takes an adapter where there is one
 //! and the host otherwise.
 //!
-//! The host path is [`Cpu`] (src/cpu.rs), the one seam between the package and a CPU
-//! engine: today the library's f64 reference.
+//! The host path is [`Cpu`] (src/cpu.rs): the library's CPU engine. `"auto"` takes a real
+//! GPU where there is one and the engine otherwise, as the command line does: the engine
+//! is faster than a software adapter (llvmpipe), which `"gpu"` still opens.
 
 use std::sync::Mutex;
 
@@ -84,8 +85,10 @@ impl Drop for Context {
     fn drop(&mut self) {
         if std::process::id() != self.pid {
             // a copy made by fork: closing the device would wait on the parent's threads
-            let inherited =
-                std::mem::replace(self.backend.get_mut().unwrap_or_else(|e| e.into_inner()), Backend::Cpu(Cpu));
+            let inherited = std::mem::replace(
+                self.backend.get_mut().unwrap_or_else(|e| e.into_inner()),
+                Backend::Cpu(Cpu::inert()),
+            );
             std::mem::forget(inherited);
         }
     }
@@ -100,11 +103,14 @@ impl Context {
             "auto" | "gpu" | "cpu" => device,
             other => return Err(input(format!("device: {other:?} is not one of \"auto\", \"gpu\", \"cpu\""))),
         };
-        let opened = if want == "cpu" { None } else { Some(py.detach(xent::Context::new_blocking)) };
+        let opened = match want {
+            "gpu" => Some(py.detach(xent::Context::new_blocking).map_err(device_error)?),
+            "auto" => py.detach(real_gpu),
+            _ => None,
+        };
         let backend = match opened {
-            Some(Ok(ctx)) => Backend::Gpu(Box::new(ctx)),
-            Some(Err(e)) if want == "gpu" => return Err(device_error(e)),
-            _ => Backend::Cpu(Cpu),
+            Some(ctx) => Backend::Gpu(Box::new(ctx)),
+            None => Backend::Cpu(py.detach(Cpu::new).map_err(device_error)?),
         };
         let (kind, label) = match &backend {
             Backend::Gpu(ctx) => ("gpu", ctx.adapter_label()),
@@ -160,6 +166,17 @@ impl Context {
     fn __repr__(&self) -> String {
         format!("xent.Context(device={:?}, adapter={:?})", self.kind, self.label)
     }
+}
+
+/// `device="auto"`'s GPU, as the command line picks it (`xent::Backend::auto`): the adapter
+/// `WGPU_ADAPTER_NAME` names, whatever it is, else the best real GPU; `None` where there is
+/// none, a software adapter (llvmpipe) included, which the engine outruns.
+fn real_gpu() -> Option<xent::Context> {
+    if std::env::var_os("WGPU_ADAPTER_NAME").is_some() {
+        return xent::Context::new_blocking().ok();
+    }
+    let found = xent::context::adapters(None).into_iter().find(|a| xent::is_real_gpu(&a.get_info()));
+    found.and_then(|a| xent::Context::from_adapter(a).ok())
 }
 
 /// A device error of a failed open, or an input error where it was the caller's.
@@ -219,7 +236,7 @@ impl Backend {
 /// A job fed in chunks, on either path.
 pub(crate) enum Stream<'a> {
     Gpu(Box<xent::Stream<'a>>),
-    Cpu(CpuStream),
+    Cpu(CpuStream<'a>),
 }
 
 impl Stream<'_> {
@@ -227,7 +244,7 @@ impl Stream<'_> {
     pub(crate) fn piece_rows(&self) -> u64 {
         match self {
             Stream::Gpu(s) => s.piece_rows(),
-            Stream::Cpu(s) => s.piece_rows,
+            Stream::Cpu(s) => s.piece_rows(),
         }
     }
 
@@ -243,7 +260,7 @@ impl Stream<'_> {
     pub(crate) fn drain(&mut self) -> xent::Result<Rows> {
         match self {
             Stream::Gpu(s) => s.drain(),
-            Stream::Cpu(_) => Ok(Rows::default()),
+            Stream::Cpu(s) => s.drain(),
         }
     }
 
