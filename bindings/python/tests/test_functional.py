@@ -126,7 +126,17 @@ def test_kl_div(ctx, rng):
     close(xent.kl_div(qf, pf, reduction="batchmean", context=ctx), terms.sum() / 40, rel=2e-5, abs=1e-6)
     close(xent.kl_div(qf, pf, reduction="sum", context=ctx), terms.sum(), rel=2e-5, abs=1e-6)
     close(xent.kl_div(qf, pf, context=ctx), terms.mean(), rel=2e-5, abs=1e-6)
-    close(xent.kl_div(qf, pf, reduction="none", context=ctx), terms.sum(axis=1), rel=2e-5, abs=1e-6)
+    # "none": PyTorch's elementwise terms, the input's shape (zeros in P give 0, NaN stays NaN)
+    pz = pf.copy()
+    pz[0, :3] = 0.0
+    pz[1, 2] = np.nan
+    want = xlogy(pz.astype(np.float64), pz) - pz.astype(np.float64) * qf
+    got = xent.kl_div(qf, pz, reduction="none", context=ctx)
+    assert got.shape == qf.shape and got.dtype == np.float32
+    assert np.array_equal(np.isnan(got), np.isnan(want)) and np.isnan(got[1, 2])
+    assert np.all(got[0, :3] == 0.0)
+    close(got[~np.isnan(want)], want[~np.isnan(want)], rel=2e-5, abs=1e-6)
+    close(xent.kl_div(qf, np.log(pf), log_target=True, reduction="none", context=ctx), terms, rel=2e-5, abs=1e-6)
     close(xent.kl_div(qf, np.log(pf), log_target=True, reduction="batchmean", context=ctx), terms.sum() / 40,
           rel=2e-5, abs=1e-6)
 

@@ -35,6 +35,8 @@ def test_divergences_like_torch(ctx):
     for reduction in ("batchmean", "sum", "mean"):
         close(xent.kl_div(q, p, reduction=reduction, context=ctx), F.kl_div(q.double(), p.double(),
                                                                             reduction=reduction).item(), rel=2e-5)
+    close(xent.kl_div(q, p, reduction="none", context=ctx), F.kl_div(q.double(), p.double(), reduction="none").numpy(),
+          rel=2e-5, abs=1e-6)
     x = torch.randn(40, 6, generator=g) * 3
     t = torch.rand(40, 6, generator=g)
     close(xent.binary_cross_entropy_with_logits(x, t, context=ctx),

@@ -191,11 +191,15 @@ def kl_div(input: ArrayLike, target: ArrayLike, reduction: str = "mean", log_tar
     (log-probabilities, each row normalised) and ``target`` the probabilities P (their logs
     with ``log_target=True``). ``reduction``: ``"batchmean"`` (the mathematically correct
     mean over rows), ``"mean"`` (PyTorch's: over every element), ``"sum"``, or ``"none"``
-    (per row: the sum of the row's terms, not PyTorch's elementwise array)."""
+    (PyTorch's elementwise terms ``xlogy(P, P) - P·input``, or ``exp(t)·(t - input)`` with
+    ``log_target``, in float32 and the input's shape: NumPy's elementwise arithmetic, as
+    there is nothing to reduce)."""
     _check_reduction(reduction, ("mean", "batchmean", "sum", "none"))
     q = as_array(input, "input")
     p = as_array(target, "target")
     _same_shape(q, p, "input", "target")
+    if reduction == "none":
+        return _kl_terms(q, p, log_target)
     qr, lead = rows_of(q, "input")
     pr, _ = rows_of(p, "target")
     options = {"p": "logits" if log_target else "probs", "q": "logits"}
@@ -204,6 +208,16 @@ def kl_div(input: ArrayLike, target: ArrayLike, reduction: str = "mean", log_tar
     if reduction == "batchmean":
         return float(out["sum"] / qr.shape[0])
     return _reduce(out, reduction, lead, denominator=float(q.size))
+
+
+def _kl_terms(q: np.ndarray, p: np.ndarray, log_target: bool) -> np.ndarray:
+    """PyTorch's pointwise KL terms, in float32: ``xlogy(p, p) - p * q`` (0 where p is 0,
+    NaN where p is NaN or negative, as ``torch.xlogy``), or ``exp(p) * (p - q)`` for log P."""
+    q32, p32 = q.astype(np.float32, copy=False), p.astype(np.float32, copy=False)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if log_target:
+            return np.exp(p32) * (p32 - q32)
+        return np.where(p32 == 0, np.float32(0), p32 * np.log(p32)) - p32 * q32
 
 
 def _binary(op_input: str, input, target, weight, reduction, pos_weight, context, return_grad=False):
