@@ -75,8 +75,10 @@ def test_other_functions(ctx, xy):
         xent.jsd(x, x, beta=2.0, context=ctx)
     with raises("alpha"):
         xent.distillation_loss(x, x, np.zeros(20, np.int64), alpha=-0.1, context=ctx)
-    with raises("pos_weight"):
-        xent.binary_cross_entropy_with_logits(x, x, pos_weight=np.ones(5))
+    with raises("pos_weight: shape"):
+        xent.binary_cross_entropy_with_logits(x, x, pos_weight=np.ones(4), context=ctx)
+    with raises("return_grad"):
+        xent.binary_cross_entropy_with_logits(x, x, pos_weight=np.ones(5), return_grad=True, context=ctx)
     p = np.full((20, 5), 0.2, np.float32)
     p[4, 1] = 1.5
     with raises("row 4"):

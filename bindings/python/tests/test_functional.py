@@ -158,6 +158,15 @@ def test_binary_cross_entropy(ctx, rng):
     with np.errstate(divide="ignore"):
         bce = -(t * np.maximum(np.log(p64), -100) + (1 - t) * np.maximum(np.log1p(-p64), -100))
     close(xent.binary_cross_entropy(p, t, context=ctx), bce.mean(), rel=1e-5)
+    # pos_weight, a weight a class (PyTorch's formula, float64), and a scalar one
+    pw = rng.uniform(0.2, 5.0, 7)
+    weighted = (1 - t) * x64 + (1 + (pw - 1) * t) * np.logaddexp(0.0, -x64)
+    close(xent.binary_cross_entropy_with_logits(x, t, pos_weight=pw, reduction="none", context=ctx), weighted,
+          rel=1e-5, abs=1e-6)
+    close(xent.binary_cross_entropy_with_logits(x, t, pos_weight=pw, context=ctx), weighted.mean(), rel=1e-5)
+    close(xent.binary_cross_entropy_with_logits(x, t, weight=w, pos_weight=np.float32(3.0), reduction="sum",
+                                                context=ctx),
+          (w * ((1 - t) * x64 + (1 + 2 * t) * np.logaddexp(0.0, -x64))).sum(), rel=1e-5)
     one_d = xent.binary_cross_entropy_with_logits(x[:, 0].copy(), t[:, 0].copy(), reduction="none", context=ctx)
     close(one_d, with_logits[:, 0], rel=1e-5, abs=1e-6)
 

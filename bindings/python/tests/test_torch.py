@@ -41,6 +41,10 @@ def test_divergences_like_torch(ctx):
     t = torch.rand(40, 6, generator=g)
     close(xent.binary_cross_entropy_with_logits(x, t, context=ctx),
           F.binary_cross_entropy_with_logits(x.double(), t.double()).item(), rel=2e-5)
+    pw = torch.rand(6, generator=g) * 4 + 0.25
+    close(xent.binary_cross_entropy_with_logits(x, t, pos_weight=pw, reduction="none", context=ctx),
+          F.binary_cross_entropy_with_logits(x.double(), t.double(), pos_weight=pw.double(), reduction="none").numpy(),
+          rel=2e-5, abs=2e-6)
     close(xent.binary_cross_entropy(torch.sigmoid(x), t, reduction="none", context=ctx),
           F.binary_cross_entropy(torch.sigmoid(x).double(), t.double(), reduction="none").numpy(), rel=2e-5,
           abs=2e-5)

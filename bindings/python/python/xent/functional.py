@@ -222,8 +222,6 @@ def _kl_terms(q: np.ndarray, p: np.ndarray, log_target: bool) -> np.ndarray:
 
 def _binary(op_input: str, input, target, weight, reduction, pos_weight, context, return_grad=False):
     _check_reduction(reduction)
-    if pos_weight is not None:
-        raise XentInputError("pos_weight: not supported; scale the positive targets' terms yourself")
     x = as_array(input, "input")
     t = as_array(target, "target")
     if t.shape != x.shape:
@@ -232,7 +230,11 @@ def _binary(op_input: str, input, target, weight, reduction, pos_weight, context
         t = t.astype(np.float32) if t.dtype not in (np.float32, np.float16) else t
     if return_grad and weight is not None:
         raise XentInputError("return_grad: not with weight; scale the gradient by weight yourself")
-    elementwise = reduction == "none" or weight is not None
+    if pos_weight is not None:
+        if return_grad:
+            raise XentInputError("return_grad: not with pos_weight")
+        pos_weight = _pos_weight(pos_weight, x.shape)
+    elementwise = reduction == "none" or weight is not None or pos_weight is not None
     # a row per element where each element's term is wanted; else rows of the last axis
     cols = 1 if elementwise or x.ndim < 2 else x.shape[-1]
     xr = x.reshape(-1, cols)
@@ -245,12 +247,31 @@ def _binary(op_input: str, input, target, weight, reduction, pos_weight, context
     if not elementwise:
         return _reduce(out, reduction, (), denominator=float(x.size))
     v = out["values"].reshape(x.shape)
+    if pos_weight is not None:
+        # PyTorch's (1 - t)·x + (1 + (w - 1)·t)·softplus(-x): the kernel's term plus (w - 1)·t·softplus(-x)
+        x64 = x.astype(np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            v = (v + (pos_weight - 1.0) * t.astype(np.float64) * np.logaddexp(0.0, -x64)).astype(np.float32)
     if weight is not None:
         v = (v * as_array(weight, "weight")).astype(np.float32)
     if reduction == "none":
         return v
     s = float(np.sum(v, dtype=np.float64))
     return s if reduction == "sum" else s / x.size
+
+
+def _pos_weight(pos_weight, shape) -> np.ndarray:
+    """``pos_weight`` as float64, checked to broadcast to the input's ``shape`` (PyTorch's
+    rule: a weight a class, along the last axis, or any shape that broadcasts)."""
+    w = as_array(pos_weight, "pos_weight")
+    if w.dtype.kind != "f":
+        w = w.astype(np.float64)
+    try:
+        if np.broadcast_shapes(w.shape, shape) != tuple(shape):
+            raise ValueError
+    except ValueError:
+        raise XentInputError(f"pos_weight: shape {w.shape} does not broadcast to the input's {tuple(shape)}") from None
+    return w.astype(np.float64)
 
 
 def binary_cross_entropy(input: ArrayLike, target: ArrayLike, weight: Optional[ArrayLike] = None,
@@ -262,10 +283,12 @@ def binary_cross_entropy(input: ArrayLike, target: ArrayLike, weight: Optional[A
 
 
 def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight: Optional[ArrayLike] = None,
-                                     reduction: Reduction = "mean", pos_weight: None = None, *,
+                                     reduction: Reduction = "mean", pos_weight: Optional[ArrayLike] = None, *,
                                      return_grad: bool = False, context=None):
     """``torch.nn.functional.binary_cross_entropy_with_logits`` in the stable form
-    ``max(x, 0) - x*t + log1p(exp(-|x|))``; ``pos_weight`` is not supported.
+    ``max(x, 0) - x*t + log1p(exp(-|x|))``; ``pos_weight`` (broadcast to the input, a
+    weight a class along the last axis) weights the positive term as PyTorch's:
+    ``(1 - t)*x + (1 + (pos_weight - 1)*t)*softplus(-x)``.
     ``return_grad=True`` returns ``(loss, grad)`` with the gradient of the loss (of the
     sum with ``reduction="none"``) with respect to ``input``."""
     return _binary("logits", input, target, weight, reduction, pos_weight, context, return_grad)
