@@ -15,20 +15,7 @@ use xent::{Backend, DType, LogBase, Loss, Op, RunOptions};
 /// `XENT_REQUIRE_GPU=1` a missing adapter fails the test.
 fn context() -> Option<&'static Backend> {
     static GPU: OnceLock<Option<Backend>> = OnceLock::new();
-    GPU.get_or_init(|| match Backend::gpu() {
-        Ok(gpu) => {
-            eprintln!("adapter: {}", gpu.label());
-            Some(gpu)
-        }
-        Err(e) => {
-            if std::env::var("XENT_REQUIRE_GPU").is_ok_and(|v| v == "1") {
-                panic!("XENT_REQUIRE_GPU=1 but no adapter: {e}");
-            }
-            eprintln!("skipped: no GPU adapter ({e})");
-            None
-        }
-    })
-    .as_ref()
+    GPU.get_or_init(|| common::opened(Backend::gpu(), Backend::label)).as_ref()
 }
 
 /// Cross-entropy against labels with its default options.

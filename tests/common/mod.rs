@@ -14,10 +14,16 @@ use xent::Context;
 /// adapter fails the test.
 pub fn context() -> Option<&'static Context> {
     static CTX: OnceLock<Option<Context>> = OnceLock::new();
-    CTX.get_or_init(|| match Context::new_blocking() {
-        Ok(c) => {
-            eprintln!("adapter: {}", c.adapter_label());
-            Some(c)
+    CTX.get_or_init(|| opened(Context::new_blocking(), Context::adapter_label)).as_ref()
+}
+
+/// A device just opened, its adapter printed; or `None` (printed as skipped) where there is
+/// no adapter, unless `XENT_REQUIRE_GPU=1`, which fails the test.
+pub fn opened<T>(device: xent::Result<T>, label: impl FnOnce(&T) -> String) -> Option<T> {
+    match device {
+        Ok(d) => {
+            eprintln!("adapter: {}", label(&d));
+            Some(d)
         }
         Err(e) => {
             if std::env::var("XENT_REQUIRE_GPU").is_ok_and(|v| v == "1") {
@@ -26,8 +32,7 @@ pub fn context() -> Option<&'static Context> {
             eprintln!("skipped: no GPU adapter ({e})");
             None
         }
-    })
-    .as_ref()
+    }
 }
 
 pub fn rng(seed: u64) -> StdRng {

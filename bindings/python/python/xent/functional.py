@@ -264,8 +264,6 @@ def _pos_weight(pos_weight, shape) -> np.ndarray:
     """``pos_weight`` as float64, checked to broadcast to the input's ``shape`` (PyTorch's
     rule: a weight a class, along the last axis, or any shape that broadcasts)."""
     w = as_array(pos_weight, "pos_weight")
-    if w.dtype.kind != "f":
-        w = w.astype(np.float64)
     try:
         if np.broadcast_shapes(w.shape, shape) != tuple(shape):
             raise ValueError
