@@ -95,15 +95,16 @@ impl Context {
                     "no adapter{wanted}; {seen} (a software one: apt-get install mesa-vulkan-drivers)"
                 ))
             })?;
-        let mut ctx = Self::from_adapter(adapter)?;
-        if let Some(on) = options.shader_checks {
-            ctx.set_shader_checks(on);
-        }
-        Ok(ctx)
+        Self::open(adapter, options.shader_checks.unwrap_or_else(crate::kernels::shader_checks_from_env))
     }
 
     /// Opens `adapter` with its own limits and the optional features xent can use.
     pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Self> {
+        Self::open(adapter, crate::kernels::shader_checks_from_env())
+    }
+
+    /// [`Context::from_adapter`], the shaders built with naga's runtime checks or not.
+    fn open(adapter: wgpu::Adapter, shader_checks: bool) -> Result<Self> {
         let mut wanted = wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP;
         // storage the host can map, where it costs the kernels nothing: the device's memory
         // is the host's (a CPU or integrated adapter); the stream reads rows straight into it
@@ -140,7 +141,7 @@ impl Context {
                 uncaptured.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| e.to_string());
             }));
         }
-        let recorder = Recorder::checking(&device, crate::kernels::shader_checks_from_env());
+        let recorder = Recorder::checking(&device, shader_checks);
         Ok(Context { adapter, device, queue, recorder, lost, uncaptured, chunk_bytes: 64 << 20, host_import })
     }
 
