@@ -4,6 +4,8 @@
 //! tests/soak.rs, alone in its process so that its memory figures are its own.
 
 mod common;
+#[path = "embed/engine.rs"]
+mod engine;
 #[path = "embed/entropy.rs"]
 mod entropy;
 #[path = "embed/labels.rs"]
@@ -178,7 +180,7 @@ impl Data {
     }
 
     /// The operation over `x` and the other inputs, wherever they live.
-    fn task<B: Copy, L: Copy, W: Copy>(
+    pub(crate) fn task<B: Copy, L: Copy, W: Copy>(
         &self,
         x: B,
         other: Option<B>,
@@ -348,7 +350,7 @@ fn assert_rows_close(what: &str, got: &[f32], want: &[f64], cols: usize, rel: f6
                 continue;
             }
             let err = (f64::from(g) - w).abs() / scale;
-            assert!(err <= rel, "{what}: row {r} column {j}: gpu {g} want {w} (error {err:.2e} of the row's largest)");
+            assert!(err <= rel, "{what}: row {r} column {j}: got {g} want {w} (error {err:.2e} of the row's largest)");
             worst = worst.max(err);
         }
     }

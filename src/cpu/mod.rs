@@ -15,6 +15,7 @@
 //! - **Numerics**: inputs widened exactly to f32 (f16, bf16), f32 accumulation; JSD and
 //!   distillation accumulate in f64 (`wide.rs`). The special-value rules are the kernels'.
 
+mod grad;
 mod math;
 mod plan;
 mod row;

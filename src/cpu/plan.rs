@@ -76,6 +76,19 @@ impl Plan {
         let label = chunk.inputs.labels.map_or(0, |y| y.get(i));
         row::run(self, a, b, label, out)
     }
+
+    /// Writes the gradient of `factor` times row `i`'s value into `g` (see `grad.rs`).
+    #[inline(always)]
+    pub(crate) fn grad_row(&self, chunk: &Loss, i: usize, scratch: &mut [Vec<f32>; 2], factor: f32, g: &mut [f32]) {
+        let [sa, sb] = scratch;
+        let a = widen(chunk.inputs.first.data, i, self.cols, self.cap[0], sa);
+        let b = match chunk.inputs.second {
+            Some(b) => widen(b.data, i, self.cols, self.cap[1], sb),
+            None => &[],
+        };
+        let label = chunk.inputs.labels.map_or(0, |y| y.get(i));
+        super::grad::row(self, a, b, label, factor, g)
+    }
 }
 
 /// Row `i` of `data` as f32: the slice itself where it is f32 and not capped, else widened

@@ -163,3 +163,51 @@ pub(crate) fn distill(s: &[f32], t: &[f32], y: usize, temperature: f32, alpha: f
     }
     v as f32
 }
+
+/// The gradient of `factor · JSD_β(P‖Q)` with respect to Q's logits `b`, into `g` (see the
+/// reference's `jsd::gradient`): `(q_j·Σ_k p_k − p_j)/τ` at `β = 0`, else
+/// `w·q_j·(log q_j − log m_j − B)/τ` with `w = 1 − β` (1 at `β = 1`) and
+/// `B = Σ_k q_k (log q_k − log m_k)`; NaN on a NaN row and, at `β > 0`, on a row whose
+/// divergence is infinite. Formed in f64, stored as f32.
+pub(crate) fn jsd_grad(p: Form, a: &[f32], b: &[f32], beta: f32, temperature: f32, factor: f32, g: &mut [f32]) {
+    let t = f64::from(temperature);
+    let (Ok(Some(lp)), Some((mq, l))) = (Logs::of(p, a, t), log_sum(b, t)) else {
+        return g.fill(f32::NAN);
+    };
+    let lq = Logs::Logits { m: mq, t, l };
+    let (beta, k) = (f64::from(beta), f64::from(factor) / t);
+    let pq = |x: f32, y: f32| {
+        let (lpj, lqj) = (lp.at(x), lq.at(y));
+        (lpj, lqj, lpj.exp(), lqj.exp())
+    };
+    if beta == 0.0 {
+        let mass: f64 = a.iter().map(|&x| lp.at(x).exp()).sum();
+        for ((o, &x), &y) in g.iter_mut().zip(a).zip(b) {
+            let (_, _, pj, qj) = pq(x, y);
+            *o = (k * (qj * mass - pj)) as f32;
+        }
+        return;
+    }
+    let log_m = |lpj: f64, pj: f64, qj: f64| {
+        if beta == 1.0 { lpj } else { (beta * pj + (1.0 - beta) * qj).ln() }
+    };
+    // B, and whether the divergence is infinite (weight on m_j = 0)
+    let (mut big_b, mut infinite) = (0.0f64, false);
+    for (&x, &y) in a.iter().zip(b) {
+        let (lpj, lqj, pj, qj) = pq(x, y);
+        let lm = log_m(lpj, pj, qj);
+        let weighs = |w: f64| w != 0.0 && lm == f64::NEG_INFINITY;
+        infinite |= (beta < 1.0 && weighs(pj)) || weighs(qj);
+        if qj != 0.0 && lm > f64::NEG_INFINITY {
+            big_b += qj * (lqj - lm);
+        }
+    }
+    if infinite {
+        return g.fill(f32::NAN);
+    }
+    let w = if beta == 1.0 { 1.0 } else { 1.0 - beta };
+    for ((o, &x), &y) in g.iter_mut().zip(a).zip(b) {
+        let (lpj, lqj, pj, qj) = pq(x, y);
+        *o = if qj == 0.0 { 0.0 } else { (k * w * qj * (lqj - log_m(lpj, pj, qj) - big_b)) as f32 };
+    }
+}
