@@ -126,7 +126,7 @@ fn engine_gradient_bits_do_not_depend_on_threads() {
 #[test]
 fn engine_gradient_errors() {
     let engine = Engine::new();
-    let x = vec![0.5f32; 12];
+    let x = [0.5f32; 12];
     let batch = Batch::new(&x[..], 3, 4).expect("shape");
     let mut g = vec![0.0; 12];
     // no gradient
