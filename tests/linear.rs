@@ -3,6 +3,8 @@
 //! against one chunk; the device memory it takes against its budget; its argument errors.
 
 mod common;
+#[path = "linear/engine.rs"]
+mod engine;
 
 use common::{assert_close, context, rng, uniform};
 use half::{bf16, f16};

@@ -16,6 +16,7 @@
 //!   distillation accumulate in f64 (`wide.rs`). The special-value rules are the kernels'.
 
 mod grad;
+mod head;
 mod math;
 mod plan;
 mod row;
@@ -24,6 +25,7 @@ mod wide;
 
 use std::sync::Arc;
 
+pub use head::{CpuHead, HeadGrads, HeadSums};
 pub use stream::Stream;
 
 use crate::error::{Error, Result};

@@ -52,6 +52,14 @@ impl Plan {
         })
     }
 
+    /// The plan of cross-entropy `op` over `cols` logits a row that the caller forms (a
+    /// linear head's), soft-capped at `softcap` by the caller, with the report's records
+    /// where `report`.
+    pub(crate) fn of_logits(op: Op, cols: usize, softcap: Option<f32>, report: bool) -> Plan {
+        let options = RunOptions { report, ..Default::default() };
+        Plan { op, cols, cap: [softcap, None], scale: 1.0, weights: None, report, argmax: false, options }
+    }
+
     /// Whether a row's results include a row of values (softmax) instead of one.
     pub(crate) fn softmax(&self) -> bool {
         self.op.writes_rows()

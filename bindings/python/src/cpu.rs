@@ -1,10 +1,9 @@
 //! The host path of a context: the library's CPU engine (`xent::cpu::Engine`: every row
 //! operation and the evaluation report, on all cores, in SIMD), with the GPU context's
-//! types. Each context runs it on a thread pool of its own, so a process forked from one
-//! that used it starts its own pool in the context it opens (rayon's global pool would be
-//! left with threads that exist only in the parent). The host path's gradients (grad.rs)
-//! and fused linear head (ops.rs) call the f64 reference themselves: the engine has
-//! neither.
+//! types, its fused gradients and its linear head. Each context runs it on a thread pool
+//! of its own, so a process forked from one that used it starts its own pool in the
+//! context it opens (rayon's global pool would be left with threads that exist only in
+//! the parent).
 
 use xent::cpu::Engine;
 use xent::{Loss, Output, RunOptions};
@@ -28,6 +27,10 @@ impl Cpu {
     /// by `fork` holds in place of its parent's device, which it must neither use nor close.
     pub(crate) fn inert() -> Cpu {
         Cpu { engine: Engine::new() }
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     pub(crate) fn label(&self) -> String {

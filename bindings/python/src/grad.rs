@@ -3,7 +3,7 @@
 //! ([`xent::Op::grad_of`]), as the row kernel writes it in its pass. On the GPU it is
 //! recorded through the library's embedding API (`Recorder::record` with a
 //! [`DeviceGrad`]) a chunk of rows at a time, each chunk's inputs uploaded and its
-//! gradient read back; on the CPU path it is the reference's `gradient`.
+//! gradient read back; on the CPU path it is the engine's (`Engine::gradient`).
 
 use xent::wgpu;
 use xent::wgpu::util::DeviceExt;
@@ -135,8 +135,13 @@ fn shift(e: Error, start: u64) -> Error {
     }
 }
 
-/// The same gradient from the f64 reference.
-pub(crate) fn cpu(loss: &Loss, scale: f32) -> Result<Vec<f32>> {
-    let g = xent::reference::gradient(loss, Reduction::Sum)?;
-    Ok(g.iter().map(|&v| (v * f64::from(scale)) as f32).collect())
+/// The same gradient on the CPU engine.
+pub(crate) fn cpu(engine: &xent::cpu::Engine, loss: &Loss, scale: f32) -> Result<Vec<f32>> {
+    let p = loss.primary();
+    let n = p.rows * p.cols;
+    let mut g = Vec::new();
+    g.try_reserve_exact(n).map_err(|_| Error::HostMemory(format!("{n} floats of the gradient")))?;
+    g.resize(n, 0.0);
+    engine.gradient(loss, Reduction::Sum, scale, &mut g)?;
+    Ok(g)
 }

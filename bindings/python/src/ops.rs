@@ -131,7 +131,7 @@ pub(crate) fn run<'py>(
             let scale = (if grad_mean { scale / out.denominator } else { scale }) as f32;
             let grad = match &*backend {
                 Backend::Gpu(gpu) => crate::grad::gpu(gpu, &loss, scale),
-                Backend::Cpu(_) => crate::grad::cpu(&loss, scale),
+                Backend::Cpu(cpu) => crate::grad::cpu(cpu.engine(), &loss, scale),
             };
             Ok((out, Some(grad.or_raise()?)))
         })
