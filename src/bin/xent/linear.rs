@@ -1,8 +1,9 @@
 //! `xent linear-ce`: the cross-entropy of a linear head's logits `H·Wᵀ + b` against labels,
 //! from a file of hidden states, without the logits in memory (the fused linear
-//! cross-entropy, `Op::LinearCrossEntropy`). The weight and bias go to the device once;
-//! the hidden states and labels are read a chunk of rows at a time; each row's loss and
-//! evaluation record come back and are added up here, in row order.
+//! cross-entropy, `Op::LinearCrossEntropy`). The weight and bias go to the device (or the
+//! CPU engine's head) once; the hidden states and labels are read a chunk of rows at a
+//! time; each row's loss and evaluation record come back and are added up here, in row
+//! order.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -125,17 +126,21 @@ pub(crate) fn linear_ce(args: &LinearArgs) -> Result<Value, Failure> {
     let spec = MetricsSpec { top_k: args.top_k.clone(), bins: args.bins, per_class: false, classes: classes as u32 };
     let mut totals = Totals { sum: 0.0, metrics: Metrics::new(spec)? };
     let weight_batch = Batch::new(&weight[..], classes as usize, d as usize)?;
-    let ctx = match args.common.device {
-        // the fused linear cross-entropy has no CPU engine path: the f64 reference
-        Device::Cpu | Device::Reference => None,
-        Device::Gpu => Some(Context::new_blocking()?),
-        Device::Auto => Context::new_blocking().ok(),
+    let (ctx, engine) = match args.common.device {
+        Device::Reference => (None, None),
+        Device::Cpu => (None, Some(xent::cpu::Engine::new())),
+        Device::Gpu => (Some(Context::new_blocking()?), None),
+        Device::Auto => match crate::auto_backend() {
+            xent::Backend::Gpu(c) => (Some(c), None),
+            xent::Backend::Cpu(e) => (None, Some(e)),
+        },
     };
     if let Some(ctx) = &ctx {
         ctx.recorder().set_logits_budget(args.logits_budget << 20);
     }
-    let head =
+    let gpu_head =
         ctx.as_ref().map(|c| c.head(op, args.softcap, &weight_batch, bias.as_deref())).transpose().map_err(limit)?;
+    let cpu_head = engine.as_ref().map(|e| e.head(op, args.softcap, &weight_batch, bias.as_deref())).transpose()?;
     // opened before the work, so that a bad path fails first; removed unless finished
     let mut out = args.out.as_ref().map(|p| NpyWriter::create(p, &[rows])).transpose()?;
     let scale = if args.common.base == Base::Two { LogBase::Bits.scale() } else { 1.0 };
@@ -147,7 +152,7 @@ pub(crate) fn linear_ce(args: &LinearArgs) -> Result<Value, Failure> {
     let mut start = 0u64;
     while start < rows {
         let n = chunk.min(rows - start) as usize;
-        let floats = if h.dtype() == NpyDType::F16 && head.is_some() {
+        let floats = if h.dtype() == NpyDType::F16 && (gpu_head.is_some() || cpu_head.is_some()) {
             h.read_f16_raw(start, n, &mut half)?;
             Floats::F16(&half)
         } else {
@@ -156,12 +161,11 @@ pub(crate) fn linear_ce(args: &LinearArgs) -> Result<Value, Failure> {
         };
         y.read_labels(start, n, &mut labels)?;
         let batch = Batch::new(floats, n, d as usize)?;
-        let (values, evals) = match &head {
-            Some(head) => {
-                let r = head.run(&batch, &Labels::I64(&labels), true, start).map_err(limit)?;
-                (r.values.iter().map(|&v| f64::from(v)).collect(), r.evals)
-            }
-            None => reference_rows(op, args.softcap, batch, weight_batch, bias.as_deref(), &labels, start)?,
+        let rows_of = |r: xent::HeadRows| (r.values.iter().map(|&v| f64::from(v)).collect(), r.evals);
+        let (values, evals) = match (&gpu_head, &cpu_head) {
+            (Some(head), _) => rows_of(head.run(&batch, &Labels::I64(&labels), true, start).map_err(limit)?),
+            (None, Some(head)) => rows_of(head.run(&batch, &Labels::I64(&labels), true, start)?),
+            (None, None) => reference_rows(op, args.softcap, batch, weight_batch, bias.as_deref(), &labels, start)?,
         };
         totals.sum += values.iter().sum::<f64>();
         if let Some(out) = &mut out {
@@ -176,9 +180,12 @@ pub(crate) fn linear_ce(args: &LinearArgs) -> Result<Value, Failure> {
         out.finish()?;
     }
     let seconds = started.elapsed().as_secs_f64();
-    let gpu = head.is_some();
-    let adapter = ctx.as_ref().map_or_else(|| "f64 reference (CPU)".to_string(), |c| c.adapter_label());
-    Ok(report(args, (rows, d, classes), &totals, (seconds, setup_seconds), (gpu, adapter), h.dtype()))
+    let (device, adapter) = match (&ctx, &engine) {
+        (Some(c), _) => ("gpu", c.adapter_label()),
+        (None, Some(e)) => ("cpu", e.label()),
+        (None, None) => ("reference", "f64 reference (CPU)".to_string()),
+    };
+    Ok(report(args, (rows, d, classes), &totals, (seconds, setup_seconds), (device, adapter), h.dtype()))
 }
 
 /// A device's limit (the weight's size, the logits budget) is the machine's, not the
@@ -230,7 +237,7 @@ fn report(
     (rows, d, classes): (u64, u64, u64),
     t: &Totals,
     (seconds, setup_seconds): (f64, f64),
-    (gpu, adapter): (bool, String),
+    (device, adapter): (&str, String),
     dtype: NpyDType,
 ) -> Value {
     let m = &t.metrics;
@@ -262,7 +269,7 @@ fn report(
         "counted": m.rows,
         "logits_budget_mib": args.logits_budget,
         "adapter": adapter,
-        "device": if gpu { "gpu" } else { "reference" },
+        "device": device,
         "dtype": dtype.descr(),
         "seconds": seconds,
         "setup_seconds": setup_seconds,
