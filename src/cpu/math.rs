@@ -4,11 +4,14 @@
 //! compiled with that set's features).
 //!
 //! Element `j` of a row always goes to lane `j % 16`, the lanes are combined by one fixed
-//! tree, and no multiply is fused with an add unless written so (Rust never contracts): the
-//! bits are the same on every instruction set, thread count and chunking.
+//! tree, a row's last partial chunk is run as a whole one whose lanes past the row add 0
+//! (or `-inf` to a max), and no multiply is fused with an add unless written so (Rust never
+//! contracts; `mul_add` rounds once on every instruction set, in hardware where the CPU has
+//! FMA, in software where it has not): the bits are the same on every instruction set,
+//! thread count and chunking.
 //!
 //! `exp` is a vectorisable `expf` (Cephes: Cody-Waite reduction by ln 2, a degree-6
-//! polynomial, the power of two built in the exponent bits); within 2 ulp on
+//! polynomial by fused multiply-adds, the power of two built in the exponent bits); within 2 ulp on
 //! `[-87.3, 88]` (the engine takes it of `x − max ≤ 0`), 0 below (where f32 has no normal
 //! result) and for `-inf`, `e^88` above.
 
@@ -24,16 +27,16 @@ pub(crate) fn exp(x: f32) -> f32 {
     // 1.5·2^23: adding it rounds to an integer, which then sits in the low mantissa bits
     const MAGIC: f32 = 12_582_912.0;
     let c = x.clamp(-88.0, 88.0);
-    let shifted = c * LOG2E + MAGIC;
+    let shifted = c.mul_add(LOG2E, MAGIC);
     let n = shifted - MAGIC;
-    let r = (c - n * LN2_HI) - n * LN2_LO;
+    let r = (-n).mul_add(LN2_LO, (-n).mul_add(LN2_HI, c));
     let mut p = 1.987_569_1e-4_f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let e = (p * (r * r) + r) + 1.0;
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 0.5);
+    let e = p.mul_add(r * r, r) + 1.0;
     let k = shifted.to_bits().wrapping_sub(MAGIC.to_bits()) as i32;
     let scale = f32::from_bits(((k + 127).max(1) as u32) << 23);
     let v = e * scale;
@@ -73,10 +76,15 @@ pub(crate) fn sums<const K: usize>(x: &[f32], f: impl Fn(f32) -> [f32; K]) -> [f
                 }
             }
         }
-        for (i, &e) in rest.iter().enumerate() {
-            let v = f(e);
-            for k in 0..K {
-                acc[k][i] += v[k];
+        if !rest.is_empty() {
+            // the last partial chunk as a whole one: its lanes past the row add 0
+            let mut pad = [0.0f32; LANES];
+            pad[..rest.len()].copy_from_slice(rest);
+            for i in 0..LANES {
+                let v = f(pad[i]);
+                for k in 0..K {
+                    acc[k][i] += if i < rest.len() { v[k] } else { 0.0 };
+                }
             }
         }
         for k in 0..K {
@@ -102,10 +110,15 @@ pub(crate) fn sums2<const K: usize>(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -
                 }
             }
         }
-        for (i, (&x, &y)) in ra.iter().zip(rb).enumerate() {
-            let v = f(x, y);
-            for k in 0..K {
-                acc[k][i] += v[k];
+        if !ra.is_empty() {
+            let (mut pa, mut pb) = ([0.0f32; LANES], [0.0f32; LANES]);
+            pa[..ra.len()].copy_from_slice(ra);
+            pb[..rb.len()].copy_from_slice(rb);
+            for i in 0..LANES {
+                let v = f(pa[i], pb[i]);
+                for k in 0..K {
+                    acc[k][i] += if i < ra.len() { v[k] } else { 0.0 };
+                }
             }
         }
         for k in 0..K {
@@ -116,8 +129,9 @@ pub(crate) fn sums2<const K: usize>(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -
 }
 
 /// The max of a row, NaN ignored (`-inf` for a row of `-inf` or NaN). In 4·16 lanes: four
-/// chains of compares in flight (a max is exact, so the lanes change no value; they may
-/// change only which zero, `+0` or `-0`, a row of zeros has as its max).
+/// chains of compares in flight, folded into one and then by a tree (a max is exact, so the
+/// lanes change no value; they may change only which zero, `+0` or `-0`, a row of zeros has
+/// as its max).
 #[inline(always)]
 pub(crate) fn max_of(x: &[f32]) -> f32 {
     const WIDE: usize = 4 * LANES;
@@ -128,10 +142,28 @@ pub(crate) fn max_of(x: &[f32]) -> f32 {
             m[i] = if c[i] > m[i] { c[i] } else { m[i] };
         }
     }
-    for (i, &e) in rest.iter().enumerate() {
-        m[i] = if e > m[i] { e } else { m[i] };
+    if !rest.is_empty() {
+        let mut pad = [f32::NEG_INFINITY; WIDE];
+        pad[..rest.len()].copy_from_slice(rest);
+        for i in 0..WIDE {
+            m[i] = if pad[i] > m[i] { pad[i] } else { m[i] };
+        }
     }
-    m.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a })
+    // the four chains into one, then a tree over the lanes
+    let mut r = [f32::NEG_INFINITY; LANES];
+    for chain in m.as_chunks::<LANES>().0 {
+        for i in 0..LANES {
+            r[i] = if chain[i] > r[i] { chain[i] } else { r[i] };
+        }
+    }
+    let mut w = LANES / 2;
+    while w > 0 {
+        for i in 0..w {
+            r[i] = if r[i + w] > r[i] { r[i + w] } else { r[i] };
+        }
+        w /= 2;
+    }
+    r[0]
 }
 
 /// Whether a row holds a NaN.
