@@ -149,7 +149,12 @@ pub(crate) fn max_of(x: &[f32]) -> f32 {
             m[i] = if pad[i] > m[i] { pad[i] } else { m[i] };
         }
     }
-    // the four chains into one, then a tree over the lanes
+    lanes_max(&m)
+}
+
+/// The max of 4·16 lanes: the four chains into one, then a tree over the lanes.
+#[inline(always)]
+fn lanes_max(m: &[f32; 4 * LANES]) -> f32 {
     let mut r = [f32::NEG_INFINITY; LANES];
     for chain in m.as_chunks::<LANES>().0 {
         for i in 0..LANES {
@@ -164,6 +169,43 @@ pub(crate) fn max_of(x: &[f32]) -> f32 {
         w /= 2;
     }
     r[0]
+}
+
+/// [`max_of`] and the first index of the max, in the same pass: each lane keeps the chunk
+/// where its max first appeared, and the first index is the least of the lanes holding the
+/// row's max. Where there is no NaN it is the argmax (a NaN is skipped, as by `max_of`).
+#[inline(always)]
+pub(crate) fn max_first(x: &[f32]) -> (f32, usize) {
+    const WIDE: usize = 4 * LANES;
+    if x.len() >= (u32::MAX as usize) / 2 {
+        let m = max_of(x);
+        return (m, first(x, m));
+    }
+    let mut m = [f32::NEG_INFINITY; WIDE];
+    let mut at = [0u32; WIDE];
+    let (chunks, rest) = x.as_chunks::<WIDE>();
+    let mut step = |k: u32, c: &[f32; WIDE]| {
+        for i in 0..WIDE {
+            let gt = c[i] > m[i];
+            m[i] = if gt { c[i] } else { m[i] };
+            at[i] = if gt { k } else { at[i] };
+        }
+    };
+    for (k, c) in chunks.iter().enumerate() {
+        step(k as u32, c);
+    }
+    if !rest.is_empty() {
+        let mut pad = [f32::NEG_INFINITY; WIDE];
+        pad[..rest.len()].copy_from_slice(rest);
+        step(chunks.len() as u32, &pad);
+    }
+    let max = lanes_max(&m);
+    let mut first = u32::MAX;
+    for i in 0..WIDE {
+        let index = at[i] * WIDE as u32 + i as u32;
+        first = first.min(if m[i] == max { index } else { u32::MAX });
+    }
+    (max, first as usize)
 }
 
 /// Whether a row holds a NaN.
@@ -266,5 +308,24 @@ mod tests {
         assert_eq!(argmax(&[1.0, f32::NAN, 3.0, f32::NAN]), 1);
         assert_eq!(argmax(&[1.0, f32::INFINITY, 3.0, f32::INFINITY]), 1);
         assert_eq!(argmax(&[f32::NEG_INFINITY; 3]), 0);
+    }
+
+    /// The max and its first index in one pass, against a plain scan, over row lengths
+    /// around the 64-lane chunks and ties placed in every lane.
+    #[test]
+    fn max_first_is_the_first_place_of_the_max() {
+        for n in [1usize, 2, 15, 16, 17, 63, 64, 65, 129, 1000, 4099] {
+            for tie in [0usize, 1, 17, 63, 64, 200] {
+                let mut x: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1013) as f32 / 100.0).collect();
+                if tie < n {
+                    x[tie] = 20.0;
+                    x[n - 1] = 20.0;
+                }
+                let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let want = x.iter().position(|&v| v == m).unwrap();
+                assert_eq!(max_first(&x), (m, want), "{n} columns, ties at {tie} and {}", n - 1);
+            }
+        }
+        assert_eq!(max_first(&[0.0, -0.0, 1.0, 1.0]), (1.0, 2));
     }
 }

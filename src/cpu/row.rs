@@ -131,7 +131,9 @@ fn cross_entropy(plan: &Plan, options: &CeOptions, x: &[f32], label: i64) -> Row
     if !ignored && !(0..x.len() as i64).contains(&label) {
         return Err(Fault::Label);
     }
-    let m = max_of(x);
+    // the argmax where it is used comes with the max, in its pass
+    let wants_argmax = plan.argmax || plan.report;
+    let (m, first) = if wants_argmax { math::max_first(x) } else { (max_of(x), 0) };
     let w = |j: usize| plan.weights.as_ref().map_or(1.0, |w| w[j]);
     // the label's logit, for the report's rank (NaN for an ignored row: counts nothing)
     let xy = if ignored { f32::NAN } else { x[label as usize] };
@@ -159,9 +161,9 @@ fn cross_entropy(plan: &Plan, options: &CeOptions, x: &[f32], label: i64) -> Row
     };
     let ok = !s.is_nan();
     // without NaN the argmax is the first place of the max
-    let argmax = match (plan.argmax || plan.report, ok) {
+    let argmax = match (wants_argmax, ok) {
         (false, _) => 0,
-        (true, true) => math::first(x, m) as u32,
+        (true, true) => first as u32,
         (true, false) => argmax(x) as u32,
     };
     let mut r = RowOut { argmax, ignored, ..Default::default() };
