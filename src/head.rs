@@ -155,6 +155,85 @@ impl Head<'_> {
     }
 }
 
+/// The gradients of a linear head's mean loss, read back ([`Head::gradient`]).
+#[derive(Clone, Debug, Default)]
+pub struct HeadGradientsF32 {
+    /// d(mean)/dH, `[rows, d]`.
+    pub hidden: Vec<f32>,
+    /// d(mean)/dW, `[classes, d]`.
+    pub weight: Vec<f32>,
+    /// d(mean)/db, `[classes]` (with a bias).
+    pub bias: Option<Vec<f32>>,
+    /// Each row's loss (0 on ignored rows).
+    pub values: Vec<f32>,
+}
+
+impl Head<'_> {
+    /// The gradients of the mean loss over every row of `hidden` (`[rows, d]`, all on the
+    /// device at once) with respect to the hidden states, the weight and the bias, and each
+    /// row's loss: the fused backward pass (`DeviceGrad::of_head_mean`), read back.
+    pub fn gradient(&self, hidden: &Batch, labels: &Labels) -> Result<HeadGradientsF32> {
+        let rows = hidden.rows;
+        if hidden.cols != self.d as usize || labels.len() != rows || rows == 0 {
+            return Err(Error::Shape {
+                what: "hidden states",
+                detail: format!("[{rows}, {}] with {} labels for a head of d = {}", hidden.cols, labels.len(), self.d),
+            });
+        }
+        let (ctx, device) = (self.ctx, &self.ctx.device);
+        let (d, v) = (u64::from(self.d), u64::from(self.classes));
+        let sizes = [4 * rows as u64, 4 * rows as u64 * d, 4 * v * d, 4 * v];
+        let labels32: Vec<i32> = (0..rows).map(|i| i32::try_from(labels.get(i)).unwrap_or(i32::MIN)).collect();
+        let bytes = ctx.scoped(|| {
+            let h = storage(device, "xent head hidden", hidden.data.bytes(0, hidden.data.len()))?;
+            let y = storage(device, "xent head labels", bytemuck::cast_slice(&labels32))?;
+            let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+            let outs: Vec<wgpu::Buffer> =
+                sizes.iter().map(|&n| crate::plan::buffer(device, "xent head gradient", n, usage)).collect();
+            let total: u64 = sizes.iter().sum::<u64>() + Status::BYTES;
+            let read = crate::plan::buffer(
+                device,
+                "xent head readback",
+                total,
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            );
+            let batch = |buffer, rows, cols, dtype| DeviceBatch { buffer, offset: 0, rows, cols, dtype };
+            let mut loss = DeviceLoss::new(self.op, batch(&h, rows as u32, self.d, hidden.data.dtype()))
+                .with_second(batch(&self.weight, self.classes, self.d, self.dtype))
+                .with_labels(DeviceLabels::i32(&y, 0));
+            if let Some(b) = &self.bias {
+                loss = loss.with_bias(DeviceWeights { buffer: b, offset: 0 });
+            }
+            loss.softcap = self.softcap;
+            let db = self.bias.as_ref().map(|_| (&outs[3], 0));
+            let grad = crate::DeviceGrad::of_head_mean(Some((&outs[1], 0)), Some((&outs[2], 0)), db);
+            let out = DeviceOutput::rows(&outs[0]).with_grad(grad);
+            let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+            let recorder = ctx.recorder();
+            recorder.clear_status(&mut encoder);
+            recorder.record(&mut encoder, &loss, &out)?;
+            let mut at = 0;
+            for (buffer, &n) in outs.iter().zip(&sizes) {
+                encoder.copy_buffer_to_buffer(buffer, 0, &read, at, n);
+                at += n;
+            }
+            encoder.copy_buffer_to_buffer(recorder.status(), 0, &read, at, Status::BYTES);
+            ctx.queue.submit([encoder.finish()]);
+            readback::read_blocking(device, &read, 0..total)
+        })?;
+        let (parts, status) = bytes.split_at(sizes.iter().sum::<u64>() as usize);
+        Status::from_bytes(status)?.check(v)?;
+        let mut floats = sizes.iter().scan(0usize, |at, &n| {
+            let part = &parts[*at..*at + n as usize];
+            *at += n as usize;
+            Some(bytemuck::pod_collect_to_vec::<u8, f32>(part))
+        });
+        let mut next = || floats.next().unwrap_or_default();
+        let (values, hidden, weight, bias) = (next(), next(), next(), next());
+        Ok(HeadGradientsF32 { hidden, weight, bias: self.bias.as_ref().map(|_| bias), values })
+    }
+}
+
 /// `e` with the row it names counted from the whole set's first row.
 fn shift(e: Error, first_row: u64) -> Error {
     match e {

@@ -40,7 +40,7 @@ pub use embed::{
     LabelType, PendingResults, REPORT_BYTES, RecordResults, Recorder, Reduced, budget_for_rows,
 };
 pub use error::{Error, Result};
-pub use head::{Head, HeadRows};
+pub use head::{Head, HeadGradientsF32, HeadRows};
 pub use host::{Output, Rows, RunOptions, Stream};
 pub use host_memory::SharedBytes;
 pub use loss::{Batch, DType, Floats, Labels, LogBase, Loss, Reduction};

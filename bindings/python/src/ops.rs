@@ -4,7 +4,7 @@
 use numpy::{IntoPyArray, PyArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyString};
-use xent::{Batch, Form, Loss, Op, OptionValue, RunOptions};
+use xent::{Batch, Form, HeadGradientsF32, Loss, Op, OptionValue, RunOptions};
 
 use crate::arrays::{FloatArray, LabelArray, Matrix};
 use crate::backend::{Backend, CHUNK_BYTES, Context, log_base};
@@ -128,7 +128,9 @@ pub(crate) fn run<'py>(
             let out = backend.compute(&loss, &options, &memory)?;
             let Some(scale) = grad_scale else { return Ok((out, None)) };
             // the gradient of scale · (sum, or mean over the forward's denominator)
-            let scale = (if grad_mean { scale / out.denominator } else { scale }) as f32;
+            let scale = if grad_mean { scale / out.denominator } else { scale };
+            // in the unit of the values (bits with base 2)
+            let scale = (if op.takes_base() { scale * options.base.scale() } else { scale }) as f32;
             let grad = match &*backend {
                 Backend::Gpu(gpu) => crate::grad::gpu(gpu, &loss, scale),
                 Backend::Cpu(cpu) => crate::grad::cpu(cpu.engine(), &loss, scale),
@@ -164,7 +166,7 @@ pub(crate) fn run<'py>(
 /// The fused linear cross-entropy: `hidden` `[rows, d]`, `weight` `[classes, d]`, `labels`
 /// `[rows]`, an optional `bias` `[classes]`. Returns `(sum, denominator, per-row losses)`.
 #[pyfunction]
-#[pyo3(signature = (ctx, hidden, weight, labels, bias=None, *, options, softcap=None))]
+#[pyo3(signature = (ctx, hidden, weight, labels, bias=None, *, options, softcap=None, grad=false))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn linear_ce<'py>(
     py: Python<'py>,
@@ -175,7 +177,8 @@ pub(crate) fn linear_ce<'py>(
     bias: Option<&Bound<'py, PyAny>>,
     options: &Bound<'py, PyDict>,
     softcap: Option<f32>,
-) -> PyResult<(f64, f64, Bound<'py, PyAny>)> {
+    grad: bool,
+) -> PyResult<(f64, f64, Bound<'py, PyAny>, Option<HeadGrads<'py>>)> {
     let op = op_with("linear-ce", options)?;
     let h = Matrix::new("hidden", hidden)?;
     let w = Matrix::new("weight", weight)?;
@@ -203,32 +206,37 @@ pub(crate) fn linear_ce<'py>(
     for &(s, n) in &chunks {
         held.push((s, n, h.array.range(s * h.cols, (s + n) * h.cols)?, y.range(s, s + n)?));
     }
-    let values = py.detach(|| -> PyResult<Vec<f32>> {
+    // the whole of hidden and the labels for the backward pass, which takes every row at once
+    let whole = if grad { Some((h.array.all()?, y.range(0, h.rows)?)) } else { None };
+    let (values, grads) = py.detach(|| -> PyResult<(Vec<f32>, Option<HeadGradientsF32>)> {
         let backend = ctx.lock()?;
         let mut values = Vec::with_capacity(h.rows);
         match &*backend {
             Backend::Gpu(gpu) => {
                 let head = gpu.head(op, softcap, &wb, bias.as_deref()).or_raise()?;
+                if let Some((all, labels)) = &whole {
+                    let hb = Batch::new(all.floats(), h.rows, h.cols).or_raise()?;
+                    let g = head.gradient(&hb, labels).or_raise()?;
+                    return Ok((g.values.clone(), Some(g)));
+                }
                 for (s, n, hh, yy) in &held {
                     let hb = Batch::new(hh.floats(), *n, h.cols).or_raise()?;
                     values.extend(head.run(&hb, yy, false, *s as u64).or_raise()?.values);
                 }
             }
-            Backend::Cpu(_) => {
+            Backend::Cpu(cpu) => {
+                let head = cpu.engine().head(op, softcap, &wb, bias.as_deref()).or_raise()?;
+                if let Some((all, labels)) = &whole {
+                    let hb = Batch::new(all.floats(), h.rows, h.cols).or_raise()?;
+                    return cpu_head_grads(&head, &hb, labels, w.rows, bias.is_some()).or_raise();
+                }
                 for (s, n, hh, yy) in &held {
                     let hb = Batch::new(hh.floats(), *n, h.cols).or_raise()?;
-                    let mut loss = Loss::new(op, hb).with_second(wb).with_labels(*yy);
-                    loss.softcap = softcap;
-                    if let Some(b) = &bias {
-                        loss = loss.with_bias(b);
-                    }
-                    let r =
-                        xent::reference::compute(&loss, xent::LogBase::Nats).map_err(|e| shift(e, *s)).or_raise()?;
-                    values.extend(r.values.iter().map(|&v| v as f32));
+                    values.extend(head.run(&hb, yy, false, *s as u64).or_raise()?.values);
                 }
             }
         }
-        Ok(values)
+        Ok((values, None))
     })?;
     let (mut sum, mut counted) = (CompensatedSum::default(), 0u64);
     for (i, v) in values.iter().enumerate() {
@@ -238,7 +246,40 @@ pub(crate) fn linear_ce<'py>(
             counted += 1;
         }
     }
-    Ok((sum.value(), counted as f64, values.into_pyarray(py).into_any()))
+    let grads = grads.map(|g| -> PyResult<HeadGrads<'py>> {
+        Ok((
+            g.hidden.into_pyarray(py).reshape([h.rows, h.cols])?.into_any(),
+            g.weight.into_pyarray(py).reshape([w.rows, w.cols])?.into_any(),
+            g.bias.map(|b| b.into_pyarray(py).into_any()),
+        ))
+    });
+    Ok((sum.value(), counted as f64, values.into_pyarray(py).into_any(), grads.transpose()?))
+}
+
+/// The gradients of a linear head's mean: dH, dW and db (with a bias), as NumPy arrays.
+type HeadGrads<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, Option<Bound<'py, PyAny>>);
+
+/// The engine's per-row losses and gradients of the mean over every row of `hidden`.
+fn cpu_head_grads(
+    head: &xent::cpu::CpuHead,
+    hidden: &Batch,
+    labels: &xent::Labels,
+    classes: usize,
+    with_bias: bool,
+) -> xent::Result<(Vec<f32>, Option<HeadGradientsF32>)> {
+    let (rows, d) = (hidden.rows, hidden.cols);
+    let values = head.run(hidden, labels, false, 0)?.values;
+    let zeros = |n: usize| -> xent::Result<Vec<f32>> {
+        let mut v = Vec::new();
+        v.try_reserve_exact(n).map_err(|_| xent::Error::HostMemory(format!("{n} floats of a gradient")))?;
+        v.resize(n, 0.0);
+        Ok(v)
+    };
+    let (mut dh, mut dw) = (zeros(rows * d)?, zeros(classes * d)?);
+    let mut db = if with_bias { Some(zeros(classes)?) } else { None };
+    let grads = xent::cpu::HeadGrads { hidden: Some(&mut dh), weight: Some(&mut dw), bias: db.as_deref_mut() };
+    head.gradient(hidden, labels, xent::Reduction::Mean, 1.0, grads)?;
+    Ok((values.clone(), Some(HeadGradientsF32 { hidden: dh, weight: dw, bias: db, values })))
 }
 
 /// A label error prefixed with the labels' argument name.
@@ -256,12 +297,4 @@ fn name_labels(py: Python<'_>, e: PyErr, name: &str) -> PyErr {
 /// The batch of `m`'s elements `h`.
 fn batch<'a>(h: &'a crate::arrays::Held, m: &Matrix) -> PyResult<Batch<'a>> {
     Batch::new(h.floats(), m.rows, m.cols).or_raise()
-}
-
-fn shift(e: xent::Error, start: usize) -> xent::Error {
-    match e {
-        xent::Error::Label { row, label, cols } => xent::Error::Label { row: row + start as u64, label, cols },
-        xent::Error::Value { row, detail } => xent::Error::Value { row: row + start as u64, detail },
-        e => e,
-    }
 }

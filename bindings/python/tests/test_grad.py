@@ -100,3 +100,80 @@ def test_grad_in_chunks_is_whole(gpu, rng):
     want[np.arange(10), y[sl]] -= 1
     close(g[sl], want, rel=1e-4, abs=1e-6)
     assert g.shape == x.shape
+
+
+@pytest.mark.parametrize("reduction", ["batchmean", "sum", "mean"])
+def test_kl_div_grad_through_the_softmax(ctx, rng, reduction):
+    z = rng.standard_normal((5, 7)) * 2
+    q = log_softmax(z, axis=1).astype(np.float32)
+    p = softmax(rng.standard_normal((5, 7)), axis=1).astype(np.float32)
+    div = {"batchmean": 5, "sum": 1, "mean": q.size}[reduction]
+
+    def f(zz):
+        lq = log_softmax(zz, axis=1)
+        return (xlogy(p, p) - p * lq).sum() / div
+
+    loss, g = xent.kl_div(q, p, reduction=reduction, return_grad=True, context=ctx)
+    close(loss, f(q.astype(np.float64)), rel=1e-5)
+    close(g, numeric_grad(f, q), rel=1e-3, abs=1e-6)
+    with pytest.raises(xent.XentInputError, match="return_grad"):
+        xent.kl_div(q, p, reduction="none", return_grad=True, context=ctx)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 1.0])
+def test_jsd_grad(ctx, rng, beta):
+    q = rng.standard_normal((4, 6)).astype(np.float32) * 2
+    p = rng.standard_normal((4, 6)).astype(np.float32) * 2
+
+    def f(zq, tau=1.5):
+        lq = log_softmax(zq / tau, axis=1)
+        lp = log_softmax(p.astype(np.float64) / tau, axis=1)
+        pq, pp = np.exp(lq), np.exp(lp)
+        if beta == 0.0:
+            rows = (pp * (lp - lq)).sum(axis=1)
+        elif beta == 1.0:
+            rows = (pq * (lq - lp)).sum(axis=1)
+        else:
+            lm = np.log(beta * pp + (1 - beta) * pq)
+            rows = beta * (pp * (lp - lm)).sum(axis=1) + (1 - beta) * (pq * (lq - lm)).sum(axis=1)
+        return rows.mean()
+
+    loss, g = xent.jsd(q, p, beta=beta, temperature=1.5, return_grad=True, context=ctx)
+    close(loss, f(q.astype(np.float64)), rel=1e-5, abs=1e-7)
+    close(g, numeric_grad(f, q), rel=1e-3, abs=1e-6)
+    with pytest.raises(xent.XentInputError, match="log_input"):
+        xent.jsd(softmax(q, axis=1), softmax(p, axis=1), log_input=False, return_grad=True, context=ctx)
+
+
+def test_entropy_grad_in_bits(ctx, rng):
+    x = rng.standard_normal((3, 5)).astype(np.float32)
+    _, nats = xent.entropy(x, reduction="sum", return_grad=True, context=ctx)
+    _, bits = xent.entropy(x, reduction="sum", base=2, return_grad=True, context=ctx)
+    close(bits, nats / np.log(2), rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_linear_cross_entropy_grads(ctx, rng, reduction):
+    n, d, k = 40, 6, 9
+    h = rng.standard_normal((n, d)).astype(np.float32)
+    w = (rng.standard_normal((k, d)) * 0.5).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
+    y = rng.integers(0, k, n)
+    y[::7] = -100
+    keep = y != -100
+    loss, (gh, gw, gb) = xent.linear_cross_entropy(h, w, y, b, reduction=reduction, return_grad=True, context=ctx)
+    z = h.astype(np.float64) @ w.astype(np.float64).T + b
+    gz = softmax(z, axis=1)
+    gz[np.arange(n)[keep], y[keep]] -= 1
+    gz[~keep] = 0
+    if reduction == "mean":
+        gz /= keep.sum()
+        close(loss, ce_mean(z, y), rel=2e-5)
+    assert (gh.shape, gw.shape, gb.shape) == ((n, d), (k, d), (k,))
+    close(gh, gz @ w.astype(np.float64), rel=1e-4, abs=1e-6)
+    close(gw, gz.T @ h.astype(np.float64), rel=1e-4, abs=1e-6)
+    close(gb, gz.sum(axis=0), rel=1e-4, abs=1e-6)
+    _, (_, _, none) = xent.linear_cross_entropy(h, w, y, return_grad=True, context=ctx)
+    assert none is None
+    with pytest.raises(xent.XentInputError, match="return_grad"):
+        xent.linear_cross_entropy(h, w, y, reduction="none", return_grad=True, context=ctx)

@@ -57,3 +57,26 @@ def test_a_tensor_that_requires_grad(ctx):
     y = torch.randint(0, 5, (8,))
     close(xent.cross_entropy(x, y, context=ctx), F.cross_entropy(x.detach().double(), y).item(), rel=2e-5)
     assert np.isfinite(xent.cross_entropy(x, y, context=ctx))
+
+
+def test_gradients_like_torch_autograd(ctx):
+    g = torch.Generator().manual_seed(5)
+    h = torch.randn(64, 12, generator=g, dtype=torch.float64)
+    w = torch.randn(20, 12, generator=g, dtype=torch.float64) * 0.4
+    b = torch.randn(20, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 20, (64,), generator=g)
+    y[::5] = -100
+    hh, ww, bb = (t.clone().requires_grad_() for t in (h, w, b))
+    F.cross_entropy(F.linear(hh, ww, bb), y, label_smoothing=0.1).backward()
+    loss, (gh, gw, gb) = xent.linear_cross_entropy(h.float(), w.float(), y, b.float(), label_smoothing=0.1,
+                                                   return_grad=True, context=ctx)
+    close(loss, F.cross_entropy(F.linear(h, w, b), y, label_smoothing=0.1).item(), rel=2e-5)
+    close(gh, hh.grad.numpy(), rel=1e-4, abs=1e-6)
+    close(gw, ww.grad.numpy(), rel=1e-4, abs=1e-6)
+    close(gb, bb.grad.numpy(), rel=1e-4, abs=1e-6)
+    z = torch.randn(10, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    p = F.softmax(torch.randn(10, 7, generator=g, dtype=torch.float64), dim=1)
+    F.kl_div(F.log_softmax(z, dim=1), p, reduction="batchmean").backward()
+    _, gk = xent.kl_div(F.log_softmax(z, dim=1).detach().float(), p.float(), reduction="batchmean",
+                        return_grad=True, context=ctx)
+    close(gk, z.grad.numpy(), rel=1e-4, abs=1e-6)

@@ -43,7 +43,8 @@ def linear_ce(
     *,
     options: dict[str, Any],
     softcap: Optional[float] = None,
-) -> tuple[float, float, np.ndarray]: ...
+    grad: bool = False,
+) -> tuple[float, float, np.ndarray, Optional[tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]]]: ...
 def evaluate(
     ctx: Context,
     logits: np.ndarray,

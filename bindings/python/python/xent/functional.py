@@ -186,28 +186,36 @@ def logsumexp(input: ArrayLike, dim: int = -1, keepdim: bool = False, *, softcap
 
 
 def kl_div(input: ArrayLike, target: ArrayLike, reduction: str = "mean", log_target: bool = False, *,
-           context=None):
+           return_grad: bool = False, context=None):
     """``torch.nn.functional.kl_div``: ``KL(target || Q)`` where ``input`` holds ``log Q``
     (log-probabilities, each row normalised) and ``target`` the probabilities P (their logs
     with ``log_target=True``). ``reduction``: ``"batchmean"`` (the mathematically correct
     mean over rows), ``"mean"`` (PyTorch's: over every element), ``"sum"``, or ``"none"``
     (PyTorch's elementwise terms ``xlogy(P, P) - P·input``, or ``exp(t)·(t - input)`` with
     ``log_target``, in float32 and the input's shape: NumPy's elementwise arithmetic, as
-    there is nothing to reduce)."""
+    there is nothing to reduce). ``return_grad=True`` returns ``(loss, grad)``: the gradient
+    with respect to ``input`` read as logits, through its softmax (``q·sum(P) - P`` per
+    row, scaled by the reduction): what PyTorch gives for ``kl_div(log_softmax(z), P)``
+    with respect to ``z``; not with ``reduction="none"``."""
     _check_reduction(reduction, ("mean", "batchmean", "sum", "none"))
     q = as_array(input, "input")
     p = as_array(target, "target")
     _same_shape(q, p, "input", "target")
     if reduction == "none":
+        if return_grad:
+            raise XentInputError("return_grad: reduction 'none' has no single loss to differentiate")
         return _kl_terms(q, p, log_target)
     qr, lead = rows_of(q, "input")
     pr, _ = rows_of(p, "target")
     options = {"p": "logits" if log_target else "probs", "q": "logits"}
-    out = _run("kl", options, pr, qr, names=("target", "input", "", ""), keep_values=reduction == "none",
-               context=context)
+    scale = {"batchmean": 1.0 / max(qr.shape[0], 1), "mean": 1.0 / max(q.size, 1), "sum": 1.0}[reduction]
+    grad = {"grad_scale": scale} if return_grad else {}
+    out = _run("kl", options, pr, qr, names=("target", "input", "", ""), context=context, **grad)
     if reduction == "batchmean":
-        return float(out["sum"] / qr.shape[0])
-    return _reduce(out, reduction, lead, denominator=float(q.size))
+        value = float(out["sum"] / qr.shape[0])
+    else:
+        value = _reduce(out, reduction, lead, denominator=float(q.size))
+    return _with_grad(value, out, return_grad, q)
 
 
 def _kl_terms(q: np.ndarray, p: np.ndarray, log_target: bool) -> np.ndarray:
@@ -307,14 +315,19 @@ def entropy(input: ArrayLike, *, logits: bool = True, reduction: Reduction = "no
 
 
 def jsd(input: ArrayLike, target: ArrayLike, beta: float = 0.5, reduction: Reduction = "mean", *,
-        temperature: float = 1.0, log_input: bool = True, log_target: bool = True, base=None, context=None):
+        temperature: float = 1.0, log_input: bool = True, log_target: bool = True, base=None,
+        return_grad: bool = False, context=None):
     """The generalised Jensen-Shannon divergence ``beta*KL(P||M) + (1-beta)*KL(Q||M)``,
     ``M = beta*P + (1-beta)*Q``, with P from ``target`` (the teacher) and Q from ``input``
     (the student), as Liger-Kernel's ``LigerJSD``: ``beta=0`` is ``KL(P||Q)``, ``beta=1``
     ``KL(Q||P)``. Inputs are logits or log-probabilities (``log_input``/``log_target``
     False: probabilities); logits are read as ``softmax(x / temperature)``. ``"mean"`` is
-    over rows."""
+    over rows. ``return_grad=True`` (``log_input`` only) returns ``(loss, grad)``, the
+    gradient with respect to ``input`` read as logits (through ``softmax(x / temperature)``),
+    as Liger-Kernel's JSD writes it; with ``"none"`` the gradient of the sum."""
     _check_reduction(reduction)
+    if return_grad and not log_input:
+        raise XentInputError("return_grad: the gradient is of logits (log_input=True), not of probabilities")
     q = as_array(input, "input")
     p = as_array(target, "target")
     _same_shape(q, p, "input", "target")
@@ -323,8 +336,8 @@ def jsd(input: ArrayLike, target: ArrayLike, beta: float = 0.5, reduction: Reduc
     options = {"p": "logits" if log_target else "probs", "q": "logits" if log_input else "probs",
                "beta": float(beta), "temperature": float(temperature)}
     out = _run("jsd", options, pr, qr, names=("target", "input", "", ""), keep_values=reduction == "none",
-               base=_base(base), context=context)
-    return _reduce(out, reduction, lead)
+               base=_base(base), context=context, **_grad(return_grad, reduction, 1.0 / max(qr.shape[0], 1)))
+    return _with_grad(_reduce(out, reduction, lead), out, return_grad, q)
 
 
 def gaussian_kl(mean: ArrayLike, logvar: ArrayLike, reduction: Reduction = "mean", *, context=None):
@@ -359,19 +372,33 @@ def distillation_loss(student: ArrayLike, teacher: ArrayLike, target: ArrayLike,
 
 def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike, bias: Optional[ArrayLike] = None,
                          ignore_index: int = -100, reduction: Reduction = "mean", label_smoothing: float = 0.0, *,
-                         z_loss: float = 0.0, softcap: Optional[float] = None, context=None):
+                         z_loss: float = 0.0, softcap: Optional[float] = None, return_grad: bool = False,
+                         context=None):
     """``cross_entropy(hidden @ weight.T + bias, target)`` without the ``[N, classes]``
-    logits in memory (fused on the device): ``hidden`` ``[N, d]``, ``weight`` ``[classes, d]``
-    (as ``torch.nn.Linear.weight``), ``bias`` ``[classes]``."""
+    logits in memory (fused on the device, or a block of rows at a time on the CPU):
+    ``hidden`` ``[N, d]``, ``weight`` ``[classes, d]`` (as ``torch.nn.Linear.weight``),
+    ``bias`` ``[classes]``. ``return_grad=True`` returns ``(loss, (grad_hidden, grad_weight,
+    grad_bias))``, the gradients of the mean (or the sum) in float32, ``grad_bias`` None
+    without a bias; not with ``reduction="none"``."""
     _check_reduction(reduction)
+    if return_grad and reduction == "none":
+        raise XentInputError("return_grad: reduction 'none' has no single loss to differentiate; use 'mean' or 'sum'")
     options = {"ignore_index": int(ignore_index), "label_smoothing": float(label_smoothing), "z_loss": float(z_loss)}
     h = as_array(hidden, "hidden")
     w = as_array(weight, "weight")
     y = as_array(target, "target")
     b = None if bias is None else as_array(bias, "bias")
-    total, counted, values = _xent.linear_ce(resolve(context), h, w, y, b, options=options, softcap=softcap)
+    total, counted, values, grads = _xent.linear_ce(resolve(context), h, w, y, b, options=options, softcap=softcap,
+                                                    grad=return_grad)
     if reduction == "none":
         return values
     if reduction == "sum":
-        return float(total)
-    return float(total / counted) if counted else float("nan")
+        loss = float(total)
+    else:
+        loss = float(total / counted) if counted else float("nan")
+    if not return_grad:
+        return loss
+    if reduction == "sum":
+        # the gradients come of the mean: the sum's are `counted` times them
+        grads = tuple(None if g is None else g * np.float32(counted) for g in grads)
+    return loss, tuple(grads)
