@@ -157,6 +157,12 @@ pub(crate) enum Held<'a> {
     /// Read from a file, shared with a device that reads host memory in place.
     Shared(Arc<Owned<f32>>),
     SharedF16(Arc<Owned<f16>>),
+    /// A file's rows mapped under a read lease (`<f4`, or `<f2` where `half`), read where
+    /// they lie.
+    Mapped {
+        rows: xent::npy::MappedRows,
+        half: bool,
+    },
 }
 
 /// Elements one owns, as bytes a device may read in place ([`SharedBytes`]).
@@ -174,6 +180,7 @@ impl Held<'_> {
         match self {
             Held::Shared(v) => Some(v.clone()),
             Held::SharedF16(v) => Some(v.clone()),
+            Held::Mapped { rows, .. } => Some(rows.shared()),
             _ => None,
         }
     }
@@ -184,6 +191,10 @@ impl Held<'_> {
             Held::Owned(v) => Floats::F32(v),
             Held::Shared(v) => Floats::F32(&v.0),
             Held::SharedF16(v) => Floats::F16(&v.0),
+            // a mapping starts on a page and the header is padded to 16 bytes: the rows are
+            // aligned (were they not, the empty slice fails the chunk's shape check)
+            Held::Mapped { rows, half: false } => Floats::F32(bytemuck::try_cast_slice(rows.bytes()).unwrap_or(&[])),
+            Held::Mapped { rows, half: true } => Floats::F16(bytemuck::try_cast_slice(rows.bytes()).unwrap_or(&[])),
         }
     }
 }

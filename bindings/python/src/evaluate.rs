@@ -15,7 +15,7 @@ use xent::metrics::{Metrics, MetricsSpec};
 use xent::{Batch, DType, Floats, Labels, LogBase, Loss, Op, RunOptions};
 
 use crate::arrays::{Held, LabelArray, Matrix, Slices, labels_range};
-use crate::backend::{Context, Stream, log_base};
+use crate::backend::{Backend, Context, Stream, log_base};
 use crate::errors::{OrRaise, input};
 use crate::files::FileSource;
 
@@ -342,7 +342,10 @@ pub(crate) fn evaluate_files(
     progress: Option<Py<PyAny>>,
 ) -> PyResult<String> {
     let spec = Spec::new(ignore_index, label_smoothing, softcap, top_k, bins, per_class, base, chunk_rows)?;
-    let source = FileSource::open(&logits_path, &labels_path, ignore_index)?;
+    // the CPU engine reads the logits where they lie, mapped (nothing of a chunk outlives
+    // its push there); a device keeps its copies
+    let on_cpu = matches!(&*ctx.lock()?, Backend::Cpu(_));
+    let source = FileSource::open(&logits_path, &labels_path, ignore_index, on_cpu)?;
     let shape = source.shape();
     if shape.rows == 0 {
         return Err(input(format!("logits: {} has no rows", logits_path.display())));

@@ -1,14 +1,23 @@
 //! The `.npy` inputs of `xent.evaluate_files`: logits `[rows, classes]` (`<f2`, `<f4`,
-//! `<f8`) and labels `[rows]`, read a chunk ahead on a thread of their own with positioned
-//! reads (memory stays at a few chunks whatever the file size), labels checked as they
-//! come, each error naming the file.
+//! `<f8`) and labels `[rows]`, a chunk ahead on a thread of their own (memory stays at a
+//! few chunks whatever the file size), labels checked as they come, each error naming the
+//! file.
+//!
+//! On the CPU engine, logits stored as they are computed on (`<f4`, `<f2`) are mapped, not
+//! copied, where the system grants a read lease on the file (Linux; a file of one's own),
+//! as the command line maps them: while the lease is held no other process can open the file to write or
+//! truncate it (so a mapped page never vanishes under the device), and one that tries
+//! makes the evaluation stop at the next chunk with an error naming the file, which gives
+//! the lease up. The lease's signal (SIGIO, which would end the process) is caught once a
+//! process by a handler that only sets a flag. Elsewhere the rows are read with
+//! positioned reads.
 
 use std::path::Path;
 use std::sync::mpsc::{Receiver, sync_channel};
 
 use pyo3::PyResult;
 use xent::DType;
-use xent::npy::{NpyDType, NpyFile};
+use xent::npy::{Lease, NpyDType, NpyFile};
 
 use std::sync::Arc;
 
@@ -21,6 +30,18 @@ pub(crate) struct FileSource {
     logits: NpyFile,
     labels: NpyFile,
     ignore_index: Option<i64>,
+    /// The lease under which the logits' rows are mapped, where they are.
+    lease: Option<Lease>,
+}
+
+/// Whether SIGIO, which a broken lease sends, is caught in this process (registered once):
+/// without it no lease may be taken.
+fn sigio_caught() -> bool {
+    static CAUGHT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CAUGHT.get_or_init(|| {
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGIO, flag).is_ok()
+    })
 }
 
 fn name(path: &Path) -> String {
@@ -28,7 +49,8 @@ fn name(path: &Path) -> String {
 }
 
 impl FileSource {
-    pub(crate) fn open(logits: &Path, labels: &Path, ignore_index: Option<i64>) -> PyResult<FileSource> {
+    /// Opens the two files; with `map`, the logits are mapped where a lease is granted.
+    pub(crate) fn open(logits: &Path, labels: &Path, ignore_index: Option<i64>, map: bool) -> PyResult<FileSource> {
         let l = NpyFile::open(logits).map_err(from_npy)?;
         if !l.dtype().is_float() || l.ndim() != 2 {
             return Err(input(format!(
@@ -59,7 +81,9 @@ impl FileSource {
                 l.rows()
             )));
         }
-        Ok(FileSource { logits: l, labels: y, ignore_index })
+        let stored_as_read = matches!(l.dtype(), NpyDType::F32 | NpyDType::F16);
+        let lease = if map && stored_as_read && sigio_caught() { l.lease() } else { None };
+        Ok(FileSource { logits: l, labels: y, ignore_index, lease })
     }
 
     pub(crate) fn shape(&self) -> Shape {
@@ -94,7 +118,16 @@ impl FileSource {
     }
 
     fn read(&self, start: u64, rows: usize) -> PyResult<Chunk<'static>> {
-        let logits = if self.logits.dtype() == NpyDType::F16 {
+        let half = self.logits.dtype() == NpyDType::F16;
+        let logits = if let Some(lease) = &self.lease {
+            if lease.breaking() {
+                return Err(input(format!(
+                    "logits: {}: another process opened it to write or truncate it during the evaluation",
+                    name(self.logits.path())
+                )));
+            }
+            Held::Mapped { rows: self.logits.map_rows(start, rows).map_err(from_npy)?, half }
+        } else if half {
             let mut v = Vec::new();
             self.logits.read_f16_raw(start, rows, &mut v).map_err(from_npy)?;
             Held::SharedF16(Arc::new(Owned(v)))

@@ -7,6 +7,8 @@ import os
 import pickle
 import shutil
 import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -103,6 +105,30 @@ def test_files_bigger_than_a_chunk(ctx, rng, tmp_path):
         assert r.to_dict()[key] == a.to_dict()[key]
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="read leases are Linux's")
+def test_a_file_opened_for_writing_during_the_evaluation_stops_it(rng, tmp_path):
+    # on the CPU engine the logits are mapped under a read lease: another process opening them to write waits,
+    # and the evaluation stops at the next chunk with an error naming the file, giving the
+    # lease up (the writer then goes on)
+    x, y = data(rng, 40_000, 16)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    writer = []
+
+    def progress(done, total):
+        if not writer:
+            code = f"open({str(tmp_path / 'x.npy')!r}, 'r+b').close()"
+            writer.append(subprocess.Popen([sys.executable, "-c", code]))
+            time.sleep(1.5)
+
+    with pytest.raises(xent.XentInputError, match="x.npy: another process opened it"):
+        xent.evaluate_files(tmp_path / "x.npy", tmp_path / "y.npy", chunk_rows=1000, context="cpu",
+                            progress=progress)
+    assert writer[0].wait(timeout=30) == 0
+    # nothing was written: the file is as it was
+    assert np.array_equal(np.load(tmp_path / "x.npy"), x)
+
+
 def test_report_is_frozen_and_pickles(rng):
     x, y = data(rng, 50, 4)
     r = xent.evaluate(x, y, per_class=True)
@@ -123,8 +149,13 @@ def test_merge_is_the_whole(ctx, rng):
                                                                                           (5500, 9000))]
     whole = xent.evaluate(x, y, per_class=True, context=ctx)
     merged = xent.merge(shards)
-    for key in ("rows", "counted", "correct", "top_correct", "per_class"):
+    for key in ("rows", "counted", "correct", "top_correct"):
         assert merged.to_dict()[key] == whole.to_dict()[key], key
+    # counts exactly; the f64 sums of confidences within rounding (shards add in another order)
+    mc, wc = merged.to_dict()["per_class"], whole.to_dict()["per_class"]
+    for column in ("support", "correct", "predicted"):
+        assert mc[column] == wc[column], column
+    close(np.array(mc["predicted_confidence_sum"]), np.array(wc["predicted_confidence_sum"]), rel=1e-12)
     close(merged.loss, whole.loss, rel=1e-6)
     assert [b["count"] for b in merged.calibration] == [b["count"] for b in whole.calibration]
     # dicts and JSON strings merge too, in their order

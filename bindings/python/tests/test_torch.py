@@ -20,7 +20,8 @@ def test_cross_entropy_like_torch(ctx):
     y[::9] = -100
     w = torch.rand(37, generator=g) + 0.5
     for kw in ({}, {"weight": w}, {"label_smoothing": 0.1}, {"weight": w, "label_smoothing": 0.2}):
-        want = F.cross_entropy(x.double(), y, **kw).item()
+        want = F.cross_entropy(x.double(), y, **{k: (v.double() if torch.is_tensor(v) else v)
+                                                 for k, v in kw.items()}).item()
         got = xent.cross_entropy(x, y, **{k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in kw.items()},
                                  context=ctx)
         close(got, want, rel=2e-5)
