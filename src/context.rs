@@ -105,6 +105,8 @@ impl Context {
 
     /// [`Context::from_adapter`], the shaders built with naga's runtime checks or not.
     fn open(adapter: wgpu::Adapter, shader_checks: bool) -> Result<Self> {
+        // a layout pinned by the environment that is no layout is an error here, not ignored
+        crate::layout::RowLayout::from_env()?;
         let mut wanted = wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP;
         // storage the host can map, where it costs the kernels nothing: the device's memory
         // is the host's (a CPU or integrated adapter); the stream reads rows straight into it

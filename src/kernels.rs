@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+use crate::layout::RowLayout;
 use crate::loss::DType;
 
 pub(crate) use table::{Access, Binding, Cols, Kernel, Stage, binding};
@@ -280,6 +281,9 @@ pub(crate) struct Kernels {
     wait_for_compiles: bool,
     /// naga's runtime checks in the shaders ([`shader_checks_from_env`]); off by default.
     checks: bool,
+    /// The row kernels' layout where one is pinned (`XENT_LAYOUT`, `Recorder::set_layout`),
+    /// else the rule's.
+    pin: Arc<Mutex<Option<RowLayout>>>,
 }
 
 /// Whether shader modules are built with naga's runtime checks: `XENT_SHADER_CHECKS=1`
@@ -331,6 +335,9 @@ impl Kernels {
             modules: Arc::default(),
             pipelines: Arc::default(),
             matmuls: Arc::default(),
+            // an unreadable XENT_LAYOUT is an error where a context is opened
+            // (`Context::new`); an app's recorder takes the rule's layouts
+            pin: Arc::new(Mutex::new(RowLayout::from_env().ok().flatten())),
         }
     }
 
@@ -362,13 +369,49 @@ impl Kernels {
     /// Parts each of `rows` rows of `cols` columns is split into ([`crate::plan::row_parts`];
     /// 1: not split).
     pub(crate) fn row_parts(&self, rows: u64, cols: u64) -> u64 {
-        crate::plan::row_parts(rows, cols, self.cpu_layout)
+        match self.pinned() {
+            // parts of at least 64 columns
+            Some(p) => u64::from(p.parts).min((cols / 64).max(1)),
+            None => crate::plan::row_parts(rows, cols, self.cpu_layout),
+        }
     }
 
     /// Workgroup size and lanes per row of the row kernels for `cols` columns on this device
-    /// ([`crate::plan::workgroup_size`], [`crate::plan::row_layout`]).
+    /// by the rule ([`crate::plan::workgroup_size`], [`crate::plan::row_layout`]).
     pub(crate) fn row_layout_for(&self, cols: u64) -> (u32, u32) {
         crate::plan::row_layout(cols, self.row_workgroup, self.max_workgroup, self.step_cap, self.cpu_layout)
+    }
+
+    /// The layout pinned for the row kernels, if any.
+    pub(crate) fn pinned(&self) -> Option<RowLayout> {
+        *lock(&self.pin)
+    }
+
+    /// Pins the row kernels' layout (`None`: the rule's again).
+    pub(crate) fn pin(&self, layout: Option<RowLayout>) {
+        *lock(&self.pin) = layout;
+    }
+
+    /// Workgroup size and lanes per row of the kernels that read rows of `cols` columns: the
+    /// pinned layout where there is one, within the device's workgroup limit and with at
+    /// least the lanes llvmpipe's loop limit needs (results are right whatever is pinned),
+    /// else the rule's.
+    pub(crate) fn rows_layout(&self, cols: u64) -> (u32, u32) {
+        let Some(p) = self.pinned() else { return self.row_layout_for(cols) };
+        let largest = 1u32 << (31 - self.max_workgroup.max(1).leading_zeros());
+        let mut lanes = p.lanes.min(largest);
+        if let Some(cap) = self.step_cap {
+            lanes = lanes.max(cols.div_ceil(cap.max(1)).next_power_of_two().min(u64::from(largest)) as u32);
+        }
+        (p.workgroup.clamp(lanes, largest), lanes)
+    }
+
+    /// The layout a job of `rows` rows of `cols` columns runs its row kernels with.
+    pub(crate) fn layout_for(&self, rows: u64, cols: u64) -> RowLayout {
+        let parts = self.row_parts(rows, cols);
+        let read_cols = if parts > 1 { crate::plan::part_cols(cols, parts) } else { cols };
+        let (workgroup, lanes) = self.rows_layout(read_cols);
+        RowLayout { workgroup, lanes, parts: parts as u32 }
     }
 
     /// The bind group layout of `kernel`: its bindings of the table, [`KernelInfo::bindings`].

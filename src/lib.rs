@@ -13,6 +13,7 @@ mod host_memory;
 #[cfg(feature = "npy")]
 pub mod json;
 mod kernels;
+mod layout;
 mod loss;
 pub mod metrics;
 #[cfg(feature = "npy")]
@@ -43,6 +44,7 @@ pub use error::{Error, Result};
 pub use head::{Head, HeadGradientsF32, HeadRows};
 pub use host::{Output, Rows, RunOptions, Stream};
 pub use host_memory::SharedBytes;
+pub use layout::RowLayout;
 pub use loss::{Batch, DType, Floats, Labels, LogBase, Loss, Reduction};
 pub use op::{Domain, Form, Inputs, Op, OptionInfo, OptionValue, Signature, Slot, Task};
 pub use status::Status;

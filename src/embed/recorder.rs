@@ -12,6 +12,7 @@ use super::validate::{self, Checked};
 use crate::error::{Error, Result};
 use crate::kernels::{AUX_WORDS, GradMode, Kernel, flags};
 use crate::kernels::{Kernels, shader_checks_from_env};
+use crate::layout::RowLayout;
 use crate::loss::{DType, Reduction};
 use crate::ops::{self, Bound, Dispatch, RowBindings};
 use crate::plan::{self, buffer};
@@ -133,6 +134,25 @@ impl Recorder {
     /// typed error that names the row.
     pub fn status(&self) -> &wgpu::Buffer {
         &self.status
+    }
+
+    /// Pins the row kernels' layout for what this recorder records from now on (`None`:
+    /// the rule's, a function of the device and the shape). Any layout gives right
+    /// results; it changes the speed, and the last bits of sums (the order of a row's
+    /// additions). `XENT_LAYOUT=WGxLANES[/PARTS]` pins one for every recorder of a process.
+    pub fn set_layout(&self, layout: Option<RowLayout>) {
+        self.kernels.pin(layout);
+    }
+
+    /// The pinned layout, if any.
+    pub fn layout(&self) -> Option<RowLayout> {
+        self.kernels.pinned()
+    }
+
+    /// The layout the row kernels of a job of `rows` rows of `cols` columns run with: the
+    /// pinned one (within the device's limits), else the rule's.
+    pub fn layout_for(&self, rows: u64, cols: u64) -> RowLayout {
+        self.kernels.layout_for(rows, cols)
     }
 
     /// The compiled kernels (the host path records its reductions with them).

@@ -42,6 +42,9 @@ pub fn info(as_json: bool) -> Result<(), Failure> {
         "timestamp_query": f.contains(wgpu::Features::TIMESTAMP_QUERY),
         "mappable_storage": f.contains(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS),
         "shader_checks": ctx.recorder().shader_checks(),
+        // the row kernels' layout: pinned (XENT_LAYOUT), or the rule's for [8192, 4096]
+        "layout_pinned": ctx.recorder().layout().map(|l| l.to_string()),
+        "layout_8192x4096": ctx.recorder().layout_for(8192, 4096).to_string(),
     });
     if as_json {
         let line = json!({"command": "info", "adapters": adapters, "auto": picked, "engine": engine_line});

@@ -202,6 +202,10 @@ fn main() -> ExitCode {
         }
         Err(e) => return fail(&Failure::input(clap_message(&e))),
     };
+    // a pinned layout that is no layout: the environment's input error, before any work
+    if let Err(e) = xent::RowLayout::from_env() {
+        return fail(&Failure::input(e.to_string()));
+    }
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&matches)))
         .unwrap_or_else(|_| Err(Failure::machine("the run stopped")));
     match result {

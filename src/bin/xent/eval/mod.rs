@@ -337,6 +337,8 @@ impl Job {
             _ => self.read_rows(),
         };
         let map = leased && matches!(engine, Engine::Stream { stream: Some(_), .. });
+        // the row kernels' layout on a GPU (it decides the last bits of the sums)
+        let layout = ctx.as_ref().filter(|_| gpu).map(|c| c.recorder().layout_for(self.rows, self.cols).to_string());
         let setup_seconds = started.elapsed().as_secs_f64();
         let total_bytes: u64 = [Some(&self.a), self.b.as_ref(), self.labels.as_ref()]
             .into_iter()
@@ -375,7 +377,11 @@ impl Job {
         let totals = totals?;
         let seconds = t.elapsed().as_secs_f64();
         self.write_report_files(&totals)?;
-        Ok(self.report(&totals, total_bytes, seconds, setup_seconds, device))
+        let mut line = self.report(&totals, total_bytes, seconds, setup_seconds, device);
+        if let (Some(layout), Some(fields)) = (layout, line.as_object_mut()) {
+            fields.insert("layout".into(), serde_json::json!(layout));
+        }
+        Ok(line)
     }
 
     fn run_options(&self) -> RunOptions {
