@@ -152,3 +152,63 @@ fn bench_on_the_cpu_engine() {
         assert!(line["threads"].as_u64().is_some_and(|t| t >= 1) && line["simd"].is_string(), "{line}");
     }
 }
+
+/// `--sweep` times an operation under every candidate layout around the rule's (the rule's
+/// first, none twice), each line naming its layout and the copy's, then one line naming the
+/// fastest; `--no-reference` leaves the reference's ratio out; a pinned `XENT_LAYOUT` is the
+/// layout a plain line reports, and one that is no layout is exit 2 naming it.
+#[test]
+fn bench_sweeps_the_layouts() {
+    let Some(out) = bench(Command::new(env!("CARGO_BIN_EXE_xent")).args([
+        "bench",
+        "--device",
+        "gpu",
+        "--sweep",
+        "--no-reference",
+        "--iters",
+        "1",
+        "--shapes",
+        "64x1000",
+        "--dtypes",
+        "f32",
+        "--ops",
+        "lse",
+    ])) else {
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (timed, best): (Vec<_>, Vec<_>) = lines.iter().partition(|v| v.get("sweep").is_none());
+    assert!(timed.len() >= 3, "several candidates: {lines:?}");
+    assert_eq!(timed[0]["rule"], true);
+    assert!(timed[1..].iter().all(|v| v["rule"] == false));
+    let mut layouts: Vec<&str> = timed.iter().map(|v| v["layout"].as_str().unwrap()).collect();
+    assert!(
+        timed
+            .iter()
+            .all(|v| v["cpu_ratio"].is_null() && v["copy_layout"].is_string() && v["seconds"].as_f64() > Some(0.0))
+    );
+    layouts.sort_unstable();
+    layouts.dedup();
+    assert_eq!(layouts.len(), timed.len(), "no layout twice: {lines:?}");
+    assert_eq!(best.len(), 1);
+    let fastest = timed.iter().map(|v| v["seconds"].as_f64().unwrap()).fold(f64::INFINITY, f64::min);
+    assert_eq!(best[0]["seconds"].as_f64(), Some(fastest));
+    assert!(best[0]["rule_over_best"].as_f64().unwrap() >= 1.0);
+    // a pinned layout is what a plain line reports
+    let Some(out) = bench(
+        Command::new(env!("CARGO_BIN_EXE_xent"))
+            .args(["bench", "--device", "gpu", "--json", "--iters", "1", "--shapes", "64x1000", "--dtypes", "f32"])
+            .args(["--ops", "lse", "--no-reference"])
+            .env("XENT_LAYOUT", "16x2"),
+    ) else {
+        return;
+    };
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["layout"], "16x2", "{line}");
+    let out = Command::new(env!("CARGO_BIN_EXE_xent")).args(["info"]).env("XENT_LAYOUT", "16x3").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("XENT_LAYOUT"));
+}

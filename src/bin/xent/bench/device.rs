@@ -48,7 +48,7 @@ pub(super) struct Job {
     pub(super) report: bool,
     dtype: DType,
     pub(super) rows: u64,
-    cols: u64,
+    pub(super) cols: u64,
     elem: u64,
     pub(super) out_per_row: u64,
     a: wgpu::Buffer,
@@ -150,6 +150,11 @@ impl<'c> Bench<'c> {
             return Err(Failure::machine("the copy kernel's output differs from its input".to_string()));
         }
         Ok(())
+    }
+
+    /// Rows and columns of the copy of `job`'s first input (rows of [`COPY_COLS`] words).
+    pub(super) fn copy_shape(&self, job: &Job) -> (u64, u64) {
+        ((job.rows * job.cols * job.elem / 4 / COPY_COLS).max(1), COPY_COLS)
     }
 
     /// Median device seconds of `job`'s operation, or of a baseline on its bindings, over

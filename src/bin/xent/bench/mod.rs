@@ -13,6 +13,7 @@ mod device;
 mod e2e;
 mod linear;
 mod plot;
+mod sweep;
 
 use clap::Args;
 use serde_json::{Value, json};
@@ -69,6 +70,14 @@ pub struct BenchArgs {
     /// One JSON object per line and per measurement instead of a table.
     #[arg(long)]
     json: bool,
+    /// Time every operation under each candidate row layout around the rule's choice (one
+    /// JSON line each, with its `layout`), then a line naming the fastest and
+    /// `rule_over_best`; implies --json.
+    #[arg(long)]
+    sweep: bool,
+    /// Leave out the f64 reference's time (`cpu_ratio` null), which large shapes make long.
+    #[arg(long)]
+    no_reference: bool,
     /// Also draw GB/s against columns per operation, with the copy roofline, as SVG.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<std::path::PathBuf>,
@@ -231,7 +240,8 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
     }
     let bench = Bench::new(&ctx);
     let adapter = ctx.adapter_label();
-    if !args.json {
+    let json_lines = args.json || args.sweep;
+    if !json_lines {
         emit(format!("adapter: {adapter}; device time from {}; median of {iters}", bench.timing()))?;
         emit(format!(
             "{:<12} {:>8} {:>8} {:>5} {:>10} {:>8} {:>9} {:>9} {:>9}",
@@ -246,8 +256,18 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
             let base = bench.job(&data.loss(Op::LogSumExp, dtype), dtype)?;
             bench.time(&base, Some(Baseline::Copy), 1)?;
             bench.check_copy(&base)?;
+            // the copy's best layout: the device's roofline, not one layout's
+            let copy = sweep::best_copy(&bench, &ctx, &base)?;
+            let setup = Setup { bench: &bench, ctx: &ctx, data: &data, base: &base, copy };
             for &variant in &grid.ops {
-                let line = measure(&bench, &data, &base, variant, dtype, iters, &adapter)?;
+                if args.sweep {
+                    let job = setup.job(variant, dtype)?;
+                    let line = |copy, seconds| setup.line(&job, variant, dtype, copy, seconds, (None, None), &adapter);
+                    let mut out = |v: Value| emit(&v);
+                    sweep::sweep(&bench, &ctx, (&job, &base, copy), iters, line, &mut out)?;
+                    continue;
+                }
+                let line = measure(&setup, variant, dtype, iters, &adapter, !args.no_reference)?;
                 if args.json {
                     emit(&line)?;
                 } else {
@@ -279,34 +299,94 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The line of `op` over `data` in `dtype`: its kernel's median time against the copy of
-/// `base` (the logits' bytes), the two-pass baseline and the f64 reference.
+/// What every line of one shape and dtype shares: the bench, the inputs, the copy's job and
+/// its best layout.
+struct Setup<'a> {
+    bench: &'a Bench<'a>,
+    ctx: &'a Context,
+    data: &'a Data,
+    base: &'a Job,
+    copy: xent::RowLayout,
+}
+
+impl Setup<'_> {
+    /// The job of `variant` in `dtype`, compiled and warmed up.
+    fn job(&self, variant: Variant, dtype: DType) -> Result<Job, Failure> {
+        let mut loss = self.data.loss(variant.op, dtype);
+        loss.softcap = variant.softcap;
+        let mut job = self.bench.job(&loss, dtype)?;
+        job.report = variant.report;
+        self.bench.time(&job, None, 1)?;
+        Ok(job)
+    }
+
+    /// The copy under its best layout, once.
+    fn copy_once(&self) -> Result<f64, Failure> {
+        sweep::with_layout(self.ctx, Some(self.copy), || self.bench.time(self.base, Some(Baseline::Copy), 1))
+    }
+
+    /// The line of `job`: its time against the copy's (`copy`, over the logits' bytes), the
+    /// two-pass baseline's and the reference's where given.
+    #[allow(clippy::too_many_arguments)]
+    fn line(
+        &self,
+        job: &Job,
+        variant: Variant,
+        dtype: DType,
+        copy: f64,
+        seconds: f64,
+        (naive_seconds, cpu): (Option<f64>, Option<f64>),
+        adapter: &str,
+    ) -> Value {
+        let (rows, cols) = (self.data.rows as u64, self.data.cols as u64);
+        // the copy moves the logits' bytes; ops with two float inputs read twice that
+        let copy_seconds =
+            copy * (job.bytes - 4 * job.rows * job.out_per_row) as f64 / (rows * cols * dtype.size() as u64) as f64;
+        json!({
+            "op": label(variant),
+            "rows": rows,
+            "cols": cols,
+            "dtype": if dtype == DType::F16 { "f16" } else { "f32" },
+            "seconds": seconds,
+            "gbps": job.bytes as f64 / seconds / 1e9,
+            "bytes": job.bytes,
+            "copy_seconds": copy_seconds,
+            "copy_ratio": copy_seconds / seconds,
+            // the copy kernel's speed over the logits' bytes, under its best layout: the
+            // roofline of a read-once kernel
+            "copy_gbps": (rows * cols * dtype.size() as u64) as f64 / copy / 1e9,
+            "copy_layout": self.copy.to_string(),
+            "layout": self.ctx.recorder().layout_for(rows, cols).to_string(),
+            "naive_ratio": naive_seconds.map(|n| n / seconds),
+            "cpu_ratio": cpu.map(|c| c / seconds),
+            "timing": self.bench.timing(),
+            "adapter": adapter,
+        })
+    }
+}
+
+/// The line of `variant` over the setup's data in `dtype`: its kernel's median time against
+/// the copy of the logits' bytes, the two-pass baseline and (with `reference`) the f64
+/// reference.
 fn measure(
-    bench: &Bench,
-    data: &Data,
-    base: &Job,
+    setup: &Setup,
     variant: Variant,
     dtype: DType,
     iters: usize,
     adapter: &str,
+    reference: bool,
 ) -> Result<Value, Failure> {
-    let op = variant.op;
+    let (bench, op) = (setup.bench, variant.op);
     let naive = |job: &Job| -> Result<f64, Failure> {
         bench.time(job, Some(Baseline::Naive), 1)?;
         bench.time(job, Some(Baseline::Naive), iters)
     };
-    let (rows, cols) = (data.rows as u64, data.cols as u64);
-    let dname = if dtype == DType::F16 { "f16" } else { "f32" };
-    let mut loss = data.loss(op, dtype);
-    loss.softcap = variant.softcap;
-    let mut job = bench.job(&loss, dtype)?;
-    job.report = variant.report;
-    bench.time(&job, None, 1)?; // compile and warm up
+    let job = setup.job(variant, dtype)?;
     // the copy and the kernel alternate, run by run, so that the drift of a
     // shared machine falls on both sides of the ratio
     let (mut copies, mut runs) = (Vec::new(), Vec::new());
     for _ in 0..iters.max(1) {
-        copies.push(bench.time(base, Some(Baseline::Copy), 1)?);
+        copies.push(setup.copy_once()?);
         runs.push(bench.time(&job, None, 1)?);
     }
     let (copy, seconds) = (median(&mut copies), median(&mut runs));
@@ -315,25 +395,6 @@ fn measure(
         Op::LogSumExp | Op::CrossEntropy { .. } => Some(naive(&job)?),
         _ => None,
     };
-    // the copy moves the logits' bytes; ops with two float inputs read twice that
-    let copy_seconds =
-        copy * (job.bytes - 4 * job.rows * job.out_per_row) as f64 / (rows * cols * dtype.size() as u64) as f64;
-    let cpu = reference_seconds(data, op, variant.softcap, dtype);
-    Ok(json!({
-        "op": label(variant),
-        "rows": rows,
-        "cols": cols,
-        "dtype": dname,
-        "seconds": seconds,
-        "gbps": job.bytes as f64 / seconds / 1e9,
-        "bytes": job.bytes,
-        "copy_seconds": copy_seconds,
-        "copy_ratio": copy_seconds / seconds,
-        // the copy kernel's speed over the logits' bytes: the roofline of a read-once kernel
-        "copy_gbps": (rows * cols * dtype.size() as u64) as f64 / copy / 1e9,
-        "naive_ratio": naive_seconds.map(|n| n / seconds),
-        "cpu_ratio": cpu / seconds,
-        "timing": bench.timing(),
-        "adapter": adapter,
-    }))
+    let cpu = reference.then(|| reference_seconds(setup.data, op, variant.softcap, dtype));
+    Ok(setup.line(&job, variant, dtype, copy, seconds, (naive_seconds, cpu), adapter))
 }

@@ -1,0 +1,120 @@
+//! The row layouts a bench line is timed under: the candidates around the rule's choice
+//! (`xent bench --sweep` times every one of them, one JSON line each, and says which was
+//! best), and the copy's best layout, so that the copy roofline is the device's and not one
+//! layout's.
+
+use serde_json::{Value, json};
+use xent::{Baseline, Context, RowLayout};
+
+use super::device::{Bench, Job, median};
+use crate::Failure;
+
+/// Runs `f` with the context's row kernels pinned to `layout` (`None`: the rule's), and
+/// puts back what was pinned before.
+pub(super) fn with_layout<R>(ctx: &Context, layout: Option<RowLayout>, f: impl FnOnce() -> R) -> R {
+    let recorder = ctx.recorder();
+    let before = recorder.layout();
+    recorder.set_layout(layout);
+    let r = f();
+    recorder.set_layout(before);
+    r
+}
+
+/// The layouts a job of `rows` rows of `cols` columns can take around the rule's choice
+/// (first): lanes a quarter to four times the rule's, workgroups half to four times, split
+/// rows with half and twice the parts and unsplit; each as the device runs it (within its
+/// limits), without repeats.
+pub(super) fn candidates(ctx: &Context, rows: u64, cols: u64) -> Vec<RowLayout> {
+    let recorder = ctx.recorder();
+    let rule = with_layout(ctx, None, || recorder.layout_for(rows, cols));
+    let max_wg = 1u32 << (31 - ctx.device().limits().max_compute_invocations_per_workgroup.max(1).leading_zeros());
+    let scaled = |v: u32, num: u32, den: u32| (v * num / den).max(1);
+    let mut parts = vec![rule.parts];
+    if rule.parts > 1 {
+        parts.extend([1, scaled(rule.parts, 1, 2), rule.parts * 2]);
+    }
+    let mut out = vec![rule];
+    for (num, den) in [(1, 4), (1, 2), (1, 1), (2, 1), (4, 1)] {
+        let lanes = scaled(rule.lanes, num, den).next_power_of_two();
+        for wg_scale in [(1, 2), (1, 1), (2, 1), (4, 1)] {
+            let wg = scaled(rule.workgroup, wg_scale.0, wg_scale.1).next_power_of_two().clamp(lanes, max_wg);
+            for &p in &parts {
+                let Ok(pinned) = RowLayout::new(wg, lanes.min(wg), p.clamp(1, 1024)) else { continue };
+                let effective = with_layout(ctx, Some(pinned), || recorder.layout_for(rows, cols));
+                if !out.contains(&effective) {
+                    out.push(effective);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The copy's fastest layout for `base`'s bytes (each candidate timed once after a warm-up),
+/// and that layout.
+pub(super) fn best_copy(bench: &Bench, ctx: &Context, base: &Job) -> Result<RowLayout, Failure> {
+    let (rows, cols) = bench.copy_shape(base);
+    let mut best: Option<(f64, RowLayout)> = None;
+    for layout in candidates(ctx, rows, cols) {
+        let seconds = with_layout(ctx, Some(layout), || -> Result<f64, Failure> {
+            bench.time(base, Some(Baseline::Copy), 1)?;
+            bench.time(base, Some(Baseline::Copy), 1)
+        })?;
+        if best.is_none_or(|(s, _)| seconds < s) {
+            best = Some((seconds, layout));
+        }
+    }
+    best.map(|(_, l)| l).ok_or_else(|| Failure::machine("no copy layout ran".to_string()))
+}
+
+/// `job` under each of its candidate layouts, alternating with the copy under `copy`: one
+/// JSON line each (`line` fills in the rest), then one naming the fastest and how the
+/// rule's choice compares with it.
+pub(super) fn sweep(
+    bench: &Bench,
+    ctx: &Context,
+    (job, base, copy): (&Job, &Job, RowLayout),
+    iters: usize,
+    line: impl Fn(f64, f64) -> Value,
+    emit: &mut dyn FnMut(Value) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    let layouts = candidates(ctx, job.rows, job.cols);
+    let mut timed = Vec::with_capacity(layouts.len());
+    for (i, &layout) in layouts.iter().enumerate() {
+        let (mut copies, mut runs) = (Vec::new(), Vec::new());
+        with_layout(ctx, Some(layout), || bench.time(job, None, 1))?; // compile and warm up
+        for _ in 0..iters.max(1) {
+            copies.push(with_layout(ctx, Some(copy), || bench.time(base, Some(Baseline::Copy), 1))?);
+            runs.push(with_layout(ctx, Some(layout), || bench.time(job, None, 1))?);
+        }
+        let seconds = median(&mut runs);
+        let mut value = line(median(&mut copies), seconds);
+        if let Some(fields) = value.as_object_mut() {
+            fields.insert("layout".into(), json!(layout.to_string()));
+            fields.insert("rule".into(), json!(i == 0));
+            fields.insert("copy_layout".into(), json!(copy.to_string()));
+        }
+        emit(value.clone())?;
+        timed.push((seconds, layout, value));
+    }
+    let Some((best_seconds, best, best_line)) = timed.iter().min_by(|a, b| a.0.total_cmp(&b.0)).cloned() else {
+        return Ok(());
+    };
+    let rule_seconds = timed[0].0;
+    let mut summary = json!({
+        "sweep": "best",
+        "layout": best.to_string(),
+        "rule_layout": layouts[0].to_string(),
+        // above 1: the rule's choice is that much slower than the best candidate
+        "rule_over_best": rule_seconds / best_seconds,
+        "candidates": timed.len(),
+    });
+    if let (Some(fields), Some(from)) = (summary.as_object_mut(), best_line.as_object()) {
+        for key in ["op", "rows", "cols", "dtype", "seconds", "gbps", "copy_ratio", "adapter", "timing"] {
+            if let Some(v) = from.get(key) {
+                fields.insert(key.into(), v.clone());
+            }
+        }
+    }
+    emit(summary)
+}
