@@ -37,6 +37,8 @@ pub struct Context {
     pub(crate) chunk_bytes: u64,
     /// How the device reads host memory in place, where it can ([`crate::host_memory`]).
     pub(crate) host_import: Option<HostImport>,
+    /// The row layouts timed and chosen on this device ([`crate::tune`]).
+    pub(crate) tuner: crate::tune::Tuner,
 }
 
 /// Adapters ranked for loss kernels: real GPUs first, software last; Vulkan, Metal
@@ -107,6 +109,7 @@ impl Context {
     fn open(adapter: wgpu::Adapter, shader_checks: bool) -> Result<Self> {
         // a layout pinned by the environment that is no layout is an error here, not ignored
         crate::layout::RowLayout::from_env()?;
+        crate::tune::TuneMode::from_env(false)?;
         let mut wanted = wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP;
         // storage the host can map, where it costs the kernels nothing: the device's memory
         // is the host's (a CPU or integrated adapter); the stream reads rows straight into it
@@ -144,7 +147,8 @@ impl Context {
             }));
         }
         let recorder = Recorder::checking(&device, shader_checks);
-        Ok(Context { adapter, device, queue, recorder, lost, uncaptured, chunk_bytes: 64 << 20, host_import })
+        let tuner = crate::tune::Tuner::new(&adapter.get_info(), recorder.kernels());
+        Ok(Context { adapter, device, queue, recorder, lost, uncaptured, chunk_bytes: 64 << 20, host_import, tuner })
     }
 
     /// Whether the device reads host memory in place: [`Stream::push_shared`] then runs
@@ -194,6 +198,7 @@ impl Context {
     pub fn set_shader_checks(&mut self, on: bool) {
         if on != self.recorder.shader_checks() {
             self.recorder = Recorder::checking(&self.device, on);
+            self.tuner = crate::tune::Tuner::new(&self.adapter.get_info(), self.recorder.kernels());
         }
     }
 

@@ -54,6 +54,8 @@ impl Context {
     /// [`Error::TooLarge`], here rather than at the first chunk.
     pub fn stream(&self, template: &Loss, rows: u64, options: &RunOptions) -> Result<Stream<'_>> {
         template.validate()?;
+        // the row layouts of a new kind of job timed first, where the tuner is on
+        self.tune(template, rows, options.report);
         let job = ops::job(template, options.base)?;
         let cols = job.a.cols as u64;
         let dtype = match job.b {

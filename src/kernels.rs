@@ -20,7 +20,7 @@ use crate::layout::RowLayout;
 use crate::loss::DType;
 
 pub(crate) use table::{Access, Binding, Cols, Kernel, Stage, binding};
-pub(crate) use wgsl::Module;
+pub(crate) use wgsl::{Module, sources_hash};
 
 impl Kernel {
     /// The kernel's module for inputs of `dtype`, viewed as vec4 when `vec4`, its rows'
@@ -284,6 +284,19 @@ pub(crate) struct Kernels {
     /// The row kernels' layout where one is pinned (`XENT_LAYOUT`, `Recorder::set_layout`),
     /// else the rule's.
     pin: Arc<Mutex<Option<RowLayout>>>,
+    /// Layouts the tuner chose, by dispatch key ([`dispatch_key`]).
+    tuned: Arc<Mutex<HashMap<String, RowLayout>>>,
+    /// While the tuner watches: the keys of the row dispatches recorded.
+    seen: Arc<Mutex<Option<Vec<String>>>>,
+}
+
+/// What a row dispatch's best layout depends on: its kernel and flags (the operation and the
+/// options that change the work an element takes), the element type, the columns (to the
+/// next power of two) and whether the rows are few (under 1024: too few to fill a GPU
+/// without more lanes) or many.
+pub(crate) fn dispatch_key(kernel: Kernel, flags: u32, dtype: DType, rows: u64, cols: u64) -> String {
+    let rows = if rows < 1024 { "few" } else { "many" };
+    format!("{}|{dtype:?}|{flags:x}|c{}|{rows}", kernel.entry(), cols.max(1).next_power_of_two())
 }
 
 /// Whether shader modules are built with naga's runtime checks: `XENT_SHADER_CHECKS=1`
@@ -338,6 +351,8 @@ impl Kernels {
             // an unreadable XENT_LAYOUT is an error where a context is opened
             // (`Context::new`); an app's recorder takes the rule's layouts
             pin: Arc::new(Mutex::new(RowLayout::from_env().ok().flatten())),
+            tuned: Arc::default(),
+            seen: Arc::default(),
         }
     }
 
@@ -397,7 +412,52 @@ impl Kernels {
     /// least the lanes llvmpipe's loop limit needs (results are right whatever is pinned),
     /// else the rule's.
     pub(crate) fn rows_layout(&self, cols: u64) -> (u32, u32) {
-        let Some(p) = self.pinned() else { return self.row_layout_for(cols) };
+        match self.pinned() {
+            Some(p) => self.within_limits(p, cols),
+            None => self.row_layout_for(cols),
+        }
+    }
+
+    /// The layout of a row dispatch (key [`dispatch_key`]) of `cols` columns: the pinned
+    /// one, else the tuner's, else the rule's; noted while the tuner watches.
+    pub(crate) fn dispatch_layout(&self, key: String, cols: u64) -> (u32, u32) {
+        let tuned = lock(&self.tuned).get(&key).copied();
+        if let Some(seen) = lock(&self.seen).as_mut() {
+            seen.push(key);
+        }
+        match (self.pinned(), tuned) {
+            (Some(p), _) | (None, Some(p)) => self.within_limits(p, cols),
+            (None, None) => self.row_layout_for(cols),
+        }
+    }
+
+    /// Starts (`true`) or ends noting the keys of the row dispatches recorded; ending
+    /// returns them, in order, without repeats.
+    pub(crate) fn watch(&self, on: bool) -> Vec<String> {
+        let mut seen = lock(&self.seen);
+        let keys = if on { seen.replace(Vec::new()) } else { seen.take() }.unwrap_or_default();
+        let mut unique: Vec<String> = Vec::new();
+        keys.into_iter().for_each(|k| {
+            if !unique.contains(&k) {
+                unique.push(k)
+            }
+        });
+        if on { Vec::new() } else { unique }
+    }
+
+    /// The layout the tuner chose for a dispatch key.
+    pub(crate) fn tuned(&self, key: &str) -> Option<RowLayout> {
+        lock(&self.tuned).get(key).copied()
+    }
+
+    /// Keeps the tuner's choice for dispatch keys.
+    pub(crate) fn set_tuned(&self, choices: impl IntoIterator<Item = (String, RowLayout)>) {
+        lock(&self.tuned).extend(choices);
+    }
+
+    /// `p` as the device runs it for rows of `cols` columns: within its workgroup limit and
+    /// with at least the lanes llvmpipe's loop limit needs.
+    fn within_limits(&self, p: RowLayout, cols: u64) -> (u32, u32) {
         let largest = 1u32 << (31 - self.max_workgroup.max(1).leading_zeros());
         let mut lanes = p.lanes.min(largest);
         if let Some(cap) = self.step_cap {

@@ -26,6 +26,7 @@ pub mod reference;
 mod status;
 mod stream;
 mod sum;
+mod tune;
 
 /// The wgpu this crate is built on. Name wgpu's types through `xent::wgpu` and the buffers
 /// and devices an app passes are always the ones the recorder takes.
@@ -49,6 +50,7 @@ pub use loss::{Batch, DType, Floats, Labels, LogBase, Loss, Reduction};
 pub use op::{Domain, Form, Inputs, Op, OptionInfo, OptionValue, Signature, Slot, Task};
 pub use status::Status;
 pub use sum::CompensatedSum;
+pub use tune::{TuneMode, tune_cache_path};
 
 /// The code blocks of README.md, compiled (and run) as doctests.
 #[cfg(doctest)]

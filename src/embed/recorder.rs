@@ -155,6 +155,43 @@ impl Recorder {
         self.kernels.layout_for(rows, cols)
     }
 
+    /// The layouts a job of `rows` rows of `cols` columns can take around the rule's choice
+    /// (first): lanes a quarter to four times the rule's, workgroups half to four times,
+    /// split rows with half and twice the parts and unsplit; each as the device runs it
+    /// (within its limits), without repeats. What `xent bench --sweep` and the tuner time.
+    pub fn layout_candidates(&self, rows: u64, cols: u64) -> Vec<RowLayout> {
+        let kernels = &self.kernels;
+        let before = kernels.pinned();
+        let at = |layout: Option<RowLayout>| {
+            kernels.pin(layout);
+            kernels.layout_for(rows, cols)
+        };
+        let rule = at(None);
+        let max_wg =
+            1u32 << (31 - kernels.device().limits().max_compute_invocations_per_workgroup.max(1).leading_zeros());
+        let scaled = |v: u32, num: u32, den: u32| (v * num / den).max(1);
+        let mut parts = vec![rule.parts];
+        if rule.parts > 1 {
+            parts.extend([1, scaled(rule.parts, 1, 2), rule.parts * 2]);
+        }
+        let mut out = vec![rule];
+        for (num, den) in [(1, 4), (1, 2), (1, 1), (2, 1), (4, 1)] {
+            let lanes = scaled(rule.lanes, num, den).next_power_of_two();
+            for (wn, wd) in [(1, 2), (1, 1), (2, 1), (4, 1)] {
+                let wg = scaled(rule.workgroup, wn, wd).next_power_of_two().clamp(lanes.min(max_wg), max_wg);
+                for &p in &parts {
+                    let Ok(pinned) = RowLayout::new(wg, lanes.min(wg), p.clamp(1, 1024)) else { continue };
+                    let effective = at(Some(pinned));
+                    if !out.contains(&effective) {
+                        out.push(effective);
+                    }
+                }
+            }
+        }
+        kernels.pin(before);
+        out
+    }
+
     /// The compiled kernels (the host path records its reductions with them).
     pub(crate) fn kernels(&self) -> &Kernels {
         &self.kernels

@@ -131,3 +131,36 @@ fn loader(dtype: DType, vec4: bool) -> &'static [&'static str] {
         (DType::Bf16, true) => &[LOAD_BF16, LOAD_16BITX4, LOAD_EACH, STORE_VEC4],
     }
 }
+
+/// A hash of every shader source (FNV-1a over the files in a fixed order): a tuned choice
+/// is kept only for the shaders it was timed with.
+pub(crate) fn sources_hash() -> u64 {
+    use Family::*;
+    let common = [
+        PARAMS,
+        NUMERICS,
+        ROW_REDUCE,
+        ROW_TREE,
+        ROW_LANES,
+        ROW_LANES_SUBGROUPS,
+        GRAD,
+        LOAD_F32,
+        LOAD_F32X4,
+        LOAD_F16,
+        LOAD_BF16,
+        LOAD_16BIT,
+        LOAD_16BITX4,
+        LOAD_EACH,
+        STORE_WORDS,
+        STORE_VEC4,
+    ];
+    let families =
+        [RowStats, Softmax, SoftmaxXent, Divergence, Jsd, BinaryXent, GaussianKl, Distill, Baseline, Reduce, Matmul];
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for text in common.into_iter().chain(families.iter().map(|f| f.file())) {
+        for b in text.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}

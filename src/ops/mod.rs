@@ -328,7 +328,10 @@ fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Prep
     let (wg, lanes) = match info.reads {
         Cols::RowPerWorkgroup(n) => (n.min(max_wg), n.min(max_wg)),
         Cols::Record => kernels.row_layout_for(1),
-        Cols::Row | Cols::Part => kernels.rows_layout(read_cols),
+        Cols::Row => {
+            kernels.dispatch_layout(crate::kernels::dispatch_key(kernel, template.flags, dtype, rows, cols), cols)
+        }
+        Cols::Part => kernels.rows_layout(read_cols),
     };
     // vec4 loads where both input bindings are whole vectors (every buffer xent allocates;
     // a caller's buffer that ends inside the last vector of its data is read by words)

@@ -45,6 +45,9 @@ pub fn info(as_json: bool) -> Result<(), Failure> {
         // the row kernels' layout: pinned (XENT_LAYOUT), or the rule's for [8192, 4096]
         "layout_pinned": ctx.recorder().layout().map(|l| l.to_string()),
         "layout_8192x4096": ctx.recorder().layout_for(8192, 4096).to_string(),
+        // the tuner: off, cached or on (XENT_TUNE), and where its choices are kept
+        "tune": format!("{:?}", ctx.tune_mode()).to_lowercase(),
+        "tune_cache": xent::tune_cache_path().map(|p| p.display().to_string()),
     });
     if as_json {
         let line = json!({"command": "info", "adapters": adapters, "auto": picked, "engine": engine_line});

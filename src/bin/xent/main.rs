@@ -17,6 +17,7 @@ mod merge;
 mod paths;
 mod process;
 mod summary;
+mod tune;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -47,6 +48,9 @@ enum Command {
     Merge(merge::MergeArgs),
     /// Cross-entropy of a linear head's logits H·Wᵀ + b against labels, without the logits in memory.
     LinearCe(linear::LinearArgs),
+    /// Time the row layouts of jobs of these shapes on this device and keep the fastest
+    /// (the tuner's cache), printing each choice.
+    Tune(tune::TuneArgs),
     /// List the adapters wgpu finds, the one `auto` picks, its limits and features.
     Info {
         /// One JSON object instead of text.
@@ -62,7 +66,9 @@ impl Command {
         match self {
             Command::Generate(args) => args.outputs().to_vec(),
             Command::LinearCe(args) => args.outputs(),
-            Command::Demo(_) | Command::Bench(_) | Command::Info { .. } | Command::Merge(_) => Vec::new(),
+            Command::Demo(_) | Command::Bench(_) | Command::Tune(_) | Command::Info { .. } | Command::Merge(_) => {
+                Vec::new()
+            }
         }
     }
 }
@@ -203,7 +209,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(&Failure::input(clap_message(&e))),
     };
     // a pinned layout that is no layout: the environment's input error, before any work
-    if let Err(e) = xent::RowLayout::from_env() {
+    if let Err(e) = xent::RowLayout::from_env().and(xent::TuneMode::from_env(false)) {
         return fail(&Failure::input(e.to_string()));
     }
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&matches)))
@@ -284,6 +290,7 @@ fn run(matches: &clap::ArgMatches) -> Result<(), Failure> {
         Command::Demo(args) => demo::demo(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::Generate(args) => demo::generate(&args),
+        Command::Tune(args) => tune::tune(&args),
         Command::Info { json } => info::info(json),
         Command::Merge(args) => merge::merge(&args),
         Command::LinearCe(args) => {

@@ -108,7 +108,7 @@ fn label(v: Variant) -> String {
     format!("{}{z}{h}{c}{r}", v.op)
 }
 
-fn parse_shape(s: &str) -> Result<(u64, u64), Failure> {
+pub(crate) fn parse_shape(s: &str) -> Result<(u64, u64), Failure> {
     let bad = || Failure::input(format!("--shapes: {s:?} is not ROWSxCOLS (e.g. 8192x4096)"));
     let (r, c) = s.split_once(['x', 'X']).ok_or_else(bad)?;
     let (r, c) = (r.trim().parse::<u64>().map_err(|_| bad())?, c.trim().parse::<u64>().map_err(|_| bad())?);

@@ -20,34 +20,9 @@ pub(super) fn with_layout<R>(ctx: &Context, layout: Option<RowLayout>, f: impl F
     r
 }
 
-/// The layouts a job of `rows` rows of `cols` columns can take around the rule's choice
-/// (first): lanes a quarter to four times the rule's, workgroups half to four times, split
-/// rows with half and twice the parts and unsplit; each as the device runs it (within its
-/// limits), without repeats.
+/// The candidate layouts of a job (the rule's first: [`xent::Recorder::layout_candidates`]).
 pub(super) fn candidates(ctx: &Context, rows: u64, cols: u64) -> Vec<RowLayout> {
-    let recorder = ctx.recorder();
-    let rule = with_layout(ctx, None, || recorder.layout_for(rows, cols));
-    let max_wg = 1u32 << (31 - ctx.device().limits().max_compute_invocations_per_workgroup.max(1).leading_zeros());
-    let scaled = |v: u32, num: u32, den: u32| (v * num / den).max(1);
-    let mut parts = vec![rule.parts];
-    if rule.parts > 1 {
-        parts.extend([1, scaled(rule.parts, 1, 2), rule.parts * 2]);
-    }
-    let mut out = vec![rule];
-    for (num, den) in [(1, 4), (1, 2), (1, 1), (2, 1), (4, 1)] {
-        let lanes = scaled(rule.lanes, num, den).next_power_of_two();
-        for wg_scale in [(1, 2), (1, 1), (2, 1), (4, 1)] {
-            let wg = scaled(rule.workgroup, wg_scale.0, wg_scale.1).next_power_of_two().clamp(lanes, max_wg);
-            for &p in &parts {
-                let Ok(pinned) = RowLayout::new(wg, lanes.min(wg), p.clamp(1, 1024)) else { continue };
-                let effective = with_layout(ctx, Some(pinned), || recorder.layout_for(rows, cols));
-                if !out.contains(&effective) {
-                    out.push(effective);
-                }
-            }
-        }
-    }
-    out
+    with_layout(ctx, None, || ctx.recorder().layout_candidates(rows, cols))
 }
 
 /// The copy's fastest layout for `base`'s bytes (each candidate timed once after a warm-up),

@@ -338,7 +338,19 @@ impl Job {
         };
         let map = leased && matches!(engine, Engine::Stream { stream: Some(_), .. });
         // the row kernels' layout on a GPU (it decides the last bits of the sums)
-        let layout = ctx.as_ref().filter(|_| gpu).map(|c| c.recorder().layout_for(self.rows, self.cols).to_string());
+        let layout = match ctx.as_ref().filter(|_| gpu) {
+            Some(c) => {
+                // the tuner's choice for the job (made when its stream started), else the rule's
+                let empty = self.empty_chunk();
+                let template = self.loss(&empty)?;
+                let tuned = c.tune(&template, self.rows, self.run_options().report);
+                for note in c.tune_notes() {
+                    let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("xent: note: {note}\n"));
+                }
+                Some(tuned.unwrap_or_else(|| c.recorder().layout_for(self.rows, self.cols)).to_string())
+            }
+            None => None,
+        };
         let setup_seconds = started.elapsed().as_secs_f64();
         let total_bytes: u64 = [Some(&self.a), self.b.as_ref(), self.labels.as_ref()]
             .into_iter()

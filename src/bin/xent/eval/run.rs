@@ -58,7 +58,7 @@ impl Writers {
 
 impl Job {
     /// A chunk of no rows: the template of a stream.
-    fn empty_chunk(&self) -> Chunk {
+    pub(super) fn empty_chunk(&self) -> Chunk {
         Chunk {
             start: 0,
             rows: 0,
