@@ -450,6 +450,11 @@ impl Kernels {
         lock(&self.tuned).get(key).copied()
     }
 
+    /// Every choice of the tuner held.
+    pub(crate) fn all_tuned(&self) -> HashMap<String, RowLayout> {
+        lock(&self.tuned).clone()
+    }
+
     /// Keeps the tuner's choice for dispatch keys.
     pub(crate) fn set_tuned(&self, choices: impl IntoIterator<Item = (String, RowLayout)>) {
         lock(&self.tuned).extend(choices);

@@ -71,8 +71,16 @@ impl Recorder {
     /// Its shaders are built without naga's runtime checks (bounds clamps, loop counters,
     /// division guards), which they do not need; `XENT_SHADER_CHECKS=1` or
     /// [`Recorder::with_shader_checks`] puts them back, with the same results.
+    ///
+    /// Its row kernels take the layouts the tuner keeps for this device in its cache
+    /// (`xent tune --shapes ...` tunes ahead; `XENT_TUNE=off` or [`Recorder::set_layout`]
+    /// leaves them out); it never times anything itself.
     pub fn new(device: &wgpu::Device) -> Recorder {
-        Self::with_kernels(device, Kernels::new(device, false, shader_checks_from_env()))
+        let kernels = Kernels::new(device, false, shader_checks_from_env());
+        // the layouts the tuner chose on this device before (`xent tune`, a context's jobs),
+        // unless `XENT_TUNE=off` (or the adapter is a CPU one)
+        crate::tune::load_cached(device, &kernels);
+        Self::with_kernels(device, kernels)
     }
 
     /// A recorder whose new pipelines are checked as they are built, blocking: the host path's.
@@ -88,8 +96,9 @@ impl Recorder {
             return self;
         }
         let device = self.kernels.device().clone();
-        let wait = self.kernels.waits_for_compiles();
-        Self::with_kernels(&device, Kernels::new(&device, wait, on))
+        let kernels = Kernels::new(&device, self.kernels.waits_for_compiles(), on);
+        kernels.set_tuned(self.kernels.all_tuned());
+        Self::with_kernels(&device, kernels)
     }
 
     /// Whether this recorder's shaders carry naga's runtime checks.

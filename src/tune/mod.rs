@@ -59,6 +59,40 @@ impl TuneMode {
     }
 }
 
+/// The tuner's mode on `adapter`: `XENT_TUNE`, else on for a GPU and off for a CPU adapter
+/// (an unreadable `XENT_TUNE` is refused where a context is opened: here it is off).
+fn mode_of(adapter: &wgpu::AdapterInfo) -> TuneMode {
+    TuneMode::from_env(adapter.device_type == wgpu::DeviceType::Cpu).unwrap_or(TuneMode::Off)
+}
+
+/// What a tuned choice holds for: the adapter, its driver and backend, the shaders and the
+/// version.
+fn fingerprint(adapter: &wgpu::AdapterInfo) -> String {
+    format!(
+        "{:04x}:{:04x} {} | {} {} | {:?} | shaders {:016x} | xent {}",
+        adapter.vendor,
+        adapter.device,
+        adapter.name,
+        adapter.driver,
+        adapter.driver_info,
+        adapter.backend,
+        crate::kernels::sources_hash(),
+        env!("CARGO_PKG_VERSION"),
+    )
+}
+
+/// The cached choices for an app's recorder on `device` (unless the tuner is off there):
+/// what `xent tune` or a context's tuner chose on the same device and shaders.
+pub(crate) fn load_cached(device: &wgpu::Device, kernels: &crate::kernels::Kernels) {
+    let adapter = device.adapter_info();
+    if mode_of(&adapter) == TuneMode::Off {
+        return;
+    }
+    if let Some(path) = cache::path() {
+        kernels.set_tuned(cache::load(&path, &fingerprint(&adapter)).0);
+    }
+}
+
 /// Time a new kind of job may take to tune (after one full round), and a process in all.
 const PER_KEY: Duration = Duration::from_millis(100);
 const PER_PROCESS: Duration = Duration::from_secs(2);
@@ -90,24 +124,11 @@ fn job_key(template: &Loss, report: bool) -> String {
 impl Tuner {
     /// The tuner of a device on `adapter`: its choices in the cache put into `kernels`.
     pub(crate) fn new(adapter: &wgpu::AdapterInfo, kernels: &crate::kernels::Kernels) -> Tuner {
-        let cpu = adapter.device_type == wgpu::DeviceType::Cpu;
-        // an unreadable XENT_TUNE is refused where a context is opened (Context::open)
-        let mode = TuneMode::from_env(cpu).unwrap_or(TuneMode::Off);
-        let fingerprint = format!(
-            "{:04x}:{:04x} {} | {} {} | {:?} | shaders {:016x} | xent {}",
-            adapter.vendor,
-            adapter.device,
-            adapter.name,
-            adapter.driver,
-            adapter.driver_info,
-            adapter.backend,
-            crate::kernels::sources_hash(),
-            env!("CARGO_PKG_VERSION"),
-        );
+        let mode = mode_of(adapter);
         let tuner = Tuner {
             mode,
             path: cache::path(),
-            fingerprint,
+            fingerprint: fingerprint(adapter),
             spent: Mutex::default(),
             notes: Mutex::default(),
             busy: AtomicBool::new(false),
