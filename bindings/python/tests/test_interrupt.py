@@ -14,7 +14,10 @@ import numpy as np
 import pytest
 
 CHILD = textwrap.dedent("""
-    import sys, time, xent
+    import signal, sys, time, xent
+    # a parent that ignores SIGINT (a shell's background job) passes that on, and Python
+    # then installs no KeyboardInterrupt handler: install it, as an interactive run has it
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     device, x, y = sys.argv[1:4]
     def progress(done, total):
         print("chunk", done, total, flush=True)
