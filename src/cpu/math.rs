@@ -18,6 +18,33 @@
 /// Lanes of every accumulation.
 pub(crate) const LANES: usize = 16;
 
+/// How far ahead of a chunk of a row its successor is asked for, in elements: a row's pass
+/// asks for the lines of the next rows (a chunk's rows lie one after another), which arrive
+/// while this one computes, one line per line read.
+const AHEAD: usize = 2048;
+
+/// Asks the CPU for the cache line `AHEAD` elements past `x`'s first. A hint: it changes no
+/// result, and an address past the data is only formed (wrapping), never read.
+#[inline(always)]
+pub(crate) fn prefetch(x: &[f32]) {
+    prefetch_at(x.as_ptr().wrapping_add(AHEAD).cast());
+}
+
+/// Asks the CPU for the cache line of `p` (see [`prefetch`]).
+#[inline(always)]
+pub(crate) fn prefetch_at(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing the program sees and cannot fault; SSE is in every
+    // x86-64 CPU
+    #[allow(unsafe_code)]
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// `e^x` in f32 (see the module's notes); NaN stays NaN.
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
@@ -58,7 +85,7 @@ pub(crate) fn tree(mut a: [f32; LANES]) -> f32 {
 
 /// Elements of a block: its lanes are summed in f32, then blocks are added in f64, so a row
 /// of millions of elements loses no more than one of a few thousand.
-const BLOCK: usize = 4096;
+pub(crate) const BLOCK: usize = 4096;
 
 /// `K` sums over a row: `f(x_j)` gives what element `j` adds to each; element `j` goes to
 /// lane `j % LANES` of its block.
@@ -69,6 +96,7 @@ pub(crate) fn sums<const K: usize>(x: &[f32], f: impl Fn(f32) -> [f32; K]) -> [f
         let mut acc = [[0.0f32; LANES]; K];
         let (chunks, rest) = block.as_chunks::<LANES>();
         for c in chunks {
+            prefetch(c);
             for i in 0..LANES {
                 let v = f(c[i]);
                 for k in 0..K {
@@ -134,10 +162,23 @@ pub(crate) fn sums2<const K: usize>(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -
 /// as its max).
 #[inline(always)]
 pub(crate) fn max_of(x: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() {
+        // SAFETY: the CPU has AVX-512F (checked just above)
+        #[allow(unsafe_code)]
+        return unsafe { super::avx512::max_of(x) };
+    }
+    max_of_portable(x)
+}
+
+/// [`max_of`] in plain Rust (every instruction set; the AVX-512 form's bits).
+#[inline(always)]
+pub(crate) fn max_of_portable(x: &[f32]) -> f32 {
     const WIDE: usize = 4 * LANES;
     let mut m = [f32::NEG_INFINITY; WIDE];
     let (chunks, rest) = x.as_chunks::<WIDE>();
     for c in chunks {
+        (0..4).for_each(|q| prefetch(&c[q * LANES..]));
         for i in 0..WIDE {
             m[i] = if c[i] > m[i] { c[i] } else { m[i] };
         }
@@ -154,7 +195,7 @@ pub(crate) fn max_of(x: &[f32]) -> f32 {
 
 /// The max of 4·16 lanes: the four chains into one, then a tree over the lanes.
 #[inline(always)]
-fn lanes_max(m: &[f32; 4 * LANES]) -> f32 {
+pub(crate) fn lanes_max(m: &[f32; 4 * LANES]) -> f32 {
     let mut r = [f32::NEG_INFINITY; LANES];
     for chain in m.as_chunks::<LANES>().0 {
         for i in 0..LANES {
@@ -176,6 +217,18 @@ fn lanes_max(m: &[f32; 4 * LANES]) -> f32 {
 /// row's max. Where there is no NaN it is the argmax (a NaN is skipped, as by `max_of`).
 #[inline(always)]
 pub(crate) fn max_first(x: &[f32]) -> (f32, usize) {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() && x.len() < (u32::MAX as usize) / 2 {
+        // SAFETY: the CPU has AVX-512F (checked just above)
+        #[allow(unsafe_code)]
+        return unsafe { super::avx512::max_first(x) };
+    }
+    max_first_portable(x)
+}
+
+/// [`max_first`] in plain Rust (every instruction set; the AVX-512 form's bits).
+#[inline(always)]
+pub(crate) fn max_first_portable(x: &[f32]) -> (f32, usize) {
     const WIDE: usize = 4 * LANES;
     if x.len() >= (u32::MAX as usize) / 2 {
         let m = max_of(x);
@@ -192,6 +245,7 @@ pub(crate) fn max_first(x: &[f32]) -> (f32, usize) {
         }
     };
     for (k, c) in chunks.iter().enumerate() {
+        (0..4).for_each(|q| prefetch(&c[q * LANES..]));
         step(k as u32, c);
     }
     if !rest.is_empty() {
@@ -199,7 +253,15 @@ pub(crate) fn max_first(x: &[f32]) -> (f32, usize) {
         pad[..rest.len()].copy_from_slice(rest);
         step(chunks.len() as u32, &pad);
     }
-    let max = lanes_max(&m);
+    fold_first(&m, &at)
+}
+
+/// The row's max from the 4·16 lanes of the max pass, and its first index from the chunk
+/// where each lane's max first appeared: the least index among the lanes holding the max.
+#[inline(always)]
+pub(crate) fn fold_first(m: &[f32; 4 * LANES], at: &[u32; 4 * LANES]) -> (f32, usize) {
+    const WIDE: usize = 4 * LANES;
+    let max = lanes_max(m);
     let mut first = u32::MAX;
     for i in 0..WIDE {
         let index = at[i] * WIDE as u32 + i as u32;
@@ -271,6 +333,13 @@ pub(crate) fn stats(x: &[f32], t: f32) -> Option<Stats> {
 /// [`Stats`] of a row whose max `m` is known and finite.
 #[inline(always)]
 pub(crate) fn stats_at(x: &[f32], m: f32, t: f32) -> Stats {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() {
+        // SAFETY: the CPU has AVX-512F (checked just above)
+        #[allow(unsafe_code)]
+        let s = unsafe { super::avx512::exp_sum(x, m, t) };
+        return Stats { m, s, log_s: s.ln() };
+    }
     let [s] = if t == 1.0 { sums(x, |v| [exp(v - m)]) } else { sums(x, |v| [exp((v - m) / t)]) };
     Stats { m, s, log_s: s.ln() }
 }

@@ -15,6 +15,8 @@
 //! - **Numerics**: inputs widened exactly to f32 (f16, bf16), f32 accumulation; JSD and
 //!   distillation accumulate in f64 (`wide.rs`). The special-value rules are the kernels'.
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod grad;
 mod head;
 mod math;

@@ -149,6 +149,8 @@ fn widen_f16_avx512(src: &[half::f16], dst: &mut [f32]) {
     let n = src.len().min(dst.len());
     let whole = n / 16 * 16;
     for (s, d) in src[..whole].chunks_exact(16).zip(dst[..whole].chunks_exact_mut(16)) {
+        // the next rows' lines, as the row loops ask for them (every other one twice)
+        super::math::prefetch_at(s.as_ptr().wrapping_add(4096).cast());
         // SAFETY: `s` holds 16 f16 (32 bytes) and `d` 16 f32 (64 bytes); unaligned loads
         // and stores; AVX-512F is enabled on this function
         unsafe {

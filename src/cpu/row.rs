@@ -142,16 +142,13 @@ fn cross_entropy(plan: &Plan, options: &CeOptions, x: &[f32], label: i64) -> Row
     // whichever are formed beside it); a NaN makes s NaN
     let [s, t, q, above] = match (m.is_finite(), entropy, plan.report) {
         (false, ..) => [f32::NAN; 4],
-        (true, false, false) => [sums(x, |v| [exp(v - m)])[0], 0.0, 0.0, 0.0],
+        (true, false, false) => [math::stats_at(x, m, 1.0).s, 0.0, 0.0, 0.0],
         (true, true, false) => {
             let [s, t] = sums(x, |v| entropy_terms(v, m));
             [s, t, 0.0, 0.0]
         }
         (true, false, true) => {
-            let [s, q, above] = sums(x, |v| {
-                let e = exp(v - m);
-                [e, e * e, if v > xy { 1.0 } else { 0.0 }]
-            });
+            let [s, q, above] = report_sums(x, m, xy);
             [s, 0.0, q, above]
         }
         (true, true, true) => sums(x, |v| {
@@ -205,6 +202,21 @@ fn cross_entropy(plan: &Plan, options: &CeOptions, x: &[f32], label: i64) -> Row
         r.eval = Some(report(x, y, (m, s, q, above), r.argmax));
     }
     Ok(r)
+}
+
+/// `[Σ e_j, Σ e_j², #{j: x_j > xy}]`, `e_j = e^(x_j − m)`: the report's sums of a row.
+#[inline(always)]
+fn report_sums(x: &[f32], m: f32, xy: f32) -> [f32; 3] {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() {
+        // SAFETY: the CPU has AVX-512F (checked just above)
+        #[allow(unsafe_code)]
+        return unsafe { super::avx512::report_sums(x, m, xy) };
+    }
+    sums(x, |v| {
+        let e = exp(v - m);
+        [e, e * e, if v > xy { 1.0 } else { 0.0 }]
+    })
 }
 
 /// `[e^(v − m), e^(v − m)·(v − m)]`, the second 0 on a masked class.

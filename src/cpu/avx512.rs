@@ -1,0 +1,306 @@
+//! AVX-512 forms of the engine's hottest loops (the max pass, and the sums of exponentials
+//! of log-sum-exp, cross-entropy and the evaluation report), on `__m512` values.
+//!
+//! They do what [`super::math`]'s loops do, operation for operation on the same 16 lanes:
+//! the same clamp, reduction and fused multiply-adds in `exp`, element `j` in lane `j % 16`,
+//! a row's last partial chunk as a whole one whose lanes past the row add 0 (or are `-inf`
+//! to a max), the same blocks, tree and f64 total. So their bits are math.rs's (tested
+//! below on random rows with every special value). What differs is the machine code: inlined
+//! into a task's one large function, math.rs's arrays of lanes are kept in memory by the
+//! compiler (a store and a load on every step of an accumulator's chain, and masked stores
+//! in the max), while `__m512` values stay in registers: the pass over a row runs about
+//! twice as fast.
+//!
+//! Every function here needs AVX-512F: callers check [`available`] first.
+
+#![allow(unsafe_code)]
+
+use std::arch::x86_64::{
+    __m512, __m512i, __mmask16, _CMP_GT_OQ, _CMP_LT_OQ, _mm512_add_epi32, _mm512_add_ps, _mm512_castps_si512,
+    _mm512_castsi512_ps, _mm512_cmp_ps_mask, _mm512_div_ps, _mm512_fmadd_ps, _mm512_fnmadd_ps, _mm512_loadu_ps,
+    _mm512_mask_add_ps, _mm512_mask_loadu_ps, _mm512_mask_mov_epi32, _mm512_mask_mov_ps, _mm512_maskz_mov_ps,
+    _mm512_max_epi32, _mm512_max_ps, _mm512_min_ps, _mm512_mul_ps, _mm512_set1_epi32, _mm512_set1_ps,
+    _mm512_setzero_ps, _mm512_setzero_si512, _mm512_slli_epi32, _mm512_storeu_epi32, _mm512_storeu_ps,
+    _mm512_sub_epi32, _mm512_sub_ps,
+};
+
+use super::math::{BLOCK, LANES, fold_first, lanes_max, prefetch, tree};
+
+/// Whether the CPU has AVX-512F (detected once; a load afterwards).
+#[inline(always)]
+pub(crate) fn available() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+}
+
+/// The first `n` lanes (`n ≤ 16`).
+#[inline(always)]
+fn first_lanes(n: usize) -> __mmask16 {
+    ((1u32 << n) - 1) as __mmask16
+}
+
+/// 16 elements from `x` (which holds at least 16).
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn load(x: &[f32]) -> __m512 {
+    debug_assert!(x.len() >= LANES);
+    // SAFETY: `x` holds at least 16 f32 (every caller passes a whole chunk); unaligned load
+    unsafe { _mm512_loadu_ps(x.as_ptr()) }
+}
+
+/// The first `x.len() < 16` lanes from `x`, the others `fill`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn load_part(x: &[f32], fill: __m512) -> __m512 {
+    // SAFETY: the mask covers `x.len()` lanes, all inside `x`; masked-off lanes are not read
+    unsafe { _mm512_mask_loadu_ps(fill, first_lanes(x.len().min(LANES)), x.as_ptr()) }
+}
+
+/// The lanes as an array.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn lanes(v: __m512) -> [f32; LANES] {
+    let mut a = [0.0f32; LANES];
+    // SAFETY: `a` holds 16 f32
+    unsafe { _mm512_storeu_ps(a.as_mut_ptr(), v) };
+    a
+}
+
+/// [`super::math::exp`] on 16 lanes, operation for operation.
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) fn exp(x: __m512) -> __m512 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const MAGIC: f32 = 12_582_912.0;
+    let s = _mm512_set1_ps;
+    // `x.clamp(-88, 88)`: maxps/minps return their second operand where one is NaN
+    let c = _mm512_min_ps(s(88.0), _mm512_max_ps(s(-88.0), x));
+    let shifted = _mm512_fmadd_ps(c, s(LOG2E), s(MAGIC));
+    let n = _mm512_sub_ps(shifted, s(MAGIC));
+    // (−n)·a + b is −(n·a) + b exactly
+    let r = _mm512_fnmadd_ps(n, s(LN2_LO), _mm512_fnmadd_ps(n, s(LN2_HI), c));
+    let mut p = s(1.987_569_1e-4);
+    p = _mm512_fmadd_ps(p, r, s(1.398_199_9e-3));
+    p = _mm512_fmadd_ps(p, r, s(8.333_452e-3));
+    p = _mm512_fmadd_ps(p, r, s(4.166_579_6e-2));
+    p = _mm512_fmadd_ps(p, r, s(1.666_666_5e-1));
+    p = _mm512_fmadd_ps(p, r, s(0.5));
+    let e = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), s(1.0));
+    let k = _mm512_sub_epi32(_mm512_castps_si512(shifted), _mm512_set1_epi32(MAGIC.to_bits() as i32));
+    let biased = _mm512_max_epi32(_mm512_add_epi32(k, _mm512_set1_epi32(127)), _mm512_set1_epi32(1));
+    let scale = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(biased));
+    let v = _mm512_mul_ps(e, scale);
+    // NaN compares false: it stays
+    let below = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, s(-87.336_54));
+    _mm512_mask_mov_ps(v, below, _mm512_setzero_ps())
+}
+
+/// [`super::math::sums`] with `f` on 16 lanes.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn sums<const K: usize>(x: &[f32], f: impl Fn(__m512) -> [__m512; K]) -> [f32; K] {
+    let mut total = [0.0f64; K];
+    for block in x.chunks(BLOCK) {
+        let mut acc = [_mm512_setzero_ps(); K];
+        let (chunks, rest) = block.as_chunks::<LANES>();
+        for c in chunks {
+            prefetch(c);
+            let v = f(load(c));
+            for k in 0..K {
+                acc[k] = _mm512_add_ps(acc[k], v[k]);
+            }
+        }
+        if !rest.is_empty() {
+            // the padding's lanes are 0 and add nothing (an accumulator from +0 is never −0)
+            let v = f(load_part(rest, _mm512_setzero_ps()));
+            let keep = first_lanes(rest.len());
+            for k in 0..K {
+                acc[k] = _mm512_mask_add_ps(acc[k], keep, acc[k], v[k]);
+            }
+        }
+        for k in 0..K {
+            total[k] += f64::from(tree(lanes(acc[k])));
+        }
+    }
+    total.map(|t| t as f32)
+}
+
+/// `Σ e^(x_j − m)`, or `Σ e^((x_j − m)/t)` where `t ≠ 1`: [`super::math::stats_at`]'s sum.
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) fn exp_sum(x: &[f32], m: f32, t: f32) -> f32 {
+    let (m, tv) = (_mm512_set1_ps(m), _mm512_set1_ps(t));
+    if t == 1.0 {
+        sums(x, |v| [exp(_mm512_sub_ps(v, m))])[0]
+    } else {
+        sums(x, |v| [exp(_mm512_div_ps(_mm512_sub_ps(v, m), tv))])[0]
+    }
+}
+
+/// The report's sums of cross-entropy: `[Σ e_j, Σ e_j², #{j: x_j > xy}]`, `e_j = e^(x_j − m)`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) fn report_sums(x: &[f32], m: f32, xy: f32) -> [f32; 3] {
+    let (m, xy, one) = (_mm512_set1_ps(m), _mm512_set1_ps(xy), _mm512_set1_ps(1.0));
+    sums(x, |v| {
+        let e = exp(_mm512_sub_ps(v, m));
+        let above = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, xy), one);
+        [e, _mm512_mul_ps(e, e), above]
+    })
+}
+
+/// The 4·16 lanes of the max pass, and the chunk where each lane's max first appeared.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn max_lanes(x: &[f32]) -> ([f32; 4 * LANES], [u32; 4 * LANES]) {
+    const WIDE: usize = 4 * LANES;
+    let mut m = [_mm512_set1_ps(f32::NEG_INFINITY); 4];
+    let mut at: [__m512i; 4] = [_mm512_setzero_si512(); 4];
+    let mut step = |k: u32, v: [__m512; 4]| {
+        let kv = _mm512_set1_epi32(k as i32);
+        for q in 0..4 {
+            let gt = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v[q], m[q]);
+            m[q] = _mm512_mask_mov_ps(m[q], gt, v[q]);
+            at[q] = _mm512_mask_mov_epi32(at[q], gt, kv);
+        }
+    };
+    let (chunks, rest) = x.as_chunks::<WIDE>();
+    for (k, c) in chunks.iter().enumerate() {
+        for q in 0..4 {
+            prefetch(&c[q * LANES..]);
+        }
+        let v = [load(&c[..]), load(&c[16..]), load(&c[32..]), load(&c[48..])];
+        step(k as u32, v);
+    }
+    if !rest.is_empty() {
+        let inf = _mm512_set1_ps(f32::NEG_INFINITY);
+        let part = |q: usize| load_part(rest.get(q * LANES..).unwrap_or(&[]), inf);
+        step(chunks.len() as u32, [part(0), part(1), part(2), part(3)]);
+    }
+    let (mut ms, mut ats) = ([0.0f32; WIDE], [0u32; WIDE]);
+    for q in 0..4 {
+        // SAFETY: each store writes 16 elements inside the 64 of its array
+        unsafe {
+            _mm512_storeu_ps(ms[q * LANES..].as_mut_ptr(), m[q]);
+            _mm512_storeu_epi32(ats[q * LANES..].as_mut_ptr().cast(), at[q]);
+        }
+    }
+    (ms, ats)
+}
+
+/// [`super::math::max_of`].
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) fn max_of(x: &[f32]) -> f32 {
+    lanes_max(&max_lanes(x).0)
+}
+
+/// [`super::math::max_first`] (rows shorter than `u32::MAX / 2`).
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) fn max_first(x: &[f32]) -> (f32, usize) {
+    let (m, at) = max_lanes(x);
+    fold_first(&m, &at)
+}
+
+/// Unused lanes masked to zero (a helper the tests share).
+#[cfg(test)]
+#[target_feature(enable = "avx512f")]
+fn zero_past(v: __m512, n: usize) -> __m512 {
+    _mm512_maskz_mov_ps(first_lanes(n.min(LANES)), v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::math;
+    use super::*;
+
+    /// Random rows with every special value, at lengths around the chunks and blocks.
+    fn rows() -> Vec<Vec<f32>> {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut out = Vec::new();
+        for n in [1usize, 2, 15, 16, 17, 31, 63, 64, 65, 127, 1000, 4095, 4096, 4097, 9000] {
+            for kind in 0..6 {
+                let row: Vec<f32> = (0..n)
+                    .map(|_| {
+                        let u = (next() >> 11) as f64 / (1u64 << 53) as f64;
+                        let v = ((u - 0.5) * 40.0) as f32;
+                        match (kind, next() % 97) {
+                            (1, 0) => f32::NEG_INFINITY,
+                            (2, 0) => f32::NAN,
+                            (3, _) => v * 500.0,
+                            (4, 0) => f32::INFINITY,
+                            (5, _) => (v * 4.0).round() / 4.0,
+                            _ => v,
+                        }
+                    })
+                    .collect();
+                out.push(row);
+            }
+        }
+        out.push(vec![f32::NEG_INFINITY; 70]);
+        out.push(vec![-0.0, 0.0, -0.0]);
+        out
+    }
+
+    fn same(a: f32, b: f32) -> bool {
+        a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+    }
+
+    #[test]
+    fn the_same_bits_as_the_portable_loops() {
+        if !available() {
+            eprintln!("no AVX-512 here: nothing to compare");
+            return;
+        }
+        for x in rows() {
+            let n = x.len();
+            // SAFETY: the CPU has AVX-512F (checked above)
+            let (m, first) = unsafe { max_first(&x) };
+            let (want_m, want_first) = math::max_first_portable(&x);
+            assert_eq!((m.to_bits(), first), (want_m.to_bits(), want_first), "max first of {n}");
+            // SAFETY: as above
+            let m = unsafe { max_of(&x) };
+            assert!(same(m, math::max_of_portable(&x)), "max of {n}");
+            let mm = if m.is_finite() { m } else { 0.0 };
+            for t in [1.0f32, 0.7] {
+                let [want] = math::sums(&x, |v| [if t == 1.0 { math::exp(v - mm) } else { math::exp((v - mm) / t) }]);
+                // SAFETY: as above
+                let got = unsafe { exp_sum(&x, mm, t) };
+                assert!(same(got, want), "exp sum of {n} at {t}");
+            }
+            let xy = x[n / 2];
+            let want = math::sums(&x, |v| {
+                let e = math::exp(v - mm);
+                [e, e * e, if v > xy { 1.0 } else { 0.0 }]
+            });
+            // SAFETY: as above
+            let got = unsafe { report_sums(&x, mm, xy) };
+            assert!((0..3).all(|k| same(got[k], want[k])), "report sums of {n}: {got:?} {want:?}");
+        }
+    }
+
+    /// `exp` lane by lane against the portable one over a sweep and its edges.
+    #[test]
+    fn exp_has_the_portable_bits() {
+        if !available() {
+            return;
+        }
+        let mut xs: Vec<f32> = (0..200_000).map(|i| -100.0 + i as f32 * 0.000_97).collect();
+        xs.extend([f32::NAN, f32::NEG_INFINITY, f32::INFINITY, -0.0, 0.0, -87.336_54, -88.0, 88.0, 89.0]);
+        for c in xs.chunks(LANES) {
+            // SAFETY: the CPU has AVX-512F (checked above)
+            let got = unsafe { lanes(zero_past(exp(load_part(c, _mm512_setzero_ps())), c.len())) };
+            for (i, &v) in c.iter().enumerate() {
+                assert!(same(got[i], math::exp(v)), "exp({v}): {} against {}", got[i], math::exp(v));
+            }
+        }
+    }
+}
