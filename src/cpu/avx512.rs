@@ -16,12 +16,12 @@
 #![allow(unsafe_code)]
 
 use std::arch::x86_64::{
-    __m512, __m512i, __mmask16, _CMP_GT_OQ, _CMP_LT_OQ, _mm512_add_epi32, _mm512_add_ps, _mm512_castps_si512,
-    _mm512_castsi512_ps, _mm512_cmp_ps_mask, _mm512_div_ps, _mm512_fmadd_ps, _mm512_fnmadd_ps, _mm512_loadu_ps,
+    __m512, __m512i, __mmask16, _CMP_EQ_OQ, _CMP_GT_OQ, _CMP_LT_OQ, _mm512_add_epi32, _mm512_add_ps,
+    _mm512_cmp_ps_mask, _mm512_cmplt_epi32_mask, _mm512_div_ps, _mm512_fmadd_ps, _mm512_fnmadd_ps, _mm512_loadu_ps,
     _mm512_mask_add_ps, _mm512_mask_loadu_ps, _mm512_mask_mov_epi32, _mm512_mask_mov_ps, _mm512_maskz_mov_ps,
-    _mm512_max_epi32, _mm512_max_ps, _mm512_min_ps, _mm512_mul_ps, _mm512_set1_epi32, _mm512_set1_ps,
-    _mm512_setzero_ps, _mm512_setzero_si512, _mm512_slli_epi32, _mm512_storeu_epi32, _mm512_storeu_ps,
-    _mm512_sub_epi32, _mm512_sub_ps,
+    _mm512_maskz_mul_ps, _mm512_maskz_scalef_ps, _mm512_max_ps, _mm512_min_ps, _mm512_mul_ps, _mm512_set1_epi32,
+    _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_ps, _mm512_setzero_si512, _mm512_storeu_epi32, _mm512_storeu_ps,
+    _mm512_sub_ps,
 };
 
 use super::math::{BLOCK, LANES, fold_first, lanes_max, prefetch, tree};
@@ -87,33 +87,32 @@ pub(crate) fn exp(x: __m512) -> __m512 {
     p = _mm512_fmadd_ps(p, r, s(1.666_666_5e-1));
     p = _mm512_fmadd_ps(p, r, s(0.5));
     let e = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), s(1.0));
-    let k = _mm512_sub_epi32(_mm512_castps_si512(shifted), _mm512_set1_epi32(MAGIC.to_bits() as i32));
-    let biased = _mm512_max_epi32(_mm512_add_epi32(k, _mm512_set1_epi32(127)), _mm512_set1_epi32(1));
-    let scale = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(biased));
-    let v = _mm512_mul_ps(e, scale);
-    // NaN compares false: it stays
-    let below = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, s(-87.336_54));
-    _mm512_mask_mov_ps(v, below, _mm512_setzero_ps())
+    // `e·2^n` by `vscalefps`, one instruction for the portable form's five (the power of two
+    // built in the exponent bits, then a multiply): the same single rounding of the same
+    // exact product wherever the result is kept (there `n ≥ −126`, so the portable form's
+    // floor at `2^−126` does not apply); lanes below −87.34 (NaN compares false) are 0
+    let kept = !_mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, s(-87.336_54));
+    _mm512_maskz_scalef_ps(kept, e, n)
 }
 
-/// [`super::math::sums`] with `f` on 16 lanes.
+/// [`super::math::sums`] with `f` on 16 lanes (and the index of the first).
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn sums<const K: usize>(x: &[f32], f: impl Fn(__m512) -> [__m512; K]) -> [f32; K] {
+fn sums<const K: usize>(x: &[f32], f: impl Fn(__m512, usize) -> [__m512; K]) -> [f32; K] {
     let mut total = [0.0f64; K];
-    for block in x.chunks(BLOCK) {
+    for (b, block) in x.chunks(BLOCK).enumerate() {
         let mut acc = [_mm512_setzero_ps(); K];
         let (chunks, rest) = block.as_chunks::<LANES>();
-        for c in chunks {
+        for (i, c) in chunks.iter().enumerate() {
             prefetch(c);
-            let v = f(load(c));
+            let v = f(load(c), b * BLOCK + i * LANES);
             for k in 0..K {
                 acc[k] = _mm512_add_ps(acc[k], v[k]);
             }
         }
         if !rest.is_empty() {
             // the padding's lanes are 0 and add nothing (an accumulator from +0 is never −0)
-            let v = f(load_part(rest, _mm512_setzero_ps()));
+            let v = f(load_part(rest, _mm512_setzero_ps()), b * BLOCK + chunks.len() * LANES);
             let keep = first_lanes(rest.len());
             for k in 0..K {
                 acc[k] = _mm512_mask_add_ps(acc[k], keep, acc[k], v[k]);
@@ -126,27 +125,79 @@ fn sums<const K: usize>(x: &[f32], f: impl Fn(__m512) -> [__m512; K]) -> [f32; K
     total.map(|t| t as f32)
 }
 
+/// [`super::math::sums2`] with `f` on 16 lanes of each row.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn sums2<const K: usize>(a: &[f32], b: &[f32], f: impl Fn(__m512, __m512) -> [__m512; K]) -> [f32; K] {
+    let n = a.len().min(b.len());
+    let mut total = [0.0f64; K];
+    for (a, b) in a[..n].chunks(BLOCK).zip(b[..n].chunks(BLOCK)) {
+        let mut acc = [_mm512_setzero_ps(); K];
+        let ((ca, ra), (cb, rb)) = (a.as_chunks::<LANES>(), b.as_chunks::<LANES>());
+        for (ca, cb) in ca.iter().zip(cb) {
+            prefetch(ca);
+            prefetch(cb);
+            let v = f(load(ca), load(cb));
+            for k in 0..K {
+                acc[k] = _mm512_add_ps(acc[k], v[k]);
+            }
+        }
+        if !ra.is_empty() {
+            let zero = _mm512_setzero_ps();
+            let v = f(load_part(ra, zero), load_part(rb, zero));
+            let keep = first_lanes(ra.len());
+            for k in 0..K {
+                acc[k] = _mm512_mask_add_ps(acc[k], keep, acc[k], v[k]);
+            }
+        }
+        for k in 0..K {
+            total[k] += f64::from(tree(lanes(acc[k])));
+        }
+    }
+    total.map(|t| t as f32)
+}
+
+/// KL's pass over two rows of logits with maxima `mp` and `mq`:
+/// `[Σ e_j, Σ e_j·((x_j − mp) − (y_j − mq)), Σ e^(y_j − mq)]`, `e_j = e^(x_j − mp)`, the
+/// middle term 0 where `e_j` is 0.
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) fn kl_sums(a: &[f32], b: &[f32], mp: f32, mq: f32) -> [f32; 3] {
+    let (mp, mq) = (_mm512_set1_ps(mp), _mm512_set1_ps(mq));
+    sums2(a, b, |x, y| {
+        let (dx, dy) = (_mm512_sub_ps(x, mp), _mm512_sub_ps(y, mq));
+        let e = exp(dx);
+        let nonzero = _mm512_cmp_ps_mask::<{ std::arch::x86_64::_CMP_NEQ_UQ }>(e, _mm512_setzero_ps());
+        [e, _mm512_maskz_mul_ps(nonzero, e, _mm512_sub_ps(dx, dy)), exp(dy)]
+    })
+}
+
 /// `Σ e^(x_j − m)`, or `Σ e^((x_j − m)/t)` where `t ≠ 1`: [`super::math::stats_at`]'s sum.
 #[target_feature(enable = "avx512f")]
 #[inline]
 pub(crate) fn exp_sum(x: &[f32], m: f32, t: f32) -> f32 {
     let (m, tv) = (_mm512_set1_ps(m), _mm512_set1_ps(t));
     if t == 1.0 {
-        sums(x, |v| [exp(_mm512_sub_ps(v, m))])[0]
+        sums(x, |v, _| [exp(_mm512_sub_ps(v, m))])[0]
     } else {
-        sums(x, |v| [exp(_mm512_div_ps(_mm512_sub_ps(v, m), tv))])[0]
+        sums(x, |v, _| [exp(_mm512_div_ps(_mm512_sub_ps(v, m), tv))])[0]
     }
 }
 
-/// The report's sums of cross-entropy: `[Σ e_j, Σ e_j², #{j: x_j > xy}]`, `e_j = e^(x_j − m)`.
+/// The report's sums of cross-entropy: `[Σ e_j, Σ e_j², rank]`, `e_j = e^(x_j − m)`, the rank
+/// the classes above the label (`x_j > xy`, or `x_j = xy` with `j < before`; rows shorter
+/// than `i32::MAX`), all in one pass.
 #[target_feature(enable = "avx512f")]
 #[inline]
-pub(crate) fn report_sums(x: &[f32], m: f32, xy: f32) -> [f32; 3] {
+pub(crate) fn report_sums(x: &[f32], m: f32, xy: f32, before: usize) -> [f32; 3] {
     let (m, xy, one) = (_mm512_set1_ps(m), _mm512_set1_ps(xy), _mm512_set1_ps(1.0));
-    sums(x, |v| {
+    let before = _mm512_set1_epi32(before.min(x.len()) as i32);
+    let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    sums(x, |v, j| {
         let e = exp(_mm512_sub_ps(v, m));
-        let above = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, xy), one);
-        [e, _mm512_mul_ps(e, e), above]
+        let earlier = _mm512_cmplt_epi32_mask(_mm512_add_epi32(_mm512_set1_epi32(j as i32), iota), before);
+        let above = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, xy) | (_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(v, xy) & earlier);
+        [e, _mm512_mul_ps(e, e), _mm512_maskz_mov_ps(above, one)]
     })
 }
 
@@ -167,9 +218,6 @@ fn max_lanes(x: &[f32]) -> ([f32; 4 * LANES], [u32; 4 * LANES]) {
     };
     let (chunks, rest) = x.as_chunks::<WIDE>();
     for (k, c) in chunks.iter().enumerate() {
-        for q in 0..4 {
-            prefetch(&c[q * LANES..]);
-        }
         let v = [load(&c[..]), load(&c[16..]), load(&c[32..]), load(&c[48..])];
         step(k as u32, v);
     }
@@ -276,14 +324,28 @@ mod tests {
                 let got = unsafe { exp_sum(&x, mm, t) };
                 assert!(same(got, want), "exp sum of {n} at {t}");
             }
-            let xy = x[n / 2];
-            let want = math::sums(&x, |v| {
-                let e = math::exp(v - mm);
-                [e, e * e, if v > xy { 1.0 } else { 0.0 }]
+            let b: Vec<f32> = x.iter().rev().map(|v| v * 0.5 - 1.0).collect();
+            let mb = math::max_of_portable(&b);
+            let mb = if mb.is_finite() { mb } else { 0.0 };
+            let want = math::sums2(&x, &b, |u, w| {
+                let e = math::exp(u - mm);
+                [e, if e == 0.0 { 0.0 } else { e * ((u - mm) - (w - mb)) }, math::exp(w - mb)]
             });
             // SAFETY: as above
-            let got = unsafe { report_sums(&x, mm, xy) };
-            assert!((0..3).all(|k| same(got[k], want[k])), "report sums of {n}: {got:?} {want:?}");
+            let got = unsafe { kl_sums(&x, &b, mm, mb) };
+            assert!((0..3).all(|k| same(got[k], want[k])), "kl sums of {n}: {got:?} {want:?}");
+            for y in [0, n / 2, n - 1] {
+                let xy = x[y];
+                let [s, q, greater] = math::sums(&x, |v| {
+                    let e = math::exp(v - mm);
+                    [e, e * e, if v > xy { 1.0 } else { 0.0 }]
+                });
+                let equal = x[..y].iter().filter(|&&v| v == xy).count() as f32;
+                let want = [s, q, greater + equal];
+                // SAFETY: as above
+                let got = unsafe { report_sums(&x, mm, xy, y) };
+                assert!((0..3).all(|k| same(got[k], want[k])), "report sums of {n} at {y}: {got:?} {want:?}");
+            }
         }
     }
 
@@ -294,6 +356,12 @@ mod tests {
             return;
         }
         let mut xs: Vec<f32> = (0..200_000).map(|i| -100.0 + i as f32 * 0.000_97).collect();
+        // every f32 from −87.40 to −86.96, where results leave the normal range (2^−126)
+        let mut x = -87.4f32;
+        while x < -86.96 {
+            xs.push(x);
+            x = f32::from_bits(x.to_bits() - 1);
+        }
         xs.extend([f32::NAN, f32::NEG_INFINITY, f32::INFINITY, -0.0, 0.0, -87.336_54, -88.0, 88.0, 89.0]);
         for c in xs.chunks(LANES) {
             // SAFETY: the CPU has AVX-512F (checked above)

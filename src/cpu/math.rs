@@ -131,6 +131,8 @@ pub(crate) fn sums2<const K: usize>(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -
         let mut acc = [[0.0f32; LANES]; K];
         let ((ca, ra), (cb, rb)) = (a.as_chunks::<LANES>(), b.as_chunks::<LANES>());
         for (ca, cb) in ca.iter().zip(cb) {
+            prefetch(ca);
+            prefetch(cb);
             for i in 0..LANES {
                 let v = f(ca[i], cb[i]);
                 for k in 0..K {
@@ -178,7 +180,6 @@ pub(crate) fn max_of_portable(x: &[f32]) -> f32 {
     let mut m = [f32::NEG_INFINITY; WIDE];
     let (chunks, rest) = x.as_chunks::<WIDE>();
     for c in chunks {
-        (0..4).for_each(|q| prefetch(&c[q * LANES..]));
         for i in 0..WIDE {
             m[i] = if c[i] > m[i] { c[i] } else { m[i] };
         }
@@ -245,7 +246,6 @@ pub(crate) fn max_first_portable(x: &[f32]) -> (f32, usize) {
         }
     };
     for (k, c) in chunks.iter().enumerate() {
-        (0..4).for_each(|q| prefetch(&c[q * LANES..]));
         step(k as u32, c);
     }
     if !rest.is_empty() {

@@ -137,6 +137,7 @@ fn cross_entropy(plan: &Plan, options: &CeOptions, x: &[f32], label: i64) -> Row
     let w = |j: usize| plan.weights.as_ref().map_or(1.0, |w| w[j]);
     // the label's logit, for the report's rank (NaN for an ignored row: counts nothing)
     let xy = if ignored { f32::NAN } else { x[label as usize] };
+    let before = if ignored { 0 } else { label as usize };
     // s = Σ e_j, t = Σ e_j·(x_j − m) (entropy), q = Σ e_j² (the report's Brier term) and
     // the classes whose logit is above the label's, in one pass (s has the same bits
     // whichever are formed beside it); a NaN makes s NaN
@@ -148,13 +149,16 @@ fn cross_entropy(plan: &Plan, options: &CeOptions, x: &[f32], label: i64) -> Row
             [s, t, 0.0, 0.0]
         }
         (true, false, true) => {
-            let [s, q, above] = report_sums(x, m, xy);
-            [s, 0.0, q, above]
+            let [s, q, rank] = report_sums(x, m, xy, before);
+            [s, 0.0, q, rank]
         }
-        (true, true, true) => sums(x, |v| {
-            let [e, t] = entropy_terms(v, m);
-            [e, t, e * e, if v > xy { 1.0 } else { 0.0 }]
-        }),
+        (true, true, true) => {
+            let [s, t, q, greater] = sums(x, |v| {
+                let [e, t] = entropy_terms(v, m);
+                [e, t, e * e, if v > xy { 1.0 } else { 0.0 }]
+            });
+            [s, t, q, greater + equal_before(x, xy, before)]
+        }
     };
     let ok = !s.is_nan();
     // without NaN the argmax is the first place of the max
@@ -204,19 +208,44 @@ fn cross_entropy(plan: &Plan, options: &CeOptions, x: &[f32], label: i64) -> Row
     Ok(r)
 }
 
-/// `[Σ e_j, Σ e_j², #{j: x_j > xy}]`, `e_j = e^(x_j − m)`: the report's sums of a row.
+/// KL's pass over two rows of logits with maxima `mp`, `mq`: both sums of exponentials and
+/// `Σ e_j·(log p_j − log q_j + the logs' sums)`, `e_j = e^(x_j − mp)` (0 where `e_j` is).
 #[inline(always)]
-fn report_sums(x: &[f32], m: f32, xy: f32) -> [f32; 3] {
+fn kl_sums(a: &[f32], b: &[f32], mp: f32, mq: f32) -> [f32; 3] {
     #[cfg(target_arch = "x86_64")]
     if super::avx512::available() {
         // SAFETY: the CPU has AVX-512F (checked just above)
         #[allow(unsafe_code)]
-        return unsafe { super::avx512::report_sums(x, m, xy) };
+        return unsafe { super::avx512::kl_sums(a, b, mp, mq) };
     }
-    sums(x, |v| {
+    sums2(a, b, |x, y| {
+        let e = exp(x - mp);
+        [e, if e == 0.0 { 0.0 } else { e * ((x - mp) - (y - mq)) }, exp(y - mq)]
+    })
+}
+
+/// `[Σ e_j, Σ e_j², rank]`, `e_j = e^(x_j − m)`: the report's sums of a row whose label's
+/// logit is `xy` at `before`, and its rank: the classes ranked above the label (a greater
+/// logit, or an equal one at a lower index; a count, exact in f32).
+#[inline(always)]
+fn report_sums(x: &[f32], m: f32, xy: f32, before: usize) -> [f32; 3] {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() && x.len() < i32::MAX as usize {
+        // SAFETY: the CPU has AVX-512F (checked just above)
+        #[allow(unsafe_code)]
+        return unsafe { super::avx512::report_sums(x, m, xy, before) };
+    }
+    let [s, q, greater] = sums(x, |v| {
         let e = exp(v - m);
         [e, e * e, if v > xy { 1.0 } else { 0.0 }]
-    })
+    });
+    [s, q, greater + equal_before(x, xy, before)]
+}
+
+/// The classes before `before` whose logit equals `xy`.
+#[inline(always)]
+fn equal_before(x: &[f32], xy: f32, before: usize) -> f32 {
+    sums(&x[..before], |v| [if v == xy { 1.0 } else { 0.0 }])[0]
 }
 
 /// `[e^(v − m), e^(v − m)·(v − m)]`, the second 0 on a masked class.
@@ -228,11 +257,8 @@ fn entropy_terms(v: f32, m: f32) -> [f32; 2] {
 
 /// The report's record of a row whose log-softmax is defined.
 #[inline(always)]
-fn report(x: &[f32], y: usize, (m, s, q, greater): (f32, f32, f32, f32), prediction: u32) -> RowEval {
+fn report(x: &[f32], y: usize, (m, s, q, above): (f32, f32, f32, f32), prediction: u32) -> RowEval {
     let xy = x[y];
-    // the classes ranked above the label: a greater logit, or an equal one at a lower index
-    let [equal_before] = sums(&x[..y], |v| [if v == xy { 1.0 } else { 0.0 }]);
-    let above = greater as usize + equal_before as usize;
     let ey = exp(xy - m);
     let rest = (s - ey) / s;
     let brier = (q - ey * ey) / (s * s) + rest * rest;
@@ -286,10 +312,7 @@ fn kl(p: Form, q: Form, a: &[f32], b: &[f32]) -> Result<f32, Fault> {
             }
             // (a NaN in either row makes its sum NaN, and so the value)
             // one pass: both sums of exponentials and Σ e_j·(log p_j − log q_j + the logs' sums)
-            let [sp, u, sq] = sums2(a, b, |x, y| {
-                let e = exp(x - mp);
-                [e, zero_or(e, (x - mp) - (y - mq)), exp(y - mq)]
-            });
+            let [sp, u, sq] = kl_sums(a, b, mp, mq);
             u / sp - sp.ln() + sq.ln()
         }
         (Form::Logits, Form::Probs) => {
