@@ -1,7 +1,8 @@
 //! The engine's loops over one row: plain Rust over 16 fixed lanes, which the compiler
 //! vectorises for the instruction set [`pulp`] picks at run time (the engine runs each job
 //! inside `Arch::dispatch`, and everything here is `#[inline(always)]` so that it is
-//! compiled with that set's features).
+//! compiled with that set's features). Where the CPU has AVX-512F, the hottest of them
+//! (the max pass, the sums of exponentials) run in `avx512.rs`'s forms, with these bits.
 //!
 //! Element `j` of a row always goes to lane `j % 16`, the lanes are combined by one fixed
 //! tree, a row's last partial chunk is run as a whole one whose lanes past the row add 0
