@@ -19,12 +19,11 @@ use std::arch::x86_64::{
     __m512, __m512i, __mmask16, _CMP_EQ_OQ, _CMP_GT_OQ, _CMP_LT_OQ, _mm512_add_epi32, _mm512_add_ps,
     _mm512_cmp_ps_mask, _mm512_cmplt_epi32_mask, _mm512_div_ps, _mm512_fmadd_ps, _mm512_fnmadd_ps, _mm512_loadu_ps,
     _mm512_mask_add_ps, _mm512_mask_loadu_ps, _mm512_mask_mov_epi32, _mm512_mask_mov_ps, _mm512_maskz_mov_ps,
-    _mm512_maskz_mul_ps, _mm512_maskz_scalef_ps, _mm512_max_ps, _mm512_min_ps, _mm512_mul_ps, _mm512_set1_epi32,
-    _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_ps, _mm512_setzero_si512, _mm512_storeu_epi32, _mm512_storeu_ps,
-    _mm512_sub_ps,
+    _mm512_maskz_mul_ps, _mm512_maskz_scalef_ps, _mm512_min_ps, _mm512_mul_ps, _mm512_set1_epi32, _mm512_set1_ps,
+    _mm512_setr_epi32, _mm512_setzero_ps, _mm512_setzero_si512, _mm512_storeu_epi32, _mm512_storeu_ps, _mm512_sub_ps,
 };
 
-use super::math::{BLOCK, LANES, fold_first, lanes_max, prefetch, tree};
+use super::math::{BLOCK, LANES, fold_first, lanes_max, prefetch, prefetch_at, tree};
 
 /// Whether the CPU has AVX-512F (detected once; a load afterwards).
 #[inline(always)]
@@ -74,8 +73,10 @@ pub(crate) fn exp(x: __m512) -> __m512 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     const MAGIC: f32 = 12_582_912.0;
     let s = _mm512_set1_ps;
-    // `x.clamp(-88, 88)`: maxps/minps return their second operand where one is NaN
-    let c = _mm512_min_ps(s(88.0), _mm512_max_ps(s(-88.0), x));
+    // `x.clamp(-88, 88)`; the floor at −88 changes no lane that is kept (below −87.34 a lane
+    // is 0 whatever `e` is, and `vscalefps` needs no bound on `n`), so only the ceiling is
+    // applied (minps returns its second operand, `x`, where it is NaN)
+    let c = _mm512_min_ps(s(88.0), x);
     let shifted = _mm512_fmadd_ps(c, s(LOG2E), s(MAGIC));
     let n = _mm512_sub_ps(shifted, s(MAGIC));
     // (−n)·a + b is −(n·a) + b exactly
@@ -90,7 +91,8 @@ pub(crate) fn exp(x: __m512) -> __m512 {
     // `e·2^n` by `vscalefps`, one instruction for the portable form's five (the power of two
     // built in the exponent bits, then a multiply): the same single rounding of the same
     // exact product wherever the result is kept (there `n ≥ −126`, so the portable form's
-    // floor at `2^−126` does not apply); lanes below −87.34 (NaN compares false) are 0
+    // floor at `2^−126` does not apply); lanes below −87.34 (NaN compares false) are 0,
+    // whatever their `e` (NaN for `-inf`)
     let kept = !_mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, s(-87.336_54));
     _mm512_maskz_scalef_ps(kept, e, n)
 }
@@ -237,6 +239,58 @@ fn max_lanes(x: &[f32]) -> ([f32; 4 * LANES], [u32; 4 * LANES]) {
     (ms, ats)
 }
 
+/// f16 `src` widened into `dst` (exactly: `vcvtph2ps`, as plan.rs's widening) and the max
+/// pass over it in the same pass: [`max_first`] of `dst` (rows shorter than `i32::MAX`).
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) fn widen_f16_max_first(src: &[half::f16], dst: &mut [f32]) -> (f32, usize) {
+    use std::arch::x86_64::{__m256i, _mm256_loadu_si256, _mm512_cvtph_ps};
+    const WIDE: usize = 4 * LANES;
+    let n = src.len().min(dst.len());
+    let mut m = [_mm512_set1_ps(f32::NEG_INFINITY); 4];
+    let mut at: [__m512i; 4] = [_mm512_setzero_si512(); 4];
+    let mut step = |k: u32, v: [__m512; 4]| {
+        let kv = _mm512_set1_epi32(k as i32);
+        for q in 0..4 {
+            let gt = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v[q], m[q]);
+            m[q] = _mm512_mask_mov_ps(m[q], gt, v[q]);
+            at[q] = _mm512_mask_mov_epi32(at[q], gt, kv);
+        }
+    };
+    let whole = n / WIDE * WIDE;
+    for (k, (s, d)) in src[..whole].chunks_exact(WIDE).zip(dst[..whole].chunks_exact_mut(WIDE)).enumerate() {
+        let mut v = [_mm512_setzero_ps(); 4];
+        for q in 0..4 {
+            // the next rows' lines, as the passes that compute ask for them
+            prefetch_at(s[q * LANES..].as_ptr().wrapping_add(4096).cast());
+            // SAFETY: `s` holds 64 f16 and `d` 64 f32: each load reads 16 f16 (32 bytes) and
+            // each store writes 16 f32 (64 bytes) inside them; unaligned
+            unsafe {
+                v[q] = _mm512_cvtph_ps(_mm256_loadu_si256(s[q * LANES..].as_ptr().cast::<__m256i>()));
+                _mm512_storeu_ps(d[q * LANES..].as_mut_ptr(), v[q]);
+            }
+        }
+        step(k as u32, v);
+    }
+    if whole < n {
+        // the tail through `half` (F16C or plain code), then as the max pass's padded chunk
+        half::slice::HalfFloatSliceExt::convert_to_f32_slice(&src[whole..n], &mut dst[whole..n]);
+        let rest = &dst[whole..n];
+        let inf = _mm512_set1_ps(f32::NEG_INFINITY);
+        let part = |q: usize| load_part(rest.get(q * LANES..).unwrap_or(&[]), inf);
+        step((whole / WIDE) as u32, [part(0), part(1), part(2), part(3)]);
+    }
+    let (mut ms, mut ats) = ([0.0f32; WIDE], [0u32; WIDE]);
+    for q in 0..4 {
+        // SAFETY: each store writes 16 elements inside the 64 of its array
+        unsafe {
+            _mm512_storeu_ps(ms[q * LANES..].as_mut_ptr(), m[q]);
+            _mm512_storeu_epi32(ats[q * LANES..].as_mut_ptr().cast(), at[q]);
+        }
+    }
+    fold_first(&ms, &ats)
+}
+
 /// [`super::math::max_of`].
 #[target_feature(enable = "avx512f")]
 #[inline]
@@ -349,6 +403,24 @@ mod tests {
         }
     }
 
+    /// f16 rows widened with their max in one pass: the widening's values and `max_first`'s.
+    #[test]
+    fn f16_widened_with_its_max() {
+        if !available() {
+            return;
+        }
+        for x in rows() {
+            let h: Vec<half::f16> = x.iter().map(|&v| half::f16::from_f32(v * 0.01)).collect();
+            let mut got = vec![0.0f32; h.len()];
+            // SAFETY: the CPU has AVX-512F (checked above)
+            let (m, first) = unsafe { widen_f16_max_first(&h, &mut got) };
+            let want: Vec<f32> = h.iter().map(|v| v.to_f32()).collect();
+            assert!(got.iter().zip(&want).all(|(&g, &w)| same(g, w)), "widened {}", h.len());
+            let (wm, wf) = math::max_first_portable(&want);
+            assert_eq!((m.to_bits(), first), (wm.to_bits(), wf), "max first of {}", h.len());
+        }
+    }
+
     /// `exp` lane by lane against the portable one over a sweep and its edges.
     #[test]
     fn exp_has_the_portable_bits() {
@@ -363,6 +435,7 @@ mod tests {
             x = f32::from_bits(x.to_bits() - 1);
         }
         xs.extend([f32::NAN, f32::NEG_INFINITY, f32::INFINITY, -0.0, 0.0, -87.336_54, -88.0, 88.0, 89.0]);
+        xs.extend([f32::MIN, f32::MAX, -1e30, -1e4, -150.0, 1e4, f32::MIN_POSITIVE, -f32::MIN_POSITIVE]);
         for c in xs.chunks(LANES) {
             // SAFETY: the CPU has AVX-512F (checked above)
             let got = unsafe { lanes(zero_past(exp(load_part(c, _mm512_setzero_ps())), c.len())) };

@@ -118,7 +118,7 @@ impl CpuHead<'_> {
                     self.engine.arch.dispatch(|| {
                         for (i, (out, x)) in outs.iter_mut().zip(logits.chunks(self.classes)).enumerate() {
                             let y = labels.get(first + i);
-                            match row::run(&plan, x, &[], y, &mut []) {
+                            match row::run(&plan, [x, &[]], [None, None], y, &mut []) {
                                 Ok(r) => *out = r,
                                 Err(f) => return Some((first + i, f)),
                             }

@@ -76,13 +76,13 @@ impl Plan {
         out: &mut [f32],
     ) -> std::result::Result<RowOut, Fault> {
         let [sa, sb] = scratch;
-        let a = widen(chunk.inputs.first.data, i, self.cols, self.cap[0], sa);
-        let b = match chunk.inputs.second {
-            Some(b) => widen(b.data, i, self.cols, self.cap[1], sb),
-            None => &[],
+        let (a, ka) = widen_max(chunk.inputs.first.data, i, self.cols, self.cap[0], sa);
+        let (b, kb) = match chunk.inputs.second {
+            Some(b) => widen_max(b.data, i, self.cols, self.cap[1], sb),
+            None => (&[][..], None),
         };
         let label = chunk.inputs.labels.map_or(0, |y| y.get(i));
-        row::run(self, a, b, label, out)
+        row::run(self, [a, b], [ka, kb], label, out)
     }
 
     /// Writes the gradient of `factor` times row `i`'s value into `g` (see `grad.rs`).
@@ -97,6 +97,30 @@ impl Plan {
         let label = chunk.inputs.labels.map_or(0, |y| y.get(i));
         super::grad::row(self, a, b, label, factor, g)
     }
+}
+
+/// [`widen`], and the row's max and its first index ([`super::math::max_first`]) where they
+/// come with the widening: f16 rows on AVX-512 are widened and their max found in one pass.
+#[inline(always)]
+fn widen_max<'s>(
+    data: Floats<'s>,
+    i: usize,
+    cols: usize,
+    cap: Option<f32>,
+    scratch: &'s mut Vec<f32>,
+) -> (&'s [f32], Option<(f32, usize)>) {
+    #[cfg(target_arch = "x86_64")]
+    if let (Floats::F16(v), None) = (data, cap)
+        && super::avx512::available()
+        && cols < (i32::MAX as usize)
+    {
+        scratch.resize(cols, 0.0);
+        // SAFETY: the CPU has AVX-512F (checked just above)
+        #[allow(unsafe_code)]
+        let known = unsafe { super::avx512::widen_f16_max_first(&v[i * cols..(i + 1) * cols], scratch) };
+        return (scratch, Some(known));
+    }
+    (widen(data, i, cols, cap, scratch), None)
 }
 
 /// Row `i` of `data` as f32: the slice itself where it is f32 and not capped, else widened

@@ -37,10 +37,14 @@ pub(crate) enum Fault {
 
 type RowResult = Result<RowOut, Fault>;
 
+/// A row's max and the first index of it ([`math::max_first`]), where already known.
+pub(crate) type Known = Option<(f32, usize)>;
+
 /// Runs `plan`'s operation on one row: `a` and `b` its float inputs (widened and capped),
-/// `label` its label, `out` its softmax row (softmax only).
+/// with their max and its first index where the widening found them, `label` its label,
+/// `out` its softmax row (softmax only).
 #[inline(always)]
-pub(crate) fn run(plan: &Plan, a: &[f32], b: &[f32], label: i64, out: &mut [f32]) -> RowResult {
+pub(crate) fn run(plan: &Plan, [a, b]: [&[f32]; 2], known: [Known; 2], label: i64, out: &mut [f32]) -> RowResult {
     let one = |value: f32| Ok(RowOut { value, weight: 1.0, ..Default::default() });
     let mut r = match plan.op {
         Op::RowMax => {
@@ -48,17 +52,17 @@ pub(crate) fn run(plan: &Plan, a: &[f32], b: &[f32], label: i64, out: &mut [f32]
             let argmax = if plan.argmax { argmax(a) as u32 } else { 0 };
             Ok(RowOut { value, weight: 1.0, argmax, ..Default::default() })
         }
-        Op::LogSumExp => one(lse(a)),
+        Op::LogSumExp => one(lse(a, known[0])),
         Op::Softmax { temperature, log } => {
             softmax(a, temperature, log, out);
             one(0.0)
         }
         Op::CrossEntropy { ignore_index, label_smoothing, z_loss, entropy } => {
             let options = CeOptions { ignore_index, label_smoothing, z_loss, entropy };
-            cross_entropy(plan, &options, a, label)
+            cross_entropy(plan, &options, a, known[0], label)
         }
         Op::CrossEntropyProbs { z_loss, .. } => ce_probs(plan, a, b, z_loss),
-        Op::KlDiv { p, q } => kl(p, q, a, b).and_then(one),
+        Op::KlDiv { p, q } => kl(p, q, [a, b], known).and_then(one),
         Op::Entropy { p } => entropy_of(p, a).and_then(one),
         Op::BinaryCrossEntropy { input } => bce(input, a, b).and_then(one),
         Op::GaussianKl => one(gaussian_kl(a, b)),
@@ -81,8 +85,8 @@ pub(crate) fn run(plan: &Plan, a: &[f32], b: &[f32], label: i64, out: &mut [f32]
 
 /// `log Σ_j e^(x_j)`: NaN with a NaN or `+inf`, `-inf` for a row of `-inf`.
 #[inline(always)]
-fn lse(x: &[f32]) -> f32 {
-    let m = max_of(x);
+fn lse(x: &[f32], known: Known) -> f32 {
+    let m = known.map_or_else(|| max_of(x), |k| k.0);
     if m == f32::INFINITY {
         return f32::NAN;
     }
@@ -125,7 +129,7 @@ struct CeOptions {
 
 /// Cross-entropy against a label, with its options, entropy and report record.
 #[inline(always)]
-fn cross_entropy(plan: &Plan, options: &CeOptions, x: &[f32], label: i64) -> RowResult {
+fn cross_entropy(plan: &Plan, options: &CeOptions, x: &[f32], known: Known, label: i64) -> RowResult {
     let &CeOptions { ignore_index, label_smoothing, z_loss, entropy } = options;
     let ignored = Some(label) == ignore_index;
     if !ignored && !(0..x.len() as i64).contains(&label) {
@@ -133,7 +137,11 @@ fn cross_entropy(plan: &Plan, options: &CeOptions, x: &[f32], label: i64) -> Row
     }
     // the argmax where it is used comes with the max, in its pass
     let wants_argmax = plan.argmax || plan.report;
-    let (m, first) = if wants_argmax { math::max_first(x) } else { (max_of(x), 0) };
+    let (m, first) = match known {
+        Some(k) => k,
+        None if wants_argmax => math::max_first(x),
+        None => (max_of(x), 0),
+    };
     let w = |j: usize| plan.weights.as_ref().map_or(1.0, |w| w[j]);
     // the label's logit, for the report's rank (NaN for an ignored row: counts nothing)
     let xy = if ignored { f32::NAN } else { x[label as usize] };
@@ -300,13 +308,14 @@ fn ce_probs(plan: &Plan, x: &[f32], p: &[f32], z_loss: f32) -> RowResult {
 
 /// `KL(P‖Q)`; `p_j = 0` adds 0, `p_j > 0` where `q_j = 0` is `+inf`.
 #[inline(always)]
-fn kl(p: Form, q: Form, a: &[f32], b: &[f32]) -> Result<f32, Fault> {
+fn kl(p: Form, q: Form, [a, b]: [&[f32]; 2], [ka, kb]: [Known; 2]) -> Result<f32, Fault> {
     check(p, a)?;
     check(q, b)?;
     let zero_or = |pj: f32, v: f32| if pj == 0.0 { 0.0 } else { pj * v };
     Ok(match (p, q) {
         (Form::Logits, Form::Logits) => {
-            let (mp, mq) = (max_of(a), max_of(b));
+            let max = |x, k: Known| k.map_or_else(|| max_of(x), |k| k.0);
+            let (mp, mq) = (max(a, ka), max(b, kb));
             if !mp.is_finite() || !mq.is_finite() {
                 return Ok(f32::NAN);
             }
