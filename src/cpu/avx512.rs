@@ -261,8 +261,10 @@ pub(crate) fn widen_f16_max_first(src: &[half::f16], dst: &mut [f32]) -> (f32, u
     for (k, (s, d)) in src[..whole].chunks_exact(WIDE).zip(dst[..whole].chunks_exact_mut(WIDE)).enumerate() {
         let mut v = [_mm512_setzero_ps(); 4];
         for q in 0..4 {
-            // the next rows' lines, as the passes that compute ask for them
-            prefetch_at(s[q * LANES..].as_ptr().wrapping_add(4096).cast());
+            // the next rows' lines (one request a line), as the passes that compute ask
+            if q % 2 == 0 {
+                prefetch_at(s[q * LANES..].as_ptr().wrapping_add(4096).cast());
+            }
             // SAFETY: `s` holds 64 f16 and `d` 64 f32: each load reads 16 f16 (32 bytes) and
             // each store writes 16 f32 (64 bytes) inside them; unaligned
             unsafe {
