@@ -91,3 +91,71 @@ fn every_command_runs_on_the_engine_without_an_adapter() {
     assert_eq!(gpu.code, 1, "{}", gpu.stderr);
     assert_eq!(gpu.stderr.lines().count(), 1, "{}", gpu.stderr);
 }
+
+/// `XENT_CPU_SIMD` pins the engine's instruction set. Every set the CPU has gives the same
+/// bits: values, sums and the report of `ce`, `lse` and `kl`, f32 and f16, with a NaN row,
+/// masked classes, ±1e4 and ties, over rows of 1001 columns (a partial last chunk). A set
+/// that is none, or that the CPU lacks, is exit 2 naming the variable.
+#[test]
+fn every_instruction_set_gives_the_same_bits() {
+    let f = Files::new();
+    let (rows, cols) = (300, 1001);
+    let mut r = common::rng(31);
+    let mut x = common::logits(&mut r, rows * cols, 5.0);
+    x[7 * cols + 3] = f32::NAN;
+    x[9 * cols..10 * cols].iter_mut().step_by(2).for_each(|v| *v = f32::NEG_INFINITY);
+    x[11 * cols + 5] = 1e4;
+    x[12 * cols + 8] = -1e4;
+    let tie = x[20 * cols];
+    x[20 * cols + 500] = tie;
+    let y: Vec<i64> = common::labels(&mut r, rows, cols).iter().map(|&v| i64::from(v)).collect();
+    let (l, yf) = (f.f32("l.npy", &[rows, cols], &x), f.i64("y.npy", &y));
+    let q: Vec<f32> = x.iter().rev().map(|v| v * 0.5).collect();
+    let qf = f.f32("q.npy", &[rows, cols], &q);
+    let h: Vec<u8> = x.iter().flat_map(|&v| half::f16::from_f32(v * 0.01).to_le_bytes()).collect();
+    let hf = f.raw("h.npy", &cli_support::npy_bytes("<f2", &[rows, cols], &h));
+    let runs: [Vec<&str>; 4] = [
+        vec!["ce", "--logits", &l, "--labels", &yf, "--top-k", "1,5"],
+        vec!["ce", "--logits", &hf, "--labels", &yf],
+        vec!["lse", "--logits", &hf, "--reduction", "sum"],
+        vec!["kl", "--p-logits", &l, "--q-logits", &qf],
+    ];
+    let same = |v: &Value| {
+        let mut v = v.clone();
+        for key in ["seconds", "setup_seconds", "gbps", "adapter"] {
+            v.as_object_mut().unwrap().remove(key);
+        }
+        v
+    };
+    for args in runs {
+        let on = |set: &str| {
+            Run::from(
+                command(&[&args[..], &["--device", "cpu", "--json"]].concat())
+                    .env("XENT_CPU_SIMD", set)
+                    .output()
+                    .unwrap(),
+            )
+        };
+        let widest = xent(&[&args[..], &["--device", "cpu", "--json"]].concat()).json();
+        let mut ran = 0;
+        for set in ["avx512", "avx2", "neon", "scalar"] {
+            let run = on(set);
+            if run.code == 2 {
+                run.bad_input(&["XENT_CPU_SIMD"]);
+                continue;
+            }
+            let got = run.json();
+            assert!(got["adapter"].as_str().unwrap().contains(set), "{set}: {got}");
+            assert_eq!(same(&got), same(&widest), "{} on {set}", args[0]);
+            ran += 1;
+        }
+        assert!(ran >= 2, "at least the widest set and scalar run");
+    }
+    on_bad_set();
+}
+
+/// A pinned set that is no set here is exit 2 naming `XENT_CPU_SIMD`.
+fn on_bad_set() {
+    let out = command(&["info"]).env("XENT_CPU_SIMD", "sse9").output().unwrap();
+    Run::from(out).bad_input(&["XENT_CPU_SIMD", "sse9"]);
+}

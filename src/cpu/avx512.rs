@@ -25,10 +25,11 @@ use std::arch::x86_64::{
 
 use super::math::{BLOCK, LANES, fold_first, lanes_max, prefetch, prefetch_at, tree};
 
-/// Whether the CPU has AVX-512F (detected once; a load afterwards).
+/// Whether the CPU has AVX-512F and `XENT_CPU_SIMD` pins no narrower set (found once; a
+/// load afterwards).
 #[inline(always)]
 pub(crate) fn available() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
+    super::avx512_allowed()
 }
 
 /// The first `n` lanes (`n ≤ 16`).

@@ -56,7 +56,7 @@ impl Default for Engine {
 impl Engine {
     /// The engine on all cores (rayon's global pool).
     pub fn new() -> Engine {
-        Engine { pool: None, arch: pulp::Arch::new() }
+        Engine { pool: None, arch: arch() }
     }
 
     /// The engine on a pool of its own of `threads` threads (at least 1).
@@ -66,7 +66,7 @@ impl Engine {
             .thread_name(|i| format!("xent-cpu-{i}"))
             .build()
             .map_err(|e| Error::HostMemory(format!("starting {threads} threads: {e}")))?;
-        Ok(Engine { pool: Some(Arc::new(pool)), arch: pulp::Arch::new() })
+        Ok(Engine { pool: Some(Arc::new(pool)), arch: arch() })
     }
 
     /// Threads the engine runs on.
@@ -115,6 +115,52 @@ impl Engine {
             None => f(),
         }
     }
+}
+
+/// The instruction sets `XENT_CPU_SIMD` may name on this architecture.
+#[cfg(target_arch = "x86_64")]
+const SETS: &[&str] = &["avx512", "avx2", "scalar"];
+#[cfg(target_arch = "aarch64")]
+const SETS: &[&str] = &["neon", "scalar"];
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const SETS: &[&str] = &["scalar"];
+
+/// The instruction set `XENT_CPU_SIMD` pins the engine's loops to, if it is set: one of
+/// `avx512`, `avx2`, `scalar` (x86-64) or `neon`, `scalar` (Arm), which the CPU has. For
+/// benchmarks and tests: the bits are the same on every set. `Err` naming the variable where
+/// its value is none of these or the CPU lacks it; the command line refuses such a value
+/// (exit 2), [`Engine::new`] takes the widest set instead.
+pub fn simd_from_env() -> Result<Option<&'static str>> {
+    let Ok(value) = std::env::var("XENT_CPU_SIMD") else { return Ok(None) };
+    let bad = |detail: String| Error::Option { name: "XENT_CPU_SIMD", detail };
+    let Some(&set) = SETS.iter().find(|s| **s == value) else {
+        return Err(bad(format!("`{value}` is not an instruction set here; one of {}", SETS.join(", "))));
+    };
+    if !SETS.iter().skip_while(|s| simd_name(pulp::Arch::new()) != **s).any(|s| *s == set) {
+        return Err(bad(format!("this CPU has no {set}")));
+    }
+    Ok(Some(set))
+}
+
+/// The instruction set the engine takes: the one `XENT_CPU_SIMD` pins, else the widest.
+fn arch() -> pulp::Arch {
+    let widest = pulp::Arch::new();
+    match simd_from_env() {
+        Ok(Some("scalar")) => pulp::Arch::Scalar,
+        #[cfg(target_arch = "x86_64")]
+        Ok(Some("avx2")) => pulp::x86::V3::try_new().map_or(widest, pulp::Arch::V3),
+        _ => widest,
+    }
+}
+
+/// Whether the engine's loops may take their AVX-512 forms: the CPU has AVX-512F and
+/// `XENT_CPU_SIMD` pins no narrower set (read once a process).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn avx512_allowed() -> bool {
+    static ALLOWED: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| {
+        std::arch::is_x86_feature_detected!("avx512f") && matches!(simd_from_env(), Ok(None | Some("avx512")) | Err(_))
+    });
+    *ALLOWED
 }
 
 /// The name of an instruction set pulp dispatches to.

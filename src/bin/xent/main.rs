@@ -208,8 +208,10 @@ fn main() -> ExitCode {
         }
         Err(e) => return fail(&Failure::input(clap_message(&e))),
     };
-    // a pinned layout that is no layout: the environment's input error, before any work
-    if let Err(e) = xent::RowLayout::from_env().and(xent::TuneMode::from_env(false)) {
+    // a pinned layout that is no layout, or an instruction set the CPU lacks: the
+    // environment's input error, before any work
+    let pins = xent::RowLayout::from_env().and(xent::TuneMode::from_env(false)).and(xent::cpu::simd_from_env());
+    if let Err(e) = pins {
         return fail(&Failure::input(e.to_string()));
     }
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&matches)))
