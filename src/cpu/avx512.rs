@@ -98,25 +98,32 @@ pub(crate) fn exp(x: __m512) -> __m512 {
     _mm512_maskz_scalef_ps(kept, e, n)
 }
 
-/// [`super::math::sums`] with `f` on 16 lanes (and the index of the first).
+/// The sums of `f` over `n` elements, [`super::math::sums`]'s blocks and lanes: `load(j,
+/// len)` gives the lanes from element `j` (`len` of them; where `len < 16` the rest are 0),
+/// `f` what they add to each sum, given `j` too.
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn sums<const K: usize>(x: &[f32], f: impl Fn(__m512, usize) -> [__m512; K]) -> [f32; K] {
+fn sums_by<const K: usize, V>(
+    n: usize,
+    load: impl Fn(usize, usize) -> V,
+    f: impl Fn(V, usize) -> [__m512; K],
+) -> [f32; K] {
     let mut total = [0.0f64; K];
-    for (b, block) in x.chunks(BLOCK).enumerate() {
+    for start in (0..n).step_by(BLOCK) {
+        let end = (start + BLOCK).min(n);
         let mut acc = [_mm512_setzero_ps(); K];
-        let (chunks, rest) = block.as_chunks::<LANES>();
-        for (i, c) in chunks.iter().enumerate() {
-            prefetch(c);
-            let v = f(load(c), b * BLOCK + i * LANES);
+        let mut j = start;
+        while j + LANES <= end {
+            let v = f(load(j, LANES), j);
             for k in 0..K {
                 acc[k] = _mm512_add_ps(acc[k], v[k]);
             }
+            j += LANES;
         }
-        if !rest.is_empty() {
+        if j < end {
             // the padding's lanes are 0 and add nothing (an accumulator from +0 is never −0)
-            let v = f(load_part(rest, _mm512_setzero_ps()), b * BLOCK + chunks.len() * LANES);
-            let keep = first_lanes(rest.len());
+            let v = f(load(j, end - j), j);
+            let keep = first_lanes(end - j);
             for k in 0..K {
                 acc[k] = _mm512_mask_add_ps(acc[k], keep, acc[k], v[k]);
             }
@@ -128,36 +135,32 @@ fn sums<const K: usize>(x: &[f32], f: impl Fn(__m512, usize) -> [__m512; K]) -> 
     total.map(|t| t as f32)
 }
 
+/// The lanes of `x` from element `j` (`len` of them, the rest 0); a whole chunk asks for
+/// the line ahead.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn lanes_at(x: &[f32], j: usize, len: usize) -> __m512 {
+    if len == LANES {
+        prefetch(&x[j..]);
+        load(&x[j..])
+    } else {
+        load_part(&x[j..j + len], _mm512_setzero_ps())
+    }
+}
+
+/// [`super::math::sums`] with `f` on 16 lanes (and the index of the first).
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn sums<const K: usize>(x: &[f32], f: impl Fn(__m512, usize) -> [__m512; K]) -> [f32; K] {
+    sums_by(x.len(), |j, len| lanes_at(x, j, len), f)
+}
+
 /// [`super::math::sums2`] with `f` on 16 lanes of each row.
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn sums2<const K: usize>(a: &[f32], b: &[f32], f: impl Fn(__m512, __m512) -> [__m512; K]) -> [f32; K] {
     let n = a.len().min(b.len());
-    let mut total = [0.0f64; K];
-    for (a, b) in a[..n].chunks(BLOCK).zip(b[..n].chunks(BLOCK)) {
-        let mut acc = [_mm512_setzero_ps(); K];
-        let ((ca, ra), (cb, rb)) = (a.as_chunks::<LANES>(), b.as_chunks::<LANES>());
-        for (ca, cb) in ca.iter().zip(cb) {
-            prefetch(ca);
-            prefetch(cb);
-            let v = f(load(ca), load(cb));
-            for k in 0..K {
-                acc[k] = _mm512_add_ps(acc[k], v[k]);
-            }
-        }
-        if !ra.is_empty() {
-            let zero = _mm512_setzero_ps();
-            let v = f(load_part(ra, zero), load_part(rb, zero));
-            let keep = first_lanes(ra.len());
-            for k in 0..K {
-                acc[k] = _mm512_mask_add_ps(acc[k], keep, acc[k], v[k]);
-            }
-        }
-        for k in 0..K {
-            total[k] += f64::from(tree(lanes(acc[k])));
-        }
-    }
-    total.map(|t| t as f32)
+    sums_by(n, |j, len| (lanes_at(a, j, len), lanes_at(b, j, len)), |(x, y), _| f(x, y))
 }
 
 /// KL's pass over two rows of logits with maxima `mp` and `mq`:
@@ -204,40 +207,69 @@ pub(crate) fn report_sums(x: &[f32], m: f32, xy: f32, before: usize) -> [f32; 3]
     })
 }
 
-/// The 4·16 lanes of the max pass, and the chunk where each lane's max first appeared.
+/// The max pass's 4·16 lanes: each lane's max, and the chunk where it first appeared.
+struct MaxLanes {
+    m: [__m512; 4],
+    at: [__m512i; 4],
+}
+
+impl MaxLanes {
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn new() -> MaxLanes {
+        MaxLanes { m: [_mm512_set1_ps(f32::NEG_INFINITY); 4], at: [_mm512_setzero_si512(); 4] }
+    }
+
+    /// Chunk `k`'s 64 elements.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn step(&mut self, k: u32, v: [__m512; 4]) {
+        let kv = _mm512_set1_epi32(k as i32);
+        for ((m, at), v) in self.m.iter_mut().zip(&mut self.at).zip(v) {
+            let gt = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, *m);
+            *m = _mm512_mask_mov_ps(*m, gt, v);
+            *at = _mm512_mask_mov_epi32(*at, gt, kv);
+        }
+    }
+
+    /// The last, partial chunk `k` (`rest`, shorter than 64), padded with `-inf`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn step_part(&mut self, k: u32, rest: &[f32]) {
+        let inf = _mm512_set1_ps(f32::NEG_INFINITY);
+        let part = |q: usize| load_part(rest.get(q * LANES..).unwrap_or(&[]), inf);
+        self.step(k, [part(0), part(1), part(2), part(3)]);
+    }
+
+    /// The lanes as arrays, in element order.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn arrays(&self) -> ([f32; 4 * LANES], [u32; 4 * LANES]) {
+        let (mut ms, mut ats) = ([0.0f32; 4 * LANES], [0u32; 4 * LANES]);
+        for q in 0..4 {
+            // SAFETY: each store writes 16 elements inside the 64 of its array
+            unsafe {
+                _mm512_storeu_ps(ms[q * LANES..].as_mut_ptr(), self.m[q]);
+                _mm512_storeu_epi32(ats[q * LANES..].as_mut_ptr().cast(), self.at[q]);
+            }
+        }
+        (ms, ats)
+    }
+}
+
+/// The max pass over `x`: its 4·16 lanes.
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn max_lanes(x: &[f32]) -> ([f32; 4 * LANES], [u32; 4 * LANES]) {
-    const WIDE: usize = 4 * LANES;
-    let mut m = [_mm512_set1_ps(f32::NEG_INFINITY); 4];
-    let mut at: [__m512i; 4] = [_mm512_setzero_si512(); 4];
-    let mut step = |k: u32, v: [__m512; 4]| {
-        let kv = _mm512_set1_epi32(k as i32);
-        for q in 0..4 {
-            let gt = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v[q], m[q]);
-            m[q] = _mm512_mask_mov_ps(m[q], gt, v[q]);
-            at[q] = _mm512_mask_mov_epi32(at[q], gt, kv);
-        }
-    };
-    let (chunks, rest) = x.as_chunks::<WIDE>();
+    let mut lanes = MaxLanes::new();
+    let (chunks, rest) = x.as_chunks::<{ 4 * LANES }>();
     for (k, c) in chunks.iter().enumerate() {
-        let v = [load(&c[..]), load(&c[16..]), load(&c[32..]), load(&c[48..])];
-        step(k as u32, v);
+        lanes.step(k as u32, [load(&c[..]), load(&c[16..]), load(&c[32..]), load(&c[48..])]);
     }
     if !rest.is_empty() {
-        let inf = _mm512_set1_ps(f32::NEG_INFINITY);
-        let part = |q: usize| load_part(rest.get(q * LANES..).unwrap_or(&[]), inf);
-        step(chunks.len() as u32, [part(0), part(1), part(2), part(3)]);
+        lanes.step_part(chunks.len() as u32, rest);
     }
-    let (mut ms, mut ats) = ([0.0f32; WIDE], [0u32; WIDE]);
-    for q in 0..4 {
-        // SAFETY: each store writes 16 elements inside the 64 of its array
-        unsafe {
-            _mm512_storeu_ps(ms[q * LANES..].as_mut_ptr(), m[q]);
-            _mm512_storeu_epi32(ats[q * LANES..].as_mut_ptr().cast(), at[q]);
-        }
-    }
-    (ms, ats)
+    lanes.arrays()
 }
 
 /// f16 `src` widened into `dst` (exactly: `vcvtph2ps`, as plan.rs's widening) and the max
@@ -248,16 +280,7 @@ pub(crate) fn widen_f16_max_first(src: &[half::f16], dst: &mut [f32]) -> (f32, u
     use std::arch::x86_64::{__m256i, _mm256_loadu_si256, _mm512_cvtph_ps};
     const WIDE: usize = 4 * LANES;
     let n = src.len().min(dst.len());
-    let mut m = [_mm512_set1_ps(f32::NEG_INFINITY); 4];
-    let mut at: [__m512i; 4] = [_mm512_setzero_si512(); 4];
-    let mut step = |k: u32, v: [__m512; 4]| {
-        let kv = _mm512_set1_epi32(k as i32);
-        for q in 0..4 {
-            let gt = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v[q], m[q]);
-            m[q] = _mm512_mask_mov_ps(m[q], gt, v[q]);
-            at[q] = _mm512_mask_mov_epi32(at[q], gt, kv);
-        }
-    };
+    let mut lanes = MaxLanes::new();
     let whole = n / WIDE * WIDE;
     for (k, (s, d)) in src[..whole].chunks_exact(WIDE).zip(dst[..whole].chunks_exact_mut(WIDE)).enumerate() {
         let mut v = [_mm512_setzero_ps(); 4];
@@ -273,25 +296,15 @@ pub(crate) fn widen_f16_max_first(src: &[half::f16], dst: &mut [f32]) -> (f32, u
                 _mm512_storeu_ps(d[q * LANES..].as_mut_ptr(), v[q]);
             }
         }
-        step(k as u32, v);
+        lanes.step(k as u32, v);
     }
     if whole < n {
         // the tail through `half` (F16C or plain code), then as the max pass's padded chunk
         half::slice::HalfFloatSliceExt::convert_to_f32_slice(&src[whole..n], &mut dst[whole..n]);
-        let rest = &dst[whole..n];
-        let inf = _mm512_set1_ps(f32::NEG_INFINITY);
-        let part = |q: usize| load_part(rest.get(q * LANES..).unwrap_or(&[]), inf);
-        step((whole / WIDE) as u32, [part(0), part(1), part(2), part(3)]);
+        lanes.step_part((whole / WIDE) as u32, &dst[whole..n]);
     }
-    let (mut ms, mut ats) = ([0.0f32; WIDE], [0u32; WIDE]);
-    for q in 0..4 {
-        // SAFETY: each store writes 16 elements inside the 64 of its array
-        unsafe {
-            _mm512_storeu_ps(ms[q * LANES..].as_mut_ptr(), m[q]);
-            _mm512_storeu_epi32(ats[q * LANES..].as_mut_ptr().cast(), at[q]);
-        }
-    }
-    fold_first(&ms, &ats)
+    let (m, at) = lanes.arrays();
+    fold_first(&m, &at)
 }
 
 /// [`super::math::max_of`].
