@@ -1,7 +1,7 @@
 //! The engine's loops over one row: plain Rust over 16 fixed lanes, which the compiler
 //! vectorises for the instruction set [`pulp`] picks at run time (the engine runs each job
 //! inside `Arch::dispatch`, and everything here is `#[inline(always)]` so that it is
-//! compiled with that set's features). Where the CPU has AVX-512F, the hottest of them
+//! compiled with that set's features). Where the CPU has AVX-512 (F, BW, VL), the hottest of them
 //! (the max pass, the sums of exponentials) run in `avx512.rs`'s forms, with these bits.
 //!
 //! Element `j` of a row always goes to lane `j % 16`, the lanes are combined by one fixed
@@ -11,8 +11,9 @@
 //! FMA, in software where it has not): the bits are the same on every instruction set,
 //! thread count and chunking.
 //!
-//! `exp` is a vectorisable `expf` (Cephes: Cody-Waite reduction by ln 2, a degree-6
-//! polynomial by fused multiply-adds, the power of two built in the exponent bits); within 2 ulp on
+//! `exp` is a vectorisable `expf` (Cody-Waite reduction by ln 2; `1 + r + r²·P(r)`, `P` of
+//! degree 4 fitted to `e^r` on `|r| ≤ ln 2 / 2` by minimax of the relative error, evaluated by
+//! fused multiply-adds; the power of two built in the exponent bits); within 2 ulp on
 //! `[-87.3, 88]` (the engine takes it of `x − max ≤ 0`), 0 below (where f32 has no normal
 //! result) and for `-inf`, `e^88` above.
 
@@ -58,13 +59,12 @@ pub(crate) fn exp(x: f32) -> f32 {
     let shifted = c.mul_add(LOG2E, MAGIC);
     let n = shifted - MAGIC;
     let r = (-n).mul_add(LN2_LO, (-n).mul_add(LN2_HI, c));
-    let mut p = 1.987_569_1e-4_f32;
-    p = p.mul_add(r, 1.398_199_9e-3);
-    p = p.mul_add(r, 8.333_452e-3);
-    p = p.mul_add(r, 4.166_579_6e-2);
-    p = p.mul_add(r, 1.666_666_5e-1);
-    p = p.mul_add(r, 0.5);
-    let e = p.mul_add(r * r, r) + 1.0;
+    let mut p = 1.387_969_1e-3_f32;
+    p = p.mul_add(r, 8.368_693e-3);
+    p = p.mul_add(r, 4.166_722_7e-2);
+    p = p.mul_add(r, 1.666_652_1e-1);
+    p = p.mul_add(r, 0.499_999_97);
+    let e = p.mul_add(r, 1.0).mul_add(r, 1.0);
     let k = shifted.to_bits().wrapping_sub(MAGIC.to_bits()) as i32;
     let scale = f32::from_bits(((k + 127).max(1) as u32) << 23);
     let v = e * scale;
@@ -167,7 +167,7 @@ pub(crate) fn sums2<const K: usize>(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -
 pub(crate) fn max_of(x: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if super::avx512::available() {
-        // SAFETY: the CPU has AVX-512F (checked just above)
+        // SAFETY: the CPU has AVX-512F, BW and VL (checked just above)
         #[allow(unsafe_code)]
         return unsafe { super::avx512::max_of(x) };
     }
@@ -221,7 +221,7 @@ pub(crate) fn lanes_max(m: &[f32; 4 * LANES]) -> f32 {
 pub(crate) fn max_first(x: &[f32]) -> (f32, usize) {
     #[cfg(target_arch = "x86_64")]
     if super::avx512::available() && x.len() < (u32::MAX as usize) / 2 {
-        // SAFETY: the CPU has AVX-512F (checked just above)
+        // SAFETY: the CPU has AVX-512F, BW and VL (checked just above)
         #[allow(unsafe_code)]
         return unsafe { super::avx512::max_first(x) };
     }
@@ -336,7 +336,7 @@ pub(crate) fn stats(x: &[f32], t: f32) -> Option<Stats> {
 pub(crate) fn stats_at(x: &[f32], m: f32, t: f32) -> Stats {
     #[cfg(target_arch = "x86_64")]
     if super::avx512::available() {
-        // SAFETY: the CPU has AVX-512F (checked just above)
+        // SAFETY: the CPU has AVX-512F, BW and VL (checked just above)
         #[allow(unsafe_code)]
         let s = unsafe { super::avx512::exp_sum(x, m, t) };
         return Stats { m, s, log_s: s.ln() };

@@ -153,12 +153,16 @@ fn arch() -> pulp::Arch {
     }
 }
 
-/// Whether the engine's loops may take their AVX-512 forms: the CPU has AVX-512F and
+/// Whether the engine's loops may take their AVX-512 forms: the CPU has AVX-512F, BW and VL
+/// (every AVX-512 CPU but the Xeon Phi; pulp's `avx512` level asks for them too) and
 /// `XENT_CPU_SIMD` pins no narrower set (read once a process).
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn avx512_allowed() -> bool {
     static ALLOWED: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| {
-        std::arch::is_x86_feature_detected!("avx512f") && matches!(simd_from_env(), Ok(None | Some("avx512")) | Err(_))
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && matches!(simd_from_env(), Ok(None | Some("avx512")) | Err(_))
     });
     *ALLOWED
 }

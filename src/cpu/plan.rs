@@ -76,9 +76,11 @@ impl Plan {
         out: &mut [f32],
     ) -> std::result::Result<RowOut, Fault> {
         let [sa, sb] = scratch;
-        let (a, ka) = widen_max(chunk.inputs.first.data, i, self.cols, self.cap[0], sa);
+        // the first index of the max only where cross-entropy keeps the argmax
+        let first = matches!(self.op, Op::CrossEntropy { .. }) && (self.argmax || self.report);
+        let (a, ka) = widen_max(chunk.inputs.first.data, i, self.cols, self.cap[0], first, sa);
         let (b, kb) = match chunk.inputs.second {
-            Some(b) => widen_max(b.data, i, self.cols, self.cap[1], sb),
+            Some(b) => widen_max(b.data, i, self.cols, self.cap[1], false, sb),
             None => (&[][..], None),
         };
         let label = chunk.inputs.labels.map_or(0, |y| y.get(i));
@@ -99,25 +101,34 @@ impl Plan {
     }
 }
 
-/// [`widen`], and the row's max and its first index ([`super::math::max_first`]) where they
-/// come with the widening: f16 rows on AVX-512 are widened and their max found in one pass.
+/// [`widen`], and the row's max (and its first index where `first`: [`row::Known`]) where
+/// they come with the widening: f16 rows on AVX-512 are widened and their max found in one
+/// pass.
 #[inline(always)]
 fn widen_max<'s>(
     data: Floats<'s>,
     i: usize,
     cols: usize,
     cap: Option<f32>,
+    first: bool,
     scratch: &'s mut Vec<f32>,
-) -> (&'s [f32], Option<(f32, usize)>) {
+) -> (&'s [f32], row::Known) {
     #[cfg(target_arch = "x86_64")]
     if let (Floats::F16(v), None) = (data, cap)
         && super::avx512::available()
         && cols < (i32::MAX as usize)
     {
         scratch.resize(cols, 0.0);
-        // SAFETY: the CPU has AVX-512F (checked just above)
+        let src = &v[i * cols..(i + 1) * cols];
+        // SAFETY: the CPU has AVX-512F, BW and VL (checked just above)
         #[allow(unsafe_code)]
-        let known = unsafe { super::avx512::widen_f16_max_first(&v[i * cols..(i + 1) * cols], scratch) };
+        let known = unsafe {
+            if first {
+                super::avx512::widen_f16_max::<true>(src, scratch)
+            } else {
+                super::avx512::widen_f16_max::<false>(src, scratch)
+            }
+        };
         return (scratch, Some(known));
     }
     (widen(data, i, cols, cap, scratch), None)
@@ -154,7 +165,7 @@ fn widen<'s>(data: Floats<'s>, i: usize, cols: usize, cap: Option<f32>, scratch:
 fn widen_f16(src: &[half::f16], dst: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F (checked just above)
+        // SAFETY: the CPU has AVX-512F, BW and VL (checked just above)
         #[allow(unsafe_code)]
         unsafe {
             widen_f16_avx512(src, dst)

@@ -37,8 +37,9 @@ pub(crate) enum Fault {
 
 type RowResult = Result<RowOut, Fault>;
 
-/// A row's max and the first index of it ([`math::max_first`]), where already known.
-pub(crate) type Known = Option<(f32, usize)>;
+/// A row's max ([`math::max_of`]), or its max and the first index of it
+/// ([`math::max_first`]), where already known.
+pub(crate) type Known = Option<(f32, Option<usize>)>;
 
 /// Runs `plan`'s operation on one row: `a` and `b` its float inputs (widened and capped),
 /// with their max and its first index where the widening found them, `label` its label,
@@ -138,9 +139,10 @@ fn cross_entropy(plan: &Plan, options: &CeOptions, x: &[f32], known: Known, labe
     // the argmax where it is used comes with the max, in its pass
     let wants_argmax = plan.argmax || plan.report;
     let (m, first) = match known {
-        Some(k) => k,
-        None if wants_argmax => math::max_first(x),
-        None => (max_of(x), 0),
+        Some((m, Some(first))) => (m, first),
+        Some((m, None)) if !wants_argmax => (m, 0),
+        _ if wants_argmax => math::max_first(x),
+        _ => (max_of(x), 0),
     };
     let w = |j: usize| plan.weights.as_ref().map_or(1.0, |w| w[j]);
     // the label's logit, for the report's rank (NaN for an ignored row: counts nothing)
@@ -217,15 +219,18 @@ fn cross_entropy(plan: &Plan, options: &CeOptions, x: &[f32], known: Known, labe
 }
 
 /// KL's pass over two rows of logits with maxima `mp`, `mq`: both sums of exponentials and
-/// `Σ e_j·(log p_j − log q_j + the logs' sums)`, `e_j = e^(x_j − mp)` (0 where `e_j` is).
+/// `Σ e_j·(log p_j − log q_j + the logs' sums)`, `e_j = e^(x_j − mp)` (0 where `e_j` is);
+/// `ahead` where the rows are the input itself, not a widening's copy.
 #[inline(always)]
-fn kl_sums(a: &[f32], b: &[f32], mp: f32, mq: f32) -> [f32; 3] {
+fn kl_sums(a: &[f32], b: &[f32], mp: f32, mq: f32, ahead: bool) -> [f32; 3] {
     #[cfg(target_arch = "x86_64")]
     if super::avx512::available() {
-        // SAFETY: the CPU has AVX-512F (checked just above)
+        // SAFETY: the CPU has AVX-512F, BW and VL (checked just above)
         #[allow(unsafe_code)]
-        return unsafe { super::avx512::kl_sums(a, b, mp, mq) };
+        return unsafe { super::avx512::kl_sums(a, b, mp, mq, ahead) };
     }
+    // (`ahead`, whether to ask for the next rows' lines, is a hint for the AVX-512 form)
+    let _ = ahead;
     sums2(a, b, |x, y| {
         let e = exp(x - mp);
         [e, if e == 0.0 { 0.0 } else { e * ((x - mp) - (y - mq)) }, exp(y - mq)]
@@ -239,7 +244,7 @@ fn kl_sums(a: &[f32], b: &[f32], mp: f32, mq: f32) -> [f32; 3] {
 fn report_sums(x: &[f32], m: f32, xy: f32, before: usize) -> [f32; 3] {
     #[cfg(target_arch = "x86_64")]
     if super::avx512::available() && x.len() < i32::MAX as usize {
-        // SAFETY: the CPU has AVX-512F (checked just above)
+        // SAFETY: the CPU has AVX-512F, BW and VL (checked just above)
         #[allow(unsafe_code)]
         return unsafe { super::avx512::report_sums(x, m, xy, before) };
     }
@@ -321,7 +326,8 @@ fn kl(p: Form, q: Form, [a, b]: [&[f32]; 2], [ka, kb]: [Known; 2]) -> Result<f32
             }
             // (a NaN in either row makes its sum NaN, and so the value)
             // one pass: both sums of exponentials and Σ e_j·(log p_j − log q_j + the logs' sums)
-            let [sp, u, sq] = kl_sums(a, b, mp, mq);
+            // (rows the widening wrote are in cache: its pass asked for the next rows' lines)
+            let [sp, u, sq] = kl_sums(a, b, mp, mq, ka.is_none() || kb.is_none());
             u / sp - sp.ln() + sq.ln()
         }
         (Form::Logits, Form::Probs) => {
