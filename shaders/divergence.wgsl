@@ -45,7 +45,7 @@ fn divergence(inv: Invocation) {
     // pass first
     var sp = stats_empty();
     if p_logits {
-        sp = row_stats(slot, stats_scan_a(slot, base, 0u, params.cols, 1.0));
+        sp = row_stats(slot, stats_scan_a(slot, base, 0u, params.cols, 1.0, true));
     }
     let p_ok = stats_ok(sp);
 

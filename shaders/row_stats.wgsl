@@ -8,7 +8,7 @@
 // logsumexp_merge or row_max_merge. Dispatch: a 2-D grid of ceil(rows / (WG / LANES)) groups.
 
 fn scan_row(slot: RowSlot) -> RowStats {
-    return row_stats(slot, stats_scan_a(slot, slot.row * params.cols, 0u, params.cols, 1.0));
+    return row_stats(slot, stats_scan_a(slot, slot.row * params.cols, 0u, params.cols, 1.0, true));
 }
 
 @compute @workgroup_size(WG)
@@ -46,7 +46,7 @@ fn row_part(inv: Invocation) {
     if !group_live(inv) { return; }
     let slot = row_slot(inv);
     let part = part_of(slot);
-    let st = stats_scan_a(slot, part.row * params.cols, part.start, part.end, 1.0);
+    let st = stats_scan_a(slot, part.row * params.cols, part.start, part.end, 1.0, true);
     write_part_stats(slot, row_stats(slot, st));
 }
 

@@ -17,7 +17,7 @@ fn softmax(inv: Invocation) {
     if !group_live(inv) { return; }
     let slot = row_slot(inv);
     let base = slot.row * params.cols;
-    let st = row_stats(slot, stats_scan_a(slot, base, 0u, params.cols, params.inv_temperature));
+    let st = row_stats(slot, stats_scan_a(slot, base, 0u, params.cols, params.inv_temperature, true));
     if !slot.live {
         return;
     }
@@ -83,7 +83,7 @@ fn softmax_part(inv: Invocation) {
     if !group_live(inv) { return; }
     let slot = row_slot(inv);
     let part = part_of(slot);
-    let st = stats_scan_a(slot, part.row * params.cols, part.start, part.end, params.inv_temperature);
+    let st = stats_scan_a(slot, part.row * params.cols, part.start, part.end, params.inv_temperature, true);
     write_part_stats(slot, row_stats(slot, st));
 }
 

@@ -185,7 +185,7 @@ fn scan_xent(slot: RowSlot, base: u32, start: u32, end: u32, goal: Target) -> Xe
                 acc = xent_push_at(acc, load_a(e - params.a_base), oc, e, 0u, goal);
             }
         } else {
-            acc.st = stats_scan_a(slot, base, start, end, 1.0);
+            acc.st = stats_scan_a(slot, base, start, end, 1.0, false);
         }
     }
     return acc;

@@ -245,6 +245,9 @@ pub(crate) struct Reads {
     /// Each row's evaluation report ([`flags::REPORT`], the `REPORT` override of
     /// shaders/common/params.wgsl).
     pub(crate) report: bool,
+    /// The layout's tile form ([`RowLayout::tile`], the `TILE` override of
+    /// shaders/common/row_reduce.wgsl).
+    pub(crate) tile: bool,
 }
 
 type PipelineKey = (Kernel, DType, Reads, u32, u32, GradMode);
@@ -411,23 +414,31 @@ impl Kernels {
     /// pinned layout where there is one, within the device's workgroup limit and with at
     /// least the lanes llvmpipe's loop limit needs (results are right whatever is pinned),
     /// else the rule's.
-    pub(crate) fn rows_layout(&self, cols: u64) -> (u32, u32) {
+    pub(crate) fn rows_layout(&self, cols: u64) -> (u32, u32, bool) {
         match self.pinned() {
             Some(p) => self.within_limits(p, cols),
-            None => self.row_layout_for(cols),
+            None => self.rule_layout(cols),
         }
+    }
+
+    /// [`Kernels::row_layout_for`], in the tile form on CPU adapters (measured faster on
+    /// llvmpipe: docs/performance.md) and element by element on GPUs until a device's
+    /// figures say otherwise (the tuner times both forms there).
+    fn rule_layout(&self, cols: u64) -> (u32, u32, bool) {
+        let (wg, lanes) = self.row_layout_for(cols);
+        (wg, lanes, self.cpu_layout)
     }
 
     /// The layout of a row dispatch (key [`dispatch_key`]) of `cols` columns: the pinned
     /// one, else the tuner's, else the rule's; noted while the tuner watches.
-    pub(crate) fn dispatch_layout(&self, key: String, cols: u64) -> (u32, u32) {
+    pub(crate) fn dispatch_layout(&self, key: String, cols: u64) -> (u32, u32, bool) {
         let tuned = lock(&self.tuned).get(&key).copied();
         if let Some(seen) = lock(&self.seen).as_mut() {
             seen.push(key);
         }
         match (self.pinned(), tuned) {
             (Some(p), _) | (None, Some(p)) => self.within_limits(p, cols),
-            (None, None) => self.row_layout_for(cols),
+            (None, None) => self.rule_layout(cols),
         }
     }
 
@@ -462,21 +473,21 @@ impl Kernels {
 
     /// `p` as the device runs it for rows of `cols` columns: within its workgroup limit and
     /// with at least the lanes llvmpipe's loop limit needs.
-    fn within_limits(&self, p: RowLayout, cols: u64) -> (u32, u32) {
+    fn within_limits(&self, p: RowLayout, cols: u64) -> (u32, u32, bool) {
         let largest = 1u32 << (31 - self.max_workgroup.max(1).leading_zeros());
         let mut lanes = p.lanes.min(largest);
         if let Some(cap) = self.step_cap {
             lanes = lanes.max(cols.div_ceil(cap.max(1)).next_power_of_two().min(u64::from(largest)) as u32);
         }
-        (p.workgroup.clamp(lanes, largest), lanes)
+        (p.workgroup.clamp(lanes, largest), lanes, p.tile)
     }
 
     /// The layout a job of `rows` rows of `cols` columns runs its row kernels with.
     pub(crate) fn layout_for(&self, rows: u64, cols: u64) -> RowLayout {
         let parts = self.row_parts(rows, cols);
         let read_cols = if parts > 1 { crate::plan::part_cols(cols, parts) } else { cols };
-        let (workgroup, lanes) = self.rows_layout(read_cols);
-        RowLayout { workgroup, lanes, parts: parts as u32 }
+        let (workgroup, lanes, tile) = self.rows_layout(read_cols);
+        RowLayout { workgroup, lanes, parts: parts as u32, tile }
     }
 
     /// The bind group layout of `kernel`: its bindings of the table, [`KernelInfo::bindings`].
@@ -574,6 +585,7 @@ impl Kernels {
             ("CAP_B", f64::from(u8::from(reads.caps.1))),
             ("ENTROPY", f64::from(u8::from(reads.entropy))),
             ("REPORT", f64::from(u8::from(reads.report))),
+            ("TILE", f64::from(u8::from(reads.tile))),
         ];
         // the reduction's workgroup size is a constant of its shader
         let constants: &[(&str, f64)] = match info.stage {

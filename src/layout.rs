@@ -1,8 +1,10 @@
 //! A row kernel's layout as data ([`RowLayout`]): how many invocations a workgroup has, how
-//! many of them share a row, and how many parts a row is split into. The rule
+//! many of them share a row, how many parts a row is split into, and the form of a lane's
+//! pass over its elements (element by element, or in tiles). The rule
 //! ([`crate::plan::row_layout`], [`crate::plan::row_parts`]) picks one from the device and
-//! the shape; `XENT_LAYOUT=WGxLANES[/PARTS]` or [`crate::Recorder::set_layout`] pins one,
-//! which is how `xent bench --sweep` times every candidate and how a choice is reproduced.
+//! the shape; `XENT_LAYOUT=WGxLANES[/PARTS][+tile]` or [`crate::Recorder::set_layout`] pins
+//! one, which is how `xent bench --sweep` times every candidate and how a choice is
+//! reproduced.
 //!
 //! The layout changes the order in which a row's elements are added, and so the last bits
 //! of a result: for one layout the bits are the same run after run, and the layout a job
@@ -13,8 +15,8 @@ use std::str::FromStr;
 
 use crate::error::{Error, Result};
 
-/// Invocations a workgroup, lanes a row (`workgroup / lanes` rows a workgroup) and parts a
-/// row (1: not split).
+/// Invocations a workgroup, lanes a row (`workgroup / lanes` rows a workgroup), parts a row
+/// (1: not split) and the tile form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RowLayout {
     /// Invocations of a workgroup: a power of two.
@@ -23,6 +25,12 @@ pub struct RowLayout {
     pub lanes: u32,
     /// Parts a row is split into across workgroups (the kernels that split; 1: none).
     pub parts: u32,
+    /// The tile form of the online max-and-sum (log-sum-exp, softmax, JSD, distillation, KL
+    /// of logits against probabilities; [`crate::Op::has_tile_form`]): each lane takes the
+    /// max of its eight elements first, then their eight exponentials, which wait on that max
+    /// alone, rescaling its running sum at most once. Without it, each element's exponential
+    /// waits on the one before. The same results within rounding, in other last bits.
+    pub tile: bool,
 }
 
 impl RowLayout {
@@ -39,7 +47,12 @@ impl RowLayout {
         if !(1..=1024).contains(&parts) {
             return bad(format!("{parts} parts a row is not in 1..=1024"));
         }
-        Ok(RowLayout { workgroup, lanes, parts })
+        Ok(RowLayout { workgroup, lanes, parts, tile: false })
+    }
+
+    /// This layout in the tile form (`true`) or element by element.
+    pub fn tiled(self, tile: bool) -> RowLayout {
+        RowLayout { tile, ..self }
     }
 
     /// The layout `XENT_LAYOUT` pins, if it is set: `Err` naming the variable where its
@@ -55,12 +68,16 @@ impl RowLayout {
     }
 }
 
-/// `WGxLANES`, and `/PARTS` where a row is split: `64x8`, `256x256/4`.
+/// `WGxLANES`, `/PARTS` where a row is split and `+tile` in the tile form: `64x8`,
+/// `256x256/4`, `8x1+tile`.
 impl fmt::Display for RowLayout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}x{}", self.workgroup, self.lanes)?;
         if self.parts > 1 {
             write!(f, "/{}", self.parts)?;
+        }
+        if self.tile {
+            write!(f, "+tile")?;
         }
         Ok(())
     }
@@ -70,14 +87,18 @@ impl FromStr for RowLayout {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<RowLayout> {
-        let bad = || Error::Option { name: "layout", detail: format!("{s:?} is not WGxLANES or WGxLANES/PARTS") };
+        let bad = || Error::Option { name: "layout", detail: format!("{s:?} is not WGxLANES[/PARTS][+tile]") };
+        let (s, tile) = match s.strip_suffix("+tile") {
+            Some(rest) => (rest, true),
+            None => (s, false),
+        };
         let (shape, parts) = match s.split_once('/') {
             Some((shape, parts)) => (shape, parts.trim().parse().map_err(|_| bad())?),
             None => (s, 1),
         };
         let (wg, lanes) = shape.split_once('x').ok_or_else(bad)?;
         let number = |v: &str| v.trim().parse::<u32>().map_err(|_| bad());
-        RowLayout::new(number(wg)?, number(lanes)?, parts)
+        Ok(RowLayout::new(number(wg)?, number(lanes)?, parts)?.tiled(tile))
     }
 }
 
@@ -87,11 +108,14 @@ mod tests {
 
     #[test]
     fn layouts_parse_print_and_check() {
-        for s in ["64x8", "256x256/4", "1x1", "1024x32"] {
+        for s in ["64x8", "256x256/4", "1x1", "1024x32", "8x1+tile", "256x32/4+tile"] {
             assert_eq!(s.parse::<RowLayout>().unwrap().to_string(), s);
         }
-        assert_eq!("64x8/1".parse::<RowLayout>().unwrap(), RowLayout { workgroup: 64, lanes: 8, parts: 1 });
-        for bad in ["", "64", "64x", "x8", "63x8", "64x128", "64x3", "2048x8", "64x8/0", "64x8/x", "-64x8"] {
+        let plain = RowLayout { workgroup: 64, lanes: 8, parts: 1, tile: false };
+        assert_eq!("64x8/1".parse::<RowLayout>().unwrap(), plain);
+        assert_eq!("64x8/1+tile".parse::<RowLayout>().unwrap(), plain.tiled(true));
+        let bad = ["", "64", "64x", "x8", "63x8", "64x128", "64x3", "2048x8", "64x8/0", "64x8/x", "-64x8"];
+        for bad in bad.into_iter().chain(["+tile", "64x8+", "64x8+tiles", "64x8+tile+tile", "64x8+tile/4"]) {
             assert!(bad.parse::<RowLayout>().is_err(), "{bad}");
         }
     }

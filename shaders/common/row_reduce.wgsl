@@ -144,7 +144,18 @@ fn stats_push_at(st: RowStats, x: f32, oc: Octets, e: u32, k: u32) -> RowStats {
     return stats_push(st, select(neg_inf(), x, mine), select(NO_COL, octet_col(oc, e, k), mine));
 }
 
+// An octet into the stats: in the layout's form (TILE below).
 fn stats_push8(st: RowStats, x: array<f32, 8>, oc: Octets, e: u32) -> RowStats {
+    if TILE {
+        return stats_tile8(st, x, oc, e);
+    }
+    return stats_each8(st, x, oc, e);
+}
+
+// An octet into the stats element by element, whatever the layout's form: cross-entropy's
+// plain pass, whose loss must keep its bits when the same kernel also forms the entropy or
+// the report (their passes are element by element).
+fn stats_each8(st: RowStats, x: array<f32, 8>, oc: Octets, e: u32) -> RowStats {
     var r = stats_push_at(st, x[0], oc, e, 0u);
     r = stats_push_at(r, x[1], oc, e, 1u);
     r = stats_push_at(r, x[2], oc, e, 2u);
@@ -153,6 +164,76 @@ fn stats_push8(st: RowStats, x: array<f32, 8>, oc: Octets, e: u32) -> RowStats {
     r = stats_push_at(r, x[5], oc, e, 5u);
     r = stats_push_at(r, x[6], oc, e, 6u);
     return stats_push_at(r, x[7], oc, e, 7u);
+}
+
+// The tile form of a layout (`+tile`, RowLayout::tile): an octet's max first, then its eight
+// exponentials, which wait on that max alone (stats_push's each wait on the element before),
+// summed in a fixed tree and added to the running sum, rescaled at most once an octet. The
+// same (m, s) and argmax within rounding: other last bits than the element-wise form.
+override TILE: bool = false;
+
+// The octet's finite max and the first column of it (NO_COL: none finite), with its other
+// elements' classes pushed as stats_push pushes them (a larger class, or the same at a lower
+// column, takes the argmax; elements outside the row push nothing).
+struct TileMax {
+    st: RowStats,
+    m: f32,
+    arg: u32,
+}
+
+fn tile_max_at(t: TileMax, x: f32, oc: Octets, e: u32, k: u32) -> TileMax {
+    var r = t;
+    let mine = in_octet(oc, e, k);
+    let c = select(CLASS_NEG_INF, classify(x), mine);
+    let j = select(NO_COL, octet_col(oc, e, k), mine);
+    if c == CLASS_FINITE {
+        if r.arg == NO_COL || x > r.m {
+            r.m = x;
+            r.arg = j;
+        }
+    } else if c > r.st.cls || (c == r.st.cls && j < r.st.arg) {
+        r.st.cls = c;
+        r.st.arg = j;
+    }
+    return r;
+}
+
+// exp(k·(x − m)) of a finite element of the row (x ≤ m), else 0.
+fn tile_exp_at(x: f32, m: f32, k: f32, oc: Octets, e: u32, i: u32) -> f32 {
+    let term = exp(-min((m - x) * k, 126.0));
+    return select(0.0, term, in_octet(oc, e, i) && classify(x) == CLASS_FINITE);
+}
+
+fn stats_tile8(st: RowStats, x: array<f32, 8>, oc: Octets, e: u32) -> RowStats {
+    var t = TileMax(st, F32_MAX_NEG, NO_COL);
+    t = tile_max_at(t, x[0], oc, e, 0u);
+    t = tile_max_at(t, x[1], oc, e, 1u);
+    t = tile_max_at(t, x[2], oc, e, 2u);
+    t = tile_max_at(t, x[3], oc, e, 3u);
+    t = tile_max_at(t, x[4], oc, e, 4u);
+    t = tile_max_at(t, x[5], oc, e, 5u);
+    t = tile_max_at(t, x[6], oc, e, 6u);
+    t = tile_max_at(t, x[7], oc, e, 7u);
+    var r = t.st;
+    if t.arg == NO_COL {
+        return r;
+    }
+    // a rise rescales the sum once (by 1, exactly, where there is none)
+    let d = t.m - r.m;
+    let up = d > 0.0;
+    r.s *= exp(-min(max(d, 0.0) * r.k, 126.0));
+    r.m = max(r.m, t.m);
+    if r.cls < CLASS_FINITE || (r.cls == CLASS_FINITE && up) {
+        r.arg = t.arg;
+        r.cls = CLASS_FINITE;
+    }
+    let k = r.k;
+    let lo = (tile_exp_at(x[0], r.m, k, oc, e, 0u) + tile_exp_at(x[1], r.m, k, oc, e, 1u))
+        + (tile_exp_at(x[2], r.m, k, oc, e, 2u) + tile_exp_at(x[3], r.m, k, oc, e, 3u));
+    let hi = (tile_exp_at(x[4], r.m, k, oc, e, 4u) + tile_exp_at(x[5], r.m, k, oc, e, 5u))
+        + (tile_exp_at(x[6], r.m, k, oc, e, 6u) + tile_exp_at(x[7], r.m, k, oc, e, 7u));
+    r.s += lo + hi;
+    return r;
 }
 
 // pair_push of element k of an octet of each input.
@@ -205,13 +286,19 @@ fn entropy_scan_a(slot: RowSlot, base: u32, start: u32, end: u32) -> EntropyStat
 }
 
 // One lane's online (m, s) and argmax over columns [start, end) of input a from `base`,
-// at scale k (1/T for a temperature; see RowStats).
-fn stats_scan_a(slot: RowSlot, base: u32, start: u32, end: u32, k: f32) -> RowStats {
+// at scale k (1/T for a temperature; see RowStats), in the layout's form where `tiled`, else
+// element by element.
+fn stats_scan_a(slot: RowSlot, base: u32, start: u32, end: u32, k: f32, tiled: bool) -> RowStats {
     var st = stats_at(k);
     if slot.live {
         let oc = octets(slot, base, start, end);
         for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
-            st = stats_push8(st, load_a8(e, oc.lo, oc.hi), oc, e);
+            let x = load_a8(e, oc.lo, oc.hi);
+            if tiled {
+                st = stats_push8(st, x, oc, e);
+            } else {
+                st = stats_each8(st, x, oc, e);
+            }
         }
         for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
             st = stats_push(st, load_a(e - params.a_base), e - oc.col0);

@@ -167,7 +167,8 @@ impl Recorder {
     /// The layouts a job of `rows` rows of `cols` columns can take around the rule's choice
     /// (first): lanes a quarter to four times the rule's, workgroups half to four times,
     /// split rows with half and twice the parts and unsplit; each as the device runs it
-    /// (within its limits), without repeats. What `xent bench --sweep` and the tuner time.
+    /// (within its limits), without repeats, each in the rule's form and then in the other
+    /// ([`RowLayout::tile`]). What `xent bench --sweep` and the tuner time.
     pub fn layout_candidates(&self, rows: u64, cols: u64) -> Vec<RowLayout> {
         let kernels = &self.kernels;
         let before = kernels.pinned();
@@ -183,17 +184,23 @@ impl Recorder {
         if rule.parts > 1 {
             parts.extend([1, scaled(rule.parts, 1, 2), rule.parts * 2]);
         }
-        let mut out = vec![rule];
+        let mut out = Vec::new();
+        // each layout in its form, then in the other
+        let mut add = |l: RowLayout| {
+            for l in [l, l.tiled(!l.tile)] {
+                if !out.contains(&l) {
+                    out.push(l);
+                }
+            }
+        };
+        add(rule);
         for (num, den) in [(1, 4), (1, 2), (1, 1), (2, 1), (4, 1)] {
             let lanes = scaled(rule.lanes, num, den).next_power_of_two();
             for (wn, wd) in [(1, 2), (1, 1), (2, 1), (4, 1)] {
                 let wg = scaled(rule.workgroup, wn, wd).next_power_of_two().clamp(lanes.min(max_wg), max_wg);
                 for &p in &parts {
                     let Ok(pinned) = RowLayout::new(wg, lanes.min(wg), p.clamp(1, 1024)) else { continue };
-                    let effective = at(Some(pinned));
-                    if !out.contains(&effective) {
-                        out.push(effective);
-                    }
+                    add(at(Some(pinned.tiled(rule.tile))));
                 }
             }
         }

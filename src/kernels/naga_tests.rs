@@ -73,6 +73,8 @@ fn specialised(
         constants.insert("ENTROPY".to_string(), f64::from(u8::from(lanes == 1 || lanes == 8)));
         // and the report's in the one-lane and the 64-lane layouts
         constants.insert("REPORT".to_string(), f64::from(u8::from(lanes == 1 || lanes == 64)));
+        // and the tile form's in the layouts of more than one lane
+        constants.insert("TILE".to_string(), f64::from(u8::from(lanes > 1)));
     }
     let stage = Some((naga::ShaderStage::Compute, kernel.entry()));
     let (m, i) = naga::back::pipeline_constants::process_overrides(module, info, stage, &constants)

@@ -271,6 +271,18 @@ impl Op {
         matches!(self, Op::Softmax { .. })
     }
 
+    /// Whether the kernels of the operation run the online max-and-sum that a layout's tile
+    /// form changes ([`crate::RowLayout::tile`]): elsewhere the two forms are the same code,
+    /// and the tuner and the sweep time one. Cross-entropy's passes are element by element in
+    /// both forms, so that its loss keeps its bits with the entropy or the report beside it.
+    pub fn has_tile_form(&self) -> bool {
+        match *self {
+            Op::RowMax | Op::LogSumExp | Op::Softmax { .. } | Op::Jsd { .. } | Op::Distill { .. } => true,
+            Op::KlDiv { p, q } => p == Form::Logits && q == Form::Probs,
+            _ => false,
+        }
+    }
+
     /// Whether the operation gives a per-row argmax (row max, and cross-entropy's prediction).
     pub fn has_argmax(&self) -> bool {
         matches!(self, Op::RowMax | Op::CrossEntropy { .. })

@@ -325,9 +325,9 @@ fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Prep
     // the columns each row kernel reads: the whole row, or one part of a split row; a
     // kernel that reads a record a row runs one invocation per row
     let read_cols = if info.reads == Cols::Part { u64::from(template.part_cols) } else { cols };
-    let (wg, lanes) = match info.reads {
-        Cols::RowPerWorkgroup(n) => (n.min(max_wg), n.min(max_wg)),
-        Cols::Record => kernels.row_layout_for(1),
+    let (wg, lanes, tile) = match info.reads {
+        Cols::RowPerWorkgroup(n) => (n.min(max_wg), n.min(max_wg), false),
+        Cols::Record => (kernels.row_layout_for(1).0, kernels.row_layout_for(1).1, false),
         Cols::Row => {
             kernels.dispatch_layout(crate::kernels::dispatch_key(kernel, template.flags, dtype, rows, cols), cols)
         }
@@ -343,6 +343,7 @@ fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Prep
         caps: (template.flags & flags::CAP_A != 0, template.flags & flags::CAP_B != 0),
         entropy: template.flags & flags::ENTROPY != 0,
         report: template.flags & flags::REPORT != 0,
+        tile,
     };
     let pipeline = kernels.pipeline(kernel, dtype, reads, wg, lanes, grad)?;
     let params = RowParams {

@@ -224,7 +224,9 @@ impl Context {
             elapsed >= PER_KEY || spent + elapsed >= PER_PROCESS
         };
         let mut candidates = Vec::new();
-        for c in self.recorder().layout_candidates(rows, template.primary().cols as u64) {
+        let tile = template.op.has_tile_form();
+        let all = self.recorder().layout_candidates(rows, template.primary().cols as u64);
+        for c in all.into_iter().filter(|c| tile || !c.tile) {
             if candidates.len() >= 2 && over(started) {
                 break;
             }

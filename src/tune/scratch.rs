@@ -164,7 +164,8 @@ impl Scratch {
         }
         let mut best = f64::INFINITY;
         // the rule's layout and its first two neighbours: each is a pipeline to build
-        for layout in ctx.recorder().layout_candidates(units, COPY_COLS).into_iter().take(3) {
+        let plain = ctx.recorder().layout_candidates(units, COPY_COLS).into_iter().filter(|l| !l.tile);
+        for layout in plain.take(3) {
             self.run(ctx, Some(layout), Some(Baseline::Copy))?;
             best = best.min(self.run(ctx, Some(layout), Some(Baseline::Copy))?);
         }

@@ -42,7 +42,7 @@ fn empty(device: &wgpu::Device, label: &str, bytes: u64) -> wgpu::Buffer {
 
 /// One dispatch's inputs as device buffers: what a kernel reads and writes.
 pub(super) struct Job {
-    op: Op,
+    pub(super) op: Op,
     softcap: Option<f32>,
     /// Cross-entropy's evaluation report computed on the way (`RecordExtras::report`).
     pub(super) report: bool,

@@ -20,9 +20,11 @@ pub(super) fn with_layout<R>(ctx: &Context, layout: Option<RowLayout>, f: impl F
     r
 }
 
-/// The candidate layouts of a job (the rule's first: [`xent::Recorder::layout_candidates`]).
-pub(super) fn candidates(ctx: &Context, rows: u64, cols: u64) -> Vec<RowLayout> {
-    with_layout(ctx, None, || ctx.recorder().layout_candidates(rows, cols))
+/// The candidate layouts of a job (the rule's first: [`xent::Recorder::layout_candidates`]),
+/// in the tile form too where `tile` (where the kernels have one: [`xent::Op::has_tile_form`]).
+pub(super) fn candidates(ctx: &Context, rows: u64, cols: u64, tile: bool) -> Vec<RowLayout> {
+    let all = with_layout(ctx, None, || ctx.recorder().layout_candidates(rows, cols));
+    all.into_iter().filter(|l| tile || !l.tile).collect()
 }
 
 /// The copy's fastest layout for `base`'s bytes (each candidate timed once after a warm-up),
@@ -30,7 +32,7 @@ pub(super) fn candidates(ctx: &Context, rows: u64, cols: u64) -> Vec<RowLayout> 
 pub(super) fn best_copy(bench: &Bench, ctx: &Context, base: &Job) -> Result<RowLayout, Failure> {
     let (rows, cols) = bench.copy_shape(base);
     let mut best: Option<(f64, RowLayout)> = None;
-    for layout in candidates(ctx, rows, cols) {
+    for layout in candidates(ctx, rows, cols, false) {
         let seconds = with_layout(ctx, Some(layout), || -> Result<f64, Failure> {
             bench.time(base, Some(Baseline::Copy), 1)?;
             bench.time(base, Some(Baseline::Copy), 1)
@@ -53,7 +55,7 @@ pub(super) fn sweep(
     line: impl Fn(f64, f64) -> Value,
     emit: &mut dyn FnMut(Value) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
-    let layouts = candidates(ctx, job.rows, job.cols);
+    let layouts = candidates(ctx, job.rows, job.cols, job.op.has_tile_form());
     let mut timed = Vec::with_capacity(layouts.len());
     for (i, &layout) in layouts.iter().enumerate() {
         let (mut copies, mut runs) = (Vec::new(), Vec::new());
