@@ -55,6 +55,12 @@ impl RowLayout {
         RowLayout { tile, ..self }
     }
 
+    /// This layout as `op`'s kernels run it: element by element where they have no tile form
+    /// ([`crate::Op::has_tile_form`]), which is how it is reported.
+    pub fn as_run_by(self, op: &crate::Op) -> RowLayout {
+        self.tiled(self.tile && op.has_tile_form())
+    }
+
     /// The layout `XENT_LAYOUT` pins, if it is set: `Err` naming the variable where its
     /// value is not a layout.
     pub fn from_env() -> Result<Option<RowLayout>> {

@@ -78,7 +78,8 @@ pub(crate) fn tune(args: &TuneArgs) -> Result<(), Failure> {
                 }
                 let report = args.report && matches!(op, Op::CrossEntropy { .. });
                 let chosen = ctx.tune(&template, rows, report);
-                let rule = ctx.recorder().layout_for(rows, cols);
+                let rule = ctx.recorder().layout_for(rows, cols).as_run_by(&op);
+                let chosen = chosen.map(|l| l.as_run_by(&op));
                 emit(json!({
                     "command": "tune",
                     "op": op.name(),

@@ -356,7 +356,7 @@ impl Setup<'_> {
             // roofline of a read-once kernel
             "copy_gbps": (rows * cols * dtype.size() as u64) as f64 / copy / 1e9,
             "copy_layout": self.copy.to_string(),
-            "layout": self.ctx.recorder().layout_for(rows, cols).to_string(),
+            "layout": self.ctx.recorder().layout_for(rows, cols).as_run_by(&variant.op).to_string(),
             "naive_ratio": naive_seconds.map(|n| n / seconds),
             "cpu_ratio": cpu.map(|c| c / seconds),
             "timing": self.bench.timing(),

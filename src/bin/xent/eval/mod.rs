@@ -347,7 +347,8 @@ impl Job {
                 for note in c.tune_notes() {
                     let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("xent: note: {note}\n"));
                 }
-                Some(tuned.unwrap_or_else(|| c.recorder().layout_for(self.rows, self.cols)).to_string())
+                let layout = tuned.unwrap_or_else(|| c.recorder().layout_for(self.rows, self.cols));
+                Some(layout.as_run_by(&self.op).to_string())
             }
             None => None,
         };
