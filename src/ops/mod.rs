@@ -327,7 +327,10 @@ fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Prep
     let read_cols = if info.reads == Cols::Part { u64::from(template.part_cols) } else { cols };
     let (wg, lanes, tile) = match info.reads {
         Cols::RowPerWorkgroup(n) => (n.min(max_wg), n.min(max_wg), false),
-        Cols::Record => (kernels.row_layout_for(1).0, kernels.row_layout_for(1).1, false),
+        Cols::Record => {
+            let (wg, lanes) = kernels.row_layout_for(1);
+            (wg, lanes, false)
+        }
         Cols::Row => {
             kernels.dispatch_layout(crate::kernels::dispatch_key(kernel, template.flags, dtype, rows, cols), cols)
         }
