@@ -5,7 +5,8 @@
 //!
 //! - **Modes** (`XENT_TUNE`): `on` tunes what is not in the cache (the default on GPUs),
 //!   `cached` only takes what is in it, `off` (the default on CPU adapters) neither.
-//! - **Candidates**: [`crate::Recorder::layout_candidates`]; each is first run on a small
+//! - **Candidates**: [`crate::Recorder::layout_candidates`], in both forms where the
+//!   operation has a tile form ([`crate::Op::has_tile_form`]); each is first run on a small
 //!   probe of special values (±1e4, `-inf` masks, a NaN row) and kept only if its per-row
 //!   values agree with the f64 reference.
 //! - **Timing**: device timestamps where the adapter has them (else the wall clock), the
