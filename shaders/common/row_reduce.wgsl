@@ -173,8 +173,8 @@ fn stats_each8(st: RowStats, x: array<f32, 8>, oc: Octets, e: u32) -> RowStats {
 override TILE: bool = false;
 
 // The octet's finite max and the first column of it (NO_COL: none finite), with its other
-// elements' classes pushed as stats_push pushes them (a larger class, or the same at a lower
-// column, takes the argmax; elements outside the row push nothing).
+// elements pushed into the stats as they are (stats_push_at: a special value changes only the
+// class and the argmax; an element outside the row, nothing).
 struct TileMax {
     st: RowStats,
     m: f32,
@@ -183,17 +183,13 @@ struct TileMax {
 
 fn tile_max_at(t: TileMax, x: f32, oc: Octets, e: u32, k: u32) -> TileMax {
     var r = t;
-    let mine = in_octet(oc, e, k);
-    let c = select(CLASS_NEG_INF, classify(x), mine);
-    let j = select(NO_COL, octet_col(oc, e, k), mine);
-    if c == CLASS_FINITE {
+    if in_octet(oc, e, k) && classify(x) == CLASS_FINITE {
         if r.arg == NO_COL || x > r.m {
             r.m = x;
-            r.arg = j;
+            r.arg = octet_col(oc, e, k);
         }
-    } else if c > r.st.cls || (c == r.st.cls && j < r.st.arg) {
-        r.st.cls = c;
-        r.st.arg = j;
+    } else {
+        r.st = stats_push_at(r.st, x, oc, e, k);
     }
     return r;
 }
