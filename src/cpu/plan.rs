@@ -60,6 +60,12 @@ impl Plan {
         Plan { op, cols, cap: [softcap, None], scale: 1.0, weights: None, report, argmax: false, options }
     }
 
+    /// Whether cross-entropy's rows find the first index of their max: the argmax is kept,
+    /// or the report ranks and scores it.
+    pub(crate) fn keeps_argmax(&self) -> bool {
+        self.argmax || self.report
+    }
+
     /// Whether a row's results include a row of values (softmax) instead of one.
     pub(crate) fn softmax(&self) -> bool {
         self.op.writes_rows()
@@ -77,7 +83,7 @@ impl Plan {
     ) -> std::result::Result<RowOut, Fault> {
         let [sa, sb] = scratch;
         // the first index of the max only where cross-entropy keeps the argmax
-        let first = matches!(self.op, Op::CrossEntropy { .. }) && (self.argmax || self.report);
+        let first = matches!(self.op, Op::CrossEntropy { .. }) && self.keeps_argmax();
         let (a, ka) = widen_max(chunk.inputs.first.data, i, self.cols, self.cap[0], first, sa);
         let (b, kb) = match chunk.inputs.second {
             Some(b) => widen_max(b.data, i, self.cols, self.cap[1], false, sb),

@@ -137,7 +137,7 @@ fn cross_entropy(plan: &Plan, options: &CeOptions, x: &[f32], known: Known, labe
         return Err(Fault::Label);
     }
     // the argmax where it is used comes with the max, in its pass
-    let wants_argmax = plan.argmax || plan.report;
+    let wants_argmax = plan.keeps_argmax();
     let (m, first) = match known {
         Some((m, Some(first))) => (m, first),
         Some((m, None)) if !wants_argmax => (m, 0),
