@@ -14,10 +14,12 @@ fn copy_words(inv: Invocation) {
     if slot.live {
         // the column loop of the kernels it is the roofline of (octets, with their loads),
         // and vec4 stores: the bench binds whole rows of COPY_COLS words at vector-aligned
-        // offsets, so every octet is whole (and `xent bench` checks the copy's output)
+        // offsets, so every quad is in its row or past its end (and `xent bench` checks the
+        // copy's output)
         let oc = octets(slot, slot.row * params.cols, 0u, params.cols);
         for (var e = oc.first; e < oc.hi; e += 8u * LANES) {
-            store_out8(e - params.a_base + params.out_base, load_a8(e, oc.lo, oc.hi));
+            let x = load_a8(e, oc.lo, oc.hi);
+            store_out8(e - params.a_base + params.out_base, x, true, e + octet_gap() < oc.hi);
         }
     }
 }

@@ -24,21 +24,21 @@ fn softmax(inv: Invocation) {
     write_softmax_cols(slot, st, base, 0u, params.cols);
 }
 
-// One lane's columns [start, end) of the row at `base`, written from its stats: whole
-// octets with two vec4 stores where the range holds whole octets and the output lies as
-// the input does (every row, when the columns are a multiple of 8), else element by
-// element.
+// One lane's columns [start, end) of the row at `base`, written from its stats: a vec4
+// store a quad where the range is whole quads and the output lies as the input does (every
+// row, when the columns are a multiple of 4), else element by element.
 fn write_softmax_cols(slot: RowSlot, st: RowStats, base: u32, start: u32, end: u32) {
     let oc = octets(slot, base, start, end);
     let out = params.out_base + base;
-    let whole = ((oc.lo | oc.hi) & 7u) == 0u && ((params.out_base - params.a_base) & 3u) == 0u;
+    let whole = ((oc.lo | oc.hi) & 3u) == 0u && ((params.out_base - params.a_base) & 3u) == 0u;
     for (var e = oc.first; !EACH && whole && e < oc.hi; e += 8u * LANES) {
         let x = load_a8(e, oc.lo, oc.hi);
         let y = array<f32, 8>(
             softmax_of(st, x[0]), softmax_of(st, x[1]), softmax_of(st, x[2]), softmax_of(st, x[3]),
             softmax_of(st, x[4]), softmax_of(st, x[5]), softmax_of(st, x[6]), softmax_of(st, x[7]),
         );
-        store_out8(e - params.a_base + params.out_base, y);
+        // each quad is the row's or wholly outside it: before it (only a first quad) or past it
+        store_out8(e - params.a_base + params.out_base, y, e >= oc.lo, e + octet_gap() < oc.hi);
     }
     for (var e = oc.first; !EACH && !whole && e < oc.hi; e += 8u * LANES) {
         let x = load_a8(e, oc.lo, oc.hi);

@@ -251,81 +251,64 @@ fn ranks_above(x: f32, j: u32, goal: Target) -> u32 {
     return u32(x > goal.xy || (x == goal.xy && j < goal.y));
 }
 
-// report_push of element k of an octet, and its rank count against `t` (see RankOctets).
-// Unless `whole` (every element of the octet is the row's), an element outside the row is
-// pushed as -inf at NO_COL, which changes nothing: straight-line code (an early return per
-// element costs llvmpipe's SIMD lanes both sides).
-fn report_push_at(acc: XentScan, x: f32, oc: Octets, e: u32, k: u32, goal: Target, t: f32, whole: bool) -> XentScan {
+// report_push of element k of an octet, and its rank count (see Ranks). Unless `whole`
+// (every element of the octet is the row's), an element outside the row is pushed as -inf
+// at NO_COL, which changes nothing: straight-line code (an early return per element costs
+// llvmpipe's SIMD lanes both sides).
+fn report_push_at(acc: XentScan, x: f32, oc: Octets, e: u32, k: u32, goal: Target, ro: Ranks, whole: bool) -> XentScan {
     let mine = whole || in_octet(oc, e, k);
     let v = select(neg_inf(), x, mine);
     var r = report_push(acc, v, select(NO_COL, octet_col(oc, e, k), mine), goal);
-    r.above += u32(v > t);
+    r.above += u32(v > select(goal.xy, ro.below, octet_el(e, k) < ro.at));
     return r;
 }
 
 // The octet at e into the lane's pass; `whole` is a constant at each call, so the octets
 // inside the row take no masks.
-fn report_octet(acc: XentScan, oc: Octets, e: u32, goal: Target, ro: RankOctets, whole: bool) -> XentScan {
+fn report_octet(acc: XentScan, oc: Octets, e: u32, goal: Target, ro: Ranks, whole: bool) -> XentScan {
     let x = load_a8(e, oc.lo, oc.hi);
-    let t = rank_threshold(ro, e, goal);
-    var r = report_push_at(acc, x[0], oc, e, 0u, goal, t, whole);
-    r = report_push_at(r, x[1], oc, e, 1u, goal, t, whole);
-    r = report_push_at(r, x[2], oc, e, 2u, goal, t, whole);
-    r = report_push_at(r, x[3], oc, e, 3u, goal, t, whole);
-    r = report_push_at(r, x[4], oc, e, 4u, goal, t, whole);
-    r = report_push_at(r, x[5], oc, e, 5u, goal, t, whole);
-    r = report_push_at(r, x[6], oc, e, 6u, goal, t, whole);
-    return report_push_at(r, x[7], oc, e, 7u, goal, t, whole);
+    var r = report_push_at(acc, x[0], oc, e, 0u, goal, ro, whole);
+    r = report_push_at(r, x[1], oc, e, 1u, goal, ro, whole);
+    r = report_push_at(r, x[2], oc, e, 2u, goal, ro, whole);
+    r = report_push_at(r, x[3], oc, e, 3u, goal, ro, whole);
+    r = report_push_at(r, x[4], oc, e, 4u, goal, ro, whole);
+    r = report_push_at(r, x[5], oc, e, 5u, goal, ro, whole);
+    r = report_push_at(r, x[6], oc, e, 6u, goal, ro, whole);
+    return report_push_at(r, x[7], oc, e, 7u, goal, ro, whole);
 }
 
-// The rank count of a lane's octets, one comparison an element: in an octet wholly before
-// the label's, x ≥ xy ranks above it, which is x > below (the float under xy); from the
-// label's octet on, x > xy. rank_fixup adds the ties before the label in its own octet
-// and, for a label of -inf (no float is below it, so the octets before count nothing),
-// every element before that octet: a row whose count is used holds no NaN, so each of
-// those ranks above.
-struct RankOctets {
+// The rank count, one comparison an element: before the label, x ≥ xy ranks above it,
+// which is x > below (the float under xy); after it, x > xy. For a label of -inf no float
+// is below it, so the elements before it count nothing there and rank_before counts them
+// all instead: a row whose count is used holds no NaN, so each of them ranks above.
+struct Ranks {
     at: u32,       // the label's element in the binding
     below: f32,
 }
 
-fn rank_octets(oc: Octets, goal: Target) -> RankOctets {
+fn ranks_of(oc: Octets, goal: Target) -> Ranks {
     let b = bitcast<u32>(goal.xy);
     // one step toward -inf; for ±0 minus the smallest normal, so that a device that
     // flushes subnormals to zero compares as it would against zero
     var below = select(bitcast<f32>(b + 1u), bitcast<f32>(b - 1u), goal.xy > 0.0);
     below = select(below, -1.17549435e-38, goal.xy == 0.0);
     below = select(below, pos_inf(), goal.xy == neg_inf());
-    return RankOctets(oc.col0 + goal.y, below);
+    return Ranks(oc.col0 + goal.y, below);
 }
 
-// The threshold of the octet at e.
-fn rank_threshold(ro: RankOctets, e: u32, goal: Target) -> f32 {
-    return select(goal.xy, ro.below, e + 8u <= ro.at);
-}
-
-// The lane's ties before the label in the label's octet (if the lane read that octet), and
-// for a label of -inf (lane 0) the elements before the label's octet.
-fn rank_fixup(slot: RowSlot, oc: Octets, ro: RankOctets, goal: Target) -> u32 {
-    let e = ro.at & ~7u;
-    var n = 0u;
-    if e >= oc.first && e < oc.hi && ((e - oc.first) / 8u) % LANES == 0u {
-        let x = load_a8(e, oc.lo, oc.hi);
-        for (var k = 0u; k < 8u; k++) {
-            n += u32(in_octet(oc, e, k) && e + k < ro.at && x[k] == goal.xy);
-        }
+// For a label of -inf, the range's elements before it (lane 0 adds them).
+fn rank_before(slot: RowSlot, oc: Octets, ro: Ranks, goal: Target) -> u32 {
+    if slot.lane == 0u && goal.xy == neg_inf() {
+        return clamp(ro.at, oc.lo, oc.hi) - oc.lo;
     }
-    if slot.lane == 0u && goal.xy == neg_inf() && e > oc.lo {
-        n += min(e, oc.hi) - oc.lo;
-    }
-    return n;
+    return 0u;
 }
 
 // One lane's pass with the report (and ENTROPY's t), without smoothing.
 fn report_scan(slot: RowSlot, base: u32, start: u32, end: u32, goal: Target) -> XentScan {
     var acc = XentScan(stats_empty(), Smoothing(0.0, 0.0, 0u), 0.0, 0.0, 0u);
     let oc = octets(slot, base, start, end);
-    let ro = rank_octets(oc, goal);
+    let ro = ranks_of(oc, goal);
     if !EACH {
         // the lane's octets in order: one that starts before the row, those inside it, and
         // one that ends past it (the same pushes, in the same order, as one masked loop)
@@ -334,13 +317,13 @@ fn report_scan(slot: RowSlot, base: u32, start: u32, end: u32, goal: Target) -> 
             acc = report_octet(acc, oc, e, goal, ro, false);
             e += 8u * LANES;
         }
-        for (; e + 8u <= oc.hi; e += 8u * LANES) {
+        for (; octet_end(e) <= oc.hi; e += 8u * LANES) {
             acc = report_octet(acc, oc, e, goal, ro, true);
         }
         if e < oc.hi {
             acc = report_octet(acc, oc, e, goal, ro, false);
         }
-        acc.above += rank_fixup(slot, oc, ro, goal);
+        acc.above += rank_before(slot, oc, ro, goal);
     }
     for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
         let x = load_a(e - params.a_base);

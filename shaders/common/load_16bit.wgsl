@@ -5,6 +5,9 @@
 @group(0) @binding(1) var<storage, read> in_a: array<u32>;
 @group(0) @binding(2) var<storage, read> in_b: array<u32>;
 
+// Eight contiguous elements an octet (`Octets` in common/row_reduce.wgsl).
+const ADJACENT_QUADS: bool = false;
+
 fn raw_a(i: u32) -> f32 {
     let e = params.a_base + i;
     return widen(in_a[e >> 1u], e);

@@ -6,7 +6,7 @@
 // iteration of an invocation against one limit (plan::CPU_LOOP_STEPS).
 
 fn in_row(e: u32, k: u32, lo: u32, hi: u32) -> u32 {
-    return clamp(e + k, lo, hi - 1u) - params.a_base;
+    return clamp(octet_el(e, k), lo, hi - 1u) - params.a_base;
 }
 
 // Input b when `of_b`, else a (a constant at every call), as stored.

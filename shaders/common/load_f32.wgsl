@@ -5,6 +5,9 @@
 @group(0) @binding(1) var<storage, read> in_a: array<f32>;
 @group(0) @binding(2) var<storage, read> in_b: array<f32>;
 
+// The octets of f32 (`Octets` in common/row_reduce.wgsl), as the vector loader reads them.
+const ADJACENT_QUADS: bool = true;
+
 fn raw_a(i: u32) -> f32 {
     if GRAD_IN_PLACE && GRAD_OF == 1u {
         return load_in_place(i);

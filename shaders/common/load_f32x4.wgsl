@@ -1,9 +1,13 @@
 // Inputs a and b as f32, viewed as vec4: an octet of the column loops is two 16-byte
 // loads, where adapters that pay per load (CPU adapters run every load of a SIMD vector
-// lane by lane) would take eight. The host binds a multiple of 16 bytes. The input the
+// lane by lane) would take eight, each of them, across a row's lanes, one contiguous run
+// (ADJACENT_QUADS: see `Octets` in common/row_reduce.wgsl). The host binds a multiple of 16 bytes. The input the
 // gradient overwrites in place is read from `grad`: see common/grad.wgsl.
 @group(0) @binding(1) var<storage, read> in_a: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> in_b: array<vec4<f32>>;
+
+// Lanes read adjacent quads (`Octets` in common/row_reduce.wgsl).
+const ADJACENT_QUADS: bool = true;
 
 fn raw_a(i: u32) -> f32 {
     if GRAD_IN_PLACE && GRAD_OF == 1u {
@@ -25,14 +29,14 @@ fn octet_of(v: vec4<f32>, w: vec4<f32>) -> array<f32, 8> {
     return array<f32, 8>(v.x, v.y, v.z, v.w, w.x, w.y, w.z, w.w);
 }
 
-// Elements e .. e + 8 of a's binding (e a multiple of 8; see octet_a in
-// common/row_reduce.wgsl); those outside [lo, hi) are unspecified.
+// The octet at e of a's binding (e a multiple of 4; see `Octets` in
+// common/row_reduce.wgsl); its elements outside [lo, hi) are unspecified.
 fn raw_a8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
     if GRAD_IN_PLACE && GRAD_OF == 1u {
         return load8_each(false, e, lo, hi);   // from `grad`, within the row
     }
     let v = e >> 2u;
-    return octet_of(in_a[v], in_a[v + 1u]);
+    return octet_of(in_a[v], in_a[v + octet_gap() / 4u]);
 }
 
 // The same columns of b (e, lo, hi as for a): two loads when b lies as a does modulo a
@@ -44,7 +48,7 @@ fn raw_b8(e: u32, lo: u32, hi: u32) -> array<f32, 8> {
     let eb = e - params.a_base + params.b_base;
     if (eb & 3u) == 0u {
         let v = eb >> 2u;
-        return octet_of(in_b[v], in_b[v + 1u]);
+        return octet_of(in_b[v], in_b[v + octet_gap() / 4u]);
     }
     return load8_each(true, e, lo, hi);
 }

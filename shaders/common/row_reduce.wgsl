@@ -99,9 +99,17 @@ fn target_at(row: u32, live: bool, base: u32) -> Target {
     return Target(label, ignored, in_range, y, xy);
 }
 
-// The octets a lane reads of columns [start, end) of the row at `base`: runs of eight
-// elements aligned to eight elements of a's binding, so that the vector loaders
+// The octets a lane reads of columns [start, end) of the row at `base`: eight elements, in
+// two quads of four aligned to four elements of a's binding, so that the vector loaders
 // (common/load_f32x4.wgsl, common/load_16bitx4.wgsl) read each with whole 16-byte loads.
+// The lanes of a row step over it in blocks of 8·LANES elements aligned to eight:
+// - f32 (ADJACENT_QUADS, set by its loaders): lane l's octet is the block's quads l and
+//   LANES + l, so that each 16-byte load of a subgroup reads one contiguous run, lanes
+//   adjacent (octet_gap: its second quad starts 4·LANES elements after its first);
+// - 16-bit types: lane l's octet is the block's eight elements from 8·l, one 16-byte load,
+//   lanes adjacent already (octet_gap 4: the quads touch).
+// With one lane a row both are eight contiguous elements. A lane meets its columns in
+// increasing order either way.
 // The first and last octets of a row may hold elements of its neighbours; `lo` and `hi`
 // bound the row's own (as elements of a's binding) and `col0` is its column 0. Short
 // rows (EACH, set by the host under plan::SHORT_COLS columns), where those neighbours
@@ -124,17 +132,33 @@ struct Octets {
 fn octets(slot: RowSlot, base: u32, start: u32, end: u32) -> Octets {
     let col0 = params.a_base + base;
     let lo = col0 + start;
-    return Octets(col0, lo, col0 + end, (lo & ~7u) + 8u * slot.lane);
+    return Octets(col0, lo, col0 + end, (lo & ~7u) + select(8u, 4u, ADJACENT_QUADS) * slot.lane);
+}
+
+// Elements from the first quad of an octet to its second.
+fn octet_gap() -> u32 {
+    return select(4u, 4u * LANES, ADJACENT_QUADS);
+}
+
+// Where element k of the octet at e lies in a's binding.
+fn octet_el(e: u32, k: u32) -> u32 {
+    return e + k + select(0u, octet_gap() - 4u, k >= 4u);
+}
+
+// One past the octet's last element.
+fn octet_end(e: u32) -> u32 {
+    return e + octet_gap() + 4u;
 }
 
 // Whether element k of the octet at e is the row's.
 fn in_octet(oc: Octets, e: u32, k: u32) -> bool {
-    return e + k >= oc.lo && e + k < oc.hi;
+    let i = octet_el(e, k);
+    return i >= oc.lo && i < oc.hi;
 }
 
 // Its column index in the row.
 fn octet_col(oc: Octets, e: u32, k: u32) -> u32 {
-    return e + k - oc.col0;
+    return octet_el(e, k) - oc.col0;
 }
 
 // stats_push of element k of an octet; an element outside the row is pushed as -inf at

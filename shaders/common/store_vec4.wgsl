@@ -9,8 +9,14 @@ fn store_out(i: u32, x: f32) {
     out_vec4[i >> 2u][i & 3u] = x;
 }
 
-// Elements i .. i + 8 (i a multiple of 4): two 16-byte stores.
-fn store_out8(i: u32, x: array<f32, 8>) {
-    out_vec4[i >> 2u] = vec4<f32>(x[0], x[1], x[2], x[3]);
-    out_vec4[(i >> 2u) + 1u] = vec4<f32>(x[4], x[5], x[6], x[7]);
+// The quads of an octet (`Octets` in common/row_reduce.wgsl) whose first element goes to
+// output element i (a multiple of 4): the first where `first`, the second where `second`,
+// a 16-byte store each.
+fn store_out8(i: u32, x: array<f32, 8>, first: bool, second: bool) {
+    if first {
+        out_vec4[i >> 2u] = vec4<f32>(x[0], x[1], x[2], x[3]);
+    }
+    if second {
+        out_vec4[(i + octet_gap()) >> 2u] = vec4<f32>(x[4], x[5], x[6], x[7]);
+    }
 }
