@@ -94,7 +94,8 @@ pub(crate) fn load_cached(device: &wgpu::Device, kernels: &crate::kernels::Kerne
     }
 }
 
-/// Time a new kind of job may take to tune (after one full round), and a process in all.
+/// Time a new kind of job may take to tune (after one full round), and a process in all
+/// (unless [`Context::set_tune_budget`] says otherwise).
 const PER_KEY: Duration = Duration::from_millis(100);
 const PER_PROCESS: Duration = Duration::from_secs(2);
 /// Rounds of the candidates at most.
@@ -106,6 +107,7 @@ pub(crate) struct Tuner {
     path: Option<PathBuf>,
     fingerprint: String,
     spent: Mutex<Duration>,
+    per_process: Mutex<Duration>,
     notes: Mutex<Vec<String>>,
     busy: AtomicBool,
     /// Kinds of job met in this process: the layout each runs with, where tuned (the
@@ -131,6 +133,7 @@ impl Tuner {
             path: cache::path(),
             fingerprint: fingerprint(adapter),
             spent: Mutex::default(),
+            per_process: Mutex::new(PER_PROCESS),
             notes: Mutex::default(),
             busy: AtomicBool::new(false),
             jobs: Mutex::default(),
@@ -165,6 +168,13 @@ impl Context {
     /// The tuner's mode on this context.
     pub fn tune_mode(&self) -> TuneMode {
         self.tuner.mode
+    }
+
+    /// Sets the time the tuner may spend in this process in all (about 2 s unless set): `xent
+    /// tune`, which tunes ahead of time, lifts it. Each new kind of job still takes about
+    /// 100 ms at most.
+    pub fn set_tune_budget(&self, per_process: Duration) {
+        *self.tuner.per_process.lock().unwrap_or_else(|p| p.into_inner()) = per_process;
     }
 
     /// What the tuner has to say (a cache it could not read or write, a job it could not
@@ -213,8 +223,9 @@ impl Context {
         recorded?;
         let first = keys.first().and_then(|k| kernels.tuned(k));
         let spent = *self.tuner.spent.lock().unwrap_or_else(|p| p.into_inner());
+        let per_process = *self.tuner.per_process.lock().unwrap_or_else(|p| p.into_inner());
         let untuned = keys.iter().any(|k| kernels.tuned(k).is_none());
-        if self.tuner.mode != TuneMode::On || !untuned || spent >= PER_PROCESS {
+        if self.tuner.mode != TuneMode::On || !untuned || spent >= per_process {
             return Ok(first);
         }
         let started = Instant::now();
@@ -222,7 +233,7 @@ impl Context {
         // each kept only if it passes the probe
         let over = |started: Instant| {
             let elapsed = started.elapsed();
-            elapsed >= PER_KEY || spent + elapsed >= PER_PROCESS
+            elapsed >= PER_KEY || spent.saturating_add(elapsed) >= per_process
         };
         let mut candidates = Vec::new();
         let tile = template.op.has_tile_form();
