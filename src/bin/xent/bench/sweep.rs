@@ -44,9 +44,10 @@ pub(super) fn best_copy(bench: &Bench, ctx: &Context, base: &Job) -> Result<RowL
     best.map(|(_, l)| l).ok_or_else(|| Failure::machine("no copy layout ran".to_string()))
 }
 
-/// `job` under each of its candidate layouts, alternating with the copy under `copy`: one
-/// JSON line each (`line` fills in the rest), then one naming the fastest and how the
-/// rule's choice compares with it.
+/// `job` under each of its candidate layouts, round robin (each candidate once a round, and
+/// the copy under `copy` once, for `iters` rounds), so that a device whose speed drifts (a
+/// shared machine) favours none of them: one JSON line each with its median (`line` fills in
+/// the rest), then one naming the fastest and how the rule's choice compares with it.
 pub(super) fn sweep(
     bench: &Bench,
     ctx: &Context,
@@ -56,16 +57,22 @@ pub(super) fn sweep(
     emit: &mut dyn FnMut(Value) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
     let layouts = candidates(ctx, job.rows, job.cols, job.op.has_tile_form());
-    let mut timed = Vec::with_capacity(layouts.len());
-    for (i, &layout) in layouts.iter().enumerate() {
-        let (mut copies, mut runs) = (Vec::new(), Vec::new());
+    for &layout in &layouts {
         with_layout(ctx, Some(layout), || bench.time(job, None, 1))?; // compile and warm up
-        for _ in 0..iters.max(1) {
-            copies.push(with_layout(ctx, Some(copy), || bench.time(base, Some(Baseline::Copy), 1))?);
-            runs.push(with_layout(ctx, Some(layout), || bench.time(job, None, 1))?);
+    }
+    let mut copies = Vec::new();
+    let mut runs = vec![Vec::new(); layouts.len()];
+    for _ in 0..iters.max(1) {
+        copies.push(with_layout(ctx, Some(copy), || bench.time(base, Some(Baseline::Copy), 1))?);
+        for (times, &layout) in runs.iter_mut().zip(&layouts) {
+            times.push(with_layout(ctx, Some(layout), || bench.time(job, None, 1))?);
         }
-        let seconds = median(&mut runs);
-        let mut value = line(median(&mut copies), seconds);
+    }
+    let copy_seconds = median(&mut copies);
+    let mut timed = Vec::with_capacity(layouts.len());
+    for (i, (&layout, times)) in layouts.iter().zip(&mut runs).enumerate() {
+        let seconds = median(times);
+        let mut value = line(copy_seconds, seconds);
         if let Some(fields) = value.as_object_mut() {
             fields.insert("layout".into(), json!(layout.to_string()));
             fields.insert("rule".into(), json!(i == 0));
