@@ -424,8 +424,9 @@ impl Kernels {
         }
     }
 
-    /// [`Kernels::row_layout_for`], in the tile form on CPU adapters (measured faster on
-    /// llvmpipe: docs/performance.md) and element by element on GPUs, an octet a step,
+    /// [`Kernels::row_layout_for`], in the tile form on CPU adapters (faster on llvmpipe on
+    /// one host, slower on another: docs/performance.md) and element by element on GPUs,
+    /// an octet a step,
     /// until a device's figures say otherwise (the tuner times both forms and two octets a
     /// step there).
     fn rule_layout(&self, cols: u64) -> RowLayout {
