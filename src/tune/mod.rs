@@ -107,7 +107,8 @@ pub(crate) struct Tuner {
     path: Option<PathBuf>,
     fingerprint: String,
     spent: Mutex<Duration>,
-    per_process: Mutex<Duration>,
+    /// The budgets of a kind of job and of the process ([`Context::set_tune_budget`]).
+    budget: Mutex<(Duration, Duration)>,
     notes: Mutex<Vec<String>>,
     busy: AtomicBool,
     /// Kinds of job met in this process: the layout each runs with, where tuned (the
@@ -133,7 +134,7 @@ impl Tuner {
             path: cache::path(),
             fingerprint: fingerprint(adapter),
             spent: Mutex::default(),
-            per_process: Mutex::new(PER_PROCESS),
+            budget: Mutex::new((PER_KEY, PER_PROCESS)),
             notes: Mutex::default(),
             busy: AtomicBool::new(false),
             jobs: Mutex::default(),
@@ -170,11 +171,12 @@ impl Context {
         self.tuner.mode
     }
 
-    /// Sets the time the tuner may spend in this process in all (about 2 s unless set): `xent
-    /// tune`, which tunes ahead of time, lifts it. Each new kind of job still takes about
-    /// 100 ms at most.
-    pub fn set_tune_budget(&self, per_process: Duration) {
-        *self.tuner.per_process.lock().unwrap_or_else(|p| p.into_inner()) = per_process;
+    /// Sets the time the tuner may spend on a new kind of job (about 100 ms unless set; a
+    /// full round of the candidates it has probed by then at least) and in this process in
+    /// all (about 2 s). `xent tune`, which tunes ahead of time, gives each kind 10 s and the
+    /// process no limit, so that every candidate is timed.
+    pub fn set_tune_budget(&self, per_kind: Duration, per_process: Duration) {
+        *self.tuner.budget.lock().unwrap_or_else(|p| p.into_inner()) = (per_kind, per_process);
     }
 
     /// What the tuner has to say (a cache it could not read or write, a job it could not
@@ -223,7 +225,7 @@ impl Context {
         recorded?;
         let first = keys.first().and_then(|k| kernels.tuned(k));
         let spent = *self.tuner.spent.lock().unwrap_or_else(|p| p.into_inner());
-        let per_process = *self.tuner.per_process.lock().unwrap_or_else(|p| p.into_inner());
+        let (per_kind, per_process) = *self.tuner.budget.lock().unwrap_or_else(|p| p.into_inner());
         let untuned = keys.iter().any(|k| kernels.tuned(k).is_none());
         if self.tuner.mode != TuneMode::On || !untuned || spent >= per_process {
             return Ok(first);
@@ -233,7 +235,7 @@ impl Context {
         // each kept only if it passes the probe
         let over = |started: Instant| {
             let elapsed = started.elapsed();
-            elapsed >= PER_KEY || spent.saturating_add(elapsed) >= per_process
+            elapsed >= per_kind || spent.saturating_add(elapsed) >= per_process
         };
         let mut candidates = Vec::new();
         let tile = template.op.has_tile_form();

@@ -45,8 +45,8 @@ pub(crate) fn tune(args: &TuneArgs) -> Result<(), Failure> {
             ctx.adapter_label()
         )));
     }
-    // ahead of time: every kind asked for is tuned (each still within its own budget)
-    ctx.set_tune_budget(std::time::Duration::MAX);
+    // ahead of time: every kind asked for is tuned, under every candidate
+    ctx.set_tune_budget(std::time::Duration::from_secs(10), std::time::Duration::MAX);
     let shapes = args.shapes.iter().map(|s| crate::bench::parse_shape(s)).collect::<Result<Vec<_>, _>>()?;
     let names: Vec<String> =
         if args.ops.is_empty() { ["lse", "ce", "kl"].map(String::from).to_vec() } else { args.ops.clone() };
