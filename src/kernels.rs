@@ -248,9 +248,6 @@ pub(crate) struct Reads {
     /// The layout's tile form ([`RowLayout::tile`], the `TILE` override of
     /// shaders/common/row_reduce.wgsl).
     pub(crate) tile: bool,
-    /// Octets a lane loads a step ([`RowLayout::steps`], the `STEPS` override of
-    /// shaders/common/row_reduce.wgsl).
-    pub(crate) steps: u32,
 }
 
 type PipelineKey = (Kernel, DType, Reads, u32, u32, GradMode);
@@ -413,11 +410,11 @@ impl Kernels {
         *lock(&self.pin) = layout;
     }
 
-    /// The layout (but its parts) of the kernels that read rows of `cols` columns: the
+    /// Workgroup size and lanes per row of the kernels that read rows of `cols` columns: the
     /// pinned layout where there is one, within the device's workgroup limit and with at
     /// least the lanes llvmpipe's loop limit needs (results are right whatever is pinned),
     /// else the rule's.
-    pub(crate) fn rows_layout(&self, cols: u64) -> RowLayout {
+    pub(crate) fn rows_layout(&self, cols: u64) -> (u32, u32, bool) {
         match self.pinned() {
             Some(p) => self.within_limits(p, cols),
             None => self.rule_layout(cols),
@@ -425,18 +422,16 @@ impl Kernels {
     }
 
     /// [`Kernels::row_layout_for`], in the tile form on CPU adapters (faster on llvmpipe on
-    /// one host, slower on another: docs/performance.md) and element by element on GPUs,
-    /// an octet a step,
-    /// until a device's figures say otherwise (the tuner times both forms and two octets a
-    /// step there).
-    fn rule_layout(&self, cols: u64) -> RowLayout {
-        let (workgroup, lanes) = self.row_layout_for(cols);
-        RowLayout { workgroup, lanes, steps: 1, parts: 1, tile: self.cpu_layout }
+    /// one host, slower on another: docs/performance.md) and element by element on GPUs
+    /// until a device's figures say otherwise (the tuner times both forms there).
+    fn rule_layout(&self, cols: u64) -> (u32, u32, bool) {
+        let (wg, lanes) = self.row_layout_for(cols);
+        (wg, lanes, self.cpu_layout)
     }
 
     /// The layout of a row dispatch (key [`dispatch_key`]) of `cols` columns: the pinned
     /// one, else the tuner's, else the rule's; noted while the tuner watches.
-    pub(crate) fn dispatch_layout(&self, key: String, cols: u64) -> RowLayout {
+    pub(crate) fn dispatch_layout(&self, key: String, cols: u64) -> (u32, u32, bool) {
         let tuned = lock(&self.tuned).get(&key).copied();
         if let Some(seen) = lock(&self.seen).as_mut() {
             seen.push(key);
@@ -478,20 +473,21 @@ impl Kernels {
 
     /// `p` as the device runs it for rows of `cols` columns: within its workgroup limit and
     /// with at least the lanes llvmpipe's loop limit needs.
-    fn within_limits(&self, p: RowLayout, cols: u64) -> RowLayout {
+    fn within_limits(&self, p: RowLayout, cols: u64) -> (u32, u32, bool) {
         let largest = 1u32 << (31 - self.max_workgroup.max(1).leading_zeros());
         let mut lanes = p.lanes.min(largest);
         if let Some(cap) = self.step_cap {
             lanes = lanes.max(cols.div_ceil(cap.max(1)).next_power_of_two().min(u64::from(largest)) as u32);
         }
-        RowLayout { workgroup: p.workgroup.clamp(lanes, largest), lanes, parts: 1, ..p }
+        (p.workgroup.clamp(lanes, largest), lanes, p.tile)
     }
 
     /// The layout a job of `rows` rows of `cols` columns runs its row kernels with.
     pub(crate) fn layout_for(&self, rows: u64, cols: u64) -> RowLayout {
         let parts = self.row_parts(rows, cols);
         let read_cols = if parts > 1 { crate::plan::part_cols(cols, parts) } else { cols };
-        RowLayout { parts: parts as u32, ..self.rows_layout(read_cols) }
+        let (workgroup, lanes, tile) = self.rows_layout(read_cols);
+        RowLayout { workgroup, lanes, parts: parts as u32, tile }
     }
 
     /// The bind group layout of `kernel`: its bindings of the table, [`KernelInfo::bindings`].
@@ -590,7 +586,6 @@ impl Kernels {
             ("ENTROPY", f64::from(u8::from(reads.entropy))),
             ("REPORT", f64::from(u8::from(reads.report))),
             ("TILE", f64::from(u8::from(reads.tile))),
-            ("STEPS", f64::from(reads.steps.clamp(1, 2))),
         ];
         // the reduction's workgroup size is a constant of its shader
         let constants: &[(&str, f64)] = match info.stage {

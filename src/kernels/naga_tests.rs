@@ -75,8 +75,6 @@ fn specialised(
         constants.insert("REPORT".to_string(), f64::from(u8::from(lanes == 1 || lanes == 64)));
         // and the tile form's in the layouts of more than one lane
         constants.insert("TILE".to_string(), f64::from(u8::from(lanes > 1)));
-        // and two octets a step in those of 8 lanes and more
-        constants.insert("STEPS".to_string(), if lanes >= 8 { 2.0 } else { 1.0 });
     }
     let stage = Some((naga::ShaderStage::Compute, kernel.entry()));
     let (m, i) = naga::back::pipeline_constants::process_overrides(module, info, stage, &constants)
