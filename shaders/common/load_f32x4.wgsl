@@ -1,8 +1,9 @@
 // Inputs a and b as f32, viewed as vec4: an octet of the column loops is two 16-byte
 // loads, where adapters that pay per load (CPU adapters run every load of a SIMD vector
-// lane by lane) would take eight, each of them, across a row's lanes, one contiguous run
-// (ADJACENT_QUADS: see `Octets` in common/row_reduce.wgsl). The host binds a multiple of 16 bytes. The input the
-// gradient overwrites in place is read from `grad`: see common/grad.wgsl.
+// lane by lane) would take eight; across a row's lanes each load is one contiguous run
+// (ADJACENT_QUADS: see `Octets` in common/row_reduce.wgsl). The host binds a multiple of
+// 16 bytes. The input the gradient overwrites in place is read from `grad`: see
+// common/grad.wgsl.
 @group(0) @binding(1) var<storage, read> in_a: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> in_b: array<vec4<f32>>;
 
