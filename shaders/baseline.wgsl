@@ -17,11 +17,23 @@ fn copy_words(inv: Invocation) {
         // offsets, so every quad is in its row or past its end (and `xent bench` checks the
         // copy's output)
         let oc = octets(slot, slot.row * params.cols, 0u, params.cols);
-        for (var e = oc.first; e < oc.hi; e += 8u * LANES) {
+        var e = oc.first;
+        //#steps2
+        for (; e + 8u * LANES < oc.hi; e += 16u * LANES) {
             let x = load_a8(e, oc.lo, oc.hi);
-            store_out8(e - params.a_base + params.out_base, x, true, e + octet_gap() < oc.hi);
+            let x2 = load_a8(e + 8u * LANES, oc.lo, oc.hi);
+            copy_octet(x, oc, e);
+            copy_octet(x2, oc, e + 8u * LANES);
+        }
+        //#end
+        for (; e < oc.hi; e += 8u * LANES) {
+            copy_octet(load_a8(e, oc.lo, oc.hi), oc, e);
         }
     }
+}
+
+fn copy_octet(x: array<f32, 8>, oc: Octets, e: u32) {
+    store_out8(e - params.a_base + params.out_base, x, true, e + octet_gap() < oc.hi);
 }
 
 @compute @workgroup_size(WG)

@@ -48,6 +48,17 @@ fn binary_xent_part(inv: Invocation) {
     write_part_sum(slot, row_sum(slot, bce_scan(slot, part.row, part.start, part.end)));
 }
 
+fn bce_terms8(acc: Bce, x: array<f32, 8>, y: array<f32, 8>, oc: Octets, e: u32, base: u32, logits: bool) -> Bce {
+    var r = bce_term_at(acc, x[0], y[0], oc, e, 0u, base, logits);
+    r = bce_term_at(r, x[1], y[1], oc, e, 1u, base, logits);
+    r = bce_term_at(r, x[2], y[2], oc, e, 2u, base, logits);
+    r = bce_term_at(r, x[3], y[3], oc, e, 3u, base, logits);
+    r = bce_term_at(r, x[4], y[4], oc, e, 4u, base, logits);
+    r = bce_term_at(r, x[5], y[5], oc, e, 5u, base, logits);
+    r = bce_term_at(r, x[6], y[6], oc, e, 6u, base, logits);
+    return bce_term_at(r, x[7], y[7], oc, e, 7u, base, logits);
+}
+
 // One lane's terms (and gradient) over columns [start, end) of `row`; invalid values are
 // reported for the row.
 fn bce_scan(slot: RowSlot, row: u32, start: u32, end: u32) -> SumFlags {
@@ -56,17 +67,20 @@ fn bce_scan(slot: RowSlot, row: u32, start: u32, end: u32) -> SumFlags {
     var acc = Bce(SumFlags(0.0, 0u), false);
     if slot.live {
         let oc = octets(slot, base, start, end);
-        for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
+        var e = oc.first;
+        //#steps2
+        for (; !EACH && e + 8u * LANES < oc.hi; e += 16u * LANES) {
+            let e2 = e + 8u * LANES;
             let x = load_a8(e, oc.lo, oc.hi);
             let y = load_b8(e, oc.lo, oc.hi);
-            acc = bce_term_at(acc, x[0], y[0], oc, e, 0u, base, logits);
-            acc = bce_term_at(acc, x[1], y[1], oc, e, 1u, base, logits);
-            acc = bce_term_at(acc, x[2], y[2], oc, e, 2u, base, logits);
-            acc = bce_term_at(acc, x[3], y[3], oc, e, 3u, base, logits);
-            acc = bce_term_at(acc, x[4], y[4], oc, e, 4u, base, logits);
-            acc = bce_term_at(acc, x[5], y[5], oc, e, 5u, base, logits);
-            acc = bce_term_at(acc, x[6], y[6], oc, e, 6u, base, logits);
-            acc = bce_term_at(acc, x[7], y[7], oc, e, 7u, base, logits);
+            let x2 = load_a8(e2, oc.lo, oc.hi);
+            let y2 = load_b8(e2, oc.lo, oc.hi);
+            acc = bce_terms8(acc, x, y, oc, e, base, logits);
+            acc = bce_terms8(acc, x2, y2, oc, e2, base, logits);
+        }
+        //#end
+        for (; !EACH && e < oc.hi; e += 8u * LANES) {
+            acc = bce_terms8(acc, load_a8(e, oc.lo, oc.hi), load_b8(e, oc.lo, oc.hi), oc, e, base, logits);
         }
         for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
             let i = e - params.a_base;

@@ -183,30 +183,47 @@ struct DistillScan {
     ce: RowStats,
 }
 
+// An octet of the student's logits s and the teacher's t into the scan (the teacher is P,
+// the student Q, both at temperature), and into the CE stats `with_ce`.
+fn distill_octet(acc: DistillScan, s: array<f32, 8>, t: array<f32, 8>, oc: Octets, e: u32, with_ce: bool) -> DistillScan {
+    var r = acc;
+    r.pair = pair_push8(acc.pair, t, s, oc, e, 1.0, 1.0, true);
+    if with_ce {
+        r.ce = stats_push8(acc.ce, s, oc, e);
+    }
+    return r;
+}
+
 fn distill_scan(slot: RowSlot, base: u32, start: u32, end: u32) -> DistillScan {
     let with_ce = own_ce();
-    var acc = pair_at(params.inv_temperature);
-    var ce = stats_empty();
+    var acc = DistillScan(pair_at(params.inv_temperature), stats_empty());
     if slot.live {
         let oc = octets(slot, base, start, end);
-        for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
+        var e = oc.first;
+        //#steps2
+        for (; !EACH && e + 8u * LANES < oc.hi; e += 16u * LANES) {
+            let e2 = e + 8u * LANES;
             let s = load_a8(e, oc.lo, oc.hi);
-            // the teacher is P, the student Q, both at temperature
-            acc = pair_push8(acc, load_b8(e, oc.lo, oc.hi), s, oc, e, 1.0, 1.0, true);
-            if with_ce {
-                ce = stats_push8(ce, s, oc, e);
-            }
+            let t = load_b8(e, oc.lo, oc.hi);
+            let s2 = load_a8(e2, oc.lo, oc.hi);
+            let t2 = load_b8(e2, oc.lo, oc.hi);
+            acc = distill_octet(acc, s, t, oc, e, with_ce);
+            acc = distill_octet(acc, s2, t2, oc, e2, with_ce);
+        }
+        //#end
+        for (; !EACH && e < oc.hi; e += 8u * LANES) {
+            acc = distill_octet(acc, load_a8(e, oc.lo, oc.hi), load_b8(e, oc.lo, oc.hi), oc, e, with_ce);
         }
         for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
             let i = e - params.a_base;
             let s = load_a(i);
-            acc = pair_push(acc, load_b(i), s, 1.0, 1.0, true);
+            acc.pair = pair_push(acc.pair, load_b(i), s, 1.0, 1.0, true);
             if with_ce {
-                ce = stats_push(ce, s, e - oc.col0);
+                acc.ce = stats_push(acc.ce, s, e - oc.col0);
             }
         }
     }
-    return DistillScan(acc, ce);
+    return acc;
 }
 
 // The row's loss from τ²·KL and the CE stats (lane 0 of a live row reports a bad label).

@@ -96,7 +96,19 @@ fn pair_scan(slot: RowSlot, base: u32, start: u32, end: u32, has_b: bool, c_pp: 
         let oc = octets(slot, base, start, end);
         // two loops, so that the one without Q carries none of its state
         if has_b {
-            for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
+            var e = oc.first;
+            //#steps2
+            for (; !EACH && e + 8u * LANES < oc.hi; e += 16u * LANES) {
+                let e2 = e + 8u * LANES;
+                let x = load_a8(e, oc.lo, oc.hi);
+                let y = load_b8(e, oc.lo, oc.hi);
+                let x2 = load_a8(e2, oc.lo, oc.hi);
+                let y2 = load_b8(e2, oc.lo, oc.hi);
+                acc = pair_push8(acc, x, y, oc, e, c_pp, c_pq, true);
+                acc = pair_push8(acc, x2, y2, oc, e2, c_pp, c_pq, true);
+            }
+            //#end
+            for (; !EACH && e < oc.hi; e += 8u * LANES) {
                 acc = pair_push8(acc, load_a8(e, oc.lo, oc.hi), load_b8(e, oc.lo, oc.hi), oc, e, c_pp, c_pq, true);
             }
             for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
@@ -105,7 +117,16 @@ fn pair_scan(slot: RowSlot, base: u32, start: u32, end: u32, has_b: bool, c_pp: 
             }
         } else {
             var none: array<f32, 8>;
-            for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
+            var e = oc.first;
+            //#steps2
+            for (; !EACH && e + 8u * LANES < oc.hi; e += 16u * LANES) {
+                let x = load_a8(e, oc.lo, oc.hi);
+                let x2 = load_a8(e + 8u * LANES, oc.lo, oc.hi);
+                acc = pair_push8(acc, x, none, oc, e, c_pp, 0.0, false);
+                acc = pair_push8(acc, x2, none, oc, e + 8u * LANES, c_pp, 0.0, false);
+            }
+            //#end
+            for (; !EACH && e < oc.hi; e += 8u * LANES) {
                 acc = pair_push8(acc, load_a8(e, oc.lo, oc.hi), none, oc, e, c_pp, 0.0, false);
             }
             for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
@@ -196,21 +217,35 @@ fn probs_push_at(acc: ProbsOverLogits, p: f32, y: f32, oc: Octets, e: u32, k: u3
     return probs_push(acc, p, y, c_p, c_q);
 }
 
+fn probs_push8(acc: ProbsOverLogits, p: array<f32, 8>, y: array<f32, 8>, oc: Octets, e: u32, c_p: f32, c_q: f32) -> ProbsOverLogits {
+    var r = probs_push_at(acc, p[0], y[0], oc, e, 0u, c_p, c_q);
+    r = probs_push_at(r, p[1], y[1], oc, e, 1u, c_p, c_q);
+    r = probs_push_at(r, p[2], y[2], oc, e, 2u, c_p, c_q);
+    r = probs_push_at(r, p[3], y[3], oc, e, 3u, c_p, c_q);
+    r = probs_push_at(r, p[4], y[4], oc, e, 4u, c_p, c_q);
+    r = probs_push_at(r, p[5], y[5], oc, e, 5u, c_p, c_q);
+    r = probs_push_at(r, p[6], y[6], oc, e, 6u, c_p, c_q);
+    return probs_push_at(r, p[7], y[7], oc, e, 7u, c_p, c_q);
+}
+
 fn divergence_of_probs(slot: RowSlot, base: u32, c_pp: f32, c_pq: f32) {
     var acc = ProbsOverLogits(stats_empty(), 0.0, 0.0, 0.0, 0.0, 0u, false);
     if slot.live {
         let oc = octets(slot, base, 0u, params.cols);
-        for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
+        var e = oc.first;
+        //#steps2
+        for (; !EACH && e + 8u * LANES < oc.hi; e += 16u * LANES) {
+            let e2 = e + 8u * LANES;
             let p = load_a8(e, oc.lo, oc.hi);
             let y = load_b8(e, oc.lo, oc.hi);
-            acc = probs_push_at(acc, p[0], y[0], oc, e, 0u, c_pp, c_pq);
-            acc = probs_push_at(acc, p[1], y[1], oc, e, 1u, c_pp, c_pq);
-            acc = probs_push_at(acc, p[2], y[2], oc, e, 2u, c_pp, c_pq);
-            acc = probs_push_at(acc, p[3], y[3], oc, e, 3u, c_pp, c_pq);
-            acc = probs_push_at(acc, p[4], y[4], oc, e, 4u, c_pp, c_pq);
-            acc = probs_push_at(acc, p[5], y[5], oc, e, 5u, c_pp, c_pq);
-            acc = probs_push_at(acc, p[6], y[6], oc, e, 6u, c_pp, c_pq);
-            acc = probs_push_at(acc, p[7], y[7], oc, e, 7u, c_pp, c_pq);
+            let p2 = load_a8(e2, oc.lo, oc.hi);
+            let y2 = load_b8(e2, oc.lo, oc.hi);
+            acc = probs_push8(acc, p, y, oc, e, c_pp, c_pq);
+            acc = probs_push8(acc, p2, y2, oc, e2, c_pp, c_pq);
+        }
+        //#end
+        for (; !EACH && e < oc.hi; e += 8u * LANES) {
+            acc = probs_push8(acc, load_a8(e, oc.lo, oc.hi), load_b8(e, oc.lo, oc.hi), oc, e, c_pp, c_pq);
         }
         for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
             let i = e - params.a_base;

@@ -22,22 +22,36 @@ fn gaussian_kl_part(inv: Invocation) {
     write_part_sum(slot, row_sum(slot, gaussian_scan(slot, part.row * params.cols, part.start, part.end)));
 }
 
+fn gaussian_terms8(acc: SumFlags, mu: array<f32, 8>, lv: array<f32, 8>, oc: Octets, e: u32) -> SumFlags {
+    var r = gaussian_term_at(acc, mu[0], lv[0], oc, e, 0u);
+    r = gaussian_term_at(r, mu[1], lv[1], oc, e, 1u);
+    r = gaussian_term_at(r, mu[2], lv[2], oc, e, 2u);
+    r = gaussian_term_at(r, mu[3], lv[3], oc, e, 3u);
+    r = gaussian_term_at(r, mu[4], lv[4], oc, e, 4u);
+    r = gaussian_term_at(r, mu[5], lv[5], oc, e, 5u);
+    r = gaussian_term_at(r, mu[6], lv[6], oc, e, 6u);
+    return gaussian_term_at(r, mu[7], lv[7], oc, e, 7u);
+}
+
 // One lane's terms over columns [start, end) of the row at `base`.
 fn gaussian_scan(slot: RowSlot, base: u32, start: u32, end: u32) -> SumFlags {
     var acc = SumFlags(0.0, 0u);
     if slot.live {
         let oc = octets(slot, base, start, end);
-        for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
+        var e = oc.first;
+        //#steps2
+        for (; !EACH && e + 8u * LANES < oc.hi; e += 16u * LANES) {
+            let e2 = e + 8u * LANES;
             let mu = load_a8(e, oc.lo, oc.hi);
             let lv = load_b8(e, oc.lo, oc.hi);
-            acc = gaussian_term_at(acc, mu[0], lv[0], oc, e, 0u);
-            acc = gaussian_term_at(acc, mu[1], lv[1], oc, e, 1u);
-            acc = gaussian_term_at(acc, mu[2], lv[2], oc, e, 2u);
-            acc = gaussian_term_at(acc, mu[3], lv[3], oc, e, 3u);
-            acc = gaussian_term_at(acc, mu[4], lv[4], oc, e, 4u);
-            acc = gaussian_term_at(acc, mu[5], lv[5], oc, e, 5u);
-            acc = gaussian_term_at(acc, mu[6], lv[6], oc, e, 6u);
-            acc = gaussian_term_at(acc, mu[7], lv[7], oc, e, 7u);
+            let mu2 = load_a8(e2, oc.lo, oc.hi);
+            let lv2 = load_b8(e2, oc.lo, oc.hi);
+            acc = gaussian_terms8(acc, mu, lv, oc, e);
+            acc = gaussian_terms8(acc, mu2, lv2, oc, e2);
+        }
+        //#end
+        for (; !EACH && e < oc.hi; e += 8u * LANES) {
+            acc = gaussian_terms8(acc, load_a8(e, oc.lo, oc.hi), load_b8(e, oc.lo, oc.hi), oc, e);
         }
         for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
             let i = e - params.a_base;

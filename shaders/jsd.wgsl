@@ -96,7 +96,19 @@ fn jsd_scan(slot: RowSlot, base: u32) -> SideStats {
     var r = SideStats(stats_at(k), stats_at(k));
     if slot.live {
         let oc = octets(slot, base, 0u, params.cols);
-        for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
+        var e = oc.first;
+        //#steps2
+        for (; !EACH && e + 8u * LANES < oc.hi; e += 16u * LANES) {
+            let e2 = e + 8u * LANES;
+            let x = load_a8(e, oc.lo, oc.hi);
+            let y = load_b8(e, oc.lo, oc.hi);
+            let x2 = load_a8(e2, oc.lo, oc.hi);
+            let y2 = load_b8(e2, oc.lo, oc.hi);
+            r.p = stats_push8(stats_push8(r.p, x, oc, e), x2, oc, e2);
+            r.q = stats_push8(stats_push8(r.q, y, oc, e), y2, oc, e2);
+        }
+        //#end
+        for (; !EACH && e < oc.hi; e += 8u * LANES) {
             r.p = stats_push8(r.p, load_a8(e, oc.lo, oc.hi), oc, e);
             r.q = stats_push8(r.q, load_b8(e, oc.lo, oc.hi), oc, e);
         }

@@ -31,14 +31,17 @@ fn write_softmax_cols(slot: RowSlot, st: RowStats, base: u32, start: u32, end: u
     let oc = octets(slot, base, start, end);
     let out = params.out_base + base;
     let whole = ((oc.lo | oc.hi) & 3u) == 0u && ((params.out_base - params.a_base) & 3u) == 0u;
-    for (var e = oc.first; !EACH && whole && e < oc.hi; e += 8u * LANES) {
+    var e = oc.first;
+    //#steps2
+    for (; !EACH && whole && e + 8u * LANES < oc.hi; e += 16u * LANES) {
         let x = load_a8(e, oc.lo, oc.hi);
-        let y = array<f32, 8>(
-            softmax_of(st, x[0]), softmax_of(st, x[1]), softmax_of(st, x[2]), softmax_of(st, x[3]),
-            softmax_of(st, x[4]), softmax_of(st, x[5]), softmax_of(st, x[6]), softmax_of(st, x[7]),
-        );
-        // each quad is the row's or wholly outside it: before it (only a first quad) or past it
-        store_out8(e - params.a_base + params.out_base, y, e >= oc.lo, e + octet_gap() < oc.hi);
+        let x2 = load_a8(e + 8u * LANES, oc.lo, oc.hi);
+        softmax_octet(st, x, oc, e);
+        softmax_octet(st, x2, oc, e + 8u * LANES);
+    }
+    //#end
+    for (; !EACH && whole && e < oc.hi; e += 8u * LANES) {
+        softmax_octet(st, load_a8(e, oc.lo, oc.hi), oc, e);
     }
     for (var e = oc.first; !EACH && !whole && e < oc.hi; e += 8u * LANES) {
         let x = load_a8(e, oc.lo, oc.hi);
@@ -54,6 +57,16 @@ fn write_softmax_cols(slot: RowSlot, st: RowStats, base: u32, start: u32, end: u
     for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
         softmax_write_at(st, load_a(e - params.a_base), oc, e, 0u, out);
     }
+}
+
+// The octet at e of a range of whole quads, written: each quad is the row's or wholly outside
+// it (before it: only a first quad; or past it).
+fn softmax_octet(st: RowStats, x: array<f32, 8>, oc: Octets, e: u32) {
+    let y = array<f32, 8>(
+        softmax_of(st, x[0]), softmax_of(st, x[1]), softmax_of(st, x[2]), softmax_of(st, x[3]),
+        softmax_of(st, x[4]), softmax_of(st, x[5]), softmax_of(st, x[6]), softmax_of(st, x[7]),
+    );
+    store_out8(e - params.a_base + params.out_base, y, e >= oc.lo, e + octet_gap() < oc.hi);
 }
 
 fn softmax_write_at(st: RowStats, x: f32, oc: Octets, e: u32, k: u32, out: u32) {

@@ -266,7 +266,10 @@ fn report_push_at(acc: XentScan, x: f32, oc: Octets, e: u32, k: u32, goal: Targe
 // The octet at e into the lane's pass; `whole` is a constant at each call, so the octets
 // inside the row take no masks.
 fn report_octet(acc: XentScan, oc: Octets, e: u32, goal: Target, ro: Ranks, whole: bool) -> XentScan {
-    let x = load_a8(e, oc.lo, oc.hi);
+    return report_push8(acc, load_a8(e, oc.lo, oc.hi), oc, e, goal, ro, whole);
+}
+
+fn report_push8(acc: XentScan, x: array<f32, 8>, oc: Octets, e: u32, goal: Target, ro: Ranks, whole: bool) -> XentScan {
     var r = report_push_at(acc, x[0], oc, e, 0u, goal, ro, whole);
     r = report_push_at(r, x[1], oc, e, 1u, goal, ro, whole);
     r = report_push_at(r, x[2], oc, e, 2u, goal, ro, whole);
@@ -317,6 +320,14 @@ fn report_scan(slot: RowSlot, base: u32, start: u32, end: u32, goal: Target) -> 
             acc = report_octet(acc, oc, e, goal, ro, false);
             e += 8u * LANES;
         }
+        //#steps2
+        for (; octet_end(e + 8u * LANES) <= oc.hi; e += 16u * LANES) {
+            let x = load_a8(e, oc.lo, oc.hi);
+            let x2 = load_a8(e + 8u * LANES, oc.lo, oc.hi);
+            acc = report_push8(acc, x, oc, e, goal, ro, true);
+            acc = report_push8(acc, x2, oc, e + 8u * LANES, goal, ro, true);
+        }
+        //#end
         for (; octet_end(e) <= oc.hi; e += 8u * LANES) {
             acc = report_octet(acc, oc, e, goal, ro, true);
         }

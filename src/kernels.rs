@@ -248,6 +248,9 @@ pub(crate) struct Reads {
     /// The layout's tile form ([`RowLayout::tile`], the `TILE` override of
     /// shaders/common/row_reduce.wgsl).
     pub(crate) tile: bool,
+    /// Octets a lane loads a step ([`RowLayout::steps`]: a module of its own,
+    /// [`wgsl::Module::steps`]).
+    pub(crate) steps: u32,
 }
 
 type PipelineKey = (Kernel, DType, Reads, u32, u32, GradMode);
@@ -410,11 +413,11 @@ impl Kernels {
         *lock(&self.pin) = layout;
     }
 
-    /// Workgroup size and lanes per row of the kernels that read rows of `cols` columns: the
+    /// The layout (but its parts) of the kernels that read rows of `cols` columns: the
     /// pinned layout where there is one, within the device's workgroup limit and with at
     /// least the lanes llvmpipe's loop limit needs (results are right whatever is pinned),
     /// else the rule's.
-    pub(crate) fn rows_layout(&self, cols: u64) -> (u32, u32, bool) {
+    pub(crate) fn rows_layout(&self, cols: u64) -> RowLayout {
         match self.pinned() {
             Some(p) => self.within_limits(p, cols),
             None => self.rule_layout(cols),
@@ -422,16 +425,18 @@ impl Kernels {
     }
 
     /// [`Kernels::row_layout_for`], in the tile form on CPU adapters (faster on llvmpipe on
-    /// one host, slower on another: docs/performance.md) and element by element on GPUs
-    /// until a device's figures say otherwise (the tuner times both forms there).
-    fn rule_layout(&self, cols: u64) -> (u32, u32, bool) {
-        let (wg, lanes) = self.row_layout_for(cols);
-        (wg, lanes, self.cpu_layout)
+    /// one host, slower on another: docs/performance.md) and element by element on GPUs,
+    /// an octet a step,
+    /// until a device's figures say otherwise (the tuner times both forms and two octets a
+    /// step there).
+    fn rule_layout(&self, cols: u64) -> RowLayout {
+        let (workgroup, lanes) = self.row_layout_for(cols);
+        RowLayout { workgroup, lanes, steps: 1, parts: 1, tile: self.cpu_layout }
     }
 
     /// The layout of a row dispatch (key [`dispatch_key`]) of `cols` columns: the pinned
     /// one, else the tuner's, else the rule's; noted while the tuner watches.
-    pub(crate) fn dispatch_layout(&self, key: String, cols: u64) -> (u32, u32, bool) {
+    pub(crate) fn dispatch_layout(&self, key: String, cols: u64) -> RowLayout {
         let tuned = lock(&self.tuned).get(&key).copied();
         if let Some(seen) = lock(&self.seen).as_mut() {
             seen.push(key);
@@ -473,21 +478,20 @@ impl Kernels {
 
     /// `p` as the device runs it for rows of `cols` columns: within its workgroup limit and
     /// with at least the lanes llvmpipe's loop limit needs.
-    fn within_limits(&self, p: RowLayout, cols: u64) -> (u32, u32, bool) {
+    fn within_limits(&self, p: RowLayout, cols: u64) -> RowLayout {
         let largest = 1u32 << (31 - self.max_workgroup.max(1).leading_zeros());
         let mut lanes = p.lanes.min(largest);
         if let Some(cap) = self.step_cap {
             lanes = lanes.max(cols.div_ceil(cap.max(1)).next_power_of_two().min(u64::from(largest)) as u32);
         }
-        (p.workgroup.clamp(lanes, largest), lanes, p.tile)
+        RowLayout { workgroup: p.workgroup.clamp(lanes, largest), lanes, parts: 1, ..p }
     }
 
     /// The layout a job of `rows` rows of `cols` columns runs its row kernels with.
     pub(crate) fn layout_for(&self, rows: u64, cols: u64) -> RowLayout {
         let parts = self.row_parts(rows, cols);
         let read_cols = if parts > 1 { crate::plan::part_cols(cols, parts) } else { cols };
-        let (workgroup, lanes, tile) = self.rows_layout(read_cols);
-        RowLayout { workgroup, lanes, parts: parts as u32, tile }
+        RowLayout { parts: parts as u32, ..self.rows_layout(read_cols) }
     }
 
     /// The bind group layout of `kernel`: its bindings of the table, [`KernelInfo::bindings`].
@@ -593,7 +597,8 @@ impl Kernels {
             Stage::Matmul => return Err(Error::Gpu("the matrix product's pipeline is matmul_pipeline's".into())),
             _ => &row_constants,
         };
-        let pipeline = self.compile(kernel, kernel.module(dtype, reads.vec4, self.subgroups), constants)?;
+        let module = kernel.module(dtype, reads.vec4, self.subgroups).stepping(reads.steps);
+        let pipeline = self.compile(kernel, module, constants)?;
         lock(&self.pipelines).insert(key, pipeline.clone());
         Ok(pipeline)
     }

@@ -35,6 +35,23 @@ fn shaders_with_and_without_runtime_checks_give_the_same_bits() {
     matrix::same_bits(&open(true), &open(false));
 }
 
+/// Two octets a lane a step ([`xent::RowLayout::steps`]) give the bits of one: a lane meets
+/// its elements in the same order (a layout of 8 lanes in the tile form, rows in 2 parts).
+/// Two minutes on lavapipe, so `.ci/run` runs it once rather than in every pass over this
+/// file: `cargo test --test gpu -- --ignored`.
+#[test]
+#[ignore = "slow: .ci/run runs it once"]
+fn two_octets_a_step_give_the_bits_of_one() {
+    let Some(Backend::Gpu(shared)) = context() else { return };
+    let open = |steps: u32| {
+        let ctx = xent::Context::from_adapter(shared.adapter().clone()).unwrap();
+        let layout: xent::RowLayout = "32x8/2+tile".parse().unwrap();
+        ctx.recorder().set_layout(Some(layout.stepping(steps).unwrap()));
+        Backend::Gpu(ctx)
+    };
+    matrix::same_bits(&open(1), &open(2));
+}
+
 /// Data over the 128 MiB binding limit of the software device is processed in chunks,
 /// and a dispatch of more than 65,535 workgroups takes a 2-D grid.
 #[test]

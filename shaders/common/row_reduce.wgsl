@@ -120,6 +120,19 @@ fn target_at(row: u32, live: bool, base: u32) -> Target {
 //   for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) { let x = load_a(e - params.a_base); ... }
 override EACH: bool = false;
 
+// Octets a lane loads ahead a step (1 or 2; RowLayout::steps). With 2, the main column loops
+// take the lane's octets in pairs, both loaded before the math of either, then the last one
+// alone; a lane meets its octets in the same order either way, so the bits are the same.
+// The paired loops sit between the lines `//#steps2` and `//#end`, which the module of one
+// octet a step leaves out (src/kernels/wgsl.rs), so the layouts that do not take them pay
+// nothing for them (llvmpipe builds a pipeline from the whole text, dead loops included):
+//
+//   var e = oc.first;
+//   //#steps2
+//   for (; !EACH && e + 8u * LANES < oc.hi; e += 16u * LANES) { two octets }
+//   //#end
+//   for (; !EACH && e < oc.hi; e += 8u * LANES) { one octet }
+
 const NO_COL: u32 = 0xffffffffu;
 
 struct Octets {
@@ -282,27 +295,47 @@ fn entropy_push_at(acc: EntropyStats, x: f32, oc: Octets, e: u32, k: u32) -> Ent
     return entropy_push(acc, select(neg_inf(), x, mine), select(NO_COL, octet_col(oc, e, k), mine));
 }
 
+fn entropy_push8(acc: EntropyStats, x: array<f32, 8>, oc: Octets, e: u32) -> EntropyStats {
+    var r = entropy_push_at(acc, x[0], oc, e, 0u);
+    r = entropy_push_at(r, x[1], oc, e, 1u);
+    r = entropy_push_at(r, x[2], oc, e, 2u);
+    r = entropy_push_at(r, x[3], oc, e, 3u);
+    r = entropy_push_at(r, x[4], oc, e, 4u);
+    r = entropy_push_at(r, x[5], oc, e, 5u);
+    r = entropy_push_at(r, x[6], oc, e, 6u);
+    return entropy_push_at(r, x[7], oc, e, 7u);
+}
+
 // stats_scan_a at scale 1 with the entropy sum (EntropyStats).
 fn entropy_scan_a(slot: RowSlot, base: u32, start: u32, end: u32) -> EntropyStats {
     var acc = EntropyStats(stats_empty(), 0.0);
     if slot.live {
         let oc = octets(slot, base, start, end);
-        for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
+        var e = oc.first;
+        //#steps2
+        for (; !EACH && e + 8u * LANES < oc.hi; e += 16u * LANES) {
             let x = load_a8(e, oc.lo, oc.hi);
-            acc = entropy_push_at(acc, x[0], oc, e, 0u);
-            acc = entropy_push_at(acc, x[1], oc, e, 1u);
-            acc = entropy_push_at(acc, x[2], oc, e, 2u);
-            acc = entropy_push_at(acc, x[3], oc, e, 3u);
-            acc = entropy_push_at(acc, x[4], oc, e, 4u);
-            acc = entropy_push_at(acc, x[5], oc, e, 5u);
-            acc = entropy_push_at(acc, x[6], oc, e, 6u);
-            acc = entropy_push_at(acc, x[7], oc, e, 7u);
+            let x2 = load_a8(e + 8u * LANES, oc.lo, oc.hi);
+            acc = entropy_push8(acc, x, oc, e);
+            acc = entropy_push8(acc, x2, oc, e + 8u * LANES);
+        }
+        //#end
+        for (; !EACH && e < oc.hi; e += 8u * LANES) {
+            acc = entropy_push8(acc, load_a8(e, oc.lo, oc.hi), oc, e);
         }
         for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
             acc = entropy_push(acc, load_a(e - params.a_base), e - oc.col0);
         }
     }
     return acc;
+}
+
+// An octet into the stats in the layout's form where `tiled`, else element by element.
+fn stats_octet(st: RowStats, x: array<f32, 8>, oc: Octets, e: u32, tiled: bool) -> RowStats {
+    if tiled {
+        return stats_push8(st, x, oc, e);
+    }
+    return stats_each8(st, x, oc, e);
 }
 
 // One lane's online (m, s) and argmax over columns [start, end) of input a from `base`,
@@ -312,13 +345,17 @@ fn stats_scan_a(slot: RowSlot, base: u32, start: u32, end: u32, k: f32, tiled: b
     var st = stats_at(k);
     if slot.live {
         let oc = octets(slot, base, start, end);
-        for (var e = oc.first; !EACH && e < oc.hi; e += 8u * LANES) {
+        var e = oc.first;
+        //#steps2
+        for (; !EACH && e + 8u * LANES < oc.hi; e += 16u * LANES) {
             let x = load_a8(e, oc.lo, oc.hi);
-            if tiled {
-                st = stats_push8(st, x, oc, e);
-            } else {
-                st = stats_each8(st, x, oc, e);
-            }
+            let x2 = load_a8(e + 8u * LANES, oc.lo, oc.hi);
+            st = stats_octet(st, x, oc, e, tiled);
+            st = stats_octet(st, x2, oc, e + 8u * LANES, tiled);
+        }
+        //#end
+        for (; !EACH && e < oc.hi; e += 8u * LANES) {
+            st = stats_octet(st, load_a8(e, oc.lo, oc.hi), oc, e, tiled);
         }
         for (var e = oc.lo + slot.lane; EACH && e < oc.hi; e += LANES) {
             st = stats_push(st, load_a(e - params.a_base), e - oc.col0);

@@ -165,8 +165,9 @@ impl Recorder {
     }
 
     /// The layouts a job of `rows` rows of `cols` columns can take around the rule's choice
-    /// (first): lanes a quarter to four times the rule's, workgroups half to four times,
-    /// split rows with half and twice the parts and unsplit; each as the device runs it
+    /// (first), then the rule's with two octets a step ([`RowLayout::steps`]), lanes a
+    /// quarter to four times the rule's, workgroups half to four times, split rows with half
+    /// and twice the parts and unsplit; each as the device runs it
     /// (within its limits), without repeats, each in the rule's form and then in the other
     /// ([`RowLayout::tile`]). What `xent bench --sweep` and the tuner time.
     pub fn layout_candidates(&self, rows: u64, cols: u64) -> Vec<RowLayout> {
@@ -194,6 +195,9 @@ impl Recorder {
             }
         };
         add(rule);
+        if let Ok(two) = rule.stepping(2) {
+            add(two);
+        }
         for (num, den) in [(1, 4), (1, 2), (1, 1), (2, 1), (4, 1)] {
             let lanes = scaled(rule.lanes, num, den).next_power_of_two();
             for (wn, wd) in [(1, 2), (1, 1), (2, 1), (4, 1)] {

@@ -17,13 +17,15 @@ fn variants() -> impl Iterator<Item = (DType, bool)> {
     DTYPES.into_iter().flat_map(|d| [(d, true), (d, false)])
 }
 
-/// Every module of the kernel table, with and without subgroups, parsed and validated once.
+/// Every module of the kernel table, with and without subgroups, of one and two octets a
+/// step, parsed and validated once.
 fn modules() -> &'static HashMap<Module, (naga::Module, ModuleInfo)> {
     static MODULES: OnceLock<HashMap<Module, (naga::Module, ModuleInfo)>> = OnceLock::new();
     MODULES.get_or_init(|| {
         let keys: HashSet<Module> = Kernel::ALL
             .iter()
             .flat_map(|k| variants().flat_map(move |(d, v)| [false, true].map(|sg| k.module(d, v, sg))))
+            .flat_map(|m| [m, m.stepping(2)])
             .collect();
         keys.into_iter().map(|key| (key, parse(key))).collect()
     })
@@ -61,7 +63,9 @@ fn specialised(
     subgroups: bool,
 ) -> (naga::Module, ModuleInfo) {
     let short = lanes == 1;
-    let (module, info) = parse_module(kernel, dtype, !short, subgroups);
+    // two octets a step in the layouts of 8 lanes and more
+    let steps = if lanes >= 8 { 2 } else { 1 };
+    let (module, info) = &modules()[&kernel.module(dtype, !short, subgroups).stepping(steps)];
     let mut constants = PipelineConstants::default();
     if !matches!(kernel.info().stage, Stage::Reduce | Stage::Matmul) {
         constants.insert("WG".to_string(), f64::from(wg));
@@ -489,5 +493,29 @@ fn flag_bits_match_the_wgsl_constants() {
         ("AUX_IGNORED", super::AUX_IGNORED),
     ] {
         assert_eq!(value(name), bit, "{name}");
+    }
+}
+
+/// The module of one octet a step leaves out the paired column loops and nothing else:
+/// every `//#steps2` is closed by an `//#end` before the next, the module of two keeps
+/// every line, and only it steps over two octets.
+#[test]
+fn one_octet_a_step_leaves_out_the_paired_loops() {
+    for kernel in Kernel::ALL {
+        let one = kernel.module(DType::F16, true, false);
+        let (text, two) = (one.pieces().concat(), one.stepping(2).source());
+        assert_eq!(two, text, "{}", kernel.entry());
+        let mut open = false;
+        for line in text.lines().map(str::trim) {
+            if line == "//#steps2" || line == "//#end" {
+                assert_eq!(open, line == "//#end", "{}: {line} out of place", kernel.entry());
+                open = !open;
+            }
+        }
+        assert!(!open, "{}: //#steps2 not closed", kernel.entry());
+        let pairs = |s: &str| s.lines().filter(|l| !l.trim().starts_with("//") && l.contains("16u * LANES")).count();
+        assert_eq!(pairs(&one.source()), 0, "{}", kernel.entry());
+        let row_kernel = !matches!(kernel.info().stage, Stage::Reduce | Stage::Matmul);
+        assert_eq!(pairs(&two) > 0, row_kernel, "{}", kernel.entry());
     }
 }

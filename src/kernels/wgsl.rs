@@ -1,7 +1,7 @@
 //! Shader modules composed from the files of `shaders/`: each file is in the binary once,
 //! and a module's text is put together (in the order the files are listed here) when the
-//! first pipeline of its family, dtype, load width and lanes (with or without subgroups) is
-//! built.
+//! first pipeline of its family, dtype, load width, lanes (with or without subgroups) and
+//! octets a step is built.
 
 use crate::loss::DType;
 
@@ -62,6 +62,9 @@ pub(crate) struct Module {
     /// `wgpu::Features::SUBGROUP`), else with row_lanes.wgsl: WGSL with subgroup builtins
     /// does not compile on a device without the feature, so it is a module of its own.
     pub(crate) subgroups: bool,
+    /// Octets a lane loads a step ([`crate::RowLayout::steps`], 1 or 2): the module of one
+    /// leaves out the paired column loops, the lines between `//#steps2` and `//#end`.
+    pub(crate) steps: u32,
 }
 
 impl Family {
@@ -88,9 +91,9 @@ impl Family {
     pub(crate) fn module(self, dtype: DType, vec4: bool, subgroups: bool) -> Module {
         match self {
             Family::Reduce | Family::Matmul => {
-                Module { family: self, dtype: DType::F32, vec4: false, subgroups: false }
+                Module { family: self, dtype: DType::F32, vec4: false, subgroups: false, steps: 1 }
             }
-            _ => Module { family: self, dtype, vec4, subgroups },
+            _ => Module { family: self, dtype, vec4, subgroups, steps: 1 },
         }
     }
 }
@@ -113,9 +116,32 @@ impl Module {
         pieces
     }
 
-    /// The module's WGSL text.
+    /// This module with `steps` octets a lane a step (1 or 2; the reduction and the matrix
+    /// product have no column loops, so one module whatever the steps).
+    pub(crate) fn stepping(self, steps: u32) -> Module {
+        match self.family {
+            Family::Reduce | Family::Matmul => self,
+            _ => Module { steps: steps.clamp(1, 2), ..self },
+        }
+    }
+
+    /// The module's WGSL text: with one octet a step, without the paired loops.
     pub(crate) fn source(self) -> String {
-        self.pieces().concat()
+        let text = self.pieces().concat();
+        if self.steps > 1 {
+            return text;
+        }
+        let mut kept = String::with_capacity(text.len());
+        let mut paired = false;
+        for line in text.split_inclusive('\n') {
+            match line.trim() {
+                "//#steps2" => paired = true,
+                "//#end" => paired = false,
+                _ if !paired => kept.push_str(line),
+                _ => {}
+            }
+        }
+        kept
     }
 }
 

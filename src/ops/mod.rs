@@ -325,16 +325,20 @@ fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Prep
     // the columns each row kernel reads: the whole row, or one part of a split row; a
     // kernel that reads a record a row runs one invocation per row
     let read_cols = if info.reads == Cols::Part { u64::from(template.part_cols) } else { cols };
-    let (wg, lanes, tile) = match info.reads {
-        Cols::RowPerWorkgroup(n) => (n.min(max_wg), n.min(max_wg), false),
+    let (wg, lanes, tile, steps) = match info.reads {
+        Cols::RowPerWorkgroup(n) => (n.min(max_wg), n.min(max_wg), false, 1),
         Cols::Record => {
             let (wg, lanes) = kernels.row_layout_for(1);
-            (wg, lanes, false)
+            (wg, lanes, false, 1)
         }
-        Cols::Row => {
-            kernels.dispatch_layout(crate::kernels::dispatch_key(kernel, template.flags, dtype, rows, cols), cols)
+        Cols::Row | Cols::Part => {
+            let l = match info.reads {
+                Cols::Row => kernels
+                    .dispatch_layout(crate::kernels::dispatch_key(kernel, template.flags, dtype, rows, cols), cols),
+                _ => kernels.rows_layout(read_cols),
+            };
+            (l.workgroup, l.lanes, l.tile, l.steps)
         }
-        Cols::Part => kernels.rows_layout(read_cols),
     };
     // vec4 loads where both input bindings are whole vectors (every buffer xent allocates;
     // a caller's buffer that ends inside the last vector of its data is read by words)
@@ -347,6 +351,7 @@ fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Prep
         entropy: template.flags & flags::ENTROPY != 0,
         report: template.flags & flags::REPORT != 0,
         tile,
+        steps,
     };
     let pipeline = kernels.pipeline(kernel, dtype, reads, wg, lanes, grad)?;
     let params = RowParams {
