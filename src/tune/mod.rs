@@ -109,6 +109,8 @@ pub(crate) struct Tuner {
     spent: Mutex<Duration>,
     /// The budgets of a kind of job and of the process ([`Context::set_tune_budget`]).
     budget: Mutex<(Duration, Duration)>,
+    /// Input bytes a scratch job may take, where set ([`Context::set_tune_scratch`]).
+    scratch_bytes: Mutex<Option<u64>>,
     notes: Mutex<Vec<String>>,
     busy: AtomicBool,
     /// Kinds of job met in this process: the layout each runs with, where tuned (the
@@ -135,6 +137,7 @@ impl Tuner {
             fingerprint: fingerprint(adapter),
             spent: Mutex::default(),
             budget: Mutex::new((PER_KEY, PER_PROCESS)),
+            scratch_bytes: Mutex::default(),
             notes: Mutex::default(),
             busy: AtomicBool::new(false),
             jobs: Mutex::default(),
@@ -179,6 +182,14 @@ impl Context {
         *self.tuner.budget.lock().unwrap_or_else(|p| p.into_inner()) = (per_kind, per_process);
     }
 
+    /// Sets the input bytes of the scratch job the tuner times its candidates on: the job's
+    /// own rows where they fit in `max_bytes` (a row at least). Unless set, a scratch job has
+    /// at most 4096 rows and 32 MiB, which keeps a job's own tuning short but can rank the
+    /// candidates otherwise than the job's size would (caches). `xent tune` sets 256 MiB.
+    pub fn set_tune_scratch(&self, max_bytes: u64) {
+        *self.tuner.scratch_bytes.lock().unwrap_or_else(|p| p.into_inner()) = Some(max_bytes);
+    }
+
     /// What the tuner has to say (a cache it could not read or write, a job it could not
     /// time), each once; taken, so the next call gives only newer notes.
     pub fn tune_notes(&self) -> Vec<String> {
@@ -217,7 +228,8 @@ impl Context {
 
     fn tune_job(&self, template: &Loss, rows: u64, report: bool) -> Result<Option<RowLayout>> {
         let kernels = self.recorder().kernels();
-        let job = scratch::Scratch::new(self, template, rows, report)?;
+        let max_bytes = *self.tuner.scratch_bytes.lock().unwrap_or_else(|p| p.into_inner());
+        let job = scratch::Scratch::new(self, template, rows, report, max_bytes)?;
         // the row dispatches the job records, with the rule's layouts (or the tuned ones)
         kernels.watch(true);
         let recorded = job.time(self, None);

@@ -15,7 +15,8 @@ use crate::loss::{Batch, DType, Floats, Labels, LogBase, Loss};
 use crate::op::{Domain, Op};
 use crate::stream::RunOptions;
 
-/// Bytes of a scratch job's float inputs at most, and its rows at most.
+/// Bytes of a scratch job's float inputs at most, and its rows at most, unless the context
+/// sets its own bytes ([`Context::set_tune_scratch`]).
 const SCRATCH_BYTES: u64 = 32 << 20;
 const SCRATCH_ROWS: u64 = 4096;
 /// Row ranges a record may time (two queries each).
@@ -62,6 +63,18 @@ fn bytes(v: &[f32], dtype: DType) -> Vec<u8> {
     b
 }
 
+/// Rows of a scratch job for a job of `rows` rows of `row_bytes` (writing `out_cols` f32 a
+/// row): as many as fit in `max_bytes` where set, else at most [`SCRATCH_ROWS`] and
+/// [`SCRATCH_BYTES`]; every buffer within `max_buffer`, and one row at least.
+fn scratch_rows(rows: u64, row_bytes: u64, out_cols: u64, max_bytes: Option<u64>, max_buffer: u64) -> u64 {
+    let row_bytes = row_bytes.max(1);
+    let rows = match max_bytes {
+        Some(bytes) => rows.min(bytes / row_bytes),
+        None => rows.min(SCRATCH_ROWS).min(SCRATCH_BYTES / row_bytes),
+    };
+    rows.min(max_buffer / row_bytes.max(4 * out_cols)).max(1)
+}
+
 /// A job like the caller's on the tuner's own buffers.
 pub(super) struct Scratch {
     op: Op,
@@ -81,12 +94,21 @@ pub(super) struct Scratch {
 }
 
 impl Scratch {
-    /// Scratch buffers for a job like `template` over `rows` rows (at most a piece's worth).
-    pub(super) fn new(ctx: &Context, template: &Loss, rows: u64, report: bool) -> Result<Scratch> {
+    /// Scratch buffers for a job like `template` over `rows` rows: as many as fit in
+    /// `max_bytes` of the first input, else at most [`SCRATCH_ROWS`] and [`SCRATCH_BYTES`].
+    pub(super) fn new(
+        ctx: &Context,
+        template: &Loss,
+        rows: u64,
+        report: bool,
+        max_bytes: Option<u64>,
+    ) -> Result<Scratch> {
         let d = ctx.device();
         let (op, first) = (template.op, template.primary());
         let (cols, dtype) = (first.cols as u64, first.data.dtype());
-        let rows = rows.min(SCRATCH_ROWS).min((SCRATCH_BYTES / (cols * dtype.size() as u64)).max(1));
+        let out_cols = if op.writes_rows() { cols } else { 1 };
+        let row_bytes = cols * dtype.size() as u64;
+        let rows = scratch_rows(rows, row_bytes, out_cols, max_bytes, d.limits().max_buffer_size);
         let (r, c) = (rows as usize, cols as usize);
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ cols);
         let sig = op.signature();
@@ -107,7 +129,6 @@ impl Scratch {
         let labels: Vec<i32> = (0..r).map(|i| (i * 7919 % c) as i32).collect();
         let labels = sig.labels.then(|| upload("xent tune labels", bytemuck::cast_slice(&labels)));
         let weights = template.inputs.weights.map(|w| upload("xent tune weights", bytemuck::cast_slice(w)));
-        let out_cols = if op.writes_rows() { cols } else { 1 };
         let queries = d.features().contains(wgpu::Features::TIMESTAMP_QUERY).then(|| {
             let set = d.create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("xent tune timestamps"),
@@ -331,5 +352,27 @@ impl<'a> Spec<'a> {
         loss.inputs.weights = self.weights;
         loss.softcap = self.softcap;
         Some(loss)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scratch_rows;
+
+    #[test]
+    fn scratch_jobs_are_the_jobs_rows_within_the_limits() {
+        let (mib, big) = (1u64 << 20, u64::MAX);
+        // the default: 4096 rows at most, 32 MiB at most
+        assert_eq!(scratch_rows(65536, 4000, 1, None, big), 4096);
+        assert_eq!(scratch_rows(8192, 16384, 1, None, big), 2048);
+        assert_eq!(scratch_rows(100, 4000, 1, None, big), 100);
+        // set: the job's own rows where they fit
+        assert_eq!(scratch_rows(65536, 4000, 1, Some(256 * mib), big), 65536);
+        assert_eq!(scratch_rows(65536, 8192, 1, Some(256 * mib), big), 32768);
+        // rows written as f32 within the device's buffer limit (softmax of f16)
+        assert_eq!(scratch_rows(65536, 2000, 1000, Some(256 * mib), 128 * mib), 33554);
+        // a row at least, whatever the limits
+        assert_eq!(scratch_rows(10, 1 << 30, 1, Some(mib), mib), 1);
+        assert_eq!(scratch_rows(0, 4000, 1, None, big), 1);
     }
 }
