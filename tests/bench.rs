@@ -212,3 +212,36 @@ fn bench_sweeps_the_layouts() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("XENT_LAYOUT"));
 }
+
+/// With the tuner on, `--sweep` asks it for its choice first (as `xent tune` makes it, kept
+/// in its cache) and the best line says how that choice compares with every candidate,
+/// timed in the same rounds; with it off, the line has no such fields.
+#[test]
+fn bench_sweep_names_the_tuners_choice() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("tune.json");
+    let sweep = |tune: &str| {
+        bench(
+            Command::new(env!("CARGO_BIN_EXE_xent"))
+                .args(["bench", "--device", "gpu", "--sweep", "--no-reference", "--iters", "1"])
+                .args(["--shapes", "64x1000", "--dtypes", "f32", "--ops", "ce"])
+                .env("XENT_TUNE", tune)
+                .env("XENT_TUNE_CACHE", &cache),
+        )
+    };
+    let Some(out) = sweep("on") else { return };
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (timed, best): (Vec<_>, Vec<_>) = lines.iter().partition(|v| v.get("sweep").is_none());
+    let tuned = best[0]["tuned_layout"].as_str().unwrap_or_else(|| panic!("no tuned_layout: {}", best[0]));
+    let line = timed.iter().find(|v| v["layout"] == tuned).unwrap_or_else(|| panic!("{tuned} not timed: {lines:?}"));
+    let over = best[0]["tuned_over_best"].as_f64().unwrap();
+    assert_eq!(over, line["seconds"].as_f64().unwrap() / best[0]["seconds"].as_f64().unwrap());
+    assert!(over >= 1.0, "{}", best[0]);
+    assert!(std::fs::read_to_string(&cache).unwrap().contains(tuned), "the choice is kept");
+    let out = sweep("off").unwrap();
+    let last: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert!(last.get("tuned_layout").is_none() && last["sweep"] == "best", "{last}");
+}

@@ -239,6 +239,11 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
         return Ok(());
     }
     let bench = Bench::new(&ctx);
+    if args.sweep {
+        // the tuner's choice beside the sweep's, made as `xent tune` makes it
+        ctx.set_tune_budget(std::time::Duration::from_secs(10), std::time::Duration::MAX);
+        ctx.set_tune_scratch(256 << 20);
+    }
     let adapter = ctx.adapter_label();
     let json_lines = args.json || args.sweep;
     if !json_lines {
@@ -262,9 +267,10 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
             for &variant in &grid.ops {
                 if args.sweep {
                     let job = setup.job(variant, dtype)?;
+                    let tuned = setup.tuned(variant, dtype);
                     let line = |copy, seconds| setup.line(&job, variant, dtype, copy, seconds, (None, None), &adapter);
                     let mut out = |v: Value| emit(&v);
-                    sweep::sweep(&bench, &ctx, (&job, &base, copy), iters, line, &mut out)?;
+                    sweep::sweep(&bench, &ctx, (&job, &base, copy), tuned, iters, line, &mut out)?;
                     continue;
                 }
                 let line = measure(&setup, variant, dtype, iters, &adapter, !args.no_reference)?;
@@ -318,6 +324,14 @@ impl Setup<'_> {
         job.report = variant.report;
         self.bench.time(&job, None, 1)?;
         Ok(job)
+    }
+
+    /// The tuner's choice for a job of `variant` in `dtype` (made now, as `xent tune` makes
+    /// it, or read from its cache), where the tuner is not off and no layout is pinned.
+    fn tuned(&self, variant: Variant, dtype: DType) -> Option<xent::RowLayout> {
+        let mut loss = self.data.loss(variant.op, dtype);
+        loss.softcap = variant.softcap;
+        self.ctx.tune(&loss, loss.primary().rows as u64, variant.report)
     }
 
     /// The copy under its best layout, once.

@@ -47,11 +47,13 @@ pub(super) fn best_copy(bench: &Bench, ctx: &Context, base: &Job) -> Result<RowL
 /// `job` under each of its candidate layouts, round robin (each candidate once a round, and
 /// the copy under `copy` once, for `iters` rounds), so that a device whose speed drifts (a
 /// shared machine) favours none of them: one JSON line each with its median (`line` fills in
-/// the rest), then one naming the fastest and how the rule's choice compares with it.
+/// the rest), then one naming the fastest and how the rule's choice, and the tuner's
+/// (`tuned`, where it chose one), compare with it.
 pub(super) fn sweep(
     bench: &Bench,
     ctx: &Context,
     (job, base, copy): (&Job, &Job, RowLayout),
+    tuned: Option<RowLayout>,
     iters: usize,
     line: impl Fn(f64, f64) -> Value,
     emit: &mut dyn FnMut(Value) -> Result<(), Failure>,
@@ -93,6 +95,14 @@ pub(super) fn sweep(
         "rule_over_best": rule_seconds / best_seconds,
         "candidates": timed.len(),
     });
+    // the tuner's choice, timed in the same rounds as every other candidate
+    if let (Some(fields), Some((seconds, layout, _))) =
+        (summary.as_object_mut(), tuned.and_then(|t| timed.iter().find(|(_, l, _)| *l == t)))
+    {
+        fields.insert("tuned_layout".into(), json!(layout.to_string()));
+        // above 1: the tuner's choice is that much slower than the best candidate
+        fields.insert("tuned_over_best".into(), json!(seconds / best_seconds));
+    }
     if let (Some(fields), Some(from)) = (summary.as_object_mut(), best_line.as_object()) {
         for key in ["op", "rows", "cols", "dtype", "seconds", "gbps", "copy_ratio", "adapter", "timing"] {
             if let Some(v) = from.get(key) {
