@@ -387,11 +387,11 @@ impl Kernels {
         self.cpu_layout
     }
 
-    /// Parts each of `rows` rows of `cols` columns is split into ([`crate::plan::row_parts`];
-    /// 1: not split).
-    pub(crate) fn row_parts(&self, rows: u64, cols: u64) -> u64 {
-        match self.pinned() {
-            // parts of at least 64 columns
+    /// Parts each of `rows` rows of `cols` columns is split into (1: not split): the pinned
+    /// layout's, else the tuner's for the job's dispatch key ([`dispatch_key`]) where given,
+    /// else the rule's ([`crate::plan::row_parts`]); parts of at least 64 columns.
+    pub(crate) fn row_parts(&self, key: Option<&str>, rows: u64, cols: u64) -> u64 {
+        match self.pinned().or_else(|| key.and_then(|k| self.tuned(k))) {
             Some(p) => u64::from(p.parts).min((cols / 64).max(1)),
             None => crate::plan::row_parts(rows, cols, self.cpu_layout),
         }
@@ -489,7 +489,7 @@ impl Kernels {
 
     /// The layout a job of `rows` rows of `cols` columns runs its row kernels with.
     pub(crate) fn layout_for(&self, rows: u64, cols: u64) -> RowLayout {
-        let parts = self.row_parts(rows, cols);
+        let parts = self.row_parts(None, rows, cols);
         let read_cols = if parts > 1 { crate::plan::part_cols(cols, parts) } else { cols };
         RowLayout { parts: parts as u32, ..self.rows_layout(read_cols) }
     }

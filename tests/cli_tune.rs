@@ -70,6 +70,57 @@ fn the_tuner_chooses_keeps_and_reuses_a_layout() {
     assert!((v["mean"].as_f64().unwrap() - want).abs() <= 1e-5 * want.abs());
 }
 
+/// Rows few and long enough to split (under the GPU layouts): the tuner times the parts with
+/// the rest of the layout, and a job runs with the parts it chose, as the layout pinned
+/// runs it and as the reference computes.
+#[test]
+fn the_tuner_chooses_the_parts_of_split_rows() {
+    if !has_gpu() {
+        return;
+    }
+    let f = Files::new();
+    let (rows, cols) = (256, 16384);
+    let x = f.f32("x.npy", &[rows, cols], &uniform(3, rows * cols, -4.0, 4.0));
+    let cache = f.path("tune.json");
+    let gpu = |mode: &str, pin: Option<&str>, args: &[&str]| {
+        let mut c = command(args);
+        c.env("XENT_ROW_LAYOUT", "gpu").env("XENT_TUNE", mode).env("XENT_TUNE_CACHE", &cache);
+        if let Some(layout) = pin {
+            c.env("XENT_LAYOUT", layout);
+        }
+        cli_support::Run::from(c.output().unwrap())
+    };
+    let tuned = gpu("on", None, &["tune", "--shapes", "256x16384", "--ops", "lse"]);
+    assert_eq!(tuned.code, 0, "{}", tuned.stderr);
+    let line: Value = serde_json::from_str(tuned.stdout.trim()).unwrap();
+    assert_eq!(line["tuned"], true, "{line}");
+    assert!(line["rule_layout"].as_str().unwrap().contains('/'), "the rule splits these rows: {line}");
+    // a choice of two parts in the cache, under the key the job records
+    let mut kept: Value = serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
+    let device = kept["devices"].as_object_mut().unwrap().values_mut().next().unwrap();
+    let key = "logsumexp|F32|0|c16384|few";
+    assert!(device.get(key).is_some(), "{device}");
+    device[key] = Value::from("64x64/2");
+    std::fs::write(&cache, kept.to_string()).unwrap();
+    // each row's value, written out: the bits of each run
+    let rows_of = |mode: &str, pin: Option<&str>, name: &str| {
+        let out = f.path(name);
+        let args = ["lse", "--logits", &x, "--device", "gpu", "--json", "--out", out.to_str().unwrap()];
+        let run = gpu(mode, pin, &args);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        (run.json(), std::fs::read(&out).unwrap())
+    };
+    let (chosen, chosen_rows) = rows_of("cached", None, "chosen.npy");
+    assert_eq!(chosen["layout"], "64x64/2", "{chosen}");
+    let (_, two) = rows_of("off", Some("64x64/2"), "two.npy");
+    let (_, four) = rows_of("off", Some("64x64/4"), "four.npy");
+    assert_ne!(two, four, "two and four parts add in other orders");
+    assert_eq!(chosen_rows, two);
+    let reference = gpu("off", None, &["lse", "--logits", &x, "--device", "reference", "--json"]).json();
+    let (got, want) = (chosen["sum"].as_f64().unwrap(), reference["sum"].as_f64().unwrap());
+    assert!((got - want).abs() <= 1e-6 * want.abs(), "{got} against {want}");
+}
+
 #[test]
 fn a_bad_mode_is_named() {
     let f = Files::new();

@@ -290,11 +290,16 @@ impl PreparedRows {
 /// write pass, for distillation the second pass's parts and merge): the parts' records go
 /// to a buffer of their own, bound where a gradient would be (split rows take no
 /// gradient), and each pass reads what the one before wrote.
+///
+/// The whole job has one dispatch key ([`crate::kernels::dispatch_key`]): its parts and the
+/// layout of the kernels that read its rows or their parts are the pinned layout's, else the
+/// tuner's for that key, else the rule's.
 fn prepare(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Vec<PreparedRows>> {
-    let parts = kernels.row_parts(d.rows, d.cols);
+    let key = crate::kernels::dispatch_key(d.kernel, d.template.flags, d.dtype, d.rows, d.cols);
+    let parts = kernels.row_parts(Some(&key), d.rows, d.cols);
     let split = d.kernel.info().split.plan(d.template.flags).filter(|_| parts > 1 && d.grad == GradMode::default());
     let Some(stages) = split else {
-        return Ok(vec![prepare_rows(kernels, d, b)?]);
+        return Ok(vec![prepare_rows(kernels, d, b, &key)?]);
     };
     let size = 4 * u64::from(PART_WORDS) * d.rows * parts;
     let partials = kernels.device().create_buffer(&wgpu::BufferDescriptor {
@@ -309,7 +314,7 @@ fn prepare(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Vec<Prepa
         .iter()
         .map(|&kernel| {
             let rows = if kernel.info().stage.per_part() { d.rows * parts } else { d.rows };
-            prepare_rows(kernels, &Dispatch { kernel, template: &template, rows, ..*d }, &bindings)
+            prepare_rows(kernels, &Dispatch { kernel, template: &template, rows, ..*d }, &bindings, &key)
         })
         .collect()
 }
@@ -317,7 +322,7 @@ fn prepare(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Vec<Prepa
 /// Words of one part's record (`PART_WORDS` in shaders/common/row_reduce.wgsl).
 const PART_WORDS: u32 = 12;
 
-fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<PreparedRows> {
+fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings, key: &str) -> Result<PreparedRows> {
     let device = kernels.device();
     let Dispatch { kernel, template, dtype, rows, cols, row_offset, grad, .. } = *d;
     let max_wg = 1u32 << (31 - device.limits().max_compute_invocations_per_workgroup.max(1).leading_zeros());
@@ -332,11 +337,7 @@ fn prepare_rows(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Prep
             (wg, lanes, false, 1)
         }
         Cols::Row | Cols::Part => {
-            let l = match info.reads {
-                Cols::Row => kernels
-                    .dispatch_layout(crate::kernels::dispatch_key(kernel, template.flags, dtype, rows, cols), cols),
-                _ => kernels.rows_layout(read_cols),
-            };
+            let l = kernels.dispatch_layout(key.to_string(), read_cols);
             (l.workgroup, l.lanes, l.tile, l.steps)
         }
     };
