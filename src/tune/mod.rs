@@ -176,16 +176,24 @@ impl Context {
 
     /// Sets the time the tuner may spend on a new kind of job (about 100 ms unless set; a
     /// full round of the candidates it has probed by then at least) and in this process in
-    /// all (about 2 s). `xent tune`, which tunes ahead of time, gives each kind 10 s and the
-    /// process no limit, so that every candidate is timed.
+    /// all (about 2 s). Ahead of time ([`Context::set_tune_ahead_of_time`]) a kind gets 10 s
+    /// and the process no limit, so that every candidate is timed.
     pub fn set_tune_budget(&self, per_kind: Duration, per_process: Duration) {
         *self.tuner.budget.lock().unwrap_or_else(|p| p.into_inner()) = (per_kind, per_process);
+    }
+
+    /// Sets the tuner to tune as `xent tune` does, ahead of time: every candidate (10 s a kind of job, no limit
+    /// in all, [`Context::set_tune_budget`]) on scratch jobs of the job's own rows up to
+    /// 256 MiB ([`Context::set_tune_scratch`]).
+    pub fn set_tune_ahead_of_time(&self) {
+        self.set_tune_budget(Duration::from_secs(10), Duration::MAX);
+        self.set_tune_scratch(256 << 20);
     }
 
     /// Sets the input bytes of the scratch job the tuner times its candidates on: the job's
     /// own rows where they fit in `max_bytes` (a row at least). Unless set, a scratch job has
     /// at most 4096 rows and 32 MiB, which keeps a job's own tuning short but can rank the
-    /// candidates otherwise than the job's size would (caches). `xent tune` sets 256 MiB.
+    /// candidates otherwise than the job's size would (caches). Ahead of time: 256 MiB.
     pub fn set_tune_scratch(&self, max_bytes: u64) {
         *self.tuner.scratch_bytes.lock().unwrap_or_else(|p| p.into_inner()) = Some(max_bytes);
     }

@@ -45,10 +45,9 @@ pub(crate) fn tune(args: &TuneArgs) -> Result<(), Failure> {
             ctx.adapter_label()
         )));
     }
-    // ahead of time: every kind asked for is tuned, under every candidate
-    ctx.set_tune_budget(std::time::Duration::from_secs(10), std::time::Duration::MAX);
-    // and on scratch jobs of the shapes' own rows, where they fit in 256 MiB
-    ctx.set_tune_scratch(256 << 20);
+    // ahead of time: every kind asked for is tuned, under every candidate, on scratch jobs
+    // of the shapes' own rows where they fit in 256 MiB
+    ctx.set_tune_ahead_of_time();
     let shapes = args.shapes.iter().map(|s| crate::bench::parse_shape(s)).collect::<Result<Vec<_>, _>>()?;
     let names: Vec<String> =
         if args.ops.is_empty() { ["lse", "ce", "kl"].map(String::from).to_vec() } else { args.ops.clone() };

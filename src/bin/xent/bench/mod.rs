@@ -241,8 +241,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), Failure> {
     let bench = Bench::new(&ctx);
     if args.sweep {
         // the tuner's choice beside the sweep's, made as `xent tune` makes it
-        ctx.set_tune_budget(std::time::Duration::from_secs(10), std::time::Duration::MAX);
-        ctx.set_tune_scratch(256 << 20);
+        ctx.set_tune_ahead_of_time();
     }
     let adapter = ctx.adapter_label();
     let json_lines = args.json || args.sweep;
