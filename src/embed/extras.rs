@@ -10,6 +10,11 @@ use crate::loss::LogBase;
 pub struct RecordExtras<'a> {
     /// The job row of the record's first row (rows in the status words count from it).
     pub first_row: u64,
+    /// The rows of the whole job this record is a piece of (unless set, the record's own):
+    /// the row kernels' layout, split parts included, and the tuner's choice are those of
+    /// a job of this many rows, so that every piece of a job runs the same layout and any
+    /// chunking gives the same bits.
+    pub job_rows: Option<u64>,
     /// Per-row auxiliary records from this offset, instead of the recorder's scratch: eight
     /// u32 words a row, `[argmax, weight bits, z-term bits, entropy bits]` and the report's
     /// (see `report`) (the weight of the

@@ -289,6 +289,8 @@ impl Recorder {
         let extras = RecordExtras {
             // the status names rows of the whole record
             first_row: start,
+            // the layout of the whole head's rows, whatever the chunk
+            job_rows: Some(head.rows),
             // present where the gradient is of the mean
             grad_denominator: c.denominator,
             report: out.report.is_some(),

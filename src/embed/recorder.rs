@@ -419,6 +419,8 @@ impl Recorder {
                 template: &c.job.params,
                 dtype: binder.dtype(),
                 rows: n,
+                // the record's rows (or its job's), never the range's
+                layout_rows: extras.job_rows.unwrap_or(c.rows).max(c.rows),
                 cols: c.cols,
                 row_offset: extras.first_row + start,
                 grad: binder.mode,
@@ -456,6 +458,7 @@ impl Recorder {
                 template: &c.job.params,
                 dtype: binder.dtype(),
                 rows: n,
+                layout_rows: c.rows,
                 cols: c.cols,
                 row_offset: start,
                 grad: GradMode::default(),

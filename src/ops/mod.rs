@@ -198,6 +198,10 @@ pub(crate) struct Dispatch<'p> {
     pub(crate) dtype: crate::DType,
     /// Rows in this dispatch.
     pub(crate) rows: u64,
+    /// Rows the layout is chosen for (its dispatch key, its split parts): the whole job's,
+    /// of which this dispatch may be one range or piece, so that no chunking changes a
+    /// layout, so a bit.
+    pub(crate) layout_rows: u64,
     /// Columns of every row.
     pub(crate) cols: u64,
     /// Global index of the first row (for error reports).
@@ -295,8 +299,8 @@ impl PreparedRows {
 /// layout of the kernels that read its rows or their parts are the pinned layout's, else the
 /// tuner's for that key, else the rule's.
 fn prepare(kernels: &Kernels, d: &Dispatch, b: &RowBindings) -> Result<Vec<PreparedRows>> {
-    let key = crate::kernels::dispatch_key(d.kernel, d.template.flags, d.dtype, d.rows, d.cols);
-    let parts = kernels.row_parts(Some(&key), d.rows, d.cols);
+    let key = crate::kernels::dispatch_key(d.kernel, d.template.flags, d.dtype, d.layout_rows, d.cols);
+    let parts = kernels.row_parts(Some(&key), d.layout_rows, d.cols);
     let split = d.kernel.info().split.plan(d.template.flags).filter(|_| parts > 1 && d.grad == GradMode::default());
     let Some(stages) = split else {
         return Ok(vec![prepare_rows(kernels, d, b, &key)?]);

@@ -117,6 +117,14 @@ pub(super) fn words<T>(bytes: &[u8], step: usize, what: &str, f: impl Fn(u32) ->
 /// Bytes of a row's auxiliary record.
 pub(super) const AUX_BYTES: u64 = 4 * AUX_WORDS as u64;
 
+/// Row-kernel invocations of one piece at most on GL, where wgpu drives the device
+/// through one context that a submission holds until the device is done with it, and a
+/// thread that waits 6 s for it panics (wgpu-hal's GL backend): pieces of bounded work
+/// keep every submission short (about a second on llvmpipe), so that jobs on other
+/// threads get their turn. The bytes of a piece are bounded anyway (the chunk size); this
+/// bounds the rows of narrow rows that take many lanes each.
+const GL_PIECE_INVOCATIONS: u64 = 1 << 24;
+
 /// Bytes a row of a job takes in each buffer of a piece.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Layout {
@@ -169,8 +177,8 @@ impl Layout {
     }
 
     /// The most rows of one piece: every binding of a piece within the adapter's limit
-    /// (with room for an incomplete block carried over), and the piece's device bytes
-    /// within the chunk size.
+    /// (with room for an incomplete block carried over), the piece's device bytes within
+    /// the chunk size, and on GL its invocations within [`GL_PIECE_INVOCATIONS`].
     pub(crate) fn piece_rows(&self, ctx: &Context, rows: u64) -> Result<u64> {
         let (layout, limits) = (self, ctx.device.limits());
         let (align, max_binding) =
@@ -187,7 +195,13 @@ impl Layout {
         let room = max_binding.saturating_sub(layout.carry_rows() * per_row);
         let by_output = plan::chunk_rows(rows, per_row, room, align, u64::MAX).map_err(too_large)?;
         let by_memory = (ctx.chunk_bytes / layout.device_row_bytes()).max(1);
-        Ok(by_input.min(by_output).min(by_memory))
+        let by_work = if ctx.adapter.get_info().backend == wgpu::Backend::Gl {
+            let l = ctx.recorder.kernels().layout_for(rows, layout.cols);
+            (GL_PIECE_INVOCATIONS / (u64::from(l.lanes) * u64::from(l.parts)).max(1)).max(1)
+        } else {
+            u64::MAX
+        };
+        Ok(by_input.min(by_output).min(by_memory).min(by_work))
     }
 
     /// Rows of an incomplete reduction block a piece takes over from the one before.

@@ -462,6 +462,7 @@ impl<'c> Stream<'c> {
         let out = DeviceOutput { per_row: Some(&here.out), per_row_offset, ..Default::default() };
         let extras = RecordExtras {
             first_row: row,
+            job_rows: Some(self.rows),
             // a job without per-row words binds the slot's small aux buffer from its start
             aux: Some((&here.aux, self.layout.aux * carry)),
             status: Some(&self.status),

@@ -82,6 +82,8 @@ pub(super) struct Scratch {
     report: bool,
     dtype: DType,
     rows: u64,
+    /// The rows of the job it stands for, whose layouts it runs ([`RecordExtras::job_rows`]).
+    job_rows: u64,
     cols: u64,
     a: wgpu::Buffer,
     b: Option<wgpu::Buffer>,
@@ -108,6 +110,7 @@ impl Scratch {
         let (cols, dtype) = (first.cols as u64, first.data.dtype());
         let out_cols = if op.writes_rows() { cols } else { 1 };
         let row_bytes = cols * dtype.size() as u64;
+        let job_rows = rows;
         let rows = scratch_rows(rows, row_bytes, out_cols, max_bytes, d.limits().max_buffer_size);
         let (r, c) = (rows as usize, cols as usize);
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ cols);
@@ -156,6 +159,7 @@ impl Scratch {
             report: report && matches!(op, Op::CrossEntropy { .. }),
             dtype,
             rows,
+            job_rows,
             cols,
             a,
             b,
@@ -224,6 +228,7 @@ impl Scratch {
             status: Some(&self.status),
             report: self.report && baseline.is_none(),
             baseline,
+            job_rows: baseline.is_none().then_some(self.job_rows),
             timestamps: self.queries.as_ref().map(|(set, _, _)| (set, 2 * MAX_PIECES)),
             ..Default::default()
         };

@@ -507,6 +507,29 @@ fn chunked_run_is_bit_identical() {
     assert!(one.iter().zip(&many).all(|(x, y)| x.to_bits() == y.to_bits()), "softmax chunked");
 }
 
+/// Long rows in pieces of few rows give the bits of one piece: the layout (split parts
+/// included, which a GPU layout takes for few long rows) is chosen for the job's rows,
+/// not for each piece's.
+#[test]
+fn chunked_long_rows_are_bit_identical() {
+    let Some(ctx) = context() else { return };
+    let data = Data::new(8050, 1100, 8192, 5.0);
+    let x = Input::new(&data.logits, DType::F32);
+    let op = Op::CrossEntropy { ignore_index: Some(IGNORE), label_smoothing: 0.0, z_loss: 0.0, entropy: false };
+    let loss = Loss::new(op, x.batch(data.rows, data.cols)).with_labels(&data.labels[..]);
+    let run = |chunk_rows| {
+        ctx.compute(&loss, &RunOptions { keep_values: true, keep_argmax: true, chunk_rows, ..Default::default() })
+            .unwrap()
+    };
+    let whole = run(None);
+    let part = run(Some(100));
+    assert_eq!(part.sum.to_bits(), whole.sum.to_bits(), "sum");
+    let (a, b) = (part.values.unwrap(), whole.values.unwrap());
+    let same = a.iter().zip(&b).filter(|(x, y)| x.to_bits() == y.to_bits()).count();
+    assert_eq!(same, b.len(), "per-row values: {same} of {} the same bits", b.len());
+    assert_eq!(part.argmax, whole.argmax);
+}
+
 /// Pieces that end inside a block of the tree sum carry its rows over to the next piece:
 /// any chunking gives the bits of one chunk, over rows enough for three levels of the
 /// tree, with per-row weights (class weights, ignored rows), z-loss terms, entropies (of
