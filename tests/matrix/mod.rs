@@ -483,14 +483,19 @@ fn zeros_in_probabilities_and_bce_edges() {
         check("zeros", Case::of(op), &data, DType::F32, 2e-5, 2e-5);
     }
 }
+/// Cross-entropy of `x` against `data`'s labels, some of them the ignore index.
+fn ce_ignoring<'a>(data: &'a Data, x: &'a Input) -> Loss<'a> {
+    let op = Op::CrossEntropy { ignore_index: Some(IGNORE), label_smoothing: 0.0, z_loss: 0.0, entropy: false };
+    Loss::new(op, x.batch(data.rows, data.cols)).with_labels(&data.labels[..])
+}
+
 /// A chunked run (a few rows per chunk) gives the same bits as one chunk.
 #[test]
 fn chunked_run_is_bit_identical() {
     let Some(ctx) = context() else { return };
     let data = Data::new(8000, 1001, 37, 5.0);
     let x = Input::new(&data.logits, DType::F32);
-    let op = Op::CrossEntropy { ignore_index: Some(IGNORE), label_smoothing: 0.0, z_loss: 0.0, entropy: false };
-    let loss = Loss::new(op, x.batch(data.rows, data.cols)).with_labels(&data.labels[..]);
+    let loss = ce_ignoring(&data, &x);
     let whole = ctx.compute(&loss, &RunOptions { keep_values: true, ..Default::default() }).unwrap();
     for chunk in [1, 3, 64, 1000] {
         let opts = RunOptions { keep_values: true, chunk_rows: Some(chunk), ..Default::default() };
@@ -515,8 +520,7 @@ fn chunked_long_rows_are_bit_identical() {
     let Some(ctx) = context() else { return };
     let data = Data::new(8050, 1100, 8192, 5.0);
     let x = Input::new(&data.logits, DType::F32);
-    let op = Op::CrossEntropy { ignore_index: Some(IGNORE), label_smoothing: 0.0, z_loss: 0.0, entropy: false };
-    let loss = Loss::new(op, x.batch(data.rows, data.cols)).with_labels(&data.labels[..]);
+    let loss = ce_ignoring(&data, &x);
     let run = |chunk_rows| {
         ctx.compute(&loss, &RunOptions { keep_values: true, keep_argmax: true, chunk_rows, ..Default::default() })
             .unwrap()
