@@ -316,3 +316,29 @@ pub fn merge(shards: &[Map<String, Value>]) -> Result<Value, MergeError> {
     line.insert("shards".into(), json!(shards.len()));
     Ok(Value::Object(line))
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    use super::*;
+
+    /// A merge is exact only if every sum a shard wrote reads back to the same bits: the
+    /// shortest decimal that `number` writes must parse to the very double it came from
+    /// (serde_json's default parser misses by a unit in the last place on about one in five
+    /// of these; its `float_roundtrip` feature rounds correctly).
+    #[test]
+    fn numbers_read_back_to_the_same_bits() {
+        let mut rng = StdRng::seed_from_u64(26);
+        let mut values: Vec<f64> =
+            (0..20_000).map(|_| f64::from_bits(rng.random())).filter(|v| v.is_finite()).collect();
+        values.extend((0..20_000).map(|_| rng.random_range(-1e6..1e6)));
+        // 1.1225179507696195: a quotient of two timings that the default parser read as ...197
+        values.extend([1.1225179507696195, 5e-324, f64::MAX, f64::MIN_POSITIVE, -0.0, 0.1]);
+        for v in values {
+            let text = serde_json::to_string(&number(v)).unwrap();
+            let back = float(&serde_json::from_str(&text).unwrap()).unwrap();
+            assert_eq!(back.to_bits(), v.to_bits(), "{text}");
+        }
+    }
+}

@@ -221,6 +221,14 @@ fn a_terminal_gets_a_summary_and_json_keeps_the_line() {
     assert_eq!(v["command"], "lse");
 }
 
+/// The number a JSON line gives `key`, parsed from its text by `str::parse`.
+fn raw_number(line: &str, key: &str) -> f64 {
+    let at = line.find(&format!("\"{key}\":")).unwrap_or_else(|| panic!("no {key}: {line}")) + key.len() + 3;
+    let text = line[at..].trim_start();
+    let end = text.find(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c))).unwrap_or(text.len());
+    text[..end].parse().unwrap_or_else(|e| panic!("{key}: {e}: {line}"))
+}
+
 /// A set evaluated as shards and merged is the set evaluated whole: row, hit and count
 /// totals exactly; sums and denominators to 1e-12 on the f64 reference (the CPU path),
 /// to f32 accumulation on the GPU; the mean, accuracy, perplexity, z-loss and entropy follow.
@@ -266,6 +274,14 @@ fn shards_merge_into_the_whole() {
         for key in keys.into_iter().chain(["entropy_sum", "entropy"]) {
             let (m, w) = (merged[key].as_f64().unwrap(), whole[key].as_f64().unwrap());
             assert!((m - w).abs() <= tolerance * w.abs(), "{device}: {key}: merged {m}, whole {w}");
+        }
+        // one shard merged alone: its sums come back to the bit, as they were written (read
+        // here by the standard library's parser, which rounds correctly)
+        let alone = xent(&["merge", &results[2]]).stdout;
+        let shard = std::fs::read_to_string(&results[2]).unwrap();
+        for key in ["sum", "denominator", "z_sum", "entropy_sum"] {
+            let (a, s) = (raw_number(&alone, key), raw_number(&shard, key));
+            assert_eq!(a.to_bits(), s.to_bits(), "{device}: {key}: {a:e} against {s:e}");
         }
     }
     // shards of different operations, and a file that is no result
