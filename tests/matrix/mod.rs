@@ -489,22 +489,36 @@ fn ce_ignoring<'a>(data: &'a Data, x: &'a Input) -> Loss<'a> {
     Loss::new(op, x.batch(data.rows, data.cols)).with_labels(&data.labels[..])
 }
 
+/// Cross-entropy of `data` (some labels the ignore index) run in pieces of each of
+/// `chunks` rows gives the bits of one piece: the sum, the denominator, every row's value
+/// and the argmax.
+fn chunking_keeps_the_bits(ctx: &xent::Backend, data: &Data, chunks: &[u64]) {
+    let x = Input::new(&data.logits, DType::F32);
+    let loss = ce_ignoring(data, &x);
+    let run = |chunk_rows| {
+        ctx.compute(&loss, &RunOptions { keep_values: true, keep_argmax: true, chunk_rows, ..Default::default() })
+            .unwrap()
+    };
+    let whole = run(None);
+    let b = whole.values.as_ref().unwrap();
+    for &chunk in chunks {
+        let part = run(Some(chunk));
+        assert_eq!(part.sum.to_bits(), whole.sum.to_bits(), "chunk {chunk}: sum");
+        assert_eq!(part.denominator.to_bits(), whole.denominator.to_bits(), "chunk {chunk}: denominator");
+        let a = part.values.unwrap();
+        let same = a.iter().zip(b).filter(|(x, y)| x.to_bits() == y.to_bits()).count();
+        assert_eq!((a.len(), same), (b.len(), b.len()), "chunk {chunk}: {same} of {} values the same bits", b.len());
+        assert_eq!(part.argmax, whole.argmax, "chunk {chunk}: argmax");
+    }
+}
+
 /// A chunked run (a few rows per chunk) gives the same bits as one chunk.
 #[test]
 fn chunked_run_is_bit_identical() {
     let Some(ctx) = context() else { return };
     let data = Data::new(8000, 1001, 37, 5.0);
+    chunking_keeps_the_bits(ctx, &data, &[1, 3, 64, 1000]);
     let x = Input::new(&data.logits, DType::F32);
-    let loss = ce_ignoring(&data, &x);
-    let whole = ctx.compute(&loss, &RunOptions { keep_values: true, ..Default::default() }).unwrap();
-    for chunk in [1, 3, 64, 1000] {
-        let opts = RunOptions { keep_values: true, chunk_rows: Some(chunk), ..Default::default() };
-        let part = ctx.compute(&loss, &opts).unwrap();
-        assert_eq!(part.sum.to_bits(), whole.sum.to_bits(), "chunk {chunk}: sum");
-        assert_eq!(part.denominator.to_bits(), whole.denominator.to_bits());
-        let (a, b) = (part.values.unwrap(), whole.values.as_ref().unwrap().clone());
-        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "chunk {chunk}: values");
-    }
     let softmax = Loss::new(Op::Softmax { temperature: 1.5, log: false }, x.batch(data.rows, data.cols));
     let one = ctx.compute(&softmax, &RunOptions::default()).unwrap().values.unwrap();
     let many =
@@ -518,20 +532,7 @@ fn chunked_run_is_bit_identical() {
 #[test]
 fn chunked_long_rows_are_bit_identical() {
     let Some(ctx) = context() else { return };
-    let data = Data::new(8050, 1100, 8192, 5.0);
-    let x = Input::new(&data.logits, DType::F32);
-    let loss = ce_ignoring(&data, &x);
-    let run = |chunk_rows| {
-        ctx.compute(&loss, &RunOptions { keep_values: true, keep_argmax: true, chunk_rows, ..Default::default() })
-            .unwrap()
-    };
-    let whole = run(None);
-    let part = run(Some(100));
-    assert_eq!(part.sum.to_bits(), whole.sum.to_bits(), "sum");
-    let (a, b) = (part.values.unwrap(), whole.values.unwrap());
-    let same = a.iter().zip(&b).filter(|(x, y)| x.to_bits() == y.to_bits()).count();
-    assert_eq!(same, b.len(), "per-row values: {same} of {} the same bits", b.len());
-    assert_eq!(part.argmax, whole.argmax);
+    chunking_keeps_the_bits(ctx, &Data::new(8050, 1100, 8192, 5.0), &[100]);
 }
 
 /// Pieces that end inside a block of the tree sum carry its rows over to the next piece:
